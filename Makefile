@@ -1,0 +1,30 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Each builds .venv by itself.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean install
+
+$(STAMP): pyproject.toml setup.py src/botmeter/collect/_fastpath.c
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/botmeter demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+
+test: $(STAMP) lint
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/track_call.py
+	$(PY) bench/ingest.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info botmeter.duckdb botmeter.duckdb.*

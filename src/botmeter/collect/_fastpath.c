@@ -1,0 +1,654 @@
+/*
+ * The hot path of every track call: check the arguments, stamp the time, append one tuple.
+ *
+ * A track call runs on the bot's own thread, so it must cost about as much as appending to a
+ * deque. Python-level keyword parsing alone costs more than that, so the parsing, the checks and
+ * the append live here. The behaviour is the same as botmeter.collect.recorder's pure-Python
+ * version (used when this module is not built); the error messages are produced by the same
+ * Python function so both say exactly the same thing.
+ *
+ * Buffer: one list per record kind ("lane"), a shared size and cap, per-lane drop counts.
+ * TrackFn: a callable bound to one lane and one parameter spec (botmeter.events.RECORDS).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stddef.h>
+#include <time.h>
+
+#define MAX_PARAMS 32
+
+/* Parameter checks; the numbers match botmeter.events. */
+enum {
+    CK_ANY = 0,
+    CK_STR = 1,
+    CK_OPT_STR = 2,
+    CK_COUNT = 3,
+    CK_OPT_AMOUNT = 4,
+    CK_AMOUNT = 5,
+    CK_CHOICE = 6,
+    CK_OPT_DICT = 7,
+    CK_TIMESTAMP = 8,
+    CK_OBJECT = 9,
+    CK_OPT_ID = 10,
+    CK_OPT_CHOICE = 11,
+};
+
+/* Ways an argument can be wrong; passed to the Python error builder. */
+enum {
+    ERR_INVALID = 0,
+    ERR_MISSING = 1,
+    ERR_UNEXPECTED = 2,
+    ERR_DUPLICATE = 3,
+    ERR_POSITIONAL = 4,
+    ERR_AT_MOST = 5,
+};
+
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject **lanes;
+    Py_ssize_t n_lanes;
+    Py_ssize_t size;
+    Py_ssize_t cap;
+    unsigned long long *dropped;
+    int enabled;
+} BufferObject;
+
+static void
+buffer_dealloc(BufferObject *self)
+{
+    if (self->lanes) {
+        for (Py_ssize_t i = 0; i < self->n_lanes; i++) {
+            Py_XDECREF(self->lanes[i]);
+        }
+        PyMem_Free(self->lanes);
+    }
+    PyMem_Free(self->dropped);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+buffer_init(BufferObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"lanes", "cap", NULL};
+    Py_ssize_t n_lanes, cap;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "nn", kwlist, &n_lanes, &cap)) {
+        return -1;
+    }
+    if (n_lanes <= 0 || n_lanes > 64 || cap < 0) {
+        PyErr_SetString(PyExc_ValueError, "Buffer: lanes must be 1..64 and cap >= 0");
+        return -1;
+    }
+    self->lanes = PyMem_Calloc((size_t)n_lanes, sizeof(PyObject *));
+    self->dropped = PyMem_Calloc((size_t)n_lanes, sizeof(unsigned long long));
+    if (!self->lanes || !self->dropped) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->n_lanes = n_lanes;
+    for (Py_ssize_t i = 0; i < n_lanes; i++) {
+        self->lanes[i] = PyList_New(0);
+        if (!self->lanes[i]) {
+            return -1;
+        }
+    }
+    self->size = 0;
+    self->cap = cap;
+    self->enabled = 1;
+    return 0;
+}
+
+/* Hands the buffered records to the writer and starts empty lanes: a swap, not a copy. */
+static PyObject *
+buffer_drain(BufferObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *out = PyTuple_New(self->n_lanes);
+    if (!out) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < self->n_lanes; i++) {
+        PyObject *fresh = PyList_New(0);
+        if (!fresh) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i, self->lanes[i]);
+        self->lanes[i] = fresh;
+    }
+    self->size = 0;
+    return out;
+}
+
+static PyObject *
+buffer_dropped_counts(BufferObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *out = PyTuple_New(self->n_lanes);
+    if (!out) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < self->n_lanes; i++) {
+        PyObject *n = PyLong_FromUnsignedLongLong(self->dropped[i]);
+        if (!n) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i, n);
+    }
+    return out;
+}
+
+static PyObject *
+buffer_get_size(BufferObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->size);
+}
+
+static PyObject *
+buffer_get_cap(BufferObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->cap);
+}
+
+static int
+buffer_set_cap(BufferObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cap cannot be deleted");
+        return -1;
+    }
+    Py_ssize_t cap = PyLong_AsSsize_t(value);
+    if (cap == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (cap < 0) {
+        PyErr_SetString(PyExc_ValueError, "cap must be >= 0");
+        return -1;
+    }
+    self->cap = cap;
+    return 0;
+}
+
+static PyObject *
+buffer_get_enabled(BufferObject *self, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(self->enabled);
+}
+
+static int
+buffer_set_enabled(BufferObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "enabled cannot be deleted");
+        return -1;
+    }
+    int on = PyObject_IsTrue(value);
+    if (on < 0) {
+        return -1;
+    }
+    self->enabled = on;
+    return 0;
+}
+
+static PyMethodDef buffer_methods[] = {
+    {"drain", (PyCFunction)buffer_drain, METH_NOARGS, "Take every buffered record, one list per lane."},
+    {"dropped_counts", (PyCFunction)buffer_dropped_counts, METH_NOARGS,
+     "Records dropped so far because the buffer was full, per lane."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef buffer_getset[] = {
+    {"size", (getter)buffer_get_size, NULL, "records waiting", NULL},
+    {"cap", (getter)buffer_get_cap, (setter)buffer_set_cap, "most records held before dropping", NULL},
+    {"enabled", (getter)buffer_get_enabled, (setter)buffer_set_enabled, "track calls do nothing when false",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject BufferType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "botmeter.collect._fastpath.Buffer",
+    .tp_basicsize = sizeof(BufferObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Bounded in-memory buffer of track-call records, one lane per record kind.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)buffer_init,
+    .tp_dealloc = (destructor)buffer_dealloc,
+    .tp_methods = buffer_methods,
+    .tp_getset = buffer_getset,
+};
+
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    BufferObject *buf;
+    Py_ssize_t lane;
+    Py_ssize_t nparams;
+    Py_ssize_t positional;
+    PyObject *call;      /* str: the track call's name, for messages */
+    PyObject *names;     /* tuple of interned str */
+    PyObject *defaults;  /* tuple; `required` marks a parameter without default */
+    PyObject *choices;   /* tuple of tuples of str (empty when not a choice) */
+    PyObject *required;  /* the sentinel */
+    PyObject *coerce_ts; /* callable(value, call) -> float, for datetimes */
+    PyObject *invalid;   /* callable(call, kind, name, check, value, choices) -> raises */
+    PyObject *ts_name;   /* interned "ts" */
+    int checks[MAX_PARAMS];
+    Py_ssize_t n_at_most;
+    int at_most_a[MAX_PARAMS];
+    int at_most_b[MAX_PARAMS];
+} TrackFnObject;
+
+static int
+trackfn_traverse(TrackFnObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->buf);
+    Py_VISIT(self->coerce_ts);
+    Py_VISIT(self->invalid);
+    return 0;
+}
+
+static int
+trackfn_clear(TrackFnObject *self)
+{
+    Py_CLEAR(self->buf);
+    Py_CLEAR(self->call);
+    Py_CLEAR(self->names);
+    Py_CLEAR(self->defaults);
+    Py_CLEAR(self->choices);
+    Py_CLEAR(self->required);
+    Py_CLEAR(self->coerce_ts);
+    Py_CLEAR(self->invalid);
+    Py_CLEAR(self->ts_name);
+    return 0;
+}
+
+static void
+trackfn_dealloc(TrackFnObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    trackfn_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Raises through the shared Python error builder and returns NULL. */
+static PyObject *
+raise_invalid(TrackFnObject *self, int kind, PyObject *name, int check, PyObject *value, PyObject *choices)
+{
+    PyObject *res = PyObject_CallFunction(self->invalid, "OiOiOO", self->call, kind, name ? name : Py_None,
+                                          check, value ? value : Py_None, choices ? choices : Py_None);
+    Py_XDECREF(res);
+    if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_TypeError, "invalid track call");
+    }
+    return NULL;
+}
+
+static inline int
+is_int(PyObject *v)
+{
+    return PyLong_CheckExact(v) || (PyLong_Check(v) && !PyBool_Check(v));
+}
+
+/* 1 when v is a finite number >= 0 (int or float, not bool), else 0. */
+static inline int
+is_amount(PyObject *v)
+{
+    if (PyFloat_Check(v)) {
+        double d = PyFloat_AS_DOUBLE(v);
+        return isfinite(d) && d >= 0.0;
+    }
+    if (is_int(v)) {
+        return _PyLong_Sign(v) >= 0;
+    }
+    return 0;
+}
+
+static int
+in_choices(PyObject *v, PyObject *options)
+{
+    if (!PyUnicode_Check(v)) {
+        return 0;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(options);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (PyTuple_GET_ITEM(options, i) == v) {
+            return 1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int eq = PyUnicode_Compare(PyTuple_GET_ITEM(options, i), v);
+        if (eq == 0) {
+            return 1;
+        }
+        if (eq == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+        }
+    }
+    return 0;
+}
+
+static int
+check_value(int check, PyObject *v, PyObject *options)
+{
+    switch (check) {
+    case CK_ANY:
+        return 1;
+    case CK_STR:
+        return PyUnicode_Check(v) && PyUnicode_GET_LENGTH(v) > 0;
+    case CK_OPT_STR:
+        return v == Py_None || PyUnicode_Check(v);
+    case CK_COUNT:
+        return is_int(v) && _PyLong_Sign(v) >= 0;
+    case CK_OPT_AMOUNT:
+        return v == Py_None || is_amount(v);
+    case CK_AMOUNT:
+        return is_amount(v);
+    case CK_CHOICE:
+        return in_choices(v, options);
+    case CK_OPT_CHOICE:
+        return v == Py_None || in_choices(v, options);
+    case CK_OPT_DICT:
+        return v == Py_None || PyDict_Check(v);
+    case CK_OBJECT:
+        return v != Py_None;
+    case CK_OPT_ID:
+        return v == Py_None || PyUnicode_Check(v) || is_int(v);
+    default:
+        return 0;
+    }
+}
+
+static PyObject *
+trackfn_vectorcall(TrackFnObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (!self->buf->enabled) {
+        Py_RETURN_NONE;
+    }
+    PyObject *values[MAX_PARAMS];
+    PyObject *ts = NULL;
+    Py_ssize_t n = self->nparams;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject **names = &PyTuple_GET_ITEM(self->names, 0);
+
+    if (nargs > self->positional) {
+        PyObject *given = PyLong_FromSsize_t(nargs);
+        if (given == NULL) {
+            return NULL;
+        }
+        raise_invalid(self, ERR_POSITIONAL, NULL, (int)self->positional, given, NULL);
+        Py_DECREF(given);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        values[i] = i < nargs ? args[i] : NULL;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    Py_ssize_t next = nargs; /* callers mostly pass keywords in the documented order */
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+        PyObject *val = args[nargs + k];
+        Py_ssize_t found = -1;
+        /* Keyword names from call sites are interned: compare pointers first, starting where the
+           previous keyword matched, so an in-order call matches each name at the first try. */
+        for (Py_ssize_t step = 0; step < n; step++) {
+            Py_ssize_t j = next + step;
+            if (j >= n) {
+                j -= n;
+            }
+            if (names[j] == key) {
+                found = j;
+                next = j + 1 < n ? j + 1 : 0;
+                break;
+            }
+        }
+        if (found < 0) {
+            if (key == self->ts_name) {
+                ts = val;
+                continue;
+            }
+            for (Py_ssize_t j = 0; j < n; j++) {
+                if (PyUnicode_Compare(names[j], key) == 0) {
+                    found = j;
+                    break;
+                }
+            }
+            if (PyErr_Occurred()) {
+                PyErr_Clear();
+            }
+            if (found < 0) {
+                if (PyUnicode_Compare(self->ts_name, key) == 0) {
+                    ts = val;
+                    continue;
+                }
+                return raise_invalid(self, ERR_UNEXPECTED, key, 0, val, NULL);
+            }
+        }
+        if (values[found] != NULL) {
+            return raise_invalid(self, ERR_DUPLICATE, names[found], 0, val, NULL);
+        }
+        values[found] = val;
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *v = values[j];
+        if (v == NULL) {
+            PyObject *d = PyTuple_GET_ITEM(self->defaults, j);
+            if (d == self->required) {
+                return raise_invalid(self, ERR_MISSING, names[j], self->checks[j], NULL, NULL);
+            }
+            values[j] = d;
+            continue;
+        }
+        if (!check_value(self->checks[j], v, PyTuple_GET_ITEM(self->choices, j))) {
+            return raise_invalid(self, ERR_INVALID, names[j], self->checks[j], v,
+                                 PyTuple_GET_ITEM(self->choices, j));
+        }
+    }
+    for (Py_ssize_t p = 0; p < self->n_at_most; p++) {
+        int a = self->at_most_a[p], b = self->at_most_b[p];
+        int overflow_a = 0, overflow_b = 0;
+        long long va = PyLong_AsLongLongAndOverflow(values[a], &overflow_a);
+        long long vb = PyLong_AsLongLongAndOverflow(values[b], &overflow_b);
+        int greater = (overflow_a || overflow_b) ? PyObject_RichCompareBool(values[a], values[b], Py_GT) == 1
+                                                 : va > vb;
+        if (greater) {
+            PyObject *pair = PyTuple_Pack(2, values[a], values[b]);
+            PyObject *res = raise_invalid(self, ERR_AT_MOST, names[a], b, pair, names[b]);
+            Py_XDECREF(pair);
+            return res;
+        }
+    }
+
+    PyObject *stamp;
+    if (ts == NULL || ts == Py_None) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        stamp = PyFloat_FromDouble((double)now.tv_sec + (double)now.tv_nsec * 1e-9);
+    }
+    else if (PyFloat_CheckExact(ts) && isfinite(PyFloat_AS_DOUBLE(ts)) && PyFloat_AS_DOUBLE(ts) >= 0.0) {
+        Py_INCREF(ts);
+        stamp = ts;
+    }
+    else {
+        /* datetimes, ints and anything odd: the Python side converts or raises with the same words. */
+        stamp = PyObject_CallFunctionObjArgs(self->coerce_ts, ts, self->call, NULL);
+    }
+    if (stamp == NULL) {
+        return NULL;
+    }
+
+    BufferObject *buf = self->buf;
+    if (buf->size >= buf->cap) {
+        /* Full: the writer cannot keep up or the store is down. Count it; never block the bot. */
+        buf->dropped[self->lane]++;
+        Py_DECREF(stamp);
+        Py_RETURN_NONE;
+    }
+    PyObject *rec = PyTuple_New(n + 1);
+    if (rec == NULL) {
+        Py_DECREF(stamp);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(rec, 0, stamp);
+    for (Py_ssize_t j = 0; j < n; j++) {
+        Py_INCREF(values[j]);
+        PyTuple_SET_ITEM(rec, j + 1, values[j]);
+    }
+    int rc = PyList_Append(buf->lanes[self->lane], rec);
+    Py_DECREF(rec);
+    if (rc < 0) {
+        return NULL;
+    }
+    buf->size++;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+trackfn_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"buffer", "lane", "call", "names", "checks", "defaults", "choices", "positional",
+                             "at_most", "required", "coerce_ts", "invalid", NULL};
+    PyObject *buffer, *call, *names, *checks, *defaults, *choices, *at_most, *required, *coerce_ts, *invalid;
+    Py_ssize_t lane, positional;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!nUO!O!O!O!nO!OOO", kwlist, &BufferType, &buffer, &lane, &call,
+                                     &PyTuple_Type, &names, &PyTuple_Type, &checks, &PyTuple_Type, &defaults,
+                                     &PyTuple_Type, &choices, &positional, &PyTuple_Type, &at_most, &required,
+                                     &coerce_ts, &invalid)) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    if (n > MAX_PARAMS || PyTuple_GET_SIZE(checks) != n || PyTuple_GET_SIZE(defaults) != n ||
+        PyTuple_GET_SIZE(choices) != n || PyTuple_GET_SIZE(at_most) > MAX_PARAMS) {
+        PyErr_SetString(PyExc_ValueError, "TrackFn: names, checks, defaults and choices must match in length");
+        return NULL;
+    }
+    if (lane < 0 || lane >= ((BufferObject *)buffer)->n_lanes) {
+        PyErr_SetString(PyExc_ValueError, "TrackFn: lane out of range");
+        return NULL;
+    }
+    TrackFnObject *self = (TrackFnObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = (vectorcallfunc)trackfn_vectorcall;
+    Py_INCREF(buffer);
+    self->buf = (BufferObject *)buffer;
+    self->lane = lane;
+    self->nparams = n;
+    self->positional = positional;
+    PyObject *interned = PyTuple_New(n);
+    if (!interned) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *name = PyTuple_GET_ITEM(names, j);
+        if (!PyUnicode_Check(name)) {
+            Py_DECREF(interned);
+            Py_DECREF(self);
+            PyErr_SetString(PyExc_TypeError, "TrackFn: names must be str");
+            return NULL;
+        }
+        Py_INCREF(name);
+        PyUnicode_InternInPlace(&name);
+        PyTuple_SET_ITEM(interned, j, name);
+        long c = PyLong_AsLong(PyTuple_GET_ITEM(checks, j));
+        if (c == -1 && PyErr_Occurred()) {
+            Py_DECREF(interned);
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->checks[j] = (int)c;
+    }
+    self->names = interned;
+    self->n_at_most = PyTuple_GET_SIZE(at_most);
+    for (Py_ssize_t p = 0; p < self->n_at_most; p++) {
+        PyObject *pair = PyTuple_GET_ITEM(at_most, p);
+        int a, b;
+        if (!PyArg_ParseTuple(pair, "ii", &a, &b) || a < 0 || b < 0 || a >= n || b >= n) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_ValueError, "TrackFn: at_most index out of range");
+            }
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->at_most_a[p] = a;
+        self->at_most_b[p] = b;
+    }
+    Py_INCREF(call);
+    self->call = call;
+    Py_INCREF(defaults);
+    self->defaults = defaults;
+    Py_INCREF(choices);
+    self->choices = choices;
+    Py_INCREF(required);
+    self->required = required;
+    Py_INCREF(coerce_ts);
+    self->coerce_ts = coerce_ts;
+    Py_INCREF(invalid);
+    self->invalid = invalid;
+    self->ts_name = PyUnicode_InternFromString("ts");
+    if (!self->ts_name) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static PyObject *
+trackfn_repr(TrackFnObject *self)
+{
+    return PyUnicode_FromFormat("<botmeter %U>", self->call);
+}
+
+static PyTypeObject TrackFnType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "botmeter.collect._fastpath.TrackFn",
+    .tp_basicsize = sizeof(TrackFnObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "A track call: checks its arguments and appends one record to its buffer lane.",
+    .tp_new = trackfn_new,
+    .tp_dealloc = (destructor)trackfn_dealloc,
+    .tp_traverse = (traverseproc)trackfn_traverse,
+    .tp_clear = (inquiry)trackfn_clear,
+    .tp_vectorcall_offset = offsetof(TrackFnObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_repr = (reprfunc)trackfn_repr,
+};
+
+/* ------------------------------------------------------------------------------------------ */
+
+static struct PyModuleDef fastpath_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "botmeter.collect._fastpath",
+    .m_doc = "C fast path for botmeter's track calls.",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__fastpath(void)
+{
+    if (PyType_Ready(&BufferType) < 0 || PyType_Ready(&TrackFnType) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&fastpath_module);
+    if (m == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&BufferType);
+    if (PyModule_AddObject(m, "Buffer", (PyObject *)&BufferType) < 0) {
+        Py_DECREF(&BufferType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&TrackFnType);
+    if (PyModule_AddObject(m, "TrackFn", (PyObject *)&TrackFnType) < 0) {
+        Py_DECREF(&TrackFnType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

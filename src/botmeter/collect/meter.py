@@ -1,0 +1,343 @@
+"""The Meter: what a bot holds to record events.
+
+Each ``track_*`` method checks its arguments, stamps the time and appends a compact record to a
+bounded in-memory buffer: no I/O, no locks, no pricing. The methods below document the calls;
+at construction each is replaced on the instance by the C fast path (or its pure-Python twin),
+which takes the same arguments. A background writer does everything else.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import hashlib
+import logging
+import os
+import secrets
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..config import Config
+from ..process.pipeline import Pipeline, Processor
+from ..process.privacy import UserHasher, key_from_setting, load_or_create_key
+from ..store import Store, open_store
+from ..store.spool import Spool
+from .recorder import fast_path_available, make_recorder
+from .writer import Writer
+
+log = logging.getLogger("botmeter")
+F = TypeVar("F", bound=Callable[..., Any])
+Ts = datetime | float | int | None
+Id = str | int | None
+
+_TRACK_CALLS = (
+    "track_message",
+    "track_sms",
+    "track_llm_call",
+    "track_api_call",
+    "track_error",
+    "track_timing",
+    "track_activity",
+    "track_custom",
+)
+
+
+class Meter:
+    """Records a bot's events and writes them, in the background, to a store.
+
+    ``Meter(bot="dadacat")`` writes to ``./botmeter.duckdb`` (or ``BOTMETER_STORE``). Every
+    setting can be given here or as a ``BOTMETER_*`` variable; see ``botmeter.config``.
+    """
+
+    def __init__(
+        self,
+        bot: str | None = None,
+        *,
+        store: str | None = None,
+        processors: Sequence[Processor] = (),
+        pure_python: bool = False,
+        **settings: Any,
+    ) -> None:
+        self.config = Config.resolve(bot=bot, store=store, **settings)
+        self.enabled = self.config.enabled
+        self._buffer, fns = make_recorder(self.config.max_buffer, pure_python=pure_python)
+        self.fast_path = fast_path_available() and not pure_python
+        for call, fn in fns.items():
+            setattr(self, call, fn)  # the instance attribute wins over the documented method
+        self._closed = False
+        self._writer: Writer | None = None
+        self.store: Store | None = None
+        if not self.enabled:
+            self._buffer.enabled = False
+            return
+        self.store = open_store(self.config.store, lock_timeout=self.config.lock_timeout)
+        spool_dir = Path(self.config.spool_dir) if self.config.spool_dir else self.store.default_spool_dir()
+        self.spool = Spool(spool_dir, int(self.config.max_spool_mb * 1024 * 1024))
+        hasher = UserHasher(self._hash_key()) if self.config.hash_users else None
+        self.pipeline = Pipeline(self.config, hasher, processors)
+        self._writer = Writer(
+            self._buffer,
+            self.pipeline,
+            self.store,
+            self.spool,
+            interval=self.config.flush_interval,
+            batch_size=self.config.batch_size,
+        )
+        self._writer.start()
+        ref = weakref.ref(self)
+        self._atexit = functools.partial(_close_at_exit, ref)
+        atexit.register(self._atexit)
+        os.register_at_fork(after_in_child=functools.partial(_after_fork_in_child, ref))
+
+    def _hash_key(self) -> bytes:
+        if self.config.hash_key:
+            return key_from_setting(self.config.hash_key)
+        assert self.store is not None
+        candidates = [self.store.default_key_path()]
+        digest = hashlib.sha256(self.config.store.encode()).hexdigest()[:16]
+        candidates.append(Path.home() / ".cache" / "botmeter" / "keys" / f"{digest}.key")
+        for path in candidates:
+            try:
+                return load_or_create_key(path)
+            except OSError as exc:
+                log.warning("botmeter: cannot keep the user-hash key at %s: %s", path, exc)
+        # Never stop the bot for this: hashes stay consistent for this process only, and we say so.
+        log.error("botmeter: no writable place for the user-hash key; using a key for this process only")
+        return secrets.token_bytes(32)
+
+    # -- track calls (documentation; the instance attributes set in __init__ do the work) ---------
+
+    def track_message(
+        self, *, direction: str, text: str | None = None, user: Id = None, conversation: Id = None,
+        channel: str | None = None, properties: dict | None = None, event_id: str | None = None, ts: Ts = None,
+    ) -> None:
+        """A message from the user (``direction="in"``) or the bot (``"out"``).
+
+        The text is used for its length (and SMS segments); it is stored only with ``store_text``.
+        """
+        return self.__dict__["track_message"](
+            direction=direction, text=text, user=user, conversation=conversation, channel=channel,
+            properties=properties, event_id=event_id, ts=ts,
+        )
+
+    def track_sms(
+        self, *, direction: str, text: str | None = None, segments: float | None = None, country: str | None = None,
+        cost_usd: float | None = None, provider: str | None = None, user: Id = None, conversation: Id = None,
+        channel: str | None = None, properties: dict | None = None, event_id: str | None = None, ts: Ts = None,
+    ) -> None:
+        """An SMS in or out: a message whose segments and cost are computed from the text and country.
+
+        The country comes from the user's phone number (E.164) unless given; the rate from the
+        SMS rate table (``sms_rates``) or a custom price list; ``cost_usd`` overrides both.
+        """
+        return self.__dict__["track_sms"](
+            direction=direction, text=text, segments=segments, country=country, cost_usd=cost_usd,
+            provider=provider, user=user, conversation=conversation, channel=channel, properties=properties,
+            event_id=event_id, ts=ts,
+        )
+
+    def track_llm_call(
+        self, *, provider: str, model: str, input_tokens: int = 0, output_tokens: int = 0, cached_tokens: int = 0,
+        reasoning_tokens: int = 0, cache_write_tokens: int = 0, latency_ms: float | None = None,
+        cost_usd: float | None = None, stage: str | None = None, user: Id = None, conversation: Id = None,
+        channel: str | None = None, properties: dict | None = None, event_id: str | None = None, ts: Ts = None,
+    ) -> None:
+        """One LLM call. ``input_tokens`` counts the whole prompt, cached and cache-write tokens included;
+        ``output_tokens`` the whole completion, reasoning tokens included. Cost comes from genai-prices
+        (or your price list) unless ``cost_usd`` is given; an unknown model is stored unpriced.
+        """
+        return self.__dict__["track_llm_call"](
+            provider=provider, model=model, input_tokens=input_tokens, output_tokens=output_tokens,
+            cached_tokens=cached_tokens, reasoning_tokens=reasoning_tokens, cache_write_tokens=cache_write_tokens,
+            latency_ms=latency_ms, cost_usd=cost_usd, stage=stage, user=user, conversation=conversation,
+            channel=channel, properties=properties, event_id=event_id, ts=ts,
+        )
+
+    def track_api_call(
+        self, *, provider: str, name: str, cost_usd: float | None = None, units: float | None = None,
+        unit: str | None = None, latency_ms: float | None = None, user: Id = None, conversation: Id = None,
+        channel: str | None = None, properties: dict | None = None, event_id: str | None = None, ts: Ts = None,
+    ) -> None:
+        """Any other paid or timed API call; priced from your price list when ``cost_usd`` is not given."""
+        return self.__dict__["track_api_call"](
+            provider=provider, name=name, cost_usd=cost_usd, units=units, unit=unit, latency_ms=latency_ms,
+            user=user, conversation=conversation, channel=channel, properties=properties, event_id=event_id, ts=ts,
+        )
+
+    def track_error(
+        self, error: BaseException | type[BaseException] | str, *, severity: str | None = None,
+        message: str | None = None, status_code: int | None = None, code: str | int | None = None,
+        provider: str | None = None, stage: str | None = None, context: dict | None = None, user: Id = None,
+        conversation: Id = None, channel: str | None = None, properties: dict | None = None,
+        event_id: str | None = None, ts: Ts = None,
+    ) -> None:
+        """An error: an exception, an exception class or an error code. It is categorised (rate_limit,
+        quota, timeout, auth, ...), given a severity (from the category unless given) and a fingerprint
+        that groups the same error together.
+        """
+        return self.__dict__["track_error"](
+            error, severity=severity, message=message, status_code=status_code, code=code, provider=provider,
+            stage=stage, context=context, user=user, conversation=conversation, channel=channel,
+            properties=properties, event_id=event_id, ts=ts,
+        )
+
+    def track_timing(
+        self, stage: str, latency_ms: float, *, provider: str | None = None, model: str | None = None,
+        user: Id = None, conversation: Id = None, channel: str | None = None, properties: dict | None = None,
+        event_id: str | None = None, ts: Ts = None,
+    ) -> None:
+        """How long one stage of a reply took, in milliseconds (see also ``timer``)."""
+        return self.__dict__["track_timing"](
+            stage, latency_ms, provider=provider, model=model, user=user, conversation=conversation,
+            channel=channel, properties=properties, event_id=event_id, ts=ts,
+        )
+
+    def track_activity(
+        self, name: str, *, user: Id = None, conversation: Id = None, channel: str | None = None,
+        properties: dict | None = None, event_id: str | None = None, ts: Ts = None,
+    ) -> None:
+        """Something the user did: ``"reset"``, an admin command (``"admin:status"``), a feature (``"feature:x"``)."""
+        return self.__dict__["track_activity"](
+            name, user=user, conversation=conversation, channel=channel, properties=properties, event_id=event_id,
+            ts=ts,
+        )
+
+    def track_custom(
+        self, name: str, *, value: float | None = None, unit: str | None = None, user: Id = None,
+        conversation: Id = None, channel: str | None = None, properties: dict | None = None,
+        event_id: str | None = None, ts: Ts = None,
+    ) -> None:
+        """An event of your own, with an optional value and unit."""
+        return self.__dict__["track_custom"](
+            name, value=value, unit=unit, user=user, conversation=conversation, channel=channel,
+            properties=properties, event_id=event_id, ts=ts,
+        )
+
+    def timer(self, stage: str, **fields: Any) -> Timer:
+        """Times a block or a function as a ``timing`` event: ``with meter.timer("llm"): ...``."""
+        return Timer(self, stage, fields)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Returns once everything tracked before it is in the store or the spool (True), or on timeout."""
+        if self._writer is None:
+            return True
+        try:
+            return self._writer.flush(timeout)
+        except Exception:  # flush is called from the bot's code: it must not raise
+            log.exception("botmeter: flush failed")
+            return False
+
+    def close(self, timeout: float | None = 30.0) -> bool:
+        """Flushes, stops the writer; later track calls do nothing."""
+        if self._closed:
+            return True
+        self._closed = True
+        self._buffer.enabled = False
+        if self._writer is None:
+            return True
+        with contextlib.suppress(Exception):
+            atexit.unregister(self._atexit)
+        try:
+            return self._writer.stop(timeout)
+        except Exception:
+            log.exception("botmeter: close failed")
+            return False
+
+    def __enter__(self) -> Meter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stats(self) -> dict[str, Any]:
+        """What the meter has done: buffered, written, spooled, dropped, and why."""
+        dropped_buffer = sum(self._buffer.dropped_counts())
+        out: dict[str, Any] = {
+            "enabled": self.enabled and not self._closed,
+            "fast_path": self.fast_path,
+            "store": self.config.store,
+            "buffered": self._buffer.size,
+            "max_buffer": self.config.max_buffer,
+            "dropped_buffer_full": dropped_buffer,
+        }
+        if self._writer is None:
+            out["dropped"] = dropped_buffer
+            return out
+        w = self._writer.stats
+        depth = self.spool.depth()
+        out.update(
+            writer_alive=self._writer.alive,
+            processed=w.processed,
+            written=w.written,
+            spooled=w.spooled,
+            replayed=self.spool.replayed_events,
+            spool_batches=depth.batches,
+            spool_events=depth.events,
+            spool_bytes=depth.bytes,
+            dropped_spool_full=self.spool.dropped_events,
+            quarantined=self.spool.quarantined_events,
+            dropped=dropped_buffer + self.spool.dropped_events,
+            write_failures=w.write_failures,
+            processor_failures=dict(self.pipeline.failures),
+            unpriced_models={f"{p}/{m}": n for (p, m), n in self.pipeline.llm.unpriced.items()},
+            last_write_at=w.last_write_at,
+            last_error=w.last_error,
+        )
+        return out
+
+    def __repr__(self) -> str:
+        return f"Meter(bot={self.config.bot!r}, store={self.config.store!r}, enabled={self.enabled})"
+
+
+class Timer:
+    """``with meter.timer("llm"):`` or ``@meter.timer("reply")``: tracks the elapsed milliseconds."""
+
+    __slots__ = ("_fields", "_meter", "_start", "_stage", "latency_ms")
+
+    def __init__(self, meter: Meter, stage: str, fields: dict[str, Any]) -> None:
+        self._meter = meter
+        self._stage = stage
+        self._fields = fields
+        self._start = 0.0
+        self.latency_ms: float | None = None
+
+    def __enter__(self) -> Timer:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.latency_ms = (time.perf_counter() - self._start) * 1000.0
+        self._meter.track_timing(self._stage, self.latency_ms, **self._fields)
+
+    def __call__(self, fn: F) -> F:
+        meter, stage, fields = self._meter, self._stage, self._fields
+
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            with Timer(meter, stage, fields):
+                return fn(*args, **kwargs)
+
+        return timed  # type: ignore[return-value]
+
+
+def _close_at_exit(ref: weakref.ref) -> None:
+    meter = ref()
+    if meter is not None:
+        meter.close(timeout=10.0)
+
+
+def _after_fork_in_child(ref: weakref.ref) -> None:
+    meter = ref()
+    if meter is None or meter._writer is None or meter._closed:
+        return
+    try:
+        meter._writer.after_fork()
+    except Exception:
+        log.exception("botmeter: could not restart the writer after fork")

@@ -1,0 +1,205 @@
+"""The buffer behind the track calls, and the track calls themselves.
+
+``make_recorder()`` returns the C fast path when it was built, else the pure-Python recorder
+below. Both take the same parameter specs (``botmeter.events.RECORDS``), accept and reject the
+same arguments, and raise the same messages (built by ``invalid()``), which the tests check.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..events import (
+    AMOUNT,
+    CHECK_NAMES,
+    CHOICE,
+    COUNT,
+    OBJECT,
+    OPT_AMOUNT,
+    OPT_CHOICE,
+    OPT_DICT,
+    OPT_ID,
+    OPT_STR,
+    RECORD_CALLS,
+    RECORDS,
+    REQUIRED,
+    STR,
+    RecordSpec,
+    coerce_ts,
+)
+
+try:
+    from . import _fastpath
+except ImportError:  # not built (no compiler at install time): the pure-Python recorder does the same
+    _fastpath = None
+
+ERR_INVALID, ERR_MISSING, ERR_UNEXPECTED, ERR_DUPLICATE, ERR_POSITIONAL, ERR_AT_MOST = range(6)
+
+
+def invalid(call: str, kind: int, name: str | None, check: int, value: Any, choices: Any) -> None:
+    """Raises the error for a bad track-call argument, naming the argument and the value."""
+    if kind == ERR_MISSING:
+        raise TypeError(f"{call}() missing required argument {name!r}")
+    if kind == ERR_UNEXPECTED:
+        raise TypeError(f"{call}() got an unexpected keyword argument {name!r}")
+    if kind == ERR_DUPLICATE:
+        raise TypeError(f"{call}() got multiple values for argument {name!r}")
+    if kind == ERR_POSITIONAL:
+        raise TypeError(f"{call}() takes {check} positional argument(s) but {value} were given; use keywords")
+    if kind == ERR_AT_MOST:
+        a, b = value
+        raise ValueError(f"{call}: {name}={a!r} must not exceed {choices}={b!r}")
+    wanted = CHECK_NAMES.get(check, "a valid value").format(choices=choices)
+    # A value of the right type but out of range is a ValueError; the wrong type is a TypeError.
+    right_type = (
+        (check in (COUNT,) and isinstance(value, int) and not isinstance(value, bool))
+        or (
+            check in (AMOUNT, OPT_AMOUNT)
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+        )
+        or (check in (STR, CHOICE, OPT_CHOICE) and isinstance(value, str))
+    )
+    error = ValueError if right_type else TypeError
+    raise error(f"{call}: {name} must be {wanted}, got {value!r}")
+
+
+def _is_amount(v: Any) -> bool:
+    if v.__class__ is float or isinstance(v, float):
+        return math.isfinite(v) and v >= 0
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _valid(check: int, v: Any, choices: tuple[str, ...]) -> bool:
+    if check == STR:
+        return isinstance(v, str) and len(v) > 0
+    if check == OPT_STR:
+        return v is None or isinstance(v, str)
+    if check == COUNT:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    if check == OPT_AMOUNT:
+        return v is None or _is_amount(v)
+    if check == AMOUNT:
+        return _is_amount(v)
+    if check == CHOICE:
+        return isinstance(v, str) and v in choices
+    if check == OPT_CHOICE:
+        return v is None or (isinstance(v, str) and v in choices)
+    if check == OPT_DICT:
+        return v is None or isinstance(v, dict)
+    if check == OBJECT:
+        return v is not None
+    if check == OPT_ID:
+        return v is None or isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
+    return True
+
+
+class PyBuffer:
+    """Pure-Python twin of ``_fastpath.Buffer``."""
+
+    __slots__ = ("_dropped", "cap", "enabled", "lanes", "size")
+
+    def __init__(self, lanes: int, cap: int) -> None:
+        self.lanes = [[] for _ in range(lanes)]
+        self.size = 0
+        self.cap = cap
+        self.enabled = True
+        self._dropped = [0] * lanes
+
+    def drain(self) -> tuple[list, ...]:
+        out, self.lanes = tuple(self.lanes), [[] for _ in self.lanes]
+        self.size = 0
+        return out
+
+    def dropped_counts(self) -> tuple[int, ...]:
+        return tuple(self._dropped)
+
+
+def _py_track_fn(buf: PyBuffer, lane: int, spec: RecordSpec) -> Callable[..., None]:
+    call = spec.call
+    names = spec.names
+    params = spec.params
+    index = {name: i for i, name in enumerate(names)}
+    at_most = [(index[a], index[b]) for a, b in spec.at_most]
+
+    def track(*args: Any, **kwargs: Any) -> None:
+        if not buf.enabled:
+            return
+        if len(args) > spec.positional:
+            invalid(call, ERR_POSITIONAL, None, spec.positional, len(args), None)
+        ts = kwargs.pop("ts", None)
+        values: list[Any] = [REQUIRED] * len(params)
+        given = [False] * len(params)
+        for i, v in enumerate(args):
+            values[i] = v
+            given[i] = True
+        for key, v in kwargs.items():
+            i = index.get(key)
+            if i is None:
+                invalid(call, ERR_UNEXPECTED, key, 0, v, None)
+            if given[i]:
+                invalid(call, ERR_DUPLICATE, key, 0, v, None)
+            values[i] = v
+            given[i] = True
+        for i, p in enumerate(params):
+            if not given[i]:
+                if p.default is REQUIRED:
+                    invalid(call, ERR_MISSING, p.name, p.check, None, None)
+                values[i] = p.default
+            elif not _valid(p.check, values[i], p.choices):
+                invalid(call, ERR_INVALID, p.name, p.check, values[i], p.choices)
+        for a, b in at_most:
+            if values[a] > values[b]:
+                invalid(call, ERR_AT_MOST, names[a], b, (values[a], values[b]), names[b])
+        if ts is None:
+            stamp = time.time()
+        elif ts.__class__ is float and math.isfinite(ts) and ts >= 0:
+            stamp = ts
+        else:
+            stamp = coerce_ts(ts, call)
+        if buf.size >= buf.cap:
+            buf._dropped[lane] += 1
+            return
+        buf.lanes[lane].append((stamp, *values))
+        buf.size += 1
+
+    track.__name__ = call
+    return track
+
+
+def make_recorder(cap: int, *, pure_python: bool = False) -> tuple[Any, dict[str, Callable[..., None]]]:
+    """The buffer and one track function per record kind, fast path first."""
+    use_c = _fastpath is not None and not pure_python
+    buf = _fastpath.Buffer(len(RECORD_CALLS), cap) if use_c else PyBuffer(len(RECORD_CALLS), cap)
+    fns: dict[str, Callable[..., None]] = {}
+    for lane, call in enumerate(RECORD_CALLS):
+        spec = RECORDS[call]
+        if use_c:
+            index = {name: i for i, name in enumerate(spec.names)}
+            fns[call] = _fastpath.TrackFn(
+                buffer=buf,
+                lane=lane,
+                call=call,
+                names=spec.names,
+                checks=tuple(p.check for p in spec.params),
+                defaults=tuple(p.default for p in spec.params),
+                choices=tuple(p.choices for p in spec.params),
+                positional=spec.positional,
+                at_most=tuple((index[a], index[b]) for a, b in spec.at_most),
+                required=REQUIRED,
+                coerce_ts=coerce_ts,
+                invalid=invalid,
+            )
+        else:
+            fns[call] = _py_track_fn(buf, lane, spec)
+    return buf, fns
+
+
+def fast_path_available() -> bool:
+    return _fastpath is not None
+
+
+__all__ = ["fast_path_available", "invalid", "make_recorder"]

@@ -1,0 +1,185 @@
+"""The background writer: drains the buffer by count and time, processes, stores or spools.
+
+It is the only place where botmeter does I/O for the bot, and it never lets an exception out:
+failures are counted, logged and retried (through the spool), and the bot keeps running.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..events import RECORD_CALLS
+from ..exceptions import StoreUnavailable
+from ..process.pipeline import Pipeline, system_frame
+from ..store import Store
+from ..store.spool import Spool
+
+log = logging.getLogger("botmeter")
+
+_POLL_S = 0.05  # how often the writer looks at the buffer's size between timed writes
+
+
+@dataclass
+class WriterStats:
+    processed: int = 0  # events that left the buffer and were processed
+    written: int = 0  # events the store took (duplicates it skipped not included)
+    spooled: int = 0  # events written to the spool because the store failed
+    write_failures: int = 0
+    cycles: int = 0
+    last_write_at: float | None = None
+    last_error: str | None = None
+    dropped_reported: list[int] = field(default_factory=list)
+
+
+class Writer:
+    def __init__(self, buffer: Any, pipeline: Pipeline, store: Store, spool: Spool, *, interval: float,
+                 batch_size: int) -> None:
+        self.buffer = buffer
+        self.pipeline = pipeline
+        self.store = store
+        self.spool = spool
+        self.interval = interval
+        self.batch_size = batch_size
+        self.stats = WriterStats(dropped_reported=list(buffer.dropped_counts()))
+        self._reset_sync()
+
+    def _reset_sync(self) -> None:
+        self._cond = threading.Condition()
+        self._requested = 0
+        self._done = 0
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._store_ok = True
+
+    # -- control ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop = False
+            self._thread = threading.Thread(target=self._run, name="botmeter-writer", daemon=True)
+            self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Waits until everything buffered before the call is stored or spooled. False on timeout."""
+        if not self.alive:
+            if self._stop:
+                return self.buffer.size == 0
+            self.start()
+        with self._cond:
+            self._requested += 1
+            ticket = self._requested
+            self._cond.notify_all()
+            return self._cond.wait_for(lambda: self._done >= ticket, timeout=timeout)
+
+    def stop(self, timeout: float | None = None) -> bool:
+        done = self.flush(timeout)
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return done
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent writes what it had buffered; the child starts afresh."""
+        self.buffer.drain()
+        self.stats = WriterStats(dropped_reported=list(self.buffer.dropped_counts()))
+        self._reset_sync()
+        self.pipeline.after_fork()
+        self.store.after_fork()
+        self.start()
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_write = time.monotonic() + self.interval
+        while True:
+            with self._cond:
+                while (
+                    not self._stop
+                    and self._requested == self._done
+                    and self.buffer.size < self.batch_size
+                    and (remaining := next_write - time.monotonic()) > 0
+                ):
+                    self._cond.wait(min(_POLL_S, remaining))
+                ticket = self._requested
+                stopping = self._stop
+            try:
+                self.cycle()
+            except Exception as exc:  # never let the writer die: the bot would silently lose everything after
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("botmeter: writer cycle failed")
+            next_write = time.monotonic() + self.interval
+            with self._cond:
+                self._done = max(self._done, ticket)
+                self._cond.notify_all()
+            if stopping:
+                return
+
+    def cycle(self) -> None:
+        """One round: drain, process, then store (or spool); replay the spool when the store answers."""
+        lanes = self.buffer.drain()
+        self.stats.cycles += 1
+        extra = []
+        dropped = self.buffer.dropped_counts()
+        delta = [now - before for now, before in zip(dropped, self.stats.dropped_reported, strict=True)]
+        if any(delta):
+            self.stats.dropped_reported = list(dropped)
+            per_call = {call: n for call, n in zip(RECORD_CALLS, delta, strict=True) if n}
+            log.warning("botmeter: buffer full, %d events dropped: %s", sum(delta), per_call)
+            extra.append(system_frame(time.time(), "dropped", sum(delta), "event", {"buffer_full": per_call}))
+        table = self.pipeline.run(lanes, extra)
+        if table is not None:
+            self.stats.processed += table.num_rows
+        if self.spool.depth().batches and not self._replay():
+            if table is not None:
+                self._spool(table)  # keep order: newer events wait behind the spooled ones
+            return
+        if table is not None:
+            self._write(table)
+
+    def _write(self, table: Any) -> None:
+        try:
+            self.store.write(table)
+        except Exception as exc:
+            self.stats.write_failures += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            if self._store_ok:
+                log.warning("botmeter: store failed (%s); spooling to %s", exc, self.spool.directory)
+            self._store_ok = False
+            self._spool(table)
+            return
+        self.stats.written += table.num_rows
+        self.stats.last_write_at = time.time()
+        if not self._store_ok:
+            log.warning("botmeter: store is back")
+        self._store_ok = True
+
+    def _spool(self, table: Any) -> None:
+        if self.spool.append(table):
+            self.stats.spooled += table.num_rows
+
+    def _replay(self) -> bool:
+        """Replays the spool; True when it is empty afterwards."""
+        try:
+            self.spool.replay(self.store.write)
+        except StoreUnavailable as exc:
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            self._store_ok = False
+            return False
+        except Exception as exc:
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("botmeter: spool replay failed")
+            return False
+        if not self._store_ok and self.spool.depth().batches == 0:
+            log.warning("botmeter: store is back; spool replayed")
+            self._store_ok = True
+        return self.spool.depth().batches == 0

@@ -1,0 +1,265 @@
+"""The event model: one wide, append-only record; every metric is a query over events.
+
+Two shapes live here:
+
+* ``COLUMNS`` is the stored event (what the store keeps and what exports show).
+* ``RECORDS`` are the compact tuples the track calls put on the buffer, one layout per
+  track call. The writer turns them into stored events (see ``botmeter.process``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+# -- stored events ---------------------------------------------------------------------------
+
+KINDS: Final = (
+    "message",  # a message in or out; SMS messages carry segments and cost
+    "llm_call",
+    "api_call",
+    "error",
+    "timing",
+    "activity",  # resets, admin commands, feature use
+    "custom",
+    "system",  # botmeter's own events: dropped counts, writer health
+)
+
+# name -> (DuckDB type, description). Order is the stored column order.
+COLUMNS: Final[dict[str, tuple[str, str]]] = {
+    "event_id": ("UUID", "unique id; replays and retries are deduplicated on it"),
+    "ts": ("TIMESTAMP", "when it happened, UTC"),
+    "bot": ("VARCHAR", "the bot's name"),
+    "kind": ("VARCHAR", "message, llm_call, api_call, error, timing, activity, custom, system"),
+    "user_id": ("VARCHAR", "keyed hash of the user identifier (clear only if hashing is off)"),
+    "conversation_id": ("VARCHAR", "the bot's conversation id"),
+    "channel": ("VARCHAR", "sms, slack, web, ..."),
+    "direction": ("VARCHAR", "in (from the user) or out (from the bot)"),
+    "country": ("VARCHAR", "ISO country of the user's phone number, when it is one"),
+    "provider": ("VARCHAR", "openai, anthropic, twilio, ..."),
+    "model": ("VARCHAR", "the LLM model as the bot named it"),
+    "input_tokens": ("BIGINT", "prompt tokens, cached ones included"),
+    "output_tokens": ("BIGINT", "completion tokens, reasoning ones included"),
+    "cached_tokens": ("BIGINT", "prompt tokens read from the provider's cache"),
+    "cache_write_tokens": ("BIGINT", "prompt tokens written to the provider's cache"),
+    "reasoning_tokens": ("BIGINT", "completion tokens spent on reasoning"),
+    "units": ("DOUBLE", "non-token usage: SMS segments, API calls, ..."),
+    "unit": ("VARCHAR", "what units counts: sms_segment, call, ..."),
+    "chars": ("BIGINT", "message length in characters"),
+    "cost_usd": ("DOUBLE", "cost in US dollars; NULL when no price is known"),
+    "price_version": ("VARCHAR", "which price data produced cost_usd"),
+    "latency_ms": ("DOUBLE", "how long it took, milliseconds"),
+    "stage": ("VARCHAR", "for timings: which stage of the reply"),
+    "error_type": ("VARCHAR", "exception class or error code"),
+    "error_category": ("VARCHAR", "rate_limit, quota, timeout, auth, invalid_request, ..."),
+    "severity": ("VARCHAR", "debug, info, warning, error, critical"),
+    "fingerprint": ("VARCHAR", "groups the same error together"),
+    "error_message": ("VARCHAR", "the error message with ids, numbers and phone numbers masked"),
+    "name": ("VARCHAR", "activity, API operation or custom event name"),
+    "release": ("VARCHAR", "the bot's release or version"),
+    "text": ("VARCHAR", "message text, only when text storage is turned on"),
+    "properties": ("JSON", "free-form details"),
+}
+
+SEVERITIES: Final = ("debug", "info", "warning", "error", "critical")
+DIRECTIONS: Final = ("in", "out")
+
+
+# -- records on the buffer --------------------------------------------------------------------
+
+
+class Required:
+    """Marks a parameter without a default."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Final = Required()
+
+# Parameter checks, shared by the C fast path and the pure-Python recorder (same codes).
+ANY: Final = 0  # anything, stored as given
+STR: Final = 1  # a non-empty str
+OPT_STR: Final = 2  # a str or None
+COUNT: Final = 3  # an int >= 0 (not a bool)
+OPT_AMOUNT: Final = 4  # an int or float, finite and >= 0, or None
+AMOUNT: Final = 5  # an int or float, finite and >= 0
+CHOICE: Final = 6  # one of the strings in the parameter's choices
+OPT_DICT: Final = 7  # a dict or None
+TIMESTAMP: Final = 8  # None (now), epoch seconds, or an aware datetime
+OBJECT: Final = 9  # anything but None
+OPT_ID: Final = 10  # a str or int identifier, or None
+OPT_CHOICE: Final = 11  # one of the choices, or None
+
+CHECK_NAMES: Final = {
+    ANY: "any value",
+    STR: "a non-empty str",
+    OPT_STR: "a str or None",
+    COUNT: "a non-negative int",
+    OPT_AMOUNT: "a non-negative finite number or None",
+    AMOUNT: "a non-negative finite number",
+    CHOICE: "one of {choices}",
+    OPT_DICT: "a dict or None",
+    TIMESTAMP: "an aware datetime or epoch seconds",
+    OBJECT: "an exception, an exception class or an error code",
+    OPT_ID: "a str or int or None",
+    OPT_CHOICE: "one of {choices} or None",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    check: int
+    default: Any = REQUIRED
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSpec:
+    """One track call: its parameters in record order (after ``ts``, which is always first)."""
+
+    call: str
+    params: tuple[Param, ...]
+    positional: int = 0  # how many leading parameters may be passed by position
+    at_most: tuple[tuple[str, str], ...] = ()  # (a, b): a must not exceed b
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def index(self, name: str) -> int:
+        """Position of a parameter in the record tuple (``ts`` is position 0)."""
+        return self.names.index(name) + 1
+
+
+_COMMON: Final = (
+    Param("user", OPT_ID, None),
+    Param("conversation", OPT_ID, None),
+    Param("channel", OPT_STR, None),
+    Param("properties", OPT_DICT, None),
+    Param("event_id", OPT_STR, None),
+)
+
+RECORDS: Final[dict[str, RecordSpec]] = {
+    spec.call: spec
+    for spec in (
+        RecordSpec(
+            "track_message",
+            (
+                Param("direction", CHOICE, REQUIRED, DIRECTIONS),
+                Param("text", OPT_STR, None),
+                *_COMMON,
+            ),
+        ),
+        RecordSpec(
+            "track_sms",
+            (
+                Param("direction", CHOICE, REQUIRED, DIRECTIONS),
+                Param("text", OPT_STR, None),
+                Param("segments", OPT_AMOUNT, None),
+                Param("country", OPT_STR, None),
+                Param("cost_usd", OPT_AMOUNT, None),
+                Param("provider", OPT_STR, None),
+                *_COMMON,
+            ),
+        ),
+        RecordSpec(
+            "track_llm_call",
+            (
+                Param("provider", STR),
+                Param("model", STR),
+                Param("input_tokens", COUNT, 0),
+                Param("output_tokens", COUNT, 0),
+                Param("cached_tokens", COUNT, 0),
+                Param("reasoning_tokens", COUNT, 0),
+                Param("cache_write_tokens", COUNT, 0),
+                Param("latency_ms", OPT_AMOUNT, None),
+                Param("cost_usd", OPT_AMOUNT, None),
+                Param("stage", OPT_STR, None),
+                *_COMMON,
+            ),
+            at_most=(
+                ("cached_tokens", "input_tokens"),
+                ("reasoning_tokens", "output_tokens"),
+            ),
+        ),
+        RecordSpec(
+            "track_api_call",
+            (
+                Param("provider", STR),
+                Param("name", STR),
+                Param("cost_usd", OPT_AMOUNT, None),
+                Param("units", OPT_AMOUNT, None),
+                Param("unit", OPT_STR, None),
+                Param("latency_ms", OPT_AMOUNT, None),
+                *_COMMON,
+            ),
+        ),
+        RecordSpec(
+            "track_error",
+            (
+                Param("error", OBJECT),
+                Param("severity", OPT_CHOICE, None, SEVERITIES),  # None: from the category
+                Param("message", OPT_STR, None),
+                Param("status_code", OPT_AMOUNT, None),
+                Param("code", OPT_ID, None),
+                Param("provider", OPT_STR, None),
+                Param("stage", OPT_STR, None),
+                Param("context", OPT_DICT, None),
+                *_COMMON,
+            ),
+            positional=1,
+        ),
+        RecordSpec(
+            "track_timing",
+            (
+                Param("stage", STR),
+                Param("latency_ms", AMOUNT),
+                Param("provider", OPT_STR, None),
+                Param("model", OPT_STR, None),
+                *_COMMON,
+            ),
+            positional=2,
+        ),
+        RecordSpec(
+            "track_activity",
+            (Param("name", STR), *_COMMON),
+            positional=1,
+        ),
+        RecordSpec(
+            "track_custom",
+            (
+                Param("name", STR),
+                Param("value", OPT_AMOUNT, None),
+                Param("unit", OPT_STR, None),
+                *_COMMON,
+            ),
+            positional=1,
+        ),
+    )
+}
+
+RECORD_CALLS: Final = tuple(RECORDS)  # buffer lane i holds records of RECORD_CALLS[i]
+
+
+def coerce_ts(value: Any, call: str = "track") -> float:
+    """Turns a ``ts=`` argument into epoch seconds, or raises naming the argument and value."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"{call}: ts must be timezone-aware (UTC is assumed nowhere), got {value!r}")
+        return value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{call}: ts must be an aware datetime or epoch seconds, got {value!r}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{call}: ts must be finite epoch seconds >= 0, got {value!r}")
+    return seconds
+
+
+def utc_from_epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)

@@ -1,0 +1,27 @@
+"""One error hierarchy. Programmer errors raise at once; infrastructure failures never reach the bot."""
+
+from __future__ import annotations
+
+
+class BotmeterError(Exception):
+    """Base of every error botmeter raises on purpose."""
+
+
+class ConfigError(BotmeterError, ValueError):
+    """A setting or a configuration file has a bad value; the message names it."""
+
+
+class StoreError(BotmeterError):
+    """The store failed; the writer spools the batch and retries."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or opened right now (locked, read-only, full, down)."""
+
+
+class StoreLocked(StoreUnavailable):
+    """Another process holds the store's file for longer than the lock timeout."""
+
+
+class SchemaError(StoreError):
+    """The store was written by a newer botmeter, or its schema cannot be migrated."""

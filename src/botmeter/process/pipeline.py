@@ -1,0 +1,472 @@
+"""From buffered records to stored events, on the writer thread (never on the bot's).
+
+The records of one drain become ``Frame``s, one per kind of track call, with columns named as
+the stored event's. Processors are plain callables over a frame, run in order; the built-in
+ones price LLM calls, SMS and API calls, describe errors and hash user ids. They work a column
+at a time because a burst can bring hundreds of thousands of events in one batch. A processor
+that fails is counted and skipped for that batch: the events are stored without its work rather
+than lost (a missing price shows as NULL cost, which reprice can fill in later).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import uuid
+from array import array
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..config import Config
+from ..events import COLUMNS, RECORD_CALLS, RECORDS
+from . import errors as error_facts
+from .pricing import LlmPricer, PriceList, price_units
+from .privacy import UserHasher
+from .sms import SmsRates, country_of, sms_parts
+
+log = logging.getLogger("botmeter")
+
+_ARROW_TYPES = {
+    "UUID": pa.uuid(),
+    "TIMESTAMP": pa.timestamp("us"),
+    "VARCHAR": pa.string(),
+    "BIGINT": pa.int64(),
+    "DOUBLE": pa.float64(),
+    "JSON": pa.string(),
+}
+SCHEMA = pa.schema([(name, _ARROW_TYPES[sql_type]) for name, (sql_type, _) in COLUMNS.items()])
+_EVENT_ID_NAMESPACE = uuid.UUID("5b0f7c52-8a7e-4d55-9f57-3d1c2b7c9a10")
+
+
+@dataclass(slots=True)
+class Frame:
+    """Events of one kind from one batch: stored column name -> list of values (all of length n)."""
+
+    call: str
+    kind: str
+    n: int
+    columns: dict[str, list] = field(default_factory=dict)
+
+    def column(self, name: str) -> list:
+        values = self.columns.get(name)
+        if values is None:
+            values = self.columns[name] = [None] * self.n
+        return values
+
+
+Processor = Callable[[Frame], "Frame | None"]
+
+
+def per_event(fn: Callable[[dict[str, Any]], dict[str, Any] | None]) -> Processor:
+    """Adapts an event -> event (or None to drop) function to a frame processor.
+
+    Slower than a column-wise processor (a dict per event), fine for a custom rule on a bot's
+    ordinary traffic.
+    """
+
+    def run(frame: Frame) -> Frame | None:
+        names = list(frame.columns)
+        kept: list[dict[str, Any]] = []
+        for row in zip(*(frame.columns[n] for n in names), strict=True):
+            event = dict(zip(names, row, strict=True))
+            event["kind"] = frame.kind
+            result = fn(event)
+            if result is not None:
+                kept.append(result)
+        if not kept:
+            return None
+        columns = {n: [e.get(n) for e in kept] for n in names if n != "kind"}
+        return Frame(frame.call, frame.kind, len(kept), columns)
+
+    run.__name__ = getattr(fn, "__name__", "per_event")
+    return run
+
+
+class EventIds:
+    """Unique, time-ordered-per-process event ids: a random 64-bit session prefix + a counter.
+
+    Ids are given on the writer, so the track call pays nothing for them, and before a batch is
+    stored or spooled, so a replay carries the same ids and is deduplicated.
+    """
+
+    __slots__ = ("_next", "_prefix")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        # After fork the child must not reuse the parent's sequence.
+        self._prefix = int.from_bytes(secrets.token_bytes(8), "little")
+        self._next = 0
+
+    def take(self, n: int) -> pa.Array:
+        start = self._next
+        self._next += n
+        words = array("Q", bytes(16 * n))
+        words[0::2] = array("Q", [self._prefix]) * n
+        counters = array("Q", range(start, start + n))
+        if counters.itemsize == 8 and array("H", [1]).tobytes() == b"\x01\x00":
+            counters.byteswap()  # big-endian low half, so ids sort by counter
+        words[1::2] = counters
+        return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(words.tobytes())])
+
+
+def _json_column(values: list) -> list:
+    dumps = json.dumps
+    return [None if v is None else dumps(v, default=str, separators=(",", ":")) for v in values]
+
+
+class Pipeline:
+    """Turns one drain of the buffer into an Arrow table of stored events."""
+
+    def __init__(
+        self,
+        config: Config,
+        hasher: UserHasher | None,
+        processors: Sequence[Processor] = (),
+    ) -> None:
+        self.config = config
+        self.hasher = hasher
+        self.price_list = PriceList.load(config.prices) if config.prices else None
+        self.llm = LlmPricer(self.price_list)
+        self.sms_rates = SmsRates.load(config.sms_rates) if config.sms_rates else SmsRates.default()
+        self.ids = EventIds()
+        self.failures: Counter[str] = Counter()
+        self.steps: list[Processor] = [
+            self.price_llm,
+            self.price_sms,
+            self.price_api,
+            self.describe_errors,
+            *processors,
+            self.hash_users,
+        ]
+        self._builders = {
+            "track_message": self._message,
+            "track_sms": self._sms,
+            "track_llm_call": self._llm_call,
+            "track_api_call": self._api_call,
+            "track_error": self._error,
+            "track_timing": self._timing,
+            "track_activity": self._activity,
+            "track_custom": self._custom,
+        }
+
+    # -- records to frames ------------------------------------------------------------------
+
+    def frames(self, lanes: Sequence[list]) -> list[Frame]:
+        out = []
+        for call, records in zip(RECORD_CALLS, lanes, strict=True):
+            if records:
+                names = ("ts", *RECORDS[call].names)
+                raw = dict(zip(names, (list(c) for c in zip(*records, strict=True)), strict=True))
+                out.append(self._builders[call](len(records), raw))
+        return out
+
+    def _common(self, call: str, kind: str, n: int, raw: dict[str, list], **columns: list) -> Frame:
+        columns.update(
+            ts=raw["ts"],
+            user_id=raw["user"],
+            conversation_id=raw["conversation"],
+            channel=raw["channel"],
+            properties=raw["properties"],
+        )
+        frame = Frame(call, kind, n, columns)
+        if any(v is not None for v in raw["event_id"]):
+            frame.columns["_event_key"] = raw["event_id"]
+        return frame
+
+    def _text_columns(self, raw: dict[str, list]) -> dict[str, list]:
+        texts = raw["text"]
+        columns = {"chars": [None if t is None else len(t) for t in texts]}
+        if self.config.store_text:
+            columns["text"] = texts
+        return columns
+
+    def _message(self, n: int, raw: dict[str, list]) -> Frame:
+        return self._common(
+            "track_message", "message", n, raw, direction=raw["direction"], **self._text_columns(raw)
+        )
+
+    def _sms(self, n: int, raw: dict[str, list]) -> Frame:
+        frame = self._common(
+            "track_sms",
+            "message",
+            n,
+            raw,
+            direction=raw["direction"],
+            provider=[p or "twilio" for p in raw["provider"]],
+            units=raw["segments"],
+            unit=["sms_segment"] * n,
+            country=raw["country"],
+            cost_usd=raw["cost_usd"],
+            **self._text_columns(raw),
+        )
+        frame.columns["channel"] = [c or "sms" for c in frame.columns["channel"]]
+        frame.columns["_text"] = raw["text"]
+        return frame
+
+    def _llm_call(self, n: int, raw: dict[str, list]) -> Frame:
+        names = ("provider", "model", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
+        columns = {name: raw[name] for name in names}
+        return self._common(
+            "track_llm_call",
+            "llm_call",
+            n,
+            raw,
+            cache_write_tokens=raw["cache_write_tokens"],
+            latency_ms=raw["latency_ms"],
+            cost_usd=raw["cost_usd"],
+            stage=raw["stage"],
+            **columns,
+        )
+
+    def _api_call(self, n: int, raw: dict[str, list]) -> Frame:
+        return self._common(
+            "track_api_call",
+            "api_call",
+            n,
+            raw,
+            provider=raw["provider"],
+            name=raw["name"],
+            cost_usd=raw["cost_usd"],
+            units=[1.0 if u is None else u for u in raw["units"]],
+            unit=[u or "call" for u in raw["unit"]],
+            latency_ms=raw["latency_ms"],
+        )
+
+    def _error(self, n: int, raw: dict[str, list]) -> Frame:
+        frame = self._common(
+            "track_error", "error", n, raw, provider=raw["provider"], stage=raw["stage"], severity=raw["severity"]
+        )
+        frame.columns["_error"] = raw["error"]
+        frame.columns["_message"] = raw["message"]
+        frame.columns["_status_code"] = raw["status_code"]
+        frame.columns["_code"] = raw["code"]
+        frame.columns["_context"] = raw["context"]
+        return frame
+
+    def _timing(self, n: int, raw: dict[str, list]) -> Frame:
+        return self._common(
+            "track_timing",
+            "timing",
+            n,
+            raw,
+            stage=raw["stage"],
+            latency_ms=raw["latency_ms"],
+            provider=raw["provider"],
+            model=raw["model"],
+        )
+
+    def _activity(self, n: int, raw: dict[str, list]) -> Frame:
+        return self._common("track_activity", "activity", n, raw, name=raw["name"])
+
+    def _custom(self, n: int, raw: dict[str, list]) -> Frame:
+        return self._common("track_custom", "custom", n, raw, name=raw["name"], units=raw["value"], unit=raw["unit"])
+
+    # -- built-in processors ------------------------------------------------------------------
+
+    def price_llm(self, frame: Frame) -> Frame:
+        if frame.kind != "llm_call":
+            return frame
+        c = frame.columns
+        costs, versions = self.llm.price_batch(
+            c["provider"],
+            c["model"],
+            c["ts"],
+            c["input_tokens"],
+            c["output_tokens"],
+            c["cached_tokens"],
+            c["cache_write_tokens"],
+            c["reasoning_tokens"],
+        )
+        given = c["cost_usd"]
+        c["cost_usd"] = [g if g is not None else cost for g, cost in zip(given, costs, strict=True)]
+        c["price_version"] = [
+            "caller" if g is not None else version for g, version in zip(given, versions, strict=True)
+        ]
+        return frame
+
+    def price_sms(self, frame: Frame) -> Frame:
+        if frame.call != "track_sms":
+            return frame
+        c = frame.columns
+        texts = c.pop("_text")
+        rates = self.sms_rates
+        price_list = self.price_list
+        default_country = self.config.default_country
+        units, countries, costs, versions = c["units"], c["country"], c["cost_usd"], c.setdefault(
+            "price_version", [None] * frame.n
+        )
+        for i in range(frame.n):
+            if units[i] is None:
+                units[i] = float(sms_parts(texts[i] or "")[0])
+            if countries[i] is None:
+                user = c["user_id"][i]
+                countries[i] = (country_of(user) if isinstance(user, str) else None) or default_country
+            if costs[i] is not None:
+                versions[i] = "caller"
+                continue
+            direction = c["direction"][i]
+            cost, version = (None, None)
+            if price_list is not None:
+                cost, version = price_units(
+                    price_list, c["provider"][i], None, "sms_segment", units[i], c["ts"][i], direction, countries[i]
+                )
+            if cost is None:
+                cost, version = units[i] * rates.rate(countries[i], direction), rates.version
+            costs[i], versions[i] = cost, version
+        return frame
+
+    def price_api(self, frame: Frame) -> Frame:
+        if frame.kind != "api_call":
+            return frame
+        c = frame.columns
+        versions = c.setdefault("price_version", [None] * frame.n)
+        for i, given in enumerate(c["cost_usd"]):
+            if given is not None:
+                versions[i] = "caller"
+            elif self.price_list is not None:
+                c["cost_usd"][i], versions[i] = price_units(
+                    self.price_list, c["provider"][i], c["name"][i], c["unit"][i], c["units"][i], c["ts"][i]
+                )
+        return frame
+
+    def describe_errors(self, frame: Frame) -> Frame:
+        if frame.kind != "error":
+            return frame
+        c = frame.columns
+        errors, messages = c.pop("_error"), c.pop("_message")
+        statuses, codes, contexts = c.pop("_status_code"), c.pop("_code"), c.pop("_context")
+        columns = {k: [None] * frame.n for k in ("error_type", "error_category", "fingerprint", "error_message")}
+        for i in range(frame.n):
+            facts = error_facts.describe(errors[i], messages[i], statuses[i], codes[i])
+            category = error_facts.categorise(facts, c["provider"][i])
+            message = error_facts.normalise_message(facts.message or "")
+            columns["error_type"][i] = facts.error_type
+            columns["error_category"][i] = category
+            columns["error_message"][i] = message
+            columns["fingerprint"][i] = error_facts.fingerprint(facts.error_type, message, facts.frame)
+            if c["severity"][i] is None:
+                c["severity"][i] = error_facts.default_severity(category)
+            extra = {}
+            if facts.status_code is not None:
+                extra["status_code"] = facts.status_code
+            if facts.code is not None:
+                extra["code"] = facts.code
+            if facts.frame is not None:
+                extra["frame"] = facts.frame
+            if contexts[i]:
+                extra["context"] = contexts[i]
+            if extra:
+                c["properties"][i] = {**(c["properties"][i] or {}), **extra}
+        c.update(columns)
+        return frame
+
+    def hash_users(self, frame: Frame) -> Frame:
+        users = frame.columns.get("user_id")
+        if users is None:
+            return frame
+        if self.hasher is not None:
+            frame.columns["user_id"] = self.hasher.hash_column(users)
+        else:
+            frame.columns["user_id"] = [None if u is None else str(u) for u in users]
+        return frame
+
+    # -- frames to a table --------------------------------------------------------------------
+
+    def run(self, lanes: Sequence[list], extra: Sequence[Frame] = ()) -> pa.Table | None:
+        tables = []
+        for frame in [*self.frames(lanes), *extra]:
+            for step in self.steps:
+                try:
+                    result = step(frame)
+                except Exception:  # a processor bug must not lose the events
+                    name = getattr(step, "__name__", repr(step))
+                    self.failures[name] += 1
+                    log.exception("botmeter: processor %s failed on %d %s events", name, frame.n, frame.kind)
+                    continue
+                if result is None:
+                    frame = None
+                    break
+                frame = result
+            if frame is not None and frame.n:
+                tables.append(self.to_arrow(frame))
+        if not tables:
+            return None
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+    def to_arrow(self, frame: Frame) -> pa.Table:
+        n = frame.n
+        c = frame.columns
+        arrays = []
+        for name, typ in zip(SCHEMA.names, SCHEMA.types, strict=True):
+            values = c.get(name)
+            if name == "event_id":
+                arrays.append(self._event_ids(frame))
+            elif name == "ts":
+                seconds = pa.array(values, pa.float64())
+                micros = pc.cast(pc.round(pc.multiply(seconds, 1e6)), pa.int64())
+                arrays.append(micros.cast(pa.timestamp("us")))
+            elif name == "kind":
+                arrays.append(pa.array([frame.kind] * n, typ))
+            elif name == "bot":
+                arrays.append(pa.array([self.config.bot] * n, typ))
+            elif name == "release":
+                arrays.append(pa.nulls(n, typ) if self.config.release is None else pa.array([self.config.release] * n))
+            elif name == "channel":
+                default = self.config.channel
+                if values is None:
+                    values = [default] * n
+                elif default is not None:
+                    values = [v or default for v in values]
+                arrays.append(pa.array(values, typ))
+            elif name == "conversation_id" and values is not None:
+                arrays.append(pa.array([v if v is None or isinstance(v, str) else str(v) for v in values], typ))
+            elif name == "properties" and values is not None:
+                arrays.append(pa.array(_json_column(values), typ))
+            elif values is None:
+                arrays.append(pa.nulls(n, typ))
+            else:
+                arrays.append(pa.array(values, typ))
+        return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+    def _event_ids(self, frame: Frame) -> pa.Array:
+        ids = self.ids.take(frame.n)
+        keys = frame.columns.get("_event_key")
+        if keys is not None:
+            # A caller-given id (a Twilio MessageSid, a retry key) maps to the same UUID every time.
+            values = ids.to_pylist()
+            for i, key in enumerate(keys):
+                if key is not None:
+                    values[i] = _caller_event_id(self.config.bot, key)
+            ids = pa.array(values, pa.binary(16))
+        return pa.ExtensionArray.from_storage(pa.uuid(), ids)
+
+    def after_fork(self) -> None:
+        self.ids.reset()
+
+
+def _caller_event_id(bot: str, key: str) -> bytes:
+    try:
+        return uuid.UUID(key).bytes
+    except ValueError:
+        return uuid.uuid5(_EVENT_ID_NAMESPACE, f"{bot}\x00{key}").bytes
+
+
+def system_frame(ts: float, name: str, units: float, unit: str, properties: dict[str, Any]) -> Frame:
+    """botmeter's own event (dropped counts, for example), stored like any other."""
+    return Frame(
+        "system",
+        "system",
+        1,
+        {"ts": [ts], "name": [name], "units": [float(units)], "unit": [unit], "properties": [properties]},
+    )
+
+
+__all__ = ["SCHEMA", "EventIds", "Frame", "Pipeline", "Processor", "per_event", "system_frame"]

@@ -1,0 +1,96 @@
+"""User identifiers are stored as a keyed hash, never in the clear (unless hashing is turned off).
+
+A keyed hash (HMAC-SHA256) rather than a plain one: phone numbers are few enough that an
+unkeyed hash can be reversed by trying them all. The key comes from the configuration or is
+generated once and kept beside the store (``<store>.key``, readable by its owner only), so the
+same user gets the same id across restarts and an admin's number can be matched by hashing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from pathlib import Path
+
+_PHONE_PUNCTUATION = re.compile(r"[\s().\-]")
+_PHONE = re.compile(r"\+?\d{6,15}")
+_CACHE_LIMIT = 200_000
+
+
+def normalise_user(user: str | int) -> str:
+    """One spelling per person: "+1 (555) 123-4567" and "+15551234567" are the same user."""
+    text = str(user).strip()
+    compact = _PHONE_PUNCTUATION.sub("", text)
+    return compact if _PHONE.fullmatch(compact) else text
+
+
+class UserHasher:
+    """Maps user identifiers to stable keyed hashes, with a bounded cache for the writer's batches."""
+
+    __slots__ = ("_cache", "_key")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ValueError("hash key must be at least 16 bytes")
+        self._key = key
+        self._cache: dict[object, str] = {}
+
+    def hash(self, user: str | int) -> str:
+        cached = self._cache.get(user)
+        if cached is not None:
+            return cached
+        digest = hmac.new(self._key, normalise_user(user).encode(), hashlib.sha256).hexdigest()[:20]
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[user] = digest
+        return digest
+
+    def hash_column(self, users: list) -> list:
+        cache = self._cache
+        out = []
+        append = out.append
+        for user in users:
+            if user is None:
+                append(None)
+            else:
+                hashed = cache.get(user)
+                append(hashed if hashed is not None else self.hash(user))
+        return out
+
+
+def key_from_setting(value: str) -> bytes:
+    """A configured key: hex if it looks like hex, else its UTF-8 bytes (at least 16)."""
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raw = value.encode()
+    if len(raw) < 16:
+        raise ValueError("BOTMETER_HASH_KEY must be at least 16 bytes (32 hex characters)")
+    return raw
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """Reads the key kept at ``path``, creating it (owner-only) the first time."""
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex())
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        # Two processes starting at once must agree on one key: the first link wins.
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return bytes.fromhex(path.read_text().strip())

@@ -1,0 +1,261 @@
+"""The embedded default: one DuckDB file.
+
+DuckDB lets one process at a time open a file for writing, and a reader in another process cannot
+open it while that lasts. So nobody holds the file: each write opens it, appends one batch in one
+statement and closes it (tens of milliseconds for a second's worth of events), and each read does
+the same in read-only mode. A process that finds the file busy retries for ``lock_timeout``
+seconds; a writer that still cannot get in hands the batch to the spool, which replays it later.
+Several bot processes (forked workers, say) can share one file the same way.
+
+Writes are idempotent on ``event_id``: a batch is inserted minus the ids already stored in its
+time range (the range keeps the check to the row groups that can hold them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..events import COLUMNS
+from ..exceptions import SchemaError, StoreError, StoreLocked, StoreUnavailable
+
+SCHEMA_VERSION = 1
+
+# Each step takes the schema from the version before it to its own number; never edit a
+# released step, add one.
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "CREATE TABLE IF NOT EXISTS events ("
+        + ", ".join(
+            f"{name} {sql_type}{' NOT NULL' if name in ('event_id', 'ts', 'kind') else ''}"
+            for name, (sql_type, _) in COLUMNS.items()
+        )
+        + ")",
+    ],
+}
+
+# One process, one file, one connection at a time: DuckDB refuses a second connection to the
+# same file with a different mode, and the writer thread and a reader may share a process.
+_PATH_LOCKS: dict[Path, threading.RLock] = {}
+_PATH_LOCKS_GUARD = threading.Lock()
+
+
+def _path_lock(path: Path) -> threading.RLock:
+    with _PATH_LOCKS_GUARD:
+        lock = _PATH_LOCKS.get(path)
+        if lock is None:
+            lock = _PATH_LOCKS[path] = threading.RLock()
+        return lock
+
+
+def _is_lock_conflict(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "lock" in text and ("conflicting" in text or "could not set lock" in text)
+
+
+def path_from_url(url: str) -> Path:
+    """``duckdb://relative.duckdb`` or ``duckdb:///absolute.duckdb`` (query string ignored)."""
+    rest = url.split("://", 1)[1] if "://" in url else url
+    rest = rest.split("?", 1)[0]
+    if not rest:
+        raise StoreError(f"store URL {url!r} names no file; use duckdb://botmeter.duckdb")
+    return Path(rest).expanduser()
+
+
+class DuckDBStore:
+    """Events in one DuckDB file, shared by writers and readers in any number of processes."""
+
+    def __init__(self, url: str, *, lock_timeout: float = 5.0, **_: Any) -> None:
+        self.url = url
+        self.path = path_from_url(url).absolute()
+        self.lock_timeout = lock_timeout
+        self._lock = _path_lock(self.path)
+        self._migrated = False
+
+    # -- connections ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _connection(self, read_only: bool, timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        timeout = self.lock_timeout if timeout is None else timeout
+        with self._lock:
+            con = self._open(read_only, timeout)
+            try:
+                yield con
+            finally:
+                with contextlib.suppress(duckdb.Error):
+                    con.close()
+
+    def _open(self, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + timeout
+        pause = 0.002
+        while True:
+            try:
+                if not read_only:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.Error as exc:
+                if not _is_lock_conflict(exc):
+                    if read_only and not self.path.exists():
+                        raise StoreError(
+                            f"no store at {self.path}: track some events or run `botmeter demo` first"
+                        ) from exc
+                    raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+                if time.monotonic() >= deadline:
+                    raise StoreLocked(
+                        f"{self.path} is held by another process for more than {timeout:g}s: {exc}"
+                    ) from exc
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self._migrated:
+            return
+        con.execute("CREATE TABLE IF NOT EXISTS botmeter_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        row = con.execute("SELECT value FROM botmeter_meta WHERE key = 'schema_version'").fetchone()
+        current = int(row[0]) if row else 0
+        if current > SCHEMA_VERSION:
+            raise SchemaError(
+                f"{self.path} has schema version {current}, newer than this botmeter's {SCHEMA_VERSION}; "
+                "upgrade botmeter"
+            )
+        if current < SCHEMA_VERSION:
+            con.execute("BEGIN")
+            try:
+                for version in range(current + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS[version]:
+                        con.execute(statement)
+                con.execute(
+                    "INSERT OR REPLACE INTO botmeter_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+                )
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+        self._migrated = True
+
+    @contextlib.contextmanager
+    def reading(self, timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection for queries; held briefly so the bot's writes are not kept waiting."""
+        with self._lock:
+            if not self._migrated and self._stored_version(timeout) < SCHEMA_VERSION:
+                # A store written by an older botmeter is migrated once, by whoever opens it first.
+                with self.writing(timeout):
+                    pass
+            with self._connection(read_only=True, timeout=timeout) as con:
+                yield con
+
+    def _stored_version(self, timeout: float | None) -> int:
+        with self._connection(read_only=True, timeout=timeout) as con:
+            try:
+                row = con.execute("SELECT value FROM botmeter_meta WHERE key = 'schema_version'").fetchone()
+            except duckdb.CatalogException:
+                return 0
+        version = int(row[0]) if row else 0
+        if version == SCHEMA_VERSION:
+            self._migrated = True
+        return version
+
+    @contextlib.contextmanager
+    def writing(self, timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._connection(read_only=False, timeout=timeout) as con:
+            try:
+                self._migrate(con)
+                yield con
+            except duckdb.Error as exc:
+                raise _mapped(exc, self.path) from exc
+
+    # -- the seam -----------------------------------------------------------------------------
+
+    def write(self, batch: pa.Table) -> int:
+        if batch.num_rows == 0:
+            return 0
+        bounds = pc.min_max(batch.column("ts"))
+        lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+        ids = batch.column("event_id")
+        storage = pa.chunked_array([chunk.storage for chunk in ids.chunks], pa.binary(16))
+        unique = pc.count_distinct(storage).as_py() == batch.num_rows
+        # Retried and replayed batches carry the ids they had: skip what is already stored.
+        keep_first = "" if unique else " QUALIFY row_number() OVER (PARTITION BY b.event_id) = 1"
+        sql = (
+            "INSERT INTO events SELECT b.* FROM batch AS b WHERE NOT EXISTS ("
+            "SELECT 1 FROM events AS e WHERE e.ts BETWEEN $lo AND $hi AND e.event_id = b.event_id)" + keep_first
+        )
+        with self.writing() as con:
+            con.register("batch", batch)
+            try:
+                row = con.execute(sql, {"lo": lo, "hi": hi}).fetchone()
+            finally:
+                con.unregister("batch")
+        return int(row[0]) if row else 0
+
+    def count(self) -> int:
+        if not self.path.exists():
+            return 0
+        with self.reading() as con:
+            if not _has_events(con):
+                return 0
+            row = con.execute("SELECT count(*) FROM events").fetchone()
+            return int(row[0]) if row else 0
+
+    def update_costs(self, changes: pa.Table) -> int:
+        """Sets cost_usd and price_version by event_id (for reprice). Returns rows changed."""
+        if changes.num_rows == 0:
+            return 0
+        with self.writing() as con:
+            con.register("changes", changes)
+            try:
+                row = con.execute(
+                    "UPDATE events SET cost_usd = c.cost_usd, price_version = c.price_version "
+                    "FROM changes AS c WHERE events.event_id = c.event_id "
+                    "AND events.cost_usd IS DISTINCT FROM c.cost_usd"
+                ).fetchone()
+            finally:
+                con.unregister("changes")
+        return int(row[0]) if row else 0
+
+    def size_bytes(self) -> int:
+        wal = self.path.with_name(self.path.name + ".wal")
+        return sum(p.stat().st_size for p in (self.path, wal) if p.exists())
+
+    def default_spool_dir(self) -> Path:
+        return self.path.with_name(self.path.name + ".spool")
+
+    def default_key_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".key")
+
+    def after_fork(self) -> None:
+        # The parent may have been inside a write when it forked: the child gets its own lock.
+        self._lock = threading.RLock()
+        with _PATH_LOCKS_GUARD:
+            _PATH_LOCKS[self.path] = self._lock
+
+    def close(self) -> None:
+        """Nothing is held open between operations."""
+
+    def __repr__(self) -> str:
+        return f"DuckDBStore({str(self.path)!r})"
+
+
+def _has_events(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'events'"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _mapped(exc: duckdb.Error, path: Path) -> StoreError:
+    if isinstance(exc, duckdb.IOException | duckdb.OutOfMemoryException | duckdb.PermissionException):
+        return StoreUnavailable(f"{path}: {exc}")
+    if isinstance(exc, duckdb.FatalException | duckdb.InternalException):
+        return StoreUnavailable(f"{path}: {exc}")
+    return StoreError(f"{path}: {exc}")

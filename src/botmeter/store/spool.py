@@ -1,0 +1,160 @@
+"""Durable local fallback: batches the store could not take wait here, on disk, and are replayed.
+
+Each batch is one Arrow IPC file, written to a temporary name, fsynced, renamed into place and
+the directory fsynced, so a crash leaves either the whole batch or nothing. Names start with the
+time they were written, so replay goes in order across processes. A batch is removed only after
+the store has taken it; the store skips event ids it already has, so replaying twice (a crash
+between the write and the removal, two processes replaying at once) stores each event once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from ..exceptions import StoreUnavailable
+
+log = logging.getLogger("botmeter")
+SUFFIX = ".arrow"
+
+
+@dataclass(frozen=True)
+class SpoolDepth:
+    batches: int
+    events: int
+    bytes: int
+
+
+class Spool:
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self._seq = 0
+        self.dropped_events = 0  # batches refused because the spool was full or unwritable
+        self.quarantined_events = 0  # batches the store rejected as invalid, kept aside in failed/
+        self.replayed_events = 0
+
+    def _segments(self) -> list[Path]:
+        try:
+            return sorted(p for p in self.directory.iterdir() if p.name.endswith(SUFFIX))
+        except FileNotFoundError:
+            return []
+
+    def depth(self) -> SpoolDepth:
+        events = size = 0
+        segments = self._segments()
+        for p in segments:
+            events += _rows_in_name(p)
+            with contextlib.suppress(FileNotFoundError):
+                size += p.stat().st_size
+        return SpoolDepth(len(segments), events, size)
+
+    def append(self, batch: pa.Table) -> bool:
+        """Writes the batch durably. False (and counted) if the spool is full or cannot be written."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            sink = pa.BufferOutputStream()
+            with ipc.new_stream(sink, batch.schema) as writer:
+                writer.write_table(batch)
+            data = sink.getvalue()
+            if self.depth().bytes + data.size > self.max_bytes:
+                self.dropped_events += batch.num_rows
+                log.error(
+                    "botmeter: spool %s is full (%d bytes max); %d events dropped",
+                    self.directory,
+                    self.max_bytes,
+                    batch.num_rows,
+                )
+                return False
+            self._seq += 1
+            name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}-n{batch.num_rows}{SUFFIX}"
+            tmp = self.directory / f".{name}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, data.to_pybytes())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, self.directory / name)
+            _fsync_dir(self.directory)
+            return True
+        except OSError as exc:
+            self.dropped_events += batch.num_rows
+            log.error("botmeter: cannot spool %d events to %s: %s", batch.num_rows, self.directory, exc)
+            return False
+
+    def replay(self, write: Callable[[pa.Table], int], budget_s: float = 5.0) -> int:
+        """Hands spooled batches to ``write`` in order; stops at the first that fails. Returns events replayed."""
+        replayed = 0
+        deadline = time.monotonic() + budget_s
+        for path in self._segments():
+            if time.monotonic() > deadline:
+                break
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # another process replayed it
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # another process is replaying it now
+                if not path.exists():
+                    continue
+                with os.fdopen(os.dup(fd), "rb") as f:
+                    try:
+                        table = ipc.open_stream(f).read_all()
+                    except (pa.ArrowInvalid, OSError) as exc:
+                        self._quarantine(path, f"unreadable: {exc}")
+                        continue
+                try:
+                    write(table)
+                except StoreUnavailable:
+                    raise
+                except Exception as exc:  # the store rejects this batch: keep it aside, do not block the rest
+                    self._quarantine(path, str(exc))
+                    continue
+                path.unlink(missing_ok=True)
+                replayed += table.num_rows
+                self.replayed_events += table.num_rows
+            finally:
+                os.close(fd)
+        if replayed:
+            _fsync_dir(self.directory)
+        return replayed
+
+    def _quarantine(self, path: Path, reason: str) -> None:
+        failed = self.directory / "failed"
+        failed.mkdir(exist_ok=True)
+        self.quarantined_events += _rows_in_name(path)
+        log.error("botmeter: spooled batch %s rejected by the store (%s); moved to %s", path.name, reason, failed)
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(path, failed / path.name)
+
+
+def _rows_in_name(path: Path) -> int:
+    stem = path.name[: -len(SUFFIX)]
+    tail = stem.rsplit("-n", 1)
+    return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else 0
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -75,9 +75,15 @@ SETTINGS: tuple[Setting, ...] = (
         "false makes every track call a no-op",
         aliases=("ANALYTICS_ENABLED",),
     ),
-    Setting("flush_interval", "BOTMETER_FLUSH_INTERVAL", 1.0, _to_number(float, 0.01), "seconds between writes"),
     Setting(
-        "batch_size", "BOTMETER_BATCH_SIZE", 20_000, _to_number(int, 1), "write early once this many are waiting"
+        "flush_interval", "BOTMETER_FLUSH_INTERVAL", 1.0, _to_number(float, 0.01), "seconds between writes"
+    ),
+    Setting(
+        "batch_size",
+        "BOTMETER_BATCH_SIZE",
+        20_000,
+        _to_number(int, 1),
+        "write early once this many are waiting",
     ),
     Setting(
         "max_buffer",
@@ -109,7 +115,9 @@ SETTINGS: tuple[Setting, ...] = (
         "the key for user-id hashes (default: generated once, kept in <store>.key)",
     ),
     Setting("store_text", "BOTMETER_STORE_TEXT", False, _to_bool, "keep message text (off: only its length)"),
-    Setting("channel", "BOTMETER_CHANNEL", None, _to_str, "channel for events that name none (sms, slack, web)"),
+    Setting(
+        "channel", "BOTMETER_CHANNEL", None, _to_str, "channel for events that name none (sms, slack, web)"
+    ),
     Setting("release", "BOTMETER_RELEASE", None, _to_str, "the bot's release, stored with every event"),
     Setting("prices", "BOTMETER_PRICES", None, _to_str, "a TOML price list overriding built-in prices"),
     Setting("sms_rates", "BOTMETER_SMS_RATES", None, _to_str, "a TOML table of SMS rates per country"),
@@ -161,7 +169,9 @@ class Config:
         known = {f.name for f in fields(cls)}
         unknown = set(arguments) - known
         if unknown:
-            raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}; valid: {', '.join(sorted(known))}")
+            raise TypeError(
+                f"unknown setting(s): {', '.join(sorted(unknown))}; valid: {', '.join(sorted(known))}"
+            )
         values: dict[str, Any] = {}
         for setting in SETTINGS:
             given = arguments.get(setting.name)
@@ -193,4 +203,6 @@ class Config:
         if not isinstance(self.bot, str) or not self.bot:
             raise ConfigError(f"bot must be a non-empty str, got {self.bot!r}")
         if not isinstance(self.store, str) or not self.store:
-            raise ConfigError(f"store must be a store URL such as duckdb://botmeter.duckdb, got {self.store!r}")
+            raise ConfigError(
+                f"store must be a store URL such as duckdb://botmeter.duckdb, got {self.store!r}"
+            )

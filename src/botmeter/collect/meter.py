@@ -113,22 +113,47 @@ class Meter:
     # -- track calls (documentation; the instance attributes set in __init__ do the work) ---------
 
     def track_message(
-        self, *, direction: str, text: str | None = None, user: Id = None, conversation: Id = None,
-        channel: str | None = None, properties: dict | None = None, event_id: str | None = None, ts: Ts = None,
+        self,
+        *,
+        direction: str,
+        text: str | None = None,
+        user: Id = None,
+        conversation: Id = None,
+        channel: str | None = None,
+        properties: dict | None = None,
+        event_id: str | None = None,
+        ts: Ts = None,
     ) -> None:
         """A message from the user (``direction="in"``) or the bot (``"out"``).
 
         The text is used for its length (and SMS segments); it is stored only with ``store_text``.
         """
         return self.__dict__["track_message"](
-            direction=direction, text=text, user=user, conversation=conversation, channel=channel,
-            properties=properties, event_id=event_id, ts=ts,
+            direction=direction,
+            text=text,
+            user=user,
+            conversation=conversation,
+            channel=channel,
+            properties=properties,
+            event_id=event_id,
+            ts=ts,
         )
 
     def track_sms(
-        self, *, direction: str, text: str | None = None, segments: float | None = None, country: str | None = None,
-        cost_usd: float | None = None, provider: str | None = None, user: Id = None, conversation: Id = None,
-        channel: str | None = None, properties: dict | None = None, event_id: str | None = None, ts: Ts = None,
+        self,
+        *,
+        direction: str,
+        text: str | None = None,
+        segments: float | None = None,
+        country: str | None = None,
+        cost_usd: float | None = None,
+        provider: str | None = None,
+        user: Id = None,
+        conversation: Id = None,
+        channel: str | None = None,
+        properties: dict | None = None,
+        event_id: str | None = None,
+        ts: Ts = None,
     ) -> None:
         """An SMS in or out: a message whose segments and cost are computed from the text and country.
 
@@ -136,86 +161,209 @@ class Meter:
         SMS rate table (``sms_rates``) or a custom price list; ``cost_usd`` overrides both.
         """
         return self.__dict__["track_sms"](
-            direction=direction, text=text, segments=segments, country=country, cost_usd=cost_usd,
-            provider=provider, user=user, conversation=conversation, channel=channel, properties=properties,
-            event_id=event_id, ts=ts,
+            direction=direction,
+            text=text,
+            segments=segments,
+            country=country,
+            cost_usd=cost_usd,
+            provider=provider,
+            user=user,
+            conversation=conversation,
+            channel=channel,
+            properties=properties,
+            event_id=event_id,
+            ts=ts,
         )
 
     def track_llm_call(
-        self, *, provider: str, model: str, input_tokens: int = 0, output_tokens: int = 0, cached_tokens: int = 0,
-        reasoning_tokens: int = 0, cache_write_tokens: int = 0, latency_ms: float | None = None,
-        cost_usd: float | None = None, stage: str | None = None, user: Id = None, conversation: Id = None,
-        channel: str | None = None, properties: dict | None = None, event_id: str | None = None, ts: Ts = None,
+        self,
+        *,
+        provider: str,
+        model: str,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cached_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        latency_ms: float | None = None,
+        cost_usd: float | None = None,
+        stage: str | None = None,
+        user: Id = None,
+        conversation: Id = None,
+        channel: str | None = None,
+        properties: dict | None = None,
+        event_id: str | None = None,
+        ts: Ts = None,
     ) -> None:
         """One LLM call. ``input_tokens`` counts the whole prompt, cached and cache-write tokens included;
         ``output_tokens`` the whole completion, reasoning tokens included. Cost comes from genai-prices
         (or your price list) unless ``cost_usd`` is given; an unknown model is stored unpriced.
         """
         return self.__dict__["track_llm_call"](
-            provider=provider, model=model, input_tokens=input_tokens, output_tokens=output_tokens,
-            cached_tokens=cached_tokens, reasoning_tokens=reasoning_tokens, cache_write_tokens=cache_write_tokens,
-            latency_ms=latency_ms, cost_usd=cost_usd, stage=stage, user=user, conversation=conversation,
-            channel=channel, properties=properties, event_id=event_id, ts=ts,
+            provider=provider,
+            model=model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_tokens=cached_tokens,
+            reasoning_tokens=reasoning_tokens,
+            cache_write_tokens=cache_write_tokens,
+            latency_ms=latency_ms,
+            cost_usd=cost_usd,
+            stage=stage,
+            user=user,
+            conversation=conversation,
+            channel=channel,
+            properties=properties,
+            event_id=event_id,
+            ts=ts,
         )
 
     def track_api_call(
-        self, *, provider: str, name: str, cost_usd: float | None = None, units: float | None = None,
-        unit: str | None = None, latency_ms: float | None = None, user: Id = None, conversation: Id = None,
-        channel: str | None = None, properties: dict | None = None, event_id: str | None = None, ts: Ts = None,
+        self,
+        *,
+        provider: str,
+        name: str,
+        cost_usd: float | None = None,
+        units: float | None = None,
+        unit: str | None = None,
+        latency_ms: float | None = None,
+        user: Id = None,
+        conversation: Id = None,
+        channel: str | None = None,
+        properties: dict | None = None,
+        event_id: str | None = None,
+        ts: Ts = None,
     ) -> None:
         """Any other paid or timed API call; priced from your price list when ``cost_usd`` is not given."""
         return self.__dict__["track_api_call"](
-            provider=provider, name=name, cost_usd=cost_usd, units=units, unit=unit, latency_ms=latency_ms,
-            user=user, conversation=conversation, channel=channel, properties=properties, event_id=event_id, ts=ts,
+            provider=provider,
+            name=name,
+            cost_usd=cost_usd,
+            units=units,
+            unit=unit,
+            latency_ms=latency_ms,
+            user=user,
+            conversation=conversation,
+            channel=channel,
+            properties=properties,
+            event_id=event_id,
+            ts=ts,
         )
 
     def track_error(
-        self, error: BaseException | type[BaseException] | str, *, severity: str | None = None,
-        message: str | None = None, status_code: int | None = None, code: str | int | None = None,
-        provider: str | None = None, stage: str | None = None, context: dict | None = None, user: Id = None,
-        conversation: Id = None, channel: str | None = None, properties: dict | None = None,
-        event_id: str | None = None, ts: Ts = None,
+        self,
+        error: BaseException | type[BaseException] | str,
+        *,
+        severity: str | None = None,
+        message: str | None = None,
+        status_code: int | None = None,
+        code: str | int | None = None,
+        provider: str | None = None,
+        stage: str | None = None,
+        context: dict | None = None,
+        user: Id = None,
+        conversation: Id = None,
+        channel: str | None = None,
+        properties: dict | None = None,
+        event_id: str | None = None,
+        ts: Ts = None,
     ) -> None:
         """An error: an exception, an exception class or an error code. It is categorised (rate_limit,
         quota, timeout, auth, ...), given a severity (from the category unless given) and a fingerprint
         that groups the same error together.
         """
         return self.__dict__["track_error"](
-            error, severity=severity, message=message, status_code=status_code, code=code, provider=provider,
-            stage=stage, context=context, user=user, conversation=conversation, channel=channel,
-            properties=properties, event_id=event_id, ts=ts,
+            error,
+            severity=severity,
+            message=message,
+            status_code=status_code,
+            code=code,
+            provider=provider,
+            stage=stage,
+            context=context,
+            user=user,
+            conversation=conversation,
+            channel=channel,
+            properties=properties,
+            event_id=event_id,
+            ts=ts,
         )
 
     def track_timing(
-        self, stage: str, latency_ms: float, *, provider: str | None = None, model: str | None = None,
-        user: Id = None, conversation: Id = None, channel: str | None = None, properties: dict | None = None,
-        event_id: str | None = None, ts: Ts = None,
+        self,
+        stage: str,
+        latency_ms: float,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        user: Id = None,
+        conversation: Id = None,
+        channel: str | None = None,
+        properties: dict | None = None,
+        event_id: str | None = None,
+        ts: Ts = None,
     ) -> None:
         """How long one stage of a reply took, in milliseconds (see also ``timer``)."""
         return self.__dict__["track_timing"](
-            stage, latency_ms, provider=provider, model=model, user=user, conversation=conversation,
-            channel=channel, properties=properties, event_id=event_id, ts=ts,
+            stage,
+            latency_ms,
+            provider=provider,
+            model=model,
+            user=user,
+            conversation=conversation,
+            channel=channel,
+            properties=properties,
+            event_id=event_id,
+            ts=ts,
         )
 
     def track_activity(
-        self, name: str, *, user: Id = None, conversation: Id = None, channel: str | None = None,
-        properties: dict | None = None, event_id: str | None = None, ts: Ts = None,
+        self,
+        name: str,
+        *,
+        user: Id = None,
+        conversation: Id = None,
+        channel: str | None = None,
+        properties: dict | None = None,
+        event_id: str | None = None,
+        ts: Ts = None,
     ) -> None:
-        """Something the user did: ``"reset"``, an admin command (``"admin:status"``), a feature (``"feature:x"``)."""
+        """Something the user did: ``"reset"``, an admin command (``"admin:status"``), a feature
+        (``"feature:x"``)."""
         return self.__dict__["track_activity"](
-            name, user=user, conversation=conversation, channel=channel, properties=properties, event_id=event_id,
+            name,
+            user=user,
+            conversation=conversation,
+            channel=channel,
+            properties=properties,
+            event_id=event_id,
             ts=ts,
         )
 
     def track_custom(
-        self, name: str, *, value: float | None = None, unit: str | None = None, user: Id = None,
-        conversation: Id = None, channel: str | None = None, properties: dict | None = None,
-        event_id: str | None = None, ts: Ts = None,
+        self,
+        name: str,
+        *,
+        value: float | None = None,
+        unit: str | None = None,
+        user: Id = None,
+        conversation: Id = None,
+        channel: str | None = None,
+        properties: dict | None = None,
+        event_id: str | None = None,
+        ts: Ts = None,
     ) -> None:
         """An event of your own, with an optional value and unit."""
         return self.__dict__["track_custom"](
-            name, value=value, unit=unit, user=user, conversation=conversation, channel=channel,
-            properties=properties, event_id=event_id, ts=ts,
+            name,
+            value=value,
+            unit=unit,
+            user=user,
+            conversation=conversation,
+            channel=channel,
+            properties=properties,
+            event_id=event_id,
+            ts=ts,
         )
 
     def timer(self, stage: str, **fields: Any) -> Timer:
@@ -299,7 +447,7 @@ class Meter:
 class Timer:
     """``with meter.timer("llm"):`` or ``@meter.timer("reply")``: tracks the elapsed milliseconds."""
 
-    __slots__ = ("_fields", "_meter", "_start", "_stage", "latency_ms")
+    __slots__ = ("_fields", "_meter", "_stage", "_start", "latency_ms")
 
     def __init__(self, meter: Meter, stage: str, fields: dict[str, Any]) -> None:
         self._meter = meter

@@ -56,11 +56,7 @@ def invalid(call: str, kind: int, name: str | None, check: int, value: Any, choi
     # A value of the right type but out of range is a ValueError; the wrong type is a TypeError.
     right_type = (
         (check in (COUNT,) and isinstance(value, int) and not isinstance(value, bool))
-        or (
-            check in (AMOUNT, OPT_AMOUNT)
-            and isinstance(value, int | float)
-            and not isinstance(value, bool)
-        )
+        or (check in (AMOUNT, OPT_AMOUNT) and isinstance(value, int | float) and not isinstance(value, bool))
         or (check in (STR, CHOICE, OPT_CHOICE) and isinstance(value, str))
     )
     error = ValueError if right_type else TypeError

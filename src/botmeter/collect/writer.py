@@ -36,8 +36,9 @@ class WriterStats:
 
 
 class Writer:
-    def __init__(self, buffer: Any, pipeline: Pipeline, store: Store, spool: Spool, *, interval: float,
-                 batch_size: int) -> None:
+    def __init__(
+        self, buffer: Any, pipeline: Pipeline, store: Store, spool: Spool, *, interval: float, batch_size: int
+    ) -> None:
         self.buffer = buffer
         self.pipeline = pipeline
         self.store = store

@@ -42,6 +42,8 @@ _ARROW_TYPES = {
 }
 SCHEMA = pa.schema([(name, _ARROW_TYPES[sql_type]) for name, (sql_type, _) in COLUMNS.items()])
 _EVENT_ID_NAMESPACE = uuid.UUID("5b0f7c52-8a7e-4d55-9f57-3d1c2b7c9a10")
+# Marks a batch holding ids the bot chose: a retry of one may come later than the first with another ts.
+CALLER_KEYS = b"botmeter.caller_keys"
 
 
 @dataclass(slots=True)
@@ -242,7 +244,13 @@ class Pipeline:
 
     def _error(self, n: int, raw: dict[str, list]) -> Frame:
         frame = self._common(
-            "track_error", "error", n, raw, provider=raw["provider"], stage=raw["stage"], severity=raw["severity"]
+            "track_error",
+            "error",
+            n,
+            raw,
+            provider=raw["provider"],
+            stage=raw["stage"],
+            severity=raw["severity"],
         )
         frame.columns["_error"] = raw["error"]
         frame.columns["_message"] = raw["message"]
@@ -267,7 +275,9 @@ class Pipeline:
         return self._common("track_activity", "activity", n, raw, name=raw["name"])
 
     def _custom(self, n: int, raw: dict[str, list]) -> Frame:
-        return self._common("track_custom", "custom", n, raw, name=raw["name"], units=raw["value"], unit=raw["unit"])
+        return self._common(
+            "track_custom", "custom", n, raw, name=raw["name"], units=raw["value"], unit=raw["unit"]
+        )
 
     # -- built-in processors ------------------------------------------------------------------
 
@@ -300,8 +310,11 @@ class Pipeline:
         rates = self.sms_rates
         price_list = self.price_list
         default_country = self.config.default_country
-        units, countries, costs, versions = c["units"], c["country"], c["cost_usd"], c.setdefault(
-            "price_version", [None] * frame.n
+        units, countries, costs, versions = (
+            c["units"],
+            c["country"],
+            c["cost_usd"],
+            c.setdefault("price_version", [None] * frame.n),
         )
         for i in range(frame.n):
             if units[i] is None:
@@ -316,7 +329,14 @@ class Pipeline:
             cost, version = (None, None)
             if price_list is not None:
                 cost, version = price_units(
-                    price_list, c["provider"][i], None, "sms_segment", units[i], c["ts"][i], direction, countries[i]
+                    price_list,
+                    c["provider"][i],
+                    None,
+                    "sms_segment",
+                    units[i],
+                    c["ts"][i],
+                    direction,
+                    countries[i],
                 )
             if cost is None:
                 cost, version = units[i] * rates.rate(countries[i], direction), rates.version
@@ -343,7 +363,9 @@ class Pipeline:
         c = frame.columns
         errors, messages = c.pop("_error"), c.pop("_message")
         statuses, codes, contexts = c.pop("_status_code"), c.pop("_code"), c.pop("_context")
-        columns = {k: [None] * frame.n for k in ("error_type", "error_category", "fingerprint", "error_message")}
+        columns = {
+            k: [None] * frame.n for k in ("error_type", "error_category", "fingerprint", "error_message")
+        }
         for i in range(frame.n):
             facts = error_facts.describe(errors[i], messages[i], statuses[i], codes[i])
             category = error_facts.categorise(facts, c["provider"][i])
@@ -382,7 +404,9 @@ class Pipeline:
 
     def run(self, lanes: Sequence[list], extra: Sequence[Frame] = ()) -> pa.Table | None:
         tables = []
+        caller_keys = False
         for frame in [*self.frames(lanes), *extra]:
+            caller_keys = caller_keys or "_event_key" in frame.columns
             for step in self.steps:
                 try:
                     result = step(frame)
@@ -399,7 +423,10 @@ class Pipeline:
                 tables.append(self.to_arrow(frame))
         if not tables:
             return None
-        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        if caller_keys:
+            table = table.replace_schema_metadata({CALLER_KEYS: b"1"})
+        return table
 
     def to_arrow(self, frame: Frame) -> pa.Table:
         n = frame.n
@@ -418,7 +445,9 @@ class Pipeline:
             elif name == "bot":
                 arrays.append(pa.array([self.config.bot] * n, typ))
             elif name == "release":
-                arrays.append(pa.nulls(n, typ) if self.config.release is None else pa.array([self.config.release] * n))
+                arrays.append(
+                    pa.nulls(n, typ) if self.config.release is None else pa.array([self.config.release] * n)
+                )
             elif name == "channel":
                 default = self.config.channel
                 if values is None:
@@ -427,7 +456,9 @@ class Pipeline:
                     values = [v or default for v in values]
                 arrays.append(pa.array(values, typ))
             elif name == "conversation_id" and values is not None:
-                arrays.append(pa.array([v if v is None or isinstance(v, str) else str(v) for v in values], typ))
+                arrays.append(
+                    pa.array([v if v is None or isinstance(v, str) else str(v) for v in values], typ)
+                )
             elif name == "properties" and values is not None:
                 arrays.append(pa.array(_json_column(values), typ))
             elif values is None:

@@ -17,6 +17,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,10 @@ import pyarrow.compute as pc
 
 from ..events import COLUMNS
 from ..exceptions import SchemaError, StoreError, StoreLocked, StoreUnavailable
+from ..process.pipeline import CALLER_KEYS
 
 SCHEMA_VERSION = 1
+CALLER_KEY_WINDOW = timedelta(days=7)
 
 # Each step takes the schema from the version before it to its own number; never edit a
 # released step, add one.
@@ -83,7 +86,9 @@ class DuckDBStore:
     # -- connections ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _connection(self, read_only: bool, timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _connection(
+        self, read_only: bool, timeout: float | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         timeout = self.lock_timeout if timeout is None else timeout
         with self._lock:
             con = self._open(read_only, timeout)
@@ -121,8 +126,8 @@ class DuckDBStore:
         if self._migrated:
             return
         con.execute("CREATE TABLE IF NOT EXISTS botmeter_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        row = con.execute("SELECT value FROM botmeter_meta WHERE key = 'schema_version'").fetchone()
-        current = int(row[0]) if row else 0
+        rows = con.execute("SELECT value FROM botmeter_meta WHERE key = 'schema_version'").fetchall()
+        current = int(rows[0][0]) if rows else 0
         if current > SCHEMA_VERSION:
             raise SchemaError(
                 f"{self.path} has schema version {current}, newer than this botmeter's {SCHEMA_VERSION}; "
@@ -157,10 +162,10 @@ class DuckDBStore:
     def _stored_version(self, timeout: float | None) -> int:
         with self._connection(read_only=True, timeout=timeout) as con:
             try:
-                row = con.execute("SELECT value FROM botmeter_meta WHERE key = 'schema_version'").fetchone()
+                rows = con.execute("SELECT value FROM botmeter_meta WHERE key = 'schema_version'").fetchall()
             except duckdb.CatalogException:
                 return 0
-        version = int(row[0]) if row else 0
+        version = int(rows[0][0]) if rows else 0
         if version == SCHEMA_VERSION:
             self._migrated = True
         return version
@@ -181,6 +186,9 @@ class DuckDBStore:
             return 0
         bounds = pc.min_max(batch.column("ts"))
         lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+        if CALLER_KEYS in (batch.schema.metadata or {}):
+            # Ids the bot chose (a retried webhook) may repeat with a later ts: look further back.
+            lo, hi = lo - CALLER_KEY_WINDOW, hi + CALLER_KEY_WINDOW
         ids = batch.column("event_id")
         storage = pa.chunked_array([chunk.storage for chunk in ids.chunks], pa.binary(16))
         unique = pc.count_distinct(storage).as_py() == batch.num_rows
@@ -188,15 +196,16 @@ class DuckDBStore:
         keep_first = "" if unique else " QUALIFY row_number() OVER (PARTITION BY b.event_id) = 1"
         sql = (
             "INSERT INTO events SELECT b.* FROM batch AS b WHERE NOT EXISTS ("
-            "SELECT 1 FROM events AS e WHERE e.ts BETWEEN $lo AND $hi AND e.event_id = b.event_id)" + keep_first
+            "SELECT 1 FROM events AS e WHERE e.ts BETWEEN $lo AND $hi AND e.event_id = b.event_id)"
+            + keep_first
         )
         with self.writing() as con:
             con.register("batch", batch)
             try:
-                row = con.execute(sql, {"lo": lo, "hi": hi}).fetchone()
+                rows = con.execute(sql, {"lo": lo, "hi": hi}).fetchall()
             finally:
                 con.unregister("batch")
-        return int(row[0]) if row else 0
+        return int(rows[0][0]) if rows else 0
 
     def count(self) -> int:
         if not self.path.exists():
@@ -204,8 +213,7 @@ class DuckDBStore:
         with self.reading() as con:
             if not _has_events(con):
                 return 0
-            row = con.execute("SELECT count(*) FROM events").fetchone()
-            return int(row[0]) if row else 0
+            return int(con.execute("SELECT count(*) FROM events").fetchall()[0][0])
 
     def update_costs(self, changes: pa.Table) -> int:
         """Sets cost_usd and price_version by event_id (for reprice). Returns rows changed."""
@@ -214,14 +222,14 @@ class DuckDBStore:
         with self.writing() as con:
             con.register("changes", changes)
             try:
-                row = con.execute(
+                rows = con.execute(
                     "UPDATE events SET cost_usd = c.cost_usd, price_version = c.price_version "
                     "FROM changes AS c WHERE events.event_id = c.event_id "
                     "AND events.cost_usd IS DISTINCT FROM c.cost_usd"
-                ).fetchone()
+                ).fetchall()
             finally:
                 con.unregister("changes")
-        return int(row[0]) if row else 0
+        return int(rows[0][0]) if rows else 0
 
     def size_bytes(self) -> int:
         wal = self.path.with_name(self.path.name + ".wal")
@@ -247,10 +255,10 @@ class DuckDBStore:
 
 
 def _has_events(con: duckdb.DuckDBPyConnection) -> bool:
-    row = con.execute(
+    rows = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'events'"
-    ).fetchone()
-    return bool(row and row[0])
+    ).fetchall()
+    return bool(rows[0][0])
 
 
 def _mapped(exc: duckdb.Error, path: Path) -> StoreError:

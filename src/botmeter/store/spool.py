@@ -93,7 +93,9 @@ class Spool:
             return False
 
     def replay(self, write: Callable[[pa.Table], int], budget_s: float = 5.0) -> int:
-        """Hands spooled batches to ``write`` in order; stops at the first that fails. Returns events replayed."""
+        """Hands spooled batches to ``write`` in order, stopping at the first the store cannot take.
+
+        Returns how many events were replayed."""
         replayed = 0
         deadline = time.monotonic() + budget_s
         for path in self._segments():
@@ -136,7 +138,9 @@ class Spool:
         failed = self.directory / "failed"
         failed.mkdir(exist_ok=True)
         self.quarantined_events += _rows_in_name(path)
-        log.error("botmeter: spooled batch %s rejected by the store (%s); moved to %s", path.name, reason, failed)
+        log.error(
+            "botmeter: spooled batch %s rejected by the store (%s); moved to %s", path.name, reason, failed
+        )
         with contextlib.suppress(FileNotFoundError):
             os.rename(path, failed / path.name)
 

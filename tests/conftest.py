@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture(autouse=True)
+def _clean_botmeter_env(monkeypatch):
+    # A developer's own BOTMETER_* settings must not change what the tests see.
+    for name in list(os.environ):
+        if name.startswith("BOTMETER_") or name.startswith("ANALYTICS_"):
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "bot.duckdb"
+
+
+@pytest.fixture
+def store_url(store_path: Path) -> str:
+    return f"duckdb://{store_path}"
+
+
+def query(path: Path, sql: str, params: object = None) -> list[tuple]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
+
+
+def scalar(path: Path, sql: str, params: object = None) -> object:
+    return query(path, sql, params)[0][0]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOTMETER_", "ANALYTICS_"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def start_python(code: str, tmp_path: Path, name: str = "bot.py", **env: str) -> subprocess.Popen:
+    """Runs a real Python process (a bot, a reader) with botmeter importable."""
+    script = tmp_path / name
+    script.write_text(textwrap.dedent(code))
+    return subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(**env),
+    )

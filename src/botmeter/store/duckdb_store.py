@@ -262,8 +262,11 @@ def _has_events(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def _mapped(exc: duckdb.Error, path: Path) -> StoreError:
-    if isinstance(exc, duckdb.IOException | duckdb.OutOfMemoryException | duckdb.PermissionException):
-        return StoreUnavailable(f"{path}: {exc}")
-    if isinstance(exc, duckdb.FatalException | duckdb.InternalException):
-        return StoreUnavailable(f"{path}: {exc}")
-    return StoreError(f"{path}: {exc}")
+    # Only errors about the batch itself are final (the spool sets such a batch aside); anything
+    # else (a full disk, a read-only file, a failed commit) may pass, so the batch waits and retries.
+    if isinstance(exc, _BAD_BATCH):
+        return StoreError(f"{path}: {exc}")
+    return StoreUnavailable(f"{path}: {exc}")
+
+
+_BAD_BATCH = (duckdb.BinderException, duckdb.ConversionException, duckdb.InvalidInputException)

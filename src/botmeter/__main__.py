@@ -1,0 +1,3 @@
+from botmeter.interfaces.cli import run
+
+run()

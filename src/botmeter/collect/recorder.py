@@ -110,6 +110,9 @@ class PyBuffer:
         self.size = 0
         return out
 
+    def drain_columns(self) -> tuple[tuple[list, ...] | None, ...]:
+        return tuple(tuple(map(list, zip(*lane, strict=True))) if lane else None for lane in self.drain())
+
     def dropped_counts(self) -> tuple[int, ...]:
         return tuple(self._dropped)
 

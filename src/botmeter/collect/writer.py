@@ -7,6 +7,7 @@ failures are counted, logged and retried (through the spool), and the bot keeps 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -54,19 +55,28 @@ class Writer:
         self._done = 0
         self._stop = False
         self._thread: threading.Thread | None = None
+        self._store_thread: threading.Thread | None = None
+        # One processed batch waits for the store while the next is processed: processing holds the
+        # GIL, a DuckDB write mostly does not, so on two cores the two overlap. One slot keeps
+        # memory bounded: a slow store backs up into the buffer, which counts what it drops.
+        self._outbox: queue.Queue = queue.Queue(maxsize=1)
         self._store_ok = True
 
     # -- control ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop = False
-            self._thread = threading.Thread(target=self._run, name="botmeter-writer", daemon=True)
-            self._thread.start()
+        if self.alive:
+            return
+        self._stop = False
+        self._outbox = queue.Queue(maxsize=1)
+        self._thread = threading.Thread(target=self._run, name="botmeter-writer", daemon=True)
+        self._store_thread = threading.Thread(target=self._run_store, name="botmeter-store", daemon=True)
+        self._store_thread.start()
+        self._thread.start()
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return all(t is not None and t.is_alive() for t in (self._thread, self._store_thread))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Waits until everything buffered before the call is stored or spooled. False on timeout."""
@@ -85,8 +95,9 @@ class Writer:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for thread in (self._thread, self._store_thread):
+            if thread is not None:
+                thread.join(timeout)
         return done
 
     def after_fork(self) -> None:
@@ -113,12 +124,25 @@ class Writer:
                     self._cond.wait(min(_POLL_S, remaining))
                 ticket = self._requested
                 stopping = self._stop
+            table = None
             try:
-                self.cycle()
+                table = self.process()
             except Exception as exc:  # never let the writer die: the bot would silently lose everything after
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("botmeter: writer cycle failed")
+                log.exception("botmeter: processing failed")
             next_write = time.monotonic() + self.interval
+            self._outbox.put((ticket, table, stopping))
+            if stopping:
+                return
+
+    def _run_store(self) -> None:
+        while True:
+            ticket, table, stopping = self._outbox.get()
+            try:
+                self.store_or_spool(table)
+            except Exception as exc:
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("botmeter: store step failed")
             with self._cond:
                 self._done = max(self._done, ticket)
                 self._cond.notify_all()
@@ -126,8 +150,12 @@ class Writer:
                 return
 
     def cycle(self) -> None:
-        """One round: drain, process, then store (or spool); replay the spool when the store answers."""
-        lanes = self.buffer.drain()
+        """One round, synchronously: drain, process, store (or spool)."""
+        self.store_or_spool(self.process())
+
+    def process(self) -> Any:
+        """Drains the buffer and processes what it held into one table (None when nothing waited)."""
+        lanes = self.buffer.drain_columns()
         self.stats.cycles += 1
         extra = []
         dropped = self.buffer.dropped_counts()
@@ -140,9 +168,13 @@ class Writer:
         table = self.pipeline.run(lanes, extra)
         if table is not None:
             self.stats.processed += table.num_rows
+        return table
+
+    def store_or_spool(self, table: Any) -> None:
+        """Writes the table; spooled batches go first, so a newer batch waits behind them."""
         if self.spool.depth().batches and not self._replay():
             if table is not None:
-                self._spool(table)  # keep order: newer events wait behind the spooled ones
+                self._spool(table)
             return
         if table is not None:
             self._write(table)

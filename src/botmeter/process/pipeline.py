@@ -48,12 +48,12 @@ CALLER_KEYS = b"botmeter.caller_keys"
 
 @dataclass(slots=True)
 class Frame:
-    """Events of one kind from one batch: stored column name -> list of values (all of length n)."""
+    """Events of one kind from one batch: stored column name -> values (lists or tuples of length n)."""
 
     call: str
     kind: str
     n: int
-    columns: dict[str, list] = field(default_factory=dict)
+    columns: dict[str, Sequence] = field(default_factory=dict)
 
     def column(self, name: str) -> list:
         values = self.columns.get(name)
@@ -161,13 +161,14 @@ class Pipeline:
 
     # -- records to frames ------------------------------------------------------------------
 
-    def frames(self, lanes: Sequence[list]) -> list[Frame]:
+    def frames(self, lanes: Sequence[tuple[list, ...] | None]) -> list[Frame]:
+        """One frame per non-empty lane; a lane is the buffer's columns for one track call."""
         out = []
-        for call, records in zip(RECORD_CALLS, lanes, strict=True):
-            if records:
+        for call, columns in zip(RECORD_CALLS, lanes, strict=True):
+            if columns:
                 names = ("ts", *RECORDS[call].names)
-                raw = dict(zip(names, (list(c) for c in zip(*records, strict=True)), strict=True))
-                out.append(self._builders[call](len(records), raw))
+                raw = dict(zip(names, columns, strict=True))
+                out.append(self._builders[call](len(columns[0]), raw))
         return out
 
     def _common(self, call: str, kind: str, n: int, raw: dict[str, list], **columns: list) -> Frame:
@@ -179,7 +180,7 @@ class Pipeline:
             properties=raw["properties"],
         )
         frame = Frame(call, kind, n, columns)
-        if any(v is not None for v in raw["event_id"]):
+        if raw["event_id"].count(None) != n:
             frame.columns["_event_key"] = raw["event_id"]
         return frame
 
@@ -306,55 +307,63 @@ class Pipeline:
         if frame.call != "track_sms":
             return frame
         c = frame.columns
+        n = frame.n
         texts = c.pop("_text")
-        rates = self.sms_rates
-        price_list = self.price_list
+        units = [
+            float(sms_parts(t or "")[0]) if u is None else u for u, t in zip(c["units"], texts, strict=True)
+        ]
         default_country = self.config.default_country
-        units, countries, costs, versions = (
-            c["units"],
-            c["country"],
-            c["cost_usd"],
-            c.setdefault("price_version", [None] * frame.n),
-        )
-        for i in range(frame.n):
-            if units[i] is None:
-                units[i] = float(sms_parts(texts[i] or "")[0])
-            if countries[i] is None:
-                user = c["user_id"][i]
-                countries[i] = (country_of(user) if isinstance(user, str) else None) or default_country
-            if costs[i] is not None:
-                versions[i] = "caller"
-                continue
-            direction = c["direction"][i]
-            cost, version = (None, None)
-            if price_list is not None:
-                cost, version = price_units(
-                    price_list,
-                    c["provider"][i],
-                    None,
-                    "sms_segment",
-                    units[i],
-                    c["ts"][i],
-                    direction,
-                    countries[i],
-                )
-            if cost is None:
-                cost, version = units[i] * rates.rate(countries[i], direction), rates.version
-            costs[i], versions[i] = cost, version
+        # Countries come from the clear phone numbers, so this runs before user ids are hashed.
+        by_user = {
+            u: (country_of(u) if isinstance(u, str) else None) or default_country for u in set(c["user_id"])
+        }
+        countries = [
+            by_user[u] if given is None else given
+            for u, given in zip(c["user_id"], c["country"], strict=True)
+        ]
+        rates = self.sms_rates
+        rate_of = {(k, d): rates.rate(k, d) for k in set(countries) for d in ("in", "out")}
+        costs = [
+            u * rate_of[k, d] if g is None else g
+            for u, k, d, g in zip(units, countries, c["direction"], c["cost_usd"], strict=True)
+        ]
+        versions = [rates.version if g is None else "caller" for g in c["cost_usd"]]
+        if self.price_list is not None:
+            for i in range(n):  # a custom SMS price, where there is one, beats the rate table
+                if c["cost_usd"][i] is None:
+                    cost, version = price_units(
+                        self.price_list,
+                        c["provider"][i],
+                        None,
+                        "sms_segment",
+                        units[i],
+                        c["ts"][i],
+                        c["direction"][i],
+                        countries[i],
+                    )
+                    if cost is not None:
+                        costs[i], versions[i] = cost, version
+        c.update(units=units, country=countries, cost_usd=costs, price_version=versions)
         return frame
 
     def price_api(self, frame: Frame) -> Frame:
         if frame.kind != "api_call":
             return frame
         c = frame.columns
-        versions = c.setdefault("price_version", [None] * frame.n)
-        for i, given in enumerate(c["cost_usd"]):
-            if given is not None:
-                versions[i] = "caller"
-            elif self.price_list is not None:
-                c["cost_usd"][i], versions[i] = price_units(
-                    self.price_list, c["provider"][i], c["name"][i], c["unit"][i], c["units"][i], c["ts"][i]
-                )
+        costs = list(c["cost_usd"])
+        versions = [None if g is None else "caller" for g in costs]
+        if self.price_list is not None:
+            for i, given in enumerate(c["cost_usd"]):
+                if given is None:
+                    costs[i], versions[i] = price_units(
+                        self.price_list,
+                        c["provider"][i],
+                        c["name"][i],
+                        c["unit"][i],
+                        c["units"][i],
+                        c["ts"][i],
+                    )
+        c.update(cost_usd=costs, price_version=versions)
         return frame
 
     def describe_errors(self, frame: Frame) -> Frame:

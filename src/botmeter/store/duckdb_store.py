@@ -200,6 +200,10 @@ class DuckDBStore:
             + keep_first
         )
         with self.writing() as con:
+            # One thread: DuckDB then compresses row groups as it appends, so closing has almost
+            # nothing left to checkpoint (half the time of the default on two cores), and the
+            # other core stays with the bot.
+            con.execute("SET threads = 1")
             con.register("batch", batch)
             try:
                 rows = con.execute(sql, {"lo": lo, "hi": hi}).fetchall()

@@ -24,7 +24,7 @@ setup(
         Extension(
             "botmeter.collect._fastpath",
             ["src/botmeter/collect/_fastpath.c"],
-            extra_compile_args=["-O2"],
+            extra_compile_args=["-O3"],
             optional=True,
         )
     ],

@@ -170,3 +170,22 @@ def test_numpy_style_and_subclass_values_are_accepted(recorder):
 
     fns["track_llm_call"](provider="openai", model="gpt-4o", input_tokens=Tokens(10), latency_ms=3)
     assert len(lane(buf, "track_llm_call")) == 1
+
+
+def test_fast_clock_agrees_with_the_wall_clock(recorder):
+    import time
+
+    buf, fns = recorder
+    buf.calibrate()
+    time.sleep(0.25)
+    buf.calibrate()  # on x86 the TSC clock is now in use; elsewhere (and in Python) clock_gettime
+    stamps = []
+    for _ in range(50):
+        before = time.time()
+        fns["track_activity"]("tick")
+        after = time.time()
+        stamps.append((before, after))
+        time.sleep(0.002)
+    recorded = [r[0] for r in lane(buf, "track_activity")]
+    for (before, after), ts in zip(stamps, recorded, strict=True):
+        assert before - 0.001 <= ts <= after + 0.001

@@ -116,6 +116,12 @@ class PyBuffer:
     def dropped_counts(self) -> tuple[int, ...]:
         return tuple(self._dropped)
 
+    def calibrate(self) -> bool:
+        return False
+
+    def now(self) -> float:
+        return time.time()
+
 
 def _py_track_fn(buf: PyBuffer, lane: int, spec: RecordSpec) -> Callable[..., None]:
     call = spec.call

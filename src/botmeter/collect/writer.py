@@ -68,6 +68,7 @@ class Writer:
         if self.alive:
             return
         self._stop = False
+        self.buffer.calibrate()  # anchors the fast clock; the writer's cycles refine it
         self._outbox = queue.Queue(maxsize=1)
         self._thread = threading.Thread(target=self._run, name="botmeter-writer", daemon=True)
         self._store_thread = threading.Thread(target=self._run_store, name="botmeter-store", daemon=True)
@@ -155,6 +156,7 @@ class Writer:
 
     def process(self) -> Any:
         """Drains the buffer and processes what it held into one table (None when nothing waited)."""
+        self.buffer.calibrate()
         lanes = self.buffer.drain_columns()
         self.stats.cycles += 1
         extra = []

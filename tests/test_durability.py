@@ -122,7 +122,15 @@ def test_file_locked_by_another_process_spools_then_replays(tmp_path, store_path
     locker = start_python(
         f"""
         import duckdb, time
-        con = duckdb.connect({str(store_path)!r})
+        deadline = time.monotonic() + 30
+        while True:  # the bot holds the file for a moment at each write: retry until we have it
+            try:
+                con = duckdb.connect({str(store_path)!r})
+                break
+            except duckdb.IOException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.001)
         print("locked", flush=True)
         time.sleep(3)
         con.close()

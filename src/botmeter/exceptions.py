@@ -23,5 +23,5 @@ class StoreLocked(StoreUnavailable):
     """Another process holds the store's file for longer than the lock timeout."""
 
 
-class SchemaError(StoreError):
-    """The store was written by a newer botmeter, or its schema cannot be migrated."""
+class SchemaError(StoreUnavailable):
+    """The store was written by a newer botmeter: batches wait in the spool until botmeter is upgraded."""

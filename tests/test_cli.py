@@ -1,0 +1,136 @@
+"""The botmeter command on real DuckDB files: status, reprice, schema versions."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from botmeter import Meter, SchemaError
+from botmeter.interfaces.cli import main
+from botmeter.store.duckdb_store import SCHEMA_VERSION, DuckDBStore
+from conftest import query, scalar
+
+NOV = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
+OCT = datetime(2026, 10, 10, 12, 0, tzinfo=UTC)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_status_reports_what_is_stored(store_url, store_path):
+    meter = Meter(bot="b", store=store_url)
+    meter.track_message(direction="in", ts=OCT)
+    meter.track_llm_call(provider="openai", model="gpt-4o", input_tokens=10, ts=NOV)
+    meter.close()
+    result = invoke("status", "--store", store_url, "--format", "json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["events"] == 2
+    assert info["by_kind"] == {"message": 1, "llm_call": 1}
+    assert info["first_event"].startswith("2026-10-10T12:00") and info["last_event"].startswith("2026-11-10")
+    assert info["schema_version"] == SCHEMA_VERSION
+    assert info["spool"]["batches"] == 0
+
+    text = invoke("status", "--store", store_url)
+    assert text.exit_code == 0 and "llm_call" in text.output
+
+
+def test_status_of_a_missing_store_says_so(tmp_path):
+    result = CliRunner().invoke(
+        main, ["status", "--store", f"duckdb://{tmp_path}/none.duckdb", "--format", "json"]
+    )
+    assert result.exit_code == 0
+    assert json.loads(result.output)["exists"] is False
+
+
+def test_reprice_applies_a_new_price_list_from_its_effective_date(store_url, store_path, tmp_path):
+    meter = Meter(bot="b", store=store_url)
+    for ts in (OCT, NOV):
+        meter.track_llm_call(
+            provider="openai", model="gpt-4o", input_tokens=1_000_000, output_tokens=0, ts=ts
+        )
+        meter.track_sms(direction="out", text="hello", user="+15551234567", ts=ts)
+    meter.track_llm_call(
+        provider="openai", model="gpt-4o", input_tokens=5, cost_usd=0.25, ts=NOV
+    )  # bot's own
+    meter.close()
+    before = dict(
+        query(store_path, "SELECT ts::DATE::VARCHAR || kind, cost_usd FROM events WHERE cost_usd <> 0.25")
+    )
+
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        """
+        name = "contract"
+        [[price]]
+        provider = "openai"
+        model = "gpt-4o"
+        effective = "2026-11-01"
+        input_mtok = 1.0
+        output_mtok = 4.0
+        [[price]]
+        provider = "twilio"
+        unit = "sms_segment"
+        per_unit = 0.005
+        effective = "2026-11-01"
+        """
+    )
+    result = invoke("reprice", "--since", "2026-10-01", "--store", store_url, "--prices", str(prices))
+    assert result.exit_code == 0, result.output
+    assert "costs changed" in result.output
+
+    after = dict(
+        query(store_path, "SELECT ts::DATE::VARCHAR || kind, cost_usd FROM events WHERE cost_usd <> 0.25")
+    )
+    assert after["2026-11-10llm_call"] == pytest.approx(1.0)  # 1M input tokens at $1/M
+    assert after["2026-11-10message"] == pytest.approx(0.005)
+    assert after["2026-10-10llm_call"] == before["2026-10-10llm_call"]  # before the list's effective date
+    assert after["2026-10-10message"] == before["2026-10-10message"]
+    versions = {r[0] for r in query(store_path, "SELECT price_version FROM events WHERE ts >= '2026-11-01'")}
+    assert versions == {"custom:contract@2026-11-01", "caller"}
+    assert (
+        scalar(store_path, "SELECT count(*) FROM events WHERE cost_usd = 0.25") == 1
+    )  # the bot's own cost kept
+
+
+def test_reprice_rejects_a_bad_date(store_url):
+    result = CliRunner().invoke(main, ["reprice", "--since", "last tuesday", "--store", store_url])
+    assert result.exit_code == 2
+    assert "'last tuesday'" in result.output and "--since" in result.output
+
+
+def test_a_store_from_a_newer_botmeter_is_refused_not_damaged(store_url, store_path):
+    meter = Meter(bot="b", store=store_url)
+    meter.track_message(direction="in")
+    meter.close()
+    con = duckdb.connect(str(store_path))
+    con.execute("UPDATE botmeter_meta SET value = '99' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(SchemaError, match="schema version 99"), DuckDBStore(store_url).writing():
+        pass
+    # A bot on the older botmeter keeps its events in the spool rather than losing or misfiling them.
+    meter = Meter(bot="b", store=store_url)
+    meter.track_message(direction="in")
+    meter.flush()
+    stats = meter.stats()
+    meter.close()
+    assert stats["spool_events"] == 1 and stats["quarantined"] == 0
+    assert scalar(store_path, "SELECT count(*) FROM events") == 1
+
+
+def test_a_store_without_a_version_is_migrated(store_url, store_path):
+    meter = Meter(bot="b", store=store_url)
+    meter.track_message(direction="in")
+    meter.close()
+    con = duckdb.connect(str(store_path))
+    con.execute("DELETE FROM botmeter_meta")
+    con.close()
+    assert DuckDBStore(store_url).count() == 1
+    assert scalar(store_path, "SELECT value FROM botmeter_meta WHERE key = 'schema_version'") == str(
+        SCHEMA_VERSION
+    )

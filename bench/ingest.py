@@ -20,6 +20,8 @@ event ids per kind, against what the producer tracked), nothing was dropped, eve
     PYTHONPATH=src .venv/bin/python bench/ingest.py [--events 3000000] [--json PATH]
     PYTHONPATH=src .venv/bin/python bench/ingest.py --rate 300000 --seconds 10 [--json PATH]
 
+``--warmup-events N`` tracks and flushes N events first, untimed (a long-running bot's meter has
+already imported genai-prices and written to the file); the default, 0, times a fresh meter.
 ``--phases`` (on by default) times the writer's stages per cycle by wrapping them on the instance
 (per batch, not per event); ``--profile PATH`` also runs cProfile on the writer thread's cycles.
 Exit status: 0 when the requirement is met, 1 when not, 2 when events were lost or duplicated.
@@ -43,7 +45,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from track_call import environment
+from track_call import calibrate, environment
 
 REQUIRED_EVENTS_PER_S = 300_000
 
@@ -287,18 +289,26 @@ def verify(path: Path, counts: dict) -> dict:
 
 # -- writer instrumentation (per batch, on the instance; the package is not modified) -------------
 
+EXECUTE = "    store: execute (SET threads, INSERT ... WHERE NOT EXISTS)"
+CONNECT = "    store: connect (open file)"
+CLOSE = "    store: close (checkpoint)"
+_ORDER = ("writer", "  pipeline", "store thread", "  store.write", "    store")
+
 
 class Phases:
-    """Wall time per writer stage, and the writer thread's CPU time, summed over cycles."""
+    """Wall time per writer stage and the CPU time of the thread that ran it, summed over batches."""
 
     def __init__(self) -> None:
         self.wall: dict[str, float] = defaultdict(float)
-        self.cycles: list[dict[str, float]] = []
-        self.current: dict[str, float] = {}
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.batches: dict[str, list[dict[str, float]]] = defaultdict(list)
+        self._current = threading.local()  # per thread: the batch being timed
 
     def add(self, name: str, seconds: float) -> None:
         self.wall[name] += seconds
-        self.current[name] = self.current.get(name, 0.0) + seconds
+        current = getattr(self._current, "batch", None)
+        if current is not None:
+            current[name] = current.get(name, 0.0) + seconds
 
     def timed(self, name: str, fn: Any) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -307,6 +317,31 @@ class Phases:
                 return fn(*args, **kwargs)
             finally:
                 self.add(name, time.perf_counter() - t)
+
+        wrapper.__name__ = getattr(fn, "__name__", name)
+        return wrapper
+
+    def top(self, name: str, fn: Any, rows: Any, profile: cProfile.Profile | None) -> Any:
+        """A whole stage as run by its thread: wall, thread CPU, rows, and the nested stages inside."""
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            batch: dict[str, float] = {}
+            self._current.batch = batch
+            cpu, t = time.thread_time(), time.perf_counter()
+            if profile is not None:
+                profile.enable()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if profile is not None:
+                    profile.disable()
+                wall = time.perf_counter() - t
+                self.wall[name] += wall
+                self.cpu[name] += time.thread_time() - cpu
+                batch[name] = wall
+                batch["rows"] = rows(args)
+                self.batches[name].append(batch)
+                self._current.batch = None
 
         wrapper.__name__ = getattr(fn, "__name__", name)
         return wrapper
@@ -322,101 +357,104 @@ class _TimedConnection:
         try:
             return self._con.execute(*args, **kwargs)
         finally:
-            self._phases.add("store: INSERT ... WHERE NOT EXISTS (execute)", time.perf_counter() - t)
+            self._phases.add(EXECUTE, time.perf_counter() - t)
 
     def close(self) -> None:
         t = time.perf_counter()
         try:
             self._con.close()
         finally:
-            self._phases.add("store: close (checkpoint)", time.perf_counter() - t)
+            self._phases.add(CLOSE, time.perf_counter() - t)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._con, name)
 
 
-def instrument(meter: Any, profile: cProfile.Profile | None) -> Phases:
+def instrument(meter: Any, profiles: dict[str, cProfile.Profile] | None) -> Phases:
+    """Wraps the writer's stages on this meter's instances (the threads look them up on each batch)."""
     phases = Phases()
     writer, pipeline, store = meter._writer, meter.pipeline, meter.store
-    cycle = writer.cycle
+    profiles = profiles or {}
 
-    def timed_cycle() -> None:
-        phases.current = {}
-        cpu, wall = time.thread_time(), time.perf_counter()
-        rows_before = writer.stats.processed
-        if profile is not None:
-            profile.enable()
-        try:
-            cycle()
-        finally:
-            if profile is not None:
-                profile.disable()
-            wall = time.perf_counter() - wall
-            cpu = time.thread_time() - cpu
-            phases.add("cycle (total)", wall)
-            phases.add("cycle cpu (writer thread)", cpu)
-            phases.current["rows"] = writer.stats.processed - rows_before
-            phases.current["at"] = time.perf_counter()
-            phases.cycles.append(phases.current)
+    def table_rows(args: Any) -> int:
+        return args[0].num_rows if args and args[0] is not None else 0
 
-    writer.cycle = timed_cycle  # the instance attribute is what Writer._run calls
-    pipeline.run = phases.timed("pipeline.run (total)", pipeline.run)
-    pipeline.frames = phases.timed("pipeline: records -> columns (frames)", pipeline.frames)
-    pipeline.to_arrow = phases.timed("pipeline: columns -> Arrow (to_arrow)", pipeline.to_arrow)
-    pipeline.steps = [phases.timed(f"pipeline: {getattr(s, '__name__', s)}", s) for s in pipeline.steps]
-    store.write = phases.timed("store.write (total)", store.write)
+    if hasattr(writer, "process") and hasattr(writer, "store_or_spool"):
+        # Processing on the writer thread, storing on the store thread, overlapping.
+        processed = [writer.stats.processed]
+
+        def process_rows(args: Any) -> int:
+            n = writer.stats.processed - processed[0]
+            processed[0] = writer.stats.processed
+            return n
+
+        writer.process = phases.top(
+            "writer thread: process (drain + pipeline)", writer.process, process_rows, profiles.get("process")
+        )
+        writer.store_or_spool = phases.top(
+            "store thread: store_or_spool", writer.store_or_spool, table_rows, profiles.get("store")
+        )
+    else:  # one thread does both
+        writer.cycle = phases.top("writer: cycle", writer.cycle, lambda args: 0, profiles.get("process"))
+    pipeline.frames = phases.timed("  pipeline: buffer columns -> frames", pipeline.frames)
+    pipeline.to_arrow = phases.timed("  pipeline: frames -> Arrow (to_arrow)", pipeline.to_arrow)
+    pipeline.steps = [phases.timed(f"  pipeline: {getattr(s, '__name__', s)}", s) for s in pipeline.steps]
+    store.write = phases.timed("  store.write", store.write)
     open_ = store._open
 
     def timed_open(*args: Any, **kwargs: Any) -> Any:
         t = time.perf_counter()
         con = open_(*args, **kwargs)
-        phases.add("store: connect (open file)", time.perf_counter() - t)
+        phases.add(CONNECT, time.perf_counter() - t)
         return _TimedConnection(con, phases)
 
     store._open = timed_open
     return phases
 
 
-def phase_report(phases: Phases, events: int) -> dict[str, Any]:
-    total = phases.wall.get("cycle (total)", 0.0)
+def phase_report(phases: Phases, events: int, elapsed: float) -> dict[str, Any]:
     out = {}
-    for name, seconds in sorted(phases.wall.items(), key=lambda kv: -kv[1]):
+    rank = {prefix: i for i, prefix in enumerate(_ORDER)}
+
+    def order(item: tuple[str, float]) -> tuple[int, float]:
+        name, seconds = item
+        matches = [i for prefix, i in rank.items() if name.startswith(prefix)]
+        return (max(matches) if matches else len(rank), -seconds)
+
+    for name, seconds in sorted(phases.wall.items(), key=order):
         out[name] = {
             "seconds": seconds,
-            "share_of_cycle": seconds / total if total else None,
+            "busy_share_of_run": seconds / elapsed,  # for a thread's top stage: how busy that thread was
             "us_per_event": seconds / events * 1e6 if events else None,
+            "thread_cpu_seconds": phases.cpu.get(name),
         }
     return out
 
 
-def cycle_trend(phases: Phases) -> list[dict[str, float]]:
-    """Per-event cost of the store's steps in the first, middle and last thirds of the cycles."""
-    cycles = [c for c in phases.cycles if c.get("rows")]
-    if len(cycles) < 3:
-        return []
+def batch_trend(phases: Phases) -> list[dict[str, Any]]:
+    """Per-event cost of each thread's stage and its steps: first, middle and last third of the batches."""
     out = []
-    third = len(cycles) // 3
-    for label, part in (
-        ("first third", cycles[:third]),
-        ("middle", cycles[third:-third]),
-        ("last third", cycles[-third:]),
-    ):
-        rows = sum(c["rows"] for c in part)
-        row: dict[str, Any] = {
-            "part": label,
-            "cycles": len(part),
-            "rows": rows,
-            "rows_per_cycle": rows / len(part),
-        }
-        for key in (
-            "cycle (total)",
-            "store: connect (open file)",
-            "store: INSERT ... WHERE NOT EXISTS (execute)",
-            "store: close (checkpoint)",
-            "pipeline.run (total)",
-        ):
-            row[key + " us/event"] = sum(c.get(key, 0.0) for c in part) / rows * 1e6
-        out.append(row)
+    for top, batches in phases.batches.items():
+        batches = [b for b in batches if b.get("rows")]
+        if len(batches) < 3:
+            continue
+        third = len(batches) // 3
+        parts = (
+            ("first third", batches[:third]),
+            ("middle", batches[third:-third]),
+            ("last third", batches[-third:]),
+        )
+        for label, part in parts:
+            rows = sum(b["rows"] for b in part)
+            row: dict[str, Any] = {
+                "stage": top,
+                "part": label,
+                "batches": len(part),
+                "rows_per_batch": rows / len(part),
+            }
+            for key in sorted({k for b in part for k in b} - {"rows"}):
+                row[f"{key.strip()} us/event"] = sum(b.get(key, 0.0) for b in part) / rows * 1e6
+            out.append(row)
     return out
 
 
@@ -442,8 +480,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.flush_interval is not None:
         settings["flush_interval"] = args.flush_interval
     meter = Meter(bot="bench", store=f"duckdb://{path}", **settings)
-    profile = cProfile.Profile() if args.profile else None
-    phases = instrument(meter, profile) if args.phases or profile is not None else None
+    warm_counts = None
+    if args.warmup_events:
+        # Not timed: a long-running bot's meter has priced, hashed and written before.
+        warm_counts = produce(meter, args.warmup_events)
+        meter.flush(timeout=args.timeout)
+    profiles = {"process": cProfile.Profile(), "store": cProfile.Profile()} if args.profile else None
+    phases = instrument(meter, profiles) if args.phases or profiles is not None else None
 
     samples: list[tuple[float, int]] = []
     stop = threading.Event()
@@ -466,7 +509,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stats = meter.stats()
     closed = meter.close(timeout=args.timeout)
     size = meter.store.size_bytes()
-    check = verify(path, result["counts"])
+    stored_counts = result["counts"]
+    if warm_counts is not None:
+        stored_counts = {k: v + warm_counts[k] for k, v in stored_counts.items()}
+    check = verify(path, stored_counts)
 
     t0, t_last, t_flushed = marks["first_call"], marks["last_call"], marks["flushed"]
     elapsed = t_flushed - t0
@@ -500,9 +546,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "buffer_max_per_second": [per_second[s] for s in sorted(per_second)],
         "writer_cycles": meter._writer.stats.cycles,
         "dropped": stats["dropped"],
+        "warmup_events": args.warmup_events,
         "file_bytes": size,
-        "bytes_per_event": size / n_events,
-        "mb_per_million_events": size / n_events,  # bytes/event == MB (10^6 bytes) per 10^6 events
+        "bytes_per_event": size / stored_counts["total"],
+        "mb_per_million_events": size / stored_counts["total"],  # bytes/event == MB per 10^6 events
         "counts": result["counts"],
         "check": check,
     }
@@ -518,14 +565,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "all": reached and bounded and lag_ok,
         }
     if phases is not None:
-        out["writer_phases"] = phase_report(phases, n_events)
-        out["writer_trend"] = cycle_trend(phases)
-    if profile is not None:
+        out["writer_phases"] = phase_report(phases, n_events, elapsed)
+        out["writer_trend"] = batch_trend(phases)
+        out["writer_batches"] = {
+            stage: [{k.strip(): round(v, 6) for k, v in b.items()} for b in batches if b.get("rows")]
+            for stage, batches in phases.batches.items()
+        }
+    if profiles is not None:
         stream = io.StringIO()
-        st = pstats.Stats(profile, stream=stream)
-        st.sort_stats("tottime").print_stats(30)
-        st.sort_stats("cumulative").print_stats(30)
-        st.dump_stats(args.profile)
+        for name, profile in profiles.items():
+            try:
+                st = pstats.Stats(profile, stream=stream)
+            except TypeError:  # that thread never ran a batch
+                continue
+            print(f"\n==== cProfile: {name} thread ====", file=stream)
+            st.sort_stats("tottime").print_stats(25)
+            st.sort_stats("cumulative").print_stats(25)
+            st.dump_stats(f"{args.profile}.{name}")
         out["profile_text"] = stream.getvalue()
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -540,6 +596,8 @@ def report(r: dict[str, Any]) -> None:
         f"\n{r['mode']} run: {r['events']:,} events; batch_size={s['batch_size']}, "
         f"flush_interval={s['flush_interval']}s, max_buffer={s['max_buffer']:,}, fast_path={s['fast_path']}"
     )
+    if r["warmup_events"]:
+        print(f"  (after {r['warmup_events']:,} untimed warm-up events, tracked and flushed first)")
     print(f"  first call -> flush() returned: {r['seconds_first_call_to_flushed']:.2f} s")
     print(f"  ingest rate:                    {r['events_per_s']:,.0f} events/s")
     print(
@@ -570,18 +628,30 @@ def report(r: dict[str, Any]) -> None:
     if "kept_up" in r:
         k = r["kept_up"]
         print(f"  paced at {r['target_rate']:,}/s: " + ", ".join(f"{n}={v}" for n, v in k.items()))
+    cal = r.get("calibration_ns_per_deque_append")
+    if cal:
+        print(
+            f"  machine-speed reference (deque append, alone, before/after): "
+            f"{cal['before']:.1f} / {cal['after']:.1f} ns"
+        )
     if "writer_phases" in r:
-        print("  writer time by stage (wall; stages nest: totals include what is indented under them):")
+        print(
+            "  writer stages (wall s; % of the run's first-call-to-flushed time; us per event; thread CPU s)."
+            "\n  Indented stages run inside the unindented one above them:"
+        )
         for name, p in r["writer_phases"].items():
-            share = f"{100 * p['share_of_cycle']:5.1f}%" if p["share_of_cycle"] is not None else ""
-            print(f"    {name:<50} {p['seconds']:8.2f} s  {share}  {p['us_per_event']:6.2f} us/event")
-        for t in r.get("writer_trend", []):
+            cpu = f"  cpu {p['thread_cpu_seconds']:.2f} s" if p["thread_cpu_seconds"] is not None else ""
             print(
-                f"    {t['part']:<12} {t['cycles']:4d} cycles, {t['rows_per_cycle']:9,.0f} rows/cycle: "
-                + ", ".join(
-                    f"{k.replace(' us/event', '')}={v:.2f}" for k, v in t.items() if k.endswith("us/event")
-                )
-                + " us/event"
+                f"    {name:<60} {p['seconds']:7.2f} s {100 * p['busy_share_of_run']:5.1f}% "
+                f"{p['us_per_event']:6.2f} us/ev{cpu}"
+            )
+        for t in r.get("writer_trend", []):
+            costs = ", ".join(
+                f"{k.replace(' us/event', '')}={v:.2f}" for k, v in t.items() if k.endswith("us/event")
+            )
+            print(
+                f"    {t['stage'].split(':')[0]} {t['part']:<11} {t['batches']:4d} batches, "
+                f"{t['rows_per_batch']:9,.0f} rows/batch: {costs} us/event"
             )
     if "profile_text" in r:
         print(r["profile_text"])
@@ -594,6 +664,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="paced mode: how long (default 10)")
     parser.add_argument("--batch-size", type=int, help="writer batch_size (default: the Meter's)")
     parser.add_argument("--flush-interval", type=float, help="writer flush_interval (default: the Meter's)")
+    parser.add_argument(
+        "--warmup-events",
+        type=int,
+        default=0,
+        help="track and flush this many events first, untimed (default 0: a fresh meter, as specified)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="longest wait for the final flush")
     parser.add_argument(
         "--no-phases", dest="phases", action="store_false", help="do not time the writer's stages"
@@ -605,7 +681,9 @@ def main(argv: list[str] | None = None) -> int:
 
     env = environment()
     print(f"python {env['python']}, {env['nproc']} cores, {env['cpu_model']}, load {env['loadavg_at_start']}")
+    calibration_before = calibrate()
     r = run(args)
+    r["calibration_ns_per_deque_append"] = {"before": calibration_before, "after": calibrate()}
     report(r)
     if r["mode"] == "throughput":
         passed = r["events_per_s"] >= REQUIRED_EVENTS_PER_S

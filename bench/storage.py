@@ -1,17 +1,21 @@
 """Size on disk of the realistic mix, and a few plain DuckDB queries over it (recorded, not gated).
 
-Tracks N events (``--events``, default 1,000,000) of bench/ingest.py's mix through a real Meter
-into a fresh DuckDB file, closes the meter, and reports the file's size (file + WAL, after close)
-per event and per million events. For reference it also reports the same rows copied once into a
-fresh file (what the data takes when written in one go, against the writer's batch-by-batch
-appends) and as a zstd Parquet export, plus DuckDB's own block counts for the file.
+Tracks N events (``--events``, default 1,000,000) of bench/ingest.py's mix (the same producer)
+through a real Meter into a fresh DuckDB file, closes the meter, and reports the file's size
+(file + WAL, after close) per event and per million events: the file exactly as the writer wrote it,
+batch by batch. For reference: DuckDB's own block counts for it, a zstd Parquet export of it, and
+the same rows written at once into a fresh file with the timestamps spread over the last ``--days``
+days (30).
 
-The mix is the same producer as bench/ingest.py; so that per-day queries see days, a processor on
-the writer thread rewrites timestamps to spread the events evenly over the last ``--days`` days
-(in tracking order; pricing has already run with the real time by then).
+The queries run on that re-timed copy, so that per-day queries see days: events keep the order in
+which they were tracked (kinds interleaved, as in time) and are spaced evenly over the days. Each
+query runs ``--repeat`` times on a fresh read-only connection (first and median): count by kind,
+LLM cost by model by day, daily distinct users.
 
-Then it times, on a read-only connection, each query ``--repeat`` times (first and median):
-count by kind, LLM cost by model by day, daily distinct users.
+Last, an append probe (``--probe-rows``, default 200,000; 0 skips it): one new batch appended to
+fresh copies of the writer's file by ``DuckDBStore.write`` (the writer's store step) and by a bare
+``INSERT INTO events SELECT * FROM batch`` (DuckDB on 1 thread, and on its default threads),
+in interleaved rounds: what the store step costs per event against DuckDB's own append.
 
     PYTHONPATH=src .venv/bin/python bench/storage.py [--events 1000000] [--days 30] [--json PATH]
 """
@@ -45,20 +49,72 @@ QUERIES = {
 }
 
 
-def spread_timestamps(n_events: int, days: float) -> Any:
-    """A processor: the k-th event written gets start + k * step; ``days`` days up to today 00:00 UTC."""
-    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-    start = end - days * 86_400
-    step = days * 86_400 / n_events
-    seen = 0
+def append_probe(path: Path, tmp: Path, rows: int, rounds: int) -> dict[str, Any]:
+    """Appends one new batch of ``rows`` events to fresh copies of the file, three ways, interleaved.
 
-    def spread_ts(frame: Any) -> Any:
-        nonlocal seen
-        frame.columns["ts"] = [start + (seen + j) * step for j in range(frame.n)]
-        seen += frame.n
-        return frame
+    ``DuckDBStore.write`` (what the writer's store thread does per batch: open, dedupe check,
+    INSERT ... WHERE NOT EXISTS, close) against a bare ``INSERT INTO events SELECT * FROM batch`` on
+    one connection (open, insert, close) with DuckDB on 1 thread and with its default threads.
+    The batch is the file's latest rows with new event ids and timestamps one hour later.
+    """
+    import random
+    import uuid
 
-    return spread_ts
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from botmeter.process.pipeline import SCHEMA
+    from botmeter.store.duckdb_store import DuckDBStore
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        table = con.sql(f"SELECT * FROM events ORDER BY ts DESC LIMIT {int(rows)}").to_arrow_table()
+    finally:
+        con.close()
+    ids = pa.array([uuid.uuid4().bytes for _ in range(table.num_rows)], pa.binary(16))
+    later = pc.add(table.column("ts"), pa.scalar(3_600_000_000, pa.duration("us")))
+    arrays = [pa.ExtensionArray.from_storage(pa.uuid(), ids), later.cast(SCHEMA.field("ts").type)]
+    arrays += [table.column(name).cast(SCHEMA.field(name).type) for name in SCHEMA.names[2:]]
+    batch = pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+    def bare(target: Path, threads: int | None) -> None:
+        c = duckdb.connect(str(target))
+        try:
+            if threads is not None:
+                c.execute(f"SET threads = {threads}")
+            c.register("batch", batch)
+            c.execute("INSERT INTO events SELECT * FROM batch").fetchall()
+        finally:
+            c.close()
+
+    ways = {
+        "DuckDBStore.write (the writer's store step)": lambda t: DuckDBStore(f"duckdb://{t}").write(batch),
+        "bare INSERT, SET threads = 1": lambda t: bare(t, 1),
+        "bare INSERT, default threads": lambda t: bare(t, None),
+    }
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    rng = random.Random(7)
+    order = list(ways)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for name in order:
+            target = tmp / "probe.duckdb"
+            for leftover in (target, target.with_name(target.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+            shutil.copyfile(path, target)
+            t = time.perf_counter()
+            ways[name](target)
+            times[name].append(time.perf_counter() - t)
+    return {
+        name: {
+            "rows": batch.num_rows,
+            "median_ms": statistics.median(ts) * 1e3,
+            "us_per_row": statistics.median(ts) / batch.num_rows * 1e6,
+            "all_ms": [round(x * 1e3, 1) for x in ts],
+        }
+        for name, ts in times.items()
+    }
 
 
 def file_size(path: Path) -> int:
@@ -71,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000, help="events to track (default 1,000,000)")
     parser.add_argument("--days", type=float, default=30.0, help="days the timestamps span (default 30)")
     parser.add_argument("--repeat", type=int, default=5, help="runs of each query (default 5)")
+    parser.add_argument(
+        "--probe-rows", type=int, default=200_000, help="rows of the append probe batch (0: skip the probe)"
+    )
+    parser.add_argument("--probe-rounds", type=int, default=3, help="runs of each append way (default 3)")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the DuckDB file")
     args = parser.parse_args(argv)
@@ -83,12 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python {env['python']}, {env['nproc']} cores, {env['cpu_model']}, load {env['loadavg_at_start']}")
     tmp = Path(tempfile.mkdtemp(prefix="botmeter-storage-"))
     path = tmp / "bench.duckdb"
-    meter = Meter(
-        bot="bench",
-        store=f"duckdb://{path}",
-        max_buffer=args.events + 1_000,
-        processors=[spread_timestamps(args.events, args.days)],
-    )
+    meter = Meter(bot="bench", store=f"duckdb://{path}", max_buffer=args.events + 1_000)
     t0 = time.perf_counter()
     counts = produce(meter, args.events)
     flushed = meter.flush(timeout=900)
@@ -102,22 +157,33 @@ def main(argv: list[str] | None = None) -> int:
     try:
         db_size = con.execute("PRAGMA database_size").fetchall()
         db_cols = [d[0] for d in con.description]
-        first_ts, last_ts = con.execute("SELECT min(ts), max(ts) FROM events").fetchone()
     finally:
         con.close()
-    compact = tmp / "compact.duckdb"
+    retimed = tmp / "retimed.duckdb"
     parquet = tmp / "events.parquet"
+    end_us = int(datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1e6)
+    start_us = end_us - int(args.days * 86_400e6)
+    step_us = (end_us - start_us) / args.events
     con = duckdb.connect()
     try:
         con.execute(f"ATTACH '{path}' AS src (READ_ONLY)")
-        con.execute(f"ATTACH '{compact}' AS compact")
-        con.execute("CREATE TABLE compact.events AS SELECT * FROM src.events")
-        con.execute("DETACH compact")
         con.execute(f"COPY src.events TO '{parquet}' (FORMAT parquet, COMPRESSION zstd)")
+        con.execute(f"ATTACH '{retimed}' AS retimed")
+        con.execute(
+            "CREATE TABLE retimed.events AS SELECT * REPLACE (make_timestamp(CAST("
+            f"{start_us} + (row_number() OVER (ORDER BY ts, event_id) - 1) * {step_us!r} AS BIGINT)) AS ts) "
+            "FROM src.events ORDER BY ts, event_id"
+        )
+        con.execute("DETACH retimed")
     finally:
         con.close()
-    compact_size = file_size(compact)
+    retimed_size = file_size(retimed)
     parquet_size = parquet.stat().st_size
+    con = duckdb.connect(str(retimed), read_only=True)
+    try:
+        first_ts, last_ts = con.execute("SELECT min(ts), max(ts) FROM events").fetchone()
+    finally:
+        con.close()
 
     timings: dict[str, dict[str, Any]] = {}
     opens = []
@@ -125,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for _ in range(args.repeat):
             t = time.perf_counter()
-            con = duckdb.connect(str(path), read_only=True)
+            con = duckdb.connect(str(retimed), read_only=True)
             opened = time.perf_counter()
             rows = con.execute(sql).fetchall()
             done = time.perf_counter()
@@ -140,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
             "min_ms": min(runs) * 1e3,
         }
 
+    probe = append_probe(path, tmp, args.probe_rows, args.probe_rounds) if args.probe_rows else {}
+
     mb = lambda b: b / 1e6  # noqa: E731
-    print(f"\n{args.events:,} events of the mix over {args.days:g} days ({first_ts} .. {last_ts})")
+    print(f"\n{args.events:,} events of the mix")
     print(f"  tracked, written and closed in {write_s:.1f} s; flushed={flushed}, dropped={dropped}")
     print(
         f"  check: rows {check['rows']:,}, distinct ids {check['distinct_event_ids']:,}, "
@@ -151,15 +219,26 @@ def main(argv: list[str] | None = None) -> int:
         f"  file after close:           {mb(size):8.1f} MB = {size / args.events:6.1f} bytes/event "
         f"= {mb(size) / (args.events / 1e6):6.1f} MB per million events"
     )
-    for label, b in (("same rows written at once:", compact_size), ("zstd Parquet export:", parquet_size)):
-        print(f"  {label:<27} {mb(b):8.1f} MB = {b / args.events:6.1f} bytes/event")
     print(f"  PRAGMA database_size: {dict(zip(db_cols, db_size[0], strict=True))}")
-    print(f"\n  read-only connect: median {statistics.median(opens) * 1e3:.1f} ms")
+    pq = parquet_size / args.events
+    print(f"  zstd Parquet export:        {mb(parquet_size):8.1f} MB = {pq:6.1f} bytes/event")
+    print(
+        f"  re-timed copy, written at once: {mb(retimed_size):.1f} MB = {retimed_size / args.events:.1f} "
+        f"bytes/event ({first_ts} .. {last_ts})"
+    )
+    print(
+        f"\n  queries on the re-timed copy; read-only connect: median {statistics.median(opens) * 1e3:.1f} ms"
+    )
     print(f"  {'query':<28} {'first ms':>9} {'median ms':>10} {'min ms':>8}  rows")
     for name, t in timings.items():
         print(
             f"  {name:<28} {t['first_ms']:9.1f} {t['median_ms']:10.1f} {t['min_ms']:8.1f}  {t['result_rows']}"
         )
+
+    if probe:
+        print(f"\n  appending one new batch of {args.probe_rows:,} events to a copy of the file (median):")
+        for name, p in probe.items():
+            print(f"  {name:<45} {p['median_ms']:8.1f} ms = {p['us_per_row']:5.2f} us/event  {p['all_ms']}")
 
     if args.json:
         out = {
@@ -175,11 +254,13 @@ def main(argv: list[str] | None = None) -> int:
             "file_bytes": size,
             "bytes_per_event": size / args.events,
             "mb_per_million_events": mb(size) / (args.events / 1e6),
-            "compact_copy_bytes": compact_size,
+            "retimed_copy_bytes": retimed_size,
+            "retimed_span": [str(first_ts), str(last_ts)],
             "parquet_zstd_bytes": parquet_size,
             "database_size": dict(zip(db_cols, [str(v) for v in db_size[0]], strict=True)),
             "connect_ms_median": statistics.median(opens) * 1e3,
             "queries": timings,
+            "append_probe": probe,
             "counts": counts,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -81,9 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "batch_size",
         "BOTMETER_BATCH_SIZE",
-        20_000,
+        100_000,
         _to_number(int, 1),
-        "write early once this many are waiting",
+        "write early once this many events wait; also the most events written in one go",
     ),
     Setting(
         "max_buffer",
@@ -147,7 +147,7 @@ class Config:
     store: str = "duckdb://botmeter.duckdb"
     enabled: bool = True
     flush_interval: float = 1.0
-    batch_size: int = 20_000
+    batch_size: int = 100_000
     max_buffer: int = 500_000
     spool_dir: str | None = None
     max_spool_mb: float = 1024.0

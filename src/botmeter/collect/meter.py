@@ -92,7 +92,10 @@ class Meter:
         ref = weakref.ref(self)
         self._atexit = functools.partial(_close_at_exit, ref)
         atexit.register(self._atexit)
-        os.register_at_fork(after_in_child=functools.partial(_after_fork_in_child, ref))
+        os.register_at_fork(
+            before=functools.partial(_before_fork, ref),
+            after_in_child=functools.partial(_after_fork_in_child, ref),
+        )
 
     def _hash_key(self) -> bytes:
         if self.config.hash_key:
@@ -479,6 +482,15 @@ def _close_at_exit(ref: weakref.ref) -> None:
     meter = ref()
     if meter is not None:
         meter.close(timeout=10.0)
+
+
+def _before_fork(ref: weakref.ref) -> None:
+    meter = ref()
+    if meter is not None and meter.store is not None and not meter._closed:
+        try:
+            meter.store.before_fork()
+        except Exception:
+            log.exception("botmeter: could not prepare the store for fork")
 
 
 def _after_fork_in_child(ref: weakref.ref) -> None:

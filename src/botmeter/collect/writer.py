@@ -10,6 +10,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,7 @@ class Writer:
         for thread in (self._thread, self._store_thread):
             if thread is not None:
                 thread.join(timeout)
+        self.store.close()
         return done
 
     def after_fork(self) -> None:
@@ -125,14 +127,14 @@ class Writer:
                     self._cond.wait(min(_POLL_S, remaining))
                 ticket = self._requested
                 stopping = self._stop
-            table = None
             try:
-                table = self.process()
+                for table in self.process():
+                    self._outbox.put((None, table, False))
             except Exception as exc:  # never let the writer die: the bot would silently lose everything after
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("botmeter: processing failed")
             next_write = time.monotonic() + self.interval
-            self._outbox.put((ticket, table, stopping))
+            self._outbox.put((ticket, None, stopping))  # done once the store has what came before
             if stopping:
                 return
 
@@ -144,18 +146,21 @@ class Writer:
             except Exception as exc:
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("botmeter: store step failed")
-            with self._cond:
-                self._done = max(self._done, ticket)
-                self._cond.notify_all()
+            if ticket is not None:
+                with self._cond:
+                    self._done = max(self._done, ticket)
+                    self._cond.notify_all()
             if stopping:
                 return
 
     def cycle(self) -> None:
         """One round, synchronously: drain, process, store (or spool)."""
-        self.store_or_spool(self.process())
+        for table in self.process():
+            self.store_or_spool(table)
+        self.store_or_spool(None)  # replays the spool even when nothing new came
 
-    def process(self) -> Any:
-        """Drains the buffer and processes what it held into one table (None when nothing waited)."""
+    def process(self) -> Iterator[Any]:
+        """Drains the buffer and yields what it held as tables of at most ``batch_size`` events."""
         self.buffer.calibrate()
         lanes = self.buffer.drain_columns()
         self.stats.cycles += 1
@@ -167,10 +172,9 @@ class Writer:
             per_call = {call: n for call, n in zip(RECORD_CALLS, delta, strict=True) if n}
             log.warning("botmeter: buffer full, %d events dropped: %s", sum(delta), per_call)
             extra.append(system_frame(time.time(), "dropped", sum(delta), "event", {"buffer_full": per_call}))
-        table = self.pipeline.run(lanes, extra)
-        if table is not None:
+        for table in self.pipeline.run_chunks(lanes, extra, self.batch_size):
             self.stats.processed += table.num_rows
-        return table
+            yield table
 
     def store_or_spool(self, table: Any) -> None:
         """Writes the table; spooled batches go first, so a newer batch waits behind them."""
@@ -183,7 +187,8 @@ class Writer:
 
     def _write(self, table: Any) -> None:
         try:
-            self.store.write(table)
+            # More batches already waiting (a burst): keep the store open for them.
+            self.store.write(table, fresh=True, keep_open=not self._outbox.empty())
         except Exception as exc:
             self.stats.write_failures += 1
             self.stats.last_error = f"{type(exc).__name__}: {exc}"

@@ -16,7 +16,7 @@ import secrets
 import uuid
 from array import array
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,11 +24,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..config import Config
+
+try:
+    from ..collect._fastpath import column_buffers
+except ImportError:  # the C fast path is not built: pyarrow converts, more slowly
+    column_buffers = None
 from ..events import COLUMNS, RECORD_CALLS, RECORDS
 from . import errors as error_facts
 from .pricing import LlmPricer, PriceList, price_units
 from .privacy import UserHasher
-from .sms import SmsRates, country_of, sms_parts
+from .sms import SmsRates, country_of, segments_column
 
 log = logging.getLogger("botmeter")
 
@@ -55,11 +60,9 @@ class Frame:
     n: int
     columns: dict[str, Sequence] = field(default_factory=dict)
 
-    def column(self, name: str) -> list:
-        values = self.columns.get(name)
-        if values is None:
-            values = self.columns[name] = [None] * self.n
-        return values
+    def slice(self, start: int, stop: int) -> Frame:
+        stop = min(stop, self.n)
+        return Frame(self.call, self.kind, stop - start, {k: v[start:stop] for k, v in self.columns.items()})
 
 
 Processor = Callable[[Frame], "Frame | None"]
@@ -117,6 +120,30 @@ class EventIds:
             counters.byteswap()  # big-endian low half, so ids sort by counter
         words[1::2] = counters
         return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(words.tobytes())])
+
+
+_BUFFER_KINDS = {pa.float64(): 0, pa.int64(): 1, pa.string(): 2}
+
+
+def to_array(values: Sequence, typ: pa.DataType, convert: Callable[[Any], Any] | None = None) -> pa.Array:
+    """A column of Python values as an Arrow array: the C buffer builder when it can, else pyarrow.
+
+    ``convert`` maps each value first, only when the fast path cannot take the values as they are.
+    """
+    kind = _BUFFER_KINDS.get(typ)
+    if column_buffers is not None and kind is not None:
+        buffers = column_buffers(values, kind)
+        if buffers is not None:
+            validity, *data, nulls = buffers
+            return pa.Array.from_buffers(
+                typ,
+                len(values),
+                [None if validity is None else pa.py_buffer(validity), *map(pa.py_buffer, data)],
+                null_count=nulls,
+            )
+    if convert is not None:
+        values = [convert(v) for v in values]
+    return pa.array(values, typ)
 
 
 def _json_column(values: list) -> list:
@@ -309,9 +336,8 @@ class Pipeline:
         c = frame.columns
         n = frame.n
         texts = c.pop("_text")
-        units = [
-            float(sms_parts(t or "")[0]) if u is None else u for u, t in zip(c["units"], texts, strict=True)
-        ]
+        counted = segments_column(texts)
+        units = [n if u is None else u for u, n in zip(c["units"], counted, strict=True)]
         default_country = self.config.default_country
         # Countries come from the clear phone numbers, so this runs before user ids are hashed.
         by_user = {
@@ -411,27 +437,53 @@ class Pipeline:
 
     # -- frames to a table --------------------------------------------------------------------
 
-    def run(self, lanes: Sequence[list], extra: Sequence[Frame] = ()) -> pa.Table | None:
-        tables = []
+    def run(self, lanes: Sequence[tuple[list, ...] | None], extra: Sequence[Frame] = ()) -> pa.Table | None:
+        """Everything in one table (None when there is nothing to store)."""
+        tables = list(self.run_chunks(lanes, extra, chunk_rows=1 << 62))
+        return tables[0] if tables else None
+
+    def run_chunks(
+        self, lanes: Sequence[tuple[list, ...] | None], extra: Sequence[Frame] = (), chunk_rows: int = 100_000
+    ) -> Iterator[pa.Table]:
+        """Tables of about ``chunk_rows`` events each, as they are ready.
+
+        After a backlog (a burst, a slow store) the buffer can hold millions of events: handing
+        them on in chunks lets the store write one while the next is processed, and keeps memory
+        to a few chunks.
+        """
+        pending: list[pa.Table] = []
+        rows = 0
         caller_keys = False
-        for frame in [*self.frames(lanes), *extra]:
-            caller_keys = caller_keys or "_event_key" in frame.columns
-            for step in self.steps:
-                try:
-                    result = step(frame)
-                except Exception:  # a processor bug must not lose the events
-                    name = getattr(step, "__name__", repr(step))
-                    self.failures[name] += 1
-                    log.exception("botmeter: processor %s failed on %d %s events", name, frame.n, frame.kind)
-                    continue
-                if result is None:
-                    frame = None
-                    break
-                frame = result
-            if frame is not None and frame.n:
-                tables.append(self.to_arrow(frame))
-        if not tables:
-            return None
+        for whole in [*self.frames(lanes), *extra]:
+            for start in range(0, whole.n, chunk_rows):
+                frame = whole.slice(start, start + chunk_rows) if whole.n > chunk_rows else whole
+                caller_keys = caller_keys or "_event_key" in frame.columns
+                frame = self._process(frame)
+                if frame is not None and frame.n:
+                    pending.append(self.to_arrow(frame))
+                    rows += frame.n
+                if rows >= chunk_rows:
+                    yield self._combine(pending, caller_keys)
+                    pending, rows, caller_keys = [], 0, False
+        if pending:
+            yield self._combine(pending, caller_keys)
+
+    def _process(self, frame: Frame) -> Frame | None:
+        for step in self.steps:
+            try:
+                result = step(frame)
+            except Exception:  # a processor bug must not lose the events
+                name = getattr(step, "__name__", repr(step))
+                self.failures[name] += 1
+                log.exception("botmeter: processor %s failed on %d %s events", name, frame.n, frame.kind)
+                continue
+            if result is None:
+                return None
+            frame = result
+        return frame
+
+    @staticmethod
+    def _combine(tables: list[pa.Table], caller_keys: bool) -> pa.Table:
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         if caller_keys:
             table = table.replace_schema_metadata({CALLER_KEYS: b"1"})
@@ -446,34 +498,33 @@ class Pipeline:
             if name == "event_id":
                 arrays.append(self._event_ids(frame))
             elif name == "ts":
-                seconds = pa.array(values, pa.float64())
+                seconds = to_array(values, pa.float64())
                 micros = pc.cast(pc.round(pc.multiply(seconds, 1e6)), pa.int64())
                 arrays.append(micros.cast(pa.timestamp("us")))
-            elif name == "kind":
-                arrays.append(pa.array([frame.kind] * n, typ))
-            elif name == "bot":
-                arrays.append(pa.array([self.config.bot] * n, typ))
-            elif name == "release":
-                arrays.append(
-                    pa.nulls(n, typ) if self.config.release is None else pa.array([self.config.release] * n)
-                )
+            elif name in ("kind", "bot", "release"):
+                constant = {"kind": frame.kind, "bot": self.config.bot, "release": self.config.release}[name]
+                arrays.append(pa.repeat(pa.scalar(constant, typ), n))
             elif name == "channel":
                 default = self.config.channel
                 if values is None:
-                    values = [default] * n
-                elif default is not None:
+                    arrays.append(pa.repeat(pa.scalar(default, typ), n))
+                    continue
+                if default is not None:
                     values = [v or default for v in values]
-                arrays.append(pa.array(values, typ))
-            elif name == "conversation_id" and values is not None:
-                arrays.append(
-                    pa.array([v if v is None or isinstance(v, str) else str(v) for v in values], typ)
-                )
-            elif name == "properties" and values is not None:
-                arrays.append(pa.array(_json_column(values), typ))
+                arrays.append(to_array(values, typ))
             elif values is None:
                 arrays.append(pa.nulls(n, typ))
+            elif name == "properties":
+                arrays.append(
+                    pa.nulls(n, typ) if values.count(None) == n else to_array(_json_column(values), typ)
+                )
+            elif name == "conversation_id":
+                # Conversation ids may be ints; they are stored as text.
+                arrays.append(
+                    to_array(values, typ, lambda v: v if v is None or isinstance(v, str) else str(v))
+                )
             else:
-                arrays.append(pa.array(values, typ))
+                arrays.append(to_array(values, typ))
         return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
     def _event_ids(self, frame: Frame) -> pa.Array:

@@ -81,6 +81,29 @@ def _sms_parts_general(text: str) -> tuple[int, str]:
     return _pack([2 if ord(c) > 0xFFFF else 1 for c in text], _UCS2_PART), UCS2
 
 
+try:
+    from ..collect._fastpath import sms_segments as _c_sms_segments
+except ImportError:  # the C fast path is not built
+    _c_sms_segments = None
+
+# GSM-7 cost of each BMP code point for the C counter: 0 not GSM-7, 1 basic, 2 extension.
+_GSM_WIDTHS: Final = bytearray(65536)
+for _c in _GSM_BASIC:
+    _GSM_WIDTHS[ord(_c)] = 1
+for _c in _GSM_EXTENSION:
+    _GSM_WIDTHS[ord(_c)] = 2
+_GSM_WIDTHS_BYTES: Final = bytes(_GSM_WIDTHS)
+
+
+def segments_column(texts: list[str | None]) -> list[float]:
+    """Segments for many texts at once (the writer's batches), as ``sms_parts`` counts them."""
+    if _c_sms_segments is not None:
+        counted = _c_sms_segments(texts, _GSM_WIDTHS_BYTES)
+        if counted is not None:
+            return counted
+    return [float(sms_parts(t or "")[0]) for t in texts]
+
+
 def _pack(costs: list[int], size: int) -> int:
     """Parts needed when each item costs 1 or 2 slots and a 2-slot item may not straddle parts."""
     parts, used = 1, 0

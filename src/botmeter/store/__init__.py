@@ -25,8 +25,11 @@ BACKENDS: dict[str, str] = {
 class Store(Protocol):
     url: str
 
-    def write(self, batch: pa.Table) -> int:
+    def write(self, batch: pa.Table, *, fresh: bool = False, keep_open: bool = False) -> int:
         """Stores the batch; events already stored (same event_id) are skipped. Returns rows added.
+
+        ``fresh``: the writer's first attempt at a batch whose ids it just made; a backend may
+        skip the duplicate check for it. ``keep_open``: another batch follows at once.
 
         Raises ``StoreUnavailable`` when the store cannot take the batch now (the writer spools it).
         """
@@ -42,6 +45,10 @@ class Store(Protocol):
 
     def default_key_path(self) -> Path:
         """Where the user-id hash key is kept, unless configured."""
+        ...
+
+    def before_fork(self) -> None:
+        """Closes what a child process must not inherit."""
         ...
 
     def after_fork(self) -> None:

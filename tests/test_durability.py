@@ -90,8 +90,10 @@ def events_in(path: Path) -> tuple[int, int]:
         con.close()
 
 
-def test_a_second_process_reads_while_the_bot_writes(tmp_path, store_path, store_url):
-    proc, stop = run_bot(tmp_path, store_url, tmp_path / "spool", RATE="3000", LOCK_TIMEOUT="5")
+@pytest.mark.parametrize("rate", ["3000", "100000"])
+def test_a_second_process_reads_while_the_bot_writes(tmp_path, store_path, store_url, rate):
+    # At 100,000 events/s the writer is busy without pause: readers get in by asking (<store>.readers/).
+    proc, stop = run_bot(tmp_path, store_url, tmp_path / "spool", RATE=rate, LOCK_TIMEOUT="5")
     time.sleep(1.0)
     seen = []
     deadline = time.monotonic() + 4

@@ -187,7 +187,8 @@ class Writer:
 
     def _write(self, table: Any) -> None:
         try:
-            # More batches already waiting (a burst): keep the store open for them.
+            # More batches already waiting (a burst): keep the store open for them. Between
+            # batches the file is free, so any process (a notebook, the duckdb shell) can open it.
             self.store.write(table, fresh=True, keep_open=not self._outbox.empty())
         except Exception as exc:
             self.stats.write_failures += 1

@@ -47,6 +47,10 @@ class Store(Protocol):
         """Where the user-id hash key is kept, unless configured."""
         ...
 
+    def release(self) -> None:
+        """Lets go of anything kept open between writes (other processes may want it)."""
+        ...
+
     def before_fork(self) -> None:
         """Closes what a child process must not inherit."""
         ...

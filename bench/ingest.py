@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import inspect
 import io
 import json
 import pstats
@@ -347,6 +348,38 @@ class Phases:
         return wrapper
 
 
+    def top_chunks(self, name: str, fn: Any, rows: Any, profile: cProfile.Profile | None) -> Any:
+        """Like ``top`` for a stage that yields its output in chunks: each step is timed as a batch."""
+        done = object()
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            steps = fn(*args, **kwargs)
+            while True:
+                batch: dict[str, float] = {}
+                self._current.batch = batch
+                cpu, t = time.thread_time(), time.perf_counter()
+                if profile is not None:
+                    profile.enable()
+                try:
+                    item = next(steps, done)
+                finally:
+                    if profile is not None:
+                        profile.disable()
+                    wall = time.perf_counter() - t
+                    self.wall[name] += wall
+                    self.cpu[name] += time.thread_time() - cpu
+                    batch[name] = wall
+                    batch["rows"] = rows(args)
+                    self.batches[name].append(batch)
+                    self._current.batch = None
+                if item is done:
+                    return
+                yield item
+
+        wrapper.__name__ = getattr(fn, "__name__", name)
+        return wrapper
+
+
 class _TimedConnection:
     def __init__(self, con: Any, phases: Phases) -> None:
         self._con = con
@@ -388,7 +421,9 @@ def instrument(meter: Any, profiles: dict[str, cProfile.Profile] | None) -> Phas
             processed[0] = writer.stats.processed
             return n
 
-        writer.process = phases.top(
+        # process() yields tables chunk by chunk (newer writers) or returns one table (older ones).
+        wrap = phases.top_chunks if inspect.isgeneratorfunction(type(writer).process) else phases.top
+        writer.process = wrap(
             "writer thread: process (drain + pipeline)", writer.process, process_rows, profiles.get("process")
         )
         writer.store_or_spool = phases.top(

@@ -29,7 +29,9 @@ def random_texts(rng: random.Random, count: int) -> list[str | None]:
     for _ in range(count):
         alphabet = "".join(rng.sample(ALPHABETS, rng.randint(1, 3)))
         # Lengths cluster around the segment boundaries, where counting goes wrong.
-        length = rng.choice([rng.randint(0, 400), *(b + rng.randint(-3, 3) for b in (67, 70, 134, 153, 160, 306))])
+        length = rng.choice(
+            [rng.randint(0, 400), *(b + rng.randint(-3, 3) for b in (67, 70, 134, 153, 160, 306))]
+        )
         texts.append("".join(rng.choice(alphabet) for _ in range(max(length, 0))))
     return texts
 

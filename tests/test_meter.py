@@ -313,3 +313,21 @@ def test_fork_child_gets_a_working_writer(store_url, store_path):
     counts = dict(query(store_path, "SELECT name, count(*) FROM events GROUP BY 1"))
     # Nothing the parent buffered before the fork is written twice, nothing of the child's is lost.
     assert counts == {"parent-before": 1, "child": 50, "parent-after": 1}
+
+
+def test_the_documented_methods_do_what_the_fast_path_does(store_url, store_path):
+    meter = Meter(bot="b", store=store_url)
+    # Called through the class (as a wrapper or a mock might), the documented methods forward to
+    # the instance's fast path with the same arguments, positional ones included.
+    Meter.track_timing(meter, "reply", 12.5, user="u1")
+    Meter.track_error(meter, "rate_limit_exceeded", provider="openai")
+    Meter.track_llm_call(meter, provider="openai", model="gpt-4o", input_tokens=3)
+    with pytest.raises(ValueError, match="input_tokens"):
+        Meter.track_llm_call(meter, provider="openai", model="gpt-4o", input_tokens=-3)
+    meter.close()
+    assert dict(query(store_path, "SELECT kind, count(*) FROM events GROUP BY 1")) == {
+        "timing": 1,
+        "error": 1,
+        "llm_call": 1,
+    }
+    assert scalar(store_path, "SELECT error_category FROM events WHERE kind = 'error'") == "rate_limit"

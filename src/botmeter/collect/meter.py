@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import Config
+from ..events import RECORDS
 from ..process.pipeline import Pipeline, Processor
 from ..process.privacy import UserHasher, key_from_setting, load_or_create_key
 from ..store import Store, open_store
@@ -131,16 +132,7 @@ class Meter:
 
         The text is used for its length (and SMS segments); it is stored only with ``store_text``.
         """
-        return self.__dict__["track_message"](
-            direction=direction,
-            text=text,
-            user=user,
-            conversation=conversation,
-            channel=channel,
-            properties=properties,
-            event_id=event_id,
-            ts=ts,
-        )
+        return self._forward("track_message", locals())
 
     def track_sms(
         self,
@@ -163,20 +155,7 @@ class Meter:
         The country comes from the user's phone number (E.164) unless given; the rate from the
         SMS rate table (``sms_rates``) or a custom price list; ``cost_usd`` overrides both.
         """
-        return self.__dict__["track_sms"](
-            direction=direction,
-            text=text,
-            segments=segments,
-            country=country,
-            cost_usd=cost_usd,
-            provider=provider,
-            user=user,
-            conversation=conversation,
-            channel=channel,
-            properties=properties,
-            event_id=event_id,
-            ts=ts,
-        )
+        return self._forward("track_sms", locals())
 
     def track_llm_call(
         self,
@@ -202,24 +181,7 @@ class Meter:
         ``output_tokens`` the whole completion, reasoning tokens included. Cost comes from genai-prices
         (or your price list) unless ``cost_usd`` is given; an unknown model is stored unpriced.
         """
-        return self.__dict__["track_llm_call"](
-            provider=provider,
-            model=model,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cached_tokens=cached_tokens,
-            reasoning_tokens=reasoning_tokens,
-            cache_write_tokens=cache_write_tokens,
-            latency_ms=latency_ms,
-            cost_usd=cost_usd,
-            stage=stage,
-            user=user,
-            conversation=conversation,
-            channel=channel,
-            properties=properties,
-            event_id=event_id,
-            ts=ts,
-        )
+        return self._forward("track_llm_call", locals())
 
     def track_api_call(
         self,
@@ -238,20 +200,7 @@ class Meter:
         ts: Ts = None,
     ) -> None:
         """Any other paid or timed API call; priced from your price list when ``cost_usd`` is not given."""
-        return self.__dict__["track_api_call"](
-            provider=provider,
-            name=name,
-            cost_usd=cost_usd,
-            units=units,
-            unit=unit,
-            latency_ms=latency_ms,
-            user=user,
-            conversation=conversation,
-            channel=channel,
-            properties=properties,
-            event_id=event_id,
-            ts=ts,
-        )
+        return self._forward("track_api_call", locals())
 
     def track_error(
         self,
@@ -275,22 +224,7 @@ class Meter:
         quota, timeout, auth, ...), given a severity (from the category unless given) and a fingerprint
         that groups the same error together.
         """
-        return self.__dict__["track_error"](
-            error,
-            severity=severity,
-            message=message,
-            status_code=status_code,
-            code=code,
-            provider=provider,
-            stage=stage,
-            context=context,
-            user=user,
-            conversation=conversation,
-            channel=channel,
-            properties=properties,
-            event_id=event_id,
-            ts=ts,
-        )
+        return self._forward("track_error", locals())
 
     def track_timing(
         self,
@@ -307,18 +241,7 @@ class Meter:
         ts: Ts = None,
     ) -> None:
         """How long one stage of a reply took, in milliseconds (see also ``timer``)."""
-        return self.__dict__["track_timing"](
-            stage,
-            latency_ms,
-            provider=provider,
-            model=model,
-            user=user,
-            conversation=conversation,
-            channel=channel,
-            properties=properties,
-            event_id=event_id,
-            ts=ts,
-        )
+        return self._forward("track_timing", locals())
 
     def track_activity(
         self,
@@ -333,15 +256,7 @@ class Meter:
     ) -> None:
         """Something the user did: ``"reset"``, an admin command (``"admin:status"``), a feature
         (``"feature:x"``)."""
-        return self.__dict__["track_activity"](
-            name,
-            user=user,
-            conversation=conversation,
-            channel=channel,
-            properties=properties,
-            event_id=event_id,
-            ts=ts,
-        )
+        return self._forward("track_activity", locals())
 
     def track_custom(
         self,
@@ -357,17 +272,14 @@ class Meter:
         ts: Ts = None,
     ) -> None:
         """An event of your own, with an optional value and unit."""
-        return self.__dict__["track_custom"](
-            name,
-            value=value,
-            unit=unit,
-            user=user,
-            conversation=conversation,
-            channel=channel,
-            properties=properties,
-            event_id=event_id,
-            ts=ts,
-        )
+        return self._forward("track_custom", locals())
+
+    def _forward(self, call: str, arguments: dict[str, Any]) -> None:
+        # Only reached through the class (Meter.track_x(meter, ...)): instances call the fast path directly.
+        arguments.pop("self")
+        spec = RECORDS[call]
+        positional = [arguments.pop(name) for name in spec.names[: spec.positional]]
+        return self.__dict__[call](*positional, **arguments)
 
     def timer(self, stage: str, **fields: Any) -> Timer:
         """Times a block or a function as a ``timing`` event: ``with meter.timer("llm"): ...``."""

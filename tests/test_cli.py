@@ -134,3 +134,15 @@ def test_a_store_without_a_version_is_migrated(store_url, store_path):
     assert scalar(store_path, "SELECT value FROM botmeter_meta WHERE key = 'schema_version'") == str(
         SCHEMA_VERSION
     )
+
+
+def test_demo_command_fills_the_store_and_prints_a_summary(store_url, store_path):
+    result = invoke("demo", "--store", store_url, "--days", "3", "--users", "15", "--seed", "3", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert str(store_path) in result.output.replace("\n", "")
+    kinds = dict(query(store_path, "SELECT kind, count(*) FROM events GROUP BY 1"))
+    assert kinds["message"] > 0 and kinds["llm_call"] > 0 and kinds["timing"] > 0
+    # The same seed again adds nothing: the demo's events carry stable ids.
+    again = invoke("demo", "--store", store_url, "--days", "3", "--users", "15", "--seed", "3", "--quiet")
+    assert again.exit_code == 0
+    assert dict(query(store_path, "SELECT kind, count(*) FROM events GROUP BY 1")) == kinds

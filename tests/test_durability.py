@@ -306,3 +306,20 @@ def test_full_spool_drops_and_counts(tmp_path):
     table = pa.table({"x": list(range(10_000))})
     assert not spool.append(table)
     assert spool.dropped_events == 10_000
+
+
+def test_events_are_written_at_exit_without_flush_or_close(tmp_path, store_path, store_url):
+    # A bot that simply ends: the atexit hook flushes what it tracked.
+    bot = start_python(
+        f"""
+        from botmeter import Meter
+        meter = Meter(bot="short", store={store_url!r}, flush_interval=60)
+        for i in range(1234):
+            meter.track_activity("tick")
+        """,
+        tmp_path,
+        "short_bot.py",
+    )
+    _, err = bot.communicate(timeout=60)
+    assert bot.returncode == 0, err
+    assert events_in(store_path) == (1234, 1234)

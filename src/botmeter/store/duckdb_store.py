@@ -79,6 +79,9 @@ def path_from_url(url: str) -> Path:
 class DuckDBStore:
     """Events in one DuckDB file, shared by writers and readers in any number of processes."""
 
+    # DuckDB's row group: appends of whole row groups are written compressed, once.
+    preferred_batch_rows = 122_880
+
     def __init__(self, url: str, *, lock_timeout: float = 5.0, **_: Any) -> None:
         self.url = url
         self.path = path_from_url(url).absolute()

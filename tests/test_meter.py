@@ -331,3 +331,19 @@ def test_the_documented_methods_do_what_the_fast_path_does(store_url, store_path
         "llm_call": 1,
     }
     assert scalar(store_path, "SELECT error_category FROM events WHERE kind = 'error'") == "rate_limit"
+
+
+def test_events_reach_the_store_within_the_flush_interval_without_flush(store_url, store_path):
+    # While busy the writer writes whole DuckDB row groups and holds the rest back, but never for
+    # longer than a flush interval: 130,000 events are one row group and a remainder.
+    meter = Meter(bot="b", store=store_url, flush_interval=0.3)
+    for i in range(130_000):
+        meter.track_timing("reply", float(i % 1000))
+    deadline = time.monotonic() + 20
+    stored = 0
+    while time.monotonic() < deadline and stored < 130_000:
+        time.sleep(0.2)
+        stored = meter.stats()["written"]
+    assert stored == 130_000
+    meter.close()
+    assert scalar(store_path, "SELECT count(*) FROM events") == 130_000

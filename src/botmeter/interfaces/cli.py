@@ -126,7 +126,8 @@ def status(store: str | None, fmt: str) -> None:
         "dropped_events_recorded",
     ):
         if key in info:
-            table.add_row(key.replace("_", " "), str(info[key]))
+            value = info[key]
+            table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
     for kind, n in info.get("by_kind", {}).items():
         table.add_row(f"  {kind}", f"{n:,}")
     table.add_row("spool", f"{depth.batches} batches, {depth.events:,} events in {spool_dir}")

@@ -162,9 +162,24 @@ static PyObject *
 buffer_calibrate(BufferObject *self, PyObject *Py_UNUSED(ignored))
 {
 #ifdef HAVE_TSC
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    unsigned long long tick = __rdtsc();
+    /* Read the wall clock between two counter reads and keep the tightest of a few tries, so a
+       preemption between the reads cannot skew the anchor. */
+    struct timespec now = {0, 0};
+    unsigned long long tick = 0, best = ~0ULL;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        struct timespec t;
+        unsigned long long before = __rdtsc();
+        clock_gettime(CLOCK_REALTIME, &t);
+        unsigned long long after = __rdtsc();
+        if (after >= before && after - before < best) {
+            best = after - before;
+            now = t;
+            tick = before + (after - before) / 2;
+        }
+    }
+    if (best == ~0ULL) {
+        Py_RETURN_FALSE;
+    }
     long long ns = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
     double wall = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
     if (self->anchor_ns == 0 || tick <= self->anchor_tick) {

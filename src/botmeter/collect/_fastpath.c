@@ -51,9 +51,18 @@ enum {
 
 /* ------------------------------------------------------------------------------------------ */
 
+/* One lane: records of one track call, stored flat (width pointers per record), so a track
+   call allocates no tuple and adds nothing for the garbage collector to track. */
+typedef struct {
+    PyObject **items;
+    Py_ssize_t count;    /* records */
+    Py_ssize_t capacity; /* records */
+    Py_ssize_t width;    /* values per record: ts + parameters */
+} Lane;
+
 typedef struct {
     PyObject_HEAD
-    PyObject **lanes;
+    Lane *lanes;
     Py_ssize_t n_lanes;
     Py_ssize_t size;
     Py_ssize_t cap;
@@ -92,11 +101,20 @@ buffer_now(BufferObject *buf)
 }
 
 static void
+lane_free(PyObject **items, Py_ssize_t n_values)
+{
+    for (Py_ssize_t k = 0; k < n_values; k++) {
+        Py_XDECREF(items[k]);
+    }
+    PyMem_Free(items);
+}
+
+static void
 buffer_dealloc(BufferObject *self)
 {
     if (self->lanes) {
         for (Py_ssize_t i = 0; i < self->n_lanes; i++) {
-            Py_XDECREF(self->lanes[i]);
+            lane_free(self->lanes[i].items, self->lanes[i].count * self->lanes[i].width);
         }
         PyMem_Free(self->lanes);
     }
@@ -107,16 +125,18 @@ buffer_dealloc(BufferObject *self)
 static int
 buffer_init(BufferObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"lanes", "cap", NULL};
-    Py_ssize_t n_lanes, cap;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "nn", kwlist, &n_lanes, &cap)) {
+    static char *kwlist[] = {"widths", "cap", NULL};
+    PyObject *widths;
+    Py_ssize_t cap;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!n", kwlist, &PyTuple_Type, &widths, &cap)) {
         return -1;
     }
-    if (n_lanes <= 0 || n_lanes > 64 || cap < 0) {
-        PyErr_SetString(PyExc_ValueError, "Buffer: lanes must be 1..64 and cap >= 0");
+    Py_ssize_t n_lanes = PyTuple_GET_SIZE(widths);
+    if (n_lanes <= 0 || n_lanes > 64 || cap < 0 || self->lanes != NULL) {
+        PyErr_SetString(PyExc_ValueError, "Buffer: 1..64 lane widths and cap >= 0, once");
         return -1;
     }
-    self->lanes = PyMem_Calloc((size_t)n_lanes, sizeof(PyObject *));
+    self->lanes = PyMem_Calloc((size_t)n_lanes, sizeof(Lane));
     self->dropped = PyMem_Calloc((size_t)n_lanes, sizeof(unsigned long long));
     if (!self->lanes || !self->dropped) {
         PyErr_NoMemory();
@@ -124,10 +144,14 @@ buffer_init(BufferObject *self, PyObject *args, PyObject *kwds)
     }
     self->n_lanes = n_lanes;
     for (Py_ssize_t i = 0; i < n_lanes; i++) {
-        self->lanes[i] = PyList_New(0);
-        if (!self->lanes[i]) {
+        Py_ssize_t width = PyLong_AsSsize_t(PyTuple_GET_ITEM(widths, i));
+        if (width < 1 || width > MAX_PARAMS + 1) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_ValueError, "Buffer: a lane width must be 1..33");
+            }
             return -1;
         }
+        self->lanes[i].width = width;
     }
     self->size = 0;
     self->cap = cap;
@@ -135,7 +159,37 @@ buffer_init(BufferObject *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-/* Hands the buffered records to the writer and starts empty lanes: a swap, not a copy. */
+/* Detaches a lane's records, leaving it empty: whatever runs while the caller builds Python
+   objects from them (a finalizer that tracks an event) appends to a fresh array. */
+static PyObject **
+lane_take(Lane *lane, Py_ssize_t *count, Py_ssize_t *capacity)
+{
+    PyObject **items = lane->items;
+    *count = lane->count;
+    *capacity = lane->capacity;
+    lane->items = NULL;
+    lane->count = 0;
+    lane->capacity = 0;
+    return items;
+}
+
+/* Gives an emptied array back to its lane, so a steady stream of track calls never reallocates;
+   a very large one (after a burst) is freed instead. */
+#define RECYCLE_MAX_RECORDS 65536
+
+static void
+lane_recycle(Lane *lane, PyObject **items, Py_ssize_t capacity)
+{
+    if (lane->items == NULL && capacity <= RECYCLE_MAX_RECORDS) {
+        lane->items = items;
+        lane->capacity = capacity;
+    }
+    else {
+        PyMem_Free(items);
+    }
+}
+
+/* Every buffered record as a tuple, one list per lane (for tests and for discarding). */
 static PyObject *
 buffer_drain(BufferObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -144,15 +198,33 @@ buffer_drain(BufferObject *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     for (Py_ssize_t i = 0; i < self->n_lanes; i++) {
-        PyObject *fresh = PyList_New(0);
-        if (!fresh) {
+        Py_ssize_t count, capacity, width = self->lanes[i].width;
+        PyObject **items = lane_take(&self->lanes[i], &count, &capacity);
+        self->size -= count;
+        PyObject *records = PyList_New(count);
+        if (!records) {
+            lane_free(items, count * width);
             Py_DECREF(out);
             return NULL;
         }
-        PyTuple_SET_ITEM(out, i, self->lanes[i]);
-        self->lanes[i] = fresh;
+        for (Py_ssize_t r = 0; r < count; r++) {
+            PyObject *rec = PyTuple_New(width);
+            if (!rec) {
+                /* the tuples made so far own their values; free the rest */
+                lane_free(items + r * width, (count - r) * width);
+                items = NULL;
+                Py_DECREF(records);
+                Py_DECREF(out);
+                return NULL;
+            }
+            for (Py_ssize_t f = 0; f < width; f++) {
+                PyTuple_SET_ITEM(rec, f, items[r * width + f]); /* steals the buffer's reference */
+            }
+            PyList_SET_ITEM(records, r, rec);
+        }
+        lane_recycle(&self->lanes[i], items, capacity);
+        PyTuple_SET_ITEM(out, i, records);
     }
-    self->size = 0;
     return out;
 }
 
@@ -215,62 +287,49 @@ buffer_now_py(BufferObject *self, PyObject *Py_UNUSED(ignored))
     return PyFloat_FromDouble(buffer_now(self));
 }
 
-/* Turns one lane's records (tuples of equal length) into columns: the writer works a column at
-   a time, and transposing here costs a few nanoseconds per value instead of a Python loop. */
-static PyObject *
-records_to_columns(PyObject *records)
-{
-    Py_ssize_t nrec = PyList_GET_SIZE(records);
-    if (nrec == 0) {
-        Py_RETURN_NONE;
-    }
-    Py_ssize_t width = PyTuple_GET_SIZE(PyList_GET_ITEM(records, 0));
-    PyObject *columns = PyTuple_New(width);
-    if (!columns) {
-        return NULL;
-    }
-    for (Py_ssize_t f = 0; f < width; f++) {
-        PyObject *col = PyList_New(nrec);
-        if (!col) {
-            Py_DECREF(columns);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(columns, f, col);
-    }
-    for (Py_ssize_t r = 0; r < nrec; r++) {
-        PyObject *rec = PyList_GET_ITEM(records, r);
-        for (Py_ssize_t f = 0; f < width; f++) {
-            PyObject *v = PyTuple_GET_ITEM(rec, f);
-            Py_INCREF(v);
-            PyList_SET_ITEM(PyTuple_GET_ITEM(columns, f), r, v);
-        }
-    }
-    return columns;
-}
-
-/* Like drain(), but each lane comes back as a tuple of columns (None for an empty lane). */
+/* Every buffered record, per lane as a tuple of columns (None when the lane is empty): the
+   writer works a column at a time, and building columns here costs a few nanoseconds a value. */
 static PyObject *
 buffer_drain_columns(BufferObject *self, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *lanes = buffer_drain(self, NULL);
-    if (!lanes) {
-        return NULL;
-    }
     PyObject *out = PyTuple_New(self->n_lanes);
     if (!out) {
-        Py_DECREF(lanes);
         return NULL;
     }
     for (Py_ssize_t i = 0; i < self->n_lanes; i++) {
-        PyObject *cols = records_to_columns(PyTuple_GET_ITEM(lanes, i));
-        if (!cols) {
+        Py_ssize_t count, capacity, width = self->lanes[i].width;
+        PyObject **items = lane_take(&self->lanes[i], &count, &capacity);
+        self->size -= count;
+        if (count == 0) {
+            lane_recycle(&self->lanes[i], items, capacity);
+            PyTuple_SET_ITEM(out, i, Py_NewRef(Py_None));
+            continue;
+        }
+        PyObject *columns = PyTuple_New(width);
+        int failed = columns == NULL;
+        for (Py_ssize_t f = 0; f < width && !failed; f++) {
+            PyObject *col = PyList_New(count);
+            if (!col) {
+                failed = 1;
+                break;
+            }
+            PyTuple_SET_ITEM(columns, f, col);
+        }
+        if (failed) {
+            lane_free(items, count * width);
+            Py_XDECREF(columns);
             Py_DECREF(out);
-            Py_DECREF(lanes);
             return NULL;
         }
-        PyTuple_SET_ITEM(out, i, cols);
+        for (Py_ssize_t r = 0; r < count; r++) {
+            PyObject **rec = items + r * width;
+            for (Py_ssize_t f = 0; f < width; f++) {
+                PyList_SET_ITEM(PyTuple_GET_ITEM(columns, f), r, rec[f]); /* steals */
+            }
+        }
+        lane_recycle(&self->lanes[i], items, capacity);
+        PyTuple_SET_ITEM(out, i, columns);
     }
-    Py_DECREF(lanes);
     return out;
 }
 
@@ -723,21 +782,24 @@ trackfn_vectorcall(TrackFnObject *self, PyObject *const *args, size_t nargsf, Py
         Py_DECREF(stamp);
         Py_RETURN_NONE;
     }
-    PyObject *rec = PyTuple_New(n + 1);
-    if (rec == NULL) {
-        Py_DECREF(stamp);
-        return NULL;
+    Lane *lane = &buf->lanes[self->lane];
+    if (lane->count == lane->capacity) {
+        Py_ssize_t capacity = lane->capacity ? lane->capacity * 2 : 256;
+        PyObject **grown = PyMem_Realloc(lane->items, (size_t)(capacity * lane->width) * sizeof(PyObject *));
+        if (grown == NULL) {
+            Py_DECREF(stamp);
+            return PyErr_NoMemory();
+        }
+        lane->items = grown;
+        lane->capacity = capacity;
     }
-    PyTuple_SET_ITEM(rec, 0, stamp);
+    PyObject **rec = lane->items + lane->count * lane->width;
+    rec[0] = stamp;
     for (Py_ssize_t j = 0; j < n; j++) {
         Py_INCREF(values[j]);
-        PyTuple_SET_ITEM(rec, j + 1, values[j]);
+        rec[j + 1] = values[j];
     }
-    int rc = PyList_Append(buf->lanes[self->lane], rec);
-    Py_DECREF(rec);
-    if (rc < 0) {
-        return NULL;
-    }
+    lane->count++;
     buf->size++;
     Py_RETURN_NONE;
 }
@@ -761,8 +823,9 @@ trackfn_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "TrackFn: names, checks, defaults and choices must match in length");
         return NULL;
     }
-    if (lane < 0 || lane >= ((BufferObject *)buffer)->n_lanes) {
-        PyErr_SetString(PyExc_ValueError, "TrackFn: lane out of range");
+    if (lane < 0 || lane >= ((BufferObject *)buffer)->n_lanes ||
+        ((BufferObject *)buffer)->lanes[lane].width != n + 1) {
+        PyErr_SetString(PyExc_ValueError, "TrackFn: lane out of range, or its width is not 1 + parameters");
         return NULL;
     }
     TrackFnObject *self = (TrackFnObject *)type->tp_alloc(type, 0);

@@ -178,7 +178,10 @@ def _py_track_fn(buf: PyBuffer, lane: int, spec: RecordSpec) -> Callable[..., No
 def make_recorder(cap: int, *, pure_python: bool = False) -> tuple[Any, dict[str, Callable[..., None]]]:
     """The buffer and one track function per record kind, fast path first."""
     use_c = _fastpath is not None and not pure_python
-    buf = _fastpath.Buffer(len(RECORD_CALLS), cap) if use_c else PyBuffer(len(RECORD_CALLS), cap)
+    if use_c:
+        buf = _fastpath.Buffer(tuple(len(RECORDS[call].params) + 1 for call in RECORD_CALLS), cap)
+    else:
+        buf = PyBuffer(len(RECORD_CALLS), cap)
     fns: dict[str, Callable[..., None]] = {}
     for lane, call in enumerate(RECORD_CALLS):
         spec = RECORDS[call]

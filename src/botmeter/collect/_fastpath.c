@@ -1,5 +1,5 @@
 /*
- * The hot path of every track call: check the arguments, stamp the time, append one tuple.
+ * The hot path of every track call: check the arguments, stamp the time, append one record.
  *
  * A track call runs on the bot's own thread, so it must cost about as much as appending to a
  * deque. Python-level keyword parsing alone costs more than that, so the parsing, the checks and
@@ -7,7 +7,8 @@
  * version (used when this module is not built); the error messages are produced by the same
  * Python function so both say exactly the same thing.
  *
- * Buffer: one list per record kind ("lane"), a shared size and cap, per-lane drop counts.
+ * Buffer: one flat array of records per record kind ("lane"), a shared size and cap, per-lane
+ *   drop counts; drained by the writer as columns.
  * TrackFn: a callable bound to one lane and one parameter spec (botmeter.events.RECORDS).
  */
 #define PY_SSIZE_T_CLEAN

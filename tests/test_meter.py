@@ -347,3 +347,15 @@ def test_events_reach_the_store_within_the_flush_interval_without_flush(store_ur
     assert stored == 130_000
     meter.close()
     assert scalar(store_path, "SELECT count(*) FROM events") == 130_000
+
+
+def test_phone_numbers_used_as_conversation_ids_are_hashed(store_url, store_path):
+    meter = Meter(bot="b", store=store_url)
+    meter.track_message(direction="in", user=USER, conversation=USER)
+    meter.track_message(direction="in", user=USER, conversation="c-42")
+    meter.close()
+    conversations = [r[0] for r in query(store_path, "SELECT conversation_id FROM events ORDER BY event_id")]
+    assert "c-42" in conversations  # ordinary ids stay readable
+    assert USER not in conversations and "5551234567" not in "".join(conversations)
+    # The same keyed hash as the user's, so the two can be joined.
+    assert scalar(store_path, "SELECT count(*) FROM events WHERE conversation_id = user_id") == 1

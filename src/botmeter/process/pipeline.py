@@ -427,6 +427,10 @@ class Pipeline:
 
     def hash_users(self, frame: Frame) -> Frame:
         users = frame.columns.get("user_id")
+        conversations = frame.columns.get("conversation_id")
+        if self.hasher is not None and conversations is not None:
+            # Bots often use the user's number as the conversation id: it is not stored in the clear either.
+            frame.columns["conversation_id"] = self.hasher.hash_phone_like(conversations)
         if users is None:
             return frame
         if self.hasher is not None:

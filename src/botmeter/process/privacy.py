@@ -48,6 +48,19 @@ class UserHasher:
         self._cache[user] = digest
         return digest
 
+    def hash_phone_like(self, values: list) -> list:
+        """Hashes the values that are phone numbers (a bot may use one as a conversation id)."""
+        seen: dict[object, object] = {}
+        out = []
+        append = out.append
+        for value in values:
+            mapped = seen.get(value)
+            if mapped is None:
+                text = "" if value is None else _PHONE_PUNCTUATION.sub("", str(value))
+                mapped = seen[value] = self.hash(value) if _PHONE.fullmatch(text) else value
+            append(mapped)
+        return out
+
     def hash_column(self, users: list) -> list:
         cache = self._cache
         out = []

@@ -30,8 +30,8 @@ Exit status: 0 when the requirement is met, 1 when not, 2 when events were lost 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
-import inspect
 import io
 import json
 import pstats
@@ -43,6 +43,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -322,31 +323,36 @@ class Phases:
         wrapper.__name__ = getattr(fn, "__name__", name)
         return wrapper
 
+    @contextlib.contextmanager
+    def _stage(self, name: str, rows: Any, args: Any, profile: cProfile.Profile | None) -> Iterator[None]:
+        """Times one run of a whole stage on its thread: wall, thread CPU, rows, nested stages."""
+        batch: dict[str, float] = {}
+        self._current.batch = batch
+        cpu, t = time.thread_time(), time.perf_counter()
+        if profile is not None:
+            profile.enable()
+        try:
+            yield
+        finally:
+            if profile is not None:
+                profile.disable()
+            wall = time.perf_counter() - t
+            self.wall[name] += wall
+            self.cpu[name] += time.thread_time() - cpu
+            batch[name] = wall
+            batch["rows"] = rows(args)
+            self.batches[name].append(batch)
+            self._current.batch = None
+
     def top(self, name: str, fn: Any, rows: Any, profile: cProfile.Profile | None) -> Any:
-        """A whole stage as run by its thread: wall, thread CPU, rows, and the nested stages inside."""
+        """A whole stage as run by its thread, timed per call."""
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            batch: dict[str, float] = {}
-            self._current.batch = batch
-            cpu, t = time.thread_time(), time.perf_counter()
-            if profile is not None:
-                profile.enable()
-            try:
+            with self._stage(name, rows, args, profile):
                 return fn(*args, **kwargs)
-            finally:
-                if profile is not None:
-                    profile.disable()
-                wall = time.perf_counter() - t
-                self.wall[name] += wall
-                self.cpu[name] += time.thread_time() - cpu
-                batch[name] = wall
-                batch["rows"] = rows(args)
-                self.batches[name].append(batch)
-                self._current.batch = None
 
         wrapper.__name__ = getattr(fn, "__name__", name)
         return wrapper
-
 
     def top_chunks(self, name: str, fn: Any, rows: Any, profile: cProfile.Profile | None) -> Any:
         """Like ``top`` for a stage that yields its output in chunks: each step is timed as a batch."""
@@ -355,23 +361,8 @@ class Phases:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             steps = fn(*args, **kwargs)
             while True:
-                batch: dict[str, float] = {}
-                self._current.batch = batch
-                cpu, t = time.thread_time(), time.perf_counter()
-                if profile is not None:
-                    profile.enable()
-                try:
+                with self._stage(name, rows, args, profile):
                     item = next(steps, done)
-                finally:
-                    if profile is not None:
-                        profile.disable()
-                    wall = time.perf_counter() - t
-                    self.wall[name] += wall
-                    self.cpu[name] += time.thread_time() - cpu
-                    batch[name] = wall
-                    batch["rows"] = rows(args)
-                    self.batches[name].append(batch)
-                    self._current.batch = None
                 if item is done:
                     return
                 yield item
@@ -412,25 +403,21 @@ def instrument(meter: Any, profiles: dict[str, cProfile.Profile] | None) -> Phas
     def table_rows(args: Any) -> int:
         return args[0].num_rows if args and args[0] is not None else 0
 
-    if hasattr(writer, "process") and hasattr(writer, "store_or_spool"):
-        # Processing on the writer thread, storing on the store thread, overlapping.
-        processed = [writer.stats.processed]
+    # Processing on the writer thread, storing on the store thread, overlapping.
+    processed = [writer.stats.processed]
 
-        def process_rows(args: Any) -> int:
-            n = writer.stats.processed - processed[0]
-            processed[0] = writer.stats.processed
-            return n
+    def process_rows(args: Any) -> int:
+        n = writer.stats.processed - processed[0]
+        processed[0] = writer.stats.processed
+        return n
 
-        # process() yields tables chunk by chunk (newer writers) or returns one table (older ones).
-        wrap = phases.top_chunks if inspect.isgeneratorfunction(type(writer).process) else phases.top
-        writer.process = wrap(
-            "writer thread: process (drain + pipeline)", writer.process, process_rows, profiles.get("process")
-        )
-        writer.store_or_spool = phases.top(
-            "store thread: store_or_spool", writer.store_or_spool, table_rows, profiles.get("store")
-        )
-    else:  # one thread does both
-        writer.cycle = phases.top("writer: cycle", writer.cycle, lambda args: 0, profiles.get("process"))
+    # process() yields tables chunk by chunk.
+    writer.process = phases.top_chunks(
+        "writer thread: process (drain + pipeline)", writer.process, process_rows, profiles.get("process")
+    )
+    writer.store_or_spool = phases.top(
+        "store thread: store_or_spool", writer.store_or_spool, table_rows, profiles.get("store")
+    )
     pipeline.frames = phases.timed("  pipeline: buffer columns -> frames", pipeline.frames)
     pipeline.to_arrow = phases.timed("  pipeline: frames -> Arrow (to_arrow)", pipeline.to_arrow)
     pipeline.steps = [phases.timed(f"  pipeline: {getattr(s, '__name__', s)}", s) for s in pipeline.steps]

@@ -393,7 +393,7 @@ def isolated_contenders(max_buffer: int, per_meter: int) -> tuple[list[Contender
 
     def drain() -> None:
         if buf.size >= batch_size:
-            drained[0] += sum(len(lane) for lane in buf.drain())
+            drained[0] += sum(len(cols[0]) for cols in buf.drain_columns() if cols)
             if calibrate is not None:
                 calibrate()
 

@@ -190,45 +190,6 @@ lane_recycle(Lane *lane, PyObject **items, Py_ssize_t capacity)
     }
 }
 
-/* Every buffered record as a tuple, one list per lane (for tests and for discarding). */
-static PyObject *
-buffer_drain(BufferObject *self, PyObject *Py_UNUSED(ignored))
-{
-    PyObject *out = PyTuple_New(self->n_lanes);
-    if (!out) {
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < self->n_lanes; i++) {
-        Py_ssize_t count, capacity, width = self->lanes[i].width;
-        PyObject **items = lane_take(&self->lanes[i], &count, &capacity);
-        self->size -= count;
-        PyObject *records = PyList_New(count);
-        if (!records) {
-            lane_free(items, count * width);
-            Py_DECREF(out);
-            return NULL;
-        }
-        for (Py_ssize_t r = 0; r < count; r++) {
-            PyObject *rec = PyTuple_New(width);
-            if (!rec) {
-                /* the tuples made so far own their values; free the rest */
-                lane_free(items + r * width, (count - r) * width);
-                items = NULL;
-                Py_DECREF(records);
-                Py_DECREF(out);
-                return NULL;
-            }
-            for (Py_ssize_t f = 0; f < width; f++) {
-                PyTuple_SET_ITEM(rec, f, items[r * width + f]); /* steals the buffer's reference */
-            }
-            PyList_SET_ITEM(records, r, rec);
-        }
-        lane_recycle(&self->lanes[i], items, capacity);
-        PyTuple_SET_ITEM(out, i, records);
-    }
-    return out;
-}
-
 /* Re-anchors the TSC clock to the wall clock; called by the writer about once a second. The
    rate comes from a baseline of at least 0.2 s; a wall-clock step (NTP, suspend) restarts it. */
 static PyObject *
@@ -405,7 +366,6 @@ buffer_set_enabled(BufferObject *self, PyObject *value, void *Py_UNUSED(closure)
 }
 
 static PyMethodDef buffer_methods[] = {
-    {"drain", (PyCFunction)buffer_drain, METH_NOARGS, "Take every buffered record, one list per lane."},
     {"calibrate", (PyCFunction)buffer_calibrate, METH_NOARGS,
      "Re-anchor the fast clock to the wall clock; True once it is in use."},
     {"now", (PyCFunction)buffer_now_py, METH_NOARGS, "The time a track call would stamp now."},

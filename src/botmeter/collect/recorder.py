@@ -105,13 +105,10 @@ class PyBuffer:
         self.enabled = True
         self._dropped = [0] * lanes
 
-    def drain(self) -> tuple[list, ...]:
-        out, self.lanes = tuple(self.lanes), [[] for _ in self.lanes]
-        self.size = 0
-        return out
-
     def drain_columns(self) -> tuple[tuple[list, ...] | None, ...]:
-        return tuple(tuple(map(list, zip(*lane, strict=True))) if lane else None for lane in self.drain())
+        lanes, self.lanes = self.lanes, [[] for _ in self.lanes]
+        self.size = 0
+        return tuple(tuple(map(list, zip(*lane, strict=True))) if lane else None for lane in lanes)
 
     def dropped_counts(self) -> tuple[int, ...]:
         return tuple(self._dropped)

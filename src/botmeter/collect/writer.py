@@ -107,7 +107,7 @@ class Writer:
 
     def after_fork(self) -> None:
         """In a forked child: the parent writes what it had buffered; the child starts afresh."""
-        self.buffer.drain()
+        self.buffer.drain_columns()
         self.stats = WriterStats(dropped_reported=list(self.buffer.dropped_counts()))
         self._reset_sync()
         self.pipeline.after_fork()
@@ -173,12 +173,6 @@ class Writer:
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("botmeter: store step failed")
 
-    def cycle(self) -> None:
-        """One round, synchronously: drain, process, store (or spool)."""
-        for table in self.process():
-            self.store_or_spool(table)
-        self.store_or_spool(None)  # replays the spool even when nothing new came
-
     def process(self) -> Iterator[Any]:
         """Drains the buffer and yields what it held as tables of at most ``batch_size`` events."""
         self.buffer.calibrate()
@@ -198,7 +192,7 @@ class Writer:
 
     def store_or_spool(self, table: Any) -> None:
         """Writes the table; spooled batches go first, so a newer batch waits behind them."""
-        if self.spool.depth().batches and not self._replay():
+        if self.spool.has_pending() and not self._replay():
             if table is not None:
                 self._spool(table)
             return
@@ -240,10 +234,10 @@ class Writer:
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("botmeter: spool replay failed")
             return False
-        if not self._store_ok and self.spool.depth().batches == 0:
+        if not self._store_ok and not self.spool.has_pending():
             log.warning("botmeter: store is back; spool replayed")
             self._store_ok = True
-        return self.spool.depth().batches == 0
+        return not self.spool.has_pending()
 
 
 class _Aligned:

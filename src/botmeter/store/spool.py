@@ -49,6 +49,14 @@ class Spool:
         except FileNotFoundError:
             return []
 
+    def has_pending(self) -> bool:
+        """Whether any batch waits; the writer asks every cycle, so it stops at the first file."""
+        try:
+            with os.scandir(self.directory) as entries:
+                return any(e.name.endswith(SUFFIX) for e in entries)
+        except FileNotFoundError:
+            return False
+
     def depth(self) -> SpoolDepth:
         events = size = 0
         segments = self._segments()

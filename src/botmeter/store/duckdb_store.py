@@ -17,7 +17,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,15 +29,16 @@ import pyarrow.compute as pc
 from ..events import COLUMNS
 from ..exceptions import SchemaError, StoreError, StoreLocked, StoreUnavailable
 from ..process.pipeline import CALLER_KEYS
+from . import duckdb_rollups as rollups
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CALLER_KEY_WINDOW = timedelta(days=7)
 _READER_NOTE_TTL = 10.0  # seconds a reader's request for the file is honoured
 _READER_WAIT = 2.0  # seconds a writer waits for requesting readers to get in
 
 # Each step takes the schema from the version before it to its own number; never edit a
-# released step, add one.
-MIGRATIONS: dict[int, list[str]] = {
+# released step, add one. A step is SQL or a function of the connection.
+MIGRATIONS: dict[int, list[str | Callable[[duckdb.DuckDBPyConnection], None]]] = {
     1: [
         "CREATE TABLE IF NOT EXISTS events ("
         + ", ".join(
@@ -46,6 +47,7 @@ MIGRATIONS: dict[int, list[str]] = {
         )
         + ")",
     ],
+    2: [*rollups.DDL, lambda con: rollups.rebuild(con, rollups.session_gap(con))],
 }
 
 # One process, one file, one connection at a time: DuckDB refuses a second connection to the
@@ -79,13 +81,19 @@ def path_from_url(url: str) -> Path:
 class DuckDBStore:
     """Events in one DuckDB file, shared by writers and readers in any number of processes."""
 
+    query_engine = "botmeter.analyse.duckdb_sql:DuckDBEngine"
     # DuckDB's row group: appends of whole row groups are written compressed, once.
     preferred_batch_rows = 122_880
 
-    def __init__(self, url: str, *, lock_timeout: float = 5.0, **_: Any) -> None:
+    def __init__(
+        self, url: str, *, lock_timeout: float = 5.0, session_gap_s: int | None = None, **_: Any
+    ) -> None:
         self.url = url
         self.path = path_from_url(url).absolute()
         self.lock_timeout = lock_timeout
+        # None: keep the gap the stored sessions were built with (readers never rebuild them).
+        self.session_gap_s = session_gap_s
+        self._gap_s = rollups.DEFAULT_SESSION_GAP_S
         self._lock = _path_lock(self.path)
         self._migrated = False
         # While batches queue up (a burst, a backlog) the writer keeps the file open from one to
@@ -116,7 +124,10 @@ class DuckDBStore:
             try:
                 if not read_only:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
-                return duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                # No progress bar: a long query must not draw on the bot's (or the CLI's) terminal.
+                con.execute("SET enable_progress_bar = false")
+                return con
             except duckdb.Error as exc:
                 if not _is_lock_conflict(exc):
                     if read_only and not self.path.exists():
@@ -149,7 +160,10 @@ class DuckDBStore:
             try:
                 for version in range(current + 1, SCHEMA_VERSION + 1):
                     for statement in MIGRATIONS[version]:
-                        con.execute(statement)
+                        if callable(statement):
+                            statement(con)
+                        else:
+                            con.execute(statement)
                 con.execute(
                     "INSERT OR REPLACE INTO botmeter_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
                 )
@@ -157,6 +171,17 @@ class DuckDBStore:
             except Exception:
                 con.execute("ROLLBACK")
                 raise
+        self._gap_s = rollups.session_gap(con)
+        if self.session_gap_s is not None and self.session_gap_s != self._gap_s:
+            # Sessions split at another gap now: rebuild them once, in one transaction.
+            con.execute("BEGIN")
+            try:
+                rollups.rebuild(con, self.session_gap_s)
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+            self._gap_s = self.session_gap_s
         self._migrated = True
 
     @contextlib.contextmanager
@@ -268,8 +293,9 @@ class DuckDBStore:
         if batch.num_rows == 0:
             return 0
         caller_keys = CALLER_KEYS in (batch.schema.metadata or {})
+        params: dict[str, Any] | None = None
         if fresh and not caller_keys:
-            sql, params = "INSERT INTO events SELECT * FROM batch", None
+            added = None  # the batch itself
         else:
             bounds = pc.min_max(batch.column("ts"))
             lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
@@ -281,8 +307,8 @@ class DuckDBStore:
             unique = pc.count_distinct(storage).as_py() == batch.num_rows
             # Retried and replayed batches carry the ids they had: skip what is already stored.
             keep_first = "" if unique else " QUALIFY row_number() OVER (PARTITION BY b.event_id) = 1"
-            sql = (
-                "INSERT INTO events SELECT b.* FROM batch AS b WHERE NOT EXISTS ("
+            added = (
+                "CREATE OR REPLACE TEMP TABLE _bm_added AS SELECT b.* FROM batch AS b WHERE NOT EXISTS ("
                 "SELECT 1 FROM events AS e WHERE e.ts BETWEEN $lo AND $hi AND e.event_id = b.event_id)"
                 + keep_first
             )
@@ -293,11 +319,27 @@ class DuckDBStore:
             # other core stays with the bot.
             con.execute("SET threads = 1")
             con.register("batch", batch)
+            con.execute("BEGIN")
             try:
-                rows = con.execute(sql, params).fetchall()
+                src = "batch"
+                if added is not None:
+                    con.execute(added, params)
+                    src = "_bm_added"
+                rows = con.execute(f"INSERT INTO events SELECT * FROM {src}").fetchall()
+                count = int(rows[0][0]) if rows else 0
+                if count:
+                    # The rollups move with the events, in the same transaction.
+                    rollups.add(con, src, self._gap_s)
+                if added is not None:
+                    con.execute("DROP TABLE _bm_added")
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
             finally:
                 con.unregister("batch")
-        return int(rows[0][0]) if rows else 0
+        return count
 
     def count(self) -> int:
         if not self.path.exists():
@@ -313,12 +355,24 @@ class DuckDBStore:
             return 0
         with self.writing() as con:
             con.register("changes", changes)
+            con.execute("BEGIN")
             try:
+                span = con.execute(
+                    "SELECT min(e.ts), max(e.ts) FROM events AS e SEMI JOIN changes AS c "
+                    "ON e.event_id = c.event_id"
+                ).fetchall()[0]
                 rows = con.execute(
                     "UPDATE events SET cost_usd = c.cost_usd, price_version = c.price_version "
                     "FROM changes AS c WHERE events.event_id = c.event_id "
                     "AND events.cost_usd IS DISTINCT FROM c.cost_usd"
                 ).fetchall()
+                if span[0] is not None:
+                    rollups.rebuild_costs(con, span[0], span[1])
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
             finally:
                 con.unregister("changes")
         return int(rows[0][0]) if rows else 0

@@ -1,0 +1,213 @@
+"""The metric catalogue: every figure botmeter reports is one entry here.
+
+An entry says what a metric means (name, unit, description), which events it reads (kinds and
+a filter), how they aggregate (one of ``AGGREGATIONS``, which each query dialect knows how to
+compile) and by which dimensions it may be broken down. Adding a metric is one entry, or a
+``botmeter.metrics`` entry point returning ``Metric`` objects; no other module changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Final
+
+# Dimension name (what users type) -> stored column.
+DIMENSIONS: Final[dict[str, str]] = {
+    "bot": "bot",
+    "kind": "kind",
+    "provider": "provider",
+    "model": "model",
+    "channel": "channel",
+    "direction": "direction",
+    "country": "country",
+    "user": "user_id",
+    "conversation": "conversation_id",
+    "category": "error_category",
+    "severity": "severity",
+    "type": "error_type",
+    "fingerprint": "fingerprint",
+    "stage": "stage",
+    "name": "name",
+    "release": "release",
+    "unit": "unit",
+}
+
+# How events become a number. Each dialect compiles every one of these.
+AGGREGATIONS: Final = (
+    "count",  # events
+    "sum",  # sum of ``column``
+    "distribution",  # exact percentiles, average and maximum of ``column``
+    "active_users",  # distinct users with an inbound message
+    "new_users",  # users whose first inbound message ever falls in the bucket
+    "returning_users",  # active in the bucket and active before it
+    "conversations",  # distinct conversations with a message in the bucket
+    "per_conversation",  # ``column`` (messages or duration_s) per conversation started in the bucket
+    "ratio",  # ``numerator`` / ``denominator`` (two other metrics)
+    "retention",  # cohort table
+)
+
+PERCENTILES: Final[dict[str, float]] = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+DISTRIBUTION_STATS: Final = ("p50", "p90", "p95", "p99", "max", "avg", "count")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    unit: str
+    description: str
+    aggregation: str
+    kinds: tuple[str, ...] = ()  # which event kinds (empty: all)
+    # (dimension, value) pairs every event must match; a value ending in '*' matches a prefix;
+    # ("cost_usd", None) matches events without a price.
+    where: tuple[tuple[str, str | None], ...] = ()
+    column: str | None = None
+    dimensions: tuple[str, ...] = ()
+    stats: tuple[str, ...] = ("value",)  # the first is the default
+    numerator: str | None = None
+    denominator: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(
+                f"metric {self.name!r}: aggregation {self.aggregation!r} is not one of {', '.join(AGGREGATIONS)}"
+            )
+        for dim in self.dimensions + tuple(d for d, v in self.where if v is not None):
+            if dim not in DIMENSIONS:
+                raise ValueError(f"metric {self.name!r}: unknown dimension {dim!r}")
+        if self.aggregation == "ratio" and not (self.numerator and self.denominator):
+            raise ValueError(f"metric {self.name!r}: a ratio needs numerator and denominator")
+
+
+_COST_DIMS = ("provider", "model", "kind", "channel", "user", "conversation", "bot", "country", "unit")
+_LLM_DIMS = ("provider", "model", "channel", "user", "conversation", "bot")
+_ERROR_DIMS = ("category", "severity", "type", "fingerprint", "provider", "model", "channel", "bot")
+_ACTIVITY_DIMS = ("name", "channel", "user", "bot")
+_PER_CONVERSATION_STATS = ("avg", "p50", "p90", "max", "count")
+
+CATALOGUE: dict[str, Metric] = {}
+
+
+def register(metric: Metric) -> Metric:
+    """Adds a metric to the catalogue (a plugin's way in); a name can be registered once."""
+    if metric.name in CATALOGUE and CATALOGUE[metric.name] != metric:
+        raise ValueError(f"metric {metric.name!r} is already in the catalogue")
+    CATALOGUE[metric.name] = metric
+    return metric
+
+
+def _register_all(metrics: Iterable[Metric]) -> None:
+    for metric in metrics:
+        register(metric)
+
+
+_register_all(
+    [
+        Metric(
+            "cost_usd",
+            "USD",
+            "Sum of event costs (LLM tokens, SMS segments, paid API calls); unpriced events add nothing.",
+            "sum",
+            column="cost_usd",
+            dimensions=_COST_DIMS,
+            stats=("sum",),
+        ),
+        Metric("llm_calls", "calls", "LLM calls.", "count", kinds=("llm_call",), dimensions=_LLM_DIMS,
+               stats=("count",)),
+        Metric("input_tokens", "tokens", "Prompt tokens of LLM calls, cached ones included.", "sum",
+               kinds=("llm_call",), column="input_tokens", dimensions=_LLM_DIMS, stats=("sum",)),
+        Metric("output_tokens", "tokens", "Completion tokens of LLM calls, reasoning ones included.", "sum",
+               kinds=("llm_call",), column="output_tokens", dimensions=_LLM_DIMS, stats=("sum",)),
+        Metric("cached_tokens", "tokens", "Prompt tokens read from the provider's cache.", "sum",
+               kinds=("llm_call",), column="cached_tokens", dimensions=_LLM_DIMS, stats=("sum",)),
+        Metric("reasoning_tokens", "tokens", "Completion tokens spent on reasoning.", "sum",
+               kinds=("llm_call",), column="reasoning_tokens", dimensions=_LLM_DIMS, stats=("sum",)),
+        Metric(
+            "unpriced_calls",
+            "calls",
+            "LLM calls whose model had no known price (their cost is not in cost_usd).",
+            "count",
+            kinds=("llm_call",),
+            where=(("cost_usd", None),),
+            dimensions=_LLM_DIMS,
+            stats=("count",),
+        ),
+        Metric("messages", "messages", "Messages in and out.", "count", kinds=("message",),
+               dimensions=("direction", "channel", "country", "user", "conversation", "bot"), stats=("count",)),
+        Metric("sms_segments", "segments", "SMS segments billed (a long message is several).", "sum",
+               kinds=("message",), where=(("unit", "sms_segment"),), column="units",
+               dimensions=("direction", "country", "channel", "user", "bot"), stats=("sum",)),
+        Metric("api_calls", "calls", "Paid API calls other than LLMs.", "count", kinds=("api_call",),
+               dimensions=("provider", "name", "channel", "user", "bot"), stats=("count",)),
+        Metric("active_users", "users", "Distinct users with an inbound message in the bucket.",
+               "active_users", dimensions=("channel", "country", "bot"), stats=("count",)),
+        Metric("new_users", "users", "Users whose first inbound message ever falls in the bucket.",
+               "new_users", dimensions=("bot",), stats=("count",)),
+        Metric("returning_users", "users", "Users active in the bucket who were active before it.",
+               "returning_users", dimensions=("bot",), stats=("count",)),
+        Metric(
+            "conversations",
+            "conversations",
+            "Distinct conversations with a message in the bucket: the bot's conversation id, or for "
+            "messages without one, a user's messages split at gaps longer than the session gap.",
+            "conversations",
+            dimensions=("channel", "bot"),
+            stats=("count",),
+        ),
+        Metric(
+            "messages_per_conversation",
+            "messages",
+            "Messages per conversation, for conversations that started in the bucket.",
+            "per_conversation",
+            column="messages",
+            dimensions=("bot",),
+            stats=_PER_CONVERSATION_STATS,
+        ),
+        Metric(
+            "conversation_duration_s",
+            "seconds",
+            "Last message minus first, per conversation that started in the bucket.",
+            "per_conversation",
+            column="duration_s",
+            dimensions=("bot",),
+            stats=_PER_CONVERSATION_STATS,
+        ),
+        Metric("retention", "share", "Users by first-seen day or week: the share active N days or weeks later.",
+               "retention", stats=("share",)),
+        Metric("resets", "resets", "Conversation resets (activity 'reset').", "count", kinds=("activity",),
+               where=(("name", "reset"),), dimensions=("channel", "user", "bot"), stats=("count",)),
+        Metric("admin_commands", "commands", "Admin commands (activities named admin:*).", "count",
+               kinds=("activity",), where=(("name", "admin:*"),), dimensions=_ACTIVITY_DIMS, stats=("count",)),
+        Metric("activities", "events", "Activity events (resets, admin commands, feature use), by name.",
+               "count", kinds=("activity",), dimensions=_ACTIVITY_DIMS, stats=("count",)),
+        Metric("errors", "errors", "Error events.", "count", kinds=("error",), dimensions=_ERROR_DIMS,
+               stats=("count",)),
+        Metric("error_rate", "errors per inbound message", "Errors divided by inbound messages in the bucket.",
+               "ratio", numerator="errors", denominator="inbound_messages", dimensions=("bot",), stats=("ratio",)),
+        Metric("inbound_messages", "messages", "Messages from users.", "count", kinds=("message",),
+               where=(("direction", "in"),), dimensions=("channel", "country", "user", "conversation", "bot"),
+               stats=("count",)),
+        Metric(
+            "latency_ms",
+            "ms",
+            "Exact percentiles, maximum and average of latency over timing and LLM-call events.",
+            "distribution",
+            kinds=("timing", "llm_call"),
+            column="latency_ms",
+            dimensions=("stage", "model", "provider", "kind", "channel", "bot"),
+            stats=("p95", "p50", "p90", "p99", "max", "avg", "count"),
+        ),
+        Metric("cost_per_conversation", "USD", "cost_usd divided by conversations over the bucket.", "ratio",
+               numerator="cost_usd", denominator="conversations", dimensions=("bot",), stats=("ratio",)),
+        Metric("cost_per_active_user", "USD", "cost_usd divided by active_users over the bucket.", "ratio",
+               numerator="cost_usd", denominator="active_users", dimensions=("bot",), stats=("ratio",)),
+    ]
+)
+
+
+def load_plugins() -> None:
+    """Registers metrics from installed ``botmeter.metrics`` entry points (each returns Metrics)."""
+    for ep in entry_points(group="botmeter.metrics"):
+        provided = ep.load()
+        _register_all(provided() if callable(provided) else provided)

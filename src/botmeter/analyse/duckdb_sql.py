@@ -1,0 +1,604 @@
+"""The DuckDB dialect: compiles a checked ``Query`` to SQL over the rollups where they can answer
+exactly, and over ``events`` where they cannot (a per-user breakdown, exact percentiles, hourly
+distinct counts, a window edge inside a day, another session gap).
+
+Identifiers in the SQL come from the catalogue and from ``HOURLY_KEYS``; every value is a bound
+parameter. Each function returns rows as dicts (``bucket`` first), which ``run`` fills so that
+empty buckets appear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..store.duckdb_rollups import HOURLY_KEYS
+from .catalogue import DIMENSIONS, PERCENTILES, Metric
+from .query import Query, Result, fill_buckets
+
+_SUM_COLUMNS = {"cost_usd", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "units"}
+_USER_TABLE_DIMS = {"bot"}
+
+
+class Params:
+    """Collects bound values; ``add`` returns the placeholder."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def add(self, value: Any) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return f"${name}"
+
+
+def _naive(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(tzinfo=None)
+
+
+def _aware(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value
+
+
+def _ceil_hour(ts: datetime) -> datetime:
+    floor = ts.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == ts else floor + timedelta(hours=1)
+
+
+class DuckDBEngine:
+    """Runs typed queries against a ``DuckDBStore``; ``use_rollups=False`` reads only ``events``."""
+
+    name = "duckdb"
+
+    def __init__(self, store: Any, *, use_rollups: bool = True) -> None:
+        self.store = store
+        self.use_rollups = use_rollups
+        self._con: Any = None
+
+    @contextmanager
+    def session(self) -> Iterator[DuckDBEngine]:
+        """One read connection for several queries (a dashboard, a summary)."""
+        if self._con is not None:
+            yield self
+            return
+        with self.store.reading() as con:
+            con.execute("SET arrow_lossless_conversion = true")
+            self._con = con
+            try:
+                yield self
+            finally:
+                self._con = None
+
+    def sql(self, text: str, params: dict[str, Any] | None = None) -> list[tuple]:
+        """Runs read-only SQL in the current session (or a short one)."""
+        if self._con is None:
+            with self.session():
+                return self.sql(text, params)
+        return self._con.execute(text, params or {}).fetchall()
+
+    def _dicts(self, text: str, params: Params) -> list[dict[str, Any]]:
+        if self._con is None:
+            with self.session():
+                return self._dicts(text, params)
+        cur = self._con.execute(text, params.values)
+        names = [d[0] for d in cur.description]
+        return [{n: _aware(v) for n, v in zip(names, row, strict=True)} for row in cur.fetchall()]
+
+    # -- entry ----------------------------------------------------------------------------------
+
+    def run(self, query: Query) -> Result:
+        with self.session():
+            metric = query.definition
+            if metric.aggregation == "ratio":
+                return self._ratio(query, metric)
+            if metric.aggregation == "retention":
+                return self._retention(query)
+            runner = {
+                "count": self._additive,
+                "sum": self._additive,
+                "distribution": self._distribution,
+                "active_users": self._users,
+                "new_users": self._users,
+                "returning_users": self._users,
+                "conversations": self._conversations,
+                "per_conversation": self._per_conversation,
+            }[metric.aggregation]
+            rows, source = runner(query, metric)
+            notes = []
+            if metric.aggregation in ("conversations", "per_conversation"):
+                notes.append(_gap_note(query))
+            return Result(query, fill_buckets(query, rows, _empty_for(metric)), source, notes)
+
+    # -- pieces of SQL --------------------------------------------------------------------------
+
+    def _bucket(self, q: Query, column: str, p: Params) -> str:
+        if q.interval is None:
+            return f"CAST({p.add(_naive(q.start))} AS TIMESTAMP)"
+        return f"date_trunc('{q.interval}', CAST({column} AS TIMESTAMP))"
+
+    @staticmethod
+    def _dims(q: Query, rollup: bool) -> str:
+        cols = []
+        for dim in q.by:
+            col = DIMENSIONS[dim]
+            cols.append(f"nullif({col}, '') AS {dim}" if rollup else f"{col} AS {dim}")
+        return "".join(f", {c}" for c in cols)
+
+    @staticmethod
+    def _conditions(q: Query, metric: Metric, p: Params, *, rollup: bool = False) -> list[str]:
+        conds = []
+        if metric.kinds:
+            conds.append(f"kind IN ({', '.join(p.add(k) for k in metric.kinds)})")
+        for dim, value in metric.where:
+            if value is None:
+                if not rollup:  # the rollup counts unpriced events through its own measure
+                    conds.append(f"{dim} IS NULL")
+                continue
+            col = DIMENSIONS[dim]
+            if value.endswith("*"):
+                conds.append(f"starts_with({col}, {p.add(value[:-1])})")
+            else:
+                conds.append(f"{col} = {p.add(value)}")
+        for dim, values in q.filters:
+            conds.append(f"{DIMENSIONS[dim]} IN ({', '.join(p.add(v) for v in values)})")
+        return conds
+
+    @staticmethod
+    def _in_hourly(q: Query, metric: Metric) -> bool:
+        names = set(q.by) | {d for d, _ in q.filters} | {d for d, v in metric.where if v is not None}
+        return all(DIMENSIONS[d] in HOURLY_KEYS for d in names)
+
+    def _days_inside(self, start: datetime, end: datetime) -> bool:
+        """Whether whole-day rollups cover [start, end) exactly: each edge day's events lie inside."""
+        checks = []
+        if start != start.replace(hour=0, minute=0, second=0, microsecond=0):
+            checks.append(("first_ts >= $t", start))
+        if end != end.replace(hour=0, minute=0, second=0, microsecond=0):
+            checks.append(("last_ts < $t", end))
+        for condition, ts in checks:
+            rows = self.sql(
+                f"SELECT count(*) FROM rollup_days WHERE day = CAST($t AS DATE) AND NOT ({condition})",
+                {"t": _naive(ts)},
+            )
+            if rows[0][0]:
+                return False
+        return True
+
+    def _one_bot(self) -> bool:
+        return self.sql("SELECT count(DISTINCT bot) FROM rollup_hourly")[0][0] <= 1
+
+    def _stored_gap(self) -> int:
+        rows = self.sql("SELECT value FROM botmeter_meta WHERE key = 'session_gap_s'")
+        return int(rows[0][0]) if rows else -1
+
+    # -- count, sum -----------------------------------------------------------------------------
+
+    def _additive(self, q: Query, metric: Metric) -> tuple[list[dict[str, Any]], str]:
+        stat = q.stats[0]
+        p = Params()
+        unpriced = any(v is None for _, v in metric.where)
+        raw_measure = "count(*)" if metric.aggregation == "count" else f"sum({metric.column})"
+        hs, he = _ceil_hour(q.start), q.end.replace(minute=0, second=0, microsecond=0)
+        parts = []
+        source = "events"
+        if self.use_rollups and self._in_hourly(q, metric) and hs < he and (
+            metric.aggregation == "count" or metric.column in _SUM_COLUMNS
+        ):
+            measure = "sum(events - priced)" if unpriced else (
+                "sum(events)" if metric.aggregation == "count" else f"sum({metric.column})"
+            )
+            conds = self._conditions(q, metric, p, rollup=True)
+            conds.append(f"hour >= {p.add(_naive(hs))} AND hour < {p.add(_naive(he))}")
+            parts.append(
+                f"SELECT {self._bucket(q, 'hour', p)} AS bucket{self._dims(q, True)}, {measure} AS v "
+                f"FROM rollup_hourly WHERE {' AND '.join(conds)} GROUP BY ALL"
+            )
+            edges = [(q.start, hs), (he, q.end)]
+            source = "rollups"
+        else:
+            edges = [(q.start, q.end)]
+        for lo, hi in edges:
+            if lo >= hi:
+                continue
+            conds = self._conditions(q, metric, p)
+            conds.append(f"ts >= {p.add(_naive(lo))} AND ts < {p.add(_naive(hi))}")
+            parts.append(
+                f"SELECT {self._bucket(q, 'ts', p)} AS bucket{self._dims(q, False)}, {raw_measure} AS v "
+                f"FROM events WHERE {' AND '.join(conds)} GROUP BY ALL"
+            )
+        dims = "".join(f", {d}" for d in q.by)
+        sql = f"SELECT bucket{dims}, sum(v) AS {stat} FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL"
+        rows = self._dicts(sql, p)
+        for row in rows:
+            value = row[stat]
+            row[stat] = 0 if value is None else (int(value) if metric.aggregation == "count" else float(value))
+            if metric.aggregation == "sum" and metric.column != "cost_usd" and metric.column != "units":
+                row[stat] = int(row[stat])
+        return rows, source
+
+    # -- latency and other distributions ----------------------------------------------------------
+
+    def _distribution(self, q: Query, metric: Metric) -> tuple[list[dict[str, Any]], str]:
+        col = metric.column
+        p = Params()
+        cheap = set(q.stats) <= {"avg", "max", "count"}
+        hs, he = _ceil_hour(q.start), q.end.replace(minute=0, second=0, microsecond=0)
+        dims = "".join(f", {d}" for d in q.by)
+        if self.use_rollups and cheap and col == "latency_ms" and self._in_hourly(q, metric) and hs < he:
+            conds = self._conditions(q, metric, p, rollup=True)
+            conds.append(f"hour >= {p.add(_naive(hs))} AND hour < {p.add(_naive(he))}")
+            parts = [
+                f"SELECT {self._bucket(q, 'hour', p)} AS bucket{self._dims(q, True)}, sum(latency_n) AS n, "
+                f"sum(latency_sum) AS s, max(latency_max) AS mx FROM rollup_hourly "
+                f"WHERE {' AND '.join(conds)} GROUP BY ALL"
+            ]
+            for lo, hi in ((q.start, hs), (he, q.end)):
+                if lo < hi:
+                    conds = self._conditions(q, metric, p)
+                    conds.append(f"ts >= {p.add(_naive(lo))} AND ts < {p.add(_naive(hi))}")
+                    parts.append(
+                        f"SELECT {self._bucket(q, 'ts', p)} AS bucket{self._dims(q, False)}, count({col}) AS n, "
+                        f"sum({col}) AS s, max({col}) AS mx FROM events WHERE {' AND '.join(conds)} GROUP BY ALL"
+                    )
+            sql = (
+                f"SELECT bucket{dims}, sum(n) AS count, sum(s) / nullif(sum(n), 0) AS avg, max(mx) AS max "
+                f"FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL"
+            )
+            rows = self._dicts(sql, p)
+            source = "rollups"
+        else:
+            conds = self._conditions(q, metric, p)
+            conds.append(f"{col} IS NOT NULL")
+            conds.append(f"ts >= {p.add(_naive(q.start))} AND ts < {p.add(_naive(q.end))}")
+            wanted = [s for s in q.stats if s in PERCENTILES]
+            quantiles = ""
+            if wanted:
+                quantiles = f", quantile_cont({col}, [{', '.join(str(PERCENTILES[s]) for s in wanted)}]) AS q"
+            sql = (
+                f"SELECT {self._bucket(q, 'ts', p)} AS bucket{self._dims(q, False)}, count({col}) AS count, "
+                f"avg({col}) AS avg, max({col}) AS max{quantiles} FROM events WHERE {' AND '.join(conds)} GROUP BY ALL"
+            )
+            rows = self._dicts(sql, p)
+            for row in rows:
+                values = row.pop("q", None) or []
+                for s, v in zip(wanted, values, strict=False):
+                    row[s] = v
+            source = "events"
+        for row in rows:
+            row["count"] = int(row.get("count") or 0)
+            for s in q.stats:
+                if s != "count" and row.get(s) is not None:
+                    row[s] = float(row[s])
+            for extra in ("count", "avg", "max"):
+                if extra not in q.stats:
+                    row.pop(extra, None)
+        return rows, source
+
+    # -- users ------------------------------------------------------------------------------------
+
+    def _user_rollup_ok(self, q: Query, need_edges: bool) -> bool:
+        names = set(q.by) | {d for d, _ in q.filters}
+        return (
+            self.use_rollups
+            and q.interval != "hour"
+            and names <= _USER_TABLE_DIMS
+            and (not need_edges or self._days_inside(q.start, q.end))
+        )
+
+    def _users(self, q: Query, metric: Metric) -> tuple[list[dict[str, Any]], str]:
+        stat = q.stats[0]
+        p = Params()
+        agg = metric.aggregation
+        rollup = self._user_rollup_ok(q, need_edges=agg != "new_users")
+        dims_out = self._dims(q, True)
+        bot_filter = [c for c in self._conditions(q, metric, p) if c.startswith("bot ")] if rollup else []
+        if not rollup:
+            p = Params()
+        inbound = "kind = 'message' AND direction = 'in' AND user_id IS NOT NULL"
+
+        def active_src() -> str:
+            if rollup:
+                # Days of the window: edge days lie wholly inside it (checked), so day rows are exact.
+                day_lo = q.start.replace(hour=0, minute=0, second=0, microsecond=0)
+                return (
+                    f"SELECT CAST(day AS TIMESTAMP) AS t, bot, user_id FROM rollup_users WHERE inbound > 0 "
+                    f"AND day >= CAST({p.add(_naive(day_lo))} AS DATE) "
+                    f"AND CAST(day AS TIMESTAMP) < {p.add(_naive(q.end))}"
+                    + "".join(f" AND {c}" for c in bot_filter)
+                )
+            extra = "".join(f", {DIMENSIONS[d]}" for d in q.by if d != "bot")
+            return (
+                f"SELECT ts AS t, coalesce(bot, '') AS bot, user_id{extra} FROM events WHERE {inbound} "
+                f"AND ts >= {p.add(_naive(q.start))} AND ts < {p.add(_naive(q.end))}"
+                + "".join(f" AND {c}" for c in self._conditions(q, metric, p))
+            )
+
+        def firsts_src() -> str:
+            if rollup:
+                return (
+                    "SELECT bot, user_id, min(first_in) AS first_in FROM rollup_users WHERE inbound > 0"
+                    + "".join(f" AND {c}" for c in bot_filter)
+                    + " GROUP BY ALL"
+                )
+            return (
+                f"SELECT coalesce(bot, '') AS bot, user_id, min(ts) AS first_in FROM events WHERE {inbound}"
+                + "".join(f" AND {c}" for c in self._conditions(q, metric, p))
+                + " GROUP BY ALL"
+            )
+
+        dims = "".join(f", {d}" for d in q.by)
+        if agg == "active_users" and rollup and q.interval == "day" and ("bot" in q.by or self._one_bot()):
+            # A day's rows are distinct users of one bot already: count rows, no hash set needed.
+            sql = (
+                f"SELECT {self._bucket(q, 't', p)} AS bucket{dims_out}, count(*) AS {stat} "
+                f"FROM ({active_src()}) GROUP BY ALL"
+            )
+        elif agg == "active_users":
+            sql = (
+                f"SELECT {self._bucket(q, 't', p)} AS bucket{dims_out}, count(DISTINCT user_id) AS {stat} "
+                f"FROM ({active_src()}) GROUP BY ALL"
+            )
+        elif agg == "new_users":
+            # First inbound message ever, per user (per bot when broken down by bot).
+            key = "bot, user_id" if "bot" in q.by else "user_id"
+            sql = (
+                f"SELECT {self._bucket(q, 'first_in', p)} AS bucket{dims_out}, count(*) AS {stat} FROM ("
+                f"SELECT {key}, min(first_in) AS first_in FROM ({firsts_src()}) GROUP BY ALL) "
+                f"WHERE first_in >= {p.add(_naive(q.start))} AND first_in < {p.add(_naive(q.end))} GROUP BY ALL"
+            )
+        else:  # returning: active in the bucket, first seen before the bucket (or window) began
+            key = ("bot", "user_id") if "bot" in q.by else ("user_id",)
+            start = p.add(_naive(q.start))
+            sql = (
+                f"WITH firsts AS (SELECT {', '.join(key)}, min(first_in) AS first_in FROM ({firsts_src()}) GROUP BY ALL), "
+                f"active AS (SELECT DISTINCT {self._bucket(q, 't', p)} AS bucket{dims_out}, user_id FROM ({active_src()})) "
+                f"SELECT bucket{dims}, count(*) AS {stat} FROM active JOIN firsts USING ({', '.join(key)}) "
+                f"WHERE firsts.first_in < greatest(bucket, {start}) GROUP BY ALL"
+            )
+        rows = self._dicts(sql, p)
+        for row in rows:
+            row[stat] = int(row[stat] or 0)
+        return rows, "rollups" if rollup else "events"
+
+    # -- conversations ------------------------------------------------------------------------------
+
+    def _conversation_rollup_ok(self, q: Query, need_edges: bool) -> bool:
+        names = set(q.by) | {d for d, _ in q.filters}
+        return (
+            self.use_rollups
+            and names <= _USER_TABLE_DIMS
+            and self._stored_gap() == q.session_gap_s
+            and (not need_edges or (q.interval != "hour" and self._days_inside(q.start, q.end)))
+        )
+
+    def _raw_conversation_keys(self, q: Query, p: Params, window: bool, extra: Iterable[str] = ()) -> str:
+        """Messages with their conversation key: the bot's id, or a session number per user."""
+        gap = f"INTERVAL {int(q.session_gap_s)} SECOND"
+        conds = ["kind = 'message'", "(conversation_id IS NOT NULL OR user_id IS NOT NULL)"]
+        conds += [c for c in self._conditions(q, q.definition, p) if not c.startswith("kind ")]
+        if window:
+            conds.append(f"ts >= {p.add(_naive(q.start))} AND ts < {p.add(_naive(q.end))}")
+        cols = ", ".join(["coalesce(bot, '') AS bot", "user_id", "conversation_id", "ts", *extra])
+        return f"""
+            SELECT *, CASE WHEN conversation_id IS NOT NULL THEN 'c:' || conversation_id
+                           ELSE 's:' || user_id || ':' || CAST(sum(opens) OVER (
+                               PARTITION BY bot, user_id, conversation_id IS NULL ORDER BY ts
+                               ROWS UNBOUNDED PRECEDING) AS VARCHAR) END AS conversation
+            FROM (SELECT *, CASE WHEN ts - lag(ts) OVER (
+                                     PARTITION BY bot, user_id, conversation_id IS NULL ORDER BY ts) <= {gap}
+                                 THEN 0 ELSE 1 END AS opens
+                  FROM (SELECT {cols} FROM events WHERE {' AND '.join(conds)}))
+        """
+
+    def _conversations(self, q: Query, metric: Metric) -> tuple[list[dict[str, Any]], str]:
+        stat = q.stats[0]
+        p = Params()
+        dims = "".join(f", {d}" for d in q.by)
+        if self._conversation_rollup_ok(q, need_edges=True):
+            day_lo = q.start.replace(hour=0, minute=0, second=0, microsecond=0)
+            conds = [c for c in self._conditions(q, metric, p) if c.startswith("bot ")]
+            conds.append(f"day >= CAST({p.add(_naive(day_lo))} AS DATE)")
+            conds.append(f"CAST(day AS TIMESTAMP) < {p.add(_naive(q.end))}")
+            # Keys are unique within a bot, and a day's rows are distinct conversations already.
+            counted = "count(*)" if q.interval == "day" else "count(DISTINCT conversation)"
+            sql = (
+                f"SELECT bucket{''.join(f', {d}' for d in q.by)}, sum(n) AS {stat} FROM ("
+                f"SELECT {self._bucket(q, 'day', p)} AS bucket, nullif(bot, '') AS bot, {counted} AS n "
+                f"FROM rollup_conversations WHERE {' AND '.join(conds)} GROUP BY ALL) GROUP BY ALL"
+            )
+            source = "rollups"
+        else:
+            extra = [DIMENSIONS[d] for d in q.by if d != "bot"]
+            keys = self._raw_conversation_keys(q, p, window=True, extra=extra)
+            sql = (
+                f"SELECT {self._bucket(q, 'ts', p)} AS bucket{self._dims(q, True)}, "
+                f"count(DISTINCT bot || chr(0) || conversation) AS {stat} FROM ({keys}) GROUP BY ALL"
+            )
+            source = "events"
+        rows = self._dicts(sql, p)
+        for row in rows:
+            row[stat] = int(row[stat] or 0)
+            if "bot" in row and row["bot"] == "":
+                row["bot"] = None
+        return rows, source
+
+    def _per_conversation(self, q: Query, metric: Metric) -> tuple[list[dict[str, Any]], str]:
+        p = Params()
+        measure = "n" if metric.column == "messages" else "epoch(l - f)"
+        if self._conversation_rollup_ok(q, need_edges=False):
+            conds = [c for c in self._conditions(q, metric, p) if c.startswith("bot ")]
+            start, end = p.add(_naive(q.start)), p.add(_naive(q.end))
+            where = f" WHERE {' AND '.join(conds)}" if conds else ""
+            src = (
+                "SELECT bot, conversation, first_ts AS f, last_ts AS l, messages AS n "
+                f"FROM rollup_conversation_totals{where}"
+            )
+            source = "rollups"
+        else:
+            keys = self._raw_conversation_keys(q, p, window=False)
+            src = f"SELECT bot, conversation, min(ts) AS f, max(ts) AS l, count(*) AS n FROM ({keys}) GROUP BY ALL"
+            source = "events"
+            start, end = p.add(_naive(q.start)), p.add(_naive(q.end))
+        wanted = [s for s in q.stats if s in PERCENTILES]
+        quantiles = f", quantile_cont(x, [{', '.join(str(PERCENTILES[s]) for s in wanted)}]) AS q" if wanted else ""
+        dims_out = "".join(", nullif(bot, '') AS bot" for d in q.by if d == "bot")
+        sql = (
+            f"SELECT {self._bucket(q, 'f', p)} AS bucket{dims_out}, count(*) AS count, avg(x) AS avg, "
+            f"max(x) AS max{quantiles} FROM (SELECT *, {measure} AS x FROM ({src})) "
+            f"WHERE f >= {start} AND f < {end} GROUP BY ALL"
+        )
+        rows = self._dicts(sql, p)
+        for row in rows:
+            values = row.pop("q", None) or []
+            for s, v in zip(wanted, values, strict=False):
+                row[s] = float(v)
+            row["count"] = int(row["count"])
+            for s in ("avg", "max"):
+                if row.get(s) is not None:
+                    row[s] = float(row[s])
+            for extra in ("count", "avg", "max"):
+                if extra not in q.stats:
+                    row.pop(extra, None)
+        return rows, source
+
+    def error_groups(self, start: datetime, end: datetime, quiet_days: int) -> list[dict[str, Any]]:
+        with self.session():
+            return error_groups_sql(self, start, end, quiet_days)
+
+    # -- ratios and cohorts -----------------------------------------------------------------------
+
+    def _ratio(self, q: Query, metric: Metric) -> Result:
+        assert metric.numerator and metric.denominator
+        num = self.run(q.with_metric(metric.numerator))
+        den = self.run(q.with_metric(metric.denominator))
+        n_stat, d_stat, stat = num.stats[0], den.stats[0], q.stats[0]
+
+        def key(row: dict[str, Any]) -> tuple:
+            return (row["bucket"], *(row.get(d) for d in q.by))
+
+        numerators = {key(r): r[n_stat] for r in num.rows}
+        rows = []
+        for row in den.rows:
+            n = numerators.pop(key(row), 0) or 0
+            d = row[d_stat]
+            rows.append({"bucket": row["bucket"], **{k: row.get(k) for k in q.by}, stat: (n / d) if d else None})
+        for k in numerators:  # a numerator with no denominator row at all: no ratio
+            rows.append({"bucket": k[0], **dict(zip(q.by, k[1:], strict=True)), stat: None})
+        rows = fill_buckets(q, rows, lambda s: None)
+        return Result(q, rows, f"{num.source}+{den.source}", [*num.notes, *den.notes])
+
+    def _retention(self, q: Query) -> Result:
+        p = Params()
+        unit = q.interval or "day"
+        rollup = self.use_rollups
+        if rollup:
+            src = "SELECT CAST(day AS TIMESTAMP) AS t, user_id, first_in FROM rollup_users WHERE inbound > 0"
+        else:
+            src = (
+                "SELECT CAST(CAST(ts AS DATE) AS TIMESTAMP) AS t, user_id, ts AS first_in FROM events "
+                "WHERE kind = 'message' AND direction = 'in' AND user_id IS NOT NULL"
+            )
+        conds = [c for c in self._conditions(q, q.definition, p) if c.startswith("bot ")]
+        if conds:
+            src += "".join(f" AND {c}" for c in conds)
+        step = "7" if unit == "week" else "1"
+        sql = f"""
+            WITH src AS ({src}),
+                 firsts AS (SELECT user_id, date_trunc('{unit}', min(first_in)) AS cohort FROM src GROUP BY ALL),
+                 act AS (SELECT DISTINCT user_id, date_trunc('{unit}', t) AS period FROM src)
+            SELECT cohort AS bucket, CAST(datediff('day', cohort, period) / {step} AS BIGINT) AS period,
+                   count(*) AS active
+            FROM firsts JOIN act USING (user_id)
+            WHERE cohort >= date_trunc('{unit}', CAST({p.add(_naive(q.start))} AS TIMESTAMP))
+              AND cohort < {p.add(_naive(q.end))} AND period >= cohort
+              AND period <= cohort + INTERVAL ({q.periods} * {step}) DAY
+            GROUP BY ALL
+        """
+        found = {(r["bucket"], r["period"]): int(r["active"]) for r in self._dicts(sql, p)}
+        rows = []
+        for cohort in q.buckets():
+            size = found.get((cohort, 0), 0)
+            if not size:
+                continue
+            for n in range(q.periods + 1):
+                start_of = cohort + timedelta(days=n * int(step))
+                observed = start_of < q.end
+                active = found.get((cohort, n), 0)
+                rows.append(
+                    {
+                        "bucket": cohort,
+                        "period": n,
+                        "cohort_users": size,
+                        "active_users": active if observed else None,
+                        "share": (active / size) if observed else None,
+                    }
+                )
+        return Result(q, rows, "rollups" if rollup else "events", [f"cohorts by first-seen {unit}"])
+
+
+def _empty_for(metric: Metric) -> Any:
+    if metric.aggregation in ("count", "sum", "active_users", "new_users", "returning_users", "conversations"):
+        return lambda stat: 0.0 if metric.aggregation == "sum" and metric.column in ("cost_usd", "units") else 0
+    return lambda stat: 0 if stat == "count" else None
+
+
+def _gap_note(q: Query) -> str:
+    minutes = q.session_gap_s / 60
+    shown = f"{minutes:g} minutes"
+    return f"conversations without a conversation id are split at gaps of more than {shown}"
+
+
+_SEVERITY_RANK = "list_position(['debug', 'info', 'warning', 'error', 'critical'], severity)"
+
+
+def error_groups_sql(engine: DuckDBEngine, start: datetime, end: datetime, quiet_days: int) -> list[dict[str, Any]]:
+    """Error groups (per fingerprint) with activity in [start, end); see ``analyse.errors``."""
+    p = Params()
+    s, e = p.add(_naive(start)), p.add(_naive(end))
+    quiet = f"INTERVAL {int(quiet_days)} DAY"
+    sql = f"""
+        WITH w AS (SELECT ts, fingerprint, error_type, error_category, severity, error_message, user_id,
+                          conversation_id FROM events
+                   WHERE kind = 'error' AND fingerprint IS NOT NULL AND ts >= {s} AND ts < {e}),
+             hist AS (SELECT fingerprint, ts, ts - lag(ts) OVER (PARTITION BY fingerprint ORDER BY ts) AS gap
+                      FROM events WHERE kind = 'error' AND ts < {e}
+                        AND fingerprint IN (SELECT DISTINCT fingerprint FROM w)),
+             past AS (SELECT fingerprint, min(ts) AS first_seen,
+                             bool_or(ts >= {s} AND gap >= {quiet}) AS came_back
+                      FROM hist GROUP BY fingerprint)
+        SELECT w.fingerprint, count(*) AS count, count(DISTINCT w.user_id) AS users,
+               count(DISTINCT w.conversation_id) AS conversations,
+               min(w.ts) AS first_in_period, max(w.ts) AS last_seen, any_value(past.first_seen) AS first_seen,
+               any_value(past.came_back) AS came_back,
+               mode(w.error_type) AS error_type, mode(w.error_category) AS category,
+               arg_max(w.severity, {_SEVERITY_RANK.replace('severity', 'w.severity')}) AS severity,
+               arg_max(w.error_message, w.ts) AS message
+        FROM w JOIN past USING (fingerprint)
+        GROUP BY w.fingerprint ORDER BY count DESC, w.fingerprint
+    """
+    groups = engine._dicts(sql, p)
+    if not groups:
+        return groups
+    p = Params()
+    hourly = engine._dicts(
+        f"SELECT fingerprint, date_trunc('hour', ts) AS hour, count(*) AS n FROM events "
+        f"WHERE kind = 'error' AND fingerprint IS NOT NULL AND ts >= {p.add(_naive(start))} "
+        f"AND ts < {p.add(_naive(end))} GROUP BY ALL ORDER BY hour",
+        p,
+    )
+    series: dict[str, list[tuple[datetime, int]]] = {}
+    for row in hourly:
+        series.setdefault(row["fingerprint"], []).append((row["hour"], int(row["n"])))
+    for group in groups:
+        group["count"] = int(group["count"])
+        group["users"] = int(group["users"])
+        group["conversations"] = int(group["conversations"])
+        group["new"] = group["first_seen"] >= start
+        group["regressed"] = bool(group.pop("came_back")) and not group["new"]
+        group["status"] = "new" if group["new"] else ("regressed" if group["regressed"] else "ongoing")
+        group["hourly"] = series.get(group["fingerprint"], [])
+    return groups

@@ -1,0 +1,301 @@
+"""Typed queries: a metric over a UTC time window, bucketed, broken down, filtered; checked before it runs.
+
+Nothing a user types reaches SQL as text: metric, dimension and statistic names are looked up in
+the catalogue (unknown ones are refused with the valid ones listed) and values are bound as
+parameters. Dialects (``duckdb_sql``, and others behind the same seam) compile a checked ``Query``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from ..exceptions import BotmeterError
+from .catalogue import CATALOGUE, Metric
+
+INTERVALS = ("hour", "day", "week", "month")
+DEFAULT_SESSION_GAP_MINUTES = 30.0
+
+
+class QueryError(BotmeterError, ValueError):
+    """A query that cannot run as asked; the message names the field, the value and what is valid."""
+
+
+def _choices(values: Iterable[str]) -> str:
+    return ", ".join(sorted(values))
+
+
+def utc(value: datetime | date | str, field_name: str) -> datetime:
+    """An aware UTC datetime from a datetime (naive means UTC), a date or an ISO string."""
+    if isinstance(value, str):
+        text = value.strip().replace("Z", "+00:00")
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise QueryError(
+                f"{field_name}: {value!r} is not an ISO date or time such as 2026-11-01 or 2026-11-01T12:00Z"
+            ) from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if not isinstance(value, datetime):
+        raise QueryError(f"{field_name}: expected a datetime, date or ISO string, got {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def floor_to(ts: datetime, interval: str) -> datetime:
+    """The start of the calendar bucket holding ``ts`` (weeks start on Monday), UTC."""
+    ts = ts.astimezone(UTC)
+    if interval == "hour":
+        return ts.replace(minute=0, second=0, microsecond=0)
+    day = ts.replace(hour=0, minute=0, second=0, microsecond=0)
+    if interval == "day":
+        return day
+    if interval == "week":
+        return day - timedelta(days=day.weekday())
+    if interval == "month":
+        return day.replace(day=1)
+    raise QueryError(f"interval: {interval!r} is not one of {', '.join(INTERVALS)} or none")
+
+
+def next_bucket(ts: datetime, interval: str) -> datetime:
+    if interval == "hour":
+        return ts + timedelta(hours=1)
+    if interval == "day":
+        return ts + timedelta(days=1)
+    if interval == "week":
+        return ts + timedelta(days=7)
+    return (ts.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def last_days(days: int, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The window of the last ``days`` calendar days: today so far and the ``days - 1`` before it."""
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise QueryError(f"days: expected a whole number >= 1, got {days!r}")
+    end = (now or datetime.now(UTC)).astimezone(UTC)
+    start = floor_to(end, "day") - timedelta(days=days - 1)
+    return start, end
+
+
+def previous_window(start: datetime, end: datetime, days: int | None = None) -> tuple[datetime, datetime]:
+    """The period of equal length just before: ``days`` calendar days earlier when given."""
+    shift = timedelta(days=days) if days else end - start
+    return start - shift, end - shift
+
+
+@dataclass(frozen=True)
+class Query:
+    metric: str
+    start: datetime
+    end: datetime
+    interval: str | None = "day"
+    by: tuple[str, ...] = ()
+    filters: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    stats: tuple[str, ...] = ()
+    session_gap_s: int = int(DEFAULT_SESSION_GAP_MINUTES * 60)
+    periods: int = 8  # retention: how many days or weeks after first seen
+
+    @property
+    def definition(self) -> Metric:
+        return CATALOGUE[self.metric]
+
+    def buckets(self) -> list[datetime]:
+        """Every bucket start in the window, in order (one for no interval: the window's start)."""
+        if self.interval is None:
+            return [self.start]
+        out = []
+        b = floor_to(self.start, self.interval)
+        while b < self.end:
+            out.append(b)
+            b = next_bucket(b, self.interval)
+        return out
+
+    def with_metric(self, metric: str) -> Query:
+        definition = CATALOGUE[metric]
+        return Query(
+            metric,
+            self.start,
+            self.end,
+            self.interval,
+            self.by,
+            self.filters,
+            (definition.stats[0],),
+            self.session_gap_s,
+            self.periods,
+        )
+
+
+def make_query(
+    metric: str,
+    *,
+    days: int | None = None,
+    start: datetime | date | str | None = None,
+    end: datetime | date | str | None = None,
+    interval: str | None = "day",
+    by: str | Sequence[str] = (),
+    filters: Mapping[str, str | Sequence[str]] | None = None,
+    stat: str | Sequence[str] | None = None,
+    session_gap_minutes: float = DEFAULT_SESSION_GAP_MINUTES,
+    periods: int = 8,
+    now: datetime | None = None,
+) -> Query:
+    """Builds and checks a query; every problem is a ``QueryError`` naming the field and value."""
+    definition = CATALOGUE.get(metric) if isinstance(metric, str) else None
+    if definition is None:
+        raise QueryError(f"metric: unknown metric {metric!r}; valid metrics: {_choices(CATALOGUE)}")
+    if start is None and end is None:
+        window = last_days(7 if days is None else days, now)
+    else:
+        if days is not None and start is not None and end is not None:
+            raise QueryError("days: give --days or --start/--end, not both")
+        end_ts = utc(end, "end") if end is not None else (now or datetime.now(UTC)).astimezone(UTC)
+        if start is not None:
+            start_ts = utc(start, "start")
+        else:
+            start_ts = last_days(days or 7, end_ts)[0]
+        window = (start_ts, end_ts)
+    if window[0] >= window[1]:
+        raise QueryError(f"start: {window[0].isoformat()} is not before end {window[1].isoformat()}")
+    if interval in ("none", "", None):
+        interval = None
+    elif interval not in INTERVALS:
+        raise QueryError(f"interval: {interval!r} is not one of {', '.join(INTERVALS)} or none")
+    dims = tuple(d.strip() for d in (by.split(",") if isinstance(by, str) else by) if d.strip())
+    for dim in dims:
+        if dim not in definition.dimensions:
+            valid = _choices(definition.dimensions) or "none"
+            raise QueryError(f"by: metric {metric!r} cannot be broken down by {dim!r}; valid dimensions: {valid}")
+    if len(set(dims)) != len(dims):
+        raise QueryError(f"by: {','.join(dims)!r} names a dimension twice")
+    checked_filters = []
+    for dim, value in (filters or {}).items():
+        if dim not in definition.dimensions:
+            valid = _choices(definition.dimensions) or "none"
+            raise QueryError(f"filter: metric {metric!r} cannot be filtered by {dim!r}; valid dimensions: {valid}")
+        values = (value,) if isinstance(value, str) else tuple(value)
+        if not values or not all(isinstance(v, str) for v in values):
+            raise QueryError(f"filter: {dim}= needs one or more text values, got {value!r}")
+        checked_filters.append((dim, values))
+    if stat is None:
+        stats: tuple[str, ...] = (definition.stats[0],)
+    else:
+        stats = tuple(s.strip() for s in (stat.split(",") if isinstance(stat, str) else stat) if s.strip())
+        stats = tuple("value" if s == "value" else s for s in stats)
+        for s in stats:
+            if s not in definition.stats and s != "value":
+                raise QueryError(f"stat: metric {metric!r} has no statistic {s!r}; valid: {_choices(definition.stats)}")
+        stats = tuple(definition.stats[0] if s == "value" else s for s in stats)
+    if (
+        isinstance(session_gap_minutes, bool)
+        or not isinstance(session_gap_minutes, int | float)
+        or not math.isfinite(session_gap_minutes)
+        or session_gap_minutes <= 0
+    ):
+        raise QueryError(f"session_gap_minutes: expected a number > 0, got {session_gap_minutes!r}")
+    if isinstance(periods, bool) or not isinstance(periods, int) or not 1 <= periods <= 366:
+        raise QueryError(f"periods: expected a whole number from 1 to 366, got {periods!r}")
+    if definition.aggregation == "retention" and interval not in ("day", "week"):
+        raise QueryError(f"interval: retention cohorts are by day or week, got {interval or 'none'!r}")
+    return Query(
+        metric,
+        window[0],
+        window[1],
+        interval,
+        dims,
+        tuple(checked_filters),
+        stats,
+        int(round(session_gap_minutes * 60)),
+        periods,
+    )
+
+
+@dataclass
+class Result:
+    """Rows of a query: ``bucket`` (aware UTC datetime), one key per dimension, one per statistic."""
+
+    query: Query
+    rows: list[dict[str, Any]]
+    source: str = ""  # what answered: "rollups", "events", "cloudwatch", ...
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def metric(self) -> Metric:
+        return self.query.definition
+
+    @property
+    def stats(self) -> tuple[str, ...]:
+        return self.query.stats
+
+    def value_keys(self) -> list[str]:
+        """The keys of the figures in JSON rows: ``value`` for one statistic, else each statistic's name."""
+        return ["value"] if len(self.stats) == 1 else list(self.stats)
+
+    def json_rows(self) -> list[dict[str, Any]]:
+        out = []
+        single = len(self.stats) == 1
+        for row in self.rows:
+            item: dict[str, Any] = {"bucket": iso(row["bucket"])}
+            for key, value in row.items():
+                if key == "bucket" or key in self.stats:
+                    continue
+                item[key] = iso(value) if isinstance(value, datetime) else value
+            if single:
+                item["value"] = row[self.stats[0]]
+            else:
+                for s in self.stats:
+                    item[s] = row[s]
+            out.append(item)
+        return out
+
+    def total(self, stat: str | None = None) -> float | None:
+        """The single figure of a query without interval or dimensions."""
+        stat = stat or self.stats[0]
+        if not self.rows:
+            return None
+        return self.rows[0].get(stat)
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame when pandas is installed, else a pyarrow Table."""
+        rows = self.json_rows()
+        try:
+            import pandas as pd
+        except ImportError:
+            import pyarrow as pa
+
+            return pa.Table.from_pylist(rows)
+        frame = pd.DataFrame(rows)
+        if "bucket" in frame:
+            frame["bucket"] = pd.to_datetime(frame["bucket"], utc=True)
+        return frame
+
+
+def iso(value: datetime | date | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.isoformat()
+
+
+def fill_buckets(query: Query, rows: list[dict[str, Any]], empty: Any) -> list[dict[str, Any]]:
+    """Every bucket for every group that appears: missing buckets come back as ``empty``."""
+    dims = query.by
+    stats = query.stats
+    buckets = query.buckets()
+    groups: dict[tuple, dict[datetime, dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row.get(d) for d in dims), {})[row["bucket"]] = row
+    if not groups and not dims:
+        groups[()] = {}
+    out = []
+    for key in sorted(groups, key=lambda k: tuple((v is None, str(v)) for v in k)):
+        seen = groups[key]
+        for b in buckets:
+            row = seen.get(b)
+            if row is None:
+                row = {"bucket": b, **dict(zip(dims, key, strict=True)), **{s: empty(s) for s in stats}}
+            out.append(row)
+    out.sort(key=lambda r: (r["bucket"], *((r.get(d) is None, str(r.get(d))) for d in dims)))
+    return out

@@ -1,0 +1,259 @@
+"""Reading a store from Python: typed queries and the period figures bots and notebooks ask for.
+
+    from botmeter.analyse import Reader
+    reader = Reader("duckdb://botmeter.duckdb")
+    reader.query("cost_usd", days=7, by="model").rows
+    reader.costs(days=7)          # plain dicts; as_frame=True for a DataFrame
+
+A ``Meter`` has the same calls (``meter.query``, ``meter.costs``...), after flushing what it holds.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import Any
+
+from ..exceptions import ConfigError
+from ..store import Store, open_store
+from .query import DEFAULT_SESSION_GAP_MINUTES, Query, Result, iso, last_days, make_query, utc
+
+
+def engine_for(store: Store, **options: Any) -> Any:
+    """The query engine a store names in ``query_engine`` (``module:Class``)."""
+    target = getattr(store, "query_engine", None)
+    if not target:
+        raise ConfigError(f"{store.url}: this store cannot answer queries")
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)(store, **options)
+
+
+Window = tuple[datetime, datetime]
+
+
+class Reader:
+    """Typed queries and period figures over one store."""
+
+    def __init__(
+        self,
+        store: Store | str | None = None,
+        *,
+        session_gap_minutes: float = DEFAULT_SESSION_GAP_MINUTES,
+        use_rollups: bool = True,
+        now: datetime | None = None,
+    ) -> None:
+        if store is None or isinstance(store, str):
+            from ..config import Config
+
+            store = open_store(Config.resolve(store=store).store)
+        self.store = store
+        self.session_gap_minutes = session_gap_minutes
+        self.now = now
+        options = {} if use_rollups else {"use_rollups": False}
+        self.engine = engine_for(store, **options)
+
+    @contextmanager
+    def session(self) -> Iterator[Reader]:
+        """Keeps one read connection for several calls (a summary, a dashboard)."""
+        with self.engine.session():
+            yield self
+
+    # -- typed queries --------------------------------------------------------------------------
+
+    def make(self, metric: str, **kw: Any) -> Query:
+        kw.setdefault("session_gap_minutes", self.session_gap_minutes)
+        kw.setdefault("now", self.now)
+        return make_query(metric, **kw)
+
+    def query(
+        self,
+        metric: str,
+        *,
+        days: int | None = None,
+        start: datetime | date | str | None = None,
+        end: datetime | date | str | None = None,
+        interval: str | None = "day",
+        by: str | Sequence[str] = (),
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+        stat: str | Sequence[str] | None = None,
+        periods: int = 8,
+    ) -> Result:
+        """One metric over a window: ``days`` (today and the days before it) or ``start``/``end``."""
+        q = self.make(
+            metric,
+            days=days,
+            start=start,
+            end=end,
+            interval=interval,
+            by=by,
+            filters=filters,
+            stat=stat,
+            periods=periods,
+        )
+        return self.engine.run(q)
+
+    def run(self, query: Query) -> Result:
+        return self.engine.run(query)
+
+    def window(
+        self,
+        days: int | None = None,
+        start: datetime | date | str | None = None,
+        end: datetime | date | str | None = None,
+    ) -> Window:
+        if start is None and end is None:
+            return last_days(7 if days is None else days, self.now)
+        if start is not None and end is not None:
+            days = None  # an explicit window wins over the default number of days
+        q = self.make("messages", days=days, start=start, end=end, interval=None)
+        return q.start, q.end
+
+    def total(self, metric: str, window: Window, stat: str | None = None, **kw: Any) -> Any:
+        result = self.query(metric, start=window[0], end=window[1], interval=None, stat=stat, **kw)
+        return result.total()
+
+    # -- the period figures ---------------------------------------------------------------------
+
+    def costs(self, days: int | None = 7, *, start: Any = None, end: Any = None, as_frame: bool = False) -> Any:
+        """Total cost, by provider and model, per day, unpriced calls, cost per conversation and user."""
+        window = self.window(days, start, end)
+        with self.session():
+            daily = self.query("cost_usd", start=window[0], end=window[1], interval="day")
+            out = {
+                "period": _period(window),
+                "total_usd": self.total("cost_usd", window),
+                "by_provider": _breakdown(self.query("cost_usd", start=window[0], end=window[1], interval=None,
+                                                     by="provider")),
+                "by_model": _breakdown(self.query("cost_usd", start=window[0], end=window[1], interval=None,
+                                                  by="model")),
+                "daily": [{"day": iso(r["bucket"]), "cost_usd": r["sum"]} for r in daily.rows],
+                "llm_calls": self.total("llm_calls", window),
+                "unpriced_calls": self.total("unpriced_calls", window),
+                "input_tokens": self.total("input_tokens", window),
+                "output_tokens": self.total("output_tokens", window),
+                "cached_tokens": self.total("cached_tokens", window),
+                "cost_per_conversation": self.total("cost_per_conversation", window),
+                "cost_per_active_user": self.total("cost_per_active_user", window),
+            }
+        return _frame(out["daily"]) if as_frame else out
+
+    def engagement(
+        self, days: int | None = 7, *, start: Any = None, end: Any = None, as_frame: bool = False
+    ) -> Any:
+        """Users (active, new, returning), conversations, messages, conversation length and duration."""
+        window = self.window(days, start, end)
+        with self.session():
+            per_day = {
+                name: self.query(name, start=window[0], end=window[1], interval="day")
+                for name in ("active_users", "new_users", "returning_users", "conversations", "messages")
+            }
+            length = self.query("messages_per_conversation", start=window[0], end=window[1], interval=None,
+                                stat="avg,p50,p90")
+            duration = self.query("conversation_duration_s", start=window[0], end=window[1], interval=None,
+                                  stat="avg,p50,p90")
+            out = {
+                "period": _period(window),
+                "active_users": self.total("active_users", window),
+                "new_users": self.total("new_users", window),
+                "returning_users": self.total("returning_users", window),
+                "conversations": self.total("conversations", window),
+                "messages": self.total("messages", window),
+                "inbound_messages": self.total("inbound_messages", window),
+                "messages_per_conversation": _stats(length),
+                "conversation_duration_s": _stats(duration),
+                "resets": self.total("resets", window),
+                "admin_commands": self.total("admin_commands", window),
+                "activities": _breakdown(self.query("activities", start=window[0], end=window[1], interval=None,
+                                                    by="name")),
+                "session_gap_minutes": self.session_gap_minutes,
+                "daily": [
+                    {"day": iso(b), **{name: r.rows[i][r.stats[0]] for name, r in per_day.items()}}
+                    for i, b in enumerate(r0["bucket"] for r0 in per_day["messages"].rows)
+                ],
+            }
+        return _frame(out["daily"]) if as_frame else out
+
+    def errors(self, days: int | None = 7, *, start: Any = None, end: Any = None, as_frame: bool = False) -> Any:
+        """Error count and rate, by category and severity, per day, and the error groups."""
+        window = self.window(days, start, end)
+        with self.session():
+            daily = self.query("errors", start=window[0], end=window[1], interval="day")
+            rate = self.query("error_rate", start=window[0], end=window[1], interval="day")
+            out = {
+                "period": _period(window),
+                "errors": self.total("errors", window),
+                "error_rate": self.total("error_rate", window),
+                "by_category": _breakdown(self.query("errors", start=window[0], end=window[1], interval=None,
+                                                     by="category")),
+                "by_severity": _breakdown(self.query("errors", start=window[0], end=window[1], interval=None,
+                                                     by="severity")),
+                "daily": [
+                    {"day": iso(r["bucket"]), "errors": r["count"], "error_rate": e["ratio"]}
+                    for r, e in zip(daily.rows, rate.rows, strict=True)
+                ],
+                "groups": self.error_groups(start=window[0], end=window[1]),
+            }
+        return _frame(out["daily"]) if as_frame else out
+
+    def latency(self, days: int | None = 7, *, start: Any = None, end: Any = None, as_frame: bool = False) -> Any:
+        """Response-time percentiles overall, per stage and per model, and per day."""
+        window = self.window(days, start, end)
+        stats = "p50,p90,p95,p99,max,avg,count"
+        with self.session():
+            overall = self.query("latency_ms", start=window[0], end=window[1], interval=None, stat=stats)
+            by_stage = self.query("latency_ms", start=window[0], end=window[1], interval=None, by="stage", stat=stats)
+            by_model = self.query("latency_ms", start=window[0], end=window[1], interval=None, by="model", stat=stats)
+            daily = self.query("latency_ms", start=window[0], end=window[1], interval="day", stat="p50,p95,p99")
+            out = {
+                "period": _period(window),
+                "overall": _stats(overall),
+                "by_stage": {(r["stage"] or "(none)"): _pick(r, overall.stats) for r in by_stage.rows},
+                "by_model": {(r["model"] or "(none)"): _pick(r, overall.stats) for r in by_model.rows},
+                "daily": [{"day": iso(r["bucket"]), **_pick(r, daily.stats)} for r in daily.rows],
+            }
+        return _frame(out["daily"]) if as_frame else out
+
+    def error_groups(self, days: int | None = 7, *, start: Any = None, end: Any = None) -> list[dict[str, Any]]:
+        from .errors import error_groups
+
+        window = self.window(days, start, end)
+        return error_groups(self, window)
+
+    def explore(self) -> dict[str, Any]:
+        from .explore import explore
+
+        return explore(self)
+
+
+def _period(window: Window) -> dict[str, Any]:
+    return {"start": iso(window[0]), "end": iso(window[1])}
+
+
+def _breakdown(result: Result) -> dict[str, Any]:
+    stat = result.stats[0]
+    dim = result.query.by[0]
+    rows = sorted(result.rows, key=lambda r: -(r[stat] or 0))
+    return {("(none)" if r[dim] is None else r[dim]): r[stat] for r in rows}
+
+
+def _pick(row: dict[str, Any], stats: Sequence[str]) -> dict[str, Any]:
+    return {s: row.get(s) for s in stats}
+
+
+def _stats(result: Result) -> dict[str, Any]:
+    return _pick(result.rows[0], result.stats) if result.rows else {s: None for s in result.stats}
+
+
+def _frame(rows: list[dict[str, Any]]) -> Any:
+    try:
+        import pandas as pd
+    except ImportError:
+        import pyarrow as pa
+
+        return pa.Table.from_pylist(rows)
+    return pd.DataFrame(rows)
+
+
+__all__ = ["Reader", "engine_for", "utc"]

@@ -1,0 +1,295 @@
+"""Rollups kept beside the events in the DuckDB file, so a dashboard reads thousands of rows, not millions.
+
+They are maintained in the same transaction as each write (over the rows actually added), so they
+are never behind the events and never count a replayed event twice:
+
+* ``rollup_hourly``: per UTC hour and low-cardinality dimensions (bot, kind, channel, direction,
+  provider, model, error category, severity, stage, name, unit, country): event count, cost, tokens, units and
+  latency sums. Sums, counts and maxima add up across batches; NULL dimensions are kept as ''.
+* ``rollup_users``: per UTC day and user: inbound messages, first and last inbound message,
+  events and cost. Active, new and returning users and retention come from it.
+* ``rollup_conversations``: per conversation and UTC day it had messages: first and last message
+  that day and how many. A conversation is the bot's conversation id (``c:<id>``) or, for
+  messages without one, a run of the user's messages with no gap longer than the session gap
+  (``s:<user>:<start>``). A new message can join, extend or bridge sessions, so each write
+  re-merges the sessions of the users it touches (interval merging: exact, and local).
+* ``rollup_conversation_totals``: per conversation: first and last message and how many, for
+  figures per conversation (length, duration).
+* ``rollup_days``: per UTC day, its first and last event: a query window that ends or starts
+  inside a day can still use that day's rollups when all of the day's events lie in the window.
+
+What the rollups cannot answer (per-user or per-error-type breakdowns, exact percentiles, hourly
+distinct counts) the query builder reads from ``events``; the rollups are an index, never the truth.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+HOURLY_KEYS = (
+    "bot",
+    "kind",
+    "channel",
+    "direction",
+    "provider",
+    "model",
+    "error_category",
+    "severity",
+    "stage",
+    "name",
+    "unit",
+    "country",
+)
+
+DEFAULT_SESSION_GAP_S = 1800
+
+DDL = [
+    "CREATE TABLE IF NOT EXISTS rollup_hourly (hour TIMESTAMP NOT NULL, "
+    + ", ".join(f"{key} VARCHAR NOT NULL" for key in HOURLY_KEYS)
+    + ", events BIGINT, priced BIGINT, cost_usd DOUBLE, input_tokens BIGINT, output_tokens BIGINT, "
+    "cached_tokens BIGINT, cache_write_tokens BIGINT, reasoning_tokens BIGINT, units DOUBLE, "
+    "latency_n BIGINT, latency_sum DOUBLE, latency_max DOUBLE, "
+    f"PRIMARY KEY (hour, {', '.join(HOURLY_KEYS)}))",
+    "CREATE TABLE IF NOT EXISTS rollup_users (day DATE NOT NULL, bot VARCHAR NOT NULL, user_id VARCHAR NOT NULL, "
+    "inbound BIGINT, first_in TIMESTAMP, last_in TIMESTAMP, events BIGINT, cost_usd DOUBLE, "
+    "PRIMARY KEY (day, bot, user_id))",
+    "CREATE TABLE IF NOT EXISTS rollup_conversations (conversation VARCHAR NOT NULL, bot VARCHAR NOT NULL, "
+    "day DATE NOT NULL, user_id VARCHAR, first_ts TIMESTAMP, last_ts TIMESTAMP, messages BIGINT, "
+    "PRIMARY KEY (conversation, bot, day))",
+    "CREATE TABLE IF NOT EXISTS rollup_conversation_totals (conversation VARCHAR NOT NULL, "
+    "bot VARCHAR NOT NULL, user_id VARCHAR, first_ts TIMESTAMP, last_ts TIMESTAMP, messages BIGINT, "
+    "PRIMARY KEY (conversation, bot))",
+    "CREATE TABLE IF NOT EXISTS rollup_days (day DATE PRIMARY KEY, first_ts TIMESTAMP, last_ts TIMESTAMP, "
+    "events BIGINT)",
+]
+
+_HOURLY_SELECT = (
+    "SELECT date_trunc('hour', ts) AS hour, "
+    + ", ".join(f"coalesce({key}, '') AS {key}" for key in HOURLY_KEYS)
+    + ", count(*) AS events, count(cost_usd) AS priced, coalesce(sum(cost_usd), 0) AS cost_usd, "
+    "coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens, "
+    "coalesce(sum(cached_tokens), 0) AS cached_tokens, coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens, "
+    "coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens, coalesce(sum(units), 0) AS units, "
+    "count(latency_ms) AS latency_n, coalesce(sum(latency_ms), 0) AS latency_sum, max(latency_ms) AS latency_max "
+    "FROM {src} {where} GROUP BY ALL"
+)
+_HOURLY_MERGE = (
+    " ON CONFLICT DO UPDATE SET events = events + EXCLUDED.events, priced = priced + EXCLUDED.priced, "
+    "cost_usd = cost_usd + EXCLUDED.cost_usd, input_tokens = input_tokens + EXCLUDED.input_tokens, "
+    "output_tokens = output_tokens + EXCLUDED.output_tokens, "
+    "cached_tokens = cached_tokens + EXCLUDED.cached_tokens, "
+    "cache_write_tokens = cache_write_tokens + EXCLUDED.cache_write_tokens, "
+    "reasoning_tokens = reasoning_tokens + EXCLUDED.reasoning_tokens, units = units + EXCLUDED.units, "
+    "latency_n = latency_n + EXCLUDED.latency_n, latency_sum = latency_sum + EXCLUDED.latency_sum, "
+    "latency_max = greatest(latency_max, EXCLUDED.latency_max)"
+)
+
+_USERS_SELECT = (
+    "SELECT CAST(ts AS DATE) AS day, coalesce(bot, '') AS bot, user_id, "
+    "count(*) FILTER (WHERE kind = 'message' AND direction = 'in') AS inbound, "
+    "min(ts) FILTER (WHERE kind = 'message' AND direction = 'in') AS first_in, "
+    "max(ts) FILTER (WHERE kind = 'message' AND direction = 'in') AS last_in, "
+    "count(*) AS events, coalesce(sum(cost_usd), 0) AS cost_usd "
+    "FROM {src} WHERE user_id IS NOT NULL {and_where} GROUP BY ALL"
+)
+_USERS_MERGE = (
+    " ON CONFLICT DO UPDATE SET inbound = inbound + EXCLUDED.inbound, "
+    "first_in = least(first_in, EXCLUDED.first_in), last_in = greatest(last_in, EXCLUDED.last_in), "
+    "events = events + EXCLUDED.events, cost_usd = cost_usd + EXCLUDED.cost_usd"
+)
+
+_DAYS_SELECT = (
+    "SELECT CAST(ts AS DATE) AS day, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS events "
+    "FROM {src} {where} GROUP BY ALL"
+)
+_DAYS_MERGE = (
+    " ON CONFLICT DO UPDATE SET first_ts = least(first_ts, EXCLUDED.first_ts), "
+    "last_ts = greatest(last_ts, EXCLUDED.last_ts), events = events + EXCLUDED.events"
+)
+
+_CONVERSATIONS_SELECT = (
+    "SELECT 'c:' || conversation_id AS conversation, coalesce(bot, '') AS bot, CAST(ts AS DATE) AS day, "
+    "min(user_id) AS user_id, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS messages "
+    "FROM {src} WHERE kind = 'message' AND conversation_id IS NOT NULL {and_where} GROUP BY ALL"
+)
+_CONVERSATIONS_MERGE = (
+    " ON CONFLICT DO UPDATE SET user_id = coalesce(user_id, EXCLUDED.user_id), "
+    "first_ts = least(first_ts, EXCLUDED.first_ts), last_ts = greatest(last_ts, EXCLUDED.last_ts), "
+    "messages = messages + EXCLUDED.messages"
+)
+
+
+def session_gap(con: Any) -> int:
+    """The session gap (seconds) the stored sessions were built with."""
+    rows = con.execute("SELECT value FROM botmeter_meta WHERE key = 'session_gap_s'").fetchall()
+    return int(rows[0][0]) if rows else DEFAULT_SESSION_GAP_S
+
+
+def add(con: Any, src: str, gap_s: int) -> None:
+    """Adds the events in relation ``src`` (just inserted into ``events``) to every rollup."""
+    con.execute(f"INSERT INTO rollup_hourly {_HOURLY_SELECT.format(src=src, where='')}{_HOURLY_MERGE}")
+    con.execute(f"INSERT INTO rollup_users {_USERS_SELECT.format(src=src, and_where='')}{_USERS_MERGE}")
+    con.execute(f"INSERT INTO rollup_days {_DAYS_SELECT.format(src=src, where='')}{_DAYS_MERGE}")
+    con.execute(
+        f"INSERT INTO rollup_conversations {_CONVERSATIONS_SELECT.format(src=src, and_where='')}"
+        f"{_CONVERSATIONS_MERGE}"
+    )
+    con.execute(
+        "INSERT INTO rollup_conversation_totals SELECT conversation, bot, min(user_id), min(first_ts), "
+        f"max(last_ts), sum(messages) FROM ({_CONVERSATIONS_SELECT.format(src=src, and_where='')}) "
+        f"GROUP BY conversation, bot{_CONVERSATIONS_MERGE}"
+    )
+    _merge_sessions(con, src, gap_s)
+
+
+def _merge_sessions(con: Any, src: str, gap_s: int) -> None:
+    """Folds messages without a conversation id into their users' sessions (gap > ``gap_s`` splits)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _bm_points AS SELECT coalesce(bot, '') AS bot, user_id, ts "
+        f"FROM {src} WHERE kind = 'message' AND conversation_id IS NULL AND user_id IS NOT NULL"
+    )
+    if not con.execute("SELECT count(*) FROM _bm_points").fetchall()[0][0]:
+        return
+    gap = f"INTERVAL {int(gap_s)} SECOND"
+    # Sessions of these users that a new message could join or bridge: within a gap of one.
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _bm_old AS
+        WITH span AS (SELECT bot, user_id, min(ts) - {gap} AS lo, max(ts) + {gap} AS hi
+                      FROM _bm_points GROUP BY ALL),
+             sessions AS (SELECT c.conversation, c.bot, c.user_id, min(c.first_ts) AS first_ts,
+                                 max(c.last_ts) AS last_ts
+                          FROM rollup_conversations AS c SEMI JOIN span AS s
+                               ON c.bot = s.bot AND c.user_id = s.user_id
+                          WHERE c.conversation LIKE 's:%' GROUP BY ALL)
+        SELECT sessions.* FROM sessions JOIN span AS s USING (bot, user_id)
+        WHERE sessions.last_ts >= s.lo AND sessions.first_ts <= s.hi
+        """
+    )
+    # Interval merging: sorted by start, a piece opens a new session when it starts more than a
+    # gap after everything before it ended.
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _bm_merged AS
+        WITH pieces AS (
+            SELECT bot, user_id, conversation, first_ts, last_ts FROM _bm_old
+            UNION ALL
+            SELECT bot, user_id, NULL, ts, ts FROM _bm_points
+        ), flagged AS (
+            SELECT *, CASE WHEN first_ts - max(last_ts) OVER (
+                        PARTITION BY bot, user_id ORDER BY first_ts, last_ts
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) <= {gap}
+                      THEN 0 ELSE 1 END AS opens
+            FROM pieces
+        ), numbered AS (
+            SELECT *, sum(opens) OVER (PARTITION BY bot, user_id ORDER BY first_ts, last_ts
+                                       ROWS UNBOUNDED PRECEDING) AS n
+            FROM flagged
+        )
+        SELECT *, 's:' || user_id || ':' || CAST(epoch_us(min(first_ts) OVER (PARTITION BY bot, user_id, n))
+                                                AS VARCHAR) AS session
+        FROM numbered
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _bm_rows AS
+        SELECT m.session AS conversation, c.bot, c.day, m.user_id, c.first_ts, c.last_ts, c.messages
+        FROM rollup_conversations AS c JOIN _bm_merged AS m
+             ON m.conversation IS NOT NULL AND c.conversation = m.conversation AND c.bot = m.bot
+        UNION ALL
+        SELECT session, bot, CAST(first_ts AS DATE), user_id, first_ts, last_ts, 1
+        FROM _bm_merged WHERE conversation IS NULL
+        """
+    )
+    con.execute(
+        "DELETE FROM rollup_conversations AS c USING _bm_old AS o "
+        "WHERE c.conversation = o.conversation AND c.bot = o.bot"
+    )
+    con.execute(
+        "DELETE FROM rollup_conversation_totals AS c USING _bm_old AS o "
+        "WHERE c.conversation = o.conversation AND c.bot = o.bot"
+    )
+    con.execute(
+        "INSERT INTO rollup_conversations SELECT conversation, bot, day, min(user_id), min(first_ts), "
+        "max(last_ts), sum(messages) FROM _bm_rows GROUP BY conversation, bot, day"
+    )
+    con.execute(
+        "INSERT INTO rollup_conversation_totals SELECT conversation, bot, min(user_id), min(first_ts), "
+        "max(last_ts), sum(messages) FROM _bm_rows GROUP BY conversation, bot"
+    )
+    for table in ("_bm_points", "_bm_old", "_bm_merged", "_bm_rows"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def rebuild(con: Any, gap_s: int) -> None:
+    """Recomputes every rollup from ``events`` (a migration, a changed session gap, a reprice)."""
+    for table in (
+        "rollup_hourly",
+        "rollup_users",
+        "rollup_conversations",
+        "rollup_conversation_totals",
+        "rollup_days",
+    ):
+        con.execute(f"DELETE FROM {table}")
+    con.execute(f"INSERT INTO rollup_hourly {_HOURLY_SELECT.format(src='events', where='')}")
+    con.execute(f"INSERT INTO rollup_users {_USERS_SELECT.format(src='events', and_where='')}")
+    con.execute(f"INSERT INTO rollup_days {_DAYS_SELECT.format(src='events', where='')}")
+    con.execute(f"INSERT INTO rollup_conversations {_CONVERSATIONS_SELECT.format(src='events', and_where='')}")
+    gap = f"INTERVAL {int(gap_s)} SECOND"
+    # All sessions at once: the same rule as the incremental merge, over every message point.
+    con.execute(
+        f"""
+        INSERT INTO rollup_conversations
+        WITH points AS (
+            SELECT coalesce(bot, '') AS bot, user_id, ts FROM events
+            WHERE kind = 'message' AND conversation_id IS NULL AND user_id IS NOT NULL
+        ), flagged AS (
+            SELECT *, CASE WHEN ts - lag(ts) OVER (PARTITION BY bot, user_id ORDER BY ts) <= {gap}
+                      THEN 0 ELSE 1 END AS opens
+            FROM points
+        ), numbered AS (
+            SELECT *, sum(opens) OVER (PARTITION BY bot, user_id ORDER BY ts ROWS UNBOUNDED PRECEDING) AS n
+            FROM flagged
+        ), sessions AS (
+            SELECT *, 's:' || user_id || ':' || CAST(epoch_us(min(ts) OVER (PARTITION BY bot, user_id, n))
+                                                      AS VARCHAR) AS session
+            FROM numbered
+        )
+        SELECT session, bot, CAST(ts AS DATE), min(user_id), min(ts), max(ts), count(*)
+        FROM sessions GROUP BY session, bot, CAST(ts AS DATE)
+        """
+    )
+    con.execute(
+        "INSERT INTO rollup_conversation_totals SELECT conversation, bot, min(user_id), min(first_ts), "
+        "max(last_ts), sum(messages) FROM rollup_conversations GROUP BY conversation, bot"
+    )
+    con.execute("INSERT OR REPLACE INTO botmeter_meta VALUES ('session_gap_s', ?)", [str(int(gap_s))])
+
+
+def rebuild_costs(con: Any, lo: Any, hi: Any) -> None:
+    """Recomputes the cost-bearing rollups for the hours and days in [lo, hi] after a reprice."""
+    con.execute(
+        "DELETE FROM rollup_hourly WHERE hour BETWEEN date_trunc('hour', $lo::TIMESTAMP) AND $hi",
+        {"lo": lo, "hi": hi},
+    )
+    con.execute(
+        "INSERT INTO rollup_hourly "
+        + _HOURLY_SELECT.format(
+            src="events", where="WHERE ts >= date_trunc('hour', $lo::TIMESTAMP) "
+            "AND ts < date_trunc('hour', $hi::TIMESTAMP) + INTERVAL 1 HOUR"
+        ),
+        {"lo": lo, "hi": hi},
+    )
+    con.execute(
+        "DELETE FROM rollup_users WHERE day BETWEEN CAST($lo::TIMESTAMP AS DATE) AND CAST($hi::TIMESTAMP AS DATE)",
+        {"lo": lo, "hi": hi},
+    )
+    con.execute(
+        "INSERT INTO rollup_users "
+        + _USERS_SELECT.format(
+            src="events", and_where="AND ts >= CAST(CAST($lo::TIMESTAMP AS DATE) AS TIMESTAMP) "
+            "AND ts < CAST(CAST($hi::TIMESTAMP AS DATE) AS TIMESTAMP) + INTERVAL 1 DAY"
+        ),
+        {"lo": lo, "hi": hi},
+    )

@@ -152,21 +152,31 @@ class DuckDBEngine:
         names = set(q.by) | {d for d, _ in q.filters} | {d for d, v in metric.where if v is not None}
         return all(DIMENSIONS[d] in HOURLY_KEYS for d in names)
 
-    def _days_inside(self, start: datetime, end: datetime) -> bool:
-        """Whether whole-day rollups cover [start, end) exactly: each edge day's events lie inside."""
-        checks = []
-        if start != start.replace(hour=0, minute=0, second=0, microsecond=0):
-            checks.append(("first_ts >= $t", start))
-        if end != end.replace(hour=0, minute=0, second=0, microsecond=0):
-            checks.append(("last_ts < $t", end))
-        for condition, ts in checks:
-            rows = self.sql(
-                f"SELECT count(*) FROM rollup_days WHERE day = CAST($t AS DATE) AND NOT ({condition})",
-                {"t": _naive(ts)},
-            )
-            if rows[0][0]:
-                return False
-        return True
+    def _split_days(self, start: datetime, end: datetime) -> tuple[datetime, datetime, list[tuple[datetime, datetime]]]:
+        """Whole days [lo, hi) the day rollups answer exactly, and the partial edges to read from events.
+
+        An edge day counts as whole when all of its events lie inside the window (a window ending
+        now, say); otherwise its part inside the window is read from ``events``.
+        """
+        day = timedelta(days=1)
+        lo = start.replace(hour=0, minute=0, second=0, microsecond=0)
+        end_floor = end.replace(hour=0, minute=0, second=0, microsecond=0)
+        hi = end_floor if end == end_floor else end_floor + day
+        edges: list[tuple[datetime, datetime]] = []
+        if start != lo and not self._day_within(lo, start, end):
+            edges.append((start, min(lo + day, end)))
+            lo += day
+        if end != end_floor and end_floor >= lo and not self._day_within(end_floor, start, end):
+            edges.append((max(end_floor, start), end))
+            hi = end_floor
+        return lo, max(lo, hi), edges
+
+    def _day_within(self, day: datetime, start: datetime, end: datetime) -> bool:
+        rows = self.sql(
+            "SELECT count(*) FROM rollup_days WHERE day = CAST($d AS DATE) AND (first_ts < $s OR last_ts >= $e)",
+            {"d": _naive(day), "s": _naive(start), "e": _naive(end)},
+        )
+        return not rows[0][0]
 
     def _one_bot(self) -> bool:
         return self.sql("SELECT count(DISTINCT bot) FROM rollup_hourly")[0][0] <= 1
@@ -280,20 +290,16 @@ class DuckDBEngine:
 
     # -- users ------------------------------------------------------------------------------------
 
-    def _user_rollup_ok(self, q: Query, need_edges: bool) -> bool:
+    def _user_rollup_ok(self, q: Query) -> bool:
         names = set(q.by) | {d for d, _ in q.filters}
-        return (
-            self.use_rollups
-            and q.interval != "hour"
-            and names <= _USER_TABLE_DIMS
-            and (not need_edges or self._days_inside(q.start, q.end))
-        )
+        return self.use_rollups and q.interval != "hour" and names <= _USER_TABLE_DIMS
 
     def _users(self, q: Query, metric: Metric) -> tuple[list[dict[str, Any]], str]:
         stat = q.stats[0]
         p = Params()
         agg = metric.aggregation
-        rollup = self._user_rollup_ok(q, need_edges=agg != "new_users")
+        rollup = self._user_rollup_ok(q)
+        lo, hi, edges = self._split_days(q.start, q.end) if rollup else (q.start, q.start, [])
         dims_out = self._dims(q, True)
         bot_filter = [c for c in self._conditions(q, metric, p) if c.startswith("bot ")] if rollup else []
         if not rollup:
@@ -302,14 +308,20 @@ class DuckDBEngine:
 
         def active_src() -> str:
             if rollup:
-                # Days of the window: edge days lie wholly inside it (checked), so day rows are exact.
-                day_lo = q.start.replace(hour=0, minute=0, second=0, microsecond=0)
-                return (
+                # Whole days from the rollup, partial edge days from the events: a union of ids,
+                # so a user seen in both still counts once.
+                parts = [
                     f"SELECT CAST(day AS TIMESTAMP) AS t, bot, user_id FROM rollup_users WHERE inbound > 0 "
-                    f"AND day >= CAST({p.add(_naive(day_lo))} AS DATE) "
-                    f"AND CAST(day AS TIMESTAMP) < {p.add(_naive(q.end))}"
+                    f"AND day >= CAST({p.add(_naive(lo))} AS DATE) AND day < CAST({p.add(_naive(hi))} AS DATE)"
                     + "".join(f" AND {c}" for c in bot_filter)
-                )
+                ]
+                for e_lo, e_hi in edges:
+                    parts.append(
+                        f"SELECT ts AS t, coalesce(bot, '') AS bot, user_id FROM events WHERE {inbound} "
+                        f"AND ts >= {p.add(_naive(e_lo))} AND ts < {p.add(_naive(e_hi))}"
+                        + "".join(f" AND {c}" for c in bot_filter)
+                    )
+                return " UNION ALL ".join(parts)
             extra = "".join(f", {DIMENSIONS[d]}" for d in q.by if d != "bot")
             return (
                 f"SELECT ts AS t, coalesce(bot, '') AS bot, user_id{extra} FROM events WHERE {inbound} "
@@ -331,7 +343,9 @@ class DuckDBEngine:
             )
 
         dims = "".join(f", {d}" for d in q.by)
-        if agg == "active_users" and rollup and q.interval == "day" and ("bot" in q.by or self._one_bot()):
+        if agg == "active_users" and rollup and not edges and q.interval == "day" and (
+            "bot" in q.by or self._one_bot()
+        ):
             # A day's rows are distinct users of one bot already: count rows, no hash set needed.
             sql = (
                 f"SELECT {self._bucket(q, 't', p)} AS bucket{dims_out}, count(*) AS {stat} "
@@ -366,13 +380,13 @@ class DuckDBEngine:
 
     # -- conversations ------------------------------------------------------------------------------
 
-    def _conversation_rollup_ok(self, q: Query, need_edges: bool) -> bool:
+    def _conversation_rollup_ok(self, q: Query, hourly_ok: bool) -> bool:
         names = set(q.by) | {d for d, _ in q.filters}
         return (
             self.use_rollups
             and names <= _USER_TABLE_DIMS
             and self._stored_gap() == q.session_gap_s
-            and (not need_edges or (q.interval != "hour" and self._days_inside(q.start, q.end)))
+            and (hourly_ok or q.interval != "hour")
         )
 
     def _raw_conversation_keys(self, q: Query, p: Params, window: bool, extra: Iterable[str] = ()) -> str:
@@ -398,17 +412,33 @@ class DuckDBEngine:
         stat = q.stats[0]
         p = Params()
         dims = "".join(f", {d}" for d in q.by)
-        if self._conversation_rollup_ok(q, need_edges=True):
-            day_lo = q.start.replace(hour=0, minute=0, second=0, microsecond=0)
-            conds = [c for c in self._conditions(q, metric, p) if c.startswith("bot ")]
-            conds.append(f"day >= CAST({p.add(_naive(day_lo))} AS DATE)")
-            conds.append(f"CAST(day AS TIMESTAMP) < {p.add(_naive(q.end))}")
+        if self._conversation_rollup_ok(q, hourly_ok=False):
+            lo, hi, edges = self._split_days(q.start, q.end)
+            bots = [c for c in self._conditions(q, metric, p) if c.startswith("bot ")]
+            parts = [
+                "SELECT CAST(day AS TIMESTAMP) AS t, bot, conversation FROM rollup_conversations "
+                f"WHERE day >= CAST({p.add(_naive(lo))} AS DATE) AND day < CAST({p.add(_naive(hi))} AS DATE)"
+                + "".join(f" AND {c}" for c in bots)
+            ]
+            for e_lo, e_hi in edges:
+                # A partial day's messages get the key of the stored conversation or session holding
+                # them (a user's sessions do not overlap), so keys match the whole days'.
+                parts.append(
+                    "SELECT m.ts AS t, m.bot, coalesce('c:' || m.conversation_id, s.conversation) AS conversation "
+                    "FROM (SELECT ts, coalesce(bot, '') AS bot, user_id, conversation_id FROM events "
+                    f"WHERE kind = 'message' AND ts >= {p.add(_naive(e_lo))} AND ts < {p.add(_naive(e_hi))}"
+                    + "".join(f" AND {c}" for c in bots)
+                    + ") AS m LEFT JOIN rollup_conversation_totals AS s ON m.conversation_id IS NULL "
+                    "AND starts_with(s.conversation, 's:') AND s.bot = m.bot AND s.user_id = m.user_id "
+                    "AND m.ts BETWEEN s.first_ts AND s.last_ts "
+                    "WHERE m.conversation_id IS NOT NULL OR m.user_id IS NOT NULL"
+                )
             # Keys are unique within a bot, and a day's rows are distinct conversations already.
-            counted = "count(*)" if q.interval == "day" else "count(DISTINCT conversation)"
+            counted = "count(*)" if q.interval == "day" and not edges else "count(DISTINCT conversation)"
             sql = (
                 f"SELECT bucket{''.join(f', {d}' for d in q.by)}, sum(n) AS {stat} FROM ("
-                f"SELECT {self._bucket(q, 'day', p)} AS bucket, nullif(bot, '') AS bot, {counted} AS n "
-                f"FROM rollup_conversations WHERE {' AND '.join(conds)} GROUP BY ALL) GROUP BY ALL"
+                f"SELECT {self._bucket(q, 't', p)} AS bucket, nullif(bot, '') AS bot, {counted} AS n "
+                f"FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL) GROUP BY ALL"
             )
             source = "rollups"
         else:
@@ -429,7 +459,7 @@ class DuckDBEngine:
     def _per_conversation(self, q: Query, metric: Metric) -> tuple[list[dict[str, Any]], str]:
         p = Params()
         measure = "n" if metric.column == "messages" else "epoch(l - f)"
-        if self._conversation_rollup_ok(q, need_edges=False):
+        if self._conversation_rollup_ok(q, hourly_ok=True):
             conds = [c for c in self._conditions(q, metric, p) if c.startswith("bot ")]
             start, end = p.add(_naive(q.start)), p.add(_naive(q.end))
             where = f" WHERE {' AND '.join(conds)}" if conds else ""

@@ -42,7 +42,8 @@ def fill(path: Path, events: int, days: int, end: datetime, users: int | None = 
             f"""
             CREATE OR REPLACE TEMP TABLE turns AS
             SELECT t,
-                   'u' || lpad(CAST(CAST(pow((hash(t // 4, 1) % 1000000) / 1e6, 2) * {users} AS BIGINT) AS VARCHAR), 8, '0')
+                   'u' || lpad(CAST(CAST(pow((hash(t // 4, 1) % 1000000) / 1e6, 2) * {users} AS BIGINT)
+                                    AS VARCHAR), 8, '0')
                        AS user_id,
                    -- a conversation is 4 turns a minute or two apart; conversations spread over the span
                    TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}'
@@ -92,9 +93,10 @@ def fill(path: Path, events: int, days: int, end: datetime, users: int | None = 
                      WHEN k = 5 AND r >= 250 AND r < 450 THEN 0.0001 END AS cost_usd,
                 CASE WHEN k IN (1, 2, 3) THEN 50 + (hash(t, k, 8) % 400000) / 100.0 END AS latency_ms,
                 CASE k WHEN 2 THEN 'llm' WHEN 3 THEN 'reply' END AS stage,
-                CASE WHEN k = 5 AND r < 150 THEN ['RateLimitError', 'APITimeoutError', 'TwilioRestException',
-                                                  'KeyError', 'AuthenticationError'][1 + r % 5] END AS error_type,
-                CASE WHEN k = 5 AND r < 150 THEN ['rate_limit', 'timeout', 'delivery', 'internal', 'auth'][1 + r % 5]
+                CASE WHEN k = 5 AND r < 150 THEN ['RateLimitError', 'APITimeoutError',
+                    'TwilioRestException', 'KeyError', 'AuthenticationError'][1 + r % 5] END AS error_type,
+                CASE WHEN k = 5 AND r < 150
+                     THEN ['rate_limit', 'timeout', 'delivery', 'internal', 'auth'][1 + r % 5]
                      END AS error_category,
                 CASE WHEN k = 5 AND r < 150 THEN ['warning', 'error', 'error', 'error', 'critical'][1 + r % 5]
                      END AS severity,

@@ -136,6 +136,14 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds a write waits for another process to release the DuckDB file before spooling",
     ),
     Setting("admins", "BOTMETER_ADMINS", (), _to_list, "comma-separated admin phone numbers or ids"),
+    Setting(
+        "session_gap_minutes",
+        "BOTMETER_SESSION_GAP",
+        30.0,
+        _to_number(float, 0.01),
+        "minutes of silence that end a conversation, for messages without a conversation id",
+    ),
+    Setting("alerts", "BOTMETER_ALERTS", None, _to_str, "a TOML file of alert rules (botmeter alerts check)"),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
@@ -161,6 +169,8 @@ class Config:
     default_country: str | None = "US"
     lock_timeout: float = 5.0
     admins: tuple[str, ...] = field(default_factory=tuple)
+    session_gap_minutes: float = 30.0
+    alerts: str | None = None
 
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, **arguments: Any) -> Config:
@@ -196,6 +206,7 @@ class Config:
             ("max_buffer", self.max_buffer, 1),
             ("max_spool_mb", self.max_spool_mb, 1),
             ("lock_timeout", self.lock_timeout, 0),
+            ("session_gap_minutes", self.session_gap_minutes, 0.01),
         )
         for name, value, minimum in checks:
             if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:

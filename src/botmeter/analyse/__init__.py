@@ -4,4 +4,14 @@ from .catalogue import CATALOGUE, DIMENSIONS, Metric, register
 from .query import Query, QueryError, Result, make_query
 from .reader import Reader
 
-__all__ = ["CATALOGUE", "DIMENSIONS", "Metric", "Query", "QueryError", "Reader", "Result", "make_query", "register"]
+__all__ = [
+    "CATALOGUE",
+    "DIMENSIONS",
+    "Metric",
+    "Query",
+    "QueryError",
+    "Reader",
+    "Result",
+    "make_query",
+    "register",
+]

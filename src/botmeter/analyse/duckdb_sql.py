@@ -152,7 +152,9 @@ class DuckDBEngine:
         names = set(q.by) | {d for d, _ in q.filters} | {d for d, v in metric.where if v is not None}
         return all(DIMENSIONS[d] in HOURLY_KEYS for d in names)
 
-    def _split_days(self, start: datetime, end: datetime) -> tuple[datetime, datetime, list[tuple[datetime, datetime]]]:
+    def _split_days(
+        self, start: datetime, end: datetime
+    ) -> tuple[datetime, datetime, list[tuple[datetime, datetime]]]:
         """Whole days [lo, hi) the day rollups answer exactly, and the partial edges to read from events.
 
         An edge day counts as whole when all of its events lie inside the window (a window ending
@@ -173,7 +175,8 @@ class DuckDBEngine:
 
     def _day_within(self, day: datetime, start: datetime, end: datetime) -> bool:
         rows = self.sql(
-            "SELECT count(*) FROM rollup_days WHERE day = CAST($d AS DATE) AND (first_ts < $s OR last_ts >= $e)",
+            "SELECT count(*) FROM rollup_days WHERE day = CAST($d AS DATE) AND (first_ts < $s OR "
+            "last_ts >= $e)",
             {"d": _naive(day), "s": _naive(start), "e": _naive(end)},
         )
         return not rows[0][0]
@@ -195,11 +198,16 @@ class DuckDBEngine:
         hs, he = _ceil_hour(q.start), q.end.replace(minute=0, second=0, microsecond=0)
         parts = []
         source = "events"
-        if self.use_rollups and self._in_hourly(q, metric) and hs < he and (
-            metric.aggregation == "count" or metric.column in _SUM_COLUMNS
+        if (
+            self.use_rollups
+            and self._in_hourly(q, metric)
+            and hs < he
+            and (metric.aggregation == "count" or metric.column in _SUM_COLUMNS)
         ):
-            measure = "sum(events - priced)" if unpriced else (
-                "sum(events)" if metric.aggregation == "count" else f"sum({metric.column})"
+            measure = (
+                "sum(events - priced)"
+                if unpriced
+                else ("sum(events)" if metric.aggregation == "count" else f"sum({metric.column})")
             )
             conds = self._conditions(q, metric, p, rollup=True)
             conds.append(f"hour >= {p.add(_naive(hs))} AND hour < {p.add(_naive(he))}")
@@ -225,7 +233,9 @@ class DuckDBEngine:
         rows = self._dicts(sql, p)
         for row in rows:
             value = row[stat]
-            row[stat] = 0 if value is None else (int(value) if metric.aggregation == "count" else float(value))
+            row[stat] = (
+                0 if value is None else (int(value) if metric.aggregation == "count" else float(value))
+            )
             if metric.aggregation == "sum" and metric.column != "cost_usd" and metric.column != "units":
                 row[stat] = int(row[stat])
         return rows, source
@@ -251,8 +261,10 @@ class DuckDBEngine:
                     conds = self._conditions(q, metric, p)
                     conds.append(f"ts >= {p.add(_naive(lo))} AND ts < {p.add(_naive(hi))}")
                     parts.append(
-                        f"SELECT {self._bucket(q, 'ts', p)} AS bucket{self._dims(q, False)}, count({col}) AS n, "
-                        f"sum({col}) AS s, max({col}) AS mx FROM events WHERE {' AND '.join(conds)} GROUP BY ALL"
+                        f"SELECT {self._bucket(q, 'ts', p)} AS bucket{self._dims(q, False)}, "
+                        f"count({col}) AS n, "
+                        f"sum({col}) AS s, max({col}) AS mx FROM events WHERE {' AND '.join(conds)} "
+                        "GROUP BY ALL"
                     )
             sql = (
                 f"SELECT bucket{dims}, sum(n) AS count, sum(s) / nullif(sum(n), 0) AS avg, max(mx) AS max "
@@ -270,7 +282,8 @@ class DuckDBEngine:
                 quantiles = f", quantile_cont({col}, [{', '.join(str(PERCENTILES[s]) for s in wanted)}]) AS q"
             sql = (
                 f"SELECT {self._bucket(q, 'ts', p)} AS bucket{self._dims(q, False)}, count({col}) AS count, "
-                f"avg({col}) AS avg, max({col}) AS max{quantiles} FROM events WHERE {' AND '.join(conds)} GROUP BY ALL"
+                f"avg({col}) AS avg, max({col}) AS max{quantiles} FROM events WHERE "
+                f"{' AND '.join(conds)} GROUP BY ALL"
             )
             rows = self._dicts(sql, p)
             for row in rows:
@@ -312,8 +325,8 @@ class DuckDBEngine:
                 # so a user seen in both still counts once.
                 parts = [
                     f"SELECT CAST(day AS TIMESTAMP) AS t, bot, user_id FROM rollup_users WHERE inbound > 0 "
-                    f"AND day >= CAST({p.add(_naive(lo))} AS DATE) AND day < CAST({p.add(_naive(hi))} AS DATE)"
-                    + "".join(f" AND {c}" for c in bot_filter)
+                    f"AND day >= CAST({p.add(_naive(lo))} AS DATE) AND day < "
+                    f"CAST({p.add(_naive(hi))} AS DATE)" + "".join(f" AND {c}" for c in bot_filter)
                 ]
                 for e_lo, e_hi in edges:
                     parts.append(
@@ -343,8 +356,12 @@ class DuckDBEngine:
             )
 
         dims = "".join(f", {d}" for d in q.by)
-        if agg == "active_users" and rollup and not edges and q.interval == "day" and (
-            "bot" in q.by or self._one_bot()
+        if (
+            agg == "active_users"
+            and rollup
+            and not edges
+            and q.interval == "day"
+            and ("bot" in q.by or self._one_bot())
         ):
             # A day's rows are distinct users of one bot already: count rows, no hash set needed.
             sql = (
@@ -362,14 +379,17 @@ class DuckDBEngine:
             sql = (
                 f"SELECT {self._bucket(q, 'first_in', p)} AS bucket{dims_out}, count(*) AS {stat} FROM ("
                 f"SELECT {key}, min(first_in) AS first_in FROM ({firsts_src()}) GROUP BY ALL) "
-                f"WHERE first_in >= {p.add(_naive(q.start))} AND first_in < {p.add(_naive(q.end))} GROUP BY ALL"
+                f"WHERE first_in >= {p.add(_naive(q.start))} AND first_in < {p.add(_naive(q.end))} "
+                "GROUP BY ALL"
             )
         else:  # returning: active in the bucket, first seen before the bucket (or window) began
             key = ("bot", "user_id") if "bot" in q.by else ("user_id",)
             start = p.add(_naive(q.start))
             sql = (
-                f"WITH firsts AS (SELECT {', '.join(key)}, min(first_in) AS first_in FROM ({firsts_src()}) GROUP BY ALL), "
-                f"active AS (SELECT DISTINCT {self._bucket(q, 't', p)} AS bucket{dims_out}, user_id FROM ({active_src()})) "
+                f"WITH firsts AS (SELECT {', '.join(key)}, min(first_in) AS first_in FROM "
+                f"({firsts_src()}) GROUP BY ALL), "
+                f"active AS (SELECT DISTINCT {self._bucket(q, 't', p)} AS bucket{dims_out}, user_id "
+                f"FROM ({active_src()})) "
                 f"SELECT bucket{dims}, count(*) AS {stat} FROM active JOIN firsts USING ({', '.join(key)}) "
                 f"WHERE firsts.first_in < greatest(bucket, {start}) GROUP BY ALL"
             )
@@ -405,13 +425,12 @@ class DuckDBEngine:
             FROM (SELECT *, CASE WHEN ts - lag(ts) OVER (
                                      PARTITION BY bot, user_id, conversation_id IS NULL ORDER BY ts) <= {gap}
                                  THEN 0 ELSE 1 END AS opens
-                  FROM (SELECT {cols} FROM events WHERE {' AND '.join(conds)}))
+                  FROM (SELECT {cols} FROM events WHERE {" AND ".join(conds)}))
         """
 
     def _conversations(self, q: Query, metric: Metric) -> tuple[list[dict[str, Any]], str]:
         stat = q.stats[0]
         p = Params()
-        dims = "".join(f", {d}" for d in q.by)
         if self._conversation_rollup_ok(q, hourly_ok=False):
             lo, hi, edges = self._split_days(q.start, q.end)
             bots = [c for c in self._conditions(q, metric, p) if c.startswith("bot ")]
@@ -424,7 +443,8 @@ class DuckDBEngine:
                 # A partial day's messages get the key of the stored conversation or session holding
                 # them (a user's sessions do not overlap), so keys match the whole days'.
                 parts.append(
-                    "SELECT m.ts AS t, m.bot, coalesce('c:' || m.conversation_id, s.conversation) AS conversation "
+                    "SELECT m.ts AS t, m.bot, coalesce('c:' || m.conversation_id, s.conversation) "
+                    "AS conversation "
                     "FROM (SELECT ts, coalesce(bot, '') AS bot, user_id, conversation_id FROM events "
                     f"WHERE kind = 'message' AND ts >= {p.add(_naive(e_lo))} AND ts < {p.add(_naive(e_hi))}"
                     + "".join(f" AND {c}" for c in bots)
@@ -470,11 +490,16 @@ class DuckDBEngine:
             source = "rollups"
         else:
             keys = self._raw_conversation_keys(q, p, window=False)
-            src = f"SELECT bot, conversation, min(ts) AS f, max(ts) AS l, count(*) AS n FROM ({keys}) GROUP BY ALL"
+            src = (
+                "SELECT bot, conversation, min(ts) AS f, max(ts) AS l, count(*) AS n "
+                f"FROM ({keys}) GROUP BY ALL"
+            )
             source = "events"
             start, end = p.add(_naive(q.start)), p.add(_naive(q.end))
         wanted = [s for s in q.stats if s in PERCENTILES]
-        quantiles = f", quantile_cont(x, [{', '.join(str(PERCENTILES[s]) for s in wanted)}]) AS q" if wanted else ""
+        quantiles = (
+            f", quantile_cont(x, [{', '.join(str(PERCENTILES[s]) for s in wanted)}]) AS q" if wanted else ""
+        )
         dims_out = "".join(", nullif(bot, '') AS bot" for d in q.by if d == "bot")
         sql = (
             f"SELECT {self._bucket(q, 'f', p)} AS bucket{dims_out}, count(*) AS count, avg(x) AS avg, "
@@ -499,6 +524,15 @@ class DuckDBEngine:
         with self.session():
             return error_groups_sql(self, start, end, quiet_days)
 
+    def explore(self) -> dict[str, Any]:
+        with self.session():
+            out = explore_sql(self)
+        size = getattr(self.store, "size_bytes", None)
+        if size is not None:
+            out["storage_bytes"] = size()
+            out["bytes_per_event"] = out["storage_bytes"] / out["events"] if out["events"] else None
+        return out
+
     # -- ratios and cohorts -----------------------------------------------------------------------
 
     def _ratio(self, q: Query, metric: Metric) -> Result:
@@ -515,7 +549,9 @@ class DuckDBEngine:
         for row in den.rows:
             n = numerators.pop(key(row), 0) or 0
             d = row[d_stat]
-            rows.append({"bucket": row["bucket"], **{k: row.get(k) for k in q.by}, stat: (n / d) if d else None})
+            rows.append(
+                {"bucket": row["bucket"], **{k: row.get(k) for k in q.by}, stat: (n / d) if d else None}
+            )
         for k in numerators:  # a numerator with no denominator row at all: no ratio
             rows.append({"bucket": k[0], **dict(zip(q.by, k[1:], strict=True)), stat: None})
         rows = fill_buckets(q, rows, lambda s: None)
@@ -538,7 +574,8 @@ class DuckDBEngine:
         step = "7" if unit == "week" else "1"
         sql = f"""
             WITH src AS ({src}),
-                 firsts AS (SELECT user_id, date_trunc('{unit}', min(first_in)) AS cohort FROM src GROUP BY ALL),
+                 firsts AS (SELECT user_id, date_trunc('{unit}', min(first_in)) AS cohort
+                            FROM src GROUP BY ALL),
                  act AS (SELECT DISTINCT user_id, date_trunc('{unit}', t) AS period FROM src)
             SELECT cohort AS bucket, CAST(datediff('day', cohort, period) / {step} AS BIGINT) AS period,
                    count(*) AS active
@@ -571,8 +608,17 @@ class DuckDBEngine:
 
 
 def _empty_for(metric: Metric) -> Any:
-    if metric.aggregation in ("count", "sum", "active_users", "new_users", "returning_users", "conversations"):
-        return lambda stat: 0.0 if metric.aggregation == "sum" and metric.column in ("cost_usd", "units") else 0
+    if metric.aggregation in (
+        "count",
+        "sum",
+        "active_users",
+        "new_users",
+        "returning_users",
+        "conversations",
+    ):
+        return lambda stat: (
+            0.0 if metric.aggregation == "sum" and metric.column in ("cost_usd", "units") else 0
+        )
     return lambda stat: 0 if stat == "count" else None
 
 
@@ -585,7 +631,9 @@ def _gap_note(q: Query) -> str:
 _SEVERITY_RANK = "list_position(['debug', 'info', 'warning', 'error', 'critical'], severity)"
 
 
-def error_groups_sql(engine: DuckDBEngine, start: datetime, end: datetime, quiet_days: int) -> list[dict[str, Any]]:
+def error_groups_sql(
+    engine: DuckDBEngine, start: datetime, end: datetime, quiet_days: int
+) -> list[dict[str, Any]]:
     """Error groups (per fingerprint) with activity in [start, end); see ``analyse.errors``."""
     p = Params()
     s, e = p.add(_naive(start)), p.add(_naive(end))
@@ -605,7 +653,7 @@ def error_groups_sql(engine: DuckDBEngine, start: datetime, end: datetime, quiet
                min(w.ts) AS first_in_period, max(w.ts) AS last_seen, any_value(past.first_seen) AS first_seen,
                any_value(past.came_back) AS came_back,
                mode(w.error_type) AS error_type, mode(w.error_category) AS category,
-               arg_max(w.severity, {_SEVERITY_RANK.replace('severity', 'w.severity')}) AS severity,
+               arg_max(w.severity, {_SEVERITY_RANK.replace("severity", "w.severity")}) AS severity,
                arg_max(w.error_message, w.ts) AS message
         FROM w JOIN past USING (fingerprint)
         GROUP BY w.fingerprint ORDER BY count DESC, w.fingerprint
@@ -632,3 +680,78 @@ def error_groups_sql(engine: DuckDBEngine, start: datetime, end: datetime, quiet
         group["status"] = "new" if group["new"] else ("regressed" if group["regressed"] else "ongoing")
         group["hourly"] = series.get(group["fingerprint"], [])
     return groups
+
+
+# Dimensions the explorer profiles (cardinality and top values); user and conversation ids are
+# counted but their values are not listed.
+_EXPLORE_DIMS = (
+    "bot",
+    "kind",
+    "channel",
+    "direction",
+    "country",
+    "provider",
+    "model",
+    "stage",
+    "error_category",
+    "severity",
+    "error_type",
+    "name",
+    "unit",
+    "release",
+    "price_version",
+)
+_EXPLORE_IDS = ("user_id", "conversation_id", "fingerprint")
+
+
+def explore_sql(engine: DuckDBEngine, top: int = 5) -> dict[str, Any]:
+    """What the store holds: kinds, span, events per day, fill rates, dimensions, unpriced models."""
+    from ..events import COLUMNS
+
+    total, first, last = engine.sql("SELECT count(*), min(ts), max(ts) FROM events")[0]
+    out: dict[str, Any] = {
+        "events": int(total),
+        "first_event": _aware(first),
+        "last_event": _aware(last),
+        "kinds": {
+            k: int(n)
+            for k, n in engine.sql("SELECT kind, count(*) AS n FROM events GROUP BY 1 ORDER BY n DESC")
+        },
+        "events_per_day": [
+            {"day": _aware(d), "events": int(n)}
+            for d, n in engine.sql("SELECT CAST(day AS TIMESTAMP), events FROM rollup_days ORDER BY day")
+        ],
+    }
+    if not total:
+        out.update(fields={}, dimensions={}, identifiers={}, unpriced_models=[])
+        return out
+    counts = engine.sql("SELECT " + ", ".join(f"count({c})" for c in COLUMNS) + " FROM events")[0]
+    out["fields"] = {
+        c: {"filled": int(n), "fill_rate": n / total, "type": COLUMNS[c][0], "description": COLUMNS[c][1]}
+        for c, n in zip(COLUMNS, counts, strict=True)
+    }
+    dims: dict[str, Any] = {}
+    for col in _EXPLORE_DIMS:
+        rows = engine.sql(
+            f"SELECT {col}, count(*) AS n FROM events WHERE {col} IS NOT NULL GROUP BY 1 ORDER BY n DESC, 1"
+        )
+        dims[col] = {"cardinality": len(rows), "top": [{"value": v, "events": int(n)} for v, n in rows[:top]]}
+    out["dimensions"] = dims
+    ids = engine.sql("SELECT " + ", ".join(f"count(DISTINCT {c})" for c in _EXPLORE_IDS) + " FROM events")[0]
+    out["identifiers"] = {c: {"cardinality": int(n)} for c, n in zip(_EXPLORE_IDS, ids, strict=True)}
+    out["unpriced_models"] = [
+        {"provider": p, "model": m, "calls": int(n)}
+        for p, m, n in engine.sql(
+            "SELECT provider, model, count(*) AS n FROM events WHERE kind = 'llm_call' AND cost_usd IS NULL "
+            "GROUP BY ALL ORDER BY n DESC"
+        )
+    ]
+    tables = {
+        name: int(n)
+        for name, n in engine.sql(
+            "SELECT table_name, estimated_size FROM duckdb_tables() WHERE table_name LIKE 'rollup_%' "
+            "OR table_name = 'events' ORDER BY table_name"
+        )
+    }
+    out["tables"] = tables
+    return out

@@ -14,7 +14,9 @@ from typing import Any
 QUIET_DAYS = 7
 
 
-def error_groups(reader: Any, window: tuple[datetime, datetime], quiet_days: int = QUIET_DAYS) -> list[dict[str, Any]]:
+def error_groups(
+    reader: Any, window: tuple[datetime, datetime], quiet_days: int = QUIET_DAYS
+) -> list[dict[str, Any]]:
     """Groups with errors in the window, most frequent first."""
     with reader.session():
         return reader.engine.error_groups(window[0], window[1], quiet_days)

@@ -151,10 +151,7 @@ def make_query(
         if days is not None and start is not None and end is not None:
             raise QueryError("days: give --days or --start/--end, not both")
         end_ts = utc(end, "end") if end is not None else (now or datetime.now(UTC)).astimezone(UTC)
-        if start is not None:
-            start_ts = utc(start, "start")
-        else:
-            start_ts = last_days(days or 7, end_ts)[0]
+        start_ts = utc(start, "start") if start is not None else last_days(days or 7, end_ts)[0]
         window = (start_ts, end_ts)
     if window[0] >= window[1]:
         raise QueryError(f"start: {window[0].isoformat()} is not before end {window[1].isoformat()}")
@@ -166,14 +163,18 @@ def make_query(
     for dim in dims:
         if dim not in definition.dimensions:
             valid = _choices(definition.dimensions) or "none"
-            raise QueryError(f"by: metric {metric!r} cannot be broken down by {dim!r}; valid dimensions: {valid}")
+            raise QueryError(
+                f"by: metric {metric!r} cannot be broken down by {dim!r}; valid dimensions: {valid}"
+            )
     if len(set(dims)) != len(dims):
         raise QueryError(f"by: {','.join(dims)!r} names a dimension twice")
     checked_filters = []
     for dim, value in (filters or {}).items():
         if dim not in definition.dimensions:
             valid = _choices(definition.dimensions) or "none"
-            raise QueryError(f"filter: metric {metric!r} cannot be filtered by {dim!r}; valid dimensions: {valid}")
+            raise QueryError(
+                f"filter: metric {metric!r} cannot be filtered by {dim!r}; valid dimensions: {valid}"
+            )
         values = (value,) if isinstance(value, str) else tuple(value)
         if not values or not all(isinstance(v, str) for v in values):
             raise QueryError(f"filter: {dim}= needs one or more text values, got {value!r}")
@@ -185,7 +186,9 @@ def make_query(
         stats = tuple("value" if s == "value" else s for s in stats)
         for s in stats:
             if s not in definition.stats and s != "value":
-                raise QueryError(f"stat: metric {metric!r} has no statistic {s!r}; valid: {_choices(definition.stats)}")
+                raise QueryError(
+                    f"stat: metric {metric!r} has no statistic {s!r}; valid: {_choices(definition.stats)}"
+                )
         stats = tuple(definition.stats[0] if s == "value" else s for s in stats)
     if (
         isinstance(session_gap_minutes, bool)
@@ -206,7 +209,7 @@ def make_query(
         dims,
         tuple(checked_filters),
         stats,
-        int(round(session_gap_minutes * 60)),
+        round(session_gap_minutes * 60),
         periods,
     )
 

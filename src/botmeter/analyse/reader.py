@@ -116,7 +116,9 @@ class Reader:
 
     # -- the period figures ---------------------------------------------------------------------
 
-    def costs(self, days: int | None = 7, *, start: Any = None, end: Any = None, as_frame: bool = False) -> Any:
+    def costs(
+        self, days: int | None = 7, *, start: Any = None, end: Any = None, as_frame: bool = False
+    ) -> Any:
         """Total cost, by provider and model, per day, unpriced calls, cost per conversation and user."""
         window = self.window(days, start, end)
         with self.session():
@@ -124,10 +126,12 @@ class Reader:
             out = {
                 "period": _period(window),
                 "total_usd": self.total("cost_usd", window),
-                "by_provider": _breakdown(self.query("cost_usd", start=window[0], end=window[1], interval=None,
-                                                     by="provider")),
-                "by_model": _breakdown(self.query("cost_usd", start=window[0], end=window[1], interval=None,
-                                                  by="model")),
+                "by_provider": _breakdown(
+                    self.query("cost_usd", start=window[0], end=window[1], interval=None, by="provider")
+                ),
+                "by_model": _breakdown(
+                    self.query("cost_usd", start=window[0], end=window[1], interval=None, by="model")
+                ),
                 "daily": [{"day": iso(r["bucket"]), "cost_usd": r["sum"]} for r in daily.rows],
                 "llm_calls": self.total("llm_calls", window),
                 "unpriced_calls": self.total("unpriced_calls", window),
@@ -149,10 +153,12 @@ class Reader:
                 name: self.query(name, start=window[0], end=window[1], interval="day")
                 for name in ("active_users", "new_users", "returning_users", "conversations", "messages")
             }
-            length = self.query("messages_per_conversation", start=window[0], end=window[1], interval=None,
-                                stat="avg,p50,p90")
-            duration = self.query("conversation_duration_s", start=window[0], end=window[1], interval=None,
-                                  stat="avg,p50,p90")
+            length = self.query(
+                "messages_per_conversation", start=window[0], end=window[1], interval=None, stat="avg,p50,p90"
+            )
+            duration = self.query(
+                "conversation_duration_s", start=window[0], end=window[1], interval=None, stat="avg,p50,p90"
+            )
             out = {
                 "period": _period(window),
                 "active_users": self.total("active_users", window),
@@ -165,8 +171,9 @@ class Reader:
                 "conversation_duration_s": _stats(duration),
                 "resets": self.total("resets", window),
                 "admin_commands": self.total("admin_commands", window),
-                "activities": _breakdown(self.query("activities", start=window[0], end=window[1], interval=None,
-                                                    by="name")),
+                "activities": _breakdown(
+                    self.query("activities", start=window[0], end=window[1], interval=None, by="name")
+                ),
                 "session_gap_minutes": self.session_gap_minutes,
                 "daily": [
                     {"day": iso(b), **{name: r.rows[i][r.stats[0]] for name, r in per_day.items()}}
@@ -175,7 +182,9 @@ class Reader:
             }
         return _frame(out["daily"]) if as_frame else out
 
-    def errors(self, days: int | None = 7, *, start: Any = None, end: Any = None, as_frame: bool = False) -> Any:
+    def errors(
+        self, days: int | None = 7, *, start: Any = None, end: Any = None, as_frame: bool = False
+    ) -> Any:
         """Error count and rate, by category and severity, per day, and the error groups."""
         window = self.window(days, start, end)
         with self.session():
@@ -185,10 +194,12 @@ class Reader:
                 "period": _period(window),
                 "errors": self.total("errors", window),
                 "error_rate": self.total("error_rate", window),
-                "by_category": _breakdown(self.query("errors", start=window[0], end=window[1], interval=None,
-                                                     by="category")),
-                "by_severity": _breakdown(self.query("errors", start=window[0], end=window[1], interval=None,
-                                                     by="severity")),
+                "by_category": _breakdown(
+                    self.query("errors", start=window[0], end=window[1], interval=None, by="category")
+                ),
+                "by_severity": _breakdown(
+                    self.query("errors", start=window[0], end=window[1], interval=None, by="severity")
+                ),
                 "daily": [
                     {"day": iso(r["bucket"]), "errors": r["count"], "error_rate": e["ratio"]}
                     for r, e in zip(daily.rows, rate.rows, strict=True)
@@ -197,15 +208,23 @@ class Reader:
             }
         return _frame(out["daily"]) if as_frame else out
 
-    def latency(self, days: int | None = 7, *, start: Any = None, end: Any = None, as_frame: bool = False) -> Any:
+    def latency(
+        self, days: int | None = 7, *, start: Any = None, end: Any = None, as_frame: bool = False
+    ) -> Any:
         """Response-time percentiles overall, per stage and per model, and per day."""
         window = self.window(days, start, end)
         stats = "p50,p90,p95,p99,max,avg,count"
         with self.session():
             overall = self.query("latency_ms", start=window[0], end=window[1], interval=None, stat=stats)
-            by_stage = self.query("latency_ms", start=window[0], end=window[1], interval=None, by="stage", stat=stats)
-            by_model = self.query("latency_ms", start=window[0], end=window[1], interval=None, by="model", stat=stats)
-            daily = self.query("latency_ms", start=window[0], end=window[1], interval="day", stat="p50,p95,p99")
+            by_stage = self.query(
+                "latency_ms", start=window[0], end=window[1], interval=None, by="stage", stat=stats
+            )
+            by_model = self.query(
+                "latency_ms", start=window[0], end=window[1], interval=None, by="model", stat=stats
+            )
+            daily = self.query(
+                "latency_ms", start=window[0], end=window[1], interval="day", stat="p50,p95,p99"
+            )
             out = {
                 "period": _period(window),
                 "overall": _stats(overall),
@@ -215,7 +234,9 @@ class Reader:
             }
         return _frame(out["daily"]) if as_frame else out
 
-    def error_groups(self, days: int | None = 7, *, start: Any = None, end: Any = None) -> list[dict[str, Any]]:
+    def error_groups(
+        self, days: int | None = 7, *, start: Any = None, end: Any = None
+    ) -> list[dict[str, Any]]:
         from .errors import error_groups
 
         window = self.window(days, start, end)

@@ -170,7 +170,11 @@ def lines(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
     c, e, r, lat = summary["costs"], summary["engagement"], summary["errors"], summary["latency"]
     rows = [
         ("Cost", _money(c["total_usd"]["value"]), _delta(c["total_usd"])),
-        ("Cost per conversation", _money(c["per_conversation_usd"]["value"]), _delta(c["per_conversation_usd"])),
+        (
+            "Cost per conversation",
+            _money(c["per_conversation_usd"]["value"]),
+            _delta(c["per_conversation_usd"]),
+        ),
         ("Cost per active user", _money(c["per_active_user_usd"]["value"]), _delta(c["per_active_user_usd"])),
         ("LLM calls", _num(c["llm_calls"]["value"]), _delta(c["llm_calls"])),
         ("Active users", _num(e["active_users"]["value"]), _delta(e["active_users"])),
@@ -189,7 +193,10 @@ def lines(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
 def _footer(summary: dict[str, Any]) -> list[str]:
     c, r = summary["costs"], summary["errors"]
     f = c["forecast"]
-    out = [f"Month-end forecast ({f['month']}): {_money(f['projected_usd'])} (so far {_money(f['month_to_date_usd'])})"]
+    out = [
+        f"Month-end forecast ({f['month']}): {_money(f['projected_usd'])} (so far "
+        f"{_money(f['month_to_date_usd'])})"
+    ]
     if "budget_usd" in f:
         out[-1] += f", budget {_money(f['budget_usd'])}{' - OVER' if f['over_budget'] else ''}"
     if c["unpriced_calls"]:
@@ -205,7 +212,8 @@ def _footer(summary: dict[str, Any]) -> list[str]:
 
 def as_text(summary: dict[str, Any]) -> str:
     p = summary["period"]
-    head = f"botmeter summary: last {p['days']} days ({p['start'][:10]} to {p['end'][:16].replace('T', ' ')} UTC)"
+    until = p["end"][:16].replace("T", " ")
+    head = f"botmeter summary: last {p['days']} days ({p['start'][:10]} to {until} UTC)"
     width = max(len(label) for label, _, _ in lines(summary))
     body = [f"  {label:<{width}}  {value:>14}  {delta}" for label, value, delta in lines(summary)]
     return "\n".join([head, *body, *("  " + line for line in _footer(summary))])

@@ -31,7 +31,7 @@ class Watched:
 
 
 WATCHED: tuple[Watched, ...] = (
-    Watched("cost_usd", None, "cost", ("spike", "drop"), 0.5, "${:,.2f}"),
+    Watched("cost_usd", None, "cost", ("spike", "drop"), 0.01, "${:,.2f}"),
     Watched("error_rate", None, "error rate", ("spike",), 0.01, "{:.1%}"),
     Watched("latency_ms", "p95", "p95 latency", ("spike",), 100.0, "{:,.0f} ms"),
     Watched("active_users", None, "active users", ("spike", "drop"), 3.0, "{:,.0f}"),
@@ -41,9 +41,9 @@ MIN_BASELINE = 3
 THRESHOLD = 3.5
 
 
-def daily_series(reader: Any, metric: str, start: datetime, end: datetime, stat: str | None = None) -> list[
-    tuple[datetime, float | None]
-]:
+def daily_series(
+    reader: Any, metric: str, start: datetime, end: datetime, stat: str | None = None
+) -> list[tuple[datetime, float | None]]:
     result = reader.query(metric, start=start, end=end, interval="day", stat=stat)
     key = result.stats[0]
     return [(r["bucket"], r[key]) for r in result.rows]
@@ -139,7 +139,9 @@ def month_end_forecast(reader: Any, now: datetime, budget_usd: float | None = No
     so_far = reader.query("cost_usd", start=month_start, end=now, interval=None).total() or 0.0
     today = floor_to(now, "day")
     # The daily rate: the last 7 complete days (last month's included), else the month so far.
-    recent = reader.query("cost_usd", start=today - timedelta(days=7), end=today, interval=None).total() or 0.0
+    recent = (
+        reader.query("cost_usd", start=today - timedelta(days=7), end=today, interval=None).total() or 0.0
+    )
     elapsed_days = (now - month_start).total_seconds() / 86400
     rate = recent / 7 if recent else (so_far / elapsed_days if elapsed_days > 0 else 0.0)
     remaining_days = (month_end - now).total_seconds() / 86400

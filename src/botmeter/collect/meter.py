@@ -76,7 +76,11 @@ class Meter:
         if not self.enabled:
             self._buffer.enabled = False
             return
-        self.store = open_store(self.config.store, lock_timeout=self.config.lock_timeout)
+        self.store = open_store(
+            self.config.store,
+            lock_timeout=self.config.lock_timeout,
+            session_gap_s=round(self.config.session_gap_minutes * 60),
+        )
         spool_dir = Path(self.config.spool_dir) if self.config.spool_dir else self.store.default_spool_dir()
         self.spool = Spool(spool_dir, int(self.config.max_spool_mb * 1024 * 1024))
         hasher = UserHasher(self._hash_key()) if self.config.hash_users else None
@@ -284,6 +288,39 @@ class Meter:
     def timer(self, stage: str, **fields: Any) -> Timer:
         """Times a block or a function as a ``timing`` event: ``with meter.timer("llm"): ...``."""
         return Timer(self, stage, fields)
+
+    # -- reading back ---------------------------------------------------------------------------
+
+    def reader(self) -> Any:
+        """A ``Reader`` over this meter's store, after flushing what the meter holds."""
+        from ..analyse.reader import Reader
+
+        if self.store is None:
+            from ..exceptions import ConfigError
+
+            raise ConfigError("this meter is disabled (BOTMETER_ENABLED=false): there is no store to read")
+        self.flush()
+        return Reader(self.store, session_gap_minutes=self.config.session_gap_minutes)
+
+    def query(self, metric: str, **kw: Any) -> Any:
+        """One metric over a window: ``meter.query("cost_usd", days=7, by="model")`` (``Reader.query``)."""
+        return self.reader().query(metric, **kw)
+
+    def costs(self, days: int | None = 7, **kw: Any) -> Any:
+        """Cost totals for the last ``days`` days (or ``start``/``end``); see ``Reader.costs``."""
+        return self.reader().costs(days, **kw)
+
+    def engagement(self, days: int | None = 7, **kw: Any) -> Any:
+        """Users, conversations and messages for the period; see ``Reader.engagement``."""
+        return self.reader().engagement(days, **kw)
+
+    def errors(self, days: int | None = 7, **kw: Any) -> Any:
+        """Errors, error rate and error groups for the period; see ``Reader.errors``."""
+        return self.reader().errors(days, **kw)
+
+    def latency(self, days: int | None = 7, **kw: Any) -> Any:
+        """Response-time percentiles for the period; see ``Reader.latency``."""
+        return self.reader().latency(days, **kw)
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -161,6 +161,325 @@ def reprice(
     )
 
 
+# -- analysis ----------------------------------------------------------------------------------
+
+
+def _reader(config: Config, session_gap: float | None = None) -> Any:
+    from ..analyse import Reader
+
+    store = open_store(config.store, lock_timeout=max(config.lock_timeout, 30.0))
+    path = getattr(store, "path", None)
+    if path is not None and not Path(path).exists():
+        raise click.ClickException(f"no store at {path}: track some events or run `botmeter demo` first")
+    gap = config.session_gap_minutes if session_gap is None else session_gap
+    return Reader(store, session_gap_minutes=gap)
+
+
+def _fail(exc: BotmeterError) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+def _json(data: Any) -> str:
+    from ..analyse.query import iso
+
+    def default(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return iso(value)
+        return str(value)
+
+    return json.dumps(data, indent=2, default=default)
+
+
+def _window_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--end", default=None, help="Window end (ISO, UTC; default: now).")(fn)
+    fn = click.option("--start", default=None, help="Window start (ISO, UTC), instead of --days.")(fn)
+    return click.option(
+        "--days", default=None, type=int, help="Today and the days before it, UTC [default: 7]."
+    )(fn)
+
+
+def _gap_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--session-gap",
+        type=float,
+        default=None,
+        help="Minutes of silence that end a conversation without an id (or BOTMETER_SESSION_GAP; 30).",
+    )(fn)
+
+
+@main.command()
+@click.argument("metric")
+@_window_options
+@click.option(
+    "--interval",
+    default="day",
+    show_default=True,
+    type=click.Choice(["hour", "day", "week", "month", "none"]),
+    help="Bucket size (calendar-aligned, UTC).",
+)
+@click.option("--by", default="", help="Dimensions to break down by, comma-separated (e.g. model,provider).")
+@click.option(
+    "--filter", "filters", multiple=True, help="dimension=value (repeatable; value1|value2 for several)."
+)
+@click.option("--stat", default=None, help="Statistic(s), comma-separated, e.g. p95 or p50,p95,p99.")
+@click.option(
+    "--periods", default=8, show_default=True, type=int, help="retention: days or weeks after first seen."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True
+)
+@_gap_option
+@store_option
+def query(
+    metric: str,
+    days: int | None,
+    start: str | None,
+    end: str | None,
+    interval: str,
+    by: str,
+    filters: tuple[str, ...],
+    stat: str | None,
+    periods: int,
+    fmt: str,
+    session_gap: float | None,
+    store: str | None,
+) -> None:
+    """One metric over time: botmeter query cost_usd --days 7 --by model. `botmeter metrics` lists them."""
+    config = _config(store=store)
+    parsed: dict[str, list[str]] = {}
+    for item in filters:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{item!r} is not dimension=value", param_hint="--filter")
+        parsed.setdefault(name.strip(), []).extend(value.split("|"))
+    try:
+        result = _reader(config, session_gap).query(
+            metric,
+            days=days,
+            start=start,
+            end=end,
+            interval=interval,
+            by=by,
+            filters=parsed,
+            stat=stat,
+            periods=periods,
+        )
+    except BotmeterError as exc:
+        raise _fail(exc) from exc
+    rows = result.json_rows()
+    if fmt == "json":
+        click.echo(_json(rows))
+        return
+    columns = list(rows[0]) if rows else ["bucket", *result.query.by, *result.value_keys()]
+    if fmt == "csv":
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    metric_def = result.metric
+    table = Table(
+        title=f"{metric} ({metric_def.unit}) {result.query.start:%Y-%m-%d %H:%M} to "
+        f"{result.query.end:%Y-%m-%d %H:%M} UTC",
+        caption="; ".join(result.notes) or None,
+    )
+    for column in columns:
+        table.add_column(column, justify="right" if column in result.value_keys() else "left")
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.6g}" if abs(value) < 1000 else f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+@main.command()
+def metrics() -> None:
+    """The metric catalogue: names, units, dimensions and statistics."""
+    from ..analyse.catalogue import CATALOGUE
+
+    table = Table(title="botmeter metrics")
+    for column in ("metric", "unit", "statistics", "dimensions", "description"):
+        table.add_column(column)
+    for m in CATALOGUE.values():
+        table.add_row(m.name, m.unit, ",".join(m.stats), ",".join(m.dimensions) or "-", m.description)
+    console.print(table)
+
+
+@main.command()
+@click.option(
+    "--days", default=7, show_default=True, type=click.IntRange(1, 3650), help="Days in the period."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True
+)
+@click.option("--rules", default=None, envvar="BOTMETER_ALERTS", help="Alert rules (TOML) to include.")
+@_gap_option
+@store_option
+def summary(days: int, fmt: str, rules: str | None, session_gap: float | None, store: str | None) -> None:
+    """The period's cost, engagement, errors and latency against the previous period."""
+    from ..analyse import alerts as alerting
+    from ..analyse.summary import as_markdown, as_text, summarise
+
+    config = _config(store=store)
+    try:
+        reader = _reader(config, session_gap)
+        loaded = alerting.Rules.load(rules) if rules else None
+        fired = alerting.check(reader, loaded) if loaded else []
+        result = summarise(
+            reader, days, monthly_budget_usd=loaded.monthly_budget_usd if loaded else None, alerts=fired
+        )
+    except BotmeterError as exc:
+        raise _fail(exc) from exc
+    if fmt == "json":
+        click.echo(_json(result))
+    elif fmt == "markdown":
+        click.echo(as_markdown(result))
+    else:
+        click.echo(as_text(result))
+
+
+@main.group()
+def alerts() -> None:
+    """Alert rules: budgets, error rate, latency, new and regressed error groups."""
+
+
+@alerts.command("check")
+@click.option("--rules", default=None, envvar="BOTMETER_ALERTS", help="Alert rules file (TOML).")
+@click.option("--webhook", default=None, help="Also POST the alerts as JSON to this URL.")
+@click.option("--slack-webhook", default=None, help="Also send them to this Slack incoming webhook.")
+@click.option("--state", default=None, help="Where sent alerts are remembered (default: beside the store).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@store_option
+def alerts_check(
+    rules: str | None,
+    webhook: str | None,
+    slack_webhook: str | None,
+    state: str | None,
+    fmt: str,
+    store: str | None,
+) -> None:
+    """Check the rules now; exit status 1 when any alert fires (for cron and CI)."""
+    from ..analyse import alerts as alerting
+
+    config = _config(store=store)
+    if not rules:
+        raise click.UsageError("no alert rules: pass --rules FILE or set BOTMETER_ALERTS")
+    try:
+        loaded = alerting.Rules.load(rules)
+        reader = _reader(config)
+        fired = alerting.check(reader, loaded)
+    except BotmeterError as exc:
+        raise _fail(exc) from exc
+    targets = dict(loaded.deliver)
+    if webhook:
+        targets["webhook"] = webhook
+    if slack_webhook:
+        targets["slack_webhook"] = slack_webhook
+    from dataclasses import replace
+
+    loaded = replace(loaded, deliver=targets)
+    path = getattr(reader.store, "path", None)
+    state_path = Path(state) if state else (Path(f"{path}.alerts.json") if path else None)
+    outcome = alerting.deliver(fired, loaded, state_path)
+    if fmt == "json":
+        click.echo(
+            _json(
+                {
+                    "alerts": fired,
+                    **{k: v for k, v in outcome.items() if k != "sent"},
+                    "sent": [a["id"] for a in outcome["sent"]],
+                }
+            )
+        )
+    else:
+        if not fired:
+            click.echo("no alerts")
+        for a in fired:
+            repeat = "" if a in outcome["sent"] else " (already sent recently; not sent again)"
+            if targets.get("stdout", True) or repeat:
+                click.echo(f"ALERT {a['rule']}: {a['message']}{repeat}")
+    for failure in outcome["failures"]:
+        click.echo(f"warning: {failure}", err=True)
+    sys.exit(1 if fired else 0)
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--top", default=5, show_default=True, type=click.IntRange(1, 100), help="Top values per dimension."
+)
+@store_option
+def explore(fmt: str, top: int, store: str | None) -> None:
+    """What is in the store: kinds, span, events per day, fields, dimensions, unpriced models, size."""
+    config = _config(store=store)
+    try:
+        info = _reader(config).engine.explore() if top == 5 else _explore_top(config, top)
+    except BotmeterError as exc:
+        raise _fail(exc) from exc
+    if fmt == "json":
+        click.echo(_json(info))
+        return
+    console.print(f"[bold]{info['events']:,} events[/] from {info['first_event']} to {info['last_event']}")
+    if "storage_bytes" in info:
+        per = info["bytes_per_event"]
+        console.print(
+            f"storage: {info['storage_bytes'] / 1e6:,.1f} MB"
+            + (f" ({per:,.0f} bytes per event)" if per else "")
+        )
+    kinds = Table(title="events by kind")
+    kinds.add_column("kind")
+    kinds.add_column("events", justify="right")
+    for kind, n in info["kinds"].items():
+        kinds.add_row(kind, f"{n:,}")
+    console.print(kinds)
+    fields_table = Table(title="fields")
+    for column in ("field", "type", "filled", "fill rate"):
+        fields_table.add_column(column, justify="right" if column in ("filled", "fill rate") else "left")
+    for name, f in info["fields"].items():
+        fields_table.add_row(name, f["type"], f"{f['filled']:,}", f"{f['fill_rate']:.1%}")
+    console.print(fields_table)
+    dims = Table(title="dimensions")
+    for column in ("dimension", "distinct", "top values"):
+        dims.add_column(column)
+    for name, d in info["dimensions"].items():
+        dims.add_row(
+            name, f"{d['cardinality']:,}", ", ".join(f"{t['value']} ({t['events']:,})" for t in d["top"])
+        )
+    for name, d in info["identifiers"].items():
+        dims.add_row(name, f"{d['cardinality']:,}", "(ids: values not listed)")
+    console.print(dims)
+    if info["unpriced_models"]:
+        console.print(
+            "models without a price: "
+            + ", ".join(
+                f"{u['provider']}/{u['model']} ({u['calls']:,} calls)" for u in info["unpriced_models"]
+            )
+        )
+    days = info["events_per_day"]
+    if days:
+        console.print(
+            f"events per day: {len(days)} days, from {min(d['events'] for d in days):,} "
+            f"to {max(d['events'] for d in days):,}"
+        )
+
+
+def _explore_top(config: Config, top: int) -> dict[str, Any]:
+    from ..analyse.duckdb_sql import explore_sql
+
+    reader = _reader(config)
+    with reader.engine.session():
+        return explore_sql(reader.engine, top)
+
+
 def run() -> None:  # pragma: no cover - console entry
     try:
         main()

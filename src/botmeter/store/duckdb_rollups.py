@@ -50,7 +50,8 @@ DDL = [
     "cached_tokens BIGINT, cache_write_tokens BIGINT, reasoning_tokens BIGINT, units DOUBLE, "
     "latency_n BIGINT, latency_sum DOUBLE, latency_max DOUBLE, "
     f"PRIMARY KEY (hour, {', '.join(HOURLY_KEYS)}))",
-    "CREATE TABLE IF NOT EXISTS rollup_users (day DATE NOT NULL, bot VARCHAR NOT NULL, user_id VARCHAR NOT NULL, "
+    "CREATE TABLE IF NOT EXISTS rollup_users (day DATE NOT NULL, bot VARCHAR NOT NULL, user_id "
+    "VARCHAR NOT NULL, "
     "inbound BIGINT, first_in TIMESTAMP, last_in TIMESTAMP, events BIGINT, cost_usd DOUBLE, "
     "PRIMARY KEY (day, bot, user_id))",
     "CREATE TABLE IF NOT EXISTS rollup_conversations (conversation VARCHAR NOT NULL, bot VARCHAR NOT NULL, "
@@ -68,9 +69,11 @@ _HOURLY_SELECT = (
     + ", ".join(f"coalesce({key}, '') AS {key}" for key in HOURLY_KEYS)
     + ", count(*) AS events, count(cost_usd) AS priced, coalesce(sum(cost_usd), 0) AS cost_usd, "
     "coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens, "
-    "coalesce(sum(cached_tokens), 0) AS cached_tokens, coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens, "
+    "coalesce(sum(cached_tokens), 0) AS cached_tokens, coalesce(sum(cache_write_tokens), 0) AS "
+    "cache_write_tokens, "
     "coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens, coalesce(sum(units), 0) AS units, "
-    "count(latency_ms) AS latency_n, coalesce(sum(latency_ms), 0) AS latency_sum, max(latency_ms) AS latency_max "
+    "count(latency_ms) AS latency_n, coalesce(sum(latency_ms), 0) AS latency_sum, max(latency_ms) "
+    "AS latency_max "
     "FROM {src} {where} GROUP BY ALL"
 )
 _HOURLY_MERGE = (
@@ -235,7 +238,9 @@ def rebuild(con: Any, gap_s: int) -> None:
     con.execute(f"INSERT INTO rollup_hourly {_HOURLY_SELECT.format(src='events', where='')}")
     con.execute(f"INSERT INTO rollup_users {_USERS_SELECT.format(src='events', and_where='')}")
     con.execute(f"INSERT INTO rollup_days {_DAYS_SELECT.format(src='events', where='')}")
-    con.execute(f"INSERT INTO rollup_conversations {_CONVERSATIONS_SELECT.format(src='events', and_where='')}")
+    con.execute(
+        f"INSERT INTO rollup_conversations {_CONVERSATIONS_SELECT.format(src='events', and_where='')}"
+    )
     gap = f"INTERVAL {int(gap_s)} SECOND"
     # All sessions at once: the same rule as the incremental merge, over every message point.
     con.execute(
@@ -276,20 +281,23 @@ def rebuild_costs(con: Any, lo: Any, hi: Any) -> None:
     con.execute(
         "INSERT INTO rollup_hourly "
         + _HOURLY_SELECT.format(
-            src="events", where="WHERE ts >= date_trunc('hour', $lo::TIMESTAMP) "
-            "AND ts < date_trunc('hour', $hi::TIMESTAMP) + INTERVAL 1 HOUR"
+            src="events",
+            where="WHERE ts >= date_trunc('hour', $lo::TIMESTAMP) "
+            "AND ts < date_trunc('hour', $hi::TIMESTAMP) + INTERVAL 1 HOUR",
         ),
         {"lo": lo, "hi": hi},
     )
     con.execute(
-        "DELETE FROM rollup_users WHERE day BETWEEN CAST($lo::TIMESTAMP AS DATE) AND CAST($hi::TIMESTAMP AS DATE)",
+        "DELETE FROM rollup_users WHERE day BETWEEN CAST($lo::TIMESTAMP AS DATE) AND "
+        "CAST($hi::TIMESTAMP AS DATE)",
         {"lo": lo, "hi": hi},
     )
     con.execute(
         "INSERT INTO rollup_users "
         + _USERS_SELECT.format(
-            src="events", and_where="AND ts >= CAST(CAST($lo::TIMESTAMP AS DATE) AS TIMESTAMP) "
-            "AND ts < CAST(CAST($hi::TIMESTAMP AS DATE) AS TIMESTAMP) + INTERVAL 1 DAY"
+            src="events",
+            and_where="AND ts >= CAST(CAST($lo::TIMESTAMP AS DATE) AS TIMESTAMP) "
+            "AND ts < CAST(CAST($hi::TIMESTAMP AS DATE) AS TIMESTAMP) + INTERVAL 1 DAY",
         ),
         {"lo": lo, "hi": hi},
     )

@@ -1,0 +1,268 @@
+"""Alerts: rules in a TOML file, checked on demand (``botmeter alerts check``, from cron or CI),
+delivered to stdout, a webhook or a Slack incoming webhook, and not repeated within
+``repeat_minutes``.
+
+A rules file (every key optional; a rule without its key is off)::
+
+    daily_budget_usd = 20.0        # today's cost so far reached it
+    monthly_budget_usd = 400.0     # this month's cost so far reached it
+    forecast_over_budget = true    # the month-end forecast exceeds monthly_budget_usd
+    error_rate_max = 0.05          # errors / inbound messages over the last window_hours
+    error_rate_spike = true        # the last complete day's error rate is an anomaly
+    p95_latency_ms = 5000          # p95 over the last window_hours (latency_stage: one stage)
+    latency_stage = "reply"
+    new_error_group = true         # an error fingerprint first seen in the last window_hours
+    regression = true              # an error group back after a quiet week
+    window_hours = 24
+    min_messages = 20              # inbound messages needed before error_rate_max applies
+    repeat_minutes = 360
+
+    [deliver]
+    stdout = true
+    webhook = "https://example.com/hooks/botmeter"
+    slack_webhook = "https://hooks.slack.com/services/..."
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import ConfigError
+from .query import floor_to, iso
+from .trends import WATCHED, anomalies, month_end_forecast
+
+
+@dataclass(frozen=True)
+class Rules:
+    daily_budget_usd: float | None = None
+    monthly_budget_usd: float | None = None
+    forecast_over_budget: bool = False
+    error_rate_max: float | None = None
+    error_rate_spike: bool = False
+    p95_latency_ms: float | None = None
+    latency_stage: str | None = None
+    new_error_group: bool = False
+    regression: bool = False
+    window_hours: float = 24.0
+    min_messages: int = 20
+    repeat_minutes: float = 360.0
+    deliver: dict[str, Any] = field(default_factory=lambda: {"stdout": True})
+
+    @classmethod
+    def load(cls, path: str | Path) -> Rules:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"alert rules {path}: cannot read: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"alert rules {path}: not valid TOML: {exc}") from exc
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "alert rules") -> Rules:
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"{source}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(known))}")
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            kind = known[name].type
+            if "bool" in str(kind) and not isinstance(value, bool):
+                raise ConfigError(f"{source}: {name} must be true or false, got {value!r}")
+            if ("float" in str(kind) or "int" in str(kind)) and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            ):
+                raise ConfigError(f"{source}: {name} must be a number >= 0, got {value!r}")
+            if name == "latency_stage" and not isinstance(value, str):
+                raise ConfigError(f"{source}: latency_stage must be a stage name, got {value!r}")
+            if name == "deliver":
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{source}: [deliver] must be a table, got {value!r}")
+                bad = sorted(set(value) - {"stdout", "webhook", "slack_webhook"})
+                if bad:
+                    raise ConfigError(
+                        f"{source}: [deliver] unknown key {bad[0]!r}; valid: slack_webhook, stdout, webhook"
+                    )
+            values[name] = value
+        return cls(**values)
+
+
+def check(reader: Any, rules: Rules, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The alerts that fire now, each with an ``id`` (rule and subject) and a one-line message."""
+    now = (now or reader.now or datetime.now(UTC)).astimezone(UTC)
+    recent = (now - timedelta(hours=rules.window_hours), now)
+    fired: list[dict[str, Any]] = []
+
+    def fire(rule: str, message: str, subject: str = "", **extra: Any) -> None:
+        fired.append(
+            {"id": f"{rule}:{subject}" if subject else rule, "rule": rule, "message": message, **extra}
+        )
+
+    with reader.session():
+        if rules.daily_budget_usd is not None:
+            today = (
+                reader.query("cost_usd", start=floor_to(now, "day"), end=now, interval=None).total() or 0.0
+            )
+            if today >= rules.daily_budget_usd:
+                fire(
+                    "daily_budget",
+                    f"today's cost ${today:,.2f} reached the daily budget ${rules.daily_budget_usd:,.2f}",
+                    f"{now:%Y-%m-%d}",
+                    value=today,
+                    threshold=rules.daily_budget_usd,
+                )
+        if rules.monthly_budget_usd is not None:
+            forecast = month_end_forecast(reader, now, rules.monthly_budget_usd)
+            so_far = forecast["month_to_date_usd"]
+            if so_far >= rules.monthly_budget_usd:
+                fire(
+                    "monthly_budget",
+                    f"this month's cost ${so_far:,.2f} reached the monthly budget "
+                    f"${rules.monthly_budget_usd:,.2f}",
+                    forecast["month"],
+                    value=so_far,
+                    threshold=rules.monthly_budget_usd,
+                )
+            elif rules.forecast_over_budget and forecast["over_budget"]:
+                fire(
+                    "forecast_over_budget",
+                    f"month-end cost forecast ${forecast['projected_usd']:,.2f} is over "
+                    f"the monthly budget ${rules.monthly_budget_usd:,.2f} (so far ${so_far:,.2f})",
+                    forecast["month"],
+                    value=forecast["projected_usd"],
+                    threshold=rules.monthly_budget_usd,
+                )
+        if rules.error_rate_max is not None:
+            errors = reader.query("errors", start=recent[0], end=recent[1], interval=None).total() or 0
+            inbound = (
+                reader.query("inbound_messages", start=recent[0], end=recent[1], interval=None).total() or 0
+            )
+            if inbound >= rules.min_messages and errors / inbound > rules.error_rate_max:
+                fire(
+                    "error_rate",
+                    f"error rate {errors / inbound:.1%} over the last {rules.window_hours:g} h "
+                    f"({errors:,} errors / {inbound:,} messages) is above {rules.error_rate_max:.1%}",
+                    value=errors / inbound,
+                    threshold=rules.error_rate_max,
+                )
+        if rules.error_rate_spike:
+            yesterday = floor_to(now, "day") - timedelta(days=1)
+            watched = [w for w in WATCHED if w.metric == "error_rate"]
+            for a in anomalies(reader, yesterday, floor_to(now, "day"), watched=watched):
+                fire("error_rate_spike", a["explanation"], a["day"][:10], value=a["value"])
+        if rules.p95_latency_ms is not None:
+            filters = {"stage": rules.latency_stage} if rules.latency_stage else None
+            p95 = reader.query(
+                "latency_ms", start=recent[0], end=recent[1], interval=None, stat="p95", filters=filters
+            ).total()
+            if p95 is not None and p95 > rules.p95_latency_ms:
+                stage = f" ({rules.latency_stage})" if rules.latency_stage else ""
+                fire(
+                    "p95_latency",
+                    f"p95 latency{stage} {p95:,.0f} ms over the last {rules.window_hours:g} h "
+                    f"is above the target {rules.p95_latency_ms:,.0f} ms",
+                    value=p95,
+                    threshold=rules.p95_latency_ms,
+                )
+        if rules.new_error_group or rules.regression:
+            for g in reader.error_groups(start=recent[0], end=recent[1]):
+                kind = f"{g['error_type'] or 'error'} ({g['category'] or 'uncategorised'})"
+                what = f"{kind}: {g['message'] or ''}".strip()
+                if rules.new_error_group and g["status"] == "new":
+                    fire(
+                        "new_error_group",
+                        f"new error group {g['fingerprint']}: {what}; {g['count']} times, {g['users']} users",
+                        g["fingerprint"],
+                        value=g["count"],
+                    )
+                if rules.regression and g["status"] == "regressed":
+                    fire(
+                        "regression",
+                        f"error group {g['fingerprint']} is back after a quiet week: {what}; "
+                        f"{g['count']} times",
+                        g["fingerprint"],
+                        value=g["count"],
+                    )
+    for a in fired:
+        a["at"] = iso(now)
+    return fired
+
+
+def deliver(
+    alerts: list[dict[str, Any]], rules: Rules, state_path: Path | None, now: datetime | None = None
+) -> dict[str, Any]:
+    """Sends alerts not sent within ``repeat_minutes``; returns what was sent, held back and failed."""
+    now_s = (now or datetime.now(UTC)).timestamp()
+    state: dict[str, float] = {}
+    if state_path is not None and state_path.exists():
+        try:
+            state = json.loads(state_path.read_text())
+        except (OSError, ValueError):
+            state = {}  # a damaged state file only means an alert may repeat once
+    due = [a for a in alerts if now_s - state.get(a["id"], float("-inf")) >= rules.repeat_minutes * 60]
+    held = [a for a in alerts if a not in due]
+    failures: list[str] = []
+    if due:
+        targets = rules.deliver
+        if targets.get("webhook"):
+            failures += _post(targets["webhook"], {"source": "botmeter", "alerts": due})
+        if targets.get("slack_webhook"):
+            failures += _post(targets["slack_webhook"], slack_payload(due))
+        for a in due:
+            state[a["id"]] = now_s
+        if state_path is not None:
+            try:
+                state_path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = state_path.with_name(state_path.name + ".tmp")
+                tmp.write_text(json.dumps(state))
+                tmp.replace(state_path)
+            except OSError as exc:
+                failures.append(f"cannot keep alert state at {state_path}: {exc}")
+    return {"sent": due, "held_back": held, "failures": failures}
+
+
+def slack_payload(alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    """An incoming-webhook message: a plain-text fallback and one mrkdwn section per alert."""
+    text = f"botmeter: {len(alerts)} alert{'s' if len(alerts) != 1 else ''}"
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": text}}]
+    for a in alerts[:48]:  # Slack allows 50 blocks per message
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"*{a['rule']}*: {_slack_escape(a['message'])}"},
+            }
+        )
+    return {"text": text + ": " + "; ".join(a["message"] for a in alerts)[:2900], "blocks": blocks}
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _post(url: str, payload: dict[str, Any]) -> list[str]:
+    body = json.dumps(payload, default=str).encode()
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    for attempt in range(3):
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                if 200 <= response.status < 300:
+                    return []
+                problem = f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            problem = f"HTTP {exc.code}"
+            if exc.code < 500 and exc.code != 429:
+                break
+        except (urllib.error.URLError, OSError) as exc:
+            problem = str(getattr(exc, "reason", exc))
+        time.sleep(0.2 * (attempt + 1))
+    return [f"delivery to {url} failed: {problem}"]

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..store.duckdb_rollups import HOURLY_KEYS
+from ..store.duckdb_rollups import HOURLY_KEYS, LATENCY_DIMS, LATENCY_KINDS, LATENCY_QUANTILES
 from .catalogue import DIMENSIONS, PERCENTILES, Metric
 from .query import Query, Result, fill_buckets
 
@@ -173,6 +173,19 @@ class DuckDBEngine:
             hi = end_floor
         return lo, max(lo, hi), edges
 
+    @staticmethod
+    def _split_days_additive(
+        start: datetime, end: datetime
+    ) -> tuple[datetime, datetime, list[tuple[datetime, datetime]]]:
+        """Whole days inside [start, end) and the partial edges: for sums, which simply add."""
+        day = timedelta(days=1)
+        lo = start.replace(hour=0, minute=0, second=0, microsecond=0)
+        lo = lo if lo == start else lo + day
+        hi = end.replace(hour=0, minute=0, second=0, microsecond=0)
+        if lo >= hi:
+            return lo, lo, [(start, end)]
+        return lo, hi, [(start, lo), (hi, end)]
+
     def _day_within(self, day: datetime, start: datetime, end: datetime) -> bool:
         rows = self.sql(
             "SELECT count(*) FROM rollup_days WHERE day = CAST($d AS DATE) AND (first_ts < $s OR "
@@ -198,7 +211,32 @@ class DuckDBEngine:
         hs, he = _ceil_hour(q.start), q.end.replace(minute=0, second=0, microsecond=0)
         parts = []
         source = "events"
-        if (
+        names = set(q.by) | {d for d, _ in q.filters}
+        per_user = (
+            self.use_rollups
+            and metric.column == "cost_usd"
+            and not metric.kinds
+            and not metric.where
+            and "user" in q.by
+            and names <= {"user", "bot"}
+            and q.interval != "hour"
+        )
+        if per_user:
+            # Cost per user: whole days from the per-user-day rollup, partial days from the events.
+            lo, hi, edges = self._split_days_additive(q.start, q.end)
+            conds = [c for c in self._conditions(q, metric, p) if c.startswith("bot ")]
+            conds.append(
+                f"day >= CAST({p.add(_naive(lo))} AS DATE) AND day < CAST({p.add(_naive(hi))} AS DATE)"
+            )
+            dims = "".join(
+                f", nullif({DIMENSIONS[d]}, '') AS {d}" if d == "bot" else f", user_id AS {d}" for d in q.by
+            )
+            parts.append(
+                f"SELECT {self._bucket(q, 'day', p)} AS bucket{dims}, sum(cost_usd) AS v "
+                f"FROM rollup_users WHERE {' AND '.join(conds)} GROUP BY ALL"
+            )
+            source = "rollups"
+        elif (
             self.use_rollups
             and self._in_hourly(q, metric)
             and hs < he
@@ -223,6 +261,8 @@ class DuckDBEngine:
             if lo >= hi:
                 continue
             conds = self._conditions(q, metric, p)
+            if per_user:
+                conds.append("user_id IS NOT NULL")
             conds.append(f"ts >= {p.add(_naive(lo))} AND ts < {p.add(_naive(hi))}")
             parts.append(
                 f"SELECT {self._bucket(q, 'ts', p)} AS bucket{self._dims(q, False)}, {raw_measure} AS v "
@@ -230,6 +270,9 @@ class DuckDBEngine:
             )
         dims = "".join(f", {d}" for d in q.by)
         sql = f"SELECT bucket{dims}, sum(v) AS {stat} FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL"
+        if q.limit and q.interval is None:
+            # The top groups only: a breakdown by user or conversation can have millions.
+            sql += f" ORDER BY {stat} DESC NULLS LAST{dims} LIMIT {int(q.limit)}"
         rows = self._dicts(sql, p)
         for row in rows:
             value = row[stat]
@@ -273,24 +316,13 @@ class DuckDBEngine:
             rows = self._dicts(sql, p)
             source = "rollups"
         else:
-            conds = self._conditions(q, metric, p)
-            conds.append(f"{col} IS NOT NULL")
-            conds.append(f"ts >= {p.add(_naive(q.start))} AND ts < {p.add(_naive(q.end))}")
-            wanted = [s for s in q.stats if s in PERCENTILES]
-            quantiles = ""
-            if wanted:
-                quantiles = f", quantile_cont({col}, [{', '.join(str(PERCENTILES[s]) for s in wanted)}]) AS q"
-            sql = (
-                f"SELECT {self._bucket(q, 'ts', p)} AS bucket{self._dims(q, False)}, count({col}) AS count, "
-                f"avg({col}) AS avg, max({col}) AS max{quantiles} FROM events WHERE "
-                f"{' AND '.join(conds)} GROUP BY ALL"
-            )
-            rows = self._dicts(sql, p)
-            for row in rows:
-                values = row.pop("q", None) or []
-                for s, v in zip(wanted, values, strict=False):
-                    row[s] = v
-            source = "events"
+            rows, source = [], "events"
+            ranges = [(q.start, q.end)]
+            cached = self._latency_days(q, metric) if self.use_rollups else None
+            if cached is not None:
+                rows, ranges = cached
+                source = "rollups"
+            rows += self._distribution_events(q, metric, ranges) if ranges else []
         for row in rows:
             row["count"] = int(row.get("count") or 0)
             for s in q.stats:
@@ -300,6 +332,93 @@ class DuckDBEngine:
                 if extra not in q.stats:
                     row.pop(extra, None)
         return rows, source
+
+    def _latency_days(
+        self, q: Query, metric: Metric
+    ) -> tuple[list[dict[str, Any]], list[tuple[datetime, datetime]]] | None:
+        """Daily latency figures from the per-day percentiles of complete days, and the time ranges
+        of the window they do not cover (partial days, today, days with late events)."""
+        dim = q.by[0] if q.by else ""
+        bots = [v for d, values in q.filters for v in values if d == "bot"]
+        if (
+            q.interval != "day"
+            or metric.column != "latency_ms"
+            or set(metric.kinds) != set(LATENCY_KINDS)
+            or metric.where
+            or len(q.by) > 1
+            or dim not in LATENCY_DIMS
+            or any(d != "bot" for d, _ in q.filters)
+            or len(bots) > 1
+            or (not bots and not self._one_bot())
+        ):
+            return None
+        day = timedelta(days=1)
+        lo = q.start.replace(hour=0, minute=0, second=0, microsecond=0)
+        lo = lo if lo == q.start else lo + day
+        hi = q.end.replace(hour=0, minute=0, second=0, microsecond=0)
+        if lo >= hi:
+            return None
+        p = Params()
+        bot_cond = f" AND c.bot = {p.add(bots[0])}" if bots else ""
+        # A day's percentiles are current when they cover as many events as the hourly rollup.
+        fresh_sql = (
+            "SELECT c.day FROM rollup_latency_days AS c JOIN (SELECT CAST(hour AS DATE) AS d, bot, "
+            "sum(latency_n) AS n FROM rollup_hourly WHERE kind IN ('timing', 'llm_call') "
+            f"AND hour >= {p.add(_naive(lo))} AND hour < {p.add(_naive(hi))} GROUP BY ALL) AS h "
+            f"ON h.d = c.day AND h.bot = c.bot WHERE c.dim = '' AND c.n = h.n{bot_cond}"
+        )
+        fresh = sorted(_aware(datetime(d.year, d.month, d.day)) for (d,) in self.sql(fresh_sql, p.values))
+        if not fresh:
+            return None
+        p = Params()
+        picks = ", ".join(
+            f"q[{LATENCY_QUANTILES.index(PERCENTILES[s]) + 1}] AS {s}" for s in q.stats if s in PERCENTILES
+        )
+        value = f", nullif(value, '') AS {dim}" if dim else ""
+        rows = self._dicts(
+            f"SELECT CAST(day AS TIMESTAMP) AS bucket{value}, n AS count, latency_sum / n AS avg, "
+            f"latency_max AS max{', ' + picks if picks else ''} FROM rollup_latency_days "
+            f"WHERE dim = {p.add(dim)} AND day IN (SELECT unnest({p.add([f.date() for f in fresh])}::DATE[]))"
+            + (f" AND bot = {p.add(bots[0])}" if bots else ""),
+            p,
+        )
+        ranges: list[tuple[datetime, datetime]] = []
+        cursor = q.start
+        for d in fresh:
+            if cursor < d:
+                ranges.append((cursor, d))
+            cursor = max(cursor, d + day)
+        if cursor < q.end:
+            ranges.append((cursor, q.end))
+        return rows, ranges
+
+    def _distribution_events(
+        self, q: Query, metric: Metric, ranges: list[tuple[datetime, datetime]]
+    ) -> list[dict[str, Any]]:
+        col = metric.column
+        p = Params()
+        conds = self._conditions(q, metric, p)
+        conds.append(f"{col} IS NOT NULL")
+        conds.append(
+            "("
+            + " OR ".join(f"(ts >= {p.add(_naive(a))} AND ts < {p.add(_naive(b))})" for a, b in ranges)
+            + ")"
+        )
+        wanted = [s for s in q.stats if s in PERCENTILES]
+        quantiles = ""
+        if wanted:
+            quantiles = f", quantile_cont({col}, [{', '.join(str(PERCENTILES[s]) for s in wanted)}]) AS q"
+        sql = (
+            f"SELECT {self._bucket(q, 'ts', p)} AS bucket{self._dims(q, False)}, count({col}) AS count, "
+            f"avg({col}) AS avg, max({col}) AS max{quantiles} FROM events WHERE "
+            f"{' AND '.join(conds)} GROUP BY ALL"
+        )
+        rows = self._dicts(sql, p)
+        for row in rows:
+            values = row.pop("q", None) or []
+            for s, v in zip(wanted, values, strict=False):
+                row[s] = v
+        return rows
 
     # -- users ------------------------------------------------------------------------------------
 

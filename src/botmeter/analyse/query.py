@@ -96,6 +96,7 @@ class Query:
     stats: tuple[str, ...] = ()
     session_gap_s: int = int(DEFAULT_SESSION_GAP_MINUTES * 60)
     periods: int = 8  # retention: how many days or weeks after first seen
+    limit: int | None = None  # without interval: only the largest groups
 
     @property
     def definition(self) -> Metric:
@@ -124,6 +125,7 @@ class Query:
             (definition.stats[0],),
             self.session_gap_s,
             self.periods,
+            self.limit,
         )
 
 
@@ -139,6 +141,7 @@ def make_query(
     stat: str | Sequence[str] | None = None,
     session_gap_minutes: float = DEFAULT_SESSION_GAP_MINUTES,
     periods: int = 8,
+    limit: int | None = None,
     now: datetime | None = None,
 ) -> Query:
     """Builds and checks a query; every problem is a ``QueryError`` naming the field and value."""
@@ -199,6 +202,12 @@ def make_query(
         raise QueryError(f"session_gap_minutes: expected a number > 0, got {session_gap_minutes!r}")
     if isinstance(periods, bool) or not isinstance(periods, int) or not 1 <= periods <= 366:
         raise QueryError(f"periods: expected a whole number from 1 to 366, got {periods!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise QueryError(f"limit: expected a whole number >= 1, got {limit!r}")
+    if limit is not None and (interval is not None or not dims):
+        raise QueryError(
+            "limit: keeps the largest groups of a breakdown; use it with --by and --interval none"
+        )
     if definition.aggregation == "retention" and interval not in ("day", "week"):
         raise QueryError(f"interval: retention cohorts are by day or week, got {interval or 'none'!r}")
     return Query(
@@ -211,6 +220,7 @@ def make_query(
         stats,
         round(session_gap_minutes * 60),
         periods,
+        limit,
     )
 
 

@@ -79,6 +79,7 @@ class Reader:
         filters: Mapping[str, str | Sequence[str]] | None = None,
         stat: str | Sequence[str] | None = None,
         periods: int = 8,
+        limit: int | None = None,
     ) -> Result:
         """One metric over a window: ``days`` (today and the days before it) or ``start``/``end``."""
         q = self.make(
@@ -91,6 +92,7 @@ class Reader:
             filters=filters,
             stat=stat,
             periods=periods,
+            limit=limit,
         )
         return self.engine.run(q)
 

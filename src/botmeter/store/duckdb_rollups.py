@@ -15,6 +15,10 @@ are never behind the events and never count a replayed event twice:
   re-merges the sessions of the users it touches (interval merging: exact, and local).
 * ``rollup_conversation_totals``: per conversation: first and last message and how many, for
   figures per conversation (length, duration).
+* ``rollup_latency_days``: per complete UTC day, exact latency percentiles (p50, p90, p95, p99),
+  count, sum and maximum over timing and LLM-call events, overall and per stage, model, provider,
+  kind and channel. Percentiles do not add up, so a day is computed once it is over (and again if
+  late events arrive for it: its count then differs from ``rollup_hourly``'s, which readers check).
 * ``rollup_days``: per UTC day, its first and last event: a query window that ends or starts
   inside a day can still use that day's rollups when all of the day's events lie in the window.
 
@@ -24,6 +28,7 @@ distinct counts) the query builder reads from ``events``; the rollups are an ind
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 HOURLY_KEYS = (
@@ -43,6 +48,11 @@ HOURLY_KEYS = (
 
 DEFAULT_SESSION_GAP_S = 1800
 
+# Latency percentiles kept per complete day: over these kinds, by these dimensions ('' = overall).
+LATENCY_KINDS = ("timing", "llm_call")
+LATENCY_DIMS = ("", "stage", "model", "provider", "kind", "channel")
+LATENCY_QUANTILES = (0.5, 0.9, 0.95, 0.99)
+
 DDL = [
     "CREATE TABLE IF NOT EXISTS rollup_hourly (hour TIMESTAMP NOT NULL, "
     + ", ".join(f"{key} VARCHAR NOT NULL" for key in HOURLY_KEYS)
@@ -60,6 +70,9 @@ DDL = [
     "CREATE TABLE IF NOT EXISTS rollup_conversation_totals (conversation VARCHAR NOT NULL, "
     "bot VARCHAR NOT NULL, user_id VARCHAR, first_ts TIMESTAMP, last_ts TIMESTAMP, messages BIGINT, "
     "PRIMARY KEY (conversation, bot))",
+    "CREATE TABLE IF NOT EXISTS rollup_latency_days (day DATE NOT NULL, bot VARCHAR NOT NULL, "
+    "dim VARCHAR NOT NULL, value VARCHAR NOT NULL, n BIGINT, latency_sum DOUBLE, latency_max DOUBLE, "
+    "q DOUBLE[], PRIMARY KEY (day, bot, dim, value))",
     "CREATE TABLE IF NOT EXISTS rollup_days (day DATE PRIMARY KEY, first_ts TIMESTAMP, last_ts TIMESTAMP, "
     "events BIGINT)",
 ]
@@ -143,6 +156,67 @@ def add(con: Any, src: str, gap_s: int) -> None:
         f"GROUP BY conversation, bot{_CONVERSATIONS_MERGE}"
     )
     _merge_sessions(con, src, gap_s)
+    # Days that are over and touched by this batch (late events), and yesterday once today began.
+    days = [
+        row[0]
+        for row in con.execute(
+            f"SELECT DISTINCT CAST(ts AS DATE) FROM {src} WHERE kind IN ('timing', 'llm_call') "
+            "AND latency_ms IS NOT NULL AND CAST(ts AS DATE) < $today",
+            {"today": _today()},
+        ).fetchall()
+    ]
+    refresh_latency_days(con, [*days, "yesterday"])
+
+
+def _today() -> Any:
+    # UTC, whatever the machine's or DuckDB's time zone.
+    return datetime.now(UTC).date()
+
+
+def refresh_latency_days(con: Any, days: list[Any] | None = None) -> None:
+    """Recomputes the per-day percentiles of complete days that are missing or out of date.
+
+    ``days`` limits the check (``"yesterday"`` stands for the day before today, UTC); None checks
+    every day.
+    """
+    kinds = ", ".join(f"'{k}'" for k in LATENCY_KINDS)
+    only = ""
+    params: dict[str, Any] = {"today": _today()}
+    if days is not None:
+        params["days"] = [d for d in days if d != "yesterday"]
+        only = " AND (h.d IN (SELECT unnest($days::DATE[]))" + (
+            " OR h.d = $today - INTERVAL 1 DAY)" if "yesterday" in days else ")"
+        )
+    stale = con.execute(
+        f"""
+        SELECT h.d FROM (SELECT CAST(hour AS DATE) AS d, bot, sum(latency_n) AS n FROM rollup_hourly
+                         WHERE kind IN ({kinds}) AND hour < CAST($today AS TIMESTAMP) GROUP BY ALL) AS h
+        LEFT JOIN rollup_latency_days AS c ON c.day = h.d AND c.bot = h.bot AND c.dim = '' AND c.value = ''
+        WHERE h.n > 0 AND c.n IS DISTINCT FROM h.n {only}
+        GROUP BY h.d ORDER BY h.d
+        """,
+        params,
+    ).fetchall()
+    stale_days = [row[0] for row in stale]
+    if not stale_days:
+        return
+    con.execute("DELETE FROM rollup_latency_days WHERE day IN (SELECT unnest($d::DATE[]))", {"d": stale_days})
+    quantiles = ", ".join(str(q) for q in LATENCY_QUANTILES)
+    selects = []
+    for dim in LATENCY_DIMS:
+        value = f"coalesce({dim}, '')" if dim else "''"
+        selects.append(
+            f"SELECT day, bot, '{dim}' AS dim, {value} AS value, count(*), sum(l), max(l), "
+            f"quantile_cont(l, [{quantiles}]) FROM lat GROUP BY ALL"
+        )
+    con.execute(
+        "INSERT INTO rollup_latency_days WITH lat AS MATERIALIZED ("
+        "SELECT CAST(ts AS DATE) AS day, coalesce(bot, '') AS bot, latency_ms AS l, "
+        + ", ".join(d for d in LATENCY_DIMS if d)
+        + f" FROM events WHERE kind IN ({kinds}) AND latency_ms IS NOT NULL "
+        "AND CAST(ts AS DATE) IN (SELECT unnest($d::DATE[]))) " + " UNION ALL ".join(selects),
+        {"d": stale_days},
+    )
 
 
 def _merge_sessions(con: Any, src: str, gap_s: int) -> None:
@@ -233,6 +307,7 @@ def rebuild(con: Any, gap_s: int) -> None:
         "rollup_conversations",
         "rollup_conversation_totals",
         "rollup_days",
+        "rollup_latency_days",
     ):
         con.execute(f"DELETE FROM {table}")
     con.execute(f"INSERT INTO rollup_hourly {_HOURLY_SELECT.format(src='events', where='')}")
@@ -270,6 +345,7 @@ def rebuild(con: Any, gap_s: int) -> None:
         "max(last_ts), sum(messages) FROM rollup_conversations GROUP BY conversation, bot"
     )
     con.execute("INSERT OR REPLACE INTO botmeter_meta VALUES ('session_gap_s', ?)", [str(int(gap_s))])
+    refresh_latency_days(con)
 
 
 def rebuild_costs(con: Any, lo: Any, hi: Any) -> None:

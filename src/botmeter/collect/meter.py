@@ -76,7 +76,8 @@ class Meter:
         if not self.enabled:
             self._buffer.enabled = False
             return
-        self.store = open_store(self.config.store, lock_timeout=self.config.lock_timeout)
+        # The whole configuration goes along: a backend reads its own settings (CloudWatch's namespace...).
+        self.store = open_store(self.config.store, lock_timeout=self.config.lock_timeout, config=self.config)
         spool_dir = Path(self.config.spool_dir) if self.config.spool_dir else self.store.default_spool_dir()
         self.spool = Spool(spool_dir, int(self.config.max_spool_mb * 1024 * 1024))
         hasher = UserHasher(self._hash_key()) if self.config.hash_users else None

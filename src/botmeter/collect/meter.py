@@ -286,6 +286,17 @@ class Meter:
         """Times a block or a function as a ``timing`` event: ``with meter.timer("llm"): ...``."""
         return Timer(self, stage, fields)
 
+    def lambda_handler(
+        self, handler: F | None = None, *, timeout: float = 10.0, cold_start: bool = True
+    ) -> Any:
+        """Decorates an AWS Lambda handler: flushes at the end of every invocation (Lambda freezes
+        background threads in between) and records cold starts. ``@meter.lambda_handler`` or
+        ``@meter.lambda_handler(timeout=5)``; see ``botmeter.aws_lambda.flush_after``."""
+        from ..aws_lambda import flush_after
+
+        decorate = flush_after(self, timeout=timeout, cold_start=cold_start)
+        return decorate if handler is None else decorate(handler)
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = 30.0) -> bool:

@@ -559,6 +559,9 @@ def test_unreachable_cloudwatch_fails_fast(aws, names, tmp_path, monkeypatch):
     with pytest.raises(StoreUnavailable, match="failed 4 times"):
         store.write(table([{"kind": "activity", "name": "reset"}]), fresh=True)
     assert time.monotonic() - started < 3.0
+    with pytest.raises(StoreUnavailable, match="moments ago"):  # no new round of retries at once
+        store.write(table([{"kind": "activity", "name": "reset"}]), fresh=True)
+    assert time.monotonic() - started < 3.0
 
 
 def test_missing_credentials_spool_until_they_come(aws, names, tmp_path, monkeypatch):
@@ -659,3 +662,50 @@ def test_outage_mid_batch_and_a_restart_store_every_event_once(names, tmp_path, 
     assert first["latency_n"] + second["latency_n"] == 100
     assert first["latency_sum"] + second["latency_sum"] == sum(10.0 + i for i in range(100))
     assert not list((tmp_path / "spool" / "cloudwatch-acks").glob("*.json"))
+
+
+def test_a_replay_notes_each_request_so_a_crash_resends_nothing(names, tmp_path, monkeypatch):
+    """A spooled batch is being replayed when CloudWatch dies again (moto killed once two requests
+    went through): the requests that arrived are on disk at once, so another process (a new store)
+    sends only the rest."""
+    namespace, bot = names
+    server = MotoServer().start()
+    for name, value in aws_env(server.url).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(cw, "MAX_LOG_EVENTS_PER_REQUEST", 10)
+    url = f"cloudwatch://?namespace={namespace}&region=us-east-1"
+    batch = table(
+        [{"kind": "activity", "name": "reset", "bot": bot, "properties": f'{{"i": {i}}}'} for i in range(45)]
+    )
+    acks = tmp_path / "cloudwatch-acks"
+    taken = 0
+
+    def count_taken(http_response, **_):
+        nonlocal taken
+        taken += http_response.status_code == 200
+
+    def kill_after_two(**_):
+        if taken == 2:
+            server.kill()
+
+    try:
+        first = open_store(url, spool_dir=tmp_path)
+        events = first._client("logs").meta.events
+        events.register("after-call.cloudwatch-logs.PutLogEvents", count_taken)
+        events.register("before-call.cloudwatch-logs.PutLogEvents", kill_after_two)
+        with pytest.raises(StoreUnavailable):
+            first.write(batch)  # not fresh: a replay from the spool
+        noted = [json.loads(p.read_text()) for p in acks.glob("*.json")]
+        assert [len(digests) for digests in noted] == [2]  # two requests of ten records arrived
+        server.start()  # empty again: what arrives now is what the replay resends
+        second = open_store(url, spool_dir=tmp_path)
+        assert second.write(batch) == 45 - 20
+        _, logs = clients(server.url)
+        records = [json.loads(x) for x in log_messages(logs, f"/botmeter/{namespace}")]
+        assert sorted(r["properties"]["i"] for r in records) == list(range(20, 45))
+        assert not list(acks.glob("*.json"))
+        # Another log group is another place: everything goes there.
+        moved = open_store(url + f"&log_group=/moved/{namespace}", spool_dir=tmp_path)
+        assert moved.write(batch) == 45
+    finally:
+        server.stop()

@@ -869,6 +869,8 @@ class CloudWatchStore:
                 self._call("cloudwatch", "put_metric_data", Namespace=self.namespace, MetricData=data)
             return 0
         lines = [line for ts, line, _ in chunk.items if ts is None or lo <= ts <= hi]
+        if len(lines) < len(chunk.items):
+            log.warning("botmeter: metric values outside CloudWatch's window not sent")
         try:
             out = sys.stdout  # looked up each time: Lambda's runtime and tests may replace it
             out.write("\n".join(lines) + "\n")

@@ -1,8 +1,9 @@
 """Settings in one place: an explicit argument beats a ``BOTMETER_*`` variable, which beats the default.
 
 Every setting is declared once in ``SETTINGS``; the README lists them all and a test checks that.
-The seed's variables are honoured too: ``ANALYTICS_ENABLED`` (as ``BOTMETER_ENABLED``) and
-``ANALYTICS_NAMESPACE`` (read by the CloudWatch store).
+The seed's variables are honoured too: ``ANALYTICS_ENABLED`` (as ``BOTMETER_ENABLED``),
+``ANALYTICS_NAMESPACE`` (as ``BOTMETER_CLOUDWATCH_NAMESPACE``) and ``DYNAMODB_REGION`` (as
+``BOTMETER_CLOUDWATCH_REGION``, before ``AWS_REGION``).
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ SETTINGS: tuple[Setting, ...] = (
         "BOTMETER_STORE",
         "duckdb://botmeter.duckdb",
         _to_str,
-        "where events go: duckdb://relative/file.duckdb, duckdb:///absolute/file.duckdb, or a plain path",
+        "where events go: duckdb://relative/file.duckdb, duckdb:///absolute/file.duckdb, a plain path, "
+        "or cloudwatch://?namespace=...",
     ),
     Setting(
         "enabled",
@@ -144,9 +146,50 @@ SETTINGS: tuple[Setting, ...] = (
         "minutes of silence that end a conversation, for messages without a conversation id",
     ),
     Setting("alerts", "BOTMETER_ALERTS", None, _to_str, "a TOML file of alert rules (botmeter alerts check)"),
+    Setting(
+        "cloudwatch_namespace",
+        "BOTMETER_CLOUDWATCH_NAMESPACE",
+        None,
+        _to_str,
+        "CloudWatch metric namespace when the store URL names none (default: botmeter)",
+        aliases=("ANALYTICS_NAMESPACE",),
+    ),
+    Setting(
+        "cloudwatch_region",
+        "BOTMETER_CLOUDWATCH_REGION",
+        None,
+        _to_str,
+        "AWS region of the CloudWatch store when the URL names none (default: boto3's own)",
+        aliases=("DYNAMODB_REGION", "AWS_REGION"),
+    ),
+    Setting(
+        "cloudwatch_mode",
+        "BOTMETER_CLOUDWATCH_MODE",
+        None,
+        _to_str,
+        "emf (metrics as log lines on stdout) or api (PutMetricData, PutLogEvents); default: emf in Lambda",
+    ),
+    Setting(
+        "cloudwatch_log_group",
+        "BOTMETER_CLOUDWATCH_LOG_GROUP",
+        None,
+        _to_str,
+        "CloudWatch Logs group for event records in api mode (default: /botmeter/<namespace>)",
+    ),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def setting_from_env(name: str, env: Mapping[str, str] | None = None) -> Any:
+    """One setting from the environment (its variable, then its aliases), else its default."""
+    setting = SETTINGS_BY_NAME[name]
+    env = os.environ if env is None else env
+    for var in (setting.env, *setting.aliases):
+        raw = env.get(var)
+        if raw is not None:
+            return setting.parse(var, raw)
+    return setting.default
 
 
 @dataclass(frozen=True)
@@ -171,6 +214,10 @@ class Config:
     admins: tuple[str, ...] = field(default_factory=tuple)
     session_gap_minutes: float = 30.0
     alerts: str | None = None
+    cloudwatch_namespace: str | None = None
+    cloudwatch_region: str | None = None
+    cloudwatch_mode: str | None = None
+    cloudwatch_log_group: str | None = None
 
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, **arguments: Any) -> Config:
@@ -188,13 +235,7 @@ class Config:
             if given is not None:
                 values[setting.name] = given
                 continue
-            for var in (setting.env, *setting.aliases):
-                raw = env.get(var)
-                if raw is not None:
-                    values[setting.name] = setting.parse(var, raw)
-                    break
-            else:
-                values[setting.name] = setting.default
+            values[setting.name] = setting_from_env(setting.name, env)
         config = cls(**values)
         config.validate()
         return config
@@ -211,6 +252,8 @@ class Config:
         for name, value, minimum in checks:
             if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
                 raise ConfigError(f"{name} must be a number >= {minimum}, got {value!r}")
+        if self.cloudwatch_mode not in (None, "emf", "api"):
+            raise ConfigError(f"cloudwatch_mode must be emf or api, got {self.cloudwatch_mode!r}")
         if not isinstance(self.bot, str) or not self.bot:
             raise ConfigError(f"bot must be a non-empty str, got {self.bot!r}")
         if not isinstance(self.store, str) or not self.store:

@@ -76,10 +76,12 @@ class Meter:
         if not self.enabled:
             self._buffer.enabled = False
             return
+        # The whole configuration goes along: a backend reads its own settings (CloudWatch's namespace...).
         self.store = open_store(
             self.config.store,
             lock_timeout=self.config.lock_timeout,
             session_gap_s=round(self.config.session_gap_minutes * 60),
+            config=self.config,
         )
         spool_dir = Path(self.config.spool_dir) if self.config.spool_dir else self.store.default_spool_dir()
         self.spool = Spool(spool_dir, int(self.config.max_spool_mb * 1024 * 1024))
@@ -321,6 +323,17 @@ class Meter:
     def latency(self, days: int | None = 7, **kw: Any) -> Any:
         """Response-time percentiles for the period; see ``Reader.latency``."""
         return self.reader().latency(days, **kw)
+
+    def lambda_handler(
+        self, handler: F | None = None, *, timeout: float = 10.0, cold_start: bool = True
+    ) -> Any:
+        """Decorates an AWS Lambda handler: flushes at the end of every invocation (Lambda freezes
+        background threads in between) and records cold starts. ``@meter.lambda_handler`` or
+        ``@meter.lambda_handler(timeout=5)``; see ``botmeter.aws_lambda.flush_after``."""
+        from ..aws_lambda import flush_after
+
+        decorate = flush_after(self, timeout=timeout, cold_start=cold_start)
+        return decorate if handler is None else decorate(handler)
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from ..exceptions import ConfigError
 
 BACKENDS: dict[str, str] = {
     "duckdb": "botmeter.store.duckdb_store:DuckDBStore",
+    "cloudwatch": "botmeter.store.cloudwatch:CloudWatchStore",
 }
 
 
@@ -63,7 +64,8 @@ class Store(Protocol):
 
 
 def open_store(url: str, **options: object) -> Store:
-    """Opens the store a URL names: ``duckdb://botmeter.duckdb`` (relative), ``duckdb:///abs/file.duckdb``."""
+    """Opens the store a URL names: ``duckdb://botmeter.duckdb`` (relative), ``duckdb:///abs/file.duckdb``,
+    ``cloudwatch://?namespace=MyBot&region=us-east-1``."""
     scheme = urlsplit(url).scheme if "://" in url else ""
     if not scheme:
         # A bare path is a DuckDB file: the embedded default.

@@ -1,7 +1,7 @@
 """Analysis: the metric catalogue, typed queries, summaries, trends, anomalies, alerts, the explorer."""
 
 from .catalogue import CATALOGUE, DIMENSIONS, Metric, register
-from .query import Query, QueryError, Result, make_query
+from .query import Query, QueryError, Result, Unavailable, make_query
 from .reader import Reader
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "QueryError",
     "Reader",
     "Result",
+    "Unavailable",
     "make_query",
     "register",
 ]

@@ -24,6 +24,10 @@ class QueryError(BotmeterError, ValueError):
     """A query that cannot run as asked; the message names the field, the value and what is valid."""
 
 
+class Unavailable(BotmeterError):
+    """The store cannot answer this query (say, retention from CloudWatch metrics); the message says why."""
+
+
 def _choices(values: Iterable[str]) -> str:
     return ", ".join(sorted(values))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from .query import iso, last_days, previous_window
+from .query import Unavailable, iso, last_days, previous_window
 from .trends import anomalies, change, month_end_forecast
 
 # Below these, a percentage change says more about chance than about the bot.
@@ -48,13 +48,25 @@ def summarise(
     now = (now or reader.now or datetime.now(UTC)).astimezone(UTC)
     window = last_days(days, now)
     before = previous_window(*window, days=days)
+    missing: dict[str, str] = {}  # figures this store cannot give, and why (never shown as zero)
     with reader.session():
 
         def both(metric: str, stat: str | None = None) -> tuple[Any, Any]:
-            return (
-                reader.query(metric, start=window[0], end=window[1], interval=None, stat=stat).total(),
-                reader.query(metric, start=before[0], end=before[1], interval=None, stat=stat).total(),
-            )
+            try:
+                return (
+                    reader.query(metric, start=window[0], end=window[1], interval=None, stat=stat).total(),
+                    reader.query(metric, start=before[0], end=before[1], interval=None, stat=stat).total(),
+                )
+            except Unavailable as exc:
+                missing[metric] = str(exc)
+                return None, None
+
+        def attempt(name: str, fn: Any, fallback: Any) -> Any:
+            try:
+                return fn()
+            except Unavailable as exc:
+                missing[name] = str(exc)
+                return fallback
 
         cost, cost_prev = both("cost_usd")
         llm, llm_prev = both("llm_calls")
@@ -66,16 +78,33 @@ def summarise(
         new, new_prev = both("new_users")
         errors, errors_prev = both("errors")
         # One pass per period for the three percentiles: exact percentiles read the events.
+        empty_lat = {"p50": None, "p95": None, "p99": None}
         lat = [
-            reader.query("latency_ms", start=w[0], end=w[1], interval=None, stat="p50,p95,p99").rows[0]
+            attempt(
+                "latency_ms",
+                lambda w=w: reader.query(
+                    "latency_ms", start=w[0], end=w[1], interval=None, stat="p50,p95,p99"
+                ).rows[0],
+                empty_lat,
+            )
             for w in (window, before)
         ]
         (p50, p95, p99), (p50_prev, p95_prev, p99_prev) = ((r["p50"], r["p95"], r["p99"]) for r in lat)
         length, _ = both("messages_per_conversation", "avg")
         duration, _ = both("conversation_duration_s", "avg")
-        by_provider = reader.query("cost_usd", start=window[0], end=window[1], interval=None, by="provider")
-        by_category = reader.query("errors", start=window[0], end=window[1], interval=None, by="category")
-        groups = reader.error_groups(start=window[0], end=window[1])
+        by_provider = attempt(
+            "cost_usd:provider",
+            lambda: (
+                reader.query("cost_usd", start=window[0], end=window[1], interval=None, by="provider").rows
+            ),
+            [],
+        )
+        by_category = attempt(
+            "errors:category",
+            lambda: reader.query("errors", start=window[0], end=window[1], interval=None, by="category").rows,
+            [],
+        )
+        groups = attempt("error_groups", lambda: reader.error_groups(start=window[0], end=window[1]), [])
         rate = errors / inbound if inbound else None
         rate_prev = errors_prev / inbound_prev if inbound_prev else None
         per_conv = cost / convs if convs else None
@@ -83,7 +112,7 @@ def summarise(
         per_user = cost / active if active else None
         per_user_prev = cost_prev / active_prev if active_prev else None
         found = anomalies(reader, window[0], window[1])
-        forecast = month_end_forecast(reader, now, monthly_budget_usd)
+        forecast = attempt("forecast", lambda: month_end_forecast(reader, now, monthly_budget_usd), None)
     enough_inbound = _enough(inbound, inbound_prev)
     gap = reader.session_gap_minutes
     return {
@@ -101,7 +130,7 @@ def summarise(
             "per_active_user_usd": _figure(per_user, per_user_prev, enough=_enough(active, active_prev)),
             "llm_calls": _figure(llm, llm_prev, floor=MIN_COUNT),
             "unpriced_calls": unpriced,
-            "by_provider": {(r["provider"] or "(none)"): r["sum"] for r in by_provider.rows if r["sum"]},
+            "by_provider": {(r["provider"] or "(none)"): r["sum"] for r in by_provider if r["sum"]},
             "forecast": forecast,
         },
         "engagement": {
@@ -118,7 +147,7 @@ def summarise(
         "errors": {
             "errors": _figure(errors, errors_prev, floor=MIN_COUNT),
             "error_rate": _figure(rate, rate_prev, enough=enough_inbound),
-            "by_category": {(r["category"] or "(none)"): r["count"] for r in by_category.rows if r["count"]},
+            "by_category": {(r["category"] or "(none)"): r["count"] for r in by_category if r["count"]},
             "groups": len(groups),
             "new_groups": sum(1 for g in groups if g["status"] == "new"),
             "regressed_groups": sum(1 for g in groups if g["status"] == "regressed"),
@@ -134,6 +163,7 @@ def summarise(
         },
         "anomalies": found,
         "alerts": alerts or [],
+        "unavailable": missing,
     }
 
 
@@ -197,7 +227,7 @@ def _footer(summary: dict[str, Any]) -> list[str]:
         f"Month-end forecast ({f['month']}): {_money(f['projected_usd'])} (so far "
         f"{_money(f['month_to_date_usd'])})"
     ]
-    if "budget_usd" in f:
+    if f is not None and "budget_usd" in f:
         out[-1] += f", budget {_money(f['budget_usd'])}{' - OVER' if f['over_budget'] else ''}"
     if c["unpriced_calls"]:
         out.append(f"{c['unpriced_calls']:,} LLM calls had no known price (not in the cost)")
@@ -207,6 +237,8 @@ def _footer(summary: dict[str, Any]) -> list[str]:
         out.append(f"Anomaly: {a['explanation']}")
     for a in summary["alerts"]:
         out.append(f"Alert: {a['message']}")
+    for name, why in summary.get("unavailable", {}).items():
+        out.append(f"Unavailable here: {name} ({why})")
     return out
 
 

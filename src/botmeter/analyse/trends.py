@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .query import floor_to, iso
+from .query import Unavailable, floor_to, iso
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,10 @@ def anomalies(
     history_start = first_day - timedelta(days=7 * weeks)
     found = []
     for w in watched:
-        series = dict(daily_series(reader, w.metric, history_start, last_day, w.stat))
+        try:
+            series = dict(daily_series(reader, w.metric, history_start, last_day, w.stat))
+        except Unavailable:
+            continue  # a store that cannot give this series (the summary says which) has no anomalies in it
         day = first_day
         while day < last_day:
             value = series.get(day)

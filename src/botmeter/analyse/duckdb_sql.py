@@ -192,6 +192,8 @@ class DuckDBEngine:
                 "sum(events)" if metric.aggregation == "count" else f"sum({metric.column})"
             )
             conds = self._conditions(q, metric, p, rollup=True)
+            if unpriced:  # a group with only priced calls has no unpriced calls to show
+                conds.append("events > priced")
             conds.append(f"hour >= {p.add(_naive(hs))} AND hour < {p.add(_naive(he))}")
             parts.append(
                 f"SELECT {self._bucket(q, 'hour', p)} AS bucket{self._dims(q, True)}, {measure} AS v "

@@ -16,10 +16,11 @@ records.
 from __future__ import annotations
 
 import math
+import os
 import random
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
@@ -269,6 +270,16 @@ class Data:
     category: dict[str, str | None] = field(default_factory=dict)
     severity: dict[str, str | None] = field(default_factory=dict)
     fingerprint: dict[str, str | None] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _clean_env_for_the_module() -> Iterator[None]:
+    # The module's store is made before the per-test environment cleanup runs.
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            if name.startswith(("BOTMETER_", "ANALYTICS_")):
+                mp.delenv(name)
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -248,6 +248,8 @@ class DuckDBEngine:
                 else ("sum(events)" if metric.aggregation == "count" else f"sum({metric.column})")
             )
             conds = self._conditions(q, metric, p, rollup=True)
+            if unpriced:  # a group with only priced calls has no unpriced calls to show
+                conds.append("events > priced")
             conds.append(f"hour >= {p.add(_naive(hs))} AND hour < {p.add(_naive(he))}")
             parts.append(
                 f"SELECT {self._bucket(q, 'hour', p)} AS bucket{self._dims(q, True)}, {measure} AS v "
@@ -293,6 +295,7 @@ class DuckDBEngine:
         dims = "".join(f", {d}" for d in q.by)
         if self.use_rollups and cheap and col == "latency_ms" and self._in_hourly(q, metric) and hs < he:
             conds = self._conditions(q, metric, p, rollup=True)
+            conds.append("latency_n > 0")  # as over events: only events with a latency make a group
             conds.append(f"hour >= {p.add(_naive(hs))} AND hour < {p.add(_naive(he))}")
             parts = [
                 f"SELECT {self._bucket(q, 'hour', p)} AS bucket{self._dims(q, True)}, sum(latency_n) AS n, "

@@ -235,6 +235,14 @@ class DuckDBEngine:
                 f"SELECT {self._bucket(q, 'day', p)} AS bucket{dims}, sum(cost_usd) AS v "
                 f"FROM rollup_users WHERE {' AND '.join(conds)} GROUP BY ALL"
             )
+            # Events without a user are a group of their own, as over the events.
+            anon = [c for c in self._conditions(q, metric, p, rollup=True) if c.startswith("bot ")]
+            anon.append(f"hour >= {p.add(_naive(lo))} AND hour < {p.add(_naive(hi))}")
+            anon_dims = "".join(f", nullif(bot, '') AS {d}" if d == "bot" else f", NULL AS {d}" for d in q.by)
+            parts.append(
+                f"SELECT {self._bucket(q, 'hour', p)} AS bucket{anon_dims}, sum(anon_cost) AS v "
+                f"FROM rollup_hourly WHERE {' AND '.join(anon)} GROUP BY ALL HAVING sum(anon_events) > 0"
+            )
             source = "rollups"
         elif (
             self.use_rollups
@@ -263,8 +271,6 @@ class DuckDBEngine:
             if lo >= hi:
                 continue
             conds = self._conditions(q, metric, p)
-            if per_user:
-                conds.append("user_id IS NOT NULL")
             conds.append(f"ts >= {p.add(_naive(lo))} AND ts < {p.add(_naive(hi))}")
             parts.append(
                 f"SELECT {self._bucket(q, 'ts', p)} AS bucket{self._dims(q, False)}, {raw_measure} AS v "

@@ -4,8 +4,10 @@ They are maintained in the same transaction as each write (over the rows actuall
 are never behind the events and never count a replayed event twice:
 
 * ``rollup_hourly``: per UTC hour and low-cardinality dimensions (bot, kind, channel, direction,
-  provider, model, error category, severity, stage, name, unit, country): event count, cost, tokens, units and
-  latency sums. Sums, counts and maxima add up across batches; NULL dimensions are kept as ''.
+  provider, model, error category, severity, stage, name, unit, country): event count, cost,
+  tokens, units and latency sums, and the count and cost of events without a user (cost per user
+  shows them as a group). Sums, counts and maxima add up across batches; NULL dimensions are
+  kept as ''.
 * ``rollup_users``: per UTC day and user: inbound messages, first and last inbound message,
   events and cost. Active, new and returning users and retention come from it.
 * ``rollup_conversations``: per conversation and UTC day it had messages: first and last message
@@ -58,7 +60,7 @@ DDL = [
     + ", ".join(f"{key} VARCHAR NOT NULL" for key in HOURLY_KEYS)
     + ", events BIGINT, priced BIGINT, cost_usd DOUBLE, input_tokens BIGINT, output_tokens BIGINT, "
     "cached_tokens BIGINT, cache_write_tokens BIGINT, reasoning_tokens BIGINT, units DOUBLE, "
-    "latency_n BIGINT, latency_sum DOUBLE, latency_max DOUBLE, "
+    "latency_n BIGINT, latency_sum DOUBLE, latency_max DOUBLE, anon_events BIGINT, anon_cost DOUBLE, "
     f"PRIMARY KEY (hour, {', '.join(HOURLY_KEYS)}))",
     "CREATE TABLE IF NOT EXISTS rollup_users (day DATE NOT NULL, bot VARCHAR NOT NULL, user_id "
     "VARCHAR NOT NULL, "
@@ -86,7 +88,8 @@ _HOURLY_SELECT = (
     "cache_write_tokens, "
     "coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens, coalesce(sum(units), 0) AS units, "
     "count(latency_ms) AS latency_n, coalesce(sum(latency_ms), 0) AS latency_sum, max(latency_ms) "
-    "AS latency_max "
+    "AS latency_max, count(*) FILTER (WHERE user_id IS NULL) AS anon_events, "
+    "coalesce(sum(cost_usd) FILTER (WHERE user_id IS NULL), 0) AS anon_cost "
     "FROM {src} {where} GROUP BY ALL"
 )
 _HOURLY_MERGE = (
@@ -97,7 +100,8 @@ _HOURLY_MERGE = (
     "cache_write_tokens = cache_write_tokens + EXCLUDED.cache_write_tokens, "
     "reasoning_tokens = reasoning_tokens + EXCLUDED.reasoning_tokens, units = units + EXCLUDED.units, "
     "latency_n = latency_n + EXCLUDED.latency_n, latency_sum = latency_sum + EXCLUDED.latency_sum, "
-    "latency_max = greatest(latency_max, EXCLUDED.latency_max)"
+    "latency_max = greatest(latency_max, EXCLUDED.latency_max), "
+    "anon_events = anon_events + EXCLUDED.anon_events, anon_cost = anon_cost + EXCLUDED.anon_cost"
 )
 
 _USERS_SELECT = (

@@ -326,3 +326,41 @@ def test_explore_shows_kinds_fields_dimensions_and_unpriced_models(store_url: st
     assert info["storage_bytes"] > 0
     text = CliRunner().invoke(main, ["explore", "--store", store_url])
     assert "models without a price: acme/no-such-model-x" in text.output
+
+
+def test_a_new_metric_is_one_catalogue_entry(store_url: str) -> None:
+    from botmeter.analyse.catalogue import CATALOGUE, Metric, register
+
+    metric = Metric(
+        "gpt4o_calls",
+        "calls",
+        "LLM calls to gpt-4o.",
+        "count",
+        kinds=("llm_call",),
+        where=(("model", "gpt-4o"),),
+        dimensions=("provider",),
+        stats=("count",),
+    )
+    register(metric)
+    try:
+        meter = _meter(store_url)
+        for model in ("gpt-4o", "gpt-4o", "gpt-4o-mini"):
+            meter.track_llm_call(provider="openai", model=model, input_tokens=10, output_tokens=1)
+        meter.close()
+        for rollups in (True, False):
+            assert (
+                Reader(store_url, use_rollups=rollups).query("gpt4o_calls", days=1, interval=None).total()
+                == 2
+            )
+        out = CliRunner().invoke(
+            main, ["query", "gpt4o_calls", "--days", "1", "--format", "json", "--store", store_url]
+        )
+        assert json.loads(out.output)[0]["value"] == 2
+    finally:
+        CATALOGUE.pop("gpt4o_calls")
+
+
+def test_week_over_week_in_the_summary(five_weeks: str) -> None:
+    s = summarise(Reader(five_weeks, now=NOW), 7)
+    wow = s["week_over_week"]["active_users"]
+    assert wow["this_week"] == 30 and wow["previous_week"] == 30 and wow["change"] == 0

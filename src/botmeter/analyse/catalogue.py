@@ -352,8 +352,15 @@ _register_all(
 )
 
 
+_plugins_loaded = False
+
+
 def load_plugins() -> None:
-    """Registers metrics from installed ``botmeter.metrics`` entry points (each returns Metrics)."""
+    """Registers metrics from installed ``botmeter.metrics`` entry points (each returns Metrics), once."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
     for ep in entry_points(group="botmeter.metrics"):
         provided = ep.load()
         _register_all(provided() if callable(provided) else provided)

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from ..exceptions import BotmeterError
-from .catalogue import CATALOGUE, Metric
+from .catalogue import CATALOGUE, Metric, load_plugins
 
 INTERVALS = ("hour", "day", "week", "month")
 DEFAULT_SESSION_GAP_MINUTES = 30.0
@@ -149,6 +149,7 @@ def make_query(
     now: datetime | None = None,
 ) -> Query:
     """Builds and checks a query; every problem is a ``QueryError`` naming the field and value."""
+    load_plugins()
     definition = CATALOGUE.get(metric) if isinstance(metric, str) else None
     if definition is None:
         raise QueryError(f"metric: unknown metric {metric!r}; valid metrics: {_choices(CATALOGUE)}")

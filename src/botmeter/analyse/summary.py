@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .query import Unavailable, iso, last_days, previous_window
-from .trends import anomalies, change, month_end_forecast
+from .trends import anomalies, change, month_end_forecast, week_over_week
 
 # Below these, a percentage change says more about chance than about the bot.
 MIN_COUNT = 20
@@ -112,6 +112,17 @@ def summarise(
         per_user = cost / active if active else None
         per_user_prev = cost_prev / active_prev if active_prev else None
         found = anomalies(reader, window[0], window[1])
+        weekly = {
+            name: attempt(name, lambda m=metric, st=stat: week_over_week(reader, m, now, st), None)
+            for name, metric, stat in (
+                ("cost_usd", "cost_usd", None),
+                ("active_users", "active_users", None),
+                ("conversations", "conversations", None),
+                ("errors", "errors", None),
+                ("error_rate", "error_rate", None),
+                ("latency_p95_ms", "latency_ms", "p95"),
+            )
+        }
         forecast = attempt("forecast", lambda: month_end_forecast(reader, now, monthly_budget_usd), None)
     enough_inbound = _enough(inbound, inbound_prev)
     gap = reader.session_gap_minutes
@@ -163,6 +174,7 @@ def summarise(
         },
         "anomalies": found,
         "alerts": alerts or [],
+        "week_over_week": weekly,
         "unavailable": missing,
     }
 

@@ -705,6 +705,8 @@ def cases() -> list[Any]:
     add("cost_usd", ["edges_total", "hours"], by="kind")
     add("cost_usd", ["all"], by="channel,country")
     add("cost_usd", ["days"], by="user")
+    add("cost_usd", ["days", "edges_total", "weeks"], by="conversation")
+    add("cost_usd", ["edges_total", "weeks"], by="user")
     add("llm_calls", ["days", "edges"], by="model")
     add("llm_calls", ["days"], filters={"model": "gpt-4o"})
     add("input_tokens", ["all", "weeks"], by="provider,model")

@@ -212,36 +212,39 @@ class DuckDBEngine:
         parts = []
         source = "events"
         names = set(q.by) | {d for d, _ in q.filters}
-        per_user = (
+        # Cost per user or per conversation id: whole days from their per-day rollups, the events
+        # without one from the hourly rollup, partial days from the events.
+        keyed = next((k for k in ("user", "conversation") if k in q.by), None)
+        per_key = (
             self.use_rollups
+            and keyed is not None
             and metric.column == "cost_usd"
             and not metric.kinds
             and not metric.where
-            and "user" in q.by
-            and names <= {"user", "bot"}
+            and names <= {keyed, "bot"}
             and q.interval != "hour"
         )
-        if per_user:
-            # Cost per user: whole days from the per-user-day rollup, partial days from the events.
+        if per_key:
+            table, column, none = {
+                "user": ("rollup_users", "user_id", "anon"),
+                "conversation": ("rollup_conversation_costs", "conversation_id", "noconv"),
+            }[keyed]
             lo, hi, edges = self._split_days_additive(q.start, q.end)
             conds = [c for c in self._conditions(q, metric, p) if c.startswith("bot ")]
             conds.append(
                 f"day >= CAST({p.add(_naive(lo))} AS DATE) AND day < CAST({p.add(_naive(hi))} AS DATE)"
             )
-            dims = "".join(
-                f", nullif({DIMENSIONS[d]}, '') AS {d}" if d == "bot" else f", user_id AS {d}" for d in q.by
-            )
+            dims = "".join(f", nullif(bot, '') AS {d}" if d == "bot" else f", {column} AS {d}" for d in q.by)
             parts.append(
                 f"SELECT {self._bucket(q, 'day', p)} AS bucket{dims}, sum(cost_usd) AS v "
-                f"FROM rollup_users WHERE {' AND '.join(conds)} GROUP BY ALL"
+                f"FROM {table} WHERE {' AND '.join(conds)} GROUP BY ALL"
             )
-            # Events without a user are a group of their own, as over the events.
-            anon = [c for c in self._conditions(q, metric, p, rollup=True) if c.startswith("bot ")]
-            anon.append(f"hour >= {p.add(_naive(lo))} AND hour < {p.add(_naive(hi))}")
-            anon_dims = "".join(f", nullif(bot, '') AS {d}" if d == "bot" else f", NULL AS {d}" for d in q.by)
+            nones = [c for c in self._conditions(q, metric, p, rollup=True) if c.startswith("bot ")]
+            nones.append(f"hour >= {p.add(_naive(lo))} AND hour < {p.add(_naive(hi))}")
+            none_dims = "".join(f", nullif(bot, '') AS {d}" if d == "bot" else f", NULL AS {d}" for d in q.by)
             parts.append(
-                f"SELECT {self._bucket(q, 'hour', p)} AS bucket{anon_dims}, sum(anon_cost) AS v "
-                f"FROM rollup_hourly WHERE {' AND '.join(anon)} GROUP BY ALL HAVING sum(anon_events) > 0"
+                f"SELECT {self._bucket(q, 'hour', p)} AS bucket{none_dims}, sum({none}_cost) AS v "
+                f"FROM rollup_hourly WHERE {' AND '.join(nones)} GROUP BY ALL HAVING sum({none}_events) > 0"
             )
             source = "rollups"
         elif (

@@ -21,6 +21,8 @@ are never behind the events and never count a replayed event twice:
   count, sum and maximum over timing and LLM-call events, overall and per stage, model, provider,
   kind and channel. Percentiles do not add up, so a day is computed once it is over (and again if
   late events arrive for it: its count then differs from ``rollup_hourly``'s, which readers check).
+* ``rollup_conversation_costs``: per conversation id and UTC day: events and cost (the top
+  conversations by cost; ``rollup_hourly`` keeps the cost of events without an id).
 * ``rollup_days``: per UTC day, its first and last event: a query window that ends or starts
   inside a day can still use that day's rollups when all of the day's events lie in the window.
 
@@ -61,6 +63,7 @@ DDL = [
     + ", events BIGINT, priced BIGINT, cost_usd DOUBLE, input_tokens BIGINT, output_tokens BIGINT, "
     "cached_tokens BIGINT, cache_write_tokens BIGINT, reasoning_tokens BIGINT, units DOUBLE, "
     "latency_n BIGINT, latency_sum DOUBLE, latency_max DOUBLE, anon_events BIGINT, anon_cost DOUBLE, "
+    "noconv_events BIGINT, noconv_cost DOUBLE, "
     f"PRIMARY KEY (hour, {', '.join(HOURLY_KEYS)}))",
     "CREATE TABLE IF NOT EXISTS rollup_users (day DATE NOT NULL, bot VARCHAR NOT NULL, user_id "
     "VARCHAR NOT NULL, "
@@ -75,6 +78,9 @@ DDL = [
     "CREATE TABLE IF NOT EXISTS rollup_latency_days (day DATE NOT NULL, bot VARCHAR NOT NULL, "
     "dim VARCHAR NOT NULL, value VARCHAR NOT NULL, n BIGINT, latency_sum DOUBLE, latency_max DOUBLE, "
     "q DOUBLE[], PRIMARY KEY (day, bot, dim, value))",
+    "CREATE TABLE IF NOT EXISTS rollup_conversation_costs (conversation_id VARCHAR NOT NULL, "
+    "bot VARCHAR NOT NULL, day DATE NOT NULL, events BIGINT, cost_usd DOUBLE, "
+    "PRIMARY KEY (conversation_id, bot, day))",
     "CREATE TABLE IF NOT EXISTS rollup_days (day DATE PRIMARY KEY, first_ts TIMESTAMP, last_ts TIMESTAMP, "
     "events BIGINT)",
 ]
@@ -89,7 +95,9 @@ _HOURLY_SELECT = (
     "coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens, coalesce(sum(units), 0) AS units, "
     "count(latency_ms) AS latency_n, coalesce(sum(latency_ms), 0) AS latency_sum, max(latency_ms) "
     "AS latency_max, count(*) FILTER (WHERE user_id IS NULL) AS anon_events, "
-    "coalesce(sum(cost_usd) FILTER (WHERE user_id IS NULL), 0) AS anon_cost "
+    "coalesce(sum(cost_usd) FILTER (WHERE user_id IS NULL), 0) AS anon_cost, "
+    "count(*) FILTER (WHERE conversation_id IS NULL) AS noconv_events, "
+    "coalesce(sum(cost_usd) FILTER (WHERE conversation_id IS NULL), 0) AS noconv_cost "
     "FROM {src} {where} GROUP BY ALL"
 )
 _HOURLY_MERGE = (
@@ -101,7 +109,8 @@ _HOURLY_MERGE = (
     "reasoning_tokens = reasoning_tokens + EXCLUDED.reasoning_tokens, units = units + EXCLUDED.units, "
     "latency_n = latency_n + EXCLUDED.latency_n, latency_sum = latency_sum + EXCLUDED.latency_sum, "
     "latency_max = greatest(latency_max, EXCLUDED.latency_max), "
-    "anon_events = anon_events + EXCLUDED.anon_events, anon_cost = anon_cost + EXCLUDED.anon_cost"
+    "anon_events = anon_events + EXCLUDED.anon_events, anon_cost = anon_cost + EXCLUDED.anon_cost, "
+    "noconv_events = noconv_events + EXCLUDED.noconv_events, noconv_cost = noconv_cost + EXCLUDED.noconv_cost"
 )
 
 _USERS_SELECT = (
@@ -116,6 +125,15 @@ _USERS_MERGE = (
     " ON CONFLICT DO UPDATE SET inbound = inbound + EXCLUDED.inbound, "
     "first_in = least(first_in, EXCLUDED.first_in), last_in = greatest(last_in, EXCLUDED.last_in), "
     "events = events + EXCLUDED.events, cost_usd = cost_usd + EXCLUDED.cost_usd"
+)
+
+_CONVERSATION_COSTS_SELECT = (
+    "SELECT conversation_id, coalesce(bot, '') AS bot, CAST(ts AS DATE) AS day, count(*) AS events, "
+    "coalesce(sum(cost_usd), 0) AS cost_usd FROM {src} WHERE conversation_id IS NOT NULL {and_where} "
+    "GROUP BY ALL"
+)
+_CONVERSATION_COSTS_MERGE = (
+    " ON CONFLICT DO UPDATE SET events = events + EXCLUDED.events, cost_usd = cost_usd + EXCLUDED.cost_usd"
 )
 
 _DAYS_SELECT = (
@@ -150,6 +168,10 @@ def add(con: Any, src: str, gap_s: int) -> None:
     con.execute(f"INSERT INTO rollup_hourly {_HOURLY_SELECT.format(src=src, where='')}{_HOURLY_MERGE}")
     con.execute(f"INSERT INTO rollup_users {_USERS_SELECT.format(src=src, and_where='')}{_USERS_MERGE}")
     con.execute(f"INSERT INTO rollup_days {_DAYS_SELECT.format(src=src, where='')}{_DAYS_MERGE}")
+    con.execute(
+        f"INSERT INTO rollup_conversation_costs {_CONVERSATION_COSTS_SELECT.format(src=src, and_where='')}"
+        f"{_CONVERSATION_COSTS_MERGE}"
+    )
     con.execute(
         f"INSERT INTO rollup_conversations {_CONVERSATIONS_SELECT.format(src=src, and_where='')}"
         f"{_CONVERSATIONS_MERGE}"
@@ -312,11 +334,14 @@ def rebuild(con: Any, gap_s: int) -> None:
         "rollup_conversation_totals",
         "rollup_days",
         "rollup_latency_days",
+        "rollup_conversation_costs",
     ):
         con.execute(f"DELETE FROM {table}")
     con.execute(f"INSERT INTO rollup_hourly {_HOURLY_SELECT.format(src='events', where='')}")
     con.execute(f"INSERT INTO rollup_users {_USERS_SELECT.format(src='events', and_where='')}")
     con.execute(f"INSERT INTO rollup_days {_DAYS_SELECT.format(src='events', where='')}")
+    costs = _CONVERSATION_COSTS_SELECT.format(src="events", and_where="")
+    con.execute(f"INSERT INTO rollup_conversation_costs {costs}")
     con.execute(
         f"INSERT INTO rollup_conversations {_CONVERSATIONS_SELECT.format(src='events', and_where='')}"
     )
@@ -375,6 +400,20 @@ def rebuild_costs(con: Any, lo: Any, hi: Any) -> None:
     con.execute(
         "INSERT INTO rollup_users "
         + _USERS_SELECT.format(
+            src="events",
+            and_where="AND ts >= CAST(CAST($lo::TIMESTAMP AS DATE) AS TIMESTAMP) "
+            "AND ts < CAST(CAST($hi::TIMESTAMP AS DATE) AS TIMESTAMP) + INTERVAL 1 DAY",
+        ),
+        {"lo": lo, "hi": hi},
+    )
+    con.execute(
+        "DELETE FROM rollup_conversation_costs WHERE day BETWEEN CAST($lo::TIMESTAMP AS DATE) AND "
+        "CAST($hi::TIMESTAMP AS DATE)",
+        {"lo": lo, "hi": hi},
+    )
+    con.execute(
+        "INSERT INTO rollup_conversation_costs "
+        + _CONVERSATION_COSTS_SELECT.format(
             src="events",
             and_where="AND ts >= CAST(CAST($lo::TIMESTAMP AS DATE) AS TIMESTAMP) "
             "AND ts < CAST(CAST($hi::TIMESTAMP AS DATE) AS TIMESTAMP) + INTERVAL 1 DAY",

@@ -364,3 +364,27 @@ def test_week_over_week_in_the_summary(five_weeks: str) -> None:
     s = summarise(Reader(five_weeks, now=NOW), 7)
     wow = s["week_over_week"]["active_users"]
     assert wow["this_week"] == 30 and wow["previous_week"] == 30 and wow["change"] == 0
+
+
+def test_a_store_from_before_the_rollups_gets_them_built_on_open(store_url: str, store_path: Path) -> None:
+    import duckdb
+
+    meter = _meter(store_url)
+    _traffic(meter, _day(2), 12, errors=3, cost_calls=5)
+    _traffic(meter, _day(1), 9, errors=1, cost_calls=2)
+    meter.close()
+    # Make it look like a schema-1 file: events only.
+    con = duckdb.connect(str(store_path))
+    for (table,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'rollup_%'"
+    ).fetchall():
+        con.execute(f"DROP TABLE {table}")
+    con.execute("UPDATE botmeter_meta SET value = '1' WHERE key = 'schema_version'")
+    con.close()
+    fast, plain = Reader(store_url, now=NOW), Reader(store_url, now=NOW, use_rollups=False)
+    for metric in ("cost_usd", "active_users", "conversations", "errors", "messages_per_conversation"):
+        a = fast.query(metric, days=5, interval="day")
+        b = plain.query(metric, days=5, interval="day")
+        assert a.source.startswith("rollups"), metric
+        assert a.rows == b.rows, metric
+    assert fast.query("active_users", days=5, interval=None).total() == 12

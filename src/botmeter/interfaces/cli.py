@@ -226,6 +226,9 @@ def _gap_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     "--periods", default=8, show_default=True, type=int, help="retention: days or weeks after first seen."
 )
 @click.option(
+    "--limit", default=None, type=int, help="With --interval none and --by: only the largest N groups."
+)
+@click.option(
     "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True
 )
 @_gap_option
@@ -240,6 +243,7 @@ def query(
     filters: tuple[str, ...],
     stat: str | None,
     periods: int,
+    limit: int | None,
     fmt: str,
     session_gap: float | None,
     store: str | None,
@@ -263,6 +267,7 @@ def query(
             filters=parsed,
             stat=stat,
             periods=periods,
+            limit=limit,
         )
     except BotmeterError as exc:
         raise _fail(exc) from exc

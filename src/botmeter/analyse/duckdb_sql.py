@@ -68,10 +68,13 @@ class DuckDBEngine:
         with self.store.reading() as con:
             con.execute("SET arrow_lossless_conversion = true")
             self._con = con
+            # Facts about the store that do not change while the file is open for reading.
+            self._facts: dict[Any, Any] = {}
             try:
                 yield self
             finally:
                 self._con = None
+                self._facts = {}
 
     def sql(self, text: str, params: dict[str, Any] | None = None) -> list[tuple]:
         """Runs read-only SQL in the current session (or a short one)."""
@@ -186,7 +189,18 @@ class DuckDBEngine:
             return lo, lo, [(start, end)]
         return lo, hi, [(start, lo), (hi, end)]
 
+    def _fact(self, key: Any, compute: Any) -> Any:
+        facts = getattr(self, "_facts", None)
+        if facts is None or self._con is None:
+            return compute()
+        if key not in facts:
+            facts[key] = compute()
+        return facts[key]
+
     def _day_within(self, day: datetime, start: datetime, end: datetime) -> bool:
+        return self._fact(("day_within", day, start, end), lambda: self._day_within_now(day, start, end))
+
+    def _day_within_now(self, day: datetime, start: datetime, end: datetime) -> bool:
         rows = self.sql(
             "SELECT count(*) FROM rollup_days WHERE day = CAST($d AS DATE) AND (first_ts < $s OR "
             "last_ts >= $e)",
@@ -195,10 +209,14 @@ class DuckDBEngine:
         return not rows[0][0]
 
     def _one_bot(self) -> bool:
-        return self.sql("SELECT count(DISTINCT bot) FROM rollup_hourly")[0][0] <= 1
+        return self._fact(
+            "one_bot", lambda: self.sql("SELECT count(DISTINCT bot) FROM rollup_hourly")[0][0] <= 1
+        )
 
     def _stored_gap(self) -> int:
-        rows = self.sql("SELECT value FROM botmeter_meta WHERE key = 'session_gap_s'")
+        rows = self._fact(
+            "gap", lambda: self.sql("SELECT value FROM botmeter_meta WHERE key = 'session_gap_s'")
+        )
         return int(rows[0][0]) if rows else -1
 
     # -- count, sum -----------------------------------------------------------------------------

@@ -801,6 +801,12 @@ class CloudWatchStore:
             self._load_boto()
         return self._call(service, operation, remember_outage=False, **params)
 
+    def resolved_region(self) -> str:
+        """The region boto3 settles on when the URL and settings name none."""
+        if not hasattr(self, "_boto3"):
+            self._load_boto()
+        return self._client("cloudwatch").meta.region_name
+
     # -- the seam -----------------------------------------------------------------------------
 
     def plan(self, batch: pa.Table) -> list[Chunk]:

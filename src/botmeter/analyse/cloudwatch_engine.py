@@ -442,6 +442,8 @@ class CloudWatchEngine:
                         f"CloudWatch GetMetricData answered {status}: {messages or 'no detail'}"
                     )
                 n = int(result["Id"][1:])
+                if n not in points:
+                    continue  # not a query of this request
                 for ts, value in zip(result.get("Timestamps", []), result.get("Values", []), strict=True):
                     points[n].append((_aware(ts), float(value)))
             token = page.get("NextToken")
@@ -494,36 +496,49 @@ class CloudWatchEngine:
                     for d in q.by
                 )
                 cells.append(Cell(name, dims, group))
-        stats = sorted({s for stat in (*q.stats, "count") for s in _CW_STATS[stat]})
-        found, notes = self._fetch(q, cells, stats)
         groups: dict[tuple, list[int]] = {}
         for i, cell in enumerate(cells):
             groups.setdefault(cell.group, []).append(i)
-        rows = []
+        # Counts first: a percentile is asked for only where one series holds a group's values.
+        plain = sorted(
+            {s for stat in (*q.stats, "count") if stat not in PERCENTILES for s in _CW_STATS[stat]}
+        )
+        found, notes = self._fetch(q, cells, plain)
+        present: dict[tuple[tuple, datetime], list[int]] = {}
         for group, members in groups.items():
-            buckets = {b for i in members for b in found[(i, "SampleCount")]}
-            for bucket in buckets:
-                present = [i for i in members if found[(i, "SampleCount")].get(bucket)]
-                if not present:
-                    continue
-                row: dict[str, Any] = {"bucket": bucket, **dict(zip(q.by, group, strict=True))}
-                count = sum(found[(i, "SampleCount")][bucket] for i in present)
-                for s in q.stats:
-                    if s == "count":
-                        row[s] = round(count)
-                    elif s == "avg":
-                        row[s] = sum(found[(i, "Sum")].get(bucket, 0.0) for i in present) / count
-                    elif s == "max":
-                        row[s] = max(found[(i, "Maximum")].get(bucket, -math.inf) for i in present)
-                    elif len(present) == 1:
-                        row[s] = found[(present[0], s)].get(bucket)
-                    else:
-                        names = ", ".join(sorted(_describe(cells[i]) for i in present))
-                        raise Unavailable(
-                            f"CloudWatch keeps latency percentiles per series and cannot combine them: "
-                            f"{s} over {names}; ask by stage or by provider and model, or for avg, max, count"
-                        )
-                rows.append(row)
+            for i in members:
+                for bucket, n in found[(i, "SampleCount")].items():
+                    if n:
+                        present.setdefault((group, bucket), []).append(i)
+        wanted = [s for s in q.stats if s in PERCENTILES]
+        if wanted:
+            for members in present.values():
+                if len(members) > 1:
+                    names = ", ".join(sorted(_describe(cells[i]) for i in members))
+                    raise Unavailable(
+                        f"CloudWatch keeps latency percentiles per series and cannot combine them: "
+                        f"{wanted[0]} over {names}; ask by stage or by provider and model, or for avg, "
+                        "max, count"
+                    )
+            asked = sorted({members[0] for members in present.values()})
+            more, _ = self._fetch(q, [cells[i] for i in asked], wanted)
+            for n, i in enumerate(asked):
+                for s in wanted:
+                    found[(i, s)] = more[(n, s)]
+        rows = []
+        for (group, bucket), members in present.items():
+            row: dict[str, Any] = {"bucket": bucket, **dict(zip(q.by, group, strict=True))}
+            count = sum(found[(i, "SampleCount")][bucket] for i in members)
+            for s in q.stats:
+                if s == "count":
+                    row[s] = round(count)
+                elif s == "avg":
+                    row[s] = sum(found[(i, "Sum")].get(bucket, 0.0) for i in members) / count
+                elif s == "max":
+                    row[s] = max(found[(i, "Maximum")].get(bucket, -math.inf) for i in members)
+                else:
+                    row[s] = found[(members[0], s)].get(bucket)
+            rows.append(row)
         if any(s in PERCENTILES for s in q.stats):
             notes.append(PERCENTILE_NOTE)
         if "stage" in q.by:

@@ -478,3 +478,33 @@ def test_error_groups_through_logs_insights(stubbed):
     ]
     assert groups[0]["category"] == "rate_limit" and groups[0]["users"] == 4
     assert groups[1]["first_seen"] == datetime(2026, 10, 1, tzinfo=UTC)
+
+
+def test_explore_from_list_metrics_and_the_records(stubbed):
+    from botmeter.store.cloudwatch import METRICS
+
+    _, engine, cw_stub, logs_stub = stubbed
+    group = {"logGroupName": "/botmeter/DadaCat", "creationTime": 1790000000000, "storedBytes": 4096}
+    logs_stub.add_response("describe_log_groups", {"logGroups": [group]})
+    for query_id in ("kinds", "days"):
+        logs_stub.add_response("start_query", {"queryId": query_id})
+    logs_stub.add_response("get_query_results", _insights_answer([
+        {"kind": "message", "n": "30", "first": "2026-11-20 08:00:00.000", "last": "2026-11-25 09:00:00.000"},
+        {"kind": "llm_call", "n": "10", "first": "2026-11-21 08:00:00.000",
+         "last": "2026-11-24 09:00:00.000"},
+    ]))  # fmt: skip
+    logs_stub.add_response(
+        "get_query_results", _insights_answer([{"day": "2026-11-20 00:00:00.000", "n": "40"}])
+    )
+    for m in METRICS:
+        answer = (
+            _listed({"_name": m.name, "Bot": "dadacat", "Channel": "sms"}) if m.name == "Messages" else {}
+        )
+        cw_stub.add_response("list_metrics", answer or {"Metrics": []})
+    logs_stub.add_response("describe_log_groups", {"logGroups": [group]})
+    info = engine.explore()
+    assert info["events"] == 40 and info["kinds"] == {"message": 30, "llm_call": 10}
+    assert info["first_event"] == datetime(2026, 11, 20, 8, tzinfo=UTC)
+    assert info["events_per_day"] == [{"day": datetime(2026, 11, 20, tzinfo=UTC), "events": 40}]
+    assert info["dimensions"]["channel"]["values"] == ["sms"] and info["metrics"] == {"Messages": 1}
+    assert info["storage_bytes"] == 4096

@@ -994,8 +994,7 @@ class CloudWatchEngine:
             "metrics": metrics,
             "namespace": self.store.namespace,
             "log_group": self.store.log_group,
-            "storage_bytes": size,
-            "bytes_per_event": (size / total) if size and total else None,
+            **({"storage_bytes": size, "bytes_per_event": (size / total) if total else None} if size else {}),
             "note": "dimension values are those ListMetrics lists (metrics with data in the last two weeks)",
         }
 

@@ -176,6 +176,27 @@ SETTINGS: tuple[Setting, ...] = (
         _to_str,
         "CloudWatch Logs group for event records in api mode (default: /botmeter/<namespace>)",
     ),
+    Setting(
+        "report_days",
+        "BOTMETER_REPORT_DAYS",
+        1,
+        _to_number(int, 1),
+        "days a scheduled report covers (botmeter.aws_lambda.handler): 1 daily, 7 weekly",
+    ),
+    Setting(
+        "report_webhook",
+        "BOTMETER_REPORT_WEBHOOK",
+        None,
+        _to_str,
+        "URL the scheduled report is POSTed to as JSON (a Slack incoming webhook works)",
+    ),
+    Setting(
+        "report_sns_topic",
+        "BOTMETER_REPORT_SNS_TOPIC",
+        None,
+        _to_str,
+        "SNS topic ARN the scheduled report is published to",
+    ),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
@@ -218,6 +239,9 @@ class Config:
     cloudwatch_region: str | None = None
     cloudwatch_mode: str | None = None
     cloudwatch_log_group: str | None = None
+    report_days: int = 1
+    report_webhook: str | None = None
+    report_sns_topic: str | None = None
 
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, **arguments: Any) -> Config:

@@ -358,6 +358,7 @@ class DuckDBEngine:
             for s in q.stats:
                 if s != "count" and row.get(s) is not None:
                     row[s] = float(row[s])
+                row.setdefault(s, None)  # a window without values still has every statistic, as null
             for extra in ("count", "avg", "max"):
                 if extra not in q.stats:
                     row.pop(extra, None)

@@ -491,3 +491,6 @@ def run() -> None:  # pragma: no cover - console entry
     except BotmeterError as exc:
         console.print(f"[red]error:[/red] {exc}")
         sys.exit(2)
+
+
+from . import cli_aws  # noqa: E402, F401  (--namespace/--region, botmeter cloudwatch ...)

@@ -643,6 +643,9 @@ def _parse_url(url: str) -> dict[str, str]:
 class CloudWatchStore:
     """Events as CloudWatch metrics (per minute, low-cardinality dimensions) and log records."""
 
+    # The read side: GetMetricData for the metrics, Logs Insights over the records.
+    query_engine = "botmeter.analyse.cloudwatch_engine:CloudWatchEngine"
+
     # Retries of throttling, 5xx and connection errors: a few, short; then the batch is spooled.
     attempts = 4
     backoff_s = 0.1
@@ -741,10 +744,15 @@ class CloudWatchStore:
             self._clients[service] = client
         return client
 
-    def _call(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
-        """One AWS call; throttling, 5xx and connection errors retried briefly, errors mapped."""
+    def _call(
+        self, service: str, operation: str, *, remember_outage: bool = True, **params: Any
+    ) -> dict[str, Any]:
+        """One AWS call; throttling, 5xx and connection errors retried briefly, errors mapped.
+
+        ``remember_outage``: after failing every retry, fail further calls at once for ``cooldown_s``
+        (the writer's calls; a reader asking one query after another needs no such pause)."""
         exc_mod = self._botocore_exc
-        if time.monotonic() < self._down_until:
+        if remember_outage and time.monotonic() < self._down_until:
             raise StoreUnavailable(
                 f"CloudWatch {operation}: not tried, it failed moments ago ({self._down_why})"
             )
@@ -780,9 +788,24 @@ class CloudWatchStore:
                 continue
             except exc_mod.BotoCoreError as exc:
                 raise StoreUnavailable(f"CloudWatch {operation}: {exc}") from exc
-        self._down_until = time.monotonic() + self.cooldown_s
-        self._down_why = f"failed {self.attempts} times; last: {problem}"
-        raise StoreUnavailable(f"CloudWatch {operation} {self._down_why}")
+        why = f"failed {self.attempts} times; last: {problem}"
+        if remember_outage:
+            self._down_until = time.monotonic() + self.cooldown_s
+            self._down_why = why
+        raise StoreUnavailable(f"CloudWatch {operation} {why}")
+
+    def call(self, service: str, operation: str, **params: Any) -> dict[str, Any]:
+        """One AWS call for the read side (boto3 is needed here in either mode), retried and mapped
+        to botmeter's errors as writes are."""
+        if not hasattr(self, "_boto3"):
+            self._load_boto()
+        return self._call(service, operation, remember_outage=False, **params)
+
+    def resolved_region(self) -> str:
+        """The region boto3 settles on when the URL and settings name none."""
+        if not hasattr(self, "_boto3"):
+            self._load_boto()
+        return self._client("cloudwatch").meta.region_name
 
     # -- the seam -----------------------------------------------------------------------------
 

@@ -90,7 +90,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_buffer",
         "BOTMETER_MAX_BUFFER",
-        200_000,
+        400_000,
         _to_number(int, 1),
         "most events held in memory; beyond it events are dropped and counted",
     ),
@@ -220,7 +220,7 @@ class Config:
     enabled: bool = True
     flush_interval: float = 1.0
     batch_size: int = 100_000
-    max_buffer: int = 200_000
+    max_buffer: int = 400_000
     spool_dir: str | None = None
     max_spool_mb: float = 1024.0
     hash_users: bool = True

@@ -35,6 +35,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 HOURLY_KEYS = (
     "bot",
     "kind",
@@ -51,6 +54,15 @@ HOURLY_KEYS = (
 )
 
 DEFAULT_SESSION_GAP_S = 1800
+_HOURLY_SUMS = (
+    "cost_usd",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "units",
+)
 
 # Latency percentiles kept per complete day: over these kinds, by these dimensions ('' = overall).
 LATENCY_KINDS = ("timing", "llm_call")
@@ -163,24 +175,20 @@ def session_gap(con: Any) -> int:
     return int(rows[0][0]) if rows else DEFAULT_SESSION_GAP_S
 
 
-def add(con: Any, src: str, gap_s: int) -> None:
-    """Adds the events in relation ``src`` (just inserted into ``events``) to every rollup."""
-    con.execute(f"INSERT INTO rollup_hourly {_HOURLY_SELECT.format(src=src, where='')}{_HOURLY_MERGE}")
-    con.execute(f"INSERT INTO rollup_users {_USERS_SELECT.format(src=src, and_where='')}{_USERS_MERGE}")
-    con.execute(f"INSERT INTO rollup_days {_DAYS_SELECT.format(src=src, where='')}{_DAYS_MERGE}")
-    con.execute(
-        f"INSERT INTO rollup_conversation_costs {_CONVERSATION_COSTS_SELECT.format(src=src, and_where='')}"
-        f"{_CONVERSATION_COSTS_MERGE}"
-    )
-    con.execute(
-        f"INSERT INTO rollup_conversations {_CONVERSATIONS_SELECT.format(src=src, and_where='')}"
-        f"{_CONVERSATIONS_MERGE}"
-    )
-    con.execute(
-        "INSERT INTO rollup_conversation_totals SELECT conversation, bot, min(user_id), min(first_ts), "
-        f"max(last_ts), sum(messages) FROM ({_CONVERSATIONS_SELECT.format(src=src, and_where='')}) "
-        f"GROUP BY conversation, bot{_CONVERSATIONS_MERGE}"
-    )
+def add(con: Any, src: str, gap_s: int, table: pa.Table) -> None:
+    """Adds the events just inserted into ``events`` (``table``, also registered as ``src``) to
+    every rollup.
+
+    The per-batch grouping runs in Arrow (about 2.5x faster than DuckDB's over an Arrow scan, on
+    the writer's one thread); DuckDB then merges the few thousand partial rows into the rollups.
+    ``rebuild`` computes the same figures in SQL over all events; the tests hold the two equal.
+    """
+    for name, partial, merge in _partials(table):
+        con.register(name, partial)
+        try:
+            con.execute(merge)
+        finally:
+            con.unregister(name)
     _merge_sessions(con, src, gap_s)
     # Days that are over and touched by this batch (late events), and yesterday once today began.
     days = [
@@ -192,6 +200,112 @@ def add(con: Any, src: str, gap_s: int) -> None:
         ).fetchall()
     ]
     refresh_latency_days(con, [*days, "yesterday"])
+
+
+def _day_of(ts: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.cast(ts, pa.date32())
+
+
+def _partials(t: pa.Table) -> list[tuple[str, pa.Table, str]]:
+    """Per-batch partial aggregates and the SQL that merges each into its rollup."""
+    ts, cost = t["ts"], t["cost_usd"]
+    no_user, no_conv = pc.is_null(t["user_id"]), pc.is_null(t["conversation_id"])
+    zero = pa.scalar(0.0)
+    work = pa.table(
+        {
+            "hour": pc.floor_temporal(ts, unit="hour"),
+            **{k: t[k] for k in HOURLY_KEYS},
+            **{c: t[c] for c in _HOURLY_SUMS},
+            "latency_ms": t["latency_ms"],
+            "anon_events": pc.cast(no_user, pa.int64()),
+            "anon_cost": pc.if_else(no_user, cost, zero),
+            "noconv_events": pc.cast(no_conv, pa.int64()),
+            "noconv_cost": pc.if_else(no_conv, cost, zero),
+        }
+    )
+    hourly = work.group_by(["hour", *HOURLY_KEYS], use_threads=False).aggregate(
+        [([], "count_all"), ("cost_usd", "count")]
+        + [(c, "sum") for c in _HOURLY_SUMS]
+        + [("latency_ms", "count"), ("latency_ms", "sum"), ("latency_ms", "max")]
+        + [(c, "sum") for c in ("anon_events", "anon_cost", "noconv_events", "noconv_cost")]
+    )
+    hourly_sql = (
+        "INSERT INTO rollup_hourly SELECT hour, "
+        + ", ".join(f"coalesce({k}, '')" for k in HOURLY_KEYS)
+        + ", count_all, cost_usd_count, "
+        + ", ".join(f"coalesce({c}_sum, 0)" for c in _HOURLY_SUMS)
+        + ", latency_ms_count, coalesce(latency_ms_sum, 0), latency_ms_max, "
+        "coalesce(anon_events_sum, 0), coalesce(anon_cost_sum, 0), coalesce(noconv_events_sum, 0), "
+        "coalesce(noconv_cost_sum, 0) FROM _bm_hourly" + _HOURLY_MERGE
+    )
+    day = _day_of(ts)
+    inbound = pc.and_(pc.equal(t["kind"], "message"), pc.equal(t["direction"], "in"))
+    inbound = pc.fill_null(inbound, False)
+    users_in = pa.table(
+        {
+            "day": day,
+            "bot": t["bot"],
+            "user_id": t["user_id"],
+            "inbound": pc.cast(inbound, pa.int64()),
+            "ts_in": pc.if_else(inbound, ts, pa.scalar(None, ts.type)),
+            "cost_usd": cost,
+        }
+    ).filter(pc.invert(no_user))
+    users = users_in.group_by(["day", "bot", "user_id"], use_threads=False).aggregate(
+        [("inbound", "sum"), ("ts_in", "min"), ("ts_in", "max"), ([], "count_all"), ("cost_usd", "sum")]
+    )
+    users_sql = (
+        "INSERT INTO rollup_users SELECT day, coalesce(bot, ''), user_id, inbound_sum, ts_in_min, ts_in_max, "
+        "count_all, coalesce(cost_usd_sum, 0) FROM _bm_users" + _USERS_MERGE
+    )
+    days = (
+        pa.table({"day": day, "ts": ts})
+        .group_by(["day"], use_threads=False)
+        .aggregate([("ts", "min"), ("ts", "max"), ([], "count_all")])
+    )
+    days_sql = "INSERT INTO rollup_days SELECT day, ts_min, ts_max, count_all FROM _bm_days" + _DAYS_MERGE
+    with_conv = pa.table(
+        {"conversation_id": t["conversation_id"], "bot": t["bot"], "day": day, "cost_usd": cost}
+    ).filter(pc.invert(no_conv))
+    costs = with_conv.group_by(["conversation_id", "bot", "day"], use_threads=False).aggregate(
+        [([], "count_all"), ("cost_usd", "sum")]
+    )
+    costs_sql = (
+        "INSERT INTO rollup_conversation_costs SELECT conversation_id, coalesce(bot, ''), day, count_all, "
+        "coalesce(cost_usd_sum, 0) FROM _bm_costs" + _CONVERSATION_COSTS_MERGE
+    )
+    messages = pc.and_(pc.equal(t["kind"], "message"), pc.invert(no_conv))
+    conv = (
+        pa.table(
+            {
+                "conversation_id": t["conversation_id"],
+                "bot": t["bot"],
+                "day": day,
+                "user_id": t["user_id"],
+                "ts": ts,
+            }
+        )
+        .filter(pc.fill_null(messages, False))
+        .group_by(["conversation_id", "bot", "day"], use_threads=False)
+        .aggregate([("user_id", "min"), ("ts", "min"), ("ts", "max"), ([], "count_all")])
+    )
+    conv_rows = (
+        "SELECT 'c:' || conversation_id AS conversation, coalesce(bot, '') AS bot, day, "
+        "user_id_min AS user_id, ts_min AS first_ts, ts_max AS last_ts, count_all AS messages FROM _bm_conv"
+    )
+    conv_sql = f"INSERT INTO rollup_conversations {conv_rows}{_CONVERSATIONS_MERGE}"
+    totals_sql = (
+        "INSERT INTO rollup_conversation_totals SELECT conversation, bot, min(user_id), min(first_ts), "
+        f"max(last_ts), sum(messages) FROM ({conv_rows}) GROUP BY conversation, bot{_CONVERSATIONS_MERGE}"
+    )
+    return [
+        ("_bm_hourly", hourly, hourly_sql),
+        ("_bm_users", users, users_sql),
+        ("_bm_days", days, days_sql),
+        ("_bm_costs", costs, costs_sql),
+        ("_bm_conv", conv, conv_sql),
+        ("_bm_conv", conv, totals_sql),
+    ]
 
 
 def _today() -> Any:
@@ -254,21 +368,26 @@ def _merge_sessions(con: Any, src: str, gap_s: int) -> None:
     if not con.execute("SELECT count(*) FROM _bm_points").fetchall()[0][0]:
         return
     gap = f"INTERVAL {int(gap_s)} SECOND"
-    # Sessions of these users that a new message could join or bridge: within a gap of one.
+    # Sessions of these users that a new message could join or bridge: within a gap of one. The
+    # constant bound lets DuckDB skip old row groups (rows arrive roughly in time order), so this
+    # stays cheap however long the history.
+    lowest = con.execute(f"SELECT min(ts) - {gap} FROM _bm_points").fetchall()[0][0]
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _bm_old AS
         WITH span AS (SELECT bot, user_id, min(ts) - {gap} AS lo, max(ts) + {gap} AS hi
-                      FROM _bm_points GROUP BY ALL),
-             sessions AS (SELECT c.conversation, c.bot, c.user_id, min(c.first_ts) AS first_ts,
-                                 max(c.last_ts) AS last_ts
-                          FROM rollup_conversations AS c SEMI JOIN span AS s
-                               ON c.bot = s.bot AND c.user_id = s.user_id
-                          WHERE c.conversation LIKE 's:%' GROUP BY ALL)
-        SELECT sessions.* FROM sessions JOIN span AS s USING (bot, user_id)
-        WHERE sessions.last_ts >= s.lo AND sessions.first_ts <= s.hi
-        """
+                      FROM _bm_points GROUP BY ALL)
+        SELECT t.conversation, t.bot, t.user_id, t.first_ts, t.last_ts
+        FROM rollup_conversation_totals AS t JOIN span AS s ON t.bot = s.bot AND t.user_id = s.user_id
+        WHERE t.last_ts >= $lowest AND starts_with(t.conversation, 's:')
+          AND t.last_ts >= s.lo AND t.first_ts <= s.hi
+        """,
+        {"lowest": lowest},
     )
+    old_days = con.execute(
+        "SELECT CAST(min(first_ts) AS DATE), CAST(max(last_ts) AS DATE) FROM _bm_old"
+    ).fetchall()[0]
+    days = {"dlo": old_days[0], "dhi": old_days[1]}
     # Interval merging: sorted by start, a piece opens a new session when it starts more than a
     # gap after everything before it ended.
     con.execute(
@@ -300,18 +419,22 @@ def _merge_sessions(con: Any, src: str, gap_s: int) -> None:
         SELECT m.session AS conversation, c.bot, c.day, m.user_id, c.first_ts, c.last_ts, c.messages
         FROM rollup_conversations AS c JOIN _bm_merged AS m
              ON m.conversation IS NOT NULL AND c.conversation = m.conversation AND c.bot = m.bot
+        WHERE c.day BETWEEN $dlo AND $dhi
         UNION ALL
         SELECT session, bot, CAST(first_ts AS DATE), user_id, first_ts, last_ts, 1
         FROM _bm_merged WHERE conversation IS NULL
-        """
+        """,
+        days,
     )
     con.execute(
         "DELETE FROM rollup_conversations AS c USING _bm_old AS o "
-        "WHERE c.conversation = o.conversation AND c.bot = o.bot"
+        "WHERE c.day BETWEEN $dlo AND $dhi AND c.conversation = o.conversation AND c.bot = o.bot",
+        days,
     )
     con.execute(
         "DELETE FROM rollup_conversation_totals AS c USING _bm_old AS o "
-        "WHERE c.conversation = o.conversation AND c.bot = o.bot"
+        "WHERE c.last_ts >= $lowest AND c.conversation = o.conversation AND c.bot = o.bot",
+        {"lowest": lowest},
     )
     con.execute(
         "INSERT INTO rollup_conversations SELECT conversation, bot, day, min(user_id), min(first_ts), "

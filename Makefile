@@ -25,6 +25,7 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(PY) bench/track_call.py
 	$(PY) bench/ingest.py
+	$(PY) bench/analysis.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info botmeter.duckdb botmeter.duckdb.*

@@ -60,3 +60,29 @@ def start_python(code: str, tmp_path: Path, name: str = "bot.py", **env: str) ->
         text=True,
         env=subprocess_env(**env),
     )
+
+
+# -- the AWS emulator: one moto_server for the session (tests use a namespace each) --------------
+
+
+@pytest.fixture(scope="session")
+def moto():
+    from aws_emulator import MotoServer
+
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto, monkeypatch):
+    """Points boto3 at the emulator with test credentials, and nothing from the developer's AWS setup."""
+    from aws_emulator import aws_env
+
+    for name, value in aws_env(moto.url).items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "DYNAMODB_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_LAMBDA_FUNCTION_NAME",):
+        monkeypatch.delenv(name, raising=False)
+    return moto

@@ -96,6 +96,17 @@ def test_reprice_applies_a_new_price_list_from_its_effective_date(store_url, sto
     assert (
         scalar(store_path, "SELECT count(*) FROM events WHERE cost_usd = 0.25") == 1
     )  # the bot's own cost kept
+    # The rollups follow: costs by day, provider and user read from them equal the events'.
+    from botmeter.analyse import Reader
+
+    for kw in ({"by": "provider"}, {"by": "user", "interval": "month"}, {}):
+        args = {"start": "2026-10-01", "end": "2026-12-01", **kw}
+        fast = Reader(store_url).query("cost_usd", **args)
+        plain = Reader(store_url, use_rollups=False).query("cost_usd", **args)
+        assert fast.source == "rollups"
+        assert [r["sum"] for r in fast.rows] == pytest.approx([r["sum"] for r in plain.rows])
+    total = Reader(store_url).query("cost_usd", start="2026-11-01", end="2026-12-01", interval=None).total()
+    assert total == pytest.approx(1.0 + 0.005 + 0.25)
 
 
 def test_reprice_rejects_a_bad_date(store_url):

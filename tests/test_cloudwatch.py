@@ -33,28 +33,6 @@ PHONE = "+15551234567"
 # -- fixtures ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def moto():
-    server = MotoServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def aws(moto, monkeypatch):
-    for name, value in aws_env(moto.url).items():
-        monkeypatch.setenv(name, value)
-    for name in (
-        "AWS_DEFAULT_REGION",
-        "AWS_REGION",
-        "DYNAMODB_REGION",
-        "AWS_PROFILE",
-        "AWS_LAMBDA_FUNCTION_NAME",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    return moto
-
-
 @pytest.fixture
 def names():
     # A namespace and a bot per test: moto's GetMetricData matches dimensions without the namespace.

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 import botmeter
-from aws_emulator import MotoServer, aws_env, clients
+from aws_emulator import aws_env, clients
 from botmeter.analyse import Reader, Unavailable
 from botmeter.analyse.cloudwatch_engine import CloudWatchEngine, Span, resolution, spans
 from botmeter.analyse.query import make_query
@@ -29,28 +29,6 @@ from botmeter.store import open_store
 HASH_KEY = "ab" * 16
 PHONE = "+15551234567"
 NOW = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def moto():
-    server = MotoServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def aws(moto, monkeypatch):
-    for name, value in aws_env(moto.url).items():
-        monkeypatch.setenv(name, value)
-    for name in (
-        "AWS_DEFAULT_REGION",
-        "AWS_REGION",
-        "DYNAMODB_REGION",
-        "AWS_PROFILE",
-        "AWS_LAMBDA_FUNCTION_NAME",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    return moto
 
 
 @pytest.fixture

@@ -515,31 +515,20 @@ def rebuild_costs(con: Any, lo: Any, hi: Any) -> None:
         ),
         {"lo": lo, "hi": hi},
     )
-    con.execute(
-        "DELETE FROM rollup_users WHERE day BETWEEN CAST($lo::TIMESTAMP AS DATE) AND "
-        "CAST($hi::TIMESTAMP AS DATE)",
-        {"lo": lo, "hi": hi},
+    # The per-day rollups that carry cost: their whole days in [lo, hi] again from the events.
+    whole_days = (
+        "AND ts >= CAST(CAST($lo::TIMESTAMP AS DATE) AS TIMESTAMP) "
+        "AND ts < CAST(CAST($hi::TIMESTAMP AS DATE) AS TIMESTAMP) + INTERVAL 1 DAY"
     )
-    con.execute(
-        "INSERT INTO rollup_users "
-        + _USERS_SELECT.format(
-            src="events",
-            and_where="AND ts >= CAST(CAST($lo::TIMESTAMP AS DATE) AS TIMESTAMP) "
-            "AND ts < CAST(CAST($hi::TIMESTAMP AS DATE) AS TIMESTAMP) + INTERVAL 1 DAY",
-        ),
-        {"lo": lo, "hi": hi},
-    )
-    con.execute(
-        "DELETE FROM rollup_conversation_costs WHERE day BETWEEN CAST($lo::TIMESTAMP AS DATE) AND "
-        "CAST($hi::TIMESTAMP AS DATE)",
-        {"lo": lo, "hi": hi},
-    )
-    con.execute(
-        "INSERT INTO rollup_conversation_costs "
-        + _CONVERSATION_COSTS_SELECT.format(
-            src="events",
-            and_where="AND ts >= CAST(CAST($lo::TIMESTAMP AS DATE) AS TIMESTAMP) "
-            "AND ts < CAST(CAST($hi::TIMESTAMP AS DATE) AS TIMESTAMP) + INTERVAL 1 DAY",
-        ),
-        {"lo": lo, "hi": hi},
-    )
+    for table, select in (
+        ("rollup_users", _USERS_SELECT),
+        ("rollup_conversation_costs", _CONVERSATION_COSTS_SELECT),
+    ):
+        con.execute(
+            f"DELETE FROM {table} "
+            "WHERE day BETWEEN CAST($lo::TIMESTAMP AS DATE) AND CAST($hi::TIMESTAMP AS DATE)",
+            {"lo": lo, "hi": hi},
+        )
+        con.execute(
+            f"INSERT INTO {table} " + select.format(src="events", and_where=whole_days), {"lo": lo, "hi": hi}
+        )

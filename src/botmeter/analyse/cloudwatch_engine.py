@@ -39,7 +39,7 @@ from typing import Any, Final
 from ..exceptions import BotmeterError
 from ..store import cloudwatch as cw
 from .catalogue import DIMENSIONS, PERCENTILES, Metric
-from .query import Query, Result, Unavailable, fill_buckets, floor_to, next_bucket
+from .query import Query, Result, Unavailable, fill_buckets, floor_to, next_bucket, ratio_result
 
 # -- what the metrics can answer ---------------------------------------------------------------
 
@@ -556,26 +556,7 @@ class CloudWatchEngine:
                 parts.append(self.run(q.with_metric(name)))
             except Unavailable as exc:
                 raise Unavailable(f"{metric.name} needs {name}, which is unavailable: {exc}") from None
-        num, den = parts
-        n_stat, d_stat, stat = num.stats[0], den.stats[0], q.stats[0]
-
-        def key(row: dict[str, Any]) -> tuple:
-            return (row["bucket"], *(row.get(d) for d in q.by))
-
-        numerators = {key(r): r[n_stat] for r in num.rows}
-        rows = []
-        for row in den.rows:
-            n = numerators.pop(key(row), 0) or 0
-            d = row[d_stat]
-            rows.append(
-                {"bucket": row["bucket"], **{k: row.get(k) for k in q.by}, stat: (n / d) if d else None}
-            )
-        return Result(
-            q,
-            fill_buckets(q, rows, lambda s: None),
-            f"{num.source}+{den.source}",
-            list(dict.fromkeys([*num.notes, *den.notes])),
-        )
+        return ratio_result(q, *parts)
 
     # -- Logs Insights --------------------------------------------------------------------------------
 

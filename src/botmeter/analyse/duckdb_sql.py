@@ -16,7 +16,7 @@ from typing import Any
 
 from ..store.duckdb_rollups import HOURLY_KEYS, LATENCY_DIMS, LATENCY_KINDS, LATENCY_QUANTILES
 from .catalogue import DIMENSIONS, PERCENTILES, Metric
-from .query import Query, Result, fill_buckets
+from .query import Query, Result, fill_buckets, ratio_result
 
 _SUM_COLUMNS = {"cost_usd", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "units"}
 _USER_TABLE_DIMS = {"bot"}
@@ -689,23 +689,7 @@ class DuckDBEngine:
         assert metric.numerator and metric.denominator
         num = self.run(q.with_metric(metric.numerator))
         den = self.run(q.with_metric(metric.denominator))
-        n_stat, d_stat, stat = num.stats[0], den.stats[0], q.stats[0]
-
-        def key(row: dict[str, Any]) -> tuple:
-            return (row["bucket"], *(row.get(d) for d in q.by))
-
-        numerators = {key(r): r[n_stat] for r in num.rows}
-        rows = []
-        for row in den.rows:
-            n = numerators.pop(key(row), 0) or 0
-            d = row[d_stat]
-            rows.append(
-                {"bucket": row["bucket"], **{k: row.get(k) for k in q.by}, stat: (n / d) if d else None}
-            )
-        for k in numerators:  # a numerator with no denominator row at all: no ratio
-            rows.append({"bucket": k[0], **dict(zip(q.by, k[1:], strict=True)), stat: None})
-        rows = fill_buckets(q, rows, lambda s: None)
-        return Result(q, rows, f"{num.source}+{den.source}", [*num.notes, *den.notes])
+        return ratio_result(q, num, den)
 
     def _retention(self, q: Query) -> Result:
         p = Params()

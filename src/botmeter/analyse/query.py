@@ -317,3 +317,28 @@ def fill_buckets(query: Query, rows: list[dict[str, Any]], empty: Any) -> list[d
             out.append(row)
     out.sort(key=lambda r: (r["bucket"], *((r.get(d) is None, str(r.get(d))) for d in dims)))
     return out
+
+
+def ratio_result(query: Query, num: Result, den: Result) -> Result:
+    """numerator / denominator per bucket and group (None where the denominator is 0 or missing)."""
+    n_stat, d_stat, stat = num.stats[0], den.stats[0], query.stats[0]
+
+    def key(row: dict[str, Any]) -> tuple:
+        return (row["bucket"], *(row.get(d) for d in query.by))
+
+    numerators = {key(r): r[n_stat] for r in num.rows}
+    rows = []
+    for row in den.rows:
+        n = numerators.pop(key(row), 0) or 0
+        d = row[d_stat]
+        rows.append(
+            {"bucket": row["bucket"], **{k: row.get(k) for k in query.by}, stat: (n / d) if d else None}
+        )
+    for k in numerators:  # a numerator with no denominator row at all: no ratio
+        rows.append({"bucket": k[0], **dict(zip(query.by, k[1:], strict=True)), stat: None})
+    return Result(
+        query,
+        fill_buckets(query, rows, lambda s: None),
+        f"{num.source}+{den.source}",
+        list(dict.fromkeys([*num.notes, *den.notes])),
+    )

@@ -388,3 +388,15 @@ def test_a_store_from_before_the_rollups_gets_them_built_on_open(store_url: str,
         assert a.source.startswith("rollups"), metric
         assert a.rows == b.rows, metric
     assert fast.query("active_users", days=5, interval=None).total() == 12
+
+
+def test_limit_keeps_the_largest_groups_of_any_metric(store_url: str) -> None:
+    meter = _meter(store_url)
+    for i, channel in enumerate(["sms"] * 3 + ["web"] * 2 + ["slack"]):
+        meter.track_message(direction="in", user=f"u{i}", channel=channel)
+    meter.close()
+    reader = Reader(store_url)
+    top = reader.query("active_users", days=1, interval=None, by="channel", limit=2)
+    assert [(r["channel"], r["count"]) for r in top.rows] == [("sms", 3), ("web", 2)]
+    out = CliRunner().invoke(main, ["explore", "--top", "1", "--format", "json", "--store", store_url])
+    assert json.loads(out.output)["dimensions"]["channel"]["top"] == [{"value": "sms", "events": 3}]

@@ -39,7 +39,7 @@ from typing import Any, Final
 from ..exceptions import BotmeterError
 from ..store import cloudwatch as cw
 from .catalogue import DIMENSIONS, PERCENTILES, Metric
-from .query import Query, Result, Unavailable, fill_buckets, floor_to, next_bucket, ratio_result
+from .query import Query, Result, Unavailable, fill_buckets, floor_to, next_bucket, ratio_result, top_groups
 
 # -- what the metrics can answer ---------------------------------------------------------------
 
@@ -235,6 +235,11 @@ class CloudWatchEngine:
     # -- entry ----------------------------------------------------------------------------------
 
     def run(self, query: Query) -> Result:
+        result = self._run(query)
+        result.rows = top_groups(query, result.rows)
+        return result
+
+    def _run(self, query: Query) -> Result:
         with self.session():
             metric = query.definition
             if metric.aggregation == "ratio":
@@ -917,8 +922,9 @@ class CloudWatchEngine:
         groups.sort(key=lambda g: (-g["count"], g["fingerprint"]))
         return groups
 
-    def explore(self) -> dict[str, Any]:
-        """What the namespace and log group hold: metrics and their dimension values, and from the
+    def explore(self, top: int = 5) -> dict[str, Any]:
+        """What the namespace and log group hold: metrics and their dimension values (CloudWatch
+        lists values without counts, so at least ``top`` of them are shown, sorted), and from the
         event records, kinds, time span and events per day."""
         with self.session():
             since = self._log_group_created()
@@ -967,7 +973,7 @@ class CloudWatchEngine:
             ),
             "fields": {},
             "dimensions": {
-                column: {"cardinality": len(values), "top": [], "values": sorted(values)[:20]}
+                column: {"cardinality": len(values), "top": [], "values": sorted(values)[: max(top, 20)]}
                 for column, values in sorted(dimensions.items())
             },
             "identifiers": {},

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..store.duckdb_rollups import HOURLY_KEYS, LATENCY_DIMS, LATENCY_KINDS, LATENCY_QUANTILES
 from .catalogue import DIMENSIONS, PERCENTILES, Metric
-from .query import Query, Result, fill_buckets, ratio_result
+from .query import Query, Result, fill_buckets, ratio_result, top_groups
 
 _SUM_COLUMNS = {"cost_usd", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "units"}
 _USER_TABLE_DIMS = {"bot"}
@@ -114,7 +114,9 @@ class DuckDBEngine:
             notes = []
             if metric.aggregation in ("conversations", "per_conversation"):
                 notes.append(_gap_note(query))
-            return Result(query, fill_buckets(query, rows, _empty_for(metric)), source, notes)
+            return Result(
+                query, top_groups(query, fill_buckets(query, rows, _empty_for(metric))), source, notes
+            )
 
     # -- pieces of SQL --------------------------------------------------------------------------
 
@@ -177,10 +179,10 @@ class DuckDBEngine:
         return lo, max(lo, hi), edges
 
     @staticmethod
-    def _split_days_additive(
+    def _whole_days(
         start: datetime, end: datetime
     ) -> tuple[datetime, datetime, list[tuple[datetime, datetime]]]:
-        """Whole days inside [start, end) and the partial edges: for sums, which simply add."""
+        """Whole days inside [start, end) and the partial edges around them (by the clock alone)."""
         day = timedelta(days=1)
         lo = start.replace(hour=0, minute=0, second=0, microsecond=0)
         lo = lo if lo == start else lo + day
@@ -247,7 +249,7 @@ class DuckDBEngine:
                 "user": ("rollup_users", "user_id", "anon"),
                 "conversation": ("rollup_conversation_costs", "conversation_id", "noconv"),
             }[keyed]
-            lo, hi, edges = self._split_days_additive(q.start, q.end)
+            lo, hi, edges = self._whole_days(q.start, q.end)
             conds = [c for c in self._conditions(q, metric, p) if c.startswith("bot ")]
             conds.append(
                 f"day >= CAST({p.add(_naive(lo))} AS DATE) AND day < CAST({p.add(_naive(hi))} AS DATE)"
@@ -353,16 +355,7 @@ class DuckDBEngine:
                 rows, ranges = cached
                 source = "rollups"
             rows += self._distribution_events(q, metric, ranges) if ranges else []
-        for row in rows:
-            row["count"] = int(row.get("count") or 0)
-            for s in q.stats:
-                if s != "count" and row.get(s) is not None:
-                    row[s] = float(row[s])
-                row.setdefault(s, None)  # a window without values still has every statistic, as null
-            for extra in ("count", "avg", "max"):
-                if extra not in q.stats:
-                    row.pop(extra, None)
-        return rows, source
+        return _summary_rows(rows, q.stats), source
 
     def _latency_days(
         self, q: Query, metric: Metric
@@ -384,9 +377,7 @@ class DuckDBEngine:
         ):
             return None
         day = timedelta(days=1)
-        lo = q.start.replace(hour=0, minute=0, second=0, microsecond=0)
-        lo = lo if lo == q.start else lo + day
-        hi = q.end.replace(hour=0, minute=0, second=0, microsecond=0)
+        lo, hi, _ = self._whole_days(q.start, q.end)
         if lo >= hi:
             return None
         p = Params()
@@ -435,21 +426,11 @@ class DuckDBEngine:
             + " OR ".join(f"(ts >= {p.add(_naive(a))} AND ts < {p.add(_naive(b))})" for a, b in ranges)
             + ")"
         )
-        wanted = [s for s in q.stats if s in PERCENTILES]
-        quantiles = ""
-        if wanted:
-            quantiles = f", quantile_cont({col}, [{', '.join(str(PERCENTILES[s]) for s in wanted)}]) AS q"
         sql = (
-            f"SELECT {self._bucket(q, 'ts', p)} AS bucket{self._dims(q, False)}, count({col}) AS count, "
-            f"avg({col}) AS avg, max({col}) AS max{quantiles} FROM events WHERE "
-            f"{' AND '.join(conds)} GROUP BY ALL"
+            f"SELECT {self._bucket(q, 'ts', p)} AS bucket{self._dims(q, False)}, "
+            f"{_summary_columns(col, q.stats)} FROM events WHERE {' AND '.join(conds)} GROUP BY ALL"
         )
-        rows = self._dicts(sql, p)
-        for row in rows:
-            values = row.pop("q", None) or []
-            for s, v in zip(wanted, values, strict=False):
-                row[s] = v
-        return rows
+        return self._dicts(sql, p)
 
     # -- users ------------------------------------------------------------------------------------
 
@@ -646,37 +627,20 @@ class DuckDBEngine:
             )
             source = "events"
             start, end = p.add(_naive(q.start)), p.add(_naive(q.end))
-        wanted = [s for s in q.stats if s in PERCENTILES]
-        quantiles = (
-            f", quantile_cont(x, [{', '.join(str(PERCENTILES[s]) for s in wanted)}]) AS q" if wanted else ""
-        )
         dims_out = "".join(", nullif(bot, '') AS bot" for d in q.by if d == "bot")
         sql = (
-            f"SELECT {self._bucket(q, 'f', p)} AS bucket{dims_out}, count(*) AS count, avg(x) AS avg, "
-            f"max(x) AS max{quantiles} FROM (SELECT *, {measure} AS x FROM ({src})) "
-            f"WHERE f >= {start} AND f < {end} GROUP BY ALL"
+            f"SELECT {self._bucket(q, 'f', p)} AS bucket{dims_out}, {_summary_columns('x', q.stats)} "
+            f"FROM (SELECT *, {measure} AS x FROM ({src})) WHERE f >= {start} AND f < {end} GROUP BY ALL"
         )
-        rows = self._dicts(sql, p)
-        for row in rows:
-            values = row.pop("q", None) or []
-            for s, v in zip(wanted, values, strict=False):
-                row[s] = float(v)
-            row["count"] = int(row["count"])
-            for s in ("avg", "max"):
-                if row.get(s) is not None:
-                    row[s] = float(row[s])
-            for extra in ("count", "avg", "max"):
-                if extra not in q.stats:
-                    row.pop(extra, None)
-        return rows, source
+        return _summary_rows(self._dicts(sql, p), q.stats), source
 
     def error_groups(self, start: datetime, end: datetime, quiet_days: int) -> list[dict[str, Any]]:
         with self.session():
             return error_groups_sql(self, start, end, quiet_days)
 
-    def explore(self) -> dict[str, Any]:
+    def explore(self, top: int = 5) -> dict[str, Any]:
         with self.session():
-            out = explore_sql(self)
+            out = explore_sql(self, top)
         size = getattr(self.store, "size_bytes", None)
         if size is not None:
             out["storage_bytes"] = size()
@@ -739,6 +703,30 @@ class DuckDBEngine:
                     }
                 )
         return Result(q, rows, "rollups" if rollup else "events", [f"cohorts by first-seen {unit}"])
+
+
+def _summary_columns(expr: str, stats: tuple[str, ...]) -> str:
+    """count, avg, max and the exact percentiles asked for (as list ``q``) of ``expr``."""
+    wanted = [PERCENTILES[s] for s in stats if s in PERCENTILES]
+    quantiles = f", quantile_cont({expr}, {wanted}) AS q" if wanted else ""
+    return f"count({expr}) AS count, avg({expr}) AS avg, max({expr}) AS max{quantiles}"
+
+
+def _summary_rows(rows: list[dict[str, Any]], stats: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows of ``_summary_columns`` as the statistics asked for: numbers, null when nothing was seen."""
+    wanted = [s for s in stats if s in PERCENTILES]
+    for row in rows:
+        for s, v in zip(wanted, row.pop("q", None) or [], strict=False):
+            row[s] = v
+        row["count"] = int(row.get("count") or 0)
+        for s in stats:
+            if s != "count" and row.get(s) is not None:
+                row[s] = float(row[s])
+            row.setdefault(s, None)  # a window without values still has every statistic, as null
+        for extra in ("count", "avg", "max"):
+            if extra not in stats:
+                row.pop(extra, None)
+    return rows
 
 
 def _empty_for(metric: Metric) -> Any:

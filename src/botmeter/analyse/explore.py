@@ -9,5 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 
-def explore(reader: Any) -> dict[str, Any]:
-    return reader.engine.explore()
+def explore(reader: Any, top: int = 5) -> dict[str, Any]:
+    """Every engine answers it its own way; ``top`` values per dimension where it can count them."""
+    return reader.engine.explore(top)

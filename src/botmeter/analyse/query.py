@@ -319,6 +319,14 @@ def fill_buckets(query: Query, rows: list[dict[str, Any]], empty: Any) -> list[d
     return out
 
 
+def top_groups(query: Query, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """With ``limit``: only the largest groups (by the first statistic), largest first."""
+    if not query.limit:
+        return rows
+    stat = query.stats[0]
+    return sorted(rows, key=lambda r: (r[stat] is None, -(r[stat] or 0)))[: query.limit]
+
+
 def ratio_result(query: Query, num: Result, den: Result) -> Result:
     """numerator / denominator per bucket and group (None where the denominator is 0 or missing)."""
     n_stat, d_stat, stat = num.stats[0], den.stats[0], query.stats[0]
@@ -338,7 +346,7 @@ def ratio_result(query: Query, num: Result, den: Result) -> Result:
         rows.append({"bucket": k[0], **dict(zip(query.by, k[1:], strict=True)), stat: None})
     return Result(
         query,
-        fill_buckets(query, rows, lambda s: None),
+        top_groups(query, fill_buckets(query, rows, lambda s: None)),
         f"{num.source}+{den.source}",
         list(dict.fromkeys([*num.notes, *den.notes])),
     )

@@ -244,10 +244,10 @@ class Reader:
         window = self.window(days, start, end)
         return error_groups(self, window)
 
-    def explore(self) -> dict[str, Any]:
+    def explore(self, top: int = 5) -> dict[str, Any]:
         from .explore import explore
 
-        return explore(self)
+        return explore(self, top)
 
 
 def _period(window: Window) -> dict[str, Any]:

@@ -427,7 +427,7 @@ def explore(fmt: str, top: int, store: str | None) -> None:
     """What is in the store: kinds, span, events per day, fields, dimensions, unpriced models, size."""
     config = _config(store=store)
     try:
-        info = _reader(config).engine.explore() if top == 5 else _explore_top(config, top)
+        info = _reader(config).explore(top)
     except BotmeterError as exc:
         raise _fail(exc) from exc
     if fmt == "json":
@@ -475,14 +475,6 @@ def explore(fmt: str, top: int, store: str | None) -> None:
             f"events per day: {len(days)} days, from {min(d['events'] for d in days):,} "
             f"to {max(d['events'] for d in days):,}"
         )
-
-
-def _explore_top(config: Config, top: int) -> dict[str, Any]:
-    from ..analyse.duckdb_sql import explore_sql
-
-    reader = _reader(config)
-    with reader.engine.session():
-        return explore_sql(reader.engine, top)
 
 
 def run() -> None:  # pragma: no cover - console entry

@@ -246,8 +246,8 @@ class DuckDBEngine:
         )
         if per_key:
             table, column, none = {
-                "user": ("rollup_users", "user_id", "anon"),
-                "conversation": ("rollup_conversation_costs", "conversation_id", "noconv"),
+                "user": ("rollup_users", "user_id", "no_user"),
+                "conversation": ("rollup_conversation_costs", "conversation_id", "no_conversation"),
             }[keyed]
             lo, hi, edges = self._whole_days(q.start, q.end)
             conds = [c for c in self._conditions(q, metric, p) if c.startswith("bot ")]

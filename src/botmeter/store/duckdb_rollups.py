@@ -54,6 +54,9 @@ HOURLY_KEYS = (
 )
 
 DEFAULT_SESSION_GAP_S = 1800
+# Count and cost of the hour's events without a user id, and without a conversation id: the
+# "(none)" group of cost per user and per conversation.
+_NO_ID_COLUMNS = ("no_user_events", "no_user_cost", "no_conversation_events", "no_conversation_cost")
 _HOURLY_SUMS = (
     "cost_usd",
     "input_tokens",
@@ -74,8 +77,8 @@ DDL = [
     + ", ".join(f"{key} VARCHAR NOT NULL" for key in HOURLY_KEYS)
     + ", events BIGINT, priced BIGINT, cost_usd DOUBLE, input_tokens BIGINT, output_tokens BIGINT, "
     "cached_tokens BIGINT, cache_write_tokens BIGINT, reasoning_tokens BIGINT, units DOUBLE, "
-    "latency_n BIGINT, latency_sum DOUBLE, latency_max DOUBLE, anon_events BIGINT, anon_cost DOUBLE, "
-    "noconv_events BIGINT, noconv_cost DOUBLE, "
+    "latency_n BIGINT, latency_sum DOUBLE, latency_max DOUBLE, no_user_events BIGINT, no_user_cost DOUBLE, "
+    "no_conversation_events BIGINT, no_conversation_cost DOUBLE, "
     f"PRIMARY KEY (hour, {', '.join(HOURLY_KEYS)}))",
     "CREATE TABLE IF NOT EXISTS rollup_users (day DATE NOT NULL, bot VARCHAR NOT NULL, user_id "
     "VARCHAR NOT NULL, "
@@ -106,10 +109,10 @@ _HOURLY_SELECT = (
     "cache_write_tokens, "
     "coalesce(sum(reasoning_tokens), 0) AS reasoning_tokens, coalesce(sum(units), 0) AS units, "
     "count(latency_ms) AS latency_n, coalesce(sum(latency_ms), 0) AS latency_sum, max(latency_ms) "
-    "AS latency_max, count(*) FILTER (WHERE user_id IS NULL) AS anon_events, "
-    "coalesce(sum(cost_usd) FILTER (WHERE user_id IS NULL), 0) AS anon_cost, "
-    "count(*) FILTER (WHERE conversation_id IS NULL) AS noconv_events, "
-    "coalesce(sum(cost_usd) FILTER (WHERE conversation_id IS NULL), 0) AS noconv_cost "
+    "AS latency_max, count(*) FILTER (WHERE user_id IS NULL) AS no_user_events, "
+    "coalesce(sum(cost_usd) FILTER (WHERE user_id IS NULL), 0) AS no_user_cost, "
+    "count(*) FILTER (WHERE conversation_id IS NULL) AS no_conversation_events, "
+    "coalesce(sum(cost_usd) FILTER (WHERE conversation_id IS NULL), 0) AS no_conversation_cost "
     "FROM {src} {where} GROUP BY ALL"
 )
 _HOURLY_MERGE = (
@@ -121,8 +124,7 @@ _HOURLY_MERGE = (
     "reasoning_tokens = reasoning_tokens + EXCLUDED.reasoning_tokens, units = units + EXCLUDED.units, "
     "latency_n = latency_n + EXCLUDED.latency_n, latency_sum = latency_sum + EXCLUDED.latency_sum, "
     "latency_max = greatest(latency_max, EXCLUDED.latency_max), "
-    "anon_events = anon_events + EXCLUDED.anon_events, anon_cost = anon_cost + EXCLUDED.anon_cost, "
-    "noconv_events = noconv_events + EXCLUDED.noconv_events, noconv_cost = noconv_cost + EXCLUDED.noconv_cost"
+    + ", ".join(f"{c} = {c} + EXCLUDED.{c}" for c in _NO_ID_COLUMNS)
 )
 
 _USERS_SELECT = (
@@ -217,17 +219,17 @@ def _partials(t: pa.Table) -> list[tuple[str, pa.Table, str]]:
             **{k: t[k] for k in HOURLY_KEYS},
             **{c: t[c] for c in _HOURLY_SUMS},
             "latency_ms": t["latency_ms"],
-            "anon_events": pc.cast(no_user, pa.int64()),
-            "anon_cost": pc.if_else(no_user, cost, zero),
-            "noconv_events": pc.cast(no_conv, pa.int64()),
-            "noconv_cost": pc.if_else(no_conv, cost, zero),
+            "no_user_events": pc.cast(no_user, pa.int64()),
+            "no_user_cost": pc.if_else(no_user, cost, zero),
+            "no_conversation_events": pc.cast(no_conv, pa.int64()),
+            "no_conversation_cost": pc.if_else(no_conv, cost, zero),
         }
     )
     hourly = work.group_by(["hour", *HOURLY_KEYS], use_threads=False).aggregate(
         [([], "count_all"), ("cost_usd", "count")]
         + [(c, "sum") for c in _HOURLY_SUMS]
         + [("latency_ms", "count"), ("latency_ms", "sum"), ("latency_ms", "max")]
-        + [(c, "sum") for c in ("anon_events", "anon_cost", "noconv_events", "noconv_cost")]
+        + [(c, "sum") for c in _NO_ID_COLUMNS]
     )
     hourly_sql = (
         "INSERT INTO rollup_hourly SELECT hour, "
@@ -235,8 +237,9 @@ def _partials(t: pa.Table) -> list[tuple[str, pa.Table, str]]:
         + ", count_all, cost_usd_count, "
         + ", ".join(f"coalesce({c}_sum, 0)" for c in _HOURLY_SUMS)
         + ", latency_ms_count, coalesce(latency_ms_sum, 0), latency_ms_max, "
-        "coalesce(anon_events_sum, 0), coalesce(anon_cost_sum, 0), coalesce(noconv_events_sum, 0), "
-        "coalesce(noconv_cost_sum, 0) FROM _bm_hourly" + _HOURLY_MERGE
+        + ", ".join(f"coalesce({c}_sum, 0)" for c in _NO_ID_COLUMNS)
+        + " FROM _bm_hourly"
+        + _HOURLY_MERGE
     )
     day = _day_of(ts)
     inbound = pc.and_(pc.equal(t["kind"], "message"), pc.equal(t["direction"], "in"))

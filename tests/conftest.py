@@ -12,12 +12,24 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-@pytest.fixture(autouse=True)
-def _clean_botmeter_env(monkeypatch):
+def _without_botmeter_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's own BOTMETER_* settings must not change what the tests see.
     for name in list(os.environ):
-        if name.startswith("BOTMETER_") or name.startswith("ANALYTICS_"):
+        if name.startswith(("BOTMETER_", "ANALYTICS_")):
             monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _clean_botmeter_env(monkeypatch):
+    _without_botmeter_env(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def clean_env_for_module():
+    """The same, for a store a module builds once (before the per-test cleanup runs)."""
+    with pytest.MonkeyPatch.context() as mp:
+        _without_botmeter_env(mp)
+        yield
 
 
 @pytest.fixture

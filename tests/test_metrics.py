@@ -16,11 +16,10 @@ records.
 from __future__ import annotations
 
 import math
-import os
 import random
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
@@ -272,18 +271,8 @@ class Data:
     fingerprint: dict[str, str | None] = field(default_factory=dict)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _clean_env_for_the_module() -> Iterator[None]:
-    # The module's store is made before the per-test environment cleanup runs.
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith(("BOTMETER_", "ANALYTICS_")):
-                mp.delenv(name)
-        yield
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Data:
+def data(tmp_path_factory: pytest.TempPathFactory, clean_env_for_module: None) -> Data:
     tmp = tmp_path_factory.mktemp("metrics")
     url = f"duckdb://{tmp}/m.duckdb"
     flushes, events = generate()

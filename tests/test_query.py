@@ -3,8 +3,6 @@ nothing a user types reaches SQL as text."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -65,18 +63,8 @@ def test_valid_input_is_accepted() -> None:
     assert q.end == datetime(2026, 3, 2, 10, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _clean_env_for_the_module() -> Iterator[None]:
-    # The module's store is made before the per-test environment cleanup runs.
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith(("BOTMETER_", "ANALYTICS_")):
-                mp.delenv(name)
-        yield
-
-
 @pytest.fixture(scope="module")
-def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def store_path(tmp_path_factory: pytest.TempPathFactory, clean_env_for_module: None) -> Path:
     path = tmp_path_factory.mktemp("query") / "q.duckdb"
     meter = Meter(bot="b", store=f"duckdb://{path}", hash_users=False, flush_interval=0.05)
     for channel in ("sms", "web", "x' OR '1'='1"):

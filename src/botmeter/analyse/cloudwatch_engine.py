@@ -653,21 +653,7 @@ class CloudWatchEngine:
             )
             text = " | ".join(stages).replace("{by_clause}", f" by {by}" if by else "")
             texts.append((f"{make_filter(lo, hi)} | {text}", lo, hi))
-        rows = []
-        for (bucket, *_), found in zip(pieces, self.insights(texts), strict=True):
-            for raw in found:
-                if "v" not in raw:
-                    raise Unavailable(
-                        f"Logs Insights answered without the 'v' field asked for: {sorted(raw)}"
-                    )
-                rows.append(
-                    {
-                        "bucket": _parse_time(raw["bucket"]) if "bucket" in raw else bucket,
-                        **{d: raw.get(DIMENSIONS[d]) or None for d in q.by},
-                        "_value": raw["v"],
-                    }
-                )
-        return rows
+        return self._answered_rows(q, pieces, texts, "_value", lambda v: v)
 
     def _insights_additive(self, q: Query, metric: Metric) -> Result:
         stat = q.stats[0]
@@ -721,6 +707,13 @@ class CloudWatchEngine:
             one = stages[0].replace("{by}, ", f"{first_by}, " if first_by else "")
             two = stages[1].replace("{by_clause}", f" by {second_by}" if second_by else "")
             texts.append((f"{make_filter(lo, hi)} | {one} | {two}", lo, hi))
+        return self._answered_rows(q, pieces, texts, stat, lambda v: int(_number(v)))
+
+    def _answered_rows(
+        self, q: Query, pieces: list[tuple], texts: list[tuple[str, datetime, datetime]], key: str, value: Any
+    ) -> list[dict[str, Any]]:
+        """Runs one Logs Insights query per piece; rows with ``bucket``, the by dimensions and
+        ``key`` (the field ``v`` through ``value``)."""
         rows = []
         for (bucket, *_), found in zip(pieces, self.insights(texts), strict=True):
             for raw in found:
@@ -732,7 +725,7 @@ class CloudWatchEngine:
                     {
                         "bucket": _parse_time(raw["bucket"]) if "bucket" in raw else bucket,
                         **{d: raw.get(DIMENSIONS[d]) or None for d in q.by},
-                        stat: int(_number(raw["v"])),
+                        key: value(raw["v"]),
                     }
                 )
         return rows

@@ -276,17 +276,22 @@ class Result:
 
     def to_frame(self) -> Any:
         """A pandas DataFrame when pandas is installed, else a pyarrow Table."""
-        rows = self.json_rows()
-        try:
-            import pandas as pd
-        except ImportError:
-            import pyarrow as pa
+        return frame(self.json_rows(), time_column="bucket")
 
-            return pa.Table.from_pylist(rows)
-        frame = pd.DataFrame(rows)
-        if "bucket" in frame:
-            frame["bucket"] = pd.to_datetime(frame["bucket"], utc=True)
-        return frame
+
+def frame(rows: list[dict[str, Any]], time_column: str | None = None) -> Any:
+    """Rows as a pandas DataFrame when pandas is installed (``time_column`` parsed as UTC times),
+    else as a pyarrow Table."""
+    try:
+        import pandas as pd
+    except ImportError:
+        import pyarrow as pa
+
+        return pa.Table.from_pylist(rows)
+    out = pd.DataFrame(rows)
+    if time_column and time_column in out:
+        out[time_column] = pd.to_datetime(out[time_column], utc=True)
+    return out
 
 
 def iso(value: datetime | date | None) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..exceptions import ConfigError
 from ..store import Store, open_store
-from .query import DEFAULT_SESSION_GAP_MINUTES, Query, Result, iso, last_days, make_query, utc
+from .query import DEFAULT_SESSION_GAP_MINUTES, Query, Result, frame, iso, last_days, make_query, utc
 
 
 def engine_for(store: Store, **options: Any) -> Any:
@@ -143,7 +143,7 @@ class Reader:
                 "cost_per_conversation": self.total("cost_per_conversation", window),
                 "cost_per_active_user": self.total("cost_per_active_user", window),
             }
-        return _frame(out["daily"]) if as_frame else out
+        return frame(out["daily"]) if as_frame else out
 
     def engagement(
         self, days: int | None = 7, *, start: Any = None, end: Any = None, as_frame: bool = False
@@ -182,7 +182,7 @@ class Reader:
                     for i, b in enumerate(r0["bucket"] for r0 in per_day["messages"].rows)
                 ],
             }
-        return _frame(out["daily"]) if as_frame else out
+        return frame(out["daily"]) if as_frame else out
 
     def errors(
         self, days: int | None = 7, *, start: Any = None, end: Any = None, as_frame: bool = False
@@ -208,7 +208,7 @@ class Reader:
                 ],
                 "groups": self.error_groups(start=window[0], end=window[1]),
             }
-        return _frame(out["daily"]) if as_frame else out
+        return frame(out["daily"]) if as_frame else out
 
     def latency(
         self, days: int | None = 7, *, start: Any = None, end: Any = None, as_frame: bool = False
@@ -234,7 +234,7 @@ class Reader:
                 "by_model": {(r["model"] or "(none)"): _pick(r, overall.stats) for r in by_model.rows},
                 "daily": [{"day": iso(r["bucket"]), **_pick(r, daily.stats)} for r in daily.rows],
             }
-        return _frame(out["daily"]) if as_frame else out
+        return frame(out["daily"]) if as_frame else out
 
     def error_groups(
         self, days: int | None = 7, *, start: Any = None, end: Any = None
@@ -267,16 +267,6 @@ def _pick(row: dict[str, Any], stats: Sequence[str]) -> dict[str, Any]:
 
 def _stats(result: Result) -> dict[str, Any]:
     return _pick(result.rows[0], result.stats) if result.rows else {s: None for s in result.stats}
-
-
-def _frame(rows: list[dict[str, Any]]) -> Any:
-    try:
-        import pandas as pd
-    except ImportError:
-        import pyarrow as pa
-
-        return pa.Table.from_pylist(rows)
-    return pd.DataFrame(rows)
 
 
 __all__ = ["Reader", "engine_for", "utc"]

@@ -32,7 +32,7 @@ distinct counts) the query builder reads from ``events``; the rollups are an ind
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -323,17 +323,21 @@ def refresh_latency_days(con: Any, days: list[Any] | None = None) -> None:
     every day.
     """
     kinds = ", ".join(f"'{k}'" for k in LATENCY_KINDS)
+    today = _today()
+    params: dict[str, Any] = {"today": today, "since": date.min}
     only = ""
-    params: dict[str, Any] = {"today": _today()}
     if days is not None:
-        params["days"] = [d for d in days if d != "yesterday"]
-        only = " AND (h.d IN (SELECT unnest($days::DATE[]))" + (
-            " OR h.d = $today - INTERVAL 1 DAY)" if "yesterday" in days else ")"
-        )
+        # Every write checks: only the hours of the days named (and yesterday), not the history.
+        concrete = [d for d in days if d != "yesterday"]
+        if "yesterday" in days:
+            concrete.append(today - timedelta(days=1))
+        params.update(days=concrete, since=min(concrete))
+        only = " AND h.d IN (SELECT unnest($days::DATE[]))"
     stale = con.execute(
         f"""
         SELECT h.d FROM (SELECT CAST(hour AS DATE) AS d, bot, sum(latency_n) AS n FROM rollup_hourly
-                         WHERE kind IN ({kinds}) AND hour < CAST($today AS TIMESTAMP) GROUP BY ALL) AS h
+                         WHERE kind IN ({kinds}) AND hour >= CAST($since AS TIMESTAMP)
+                           AND hour < CAST($today AS TIMESTAMP) GROUP BY ALL) AS h
         LEFT JOIN rollup_latency_days AS c ON c.day = h.d AND c.bot = h.bot AND c.dim = '' AND c.value = ''
         WHERE h.n > 0 AND c.n IS DISTINCT FROM h.n {only}
         GROUP BY h.d ORDER BY h.d

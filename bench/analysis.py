@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=Path("/tmp"))
     parser.add_argument("--no-events-only", action="store_true", help="Skip the events-only comparison.")
+    parser.add_argument("--all", action="store_true", help="Print every query's time in the best run.")
     args = parser.parse_args()
     now = datetime.now(UTC)
     results = []
@@ -101,7 +102,7 @@ def main() -> None:
             f"  dashboard query set: first {first:.3f} s, best {best_total:.3f} s, median {median:.3f} s "
             f"({len(best_parts)} queries)"
         )
-        for seconds, label in sorted(best_parts, reverse=True)[:6]:
+        for seconds, label in sorted(best_parts, reverse=True)[: None if args.all else 6]:
             print(f"    {seconds * 1000:7.1f} ms  {label}")
         plain = None
         if not args.no_events_only:

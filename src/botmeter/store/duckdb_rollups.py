@@ -181,8 +181,9 @@ def add(con: Any, src: str, gap_s: int, table: pa.Table) -> None:
     """Adds the events just inserted into ``events`` (``table``, also registered as ``src``) to
     every rollup.
 
-    The per-batch grouping runs in Arrow (about 2.5x faster than DuckDB's over an Arrow scan, on
-    the writer's one thread); DuckDB then merges the few thousand partial rows into the rollups.
+    The per-batch grouping runs in Arrow (on one thread it grouped a 122,880-event batch in about
+    a third of DuckDB's time over the same Arrow table, in one-off timing); DuckDB then merges
+    the few thousand partial rows into the rollups.
     ``rebuild`` computes the same figures in SQL over all events; the tests hold the two equal.
     """
     for name, partial, merge in _partials(table):

@@ -79,11 +79,16 @@ def anomalies(
             series = dict(daily_series(reader, w.metric, history_start, last_day, w.stat))
         except Unavailable:
             continue  # a store that cannot give this series (the summary says which) has no anomalies in it
+        # Days before the series' first non-zero value come back as 0 but are no baseline: the bot
+        # (or the store) was not there yet, and a new bot's first week would all look like spikes.
+        begun = min((d for d, v in series.items() if v), default=last_day)
         day = first_day
         while day < last_day:
             value = series.get(day)
             baseline = [
-                v for k in range(1, weeks + 1) if (v := series.get(day - timedelta(days=7 * k))) is not None
+                v
+                for k in range(1, weeks + 1)
+                if (d := day - timedelta(days=7 * k)) >= begun and (v := series.get(d)) is not None
             ]
             if value is not None and len(baseline) >= MIN_BASELINE:
                 score, median, _ = robust_score(value, baseline, w.min_scale)

@@ -436,7 +436,7 @@ def percentile(values: list[float], p: float) -> float:
     return xs[lo] + (h - lo) * (xs[hi] - xs[lo])
 
 
-PERCENTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+PERCENTILES = {"p10": 0.1, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 
 
 def describe(values: list[float], stats: Iterable[str]) -> dict[str, Any]:
@@ -727,7 +727,7 @@ def cases() -> list[Any]:
     add("conversations", every)
     add("conversations", ["days", "all", "edges"], by="channel")
     add("conversations", ["days", "weeks"], by="bot")
-    every_stat = "avg,p50,p90,max,count"
+    every_stat = "avg,p10,p25,p50,p75,p90,max,count"
     for metric in ("messages_per_conversation", "conversation_duration_s"):
         add(metric, ["days", "all", "weeks", "edges_total", "empty", "before"], stat=every_stat)
         add(metric, ["days"])
@@ -809,8 +809,8 @@ def test_another_session_gap(data: Data, use_rollups: bool) -> None:
         ("conversations", DAYS),
         ("conversations", EDGES_TOTAL),
         ("conversations", HOURS),
-        ("messages_per_conversation", {**ALL, "stat": "avg,p50,p90,max,count"}),
-        ("conversation_duration_s", {**DAYS, "stat": "avg,p90,count"}),
+        ("messages_per_conversation", {**ALL, "stat": "avg,p10,p25,p50,p75,p90,max,count"}),
+        ("conversation_duration_s", {**DAYS, "stat": "avg,p25,p75,p90,count"}),
         ("cost_per_conversation", WEEKS),
     ):
         result = reader.query(metric, **kw)

@@ -48,7 +48,15 @@ AGGREGATIONS: Final = (
     "retention",  # cohort table
 )
 
-PERCENTILES: Final[dict[str, float]] = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+PERCENTILES: Final[dict[str, float]] = {
+    "p10": 0.1,
+    "p25": 0.25,
+    "p50": 0.5,
+    "p75": 0.75,
+    "p90": 0.9,
+    "p95": 0.95,
+    "p99": 0.99,
+}
 DISTRIBUTION_STATS: Final = ("p50", "p90", "p95", "p99", "max", "avg", "count")
 
 
@@ -85,7 +93,8 @@ _COST_DIMS = ("provider", "model", "kind", "channel", "user", "conversation", "b
 _LLM_DIMS = ("provider", "model", "channel", "user", "conversation", "bot")
 _ERROR_DIMS = ("category", "severity", "type", "fingerprint", "provider", "model", "channel", "bot")
 _ACTIVITY_DIMS = ("name", "channel", "user", "bot")
-_PER_CONVERSATION_STATS = ("avg", "p50", "p90", "max", "count")
+# The quartiles too: the dashboard draws the distribution of conversation length and duration.
+_PER_CONVERSATION_STATS = ("avg", "p10", "p25", "p50", "p75", "p90", "max", "count")
 
 CATALOGUE: dict[str, Metric] = {}
 

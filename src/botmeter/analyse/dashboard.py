@@ -1,7 +1,13 @@
-"""Every figure a dashboard for a period shows, gathered in one read session.
+"""Every figure the dashboard for a period shows, gathered in one read session, as plain data.
 
-The HTML dashboard, the JSON export and the benchmark all use this set, so the benchmark measures
-what a user waits for.
+The HTML dashboard (``botmeter.report.dashboard``), its JSON file and the benchmark all use this
+set, so the benchmark measures what a user waits for. The headline figures are the period summary
+(``botmeter summary``); every series is one ``Reader.query`` whose arguments travel with it, so
+each number on the dashboard can be reproduced with ``botmeter query``.
+
+The JSON schema is ``botmeter.dashboard``, version ``SCHEMA_VERSION``, described key by key in
+``report/dashboard.schema.json``. A new key is a minor change; a renamed or retyped one raises the
+version.
 """
 
 from __future__ import annotations
@@ -9,60 +15,137 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import error_groups
-from .query import iso, last_days, previous_window
-from .trends import anomalies, month_end_forecast
+from .query import Unavailable, iso, last_days
+from .summary import summarise
 
-KPIS = (
-    ("cost_usd", None),
-    ("active_users", None),
-    ("conversations", None),
-    ("messages", None),
-    ("error_rate", None),
-    ("latency_ms", "p95"),
+SCHEMA = "botmeter.dashboard"
+SCHEMA_VERSION = 1
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+DISTRIBUTION = "p10,p25,p50,p75,p90,max,avg,count"
+RETENTION_WEEKS = 8  # cohorts need more than a short window's weeks to say anything
+
+# (key, metric, query arguments): the per-day series and breakdowns, in the order they are drawn.
+SERIES: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("cost_by_model", "cost_usd", {"by": "provider,model"}),
+    ("cost_per_conversation", "cost_per_conversation", {}),
+    ("cost_per_active_user", "cost_per_active_user", {}),
+    ("top_users", "cost_usd", {"interval": None, "by": "user", "limit": "top"}),
+    ("top_conversations", "cost_usd", {"interval": None, "by": "conversation", "limit": "top"}),
+    ("active_users", "active_users", {}),
+    ("new_users", "new_users", {}),
+    ("returning_users", "returning_users", {}),
+    ("conversations", "conversations", {}),
+    ("messages", "messages", {}),
+    ("conversation_length", "messages_per_conversation", {"interval": None, "stat": DISTRIBUTION}),
+    ("conversation_duration", "conversation_duration_s", {"interval": None, "stat": DISTRIBUTION}),
+    ("retention", "retention", {"interval": "week", "weeks": RETENTION_WEEKS}),
+    ("activities", "activities", {"interval": None, "by": "name"}),
+    ("traffic_by_hour", "inbound_messages", {"interval": "hour"}),
+    ("errors_by_category", "errors", {"by": "category,severity"}),
+    ("error_rate", "error_rate", {}),
+    ("latency", "latency_ms", {"stat": "p50,p95,p99"}),
+    ("latency_by_stage", "latency_ms", {"by": "stage", "stat": "p50,p95,p99"}),
+    ("latency_by_model", "latency_ms", {"by": "model", "stat": "p50,p95,p99"}),
 )
 
 
-def dashboard_data(reader: Any, days: int = 30, now: datetime | None = None, top: int = 10) -> dict[str, Any]:
-    """The figures of the last ``days`` days, each series per day, as plain data."""
+def dashboard_data(
+    reader: Any,
+    days: int = 30,
+    now: datetime | None = None,
+    top: int = 10,
+    *,
+    monthly_budget_usd: float | None = None,
+    alerts: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The figures of the last ``days`` days (today so far included), each series per day.
+
+    A figure the store cannot give is ``None`` and listed under ``unavailable`` with the reason,
+    never shown as zero.
+    """
     now = (now or reader.now or datetime.now(UTC)).astimezone(UTC)
     start, end = last_days(days, now)
-    before = previous_window(start, end, days=days)
-    out: dict[str, Any] = {"period": {"days": days, "start": iso(start), "end": iso(end)}}
-
-    def q(metric: str, **kw: Any) -> Any:
-        kw.setdefault("interval", "day")
-        return reader.query(metric, start=kw.pop("start", start), end=kw.pop("end", end), **kw)
-
+    out: dict[str, Any] = {
+        "schema": SCHEMA,
+        "version": SCHEMA_VERSION,
+        "generated_at": iso(now),
+        "store": _store_name(reader),
+    }
+    queries: dict[str, dict[str, Any]] = {}
+    missing: dict[str, str] = {}
     with reader.session():
-        out["kpis"] = {
-            metric if stat is None else f"{metric}:{stat}": {
-                "value": q(metric, interval=None, stat=stat).total(),
-                "previous": q(metric, interval=None, stat=stat, start=before[0], end=before[1]).total(),
+        summary = summarise(reader, days, now, monthly_budget_usd=monthly_budget_usd, alerts=alerts)
+        for key, metric, arguments in SERIES:
+            kw = {"interval": "day", **arguments}
+            if kw.get("limit") == "top":
+                kw["limit"] = top
+            since = start
+            if "weeks" in kw:  # the window, or the last N weeks if that is longer
+                since = min(start, last_days(7 * kw.pop("weeks"), now)[0])
+            queries[key] = {
+                "metric": metric,
+                "start": iso(since),
+                "end": iso(end),
+                **{k: v for k, v in kw.items() if v is not None},
             }
-            for metric, stat in KPIS
-        }
-        out["cost_by_model"] = q("cost_usd", by="provider,model").json_rows()
-        out["cost_per_conversation"] = q("cost_per_conversation").json_rows()
-        out["cost_per_active_user"] = q("cost_per_active_user").json_rows()
-        out["top_users"] = q("cost_usd", interval=None, by="user", limit=top).json_rows()
-        out["top_conversations"] = q("cost_usd", interval=None, by="conversation", limit=top).json_rows()
-        out["forecast"] = month_end_forecast(reader, now)
-        for metric in ("active_users", "new_users", "returning_users", "conversations", "messages"):
-            out[metric] = q(metric).json_rows()
-        out["conversation_length"] = q(
-            "messages_per_conversation", interval=None, stat="avg,p50,p90,max,count"
-        ).json_rows()
-        out["conversation_duration"] = q(
-            "conversation_duration_s", interval=None, stat="avg,p50,p90,max,count"
-        ).json_rows()
-        out["retention"] = q("retention", interval="week").json_rows()
-        out["activities"] = q("activities", interval=None, by="name").json_rows()
-        out["traffic_by_hour"] = q("inbound_messages", interval="hour").json_rows()
-        out["errors_by_category"] = q("errors", by="category,severity").json_rows()
-        out["error_rate"] = q("error_rate").json_rows()
-        out["error_groups"] = error_groups(reader, (start, end))
-        out["latency_by_stage"] = q("latency_ms", by="stage", stat="p50,p95,p99").json_rows()
-        out["latency_by_model"] = q("latency_ms", by="model", stat="p50,p95,p99").json_rows()
-        out["anomalies"] = anomalies(reader, start, end)
+            try:
+                out[key] = reader.query(metric, start=since, end=end, **kw).json_rows()
+            except Unavailable as exc:
+                out[key], missing[key] = None, str(exc)
+        try:
+            groups = reader.error_groups(start=start, end=end)
+            out["error_groups"] = [_plain(g, start, days) for g in groups]
+        except Unavailable as exc:
+            out["error_groups"], missing["error_groups"] = None, str(exc)
+    for key in ("top_users", "top_conversations", "activities"):
+        for row in out[key] or ():
+            row.pop("bucket", None)  # one bucket for the whole window: it says nothing
+    for key in ("conversation_length", "conversation_duration"):
+        rows = out[key]
+        out[key] = {k: v for k, v in rows[0].items() if k != "bucket"} if rows else None
+    out["traffic_heatmap"] = _heatmap(out.pop("traffic_by_hour"))
+    out["period"] = summary["period"]
+    out["kpis"] = {
+        "cost_usd": summary["costs"]["total_usd"],
+        "active_users": summary["engagement"]["active_users"],
+        "conversations": summary["engagement"]["conversations"],
+        "messages": summary["engagement"]["messages"],
+        "error_rate": summary["errors"]["error_rate"],
+        "latency_p95_ms": summary["latency"]["p95_ms"],
+    }
+    out["summary"] = summary
+    out["forecast"] = summary["costs"]["forecast"]
+    out["anomalies"] = summary["anomalies"]
+    out["alerts"] = summary["alerts"]
+    out["queries"] = queries
+    out["unavailable"] = {**summary["unavailable"], **missing}
     return out
+
+
+def _store_name(reader: Any) -> str:
+    store = reader.store
+    path = getattr(store, "path", None)
+    return str(path) if path is not None else type(store).__name__
+
+
+def _plain(group: dict[str, Any], start: datetime, days: int) -> dict[str, Any]:
+    """An error group with ISO times, its hourly series summed per day of the window."""
+    out = {k: (iso(v) if isinstance(v, datetime) else v) for k, v in group.items() if k != "hourly"}
+    daily = [0] * days
+    for at, n in group.get("hourly") or ():
+        index = (at.astimezone(UTC) - start).days
+        if 0 <= index < days:
+            daily[index] += n
+    out["daily"] = daily
+    return out
+
+
+def _heatmap(rows: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """Inbound messages per weekday and hour of day (UTC), summed over the window."""
+    if rows is None:
+        return None
+    counts = [[0] * 24 for _ in WEEKDAYS]
+    for row in rows:
+        at = datetime.fromisoformat(row["bucket"].replace("Z", "+00:00"))
+        counts[at.weekday()][at.hour] += row["value"] or 0
+    return {"weekdays": list(WEEKDAYS), "hours": list(range(24)), "counts": counts, "timezone": "UTC"}

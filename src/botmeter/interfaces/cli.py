@@ -352,6 +352,63 @@ def summary(days: int, fmt: str, rules: str | None, session_gap: float | None, s
         click.echo(as_text(result))
 
 
+@main.command()
+@click.option(
+    "--days", default=7, show_default=True, type=click.IntRange(1, 3650), help="Days in the period."
+)
+@click.option(
+    "--output",
+    default="metrics/dashboard.html",
+    show_default=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="The HTML file to write (folders are made).",
+)
+@click.option("--json", "with_json", is_flag=True, help="Also write the figures as JSON beside it (.json).")
+@click.option(
+    "--rules", default=None, envvar="BOTMETER_ALERTS", help="Alert rules (TOML): fired alerts are marked."
+)
+@click.option(
+    "--budget", default=None, type=float, help="Monthly budget in USD for the forecast (else the rules')."
+)
+@_gap_option
+@store_option
+def dashboard(
+    days: int,
+    output: str,
+    with_json: bool,
+    rules: str | None,
+    budget: float | None,
+    session_gap: float | None,
+    store: str | None,
+) -> None:
+    """Write the self-contained HTML dashboard: cost, engagement, errors and speed, one file, no network."""
+    from ..analyse import alerts as alerting
+    from ..report.dashboard import write_dashboard
+
+    config = _config(store=store)
+    if budget is not None and budget <= 0:
+        raise click.BadParameter(
+            f"{budget!r} is not a budget: give a positive amount in USD", param_hint="--budget"
+        )
+    try:
+        reader = _reader(config, session_gap)
+        loaded = alerting.Rules.load(rules) if rules else None
+        fired = alerting.check(reader, loaded) if loaded else []
+        if budget is None and loaded:
+            budget = loaded.monthly_budget_usd
+        html_path, json_path = write_dashboard(
+            reader, days, output, with_json=with_json, monthly_budget_usd=budget, alerts=fired
+        )
+    except BotmeterError as exc:
+        raise _fail(exc) from exc
+    except OSError as exc:
+        raise click.ClickException(f"--output {output}: cannot write it ({exc.strerror or exc})") from exc
+    size = html_path.stat().st_size
+    click.echo(f"dashboard: {html_path.resolve()} ({size / 1024:,.0f} KiB)")
+    if json_path:
+        click.echo(f"figures:   {json_path.resolve()}")
+
+
 @main.group()
 def alerts() -> None:
     """Alert rules: budgets, error rate, latency, new and regressed error groups."""

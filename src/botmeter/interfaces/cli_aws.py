@@ -20,7 +20,7 @@ from click.core import ParameterSource
 from ..exceptions import BotmeterError
 from .cli import _config, main
 
-SHORTCUT_COMMANDS = ("query", "summary")
+SHORTCUT_COMMANDS = ("query", "summary", "dashboard")
 LATENCY_STATS = ("p50", "p95", "p99")
 
 

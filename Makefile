@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: demo test lint bench clean install
 
@@ -13,13 +15,19 @@ $(STAMP): pyproject.toml setup.py src/botmeter/collect/_fastpath.c
 
 install: $(STAMP)
 
+# The browser tests drive Debian's Chromium (never a downloaded browser).
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
+
 demo: $(STAMP)
 	$(VENV)/bin/botmeter demo
+	$(VENV)/bin/botmeter dashboard --days 14 --json --output metrics/dashboard.html
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 
-test: $(STAMP) lint
+test: $(STAMP) lint $(CHROMIUM)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -74,7 +74,10 @@ def dashboard_data(
     queries: dict[str, dict[str, Any]] = {}
     missing: dict[str, str] = {}
     with reader.session():
-        summary = summarise(reader, days, now, monthly_budget_usd=monthly_budget_usd, alerts=alerts)
+        # Week-over-week figures are not drawn (the KPIs compare whole periods): not computed.
+        summary = summarise(
+            reader, days, now, monthly_budget_usd=monthly_budget_usd, alerts=alerts, compare_weeks=False
+        )
         for key, metric, arguments in SERIES:
             kw = {"interval": "day", **arguments}
             if kw.get("limit") == "top":

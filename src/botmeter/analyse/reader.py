@@ -53,12 +53,28 @@ class Reader:
         self.now = now
         options = {} if use_rollups else {"use_rollups": False}
         self.engine = engine_for(store, **options)
+        self._answers: dict[Any, Any] | None = None
 
     @contextmanager
     def session(self) -> Iterator[Reader]:
-        """Keeps one read connection for several calls (a summary, a dashboard)."""
-        with self.engine.session():
-            yield self
+        """Keeps one read connection for several calls (a summary, a dashboard). Within it, the same
+        query asked twice is answered once: a dashboard's summary and panels share figures."""
+        outer = self._answers is None
+        if outer:
+            self._answers = {}
+        try:
+            with self.engine.session():
+                yield self
+        finally:
+            if outer:
+                self._answers = None
+
+    def _answer(self, key: Any, compute: Any) -> Any:
+        if self._answers is None:
+            return compute()
+        if key not in self._answers:
+            self._answers[key] = compute()
+        return self._answers[key]
 
     # -- typed queries --------------------------------------------------------------------------
 
@@ -94,10 +110,10 @@ class Reader:
             periods=periods,
             limit=limit,
         )
-        return self.engine.run(q)
+        return self.run(q)
 
     def run(self, query: Query) -> Result:
-        return self.engine.run(query)
+        return self._answer(query, lambda: self.engine.run(query))
 
     def window(
         self,
@@ -242,7 +258,7 @@ class Reader:
         from .errors import error_groups
 
         window = self.window(days, start, end)
-        return error_groups(self, window)
+        return self._answer(("error_groups", window), lambda: error_groups(self, window))
 
     def explore(self, top: int = 5) -> dict[str, Any]:
         from .explore import explore

@@ -43,6 +43,7 @@ def summarise(
     *,
     monthly_budget_usd: float | None = None,
     alerts: list[dict[str, Any]] | None = None,
+    compare_weeks: bool = True,
 ) -> dict[str, Any]:
     """The summary of the last ``days`` days (today so far included) against the ``days`` before."""
     now = (now or reader.now or datetime.now(UTC)).astimezone(UTC)
@@ -114,6 +115,8 @@ def summarise(
         found = anomalies(reader, window[0], window[1])
         weekly = {
             name: attempt(name, lambda m=metric, st=stat: week_over_week(reader, m, now, st), None)
+            if compare_weeks
+            else None
             for name, metric, stat in (
                 ("cost_usd", "cost_usd", None),
                 ("active_users", "active_users", None),

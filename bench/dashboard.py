@@ -1,0 +1,99 @@
+"""How long `botmeter dashboard` takes for 30 days over DuckDB stores of 1M and 10M events, and how
+big the file it writes is.
+
+Timed end to end as the command does it: open the store, gather every figure
+(``analyse.dashboard.dashboard_data``: the period summary, 21 series, error groups, anomalies),
+render the HTML, write it and the JSON beside it. The first run is cold (a fresh process's first
+read of the file); the rest are warm.
+
+For comparison, in the same run: the same dashboard with the figures read from the ``events``
+table alone (``use_rollups=False``: plain SQL over the events, as one would write it without
+rollups).
+
+    python bench/dashboard.py                  # 1M and 10M (the stores are shared with bench/analysis.py)
+    python bench/dashboard.py --sizes 10 --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from analysis import _store
+from botmeter.analyse import Reader
+from botmeter.report.dashboard import write_dashboard
+
+
+def _once(url: str, days: int, out: Path, *, use_rollups: bool = True) -> tuple[float, float, float]:
+    """(total, figures, render+write) seconds for one dashboard."""
+    import botmeter.report.dashboard as report
+
+    gathered: dict[str, float] = {}
+    gather = report.dashboard_data
+
+    def timed_gather(*a, **kw):
+        t = time.perf_counter()
+        try:
+            return gather(*a, **kw)
+        finally:
+            gathered["s"] = time.perf_counter() - t
+
+    report.dashboard_data = timed_gather
+    try:
+        t = time.perf_counter()
+        write_dashboard(Reader(url, use_rollups=use_rollups), days, out, with_json=True)
+        total = time.perf_counter() - t
+    finally:
+        report.dashboard_data = gather
+    return total, gathered["s"], total - gathered["s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,10", help="Store sizes in millions of events.")
+    parser.add_argument("--days", type=int, default=30, help="Days the events span and the dashboard shows.")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--dir", type=Path, default=Path("/tmp"))
+    parser.add_argument("--no-events-only", action="store_true", help="Skip the events-only comparison.")
+    args = parser.parse_args()
+    now = datetime.now(UTC)
+    out = Path(tempfile.mkdtemp()) / "dashboard.html"
+    results = []
+    for size in (float(s) for s in args.sizes.split(",")):
+        print(f"{size:g}M events over {args.days} days")
+        url = f"duckdb://{_store(args.dir, size, args.days, now)}"
+        first = _once(url, args.days, out)
+        runs = [_once(url, args.days, out) for _ in range(args.repeat)]
+        best = min(runs)
+        median = statistics.median(r[0] for r in runs)
+        html_kb = out.stat().st_size / 1024
+        json_kb = out.with_suffix(".json").stat().st_size / 1024
+        print(
+            f"  first {first[0]:.3f} s, best {best[0]:.3f} s (figures {best[1]:.3f} s, render and write "
+            f"{best[2]:.3f} s), median {median:.3f} s; HTML {html_kb:,.0f} KiB, JSON {json_kb:,.0f} KiB"
+        )
+        plain = None
+        if not args.no_events_only:
+            plain = _once(url, args.days, out, use_rollups=False)[0]
+            print(f"  events only (no rollups): {plain:.3f} s = {plain / best[0]:.1f}x the rollups' best")
+        results.append((size, first[0], best[0], median, plain, html_kb, json_kb))
+    print("\n| events | first run | best | median | events only | HTML | JSON |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for size, first_s, best_s, median, plain, html_kb, json_kb in results:
+        shown = "-" if plain is None else f"{plain:.2f} s ({plain / best_s:.1f}x)"
+        print(
+            f"| {size:g}M | {first_s:.3f} s | {best_s:.3f} s | {median:.3f} s | {shown} | "
+            f"{html_kb:,.0f} KiB | {json_kb:,.0f} KiB |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -186,6 +186,21 @@ def test_summary_and_dashboard_commands_against_moto(aws, names, tmp_path):
                                 "--by", "category", "--interval", "none", "--format", "json"])  # fmt: skip
     assert {r["category"]: r["value"] for r in json.loads(rows.output)} == {"rate_limit": 2, "timeout": 1}
 
+    # The HTML dashboard over CloudWatch: what CloudWatch gives is drawn, what it cannot is said.
+    page = tmp_path / "cw.html"
+    drawn = runner.invoke(
+        main,
+        ["dashboard", "--namespace", namespace, "--region", "us-east-1", "--output", str(page), "--json"],
+    )
+    assert drawn.exit_code == 0, drawn.output
+    figures = json.loads(page.with_suffix(".json").read_text())
+    assert figures["kpis"]["cost_usd"]["value"] == pytest.approx(0.189)
+    assert {"active_users", "latency_ms", "retention"} <= set(figures["unavailable"])
+    assert figures["retention"] is None and figures["active_users"] is None
+    html = page.read_text()
+    assert "Not available from this store" in html and "$0.1890" in html
+    assert html.count('class="unavailable"') >= 3
+
     # The dashboard is accepted by PutDashboard and comes back from GetDashboard as written.
     written = runner.invoke(
         main,

@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from ..exceptions import StoreUnavailable
 from .query import Unavailable, iso, last_days
 from .summary import summarise
 
@@ -95,6 +96,9 @@ def dashboard_data(
                 out[key] = reader.query(metric, start=since, end=end, **kw).json_rows()
             except Unavailable as exc:
                 out[key], missing[key] = None, str(exc)
+            except StoreUnavailable as exc:
+                # One series the backend fails to give leaves its panel saying so; the rest is drawn.
+                out[key], missing[key] = None, f"the store failed to answer: {str(exc).splitlines()[0]}"
         try:
             groups = reader.error_groups(start=start, end=end)
             out["error_groups"] = [_plain(g, start, days) for g in groups]

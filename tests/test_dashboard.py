@@ -18,7 +18,7 @@ from botmeter.analyse import Reader
 from botmeter.analyse.summary import summarise
 from botmeter.demo import run_demo
 from botmeter.interfaces.cli import main
-from botmeter.report import html as fmt
+from botmeter.report import numbers as fmt
 from dashboards import PAYLOADS, PageParts, fill_hostile, write
 
 SCHEMA = Path(__file__).resolve().parents[1] / "src/botmeter/report/dashboard.schema.json"

@@ -28,22 +28,16 @@ from .html import (
     bar_chart,
     bar_list,
     box_plot,
-    count,
     facts,
     h,
     heat_table,
     join,
     legend,
     line_chart,
-    money,
-    ms,
-    percent,
-    seconds,
-    short,
-    short_money,
     sparkline,
     table,
 )
+from .numbers import count, money, ms, percent, seconds, short, short_money
 
 MAX_STACKED = 7  # series drawn in a stacked chart; the rest are summed as "other"
 MAX_SMALL_MULTIPLES = 8

@@ -13,6 +13,8 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from .numbers import short
+
 Fmt = Callable[[float | None], str]
 PALETTE_SIZE = 10  # colours s0..s9 are in the page's CSS, so dark mode can change them
 
@@ -53,53 +55,6 @@ def _children(children: Iterable[Any]) -> Iterable[str]:
             yield from _children(child)
         else:
             yield esc(child)
-
-
-# -- number formats ------------------------------------------------------------------------------
-
-
-def money(v: float | None) -> str:
-    if v is None:
-        return "-"
-    if abs(v) >= 1000:
-        return f"${v:,.0f}"
-    return f"${v:,.2f}" if abs(v) >= 1 or v == 0 else f"${v:,.4f}"
-
-
-def count(v: float | None) -> str:
-    return "-" if v is None else f"{v:,.0f}"
-
-
-def short(v: float | None) -> str:
-    """1.2k, 3.4M: for axis labels and crowded places."""
-    if v is None:
-        return "-"
-    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= size:
-            return f"{v / size:.3g}{suffix}"
-    return f"{v:.3g}" if v != int(v) else f"{int(v)}"
-
-
-def percent(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1%}"
-
-
-def ms(v: float | None) -> str:
-    return "-" if v is None else f"{v:,.0f} ms"
-
-
-def seconds(v: float | None) -> str:
-    if v is None:
-        return "-"
-    if v < 60:
-        return f"{v:.0f} s"
-    if v < 3600:
-        return f"{v / 60:.1f} min"
-    return f"{v / 3600:.1f} h"
-
-
-def short_money(v: float | None) -> str:
-    return "-" if v is None else "$" + short(v) if abs(v) >= 1 or v == 0 else f"${v:.3f}"
 
 
 # -- charts ------------------------------------------------------------------------------------------

@@ -15,10 +15,11 @@ from click.testing import CliRunner
 from botmeter import Meter
 from botmeter.analyse import QueryError, Reader
 from botmeter.analyse.alerts import Rules, check, deliver
-from botmeter.analyse.summary import as_markdown, as_text, summarise
+from botmeter.analyse.summary import summarise
 from botmeter.analyse.trends import anomalies, month_end_forecast
 from botmeter.exceptions import ConfigError
 from botmeter.interfaces.cli import main
+from botmeter.report.responses import summary_report, to_markdown, to_text
 
 NOW = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)  # a Wednesday
 TODAY = NOW.replace(hour=0, minute=30)
@@ -107,9 +108,9 @@ def test_summary_compares_with_the_previous_period_and_says_when_data_is_too_thi
     errors = s["errors"]["errors"]
     assert errors["change"] is None and errors["note"] == "too little data to compare"
     assert s["anomalies"], "yesterday's spike is in the period"
-    text = as_text(s)
+    text = to_text(summary_report(s))
     assert "too little data to compare" in text and "Month-end forecast" in text
-    assert as_markdown(s).startswith("## botmeter summary: last 7 days")
+    assert to_markdown(summary_report(s)).startswith("## botmeter summary: last 7 days")
 
 
 def test_summary_command_json_keys_and_formats(five_weeks: str, tmp_path: Path) -> None:
@@ -261,7 +262,9 @@ def test_alerts_check_fires_delivers_and_holds_back_repeats(
     hooks = {r["path"]: r["json"] for r in received}
     assert {a["rule"] for a in hooks["/botmeter"]["alerts"]} >= {"daily_budget", "error_rate", "p95_latency"}
     slack = hooks["/slack"]
-    assert slack["text"].startswith("botmeter: ") and slack["blocks"][1]["text"]["type"] == "mrkdwn"
+    assert slack["text"].startswith("botmeter: ") and slack["blocks"][0]["type"] == "header"
+    sections = "\n".join(b["text"]["text"] for b in slack["blocks"] if b["type"] == "section")
+    assert "daily_budget: today's cost" in sections
     # Run again at once: the alerts still fire (exit 1) but are not delivered twice.
     second = runner.invoke(main, args)
     assert second.exit_code == 1 and "not sent again" in second.output

@@ -440,14 +440,23 @@ def test_bedrock_agent_functions(filled):
     response = answer["response"]
     assert (response["actionGroup"], response["function"]) == ("botmeter", "get_costs")
     text = response["functionResponse"]["responseBody"]["TEXT"]["body"]
-    assert text.startswith("The bot cost $10.34 over the last 7 days: $10.00 openai, $0.34 anthropic.")
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    assert lines[0].startswith("botmeter costs (")
+    assert "Cost $10.34" in lines and "LLM calls 5" in lines
+    assert lines[lines.index("By provider:") + 1 :][:2] == ["openai: $10.00", "anthropic: $0.3400"]
     assert "responseState" not in response["functionResponse"]
 
     text = handler(agent_event("get_summary", days="7"), None)["response"]["functionResponse"]
-    assert text["responseBody"]["TEXT"]["body"].startswith("Over the last 7 days: cost $10.34")
+    body = text["responseBody"]["TEXT"]["body"]
+    assert body.startswith("botmeter summary: last 7 days") and "$10.34" in body.splitlines()[1]
     metric = handler(agent_event("get_metric", metric="llm_calls", days="1", by="model"), None)
     body_text = metric["response"]["functionResponse"]["responseBody"]["TEXT"]["body"]
-    assert body_text == "llm_calls over today so far by model: gpt-4o 4 calls, claude-x 1 calls."
+    assert body_text.splitlines()[0].startswith("llm_calls by model (")
+    assert [" ".join(line.split()) for line in body_text.splitlines()[1:]] == [
+        "Total 5 calls",
+        "gpt-4o: 4 calls",
+        "claude-x: 1 call",
+    ]
 
     bad = handler(agent_event("get_metric", metric="cost_usd", by="colour"), None)["response"][
         "functionResponse"

@@ -178,7 +178,7 @@ def test_summary_and_dashboard_commands_against_moto(aws, names, tmp_path):
     assert summary["engagement"]["active_users"]["value"] is None
     assert all(reason for reason in summary["unavailable"].values())
     text = runner.invoke(main, ["summary", "--store", url]).output
-    assert "Unavailable here: latency_ms" in text and "$0.19" in text
+    assert "Not available from this store: latency_ms" in text and "$0.1890" in text
 
     both = runner.invoke(main, ["query", "messages", "--store", url, "--namespace", namespace])
     assert both.exit_code != 0 and "not both" in both.output

@@ -15,7 +15,9 @@ event (see ``lambda_handler`` below for each shape):
 
 * an API Gateway request (REST API proxy, payload 1.0, or HTTP API, payload 2.0):
   ``GET /metrics/{metric}?days=7&by=model&stat=p95&interval=day``, ``GET /summary?days=7``,
-  ``GET /dashboard?days=30`` (the dashboard's figures as JSON), answered as a proxy response;
+  ``GET /errors?days=7``, ``GET /dashboard?days=30`` (the dashboard's figures as JSON), answered
+  as a proxy response; ``format=text|markdown|slack|sms`` on the first three gives that form
+  instead of JSON (``report.responses``);
 * an EventBridge scheduled event: the summary of the last ``BOTMETER_REPORT_DAYS`` days (or the
   event's ``detail.days``) sent to ``BOTMETER_REPORT_WEBHOOK`` and/or ``BOTMETER_REPORT_SNS_TOPIC``;
 * an Amazon Bedrock agent action-group request for ``get_costs``, ``get_summary`` or
@@ -101,7 +103,6 @@ def flush_after(
 # uses flush_after does not pay for it on a cold start.
 
 MAX_DAYS = 3650
-JSON_HEADERS = {"content-type": "application/json", "cache-control": "no-store"}
 BEDROCK_FUNCTIONS = ("get_costs", "get_summary", "get_metric")
 
 
@@ -164,12 +165,9 @@ def _days(raw: Any, default: int) -> int:
 
 
 def _response(status: int, payload: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "statusCode": status,
-        "headers": {**JSON_HEADERS, **(headers or {})},
-        "body": json.dumps(payload, default=_json_default),
-        "isBase64Encoded": False,
-    }
+    from .report.responses import api_gateway_response
+
+    return api_gateway_response(status, json.dumps(payload, default=_json_default), headers=headers)
 
 
 def _request(event: dict[str, Any]) -> tuple[str, str, dict[str, list[str]]]:
@@ -202,33 +200,55 @@ def _one(params: dict[str, list[str]], name: str) -> str | None:
     return values[0]
 
 
+def _only(params: dict[str, list[str]], known: set[str]) -> None:
+    for name in params:
+        if name not in known:
+            raise BadInput(name, f"{name}: unknown parameter; valid: {', '.join(sorted(known | {'format'}))}")
+
+
 def _http(event: dict[str, Any]) -> dict[str, Any]:
     from .analyse.query import QueryError, Unavailable
+    from .analyse.summary import summarise
     from .exceptions import BotmeterError
+    from .report import responses
 
     try:
         method, path, params = _request(event)
         parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/") if p]
-        known = (len(parts) == 2 and parts[0] == "metrics") or parts in (["summary"], ["dashboard"])
+        known = (len(parts) == 2 and parts[0] == "metrics") or parts in (
+            ["summary"],
+            ["errors"],
+            ["dashboard"],
+        )
         if not known:
             raise BadInput(
                 "path",
-                f"path: no such resource {path!r}; try /metrics/{{metric}}, /summary, /dashboard",
+                f"path: no such resource {path!r}; try /metrics/{{metric}}, /summary, /errors, /dashboard",
                 404,
             )
         if method not in ("GET", "HEAD"):
             raise BadInput("method", f"method: {method} is not allowed here; use GET", 405)
-        if parts[0] == "metrics":
-            payload = _http_metric(parts[1], params)
-        elif parts[0] == "summary":
-            from .analyse.summary import summarise
-
-            payload = summarise(_reader(), _days(_one(params, "days"), 7))
-        else:
+        if parts[0] == "dashboard":
             from .analyse.dashboard import dashboard_data
 
-            payload = dashboard_data(_reader(), _days(_one(params, "days"), 30))
-        return _response(200, payload)
+            return _response(200, dashboard_data(_reader(), _days(_one(params, "days"), 30)))
+        fmt = params.pop("format", ["json"])[-1]
+        if fmt not in responses.API_FORMATS:
+            raise BadInput(
+                "format", f"format: expected one of {', '.join(responses.API_FORMATS)}, got {fmt!r}"
+            )
+        if parts[0] == "metrics":
+            report = _http_metric(parts[1], params)
+        elif parts[0] == "summary":
+            _only(params, {"days"})
+            report = responses.summary_report(summarise(_reader(), _days(_one(params, "days"), 7)))
+        else:
+            _only(params, {"days"})
+            reader = _reader()
+            window = reader.window(_days(_one(params, "days"), 7))
+            groups = reader.error_groups(start=window[0], end=window[1])
+            report = responses.error_groups_report(groups, *window)
+        return responses.to_api_gateway(report, 200, fmt)
     except BadInput as exc:
         headers = {"allow": "GET, HEAD"} if exc.status == 405 else None
         return _response(exc.status, {"error": str(exc), "field": exc.field}, headers)
@@ -245,11 +265,10 @@ def _http(event: dict[str, Any]) -> dict[str, Any]:
         return _response(500, {"error": "botmeter failed to answer; the function's log has the details"})
 
 
-def _http_metric(metric: str, params: dict[str, list[str]]) -> dict[str, Any]:
-    known = {"days", "start", "end", "by", "stat", "interval", "filter", "limit"}
-    for name in params:
-        if name not in known:
-            raise BadInput(name, f"{name}: unknown parameter; valid: {', '.join(sorted(known))}")
+def _http_metric(metric: str, params: dict[str, list[str]]) -> Any:
+    from .report.responses import query_report
+
+    _only(params, {"days", "start", "end", "by", "stat", "interval", "filter", "limit"})
     filters: dict[str, list[str]] = {}
     for item in params.get("filter", []):
         name, sep, value = item.partition("=")
@@ -272,19 +291,7 @@ def _http_metric(metric: str, params: dict[str, list[str]]) -> dict[str, Any]:
         stat=_one(params, "stat"),
         limit=int(limit) if limit is not None else None,
     )
-    q = result.query
-    return {
-        "metric": q.metric,
-        "unit": result.metric.unit,
-        "start": q.start,
-        "end": q.end,
-        "interval": q.interval or "none",
-        "by": list(q.by),
-        "stats": list(q.stats),
-        "rows": result.json_rows(),
-        "notes": result.notes,
-        "source": result.source,
-    }
+    return query_report(result)
 
 
 # -- EventBridge schedule ---------------------------------------------------------------------------
@@ -293,8 +300,9 @@ def _http_metric(metric: str, params: dict[str, list[str]]) -> dict[str, Any]:
 def _scheduled(event: dict[str, Any]) -> dict[str, Any]:
     """Computes the summary and sends it; failures are logged and returned, never raised (a raise
     would make EventBridge retry, and send the report twice)."""
-    from .analyse.summary import as_text, summarise
+    from .analyse.summary import summarise
     from .config import Config
+    from .report.responses import summary_report, to_slack_blocks, to_text
 
     out: dict[str, Any] = {"sent": [], "failures": []}
     try:
@@ -306,7 +314,8 @@ def _scheduled(event: dict[str, Any]) -> dict[str, Any]:
         detail = event.get("detail") or {}
         days = _days(detail.get("days") if isinstance(detail, dict) else None, config.report_days)
         summary = summarise(_reader(), days)
-        text = as_text(summary)
+        report = summary_report(summary)
+        text = to_text(report)
     except Exception as exc:
         log.exception("botmeter: the scheduled report could not be made")
         out["failures"].append(f"report: {exc}")
@@ -316,9 +325,11 @@ def _scheduled(event: dict[str, Any]) -> dict[str, Any]:
     if config.report_webhook:
         from .analyse.alerts import _post
 
+        # One payload for any webhook: a Slack incoming webhook reads text and blocks, others the summary.
         payload = {
             "source": "botmeter",
             "text": text,
+            "blocks": to_slack_blocks(report)["blocks"],
             "summary": json.loads(json.dumps(summary, default=_json_default)),
         }
         problems = _post(config.report_webhook, payload)
@@ -359,131 +370,46 @@ def _publish(topic_arn: str, subject: str, text: str) -> None:
 
 def _bedrock(event: dict[str, Any]) -> dict[str, Any]:
     from .analyse.query import QueryError, Unavailable
+    from .analyse.summary import summarise
     from .exceptions import BotmeterError
+    from .report import responses
 
     function = event.get("function") or ""
     state = None
     try:
         params = {p.get("name"): p.get("value") for p in event.get("parameters") or [] if isinstance(p, dict)}
         if function == "get_costs":
-            text = _costs_text(_reader(), _days(params.get("days"), 7))
+            report = responses.costs_report(_reader().costs(_days(params.get("days"), 7)))
         elif function == "get_summary":
-            text = _summary_text(_reader(), _days(params.get("days"), 7))
+            report = responses.summary_report(summarise(_reader(), _days(params.get("days"), 7)))
         elif function == "get_metric":
             if not params.get("metric"):
                 raise BadInput("metric", "metric: which metric? For example cost_usd, messages, active_users")
-            text = _metric_text(
-                _reader(), str(params["metric"]), _days(params.get("days"), 7), params.get("by")
+            by = params.get("by") or ()
+            result = _reader().query(
+                str(params["metric"]),
+                days=_days(params.get("days"), 7),
+                interval=None,
+                by=by,
+                limit=10 if by else None,
             )
+            report = responses.query_report(result)
         else:
             state = "FAILURE"
-            text = f"Unknown function {function!r}; this action group offers {', '.join(BEDROCK_FUNCTIONS)}."
+            report = responses.message_report(
+                f"Unknown function {function!r}; this action group offers {', '.join(BEDROCK_FUNCTIONS)}."
+            )
     except (BadInput, QueryError) as exc:
-        state, text = "REPROMPT", f"Please check the request: {exc}"
+        state, report = "REPROMPT", responses.message_report(f"Please check the request: {exc}")
     except Unavailable as exc:
-        text = f"That figure is not available from this store: {exc}"
+        report = responses.message_report(f"That figure is not available from this store: {exc}")
     except BotmeterError as exc:
-        state, text = "FAILURE", f"The analytics store could not answer: {exc}"
+        state, report = "FAILURE", responses.message_report(f"The analytics store could not answer: {exc}")
     except Exception:
         log.exception("botmeter: the Bedrock agent request failed")
-        state, text = "FAILURE", "botmeter failed to answer; the function's log has the details."
-    function_response: dict[str, Any] = {"responseBody": {"TEXT": {"body": text}}}
-    if state:
-        function_response["responseState"] = state
-    return {
-        "messageVersion": "1.0",
-        "response": {
-            "actionGroup": event.get("actionGroup"),
-            "function": function,
-            "functionResponse": function_response,
-        },
-        "sessionAttributes": event.get("sessionAttributes") or {},
-        "promptSessionAttributes": event.get("promptSessionAttributes") or {},
-    }
-
-
-def _money(value: Any) -> str:
-    return "an unknown amount" if value is None else f"${value:,.2f}"
-
-
-def _count(value: Any) -> str:
-    return "-" if value is None else (f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}")
-
-
-def _period(days: int) -> str:
-    return "today so far" if days == 1 else f"the last {days} days"
-
-
-def _costs_text(reader: Any, days: int) -> str:
-    from .analyse.query import Unavailable
-
-    with reader.session():
-        total = reader.query("cost_usd", days=days, interval=None).total()
-        by_provider = reader.query("cost_usd", days=days, interval=None, by="provider").rows
-        calls = reader.query("llm_calls", days=days, interval=None).total()
-        try:
-            per_user = reader.query("cost_per_active_user", days=days, interval=None).total()
-        except Unavailable:
-            per_user = None
-    parts = sorted(((r["provider"] or "other"), r["sum"]) for r in by_provider if r["sum"])
-    parts.sort(key=lambda p: -p[1])
-    text = f"The bot cost {_money(total)} over {_period(days)}"
-    if parts:
-        text += ": " + ", ".join(f"{_money(v)} {name}" for name, v in parts[:5])
-    text += f". {_count(calls)} LLM calls."
-    if per_user is not None:
-        text += f" {_money(per_user)} per active user."
-    return text
-
-
-def _summary_text(reader: Any, days: int) -> str:
-    from .analyse.summary import summarise
-
-    s = summarise(reader, days)
-    c, e, r, lat = s["costs"], s["engagement"], s["errors"], s["latency"]
-
-    def delta(fig: dict[str, Any]) -> str:
-        ch = fig.get("change")
-        return "" if ch is None else f" ({'+' if ch >= 0 else ''}{ch:.0%} vs the previous period)"
-
-    bits = [f"cost {_money(c['total_usd']['value'])}{delta(c['total_usd'])}"]
-    for label, fig in (
-        ("active users", e["active_users"]),
-        ("messages", e["messages"]),
-        ("errors", r["errors"]),
-    ):
-        if fig["value"] is not None:
-            bits.append(f"{_count(fig['value'])} {label}{delta(fig)}")
-    if r["error_rate"]["value"] is not None:
-        bits.append(f"error rate {r['error_rate']['value']:.1%}")
-    if lat["p95_ms"]["value"] is not None:
-        bits.append(f"p95 latency {lat['p95_ms']['value']:,.0f} ms")
-    text = f"Over {_period(days)}: " + ", ".join(bits) + "."
-    if s["anomalies"]:
-        text += " Unusual: " + "; ".join(a["explanation"] for a in s["anomalies"][:2]) + "."
-    if s.get("unavailable"):
-        text += " Not available from this store: " + ", ".join(sorted(s["unavailable"])) + "."
-    return text
-
-
-def _metric_text(reader: Any, metric: str, days: int, by: Any) -> str:
-    result = reader.query(metric, days=days, interval=None, by=by or (), limit=10 if by else None)
-    stat = result.stats[0]
-    unit = result.metric.unit
-
-    def show(value: Any) -> str:
-        if value is None:
-            return "no data"
-        if unit == "USD":
-            return _money(value)
-        return f"{_count(value)} {unit}" if isinstance(value, int | float) else str(value)
-
-    if not result.query.by:
-        return f"{metric} over {_period(days)}: {show(result.total())}."
-    dim = result.query.by[0]
-    rows = sorted(result.rows, key=lambda r: -(r[stat] or 0))
-    listed = ", ".join(f"{r[dim] or '(none)'} {show(r[stat])}" for r in rows[:10]) or "no data"
-    return f"{metric} over {_period(days)} by {dim}: {listed}."
+        state = "FAILURE"
+        report = responses.message_report("botmeter failed to answer; the function's log has the details.")
+    return responses.to_bedrock(report, event, state)
 
 
 __all__ = ["COLD_START", "flush_after", "handler"]

@@ -230,21 +230,10 @@ def deliver(
 
 
 def slack_payload(alerts: list[dict[str, Any]]) -> dict[str, Any]:
-    """An incoming-webhook message: a plain-text fallback and one mrkdwn section per alert."""
-    text = f"botmeter: {len(alerts)} alert{'s' if len(alerts) != 1 else ''}"
-    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": text}}]
-    for a in alerts[:48]:  # Slack allows 50 blocks per message
-        blocks.append(
-            {
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": f"*{a['rule']}*: {_slack_escape(a['message'])}"},
-            }
-        )
-    return {"text": text + ": " + "; ".join(a["message"] for a in alerts)[:2900], "blocks": blocks}
+    """An incoming-webhook message: a plain-text fallback and Block Kit blocks (``report.responses``)."""
+    from ..report.responses import alerts_report, to_slack_blocks
 
-
-def _slack_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return to_slack_blocks(alerts_report(alerts))
 
 
 def _post(url: str, payload: dict[str, Any]) -> list[str]:

@@ -112,6 +112,7 @@ def _anomaly(
     )
     return {
         "metric": w.metric if w.stat is None else f"{w.metric}:{w.stat}",
+        "label": w.label,
         "day": iso(day),
         "direction": direction,
         "value": value,

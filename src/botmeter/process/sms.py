@@ -18,6 +18,7 @@ import math
 import os
 import re
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
@@ -113,6 +114,33 @@ def _pack(costs: list[int], size: int) -> int:
             used = 0
         used += cost
     return parts
+
+
+# Look-alikes for characters outside GSM-7 that replies commonly carry. One such character turns
+# a whole SMS into UCS-2, which holds 70 characters a segment instead of 160.
+_GSM_LOOKALIKES: Final = {
+    "\u2014": "-", "\u2013": "-", "\u2212": "-", "\u00b7": "-", "\u2022": "-", "\u2026": "...",
+    "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "`": "'", "\u00d7": "x",
+    "\u2265": ">=", "\u2264": "<=", "\u2192": "->", "\u25b2": "^", "\u00a0": " ", "\t": " ",
+}  # fmt: skip
+
+
+def gsm7_text(text: str) -> str:
+    """``text`` in GSM-7 characters only: look-alikes swapped in, accents dropped where the accented
+    letter is not in the GSM set, anything else as "?". An SMS reply built with it stays GSM-7."""
+    if _NOT_GSM.search(text) is None:
+        return text
+    out = []
+    for ch in text:
+        if ch in _GSM_BASIC or ch in _GSM_EXTENSION:
+            out.append(ch)
+        elif ch in _GSM_LOOKALIKES:
+            out.append(_GSM_LOOKALIKES[ch])
+        else:
+            plain = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+            ok = plain and all(c in _GSM_BASIC or c in _GSM_EXTENSION for c in plain)
+            out.append(plain if ok else "?")
+    return "".join(out)
 
 
 # -- countries ---------------------------------------------------------------------------------

@@ -354,6 +354,34 @@ def test_http_summary_and_dashboard(filled):
     assert {"cost_by_model", "errors_by_category", "latency_by_stage"} <= set(dashboard)
 
 
+def test_http_errors_and_other_forms(filled):
+    from slack_sdk.models.blocks import Block
+
+    from botmeter.aws_lambda import handler
+    from botmeter.process.sms import GSM7, sms_parts
+
+    groups = body(handler(http_api_event("/errors", "days=7"), None))["groups"]
+    assert [(g["error_type"], g["count"], g["category"]) for g in groups] == [
+        ("rate_limit_exceeded", 1, "rate_limit")
+    ]
+    sms = handler(rest_event("/summary", {"days": "7", "format": "sms"}), None)
+    assert sms["statusCode"] == 200 and sms["headers"]["content-type"] == "text/plain; charset=utf-8"
+    assert sms["body"].startswith("botmeter 7d: cost $10.34") and sms_parts(sms["body"])[1] == GSM7
+    assert sms_parts(sms["body"])[0] <= 2
+    markdown = handler(
+        http_api_event("/metrics/llm_calls", "days=1&by=model&interval=none&format=markdown"), None
+    )
+    assert markdown["headers"]["content-type"].startswith("text/markdown")
+    assert "- gpt-4o: 4 calls" in markdown["body"]
+    slack = body(handler(http_api_event("/errors", "format=slack"), None))
+    for block in slack["blocks"]:
+        Block.parse(block).to_dict()
+    bad = handler(http_api_event("/summary", "format=fax"), None)
+    assert bad["statusCode"] == 400 and body(bad)["field"] == "format" and "'fax'" in body(bad)["error"]
+    bad = handler(http_api_event("/errors", "colour=red"), None)
+    assert bad["statusCode"] == 400 and body(bad)["field"] == "colour"
+
+
 def test_http_store_failure_is_an_answer_not_an_exception(monkeypatch, tmp_path):
     from botmeter.aws_lambda import handler
 
@@ -388,6 +416,7 @@ def test_schedule_posts_the_summary_to_a_webhook(filled, monkeypatch):
         assert out["sent"] == ["webhook"] and out["failures"] == [] and out["days"] == 7
         assert len(received) == 1 and received[0]["source"] == "botmeter"
         assert received[0]["text"].startswith("botmeter summary: last 7 days")
+        assert received[0]["blocks"][0]["type"] == "header"  # what a Slack incoming webhook draws
         assert received[0]["summary"]["costs"]["total_usd"]["value"] == pytest.approx(10.34)
         # The event's detail.days wins over the setting.
         out = handler(scheduled_event({"days": 1}), LambdaContext("s2"))

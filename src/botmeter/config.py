@@ -260,6 +260,11 @@ class Config:
                 values[setting.name] = given
                 continue
             values[setting.name] = setting_from_env(setting.name, env)
+        admins = values["admins"]
+        if isinstance(admins, str):  # Meter(admins="+1555...,+1555...") as in the variable
+            values["admins"] = _to_list("admins", admins)
+        elif isinstance(admins, list | set | frozenset):
+            values["admins"] = tuple(admins)
         config = cls(**values)
         config.validate()
         return config
@@ -276,6 +281,10 @@ class Config:
         for name, value, minimum in checks:
             if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
                 raise ConfigError(f"{name} must be a number >= {minimum}, got {value!r}")
+        if not isinstance(self.admins, tuple) or not all(
+            isinstance(a, str | int) and not isinstance(a, bool) for a in self.admins
+        ):
+            raise ConfigError(f"admins must be phone numbers or ids (str or int), got {self.admins!r}")
         if self.cloudwatch_mode not in (None, "emf", "api"):
             raise ConfigError(f"cloudwatch_mode must be emf or api, got {self.cloudwatch_mode!r}")
         if not isinstance(self.bot, str) or not self.bot:

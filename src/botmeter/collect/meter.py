@@ -71,6 +71,7 @@ class Meter:
         for call, fn in fns.items():
             setattr(self, call, fn)  # the instance attribute wins over the documented method
         self._closed = False
+        self._admin: Any = None
         self._writer: Writer | None = None
         self.store: Store | None = None
         if not self.enabled:
@@ -323,6 +324,31 @@ class Meter:
     def latency(self, days: int | None = 7, **kw: Any) -> Any:
         """Response-time percentiles for the period; see ``Reader.latency``."""
         return self.reader().latency(days, **kw)
+
+    # -- chat admin commands ----------------------------------------------------------------------
+
+    def admin_reply(
+        self,
+        sender: str | int | None,
+        text: str | None,
+        *,
+        format: str = "sms",
+        max_segments: int = 2,
+        conversation: Id = None,
+        channel: str | None = None,
+    ) -> Any:
+        """The reply to an admin command (``admin:status``, ``admin:costs 30``...), or None when ``text``
+        is not one or ``sender`` is not on the admin list (``admins``, ``BOTMETER_ADMINS``); then the
+        bot answers the message as usual. ``format``: ``sms`` (plain text of at most ``max_segments``
+        segments), ``text``, ``slack`` (mrkdwn), ``slack_blocks`` (Block Kit dict), ``markdown``,
+        ``json``. See ``botmeter.interfaces.admin``."""
+        if self._admin is None:
+            from ..interfaces.admin import Admin
+
+            self._admin = Admin(self, self.config.admins)
+        return self._admin.reply(
+            sender, text, format=format, max_segments=max_segments, conversation=conversation, channel=channel
+        )
 
     def lambda_handler(
         self, handler: F | None = None, *, timeout: float = 10.0, cold_start: bool = True

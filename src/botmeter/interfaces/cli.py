@@ -190,6 +190,11 @@ def _json(data: Any) -> str:
     return json.dumps(data, indent=2, default=default)
 
 
+# The response builder's forms (report.responses), offered by every command that answers a question.
+RESPONSE_FORMS = ["text", "json", "markdown", "slack", "slack-blocks", "sms"]
+RESPONSE_FORMS_HELP = "text; json; markdown; slack (mrkdwn); slack-blocks (Block Kit JSON); sms (2 segments)."
+
+
 def _window_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--end", default=None, help="Window end (ISO, UTC; default: now).")(fn)
     fn = click.option("--start", default=None, help="Window start (ISO, UTC), instead of --days.")(fn)
@@ -229,7 +234,12 @@ def _gap_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     "--limit", default=None, type=int, help="With --interval none and --by: only the largest N groups."
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", *RESPONSE_FORMS[2:]]),
+    default="table",
+    show_default=True,
+    help="table, json, csv, or a response form: markdown, slack, slack-blocks, sms.",
 )
 @_gap_option
 @store_option
@@ -274,6 +284,9 @@ def query(
     rows = result.json_rows()
     if fmt == "json":
         click.echo(_json(rows))
+        return
+    if fmt in RESPONSE_FORMS:
+        click.echo(_rendered(result, fmt))
         return
     columns = list(rows[0]) if rows else ["bucket", *result.query.by, *result.value_keys()]
     if fmt == "csv":
@@ -324,7 +337,12 @@ def metrics() -> None:
     "--days", default=7, show_default=True, type=click.IntRange(1, 3650), help="Days in the period."
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(RESPONSE_FORMS),
+    default="text",
+    show_default=True,
+    help=RESPONSE_FORMS_HELP,
 )
 @click.option("--rules", default=None, envvar="BOTMETER_ALERTS", help="Alert rules (TOML) to include.")
 @_gap_option
@@ -332,7 +350,7 @@ def metrics() -> None:
 def summary(days: int, fmt: str, rules: str | None, session_gap: float | None, store: str | None) -> None:
     """The period's cost, engagement, errors and latency against the previous period."""
     from ..analyse import alerts as alerting
-    from ..analyse.summary import as_markdown, as_text, summarise
+    from ..analyse.summary import summarise
 
     config = _config(store=store)
     try:
@@ -346,10 +364,37 @@ def summary(days: int, fmt: str, rules: str | None, session_gap: float | None, s
         raise _fail(exc) from exc
     if fmt == "json":
         click.echo(_json(result))
-    elif fmt == "markdown":
-        click.echo(as_markdown(result))
     else:
-        click.echo(as_text(result))
+        click.echo(_rendered(result, fmt))
+
+
+def _rendered(result: Any, fmt: str) -> str:
+    """A result in one of the response builder's forms (``report.responses``)."""
+    from ..report.responses import render
+
+    out = render(result, fmt.replace("-", "_"))
+    return out if isinstance(out, str) else json.dumps(out, indent=2, ensure_ascii=False)
+
+
+@main.command()
+@_window_options
+@click.option(
+    "--format", "fmt", type=click.Choice(RESPONSE_FORMS), default="text", show_default=True,
+    help=RESPONSE_FORMS_HELP,
+)  # fmt: skip
+@store_option
+def errors(days: int | None, start: str | None, end: str | None, fmt: str, store: str | None) -> None:
+    """Error groups in the period: count, users, first and last seen, new or regressed."""
+    from ..report.responses import error_groups_report
+
+    config = _config(store=store)
+    try:
+        reader = _reader(config)
+        window = reader.window(days, start, end)
+        groups = reader.error_groups(start=window[0], end=window[1])
+    except BotmeterError as exc:
+        raise _fail(exc) from exc
+    click.echo(_rendered(error_groups_report(groups, *window), fmt))
 
 
 @main.command()

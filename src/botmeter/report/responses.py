@@ -470,15 +470,27 @@ def to_sms(report: Report, max_segments: int = 2) -> str:
                 candidate = text + sep + (f"{title}: " if title else "") + item
             if fits(candidate):
                 text, opened, started = candidate, True, True
+            elif not started:  # the first thing to say is said, cut to fit, rather than left out
+                text, opened, started = _cut_to_fit(candidate, fits), True, True
             else:
                 left_out += 1
     if left_out:
         for marker in (f" (+{left_out} more)", "..."):
             if fits(text + marker):
                 return text + marker
-    while not fits(text):  # only a title longer than the whole budget gets here
-        text = text[:-4] + "..."
-    return text
+    return text if fits(text) else _cut_to_fit(text, fits)
+
+
+def _cut_to_fit(text: str, fits: Callable[[str], bool]) -> str:
+    """The longest start of ``text`` that fits with "..." after it."""
+    low, high = 0, len(text)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(text[:mid].rstrip() + "..."):
+            low = mid
+        else:
+            high = mid - 1
+    return text[:low].rstrip() + "..."
 
 
 _SLACK_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})

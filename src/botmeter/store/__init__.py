@@ -7,6 +7,7 @@ to it, so adding one is a module and a line here (or a ``botmeter.stores`` entry
 from __future__ import annotations
 
 import importlib
+from datetime import datetime
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -38,6 +39,10 @@ class Store(Protocol):
 
     def count(self) -> int:
         """How many events are stored."""
+        ...
+
+    def last_event_at(self) -> datetime | None:
+        """When the newest stored event happened (UTC), or None when unknown or empty."""
         ...
 
     def default_spool_dir(self) -> Path:

@@ -697,6 +697,7 @@ class CloudWatchStore:
         )
         self.acks = Acks(Path(spool or self.default_spool_dir()) / "cloudwatch-acks")
         self.sent_events = 0  # events whose record this store sent
+        self.last_sent_at: datetime | None = None  # naive UTC, as the batch's ts column
         self.rejected_events = 0  # events outside CloudWatch's time window, not sent
         self._clients: dict[str, Any] = {}
         self._stream: str | None = None
@@ -858,6 +859,10 @@ class CloudWatchStore:
         if not fresh and done:
             self.acks.clear(key)
         self.sent_events += rows
+        if rows:
+            newest = pc.max(batch.column("ts")).as_py()
+            if newest is not None and (self.last_sent_at is None or newest > self.last_sent_at):
+                self.last_sent_at = newest
         return rows
 
     def _window(self) -> tuple[int, int]:
@@ -940,6 +945,10 @@ class CloudWatchStore:
         """Events whose record this store instance sent. CloudWatch itself cannot be counted cheaply:
         the read side counts the records in the log group."""
         return self.sent_events
+
+    def last_event_at(self) -> datetime | None:
+        """The newest event this store instance sent (CloudWatch is not asked: that costs a query)."""
+        return None if self.last_sent_at is None else self.last_sent_at.replace(tzinfo=UTC)
 
     def default_spool_dir(self) -> Path:
         return self._local_dir() / f"{self._file_stem()}.spool"

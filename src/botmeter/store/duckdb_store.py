@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -352,6 +352,16 @@ class DuckDBStore:
             if not _has_events(con):
                 return 0
             return int(con.execute("SELECT count(*) FROM events").fetchall()[0][0])
+
+    def last_event_at(self) -> datetime | None:
+        """When the newest event happened (botmeter's own system events aside)."""
+        if not self.path.exists():
+            return None
+        with self.reading() as con:
+            if not _has_events(con):
+                return None
+            newest = con.execute("SELECT max(ts) FROM events WHERE kind <> 'system'").fetchall()[0][0]
+        return None if newest is None else newest.replace(tzinfo=UTC)
 
     def update_costs(self, changes: pa.Table) -> int:
         """Sets cost_usd and price_version by event_id (for reprice). Returns rows changed."""

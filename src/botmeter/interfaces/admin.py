@@ -1,0 +1,287 @@
+"""Chat admin commands: a bot passes each incoming message to ``meter.admin_reply(sender=..., text=...)``;
+an admin's ``admin:status`` gets the answer back, anything else gets None and the bot carries on.
+
+Commands (case-insensitive; ``days`` from 1 to 3650, 7 when left out):
+
+* ``admin:status`` - is botmeter on, which store, events stored, the last event, the writer's queue,
+  events dropped, the spool's depth, the version;
+* ``admin:analytics_status [days]`` - today's and the period's cost, active users, conversations,
+  error rate, p95 latency, anomalies;
+* ``admin:costs [days]`` - cost, by provider and model, per conversation and per active user;
+* ``admin:errors [days]`` - the error groups, new and regressed first among equals;
+* ``admin:help`` - these commands.
+
+Only senders on the admin list (``BOTMETER_ADMINS`` or ``Meter(admins=...)``) get an answer. The
+sender and the list are compared as their keyed hashes, so "+1 (555) 123-4567" matches
+"+15551234567" and no phone number is kept in the clear. Every command run is tracked as an
+activity ``admin:<command>``; a refused attempt as ``admin_denied`` (not counted as an admin command).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..process.privacy import UserHasher
+from ..report import responses
+from ..report.numbers import count, money, ms, percent
+from ..report.responses import Figure, Line, Report, Section
+
+if TYPE_CHECKING:
+    from ..collect.meter import Meter
+
+log = logging.getLogger("botmeter")
+
+PREFIX = "admin:"
+MAX_DAYS = 3650
+DEFAULT_DAYS = 7
+COMMANDS = ("status", "analytics_status", "costs", "errors", "help")
+TAKES_DAYS = ("analytics_status", "costs", "errors")
+DENIED = "admin_denied"
+_COMMAND = re.compile(r"admin:\s*([\w-]*)\s*(.*)", re.IGNORECASE | re.DOTALL)
+
+# The forms a reply can take: the response builder's consumers.
+FORMATS = ("sms", "text", "slack", "slack_blocks", "markdown", "json")
+
+
+class Admin:
+    """The admin commands of one meter: who may run them, and the replies."""
+
+    def __init__(self, meter: Meter, admins: Iterable[str | int]) -> None:
+        self.meter = meter
+        pipeline = getattr(meter, "pipeline", None)
+        # A disabled meter has no store key: a key of this process's own still compares ids as hashes.
+        self._hasher: UserHasher = getattr(pipeline, "hasher", None) or UserHasher(secrets.token_bytes(32))
+        self._admins = frozenset(self._hasher.hash(a) for a in admins if str(a).strip())
+
+    def is_admin(self, sender: str | int | None) -> bool:
+        return sender is not None and str(sender).strip() != "" and self._hasher.hash(sender) in self._admins
+
+    def reply(
+        self,
+        sender: str | int | None,
+        text: str | None,
+        *,
+        format: str = "sms",
+        max_segments: int = 2,
+        conversation: str | int | None = None,
+        channel: str | None = None,
+    ) -> Any:
+        """The reply to ``text`` from ``sender`` in ``format``, or None when it is not an admin command
+        or the sender is not an admin."""
+        if format not in FORMATS:
+            raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {format!r}")
+        if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
+            raise ValueError(f"max_segments: expected a whole number >= 1, got {max_segments!r}")
+        if text is None:
+            return None
+        if not isinstance(text, str):
+            raise TypeError(f"text: expected the message text (a str) or None, got {text!r}")
+        found = _COMMAND.fullmatch(text.strip())
+        if found is None:
+            return None
+        command = found.group(1).lower().replace("-", "_")
+        argument = found.group(2).strip()
+        where = {"user": sender, "conversation": conversation, "channel": channel}
+        if not self.is_admin(sender):
+            self._track(DENIED, where, {"command": command[:40]})
+            return None
+        name = command if command in COMMANDS else "unknown"
+        self._track(f"{PREFIX}{name}", where, {"argument": argument[:40]} if argument else None)
+        try:
+            report = self._answer(command, argument)
+        except Exception as exc:  # the bot asked for a reply, never for an exception
+            log.exception("botmeter: admin:%s failed", command)
+            reason = str(exc) if _is_ours(exc) else "see the bot's log"
+            report = responses.message_report(f"botmeter could not answer admin:{command}: {reason}")
+        if format == "sms":
+            return responses.to_sms(report, max_segments)
+        return responses.CONSUMERS[format](report)
+
+    def _track(self, name: str, where: dict[str, Any], properties: dict[str, Any] | None) -> None:
+        try:
+            self.meter.track_activity(name, properties=properties, **where)
+        except Exception:  # a reply must not fail because it could not be counted
+            log.exception("botmeter: could not track %s", name)
+
+    # -- the commands -------------------------------------------------------------------------------
+
+    def _answer(self, command: str, argument: str) -> Report:
+        if command not in COMMANDS:
+            return help_report(f"Unknown command admin:{command}.")
+        if command == "help":
+            return help_report()
+        if command == "status":
+            if argument:
+                return _refuse(command, argument, "takes nothing after it")
+            return status_report(self.meter)
+        days = _days(argument)
+        if days is None:
+            return _refuse(command, argument, f"takes a number of days from 1 to {MAX_DAYS}")
+        if not self.meter.enabled or self.meter.store is None:
+            return responses.message_report(
+                "botmeter is off (BOTMETER_ENABLED=false): there are no analytics."
+            )
+        reader = self.meter.reader()  # flushes first: the admin sees what just happened
+        from ..analyse.query import Unavailable
+
+        try:
+            if command == "analytics_status":
+                return analytics_status_report(reader, days)
+            window = reader.window(days)
+            if command == "costs":
+                return responses.costs_report(reader.costs(start=window[0], end=window[1]))
+            return responses.error_groups_report(reader.error_groups(start=window[0], end=window[1]), *window)
+        except Unavailable as exc:
+            return responses.message_report(f"Not available from this store: {exc}")
+
+
+def _is_ours(exc: BaseException) -> bool:
+    from ..exceptions import BotmeterError
+
+    return isinstance(exc, BotmeterError)
+
+
+def _days(argument: str) -> int | None:
+    if not argument:
+        return DEFAULT_DAYS
+    if re.fullmatch(r"\d{1,4}", argument) and 1 <= int(argument) <= MAX_DAYS:
+        return int(argument)
+    return None
+
+
+def _refuse(command: str, argument: str, why: str) -> Report:
+    return responses.message_report(f"admin:{command} {why}; got {argument[:40]!r}. Try admin:help.")
+
+
+def help_report(first: str = "") -> Report:
+    text = (
+        "admin:status, admin:analytics_status [days], admin:costs [days], admin:errors [days], admin:help "
+        f"(days: 1 to {MAX_DAYS}, default {DEFAULT_DAYS})"
+    )
+    return responses.message_report(
+        f"{first} Commands: {text}" if first else f"botmeter commands: {text}", kind="help"
+    )
+
+
+def _store_name(url: str) -> str:
+    """duckdb://…/bot.duckdb -> duckdb bot.duckdb; cloudwatch://?namespace=X -> cloudwatch X (fits an SMS)."""
+    scheme, _, rest = url.partition("://") if "://" in url else ("duckdb", "", url)
+    found = re.search(r"namespace=([^&]+)", rest)
+    name = found.group(1) if found else rest.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return f"{scheme} {name}".strip()
+
+
+def _ago(at: datetime | None, now: datetime) -> str:
+    if at is None:
+        return "none"
+    seconds = max(0.0, (now - at).total_seconds())
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{at:%m-%d %H:%M} UTC ({seconds / size:.0f} {unit} ago)"
+    return f"{at:%m-%d %H:%M} UTC ({seconds:.0f} s ago)"
+
+
+def status_report(meter: Meter) -> Report:
+    """botmeter's own health: on or off, the store, what is stored, queued, dropped and spooled."""
+    stats = meter.stats()
+    now = datetime.now(UTC)
+    on = bool(stats["enabled"])
+    data: dict[str, Any] = {"enabled": on, "store": meter.config.store, "version": __version__}
+    figures = [Figure("Status", "on" if on else "off", short="status", key=True)]
+    store = meter.store
+    if store is not None:
+        data["events_stored"] = store.count()
+        data["last_event"] = store.last_event_at()
+        figures += [
+            Figure("Store", _store_name(meter.config.store), short="store", key=True),
+            Figure("Events stored", count(data["events_stored"]), short="events", key=True),
+            Figure("Last event", _ago(data["last_event"], now), short="last", key=True),
+        ]
+    data.update(
+        queued=stats.get("buffered", 0),
+        dropped=stats.get("dropped", 0),
+        spool_batches=stats.get("spool_batches", 0),
+        spool_events=stats.get("spool_events", 0),
+        writer_alive=stats.get("writer_alive"),
+        last_error=stats.get("last_error"),
+    )
+    figures += [
+        Figure("Writer queue", count(data["queued"]), short="queue", key=True),
+        Figure("Dropped", count(data["dropped"]), short="dropped", key=True),
+        Figure(
+            "Spool", f"{count(data['spool_events'])} events in {count(data['spool_batches'])} batches",
+            short="spool", key=True,
+        ),
+        Figure("Version", __version__, short="v", key=True),
+    ]  # fmt: skip
+    notes = []
+    if store is not None and data["writer_alive"] is False:
+        notes.append("The background writer is not running.")
+    if data["last_error"]:
+        notes.append(f"Last write error: {data['last_error']}")
+    sections = (Section("Problems", tuple(Line(n, n) for n in notes)),) if notes else ()
+    return Report(
+        "status",
+        "botmeter status",
+        figures=tuple(figures),
+        sections=sections,
+        data=data,
+        short_title="botmeter",
+    )
+
+
+def analytics_status_report(reader: Any, days: int) -> Report:
+    """Key metrics: today's and the period's cost, users, conversations, error rate, p95, anomalies."""
+    from ..analyse.summary import summarise
+
+    with reader.session():
+        summary = summarise(reader, days, compare_weeks=False)
+        now = datetime.fromisoformat(summary["period"]["end"].replace("Z", "+00:00"))
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        today = reader.query("cost_usd", start=midnight, end=now, interval=None).total()
+    c, e, r, lat = summary["costs"], summary["engagement"], summary["errors"], summary["latency"]
+
+    def fig(label: str, short: str, figure: dict[str, Any], fmt: Any) -> Figure:
+        change = figure.get("change")
+        if change is None:
+            return Figure(label, fmt(figure["value"]), "", figure.get("note", ""), short, True)
+        return Figure(
+            label, fmt(figure["value"]), f"{'+' if change >= 0 else ''}{change:.0%}", "", short, True
+        )
+
+    period = "today" if days == 1 else f"{days}d"
+    figures = (
+        Figure("Cost today", money(today or 0.0), short="today", key=True),
+        fig(f"Cost, last {days} days", period, c["total_usd"], money),
+        fig("Active users", "users", e["active_users"], count),
+        fig("Conversations", "convs", e["conversations"], count),
+        fig("Error rate", "err rate", r["error_rate"], percent),
+        fig("p95 latency", "p95", lat["p95_ms"], ms),
+    )
+    anomalies = summary["anomalies"]
+    lines = tuple(
+        Line(a["explanation"], f"{a.get('label') or a['metric']} {a['direction']} {a['day'][5:10]}")
+        for a in anomalies
+    )
+    sections = (Section("Anomalies", lines or (Line("none", "none"),)),)
+    notes = tuple(f"Not available from this store: {n}" for n in summary.get("unavailable", {}))
+    p = summary["period"]
+    return Report(
+        "analytics_status",
+        f"botmeter analytics: last {days} days",
+        f"{p['start'][:10]} to {p['end'][:16].replace('T', ' ')} UTC",
+        figures,
+        sections,
+        {"today_cost_usd": today, "summary": summary},
+        short_title=f"botmeter {period}",
+        notes=notes,
+    )
+
+
+__all__ = ["COMMANDS", "FORMATS", "Admin", "analytics_status_report", "help_report", "status_report"]

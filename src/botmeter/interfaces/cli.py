@@ -588,3 +588,4 @@ def run() -> None:  # pragma: no cover - console entry
 
 
 from . import cli_aws  # noqa: E402, F401  (--namespace/--region, botmeter cloudwatch ...)
+from .cli_export import export_command, import_command  # noqa: E402, F401  (botmeter export, import)

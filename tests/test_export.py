@@ -423,9 +423,9 @@ def test_not_json_at_all_is_said(tmp_path):
     numbers.write_text("[1, 2]")
     with pytest.raises(ExportError, match="not objects"):
         import_events(target, numbers)
-    empty = tmp_path / "empty.json"
-    empty.write_text("[]")
-    assert import_events(target, empty).read == 0
+    for name, content in (("empty.json", "[]"), ("empty.csv", ""), ("header.csv", "event_id,ts,kind\n")):
+        (tmp_path / name).write_text(content)
+        assert import_events(target, tmp_path / name).read == 0, name
 
 
 # -- the window -------------------------------------------------------------------------------------

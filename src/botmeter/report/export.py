@@ -121,7 +121,7 @@ def replacing(path: str | Path) -> Iterator[Path]:
 # -- events ------------------------------------------------------------------------------------
 
 
-def export_events(store: Store, window: Window, fmt: str, path: str | Path) -> int:
+def export_events(store: Store, window: Window, fmt: str | None, path: str | Path) -> int:
     """Writes the stored events with ``window[0] <= ts < window[1]`` to ``path``; returns how many."""
     fmt = file_format(path, fmt)
     if not isinstance(store, KeepsEvents):
@@ -177,6 +177,8 @@ def read_events(
     if not source.is_file():
         raise ExportError(f"{source}: no such file")
     fmt = file_format(source, fmt)
+    if source.stat().st_size == 0:
+        return  # an empty file holds no events (a CSV without even a header too)
     with tempfile.TemporaryDirectory(prefix="botmeter-import-") as spill:
         con = duckdb.connect()
         try:

@@ -44,8 +44,12 @@ def summarise(
     monthly_budget_usd: float | None = None,
     alerts: list[dict[str, Any]] | None = None,
     compare_weeks: bool = True,
+    with_groups: bool = True,
 ) -> dict[str, Any]:
-    """The summary of the last ``days`` days (today so far included) against the ``days`` before."""
+    """The summary of the last ``days`` days (today so far included) against the ``days`` before.
+
+    ``compare_weeks=False`` leaves out the week-over-week figures and ``with_groups=False`` the
+    error groups (their counts are None then): a quick status need not pay for them."""
     now = (now or reader.now or datetime.now(UTC)).astimezone(UTC)
     window = last_days(days, now)
     before = previous_window(*window, days=days)
@@ -105,7 +109,11 @@ def summarise(
             lambda: reader.query("errors", start=window[0], end=window[1], interval=None, by="category").rows,
             [],
         )
-        groups = attempt("error_groups", lambda: reader.error_groups(start=window[0], end=window[1]), [])
+        groups = (
+            attempt("error_groups", lambda: reader.error_groups(start=window[0], end=window[1]), [])
+            if with_groups
+            else None
+        )
         rate = errors / inbound if inbound else None
         rate_prev = errors_prev / inbound_prev if inbound_prev else None
         per_conv = cost / convs if convs else None
@@ -162,12 +170,14 @@ def summarise(
             "errors": _figure(errors, errors_prev, floor=MIN_COUNT),
             "error_rate": _figure(rate, rate_prev, enough=enough_inbound),
             "by_category": {(r["category"] or "(none)"): r["count"] for r in by_category if r["count"]},
-            "groups": len(groups),
-            "new_groups": sum(1 for g in groups if g["status"] == "new"),
-            "regressed_groups": sum(1 for g in groups if g["status"] == "regressed"),
+            "groups": None if groups is None else len(groups),
+            "new_groups": None if groups is None else sum(1 for g in groups if g["status"] == "new"),
+            "regressed_groups": None
+            if groups is None
+            else sum(1 for g in groups if g["status"] == "regressed"),
             "top_groups": [
                 {k: (iso(v) if isinstance(v, datetime) else v) for k, v in g.items() if k != "hourly"}
-                for g in groups[:5]
+                for g in (groups or [])[:5]
             ],
         },
         "latency": {

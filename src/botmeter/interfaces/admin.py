@@ -241,7 +241,7 @@ def analytics_status_report(reader: Any, days: int) -> Report:
     from ..analyse.summary import summarise
 
     with reader.session():
-        summary = summarise(reader, days, compare_weeks=False)
+        summary = summarise(reader, days, compare_weeks=False, with_groups=False)
         now = datetime.fromisoformat(summary["period"]["end"].replace("Z", "+00:00"))
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         today = reader.query("cost_usd", start=midnight, end=now, interval=None).total()

@@ -176,14 +176,22 @@ def test_a_store_that_cannot_answer_gives_a_reply_not_an_exception(tmp_path, sto
         locker = start_python(
             f"""
             import duckdb, time
-            con = duckdb.connect({str(store_path)!r})
+            deadline = time.monotonic() + 30
+            while True:  # the bot's writer may hold the file for a moment: retry until we have it
+                try:
+                    con = duckdb.connect({str(store_path)!r})
+                    break
+                except duckdb.IOException:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.001)
             print("locked", flush=True)
             time.sleep(4)
             """,
             tmp_path,
             "locker.py",
         )
-        assert locker.stdout.readline().strip() == "locked"
+        assert locker.stdout.readline().strip() == "locked", locker.stderr.read()
         started = time.monotonic()
         reply = m.admin_reply(sender=ADMIN, text="admin:costs")
         assert (

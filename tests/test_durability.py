@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from botmeter import Meter
 from botmeter.store.duckdb_store import DuckDBStore
 from botmeter.store.spool import Spool
 from conftest import scalar, start_python, subprocess_env
@@ -323,3 +324,24 @@ def test_events_are_written_at_exit_without_flush_or_close(tmp_path, store_path,
     _, err = bot.communicate(timeout=60)
     assert bot.returncode == 0, err
     assert events_in(store_path) == (1234, 1234)
+
+
+def test_the_file_is_free_for_other_processes_once_flush_returns(tmp_path, store_path, store_url):
+    """A flush's last write must not leave the file held until the next write: a notebook or the
+    duckdb shell opens it for writing at once, without retrying."""
+    meter = Meter(bot="b", store=store_url, spool_dir=str(tmp_path / "sp"), hash_key="ab" * 16)
+    try:
+        for round_ in range(8):
+            for i in range(200):
+                meter.track_message(direction="in", text="hi", user=f"u{i}", conversation=f"c{round_}")
+            assert meter.flush()
+            other = subprocess.run(
+                [sys.executable, "-c", f"import duckdb; duckdb.connect({str(store_path)!r}).close()"],
+                capture_output=True,
+                text=True,
+                env=subprocess_env(),
+                timeout=60,
+            )
+            assert other.returncode == 0, f"round {round_}: {other.stderr.strip().splitlines()[-1:]}"
+    finally:
+        meter.close()

@@ -159,12 +159,22 @@ class Writer:
             out = held.take_all() if forced or held.age() >= self.interval else held.take_whole_units()
             if out is not None or ticket is not None:
                 self._store_safely(out)
+            if self._outbox.empty():
+                # A write kept the file open for a batch that turned out to be a flush's ticket:
+                # nothing follows, so let other processes have it now, not at the next write.
+                self._release_safely()
             if ticket is not None:
                 with self._cond:
                     self._done = max(self._done, ticket)
                     self._cond.notify_all()
             if stopping:
                 return
+
+    def _release_safely(self) -> None:
+        try:
+            self.store.release()
+        except Exception:
+            log.exception("botmeter: could not release the store")
 
     def _store_safely(self, table: Any) -> None:
         try:

@@ -359,3 +359,20 @@ def test_phone_numbers_used_as_conversation_ids_are_hashed(store_url, store_path
     assert USER not in conversations and "5551234567" not in "".join(conversations)
     # The same keyed hash as the user's, so the two can be joined.
     assert scalar(store_path, "SELECT count(*) FROM events WHERE conversation_id = user_id") == 1
+
+
+def test_a_flush_with_nothing_to_write_does_not_wait_for_a_reader_in_the_same_process(store_url, tmp_path):
+    """A notebook reading through a session, then flushing: the writer has nothing to write and must
+    not wait for the reader's hold on the file."""
+    meter = Meter(bot="b", store=store_url, spool_dir=str(tmp_path / "sp"))
+    try:
+        meter.track_message(direction="in", text="hi", user="u1")
+        assert meter.flush()
+        reader = meter.reader()
+        with reader.session():
+            assert reader.query("messages", days=1, interval=None).total() == 1
+            started = time.monotonic()
+            assert meter.flush(timeout=10)
+            assert time.monotonic() - started < 2
+    finally:
+        meter.close()

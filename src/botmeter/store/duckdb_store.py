@@ -235,6 +235,10 @@ class DuckDBStore:
 
     def release(self) -> None:
         """Closes the file if the writer kept it open."""
+        if self._held is None:
+            # Nothing held: return without the lock, which a reader in this process may hold for a
+            # while (the writer calls this whenever it goes idle, and a flush waits for that).
+            return
         with self._lock:
             con, self._held = self._held, None
             if con is not None:

@@ -8,10 +8,11 @@ parameters. Dialects (``duckdb_sql``, and others behind the same seam) compile a
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from ..exceptions import BotmeterError
 from .catalogue import CATALOGUE, Metric, load_plugins
@@ -81,6 +82,39 @@ def last_days(days: int, now: datetime | None = None) -> tuple[datetime, datetim
     end = (now or datetime.now(UTC)).astimezone(UTC)
     start = floor_to(end, "day") - timedelta(days=days - 1)
     return start, end
+
+
+MAX_DAYS: Final = 3650  # the longest period a command, a chat reply or an HTTP request may ask for
+
+
+def days_from_text(raw: Any) -> int | None:
+    """A number of days as people type it ("7", 7, " 30 "), or None when it is not a whole number
+    from 1 to ``MAX_DAYS``."""
+    text = str(raw).strip()
+    if isinstance(raw, bool) or not re.fullmatch(r"\d{1,5}", text) or not 1 <= int(text) <= MAX_DAYS:
+        return None
+    return int(text)
+
+
+def window_of(
+    days: int | None = None,
+    start: datetime | date | str | None = None,
+    end: datetime | date | str | None = None,
+    now: datetime | None = None,
+    default_days: int = 7,
+) -> tuple[datetime, datetime]:
+    """The window ``--days``/``--start``/``--end`` name: ``days`` (today so far and the days before
+    it, ``default_days`` when none is given), or ``start`` and/or ``end`` (ISO, UTC). Every command
+    and the Python API read a window this way."""
+    if start is None and end is None:
+        return last_days(default_days if days is None else days, now)
+    if days is not None and start is not None and end is not None:
+        raise QueryError("days: give --days or --start/--end, not both")
+    end_ts = utc(end, "end") if end is not None else (now or datetime.now(UTC)).astimezone(UTC)
+    start_ts = utc(start, "start") if start is not None else last_days(days or default_days, end_ts)[0]
+    if start_ts >= end_ts:
+        raise QueryError(f"start: {start_ts.isoformat()} is not before end {end_ts.isoformat()}")
+    return start_ts, end_ts
 
 
 def previous_window(start: datetime, end: datetime, days: int | None = None) -> tuple[datetime, datetime]:
@@ -153,16 +187,7 @@ def make_query(
     definition = CATALOGUE.get(metric) if isinstance(metric, str) else None
     if definition is None:
         raise QueryError(f"metric: unknown metric {metric!r}; valid metrics: {_choices(CATALOGUE)}")
-    if start is None and end is None:
-        window = last_days(7 if days is None else days, now)
-    else:
-        if days is not None and start is not None and end is not None:
-            raise QueryError("days: give --days or --start/--end, not both")
-        end_ts = utc(end, "end") if end is not None else (now or datetime.now(UTC)).astimezone(UTC)
-        start_ts = utc(start, "start") if start is not None else last_days(days or 7, end_ts)[0]
-        window = (start_ts, end_ts)
-    if window[0] >= window[1]:
-        raise QueryError(f"start: {window[0].isoformat()} is not before end {window[1].isoformat()}")
+    window = window_of(days, start, end, now)
     if interval in ("none", "", None):
         interval = None
     elif interval not in INTERVALS:

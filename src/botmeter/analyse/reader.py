@@ -18,7 +18,7 @@ from typing import Any
 
 from ..exceptions import ConfigError
 from ..store import Store, open_store
-from .query import DEFAULT_SESSION_GAP_MINUTES, Query, Result, frame, iso, last_days, make_query, utc
+from .query import DEFAULT_SESSION_GAP_MINUTES, Query, Result, frame, iso, make_query, utc, window_of
 
 
 def engine_for(store: Store, **options: Any) -> Any:
@@ -121,12 +121,9 @@ class Reader:
         start: datetime | date | str | None = None,
         end: datetime | date | str | None = None,
     ) -> Window:
-        if start is None and end is None:
-            return last_days(7 if days is None else days, self.now)
         if start is not None and end is not None:
             days = None  # an explicit window wins over the default number of days
-        q = self.make("messages", days=days, start=start, end=end, interval=None)
-        return q.start, q.end
+        return window_of(days, start, end, self.now)
 
     def total(self, metric: str, window: Window, stat: str | None = None, **kw: Any) -> Any:
         result = self.query(metric, start=window[0], end=window[1], interval=None, stat=stat, **kw)

@@ -22,7 +22,7 @@ import secrets
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..analyse.catalogue import CATALOGUE, load_plugins
-from ..analyse.query import QueryError, Unavailable, iso, last_days, utc
+from ..analyse.query import QueryError, Unavailable, iso, utc, window_of
 from ..events import COLUMNS, KINDS
 from ..exceptions import BotmeterError
 from ..process.pipeline import SCHEMA
@@ -91,15 +91,7 @@ def export_window(
 ) -> Window:
     """``days`` (today so far and the days before it; 30 by default) or ``start``/``end`` (ISO, UTC),
     as ``botmeter query`` reads them."""
-    if start is None and end is None:
-        return last_days(DEFAULT_DAYS if days is None else days, now)
-    if days is not None and start is not None and end is not None:
-        raise QueryError("days: give --days or --start/--end, not both")
-    end_ts = utc(end, "end") if end is not None else (now or datetime.now(UTC)).astimezone(UTC)
-    start_ts = utc(start, "start") if start is not None else last_days(days or DEFAULT_DAYS, end_ts)[0]
-    if start_ts >= end_ts:
-        raise QueryError(f"start: {start_ts.isoformat()} is not before end {end_ts.isoformat()}")
-    return start_ts, end_ts
+    return window_of(days, start, end, now, default_days=DEFAULT_DAYS)
 
 
 @contextlib.contextmanager

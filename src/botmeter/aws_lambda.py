@@ -32,7 +32,6 @@ import logging
 import re
 import urllib.parse
 from collections.abc import Callable
-from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -102,7 +101,6 @@ def flush_after(
 # Everything heavy (the analysis, boto3) is imported when an event needs it, so a bot that only
 # uses flush_after does not pay for it on a cold start.
 
-MAX_DAYS = 3650
 BEDROCK_FUNCTIONS = ("get_costs", "get_summary", "get_metric")
 
 
@@ -144,30 +142,24 @@ def _reader() -> Any:
     return Reader(config.store, session_gap_minutes=config.session_gap_minutes)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        from .analyse.query import iso
-
-        return iso(value)
-    return str(value)
-
-
 def _days(raw: Any, default: int) -> int:
+    from .analyse.query import MAX_DAYS, days_from_text
+
     if raw is None or raw == "":
         return default
-    text = str(raw).strip()
-    if isinstance(raw, bool) or not re.fullmatch(r"\d{1,5}", text) or not 1 <= int(text) <= MAX_DAYS:
+    days = days_from_text(raw)
+    if days is None:
         raise BadInput("days", f"days: expected a whole number from 1 to {MAX_DAYS}, got {raw!r}")
-    return int(text)
+    return days
 
 
 # -- API Gateway --------------------------------------------------------------------------------------
 
 
 def _response(status: int, payload: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    from .report.responses import api_gateway_response
+    from .report.responses import api_gateway_response, json_default
 
-    return api_gateway_response(status, json.dumps(payload, default=_json_default), headers=headers)
+    return api_gateway_response(status, json.dumps(payload, default=json_default), headers=headers)
 
 
 def _request(event: dict[str, Any]) -> tuple[str, str, dict[str, list[str]]]:
@@ -302,7 +294,7 @@ def _scheduled(event: dict[str, Any]) -> dict[str, Any]:
     would make EventBridge retry, and send the report twice)."""
     from .analyse.summary import summarise
     from .config import Config
-    from .report.responses import summary_report, to_slack_blocks, to_text
+    from .report.responses import json_default, summary_report, to_slack_blocks, to_text
 
     out: dict[str, Any] = {"sent": [], "failures": []}
     try:
@@ -330,7 +322,7 @@ def _scheduled(event: dict[str, Any]) -> dict[str, Any]:
             "source": "botmeter",
             "text": text,
             "blocks": to_slack_blocks(report)["blocks"],
-            "summary": json.loads(json.dumps(summary, default=_json_default)),
+            "summary": json.loads(json.dumps(summary, default=json_default)),
         }
         problems = _post(config.report_webhook, payload)
         (out["failures"] if problems else out["sent"]).extend(

@@ -27,10 +27,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..analyse.query import MAX_DAYS, days_from_text
 from ..process.privacy import UserHasher
 from ..report import responses
 from ..report.numbers import count, money, ms, percent
-from ..report.responses import Figure, Line, Report, Section
+from ..report.responses import Figure, Line, Report, Section, anomalies_section, change_figure, period_text
 
 if TYPE_CHECKING:
     from ..collect.meter import Meter
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("botmeter")
 
 PREFIX = "admin:"
-MAX_DAYS = 3650
 DEFAULT_DAYS = 7
 COMMANDS = ("status", "analytics_status", "costs", "errors", "help")
 TAKES_DAYS = ("analytics_status", "costs", "errors")
@@ -46,7 +46,7 @@ DENIED = "admin_denied"
 _COMMAND = re.compile(r"admin:\s*([\w-]*)\s*(.*)", re.IGNORECASE | re.DOTALL)
 
 # The forms a reply can take: the response builder's consumers.
-FORMATS = ("sms", "text", "slack", "slack_blocks", "markdown", "json")
+FORMATS = ("sms", *(c for c in responses.CONSUMERS if c != "sms"))
 
 
 class Admin:
@@ -148,11 +148,7 @@ def _is_ours(exc: BaseException) -> bool:
 
 
 def _days(argument: str) -> int | None:
-    if not argument:
-        return DEFAULT_DAYS
-    if re.fullmatch(r"\d{1,4}", argument) and 1 <= int(argument) <= MAX_DAYS:
-        return int(argument)
-    return None
+    return days_from_text(argument) if argument else DEFAULT_DAYS
 
 
 def _refuse(command: str, argument: str, why: str) -> Report:
@@ -247,35 +243,22 @@ def analytics_status_report(reader: Any, days: int) -> Report:
         today = reader.query("cost_usd", start=midnight, end=now, interval=None).total()
     c, e, r, lat = summary["costs"], summary["engagement"], summary["errors"], summary["latency"]
 
-    def fig(label: str, short: str, figure: dict[str, Any], fmt: Any) -> Figure:
-        change = figure.get("change")
-        if change is None:
-            return Figure(label, fmt(figure["value"]), "", figure.get("note", ""), short, True)
-        return Figure(
-            label, fmt(figure["value"]), f"{'+' if change >= 0 else ''}{change:.0%}", "", short, True
-        )
-
     period = "today" if days == 1 else f"{days}d"
     figures = (
         Figure("Cost today", money(today or 0.0), short="today", key=True),
-        fig(f"Cost, last {days} days", period, c["total_usd"], money),
-        fig("Active users", "users", e["active_users"], count),
-        fig("Conversations", "convs", e["conversations"], count),
-        fig("Error rate", "err rate", r["error_rate"], percent),
-        fig("p95 latency", "p95", lat["p95_ms"], ms),
+        change_figure(f"Cost, last {days} days", period, c["total_usd"], money, True),
+        change_figure("Active users", "users", e["active_users"], count, True),
+        change_figure("Conversations", "convs", e["conversations"], count, True),
+        change_figure("Error rate", "err rate", r["error_rate"], percent, True),
+        change_figure("p95 latency", "p95", lat["p95_ms"], ms, True),
     )
-    anomalies = summary["anomalies"]
-    lines = tuple(
-        Line(a["explanation"], f"{a.get('label') or a['metric']} {a['direction']} {a['day'][5:10]}")
-        for a in anomalies
-    )
-    sections = (Section("Anomalies", lines or (Line("none", "none"),)),)
+    sections = (anomalies_section(summary["anomalies"], say_none=True),)
     notes = tuple(f"Not available from this store: {n}" for n in summary.get("unavailable", {}))
     p = summary["period"]
     return Report(
         "analytics_status",
         f"botmeter analytics: last {days} days",
-        f"{p['start'][:10]} to {p['end'][:16].replace('T', ' ')} UTC",
+        period_text(p["start"], p["end"]),
         figures,
         sections,
         {"today_cost_usd": today, "summary": summary},

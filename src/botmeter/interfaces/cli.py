@@ -193,6 +193,8 @@ def _json(data: Any) -> str:
 # The response builder's forms (report.responses), offered by every command that answers a question.
 RESPONSE_FORMS = ["text", "json", "markdown", "slack", "slack-blocks", "sms"]
 RESPONSE_FORMS_HELP = "text; json; markdown; slack (mrkdwn); slack-blocks (Block Kit JSON); sms (2 segments)."
+# What `botmeter query` offers besides its own table, json and csv.
+QUERY_RESPONSE_FORMS = [f for f in RESPONSE_FORMS if f not in ("text", "json")]
 
 
 def _window_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -236,7 +238,7 @@ def _gap_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json", "csv", *RESPONSE_FORMS[2:]]),
+    type=click.Choice(["table", "json", "csv", *QUERY_RESPONSE_FORMS]),
     default="table",
     show_default=True,
     help="table, json, csv, or a response form: markdown, slack, slack-blocks, sms.",
@@ -285,7 +287,7 @@ def query(
     if fmt == "json":
         click.echo(_json(rows))
         return
-    if fmt in RESPONSE_FORMS:
+    if fmt in QUERY_RESPONSE_FORMS:
         click.echo(_rendered(result, fmt))
         return
     columns = list(rows[0]) if rows else ["bucket", *result.query.by, *result.value_keys()]

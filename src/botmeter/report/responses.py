@@ -75,14 +75,28 @@ class Report:
 # -- building reports ---------------------------------------------------------------------------------
 
 
-def _change(fig: Mapping[str, Any]) -> tuple[str, str]:
-    c = fig.get("change")
+def change_figure(
+    label: str, short: str, figure: Mapping[str, Any], fmt: Callable[[Any], str], key: bool = False
+) -> Figure:
+    """A figure of the summary (``{"value", "change", "note"}``) with its change against the previous
+    period, or the note saying why there is none."""
+    c = figure.get("change")
     if c is not None:
-        return f"{'+' if c >= 0 else ''}{c:.0%}", ""
-    return "", fig.get("note", "")
+        return Figure(label, fmt(figure["value"]), f"{'+' if c >= 0 else ''}{c:.0%}", "", short, key)
+    return Figure(label, fmt(figure["value"]), "", figure.get("note", ""), short, key)
 
 
-def _period(start: str, end: str) -> str:
+def anomalies_section(anomalies: Sequence[Mapping[str, Any]], *, say_none: bool = False) -> Section:
+    """The anomalies of a summary, each explained; an SMS names the figure, direction and day."""
+    lines = tuple(
+        Line(a["explanation"], f"{a.get('label') or a['metric']} {a['direction']} {a['day'][5:10]}")
+        for a in anomalies
+    )
+    return Section("Anomalies", lines or ((Line("none", "none"),) if say_none else ()))
+
+
+def period_text(start: str, end: str) -> str:
+    """A window's ISO start and end as a subtitle: 2026-11-28 to 2026-12-04 14:05 UTC."""
     return f"{start[:10]} to {end[:16].replace('T', ' ')} UTC"
 
 
@@ -97,12 +111,7 @@ def summary_report(summary: Mapping[str, Any]) -> Report:
     c, e, r, lat = summary["costs"], summary["engagement"], summary["errors"], summary["latency"]
     p = summary["period"]
 
-    def fig(
-        label: str, short: str, figure: Mapping[str, Any], fmt: Callable[[Any], str], key: bool
-    ) -> Figure:
-        change, note = _change(figure)
-        return Figure(label, fmt(figure["value"]), change, note, short, key)
-
+    fig = change_figure
     figures = (
         fig("Cost", "cost", c["total_usd"], money, True),
         fig("Cost per conversation", "per conv", c["per_conversation_usd"], money, False),
@@ -123,17 +132,7 @@ def summary_report(summary: Mapping[str, Any]) -> Report:
     if alerts:
         sections.append(alerts_section(alerts))
     if summary["anomalies"]:
-        sections.append(
-            Section(
-                "Anomalies",
-                tuple(
-                    Line(
-                        a["explanation"], f"{a.get('label') or a['metric']} {a['direction']} {a['day'][5:10]}"
-                    )
-                    for a in summary["anomalies"]
-                ),
-            )
-        )
+        sections.append(anomalies_section(summary["anomalies"]))
     providers = sorted(((n, v) for n, v in c["by_provider"].items() if v), key=lambda item: -item[1])
     # An SMS names the three largest; the other forms list them all.
     cost_lines = [
@@ -169,7 +168,7 @@ def summary_report(summary: Mapping[str, Any]) -> Report:
     return Report(
         "summary",
         f"botmeter summary: last {p['days']} days",
-        _period(p["start"], p["end"]),
+        period_text(p["start"], p["end"]),
         figures,
         tuple(sections),
         summary,
@@ -228,7 +227,7 @@ def error_groups_report(groups: Sequence[Mapping[str, Any]], start: Any, end: An
     return Report(
         "error_groups",
         "botmeter errors",
-        _period(start_s, end_s),
+        period_text(start_s, end_s),
         figures,
         (Section("Error groups", lines),),
         data,
@@ -268,7 +267,7 @@ def costs_report(costs: Mapping[str, Any]) -> Report:
     return Report(
         "costs",
         "botmeter costs",
-        _period(p["start"], p["end"]),
+        period_text(p["start"], p["end"]),
         figures,
         tuple(sections),
         costs,
@@ -532,22 +531,18 @@ SLACK_FIELDS = 10
 SLACK_CONTEXT_ELEMENTS = 10
 
 
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def to_slack_blocks(report: Report) -> dict[str, Any]:
     """A Block Kit message within Slack's limits: ``{"text": fallback, "blocks": [...]}`` for
     ``chat.postMessage`` or an incoming webhook. The fallback text shows in notifications."""
     blocks: list[dict[str, Any]] = []
     if report.title:
-        header = {"type": "plain_text", "text": _cut(report.title, SLACK_HEADER_CHARS), "emoji": False}
+        header = {"type": "plain_text", "text": _clip(report.title, SLACK_HEADER_CHARS), "emoji": False}
         blocks.append({"type": "header", "text": header})
     if report.subtitle:
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": slack_escape(report.subtitle)}]}
         )
-    fields = [{"type": "mrkdwn", "text": _cut(_slack_field(f), SLACK_FIELD_CHARS)} for f in report.figures]
+    fields = [{"type": "mrkdwn", "text": _clip(_slack_field(f), SLACK_FIELD_CHARS)} for f in report.figures]
     for i in range(0, len(fields), SLACK_FIELDS):
         blocks.append({"type": "section", "fields": fields[i : i + SLACK_FIELDS]})
     for s in report.sections:
@@ -558,11 +553,11 @@ def to_slack_blocks(report: Report) -> dict[str, Any]:
             if chunk and len(chunk) + 1 + len(item) > SLACK_SECTION_CHARS:
                 blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
                 chunk = ""
-            chunk = f"{chunk}\n{item}" if chunk else _cut(item, SLACK_SECTION_CHARS)
+            chunk = f"{chunk}\n{item}" if chunk else _clip(item, SLACK_SECTION_CHARS)
         if chunk:
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
     if report.notes:
-        notes = [{"type": "mrkdwn", "text": _cut(slack_escape(n), SLACK_FIELD_CHARS)} for n in report.notes]
+        notes = [{"type": "mrkdwn", "text": _clip(slack_escape(n), SLACK_FIELD_CHARS)} for n in report.notes]
         blocks.append({"type": "context", "elements": notes[:SLACK_CONTEXT_ELEMENTS]})
     if len(blocks) > SLACK_MAX_BLOCKS:
         more = len(blocks) - (SLACK_MAX_BLOCKS - 1)
@@ -571,7 +566,7 @@ def to_slack_blocks(report: Report) -> dict[str, Any]:
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"({more} more blocks left out)"}]}
         )
     # The fallback is what notifications and screen readers show.
-    return {"text": _cut(slack_escape(to_text(report)), SLACK_SECTION_CHARS), "blocks": blocks}
+    return {"text": _clip(slack_escape(to_text(report)), SLACK_SECTION_CHARS), "blocks": blocks}
 
 
 def _slack_field(f: Figure) -> str:
@@ -609,7 +604,8 @@ def to_markdown(report: Report) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """For ``json.dumps``: times as ISO-8601 UTC with a Z, anything else as its text."""
     if isinstance(value, datetime | date):
         return _iso(value)
     return str(value)
@@ -617,7 +613,7 @@ def _json_default(value: Any) -> Any:
 
 def to_json(report: Report, *, indent: int | None = 2) -> str:
     """The data behind the report (the summary, the query rows...), as JSON."""
-    return json.dumps(report.data, indent=indent, default=_json_default, ensure_ascii=False)
+    return json.dumps(report.data, indent=indent, default=json_default, ensure_ascii=False)
 
 
 # Bedrock agents take at most 25 KB from an action group's Lambda function.
@@ -719,11 +715,15 @@ __all__ = [
     "Report",
     "Section",
     "alerts_report",
+    "anomalies_section",
     "api_gateway_response",
+    "change_figure",
     "costs_report",
     "error_groups_report",
+    "json_default",
     "markdown_escape",
     "message_report",
+    "period_text",
     "query_report",
     "render",
     "report_for",

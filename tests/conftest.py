@@ -74,6 +74,32 @@ def start_python(code: str, tmp_path: Path, name: str = "bot.py", **env: str) ->
     )
 
 
+def hold_store_file(path: Path, tmp_path: Path, seconds: float) -> subprocess.Popen:
+    """Another process takes the DuckDB file for writing and keeps it ``seconds``; returns once it
+    has it. A bot's writer holds the file for a moment at each write, so it retries until it gets in."""
+    holder = start_python(
+        f"""
+        import duckdb, time
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                con = duckdb.connect({str(path)!r})
+                break
+            except duckdb.IOException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.001)
+        print("locked", flush=True)
+        time.sleep({seconds!r})
+        con.close()
+        """,
+        tmp_path,
+        "holder.py",
+    )
+    assert holder.stdout.readline().strip() == "locked", holder.stderr.read()
+    return holder
+
+
 # -- the AWS emulator: one moto_server for the session (tests use a namespace each) --------------
 
 

@@ -15,7 +15,7 @@ from botmeter.analyse import Reader
 from botmeter.analyse.query import iso
 from botmeter.process.sms import GSM7, sms_parts
 from botmeter.report.numbers import count, money
-from conftest import query, scalar, start_python
+from conftest import hold_store_file, query, scalar
 
 ADMIN = "+15550001111"
 HASH_KEY = "0f" * 16
@@ -173,25 +173,7 @@ def test_a_store_that_cannot_answer_gives_a_reply_not_an_exception(tmp_path, sto
         m.track_message(direction="in", text="hi", user="+15550000300")
         assert m.flush()
         # Another process holds the DuckDB file for writing while the admin asks.
-        locker = start_python(
-            f"""
-            import duckdb, time
-            deadline = time.monotonic() + 30
-            while True:  # the bot's writer may hold the file for a moment: retry until we have it
-                try:
-                    con = duckdb.connect({str(store_path)!r})
-                    break
-                except duckdb.IOException:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.001)
-            print("locked", flush=True)
-            time.sleep(4)
-            """,
-            tmp_path,
-            "locker.py",
-        )
-        assert locker.stdout.readline().strip() == "locked", locker.stderr.read()
+        locker = hold_store_file(store_path, tmp_path, 4)
         started = time.monotonic()
         reply = m.admin_reply(sender=ADMIN, text="admin:costs")
         assert (

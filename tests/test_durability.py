@@ -21,7 +21,7 @@ import pytest
 from botmeter import Meter
 from botmeter.store.duckdb_store import DuckDBStore
 from botmeter.store.spool import Spool
-from conftest import scalar, start_python, subprocess_env
+from conftest import hold_store_file, scalar, start_python, subprocess_env
 
 # A bot that tracks paced events until a stop file appears, then flushes, closes and reports.
 BOT = """
@@ -122,26 +122,7 @@ def test_file_locked_by_another_process_spools_then_replays(tmp_path, store_path
     proc, stop = run_bot(tmp_path, store_url, spool, RATE="2000", LOCK_TIMEOUT="0.3")
     time.sleep(1.0)
     # Another process takes the file for writing and keeps it for 3 seconds.
-    locker = start_python(
-        f"""
-        import duckdb, time
-        deadline = time.monotonic() + 30
-        while True:  # the bot holds the file for a moment at each write: retry until we have it
-            try:
-                con = duckdb.connect({str(store_path)!r})
-                break
-            except duckdb.IOException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.001)
-        print("locked", flush=True)
-        time.sleep(3)
-        con.close()
-        """,
-        tmp_path,
-        "locker.py",
-    )
-    assert locker.stdout.readline().strip() == "locked"
+    locker = hold_store_file(store_path, tmp_path, 3)
     time.sleep(2.0)
     assert Spool(spool, 1 << 30).depth().batches > 0  # batches waited on disk while the file was held
     assert locker.wait(timeout=30) == 0

@@ -473,10 +473,15 @@ def to_sms(report: Report, max_segments: int = 2) -> str:
                 text, opened, started = _cut_to_fit(candidate, fits), True, True
             else:
                 left_out += 1
-    if left_out:
+    while left_out:
         for marker in (f" (+{left_out} more)", "..."):
             if fits(text + marker):
                 return text + marker
+        # No room for the count: give up the last item said, so what is left out is still counted.
+        cut = max(text.rfind("; "), text.rfind(", "))
+        if cut <= 0:
+            break
+        text, left_out = text[:cut], left_out + 1
     return text if fits(text) else _cut_to_fit(text, fits)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import duckdb
@@ -12,7 +14,7 @@ from click.testing import CliRunner
 from botmeter import Meter, SchemaError
 from botmeter.interfaces.cli import main
 from botmeter.store.duckdb_store import SCHEMA_VERSION, DuckDBStore
-from conftest import query, scalar
+from conftest import query, scalar, subprocess_env
 
 NOV = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 OCT = datetime(2026, 10, 10, 12, 0, tzinfo=UTC)
@@ -157,3 +159,37 @@ def test_demo_command_fills_the_store_and_prints_a_summary(store_url, store_path
     again = invoke("demo", "--store", store_url, "--days", "3", "--users", "15", "--seed", "3", "--quiet")
     assert again.exit_code == 0
     assert dict(query(store_path, "SELECT kind, count(*) FROM events GROUP BY 1")) == kinds
+
+
+@pytest.mark.parametrize(
+    ("option", "content", "expected"),
+    [
+        ("--prices", 'name = "x"\n[[llm]]\nmodel = 3\n', "unknown top-level field 'llm'"),
+        ("--prices", "[[price]\n", "not valid TOML"),
+        ("--prices", None, "cannot read the price list"),
+        ("--sms-rates", "garbage = [\n", "not a valid TOML file"),
+        ("--sms-rates", "[GB]\nout = -1\n", "[GB] out = -1: rate must not be negative"),
+        ("--sms-rates", "[XX1]\nout = 0.01\n", "expected 'default' or an ISO 3166"),
+        ("--sms-rates", None, "cannot read the SMS rate table"),
+    ],
+)
+def test_reprice_with_a_bad_file_says_what_is_wrong_in_one_line(
+    store_url, tmp_path, option, content, expected
+):
+    meter = Meter(bot="b", store=store_url)
+    meter.track_message(direction="in", ts=NOV)
+    meter.close()
+    path = tmp_path / "bad.toml"
+    if content is not None:
+        path.write_text(content)
+    command = ["reprice", "--store", store_url, "--since", "2026-11-01", option, str(path)]
+    run = subprocess.run(
+        [sys.executable, "-m", "botmeter", *command],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
+    )
+    assert run.returncode != 0
+    assert "Traceback" not in run.stderr, run.stderr
+    assert str(path) in run.stderr and expected in run.stderr, run.stderr

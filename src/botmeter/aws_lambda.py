@@ -34,6 +34,8 @@ import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .exceptions import BotmeterError
+
 if TYPE_CHECKING:
     from .collect.meter import Meter
 
@@ -104,7 +106,7 @@ def flush_after(
 BEDROCK_FUNCTIONS = ("get_costs", "get_summary", "get_metric")
 
 
-class BadInput(ValueError):
+class BadInput(BotmeterError, ValueError):
     """A request botmeter cannot answer as asked: ``field`` names what to fix."""
 
     def __init__(self, field: str, message: str, status: int = 400) -> None:

@@ -33,6 +33,8 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+from ..exceptions import ConfigError
+
 __all__ = (
     "LlmPricer",
     "PriceList",
@@ -67,7 +69,7 @@ def prices_version() -> str:
 # -- the user's own price list -------------------------------------------------------------------
 
 
-class PriceListError(ValueError):
+class PriceListError(ConfigError):
     """A price list that cannot be used; the message names the file, the entry, the field and the value."""
 
 
@@ -209,6 +211,8 @@ class PriceList:
                 data = tomllib.load(f)
         except tomllib.TOMLDecodeError as e:
             raise PriceListError(f"{path}: not valid TOML: {e}") from e
+        except OSError as e:
+            raise PriceListError(f"{path}: cannot read the price list: {e.strerror or e}") from e
         return cls.from_mapping(data, name=path.stem, source=str(path))
 
     @classmethod

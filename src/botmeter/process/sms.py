@@ -24,6 +24,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Final
 
+from ..exceptions import ConfigError
+
 GSM7: Final = "GSM-7"
 UCS2: Final = "UCS-2"
 
@@ -248,6 +250,10 @@ _SHIPPED_FILE: Final = "sms_rates.toml"
 _COUNTRY_KEY: Final = re.compile(r"[A-Z]{2}")
 
 
+class SmsRatesError(ConfigError):
+    """An SMS rate table that cannot be used; the message names the file, the entry and the value."""
+
+
 class SmsRates:
     """Price per SMS segment in USD by country and direction ("out" to the user, "in" from them).
 
@@ -273,12 +279,15 @@ class SmsRates:
     def load(cls, path: str | os.PathLike[str]) -> SmsRates:
         """Shipped table overridden by the user TOML file at ``path`` (same format)."""
         source = os.fspath(path)
-        with open(source, "rb") as f:
-            raw = f.read()
+        try:
+            with open(source, "rb") as f:
+                raw = f.read()
+        except OSError as exc:
+            raise SmsRatesError(f"{source}: cannot read the SMS rate table: {exc.strerror or exc}") from exc
         try:
             data = tomllib.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"{source}: not a valid TOML file: {exc}") from exc
+            raise SmsRatesError(f"{source}: not a valid TOML file: {exc}") from exc
         digest = hashlib.sha256(raw).hexdigest()[:8]
         return _shipped()._overridden(_parse(data, source), f"sms-rates custom:{digest}")
 
@@ -287,7 +296,7 @@ class SmsRates:
         """Shipped table overridden by ``mapping`` (the parsed form of a rates file)."""
         source = "SmsRates.from_mapping"
         if not isinstance(mapping, Mapping):
-            raise ValueError(f"{source}: expected a mapping, got {mapping!r}")
+            raise SmsRatesError(f"{source}: expected a mapping, got {mapping!r}")
         parsed = _parse(mapping, source)
         digest = hashlib.sha256(json.dumps(parsed, sort_keys=True).encode()).hexdigest()[:8]
         return _shipped()._overridden(parsed, f"sms-rates custom:{digest}")
@@ -332,29 +341,29 @@ def _parse(data: Mapping[str, Any], source: str) -> dict[str, dict[str, float]]:
     for key, value in data.items():
         if key == "version":
             if not isinstance(value, str):
-                raise ValueError(f"{source}: version = {value!r}: must be a string")
+                raise SmsRatesError(f"{source}: version = {value!r}: must be a string")
             continue
         if key == "currency":
             if value != "USD":
-                raise ValueError(f"{source}: currency = {value!r}: only 'USD' is supported")
+                raise SmsRatesError(f"{source}: currency = {value!r}: only 'USD' is supported")
             continue
         if not isinstance(key, str) or not (key == _DEFAULT_KEY or _COUNTRY_KEY.fullmatch(key.upper())):
-            raise ValueError(
+            raise SmsRatesError(
                 f"{source}: [{key}] = {value!r}: expected 'default' or an ISO 3166 alpha-2 country code"
             )
         if not isinstance(value, Mapping):
-            raise ValueError(f"{source}: {key} = {value!r}: expected a table with 'out' and/or 'in' rates")
+            raise SmsRatesError(f"{source}: {key} = {value!r}: expected a table with 'out' and/or 'in' rates")
         country = key if key == _DEFAULT_KEY else key.upper()
         rates: dict[str, float] = {}
         for direction, price in value.items():
             if direction not in _DIRECTIONS:
-                raise ValueError(
+                raise SmsRatesError(
                     f"{source}: [{key}] {direction} = {price!r}: unknown direction (expected 'out' or 'in')"
                 )
             if isinstance(price, bool) or not isinstance(price, int | float) or not math.isfinite(price):
-                raise ValueError(f"{source}: [{key}] {direction} = {price!r}: rate must be a number")
+                raise SmsRatesError(f"{source}: [{key}] {direction} = {price!r}: rate must be a number")
             if price < 0:
-                raise ValueError(f"{source}: [{key}] {direction} = {price!r}: rate must not be negative")
+                raise SmsRatesError(f"{source}: [{key}] {direction} = {price!r}: rate must not be negative")
             rates[direction] = float(price)
         parsed[country] = rates
     return parsed

@@ -301,9 +301,10 @@ def test_failed_delivery_is_reported_not_raised(tmp_path: Path) -> None:
 def test_regressed_error_group_after_a_quiet_week(store_url: str) -> None:
     meter = _meter(store_url)
     now = datetime.now(UTC)
+    # Minutes ago, not hours: "days=1" is today so far, and the test may run just after midnight.
     meter.track_error(KeyError("missing reminder"), ts=now - timedelta(days=20))
-    meter.track_error(KeyError("missing reminder"), ts=now - timedelta(hours=2))
-    meter.track_error(ValueError("bad date"), ts=now - timedelta(hours=1))
+    meter.track_error(KeyError("missing reminder"), ts=now - timedelta(seconds=2))
+    meter.track_error(ValueError("bad date"), ts=now - timedelta(seconds=1))
     meter.close()
     reader = Reader(store_url)
     groups = {g["error_type"]: g for g in reader.error_groups(days=1)}

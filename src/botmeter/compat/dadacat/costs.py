@@ -1,0 +1,175 @@
+"""``CostTracker``: the DadaCat package's cost calls over botmeter.
+
+``track_api_cost`` records the bot's own estimate as a botmeter ``api_call`` event (provider = the
+API name, name ``estimate``, ``properties.estimate = true``), one event per request. Reading answers
+from everything botmeter stores for the period, real LLM and SMS costs included, in the original's
+local-file shape plus ``source``.
+
+The double count. The original bot guesses OpenAI's cost from characters / 4. When botmeter also
+records the real calls (``track_llm_call`` or the SDK instrumentation), pass
+``CostTracker(skip_estimates_for={"openai"})`` (or list the APIs in ``DADACAT_SKIP_ESTIMATES``,
+comma-separated): those estimates are then accepted (True) and not recorded, and the real, token-priced
+calls are the cost.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from ...analyse.query import Unavailable
+from ._store import Face, as_utc, never_raises, source_of
+
+ESTIMATE = "estimate"  # the api_call name of the bot's own estimates
+REQUEST = "request"
+
+
+def skipped_from_env() -> frozenset[str]:
+    raw = os.environ.get("DADACAT_SKIP_ESTIMATES", "")
+    return frozenset(p.strip().lower() for p in raw.split(",") if p.strip())
+
+
+class CostTracker(Face):
+    """Tracks API costs (the bot's estimates) and reads back botmeter's cost figures."""
+
+    def __init__(self, *args: Any, skip_estimates_for: Iterable[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.skip_estimates_for = (
+            frozenset(a.lower() for a in skip_estimates_for)
+            if skip_estimates_for is not None
+            else skipped_from_env()
+        )
+
+    @never_raises
+    def track_api_cost(
+        self,
+        api_name: str,
+        cost_estimate: float,
+        request_count: int = 1,
+        request_tokens: int | None = None,
+    ) -> bool:
+        """Records the bot's estimate of an API's cost (USD). Returns False (and logs why) for bad input."""
+        return self.record_estimate(api_name, cost_estimate, request_count, request_tokens)
+
+    def record_estimate(
+        self,
+        api_name: str,
+        cost_estimate: float,
+        request_count: int = 1,
+        request_tokens: int | None = None,
+        *,
+        ts: float | None = None,
+        event_id: str | None = None,
+    ) -> bool:
+        """``track_api_cost`` with the time and a stable id (the history import); raises on bad input."""
+        if not isinstance(api_name, str) or not api_name.strip():
+            raise ValueError(f"api_name: expected a non-empty str, got {api_name!r}")
+        if isinstance(request_count, bool) or not isinstance(request_count, int) or request_count < 1:
+            raise ValueError(f"request_count: expected a whole number >= 1, got {request_count!r}")
+        if request_tokens is not None and (
+            isinstance(request_tokens, bool)
+            or not isinstance(request_tokens, int | float)
+            or request_tokens < 0
+        ):
+            raise ValueError(f"request_tokens: expected a number >= 0 or None, got {request_tokens!r}")
+        if isinstance(cost_estimate, bool) or not isinstance(cost_estimate, int | float) or cost_estimate < 0:
+            raise ValueError(f"cost_estimate: expected a number of US dollars >= 0, got {cost_estimate!r}")
+        if api_name.lower() in self.skip_estimates_for:
+            return True  # botmeter records the real calls of this API: the guess would count twice
+        if not self.recording:
+            return False
+        # One event per request, so that request counts come from botmeter's api_calls everywhere.
+        share = float(cost_estimate) / request_count
+        for i in range(request_count):
+            properties: dict[str, Any] = {"estimate": True}
+            if i == 0 and request_tokens is not None:
+                properties["request_tokens"] = request_tokens
+            if request_count > 1:
+                properties["request_count"] = request_count
+            self.meter.track_api_call(
+                provider=api_name,
+                name=ESTIMATE,
+                cost_usd=share,
+                units=1,
+                unit=REQUEST,
+                properties=properties,
+                event_id=None if event_id is None else str(uuid.uuid5(uuid.UUID(event_id), str(i))),
+                ts=ts,
+            )
+        return True
+
+    def get_cost_metrics(
+        self,
+        start_time: datetime,
+        end_time: datetime | None = None,
+        api_names: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Cost and requests for the period, in total and per API (provider): ``total_cost``,
+        ``total_requests``, ``api_costs[api] = {total_cost, total_requests, records}``, ``source``.
+
+        Requests are API calls plus LLM calls; ``records`` is the number of estimates among them
+        (botmeter keeps events, not the original's record list: ``botmeter export`` gives those)."""
+        start, end = as_utc(start_time, "start_time"), as_utc(end_time, "end_time")
+        out: dict[str, Any] = {
+            "start_time": start.isoformat(),
+            "end_time": end.isoformat(),
+            "api_names": api_names,
+            "source": source_of(self.meter),
+        }
+        if not self.meter.enabled:
+            return {**out, "total_cost": 0.0, "total_requests": 0, "api_costs": {}, "note": "botmeter is off"}
+        reader = self.reader()
+        unavailable: dict[str, str] = {}
+        wanted = set(api_names) if api_names is not None else None
+        filters = {"provider": list(api_names)} if api_names else None
+
+        def by_provider(metric: str, extra: dict[str, Any] | None = None) -> dict[str, float]:
+            try:
+                result = reader.query(
+                    metric,
+                    start=start,
+                    end=end,
+                    interval=None,
+                    by="provider",
+                    filters={**(filters or {}), **(extra or {})},
+                )
+            except Unavailable as exc:
+                unavailable[metric] = str(exc)
+                return {}
+            stat = result.stats[0]
+            return {(r["provider"] or "(none)"): r[stat] or 0 for r in result.rows}
+
+        with reader.session():
+            costs = by_provider("cost_usd")
+            api_calls = by_provider("api_calls")
+            llm_calls = by_provider("llm_calls")
+            estimates = by_provider("api_calls", {"name": ESTIMATE})
+        api_costs: dict[str, dict[str, Any]] = {}
+        for api in sorted(set(costs) | set(api_calls) | set(llm_calls)):
+            if wanted is not None and api not in wanted:
+                continue
+            if not costs.get(api) and not api_calls.get(api) and not llm_calls.get(api):
+                continue  # a provider with neither cost nor calls (messages without a provider)
+            api_costs[api] = {
+                "total_cost": float(costs.get(api, 0.0)),
+                "total_requests": int(api_calls.get(api, 0) + llm_calls.get(api, 0)),
+                "records": int(estimates.get(api, 0)),
+            }
+        out.update(
+            total_cost=sum(v["total_cost"] for v in api_costs.values()),
+            total_requests=sum(v["total_requests"] for v in api_costs.values()),
+            api_costs=api_costs,
+        )
+        if unavailable:
+            out["unavailable"] = unavailable
+        return out
+
+    def get_total_cost(self, start_time: datetime, end_time: datetime | None = None) -> float:
+        """Total cost in US dollars for the period (every cost botmeter stores)."""
+        return float(self.get_cost_metrics(start_time, end_time)["total_cost"])
+
+
+__all__ = ["CostTracker"]

@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -123,7 +124,12 @@ class Face:
         return self.meter.enabled and not self.meter._closed
 
     def reader(self) -> Any:
-        """botmeter's Reader over the shared store, after flushing what this process holds."""
+        """botmeter's Reader over the shared store, after flushing what this process holds; None when
+        nothing was ever stored (no DuckDB file yet): every figure is then zero, truthfully."""
+        self.meter.flush()
+        path = getattr(self.meter.store, "path", None)
+        if path is not None and not Path(path).exists():
+            return None
         return self.meter.reader()
 
     def flush(self, timeout: float | None = 30.0) -> bool:

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from ...analyse.query import Unavailable
+from ...exceptions import BotmeterError
 from ._store import Face, as_utc, never_raises, source_of
 
 ESTIMATE = "estimate"  # the api_call name of the bot's own estimates
@@ -119,9 +120,25 @@ class CostTracker(Face):
             "api_names": api_names,
             "source": source_of(self.meter),
         }
+        empty = {**out, "total_cost": 0.0, "total_requests": 0, "api_costs": {}}
         if not self.meter.enabled:
-            return {**out, "total_cost": 0.0, "total_requests": 0, "api_costs": {}, "note": "botmeter is off"}
+            return {**empty, "note": "botmeter is off"}
+        try:
+            return self._read(out, empty, start, end, api_names)
+        except BotmeterError as exc:  # as the original: the figures it has not, and why
+            return {**empty, "error": str(exc)}
+
+    def _read(
+        self,
+        out: dict[str, Any],
+        empty: dict[str, Any],
+        start: datetime,
+        end: datetime,
+        api_names: list[str] | None,
+    ) -> dict[str, Any]:
         reader = self.reader()
+        if reader is None:
+            return empty
         unavailable: dict[str, str] = {}
         wanted = set(api_names) if api_names is not None else None
         filters = {"provider": list(api_names)} if api_names else None

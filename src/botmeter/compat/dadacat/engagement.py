@@ -30,6 +30,7 @@ from enum import Enum
 from typing import Any
 
 from ...analyse.query import Unavailable
+from ...exceptions import BotmeterError
 from ._store import Face, as_utc, never_raises, source_of
 
 REPLY_STAGE = "reply"
@@ -204,13 +205,21 @@ class EngagementTracker(Face):
         }
         if not self.meter.enabled:
             return {**out, "note": "botmeter is off"}
+        try:
+            return self._read(out, start, end, names)
+        except BotmeterError as exc:  # as the original: the figures it has not, and why
+            return {**out, "error": str(exc)}
+
+    def _read(self, out: dict[str, Any], start: datetime, end: datetime, names: list[str]) -> dict[str, Any]:
         reader = self.reader()
+        if reader is None:
+            return out
         unavailable: dict[str, str] = {}
 
-        def ask(label: str, metric: str, **kw: Any) -> Any:
+        def ask(label: str, metric: str, *, tolerate: type[Exception] = Unavailable, **kw: Any) -> Any:
             try:
                 return reader.query(metric, start=start, end=end, interval=None, **kw)
-            except Unavailable as exc:
+            except tolerate as exc:
                 unavailable[label] = str(exc)
                 return None
 
@@ -234,8 +243,11 @@ class EngagementTracker(Face):
     @staticmethod
     def _response_time(ask: Any) -> dict[str, Any]:
         stats = "count,avg,max,p50,p90,p95,p99"
-        result = ask("ResponseTime", "latency_ms", filters={"stage": REPLY_STAGE}, stat=stats)
-        if result is None:  # percentiles may be out of reach (several CloudWatch series): the rest
+        # CloudWatch may refuse the percentiles (several series, or an emulator without them): the rest.
+        result = ask(
+            "ResponseTime", "latency_ms", filters={"stage": REPLY_STAGE}, stat=stats, tolerate=BotmeterError
+        )
+        if result is None:
             result = ask(
                 "ResponseTime.count", "latency_ms", filters={"stage": REPLY_STAGE}, stat="count,avg,max"
             )

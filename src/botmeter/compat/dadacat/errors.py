@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any
 
 from ...analyse.query import Unavailable
+from ...exceptions import BotmeterError
 from ._store import Face, as_utc, never_raises, source_of
 
 STAGE_PREFIX = "dadacat:"
@@ -130,9 +131,20 @@ class ErrorTracker(Face):
             "categories": wanted,
             "source": source_of(self.meter),
         }
+        empty = {**out, "total_errors": 0, "error_counts": {}}
         if not self.meter.enabled:
-            return {**out, "total_errors": 0, "error_counts": {}, "note": "botmeter is off"}
+            return {**empty, "note": "botmeter is off"}
+        try:
+            return self._read(out, empty, start, end, wanted)
+        except BotmeterError as exc:  # as the original: the figures it has not, and why
+            return {**empty, "error": str(exc)}
+
+    def _read(
+        self, out: dict[str, Any], empty: dict[str, Any], start: datetime, end: datetime, wanted: list | None
+    ) -> dict[str, Any]:
         reader = self.reader()
+        if reader is None:
+            return empty
         unavailable: dict[str, str] = {}
 
         def breakdown(dim: str) -> dict[Any, int] | None:

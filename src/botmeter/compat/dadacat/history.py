@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -259,7 +258,7 @@ def import_history(
             if r.section == "costs":
                 costs.record_estimate(
                     v["api_name"], v["cost_estimate"], v["request_count"], v["request_tokens"],
-                    ts=r.ts, event_id=str(uuid.UUID(r.event_id)),
+                    ts=r.ts, event_id=r.event_id,
                 )  # fmt: skip
             elif r.section == "conversations":
                 engagement.record_conversation(

@@ -21,8 +21,9 @@ from datetime import datetime
 from typing import Any
 
 from ...analyse.query import Unavailable
+from ...collect.meter import Meter
 from ...exceptions import BotmeterError
-from ._store import Face, as_utc, never_raises, source_of
+from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, Face, as_utc, never_raises, source_of
 
 ESTIMATE = "estimate"  # the api_call name of the bot's own estimates
 REQUEST = "request"
@@ -36,8 +37,18 @@ def skipped_from_env() -> frozenset[str]:
 class CostTracker(Face):
     """Tracks API costs (the bot's estimates) and reads back botmeter's cost figures."""
 
-    def __init__(self, *args: Any, skip_estimates_for: Iterable[str] | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        namespace: str = DEFAULT_NAMESPACE,
+        region: str = DEFAULT_REGION,
+        local_file_fallback: bool = True,
+        local_file_path: str | None = None,
+        *,
+        skip_estimates_for: Iterable[str] | None = None,
+        meter: Meter | None = None,
+        store: str | None = None,
+    ) -> None:
+        super().__init__(namespace, region, local_file_fallback, local_file_path, meter=meter, store=store)
         self.skip_estimates_for = (
             frozenset(a.lower() for a in skip_estimates_for)
             if skip_estimates_for is not None

@@ -30,8 +30,9 @@ from enum import Enum
 from typing import Any
 
 from ...analyse.query import Unavailable
+from ...collect.meter import Meter
 from ...exceptions import BotmeterError
-from ._store import Face, as_utc, never_raises, source_of
+from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, Face, as_utc, never_raises, source_of
 
 REPLY_STAGE = "reply"
 CHANNEL = "sms"
@@ -84,8 +85,17 @@ class _Conversations:
 class EngagementTracker(Face):
     """Tracks conversations, response times and user activities; reads back botmeter's figures."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        namespace: str = DEFAULT_NAMESPACE,
+        region: str = DEFAULT_REGION,
+        local_file_fallback: bool = True,
+        local_file_path: str | None = None,
+        *,
+        meter: Meter | None = None,
+        store: str | None = None,
+    ) -> None:
+        super().__init__(namespace, region, local_file_fallback, local_file_path, meter=meter, store=store)
         self._conversations = _Conversations()
 
     def _who(self, user_id: str) -> str:

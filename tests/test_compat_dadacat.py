@@ -186,6 +186,8 @@ def test_a_conversation_seen_again_by_another_process_counts_once(store_url):
     assert bot.track_conversation(PHONE, 2, (datetime.now() - first).total_seconds())
     assert bot.track_conversation(PHONE, 4, (datetime.now() - first).total_seconds())
     assert bot.track_conversation(PHONE, 4, (datetime.now() - first).total_seconds())  # replayed
+    same_process = EngagementTracker()  # shares the meter and what it recorded
+    assert same_process.track_conversation(PHONE, 4, (datetime.now() - first).total_seconds())
     # Another process (a new Lambda container) sees the conversation for the first time at turn 3.
     other = EngagementTracker()
     other._conversations = type(bot._conversations)()  # its own memory, as a new process has

@@ -14,7 +14,10 @@
   conversation is counted once, with its latest message count and the duration up to its last new
   message. A re-send with the same count adds nothing.
 
-  Within one process the tracker remembers what it recorded. A process that sees a conversation
+  A bot that trims a conversation's oldest messages (so that its first message time moves on)
+  starts a new conversation in this count.
+
+  Within one process the trackers remember what they recorded. A process that sees a conversation
   for the first time part-way (a new Lambda container) sends its messages from the first: DuckDB
   skips the ids it has; CloudWatch cannot check, so there those earlier messages count again.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from datetime import datetime
 from enum import Enum
@@ -82,6 +86,19 @@ class _Conversations:
             return conversation, first, done
 
 
+# One memory per Meter: every EngagementTracker of a process over the same store shares it.
+_memories: weakref.WeakKeyDictionary[Meter, _Conversations] = weakref.WeakKeyDictionary()
+_memories_lock = threading.Lock()
+
+
+def _memory_of(meter: Meter) -> _Conversations:
+    with _memories_lock:
+        memory = _memories.get(meter)
+        if memory is None:
+            memory = _memories[meter] = _Conversations()
+        return memory
+
+
 class EngagementTracker(Face):
     """Tracks conversations, response times and user activities; reads back botmeter's figures."""
 
@@ -96,7 +113,7 @@ class EngagementTracker(Face):
         store: str | None = None,
     ) -> None:
         super().__init__(namespace, region, local_file_fallback, local_file_path, meter=meter, store=store)
-        self._conversations = _Conversations()
+        self._conversations = _memory_of(self.meter)
 
     def _who(self, user_id: str) -> str:
         hasher = getattr(getattr(self.meter, "pipeline", None), "hasher", None)

@@ -5,6 +5,7 @@ the same calls into CloudWatch (moto's server); the old JSON files imported; the
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import uuid
@@ -23,7 +24,7 @@ from botmeter.compat.dadacat.errors import ErrorCategory, ErrorTracker
 from botmeter.compat.dadacat.generate_dashboard import main as generate_main
 from botmeter.compat.dadacat.generate_dashboard import parse_args
 from botmeter.interfaces.cli import main
-from conftest import query, scalar, subprocess_env
+from conftest import hold_store_file, query, scalar, subprocess_env
 
 PHONE = "+15551234567"
 ADMIN = "+15550001111"
@@ -187,6 +188,7 @@ def test_a_conversation_seen_again_by_another_process_counts_once(store_url):
     assert bot.track_conversation(PHONE, 4, (datetime.now() - first).total_seconds())
     assert bot.track_conversation(PHONE, 4, (datetime.now() - first).total_seconds())  # replayed
     same_process = EngagementTracker()  # shares the meter and what it recorded
+    assert same_process._conversations is bot._conversations
     assert same_process.track_conversation(PHONE, 4, (datetime.now() - first).total_seconds())
     # Another process (a new Lambda container) sees the conversation for the first time at turn 3.
     other = EngagementTracker()
@@ -525,3 +527,20 @@ def test_naive_window_edges_are_local_time(monkeypatch):
     assert as_utc(naive, "start_time") == naive.astimezone(UTC)
     with pytest.raises(TypeError, match="start_time"):
         as_utc("2026-11-01", "start_time")
+
+
+def test_a_store_that_cannot_answer_gives_no_figures_not_zeros(monkeypatch, store_path, tmp_path):
+    CostTracker().track_api_cost("openai", 0.25)
+    close_all()
+    monkeypatch.setenv("BOTMETER_LOCK_TIMEOUT", "0.2")
+    holder = hold_store_file(store_path, tmp_path, 10.0)  # another process writes the file meanwhile
+    try:
+        costs, errors = CostTracker(), ErrorTracker()
+        cost = costs.get_cost_metrics(since())
+        assert cost["total_cost"] is None and cost["error"]
+        assert math.isnan(costs.get_total_cost(since()))  # not 0.0
+        assert errors.get_error_metrics(since())["total_errors"] is None
+        assert costs.track_api_cost("openai", 0.5) is True  # the bot carries on; it spools or waits
+    finally:
+        holder.kill()
+        holder.wait()

@@ -112,16 +112,20 @@ def _analytics_status(meter: Meter) -> str:
     costs = CostTracker(meter=meter).get_cost_metrics(start, end)
     activity = EngagementTracker(meter=meter).get_engagement_metrics(start, end, ["UserActivity"])
     errors = ErrorTracker(meter=meter).get_error_metrics(start, end)
-    users = activity["metrics"]["UserActivity"]
+    users = activity["metrics"].get("UserActivity", {})  # none when the store could not answer
     return "\n".join(
         [
             f"DadaCat Analytics Status (last {DAYS} days):",
-            f"- Costs: ${costs['total_cost']:.2f} (source: {costs['source']})",
-            f"- Total activities: {_figure(users['count'])}",
-            f"- Unique users: {_figure(users['unique_users'])}",
+            f"- Costs: {_money(costs['total_cost'])} (source: {costs['source']})",
+            f"- Total activities: {_figure(users.get('count'))}",
+            f"- Unique users: {_figure(users.get('unique_users'))}",
             f"- Total errors: {_figure(errors['total_errors'])}",
         ]
     )
+
+
+def _money(value: float | None) -> str:
+    return "not available from this store" if value is None else f"${value:.2f}"
 
 
 def _figure(value: Any) -> str:

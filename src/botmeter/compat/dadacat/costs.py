@@ -14,6 +14,8 @@ calls are the cost.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import uuid
 from collections.abc import Iterable
@@ -24,6 +26,8 @@ from ...analyse.query import Unavailable
 from ...collect.meter import Meter
 from ...exceptions import BotmeterError
 from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, Face, as_utc, never_raises, source_of
+
+log = logging.getLogger("botmeter")
 
 ESTIMATE = "estimate"  # the api_call name of the bot's own estimates
 REQUEST = "request"
@@ -136,8 +140,8 @@ class CostTracker(Face):
             return {**empty, "note": "botmeter is off"}
         try:
             return self._read(out, empty, start, end, api_names)
-        except BotmeterError as exc:  # as the original: the figures it has not, and why
-            return {**empty, "error": str(exc)}
+        except BotmeterError as exc:  # as the original: no figures, and why
+            return {**out, "total_cost": None, "total_requests": None, "api_costs": {}, "error": str(exc)}
 
     def _read(
         self,
@@ -154,7 +158,9 @@ class CostTracker(Face):
         wanted = set(api_names) if api_names is not None else None
         filters = {"provider": list(api_names)} if api_names else None
 
-        def by_provider(metric: str, extra: dict[str, Any] | None = None) -> dict[str, float]:
+        def by_provider(
+            label: str, metric: str, extra: dict[str, Any] | None = None
+        ) -> dict[str, float] | None:
             try:
                 result = reader.query(
                     metric,
@@ -165,30 +171,39 @@ class CostTracker(Face):
                     filters={**(filters or {}), **(extra or {})},
                 )
             except Unavailable as exc:
-                unavailable[metric] = str(exc)
-                return {}
+                unavailable[label] = str(exc)
+                return None
             stat = result.stats[0]
             return {(r["provider"] or "(none)"): r[stat] or 0 for r in result.rows}
 
         with reader.session():
-            costs = by_provider("cost_usd")
-            api_calls = by_provider("api_calls")
-            llm_calls = by_provider("llm_calls")
-            estimates = by_provider("api_calls", {"name": ESTIMATE})
+            costs = by_provider("cost", "cost_usd")
+            api_calls = by_provider("api_calls", "api_calls")
+            llm_calls = by_provider("llm_calls", "llm_calls")
+            estimates = by_provider("records", "api_calls", {"name": ESTIMATE})
+        # A figure the store cannot give is None (and under unavailable), never a zero.
+        requests_known = api_calls is not None and llm_calls is not None
         api_costs: dict[str, dict[str, Any]] = {}
-        for api in sorted(set(costs) | set(api_calls) | set(llm_calls)):
+        for api in sorted(set(costs or {}) | set(api_calls or {}) | set(llm_calls or {})):
             if wanted is not None and api not in wanted:
                 continue
-            if not costs.get(api) and not api_calls.get(api) and not llm_calls.get(api):
+            figures = [(d or {}).get(api) for d in (costs, api_calls, llm_calls)]
+            if not any(figures):
                 continue  # a provider with neither cost nor calls (messages without a provider)
             api_costs[api] = {
-                "total_cost": float(costs.get(api, 0.0)),
-                "total_requests": int(api_calls.get(api, 0) + llm_calls.get(api, 0)),
-                "records": int(estimates.get(api, 0)),
+                "total_cost": None if costs is None else float(costs.get(api, 0.0)),
+                "total_requests": (
+                    int((api_calls or {}).get(api, 0) + (llm_calls or {}).get(api, 0))
+                    if requests_known
+                    else None
+                ),
+                "records": None if estimates is None else int(estimates.get(api, 0)),
             }
         out.update(
-            total_cost=sum(v["total_cost"] for v in api_costs.values()),
-            total_requests=sum(v["total_requests"] for v in api_costs.values()),
+            total_cost=None if costs is None else sum(v["total_cost"] for v in api_costs.values()),
+            total_requests=None
+            if not requests_known
+            else sum(v["total_requests"] for v in api_costs.values()),
             api_costs=api_costs,
         )
         if unavailable:
@@ -196,8 +211,13 @@ class CostTracker(Face):
         return out
 
     def get_total_cost(self, start_time: datetime, end_time: datetime | None = None) -> float:
-        """Total cost in US dollars for the period (every cost botmeter stores)."""
-        return float(self.get_cost_metrics(start_time, end_time)["total_cost"])
+        """Total cost in US dollars for the period (every cost botmeter stores); NaN, never a made-up
+        zero, when the store cannot answer (the reason is logged and in ``get_cost_metrics``)."""
+        metrics = self.get_cost_metrics(start_time, end_time)
+        if metrics["total_cost"] is None:
+            log.warning("botmeter: no total cost: %s", metrics.get("error") or metrics.get("unavailable"))
+            return math.nan
+        return float(metrics["total_cost"])
 
 
 __all__ = ["CostTracker"]

@@ -136,8 +136,8 @@ class ErrorTracker(Face):
             return {**empty, "note": "botmeter is off"}
         try:
             return self._read(out, empty, start, end, wanted)
-        except BotmeterError as exc:  # as the original: the figures it has not, and why
-            return {**empty, "error": str(exc)}
+        except BotmeterError as exc:  # as the original: no figures, and why
+            return {**out, "total_errors": None, "error_counts": {}, "error": str(exc)}
 
     def _read(
         self, out: dict[str, Any], empty: dict[str, Any], start: datetime, end: datetime, wanted: list | None

@@ -101,13 +101,21 @@ def test_one_inbound_sms_reads_back_the_same_through_get_and_botmeter_query(stor
 
     cost = costs.get_cost_metrics(since())
     assert cost["source"] == f"botmeter {store_url}"
-    assert cost["api_costs"]["openai"] == {"total_cost": pytest.approx(3 * 0.0016), "total_requests": 3,
-                                           "records": 0}  # fmt: skip
-    assert cost["api_costs"]["twilio"] == {
-        "total_cost": pytest.approx(0.0075),
-        "total_requests": 1,
-        "records": 1,
-    }
+    openai, twilio = cost["api_costs"]["openai"], cost["api_costs"]["twilio"]
+    assert (openai["total_cost"], openai["total_requests"], openai["estimates"]) == (
+        pytest.approx(0.0048),
+        3,
+        0,
+    )
+    assert (twilio["total_cost"], twilio["total_requests"], twilio["estimates"]) == (
+        pytest.approx(0.0075),
+        1,
+        1,
+    )
+    # records: the API's days in the original's record shape; they add up to the totals.
+    assert sum(r["cost_estimate"] for r in openai["records"]) == pytest.approx(openai["total_cost"])
+    assert sum(r["request_count"] for r in openai["records"]) == 3
+    assert {r["api_name"] for r in openai["records"]} == {"openai"}
     assert cost["total_cost"] == pytest.approx(3 * 0.0016 + 0.0075)
     assert cost["total_requests"] == 4
     assert costs.get_total_cost(since(), datetime.now()) == pytest.approx(cost["total_cost"])
@@ -170,7 +178,7 @@ def test_estimates_count_unless_skipped(store_url):
     assert costs.track_api_cost("openai", 0.02, request_count=2, request_tokens=100)
     cost = costs.get_cost_metrics(since())["api_costs"]["openai"]
     # Without skip_estimates_for, the guess adds to the real call: the double count the docs warn of.
-    assert cost == {"total_cost": pytest.approx(0.03), "total_requests": 3, "records": 2}
+    assert (cost["total_cost"], cost["total_requests"], cost["estimates"]) == (pytest.approx(0.03), 3, 2)
 
 
 def test_skip_estimates_from_the_environment(monkeypatch):
@@ -269,6 +277,7 @@ def test_the_bot_against_cloudwatch_reads_back_what_it_wrote(aws, monkeypatch, t
     assert cost["total_cost"] == pytest.approx(2 * 0.0016 + 0.0075)
     assert cost["api_costs"]["openai"]["total_requests"] == 2
     assert cost["api_costs"]["twilio"]["total_cost"] == pytest.approx(0.0075)
+    assert sum(r["request_count"] for r in cost["api_costs"]["openai"]["records"]) == 2
     errs = errors.get_error_metrics(since())
     assert errs["error_counts"] == {"api_error": {"total": 1, "by_type": {"response_generation_error": 1}}}
     metrics = engagement.get_engagement_metrics(since())
@@ -448,11 +457,13 @@ def test_history_import_is_checked_complete_and_idempotent(tmp_path, store_url, 
     costs, engagement, errors = CostTracker(), EngagementTracker(), ErrorTracker()
     cost = costs.get_cost_metrics(since())
     assert cost["total_cost"] == pytest.approx(0.002 + 0.003 + 0.003 + 0.0075)
-    assert cost["api_costs"]["openai"] == {
-        "total_cost": pytest.approx(0.008),
-        "total_requests": 3,
-        "records": 3,
-    }
+    openai = cost["api_costs"]["openai"]
+    assert (openai["total_cost"], openai["total_requests"], openai["estimates"]) == (
+        pytest.approx(0.008),
+        3,
+        3,
+    )
+    assert sum(r["cost_estimate"] for r in openai["records"]) == pytest.approx(0.008)
     marked = "SELECT count(*) FROM events WHERE kind = 'api_call' AND json_extract(properties, '$.estimate')"
     assert scalar(store_path, marked) == 4
     metrics = engagement.get_engagement_metrics(since())["metrics"]

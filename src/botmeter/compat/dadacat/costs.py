@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from ...analyse.query import Unavailable
+from ...analyse.query import Unavailable, iso
 from ...collect.meter import Meter
 from ...exceptions import BotmeterError
 from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, Face, as_utc, never_raises, source_of
@@ -126,8 +126,11 @@ class CostTracker(Face):
         """Cost and requests for the period, in total and per API (provider): ``total_cost``,
         ``total_requests``, ``api_costs[api] = {total_cost, total_requests, records}``, ``source``.
 
-        Requests are API calls plus LLM calls; ``records`` is the number of estimates among them
-        (botmeter keeps events, not the original's record list: ``botmeter export`` gives those)."""
+        Requests are API calls plus LLM calls. ``records`` are the API's days in the shape of the
+        original's records (one per day, UTC: ``timestamp``, ``api_name``, ``cost_estimate``,
+        ``request_count``, ``request_tokens`` None, ``period`` "day"); botmeter keeps events, not
+        the original's records (``botmeter export`` gives those). ``estimates``: how many of the
+        requests are the bot's own estimates."""
         start, end = as_utc(start_time, "start_time"), as_utc(end_time, "end_time")
         out: dict[str, Any] = {
             "start_time": start.isoformat(),
@@ -159,14 +162,15 @@ class CostTracker(Face):
         filters = {"provider": list(api_names)} if api_names else None
 
         def by_provider(
-            label: str, metric: str, extra: dict[str, Any] | None = None
-        ) -> dict[str, float] | None:
+            label: str, metric: str, extra: dict[str, Any] | None = None, interval: str | None = None
+        ) -> Any:
+            """{provider: value}, or with ``interval`` {provider: {bucket: value}}; None if unavailable."""
             try:
                 result = reader.query(
                     metric,
                     start=start,
                     end=end,
-                    interval=None,
+                    interval=interval,
                     by="provider",
                     filters={**(filters or {}), **(extra or {})},
                 )
@@ -174,13 +178,23 @@ class CostTracker(Face):
                 unavailable[label] = str(exc)
                 return None
             stat = result.stats[0]
-            return {(r["provider"] or "(none)"): r[stat] or 0 for r in result.rows}
+            if interval is None:
+                return {(r["provider"] or "(none)"): r[stat] or 0 for r in result.rows}
+            daily: dict[str, dict[datetime, float]] = {}
+            for r in result.rows:
+                if r[stat]:
+                    daily.setdefault(r["provider"] or "(none)", {})[r["bucket"]] = r[stat]
+            return daily
 
         with reader.session():
             costs = by_provider("cost", "cost_usd")
             api_calls = by_provider("api_calls", "api_calls")
             llm_calls = by_provider("llm_calls", "llm_calls")
-            estimates = by_provider("records", "api_calls", {"name": ESTIMATE})
+            estimates = by_provider("estimates", "api_calls", {"name": ESTIMATE})
+            days = {
+                name: by_provider(f"records ({name})", metric, interval="day")
+                for name, metric in (("cost", "cost_usd"), ("api", "api_calls"), ("llm", "llm_calls"))
+            }
         # A figure the store cannot give is None (and under unavailable), never a zero.
         requests_known = api_calls is not None and llm_calls is not None
         api_costs: dict[str, dict[str, Any]] = {}
@@ -197,7 +211,8 @@ class CostTracker(Face):
                     if requests_known
                     else None
                 ),
-                "records": None if estimates is None else int(estimates.get(api, 0)),
+                "records": _daily_records(api, days),
+                "estimates": None if estimates is None else int(estimates.get(api, 0)),
             }
         out.update(
             total_cost=None if costs is None else sum(v["total_cost"] for v in api_costs.values()),
@@ -218,6 +233,25 @@ class CostTracker(Face):
             log.warning("botmeter: no total cost: %s", metrics.get("error") or metrics.get("unavailable"))
             return math.nan
         return float(metrics["total_cost"])
+
+
+def _daily_records(api: str, days: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The API's days in the shape of the original's records: one record per day with a cost or a
+    request (``timestamp`` the day's start, UTC), so code that sums or plots records still adds up."""
+    if any(v is None for v in days.values()):
+        return None
+    cost, api_calls, llm_calls = (days[k].get(api, {}) for k in ("cost", "api", "llm"))
+    return [
+        {
+            "timestamp": iso(day),
+            "api_name": api,
+            "cost_estimate": float(cost.get(day, 0.0)),
+            "request_count": int(api_calls.get(day, 0) + llm_calls.get(day, 0)),
+            "request_tokens": None,
+            "period": "day",
+        }
+        for day in sorted(set(cost) | set(api_calls) | set(llm_calls))
+    ]
 
 
 __all__ = ["CostTracker"]

@@ -555,3 +555,19 @@ def test_a_store_that_cannot_answer_gives_no_figures_not_zeros(monkeypatch, stor
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_history_import_into_cloudwatch(aws, monkeypatch, tmp_path):
+    monkeypatch.delenv("BOTMETER_STORE")
+    namespace = f"DadaHist{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / "metrics"
+    _write_history(folder)
+    url = f"cloudwatch://?namespace={namespace}&region=us-east-1&mode=api"
+    out = cli("import", "--dadacat", str(folder), "--store", url)
+    assert f"into {url}" in out
+    costs, errors = CostTracker(store=url), ErrorTracker(store=url)
+    assert costs.get_cost_metrics(since())["total_cost"] == pytest.approx(0.0155)
+    assert errors.get_error_metrics(since())["error_counts"]["internal"] == {
+        "total": 1,
+        "by_type": {"admin_command_error": 1},
+    }

@@ -260,6 +260,7 @@ def test_the_bot_against_cloudwatch_reads_back_what_it_wrote(aws, monkeypatch, t
     monkeypatch.delenv("BOTMETER_STORE")
     namespace = f"DadaCat{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("ANALYTICS_NAMESPACE", namespace)  # the bot's environment: AWS
+    monkeypatch.setenv("BOTMETER_BOT", f"bot-{namespace}")  # moto's reads match a namespace loosely
     costs = CostTracker(namespace=namespace, region="us-east-1", skip_estimates_for={"openai"})
     engagement = EngagementTracker(namespace=namespace, region="us-east-1")
     errors = ErrorTracker(namespace=namespace, region="us-east-1")
@@ -560,6 +561,7 @@ def test_a_store_that_cannot_answer_gives_no_figures_not_zeros(monkeypatch, stor
 def test_history_import_into_cloudwatch(aws, monkeypatch, tmp_path):
     monkeypatch.delenv("BOTMETER_STORE")
     namespace = f"DadaHist{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("BOTMETER_BOT", f"bot-{namespace}")  # moto's reads match a namespace loosely
     folder = tmp_path / "metrics"
     _write_history(folder)
     url = f"cloudwatch://?namespace={namespace}&region=us-east-1&mode=api"

@@ -573,3 +573,25 @@ def test_history_import_into_cloudwatch(aws, monkeypatch, tmp_path):
         "total": 1,
         "by_type": {"admin_command_error": 1},
     }
+
+
+def test_history_timestamps_without_an_offset_are_local_time(monkeypatch, tmp_path):
+    import time
+
+    from botmeter.compat.dadacat.history import read_history
+
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    record = {"timestamp": "2026-11-20T09:30:00", "api_name": "openai", "cost_estimate": 0.01}
+    (folder / "costs.json").write_text(
+        json.dumps({"costs": [record, {**record, "timestamp": "2026-11-20T09:30Z"}]})
+    )
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        local, utc = sorted(read_history(folder), key=lambda r: r.index)  # read sorted by time
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert local.ts - utc.ts == 5 * 3600  # 09:30 in New York (EST) is 14:30 UTC
+    assert local.values["request_count"] == 1 and local.event_id != utc.event_id

@@ -364,6 +364,9 @@ def test_generate_dashboard_flags(monkeypatch, tmp_path):
         "eu-west-1",
         True,
     )
+    assert args.store is None  # the environment's store, as the trackers'
+    typed = parse_args(["--namespace", "DadaProd"])  # typed on the command line: that CloudWatch
+    assert typed.store == "cloudwatch://?namespace=DadaProd&region=eu-west-1"
     with pytest.raises(SystemExit):
         parse_args(["--days", "0"])
     monkeypatch.delenv("ANALYTICS_NAMESPACE")

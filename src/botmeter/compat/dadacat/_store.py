@@ -34,11 +34,14 @@ _meters: dict[str, Meter] = {}
 _lock = threading.Lock()
 
 
-def store_url(namespace: str = DEFAULT_NAMESPACE, region: str = DEFAULT_REGION) -> str:
-    """The store a tracker built with ``namespace`` and ``region`` writes to (see the module's doc)."""
-    if os.environ.get("BOTMETER_STORE"):
+def store_url(
+    namespace: str = DEFAULT_NAMESPACE, region: str = DEFAULT_REGION, *, cloudwatch: bool = False
+) -> str:
+    """The store a tracker built with ``namespace`` and ``region`` writes to (see the module's doc);
+    ``cloudwatch=True``: that CloudWatch namespace whatever the environment says."""
+    if os.environ.get("BOTMETER_STORE") and not cloudwatch:
         return os.environ["BOTMETER_STORE"]
-    if any(os.environ.get(name) for name in AWS_SIGNS):
+    if cloudwatch or any(os.environ.get(name) for name in AWS_SIGNS):
         return "cloudwatch://?" + urlencode({"namespace": namespace, "region": region})
     return Config.resolve().store
 

@@ -3,6 +3,9 @@ botmeter's dashboard.
 
     --days 7  --output metrics/dashboard.html  --namespace (ANALYTICS_NAMESPACE or DadaCatTwilio)
     --region (DYNAMODB_REGION or us-east-1)  --json (also the figures as JSON, beside the HTML)
+
+The store is the trackers' (see ``_store``); a ``--namespace`` or ``--region`` given on the command
+line reads that CloudWatch namespace.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, close_all
+from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, close_all, store_url
 
 log = logging.getLogger("botmeter")
 
@@ -24,21 +27,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Generate DadaCat metrics dashboard (botmeter's dashboard)")
     parser.add_argument("--days", type=int, default=7, help="Number of days to include in the dashboard")
     parser.add_argument("--output", type=str, help="Output path for HTML dashboard")
-    parser.add_argument(
-        "--namespace",
-        type=str,
-        default=os.getenv("ANALYTICS_NAMESPACE", DEFAULT_NAMESPACE),
-        help="CloudWatch namespace",
-    )
-    parser.add_argument(
-        "--region", type=str, default=os.getenv("DYNAMODB_REGION", DEFAULT_REGION), help="AWS region"
-    )
+    parser.add_argument("--namespace", type=str, default=None, help="CloudWatch namespace")
+    parser.add_argument("--region", type=str, default=None, help="AWS region")
     parser.add_argument(
         "--json", action="store_true", help="Also generate a JSON file with the dashboard data"
     )
     args = parser.parse_args(argv)
     if args.days < 1:
         parser.error(f"--days: expected a whole number >= 1, got {args.days}")
+    # A namespace or region typed on the command line means CloudWatch, as the original always read;
+    # else the store is the trackers' (the environment's, or the DuckDB default).
+    given = args.namespace is not None or args.region is not None
+    args.namespace = args.namespace or os.getenv("ANALYTICS_NAMESPACE") or DEFAULT_NAMESPACE
+    args.region = args.region or os.getenv("DYNAMODB_REGION") or DEFAULT_REGION
+    args.store = store_url(args.namespace, args.region, cloudwatch=True) if given else None
     return args
 
 
@@ -48,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s")
     try:
-        dashboard = MetricsDashboard(namespace=args.namespace, region=args.region)
+        dashboard = MetricsDashboard(namespace=args.namespace, region=args.region, store=args.store)
         output = dashboard.write_html(args.days, args.output)
         log.info("Dashboard HTML generated at: %s", output)
         print(f"Dashboard generated at: {output}")

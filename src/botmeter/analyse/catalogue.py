@@ -91,7 +91,7 @@ class Metric:
 
 _COST_DIMS = ("provider", "model", "kind", "channel", "user", "conversation", "bot", "country", "unit")
 _LLM_DIMS = ("provider", "model", "channel", "user", "conversation", "bot")
-_ERROR_DIMS = ("category", "severity", "type", "fingerprint", "provider", "model", "channel", "bot")
+_ERROR_DIMS = ("category", "severity", "type", "fingerprint", "stage", "provider", "model", "channel", "bot")
 _ACTIVITY_DIMS = ("name", "channel", "user", "bot")
 # The quartiles too: the dashboard draws the distribution of conversation length and duration.
 _PER_CONVERSATION_STATS = ("avg", "p10", "p25", "p50", "p75", "p90", "max", "count")

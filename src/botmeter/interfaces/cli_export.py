@@ -106,7 +106,7 @@ _namespace_options(export_command)
 
 
 @main.command("import")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--format",
     "fmt",
@@ -114,14 +114,31 @@ _namespace_options(export_command)
     default=None,
     help="File format [default: from the extension, else json; JSON Lines is json].",
 )
+@click.option(
+    "--dadacat",
+    "dadacat_dir",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Instead of PATH: the DadaCat analytics package's metrics folder (costs.json, engagement.json, "
+    "errors.json).",
+)
 @store_option
-def import_command(path: str, fmt: str | None, store: str | None) -> None:
+def import_command(path: str | None, fmt: str | None, dadacat_dir: str | None, store: str | None) -> None:
     """Import an events export into the store; events already there are skipped."""
+    if (path is None) == (dadacat_dir is None):
+        raise click.UsageError("give the export file to import, or --dadacat FOLDER (one of them)")
+    if dadacat_dir is not None and fmt is not None:
+        raise click.UsageError("--format: for an events export only, not with --dadacat")
     config = _config(store=store)
     began = time.perf_counter()
     try:
-        opened = open_store(config.store, lock_timeout=max(config.lock_timeout, 30.0))
-        result = run_import(opened, path, fmt)
+        if dadacat_dir is not None:
+            from ..compat.dadacat.history import import_history
+
+            result: object = import_history(dadacat_dir, config.store)
+        else:
+            opened = open_store(config.store, lock_timeout=max(config.lock_timeout, 30.0))
+            result = run_import(opened, path, fmt)
     except BotmeterError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{result} in {time.perf_counter() - began:.1f} s")

@@ -100,6 +100,7 @@ class Ev:
     error: str | None = None
     severity: str | None = None  # as given to track_error (None: the pipeline picks one)
     cost_usd: float | None = None  # as given to the track call
+    failed: bool = False  # an outbound message the bot marks as failed (properties {"failed": true})
 
 
 class Generator:
@@ -114,14 +115,14 @@ class Generator:
         return event
 
     def message(self, user: str | None, conversation: str | None, direction: str, ts: datetime,
-                late: bool = False, channel: str | None = None) -> Ev:
+                late: bool = False, channel: str | None = None, failed: bool = False) -> Ev:
         channel, country = PROFILES[user] if user else (channel, None)
         if channel == "sms":
             return self.add(late, kind="message", ts=ts, user=user, conversation=conversation, channel="sms",
                             direction=direction, country=country, provider="twilio",
-                            units=float(self.rng.randint(1, 3)), unit="sms_segment")
+                            units=float(self.rng.randint(1, 3)), unit="sms_segment", failed=failed)
         return self.add(late, kind="message", ts=ts, user=user, conversation=conversation, channel=channel,
-                        direction=direction)
+                        direction=direction, failed=failed)
 
     def session(self, user: str, start: datetime) -> None:
         rng = self.rng
@@ -142,7 +143,12 @@ class Generator:
                      cached_tokens=rng.choice([0, 0, 128, 512]), reasoning_tokens=rng.choice([0, 0, 64]),
                      latency_ms=latency, stage=rng.choice(["llm", None]), **common)
             t += timedelta(seconds=rng.randint(1, 3))
-            self.message(user, conversation, "out", t)
+            outcome = rng.random()
+            if outcome < 0.06:  # the turn fails: an error and no reply at all
+                self.add(kind="error", ts=t, error="unavailable", **common)
+                t += timedelta(seconds=rng.randint(30, 1200))
+                continue
+            self.message(user, conversation, "out", t, failed=outcome < 0.1)  # an apology, marked failed
             self.add(kind="timing", ts=t, stage="total", latency_ms=rng.choice(LATENCIES) * 2, **common)
             if rng.random() < 0.08:
                 error, severity = rng.choice(ERRORS)
@@ -236,7 +242,7 @@ def generate() -> tuple[list[list[Ev]], list[Ev]]:
 def track(meter: Meter, e: Ev, as_datetime: bool) -> None:
     ts: datetime | float = e.ts if as_datetime else e.ts.timestamp()
     ids = {"user": e.user, "conversation": e.conversation, "channel": e.channel, "event_id": e.event_id,
-           "ts": ts}
+           "ts": ts, "properties": {"failed": True} if e.failed else None}
     if e.kind == "message" and e.unit == "sms_segment":
         del ids["channel"]
         meter.track_sms(direction=e.direction, text="hello", segments=e.units, country=e.country, **ids)
@@ -296,7 +302,7 @@ def data(tmp_path_factory: pytest.TempPathFactory, clean_env_for_module: None) -
 
 @pytest.fixture(scope="module", params=["rollups", "events"])
 def reader(request: pytest.FixtureRequest, data: Data) -> Reader:
-    return Reader(data.url, now=NOW, use_rollups=request.param == "rollups")
+    return Reader(data.url, now=NOW, use_rollups=request.param == "rollups", reply_stage=REPLY_STAGE)
 
 
 # -- the oracle: plain Python over the records ------------------------------------------------------
@@ -370,8 +376,10 @@ DEFAULT_STAT = {
                      "returning_users", "conversations"], "count"),
     "messages_per_conversation": "avg",
     "conversation_duration_s": "avg",
-    "latency_ms": "p95",
-    **dict.fromkeys(["error_rate", "cost_per_conversation", "cost_per_active_user"], "ratio"),
+    **dict.fromkeys(["latency_ms", "llm_latency_ms", "reply_latency_s"], "p95"),
+    "failed_replies": "count",
+    **dict.fromkeys(["error_rate", "reply_failure_rate", "cost_per_conversation", "cost_per_active_user"],
+                    "ratio"),
     "retention": "share",
 }
 
@@ -484,14 +492,51 @@ def additive(d: Data, q: Spec) -> list[dict]:
     return assemble(q, cells, {stat: 0})
 
 
+REPLY_STAGE = "total"  # the reader below names this test's reply stage
+
+
 def latency(d: Data, q: Spec) -> list[dict]:
+    """A stage's latency is its timing events; an LLM call's its own figure; the reply latency the
+    reply stage's timings in seconds."""
+    kind = "llm_call" if q.metric == "llm_latency_ms" else "timing"
+    scale = 0.001 if q.metric == "reply_latency_s" else 1.0
     values: dict[tuple, list[float]] = defaultdict(list)
     for e in d.events:
-        timed = e.kind in ("timing", "llm_call") and e.latency_ms is not None
+        timed = e.kind == kind and e.latency_ms is not None
+        if q.metric == "reply_latency_s":
+            timed = timed and e.stage == REPLY_STAGE
         if timed and q.inside(e.ts) and matches(d, q, e):
             values[(q.bucket(e.ts), key_of(d, q, e))].append(e.latency_ms)
-    cells = {k: describe(v, q.stats) for k, v in values.items()}
+    cells = {}
+    for k, v in values.items():
+        cells[k] = {s: x if s == "count" else x * scale for s, x in describe(v, q.stats).items()}
     return assemble(q, cells, {s: 0 if s == "count" else None for s in q.stats})
+
+
+def failed_replies(d: Data, q: Spec) -> list[dict]:
+    """Walks each conversation (its id, else its user) in time order: a turn runs from an inbound
+    message to the next; it failed with an error or a reply marked failed and no good reply."""
+    threads: dict[str, list[Ev]] = defaultdict(list)
+    for e in d.events:
+        if e.kind in ("message", "error") and (e.conversation or e.user):
+            threads[f"c:{e.conversation}" if e.conversation else f"u:{e.user}"].append(e)
+    stat = q.stats[0]
+    cells: dict[tuple, dict[str, Any]] = {}
+    for events in threads.values():
+        events.sort(key=lambda e: (e.ts, not (e.kind == "message" and e.direction == "in")))
+        turns: list[list[Ev]] = []
+        for e in events:
+            if e.kind == "message" and e.direction == "in":
+                turns.append([e])
+            elif turns:
+                turns[-1].append(e)
+        for inbound, *rest in turns:
+            bad = any(e.kind == "error" or (e.direction == "out" and e.failed) for e in rest)
+            answered = any(e.kind == "message" and e.direction == "out" and not e.failed for e in rest)
+            if bad and not answered and q.inside(inbound.ts) and matches(d, q, inbound):
+                cell = cells.setdefault((q.bucket(inbound.ts), key_of(d, q, inbound)), {stat: 0})
+                cell[stat] += 1
+    return assemble(q, cells, {stat: 0})
 
 
 def inbound(d: Data) -> list[Ev]:
@@ -580,6 +625,7 @@ def per_conversation(d: Data, q: Spec) -> list[dict]:
 
 RATIOS = {
     "error_rate": ("errors", "inbound_messages"),
+    "reply_failure_rate": ("failed_replies", "inbound_messages"),
     "cost_per_conversation": ("cost_usd", "conversations"),
     "cost_per_active_user": ("cost_usd", "active_users"),
 }
@@ -630,8 +676,10 @@ def retention(d: Data, q: Spec) -> list[dict]:
 def oracle(d: Data, q: Spec) -> list[dict]:
     if q.metric in ADDITIVE:
         return additive(d, q)
-    if q.metric == "latency_ms":
+    if q.metric in ("latency_ms", "llm_latency_ms", "reply_latency_s"):
         return latency(d, q)
+    if q.metric == "failed_replies":
+        return failed_replies(d, q)
     if q.metric in ("active_users", "new_users", "returning_users"):
         return users(d, q)
     if q.metric == "conversations":
@@ -736,11 +784,20 @@ def cases() -> list[Any]:
     add("latency_ms", every, stat=all_latency)
     add("latency_ms", ["days"])
     add("latency_ms", ["all", "edges_total", "days"], by="stage", stat=all_latency)
-    add("latency_ms", ["all"], by="model", stat=all_latency)
-    add("latency_ms", ["all"], by="provider,kind", stat=all_latency)
+    add("latency_ms", ["days"], filters={"stage": "total"}, stat=all_latency)
     add("latency_ms", every, stat="avg,max,count")  # what the hourly rollup can answer
-    add("latency_ms", ["all", "days", "edges_total"], by="model", stat="avg,max,count")
     add("latency_ms", ["all", "hours"], by="stage", stat="count,max")
+    add("llm_latency_ms", ["days", "all", "edges", "hours", "empty"], stat=all_latency)
+    add("llm_latency_ms", ["all", "days"], by="model", stat=all_latency)
+    add("llm_latency_ms", ["all", "days"], by="provider", stat=all_latency)
+    add("llm_latency_ms", ["all", "days", "edges_total"], by="model", stat="avg,max,count")
+    add("llm_latency_ms", ["days"], by="stage", stat="p50,p95,count")
+    add("reply_latency_s", every, stat=all_latency)
+    add("reply_latency_s", ["days", "all"], by="channel", stat="p50,p95,p99")
+    add("reply_latency_s", ["days", "hours"], stat="avg,max,count")
+    add("failed_replies", every)
+    add("failed_replies", ["days", "all"], by="channel")
+    add("failed_replies", ["days"], filters={"channel": "sms"})
     for metric in RATIOS:
         add(metric, ["days", "all", "weeks", "edges", "edges_total", "empty"])
     add("retention", ["days"], interval="day", periods=7)
@@ -796,6 +853,25 @@ def test_generated_data_has_the_cases_it_is_meant_to(data: Data) -> None:
         if e.user in ("bridge", "gap", "edge"):
             sessions[e.user].add(keys[e.event_id])
     assert {u: len(s) for u, s in sessions.items()} == {"bridge": 1, "gap": 2, "edge": 1}
+    # Failed replies of both kinds, and errors in turns that were answered anyway (retries).
+    assert any(e.failed for e in messages)
+    whole = spec_of("failed_replies", ALL)
+    failed = sum(r["count"] for r in failed_replies(data, whole))
+    errors = sum(1 for e in data.events if e.kind == "error")
+    assert 50 < failed < errors
+
+
+def test_stage_latency_counts_only_that_stages_timings(reader: Reader, data: Data) -> None:
+    # LLM calls carry stages too ("llm" here, "reply" in the demo); a stage's figure ignores them.
+    llm_stage = reader.query("latency_ms", **ALL, filters={"stage": "llm"}, stat="count").rows
+    assert llm_stage[0]["count"] == 0
+    calls = reader.query("llm_latency_ms", **ALL, filters={"stage": "llm"}, stat="count").rows
+    assert calls[0]["count"] == sum(1 for e in data.events if e.kind == "llm_call" and e.stage == "llm"
+                                    and e.latency_ms is not None) > 0
+    reply = reader.query("reply_latency_s", **ALL, stat="max").total()
+    total = reader.query("latency_ms", **ALL, filters={"stage": REPLY_STAGE}, stat="max").total()
+    assert total == max(e.latency_ms for e in data.events if e.stage == REPLY_STAGE)
+    assert math.isclose(reply, total / 1000)
 
 
 # -- named edge cases (also among the cases above, stated plainly here) --------------------------------
@@ -828,6 +904,8 @@ def test_rollup_path_answers_from_the_rollups(data: Data) -> None:
         ("conversations", WEEKS),
         ("messages_per_conversation", ALL),
         ("latency_ms", {**DAYS, "stat": "avg,count"}),
+        ("reply_latency_s", {**DAYS, "stat": "p50,p95"}),
+        ("llm_latency_ms", {**DAYS, "by": "model", "stat": "p95"}),
     ):
         assert reader.query(metric, **kw).source == "rollups", (metric, kw)
     assert Reader(data.url, now=NOW, use_rollups=False).query("cost_usd", **DAYS).source == "events"
@@ -917,7 +995,7 @@ def test_json_rows(reader: Reader, data: Data) -> None:
     several = reader.query("latency_ms", **ALL, stat="p50,count").json_rows()
     assert several == [{"bucket": "2026-02-12T00:00:00Z", **{k: v for k, v in several[0].items()
                                                             if k in ("p50", "count")}}]
-    assert several[0]["count"] == sum(1 for e in data.events if e.latency_ms is not None)
+    assert several[0]["count"] == sum(1 for e in data.events if e.kind == "timing")
 
 
 # -- error groups --------------------------------------------------------------------------------------

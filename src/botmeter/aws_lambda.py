@@ -141,7 +141,9 @@ def _reader() -> Any:
     from .config import Config
 
     config = Config.resolve()
-    return Reader(config.store, session_gap_minutes=config.session_gap_minutes)
+    return Reader(
+        config.store, session_gap_minutes=config.session_gap_minutes, reply_stage=config.reply_stage
+    )
 
 
 def _days(raw: Any, default: int) -> int:

@@ -145,6 +145,13 @@ SETTINGS: tuple[Setting, ...] = (
         _to_number(float, 0.01),
         "minutes of silence that end a conversation, for messages without a conversation id",
     ),
+    Setting(
+        "reply_stage",
+        "BOTMETER_REPLY_STAGE",
+        "reply",
+        _to_str,
+        "the timing stage that measures a whole reply (the headline reply latency)",
+    ),
     Setting("alerts", "BOTMETER_ALERTS", None, _to_str, "a TOML file of alert rules (botmeter alerts check)"),
     Setting(
         "cloudwatch_namespace",
@@ -234,6 +241,7 @@ class Config:
     lock_timeout: float = 5.0
     admins: tuple[str, ...] = field(default_factory=tuple)
     session_gap_minutes: float = 30.0
+    reply_stage: str = "reply"
     alerts: str | None = None
     cloudwatch_namespace: str | None = None
     cloudwatch_region: str | None = None
@@ -287,6 +295,8 @@ class Config:
             raise ConfigError(f"admins must be phone numbers or ids (str or int), got {self.admins!r}")
         if self.cloudwatch_mode not in (None, "emf", "api"):
             raise ConfigError(f"cloudwatch_mode must be emf or api, got {self.cloudwatch_mode!r}")
+        if not isinstance(self.reply_stage, str) or not self.reply_stage.strip():
+            raise ConfigError(f"reply_stage must be a stage name, got {self.reply_stage!r}")
         if not isinstance(self.bot, str) or not self.bot:
             raise ConfigError(f"bot must be a non-empty str, got {self.bot!r}")
         if not isinstance(self.store, str) or not self.store:

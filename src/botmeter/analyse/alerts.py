@@ -9,8 +9,8 @@ A rules file (every key optional; a rule without its key is off)::
     forecast_over_budget = true    # the month-end forecast exceeds monthly_budget_usd
     error_rate_max = 0.05          # errors / inbound messages over the last window_hours
     error_rate_spike = true        # the last complete day's error rate is an anomaly
-    p95_latency_ms = 5000          # p95 over the last window_hours (latency_stage: one stage)
-    latency_stage = "reply"
+    p95_latency_ms = 5000          # p95 of one stage's timings over the last window_hours
+    latency_stage = "reply"        # which stage (default: BOTMETER_REPLY_STAGE, 'reply')
     new_error_group = true         # an error fingerprint first seen in the last window_hours
     regression = true              # an error group back after a quiet week
     window_hours = 24
@@ -159,15 +159,20 @@ def check(reader: Any, rules: Rules, now: datetime | None = None) -> list[dict[s
             for a in anomalies(reader, yesterday, floor_to(now, "day"), watched=watched):
                 fire("error_rate_spike", a["explanation"], a["day"][:10], value=a["value"])
         if rules.p95_latency_ms is not None:
-            filters = {"stage": rules.latency_stage} if rules.latency_stage else None
+            # One stage's timings: the reply stage unless the rules name another.
+            stage_name = rules.latency_stage or getattr(reader, "reply_stage", "reply")
             p95 = reader.query(
-                "latency_ms", start=recent[0], end=recent[1], interval=None, stat="p95", filters=filters
+                "latency_ms",
+                start=recent[0],
+                end=recent[1],
+                interval=None,
+                stat="p95",
+                filters={"stage": stage_name},
             ).total()
             if p95 is not None and p95 > rules.p95_latency_ms:
-                stage = f" ({rules.latency_stage})" if rules.latency_stage else ""
                 fire(
                     "p95_latency",
-                    f"p95 latency{stage} {p95:,.0f} ms over the last {rules.window_hours:g} h "
+                    f"p95 latency of stage {stage_name} {p95:,.0f} ms over the last {rules.window_hours:g} h "
                     f"is above the target {rules.p95_latency_ms:,.0f} ms",
                     value=p95,
                     threshold=rules.p95_latency_ms,

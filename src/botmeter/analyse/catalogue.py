@@ -9,7 +9,7 @@ compile) and by which dimensions it may be broken down. Adding a metric is one e
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 from typing import Final
 
@@ -46,7 +46,13 @@ AGGREGATIONS: Final = (
     "per_conversation",  # ``column`` (messages or duration_s) per conversation started in the bucket
     "ratio",  # ``numerator`` / ``denominator`` (two other metrics)
     "retention",  # cohort table
+    "failed_replies",  # inbound messages whose reply failed (see FAILED_REPLY below)
 )
+
+# Stands for the reply stage in a metric's ``where``; a query puts the configured stage in its
+# place (``BOTMETER_REPLY_STAGE``, ``reply`` by default).
+REPLY_STAGE: Final = "<reply stage>"
+DEFAULT_REPLY_STAGE: Final = "reply"
 
 PERCENTILES: Final[dict[str, float]] = {
     "p10": 0.1,
@@ -75,6 +81,8 @@ class Metric:
     stats: tuple[str, ...] = ("value",)  # the first is the default
     numerator: str | None = None
     denominator: str | None = None
+    # Figures are ``column`` times this (1/1000: milliseconds stored, seconds shown); counts are not.
+    scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
@@ -87,6 +95,14 @@ class Metric:
                 raise ValueError(f"metric {self.name!r}: unknown dimension {dim!r}")
         if self.aggregation == "ratio" and not (self.numerator and self.denominator):
             raise ValueError(f"metric {self.name!r}: a ratio needs numerator and denominator")
+
+
+def for_reply_stage(metric: Metric, stage: str) -> Metric:
+    """``metric`` with the reply stage named in place of ``REPLY_STAGE``."""
+    if not any(v == REPLY_STAGE for _, v in metric.where):
+        return metric
+    where = tuple((d, stage if v == REPLY_STAGE else v) for d, v in metric.where)
+    return replace(metric, where=where)
 
 
 _COST_DIMS = ("provider", "model", "kind", "channel", "user", "conversation", "bot", "country", "unit")
@@ -330,12 +346,59 @@ _register_all(
         Metric(
             "latency_ms",
             "ms",
-            "Exact percentiles, maximum and average of latency over timing and LLM-call events.",
+            "Exact percentiles, maximum and average of the bot's timings (track_timing), per stage: a "
+            "stage's latency counts that stage's timing events only, never LLM calls (llm_latency_ms).",
             "distribution",
-            kinds=("timing", "llm_call"),
+            kinds=("timing",),
             column="latency_ms",
-            dimensions=("stage", "model", "provider", "kind", "channel", "bot"),
+            dimensions=("stage", "provider", "model", "channel", "bot"),
             stats=("p95", "p50", "p90", "p99", "max", "avg", "count"),
+        ),
+        Metric(
+            "reply_latency_s",
+            "seconds",
+            "How long users wait for a reply: the timings of the reply stage (BOTMETER_REPLY_STAGE, "
+            "'reply' by default), in seconds.",
+            "distribution",
+            kinds=("timing",),
+            where=(("stage", REPLY_STAGE),),
+            column="latency_ms",
+            dimensions=("channel", "bot"),
+            stats=("p95", "p50", "p90", "p99", "max", "avg", "count"),
+            scale=0.001,
+        ),
+        Metric(
+            "llm_latency_ms",
+            "ms",
+            "Exact percentiles, maximum and average of LLM-call latency, per provider and model.",
+            "distribution",
+            kinds=("llm_call",),
+            column="latency_ms",
+            dimensions=("provider", "model", "stage", "channel", "bot"),
+            stats=("p95", "p50", "p90", "p99", "max", "avg", "count"),
+        ),
+        Metric(
+            "failed_replies",
+            "messages",
+            "Inbound messages whose reply failed. A turn is an inbound message and what follows it in "
+            "its conversation (conversation id, else the user) until the next inbound message; its "
+            "reply failed when the turn holds an error event or an outbound message marked failed "
+            "(properties {\"failed\": true}) and no outbound message that is not marked failed. "
+            "Counted on the day of the inbound message.",
+            "failed_replies",
+            dimensions=("channel", "bot"),
+            stats=("count",),
+        ),
+        Metric(
+            "reply_failure_rate",
+            "failed replies per inbound message",
+            "failed_replies divided by inbound messages in the bucket: the share of messages users "
+            "got no proper reply to (error_rate counts every error event, retries included).",
+            "ratio",
+            numerator="failed_replies",
+            denominator="inbound_messages",
+            dimensions=("channel", "bot"),
+            stats=("ratio",),
         ),
         Metric(
             "cost_per_conversation",

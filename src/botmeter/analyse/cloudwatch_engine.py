@@ -76,8 +76,8 @@ SOURCES: Final[dict[str, Source]] = {
     "errors": Source(("Errors",)),
 }
 
-# Latency: two CloudWatch metrics that together hold every latency event: timing events per
-# stage, LLM calls per bot (and per provider and model).
+# Latency: timing events per stage (latency_ms, reply_latency_s), LLM calls per bot and per
+# provider and model (llm_latency_ms).
 LATENCY_FAMILIES: Final = (("LatencyMs", "timing"), ("LlmLatencyMs", "llm_call"))
 
 # botmeter's statistic -> the CloudWatch statistics it is made from.
@@ -251,6 +251,11 @@ class CloudWatchEngine:
                 )
             if metric.aggregation == "distribution":
                 return self._latency(query, metric)
+            if metric.aggregation == "failed_replies":
+                raise Unavailable(
+                    "failed replies follow each conversation's messages and errors in order, which "
+                    "CloudWatch metrics do not keep and Logs Insights cannot join; use a DuckDB store"
+                )
             if metric.aggregation in ("count", "sum"):
                 plan = self._plan(query, metric)
                 if plan is not None:
@@ -458,15 +463,16 @@ class CloudWatchEngine:
     # -- latency ----------------------------------------------------------------------------------
 
     def _latency(self, q: Query, metric: Metric) -> Result:
-        kinds = dict(q.filters).get("kind")
+        # A stage's latency is its timings (LatencyMs); LLM calls are their own figure (LlmLatencyMs).
+        filters = [*q.filters, *((d, (v,)) for d, v in metric.where if v is not None)]
         cells: list[Cell] = []
         for name, kind in LATENCY_FAMILIES:
-            if kinds is not None and kind not in kinds:
+            if kind not in metric.kinds:
                 continue
             m = cw.METRICS_BY_NAME[name]
             wanted = {"Bot"}
             skip = False
-            for dim, _values in q.filters:
+            for dim, _values in filters:
                 if dim == "kind":
                     continue
                 cw_dim = cw_dimension(m, dim)
@@ -479,7 +485,7 @@ class CloudWatchEngine:
             for dim in q.by:
                 if dim not in ("kind", "bot") and cw_dimension(m, dim) is not None:
                     wanted.add(cw_dimension(m, dim) or "")
-            if "channel" in q.by or any(d == "channel" for d, _ in q.filters):
+            if "channel" in q.by or any(d == "channel" for d, _ in filters):
                 raise Unavailable("CloudWatch keeps latency per stage and per model, not per channel")
             fits = [s for s in m.dimension_sets if wanted <= set(s)]
             if not fits:
@@ -489,7 +495,7 @@ class CloudWatchEngine:
                 if set(dims) != set(dimset):
                     continue
                 if not all(
-                    _matches(dims.get(cw_dimension(m, d) or ""), v) for d, v in q.filters if d != "kind"
+                    _matches(dims.get(cw_dimension(m, d) or ""), v) for d, v in filters if d != "kind"
                 ):
                     continue
                 group = tuple(
@@ -546,7 +552,7 @@ class CloudWatchEngine:
             rows.append(row)
         if any(s in PERCENTILES for s in q.stats):
             notes.append(PERCENTILE_NOTE)
-        if "stage" in q.by:
+        if "stage" in q.by and "llm_call" in metric.kinds:
             notes.append("LLM calls are timed per model in CloudWatch, so they appear under no stage")
         empty = lambda s: 0 if s == "count" else None  # noqa: E731
         return Result(q, fill_buckets(q, rows, empty), "cloudwatch metrics", notes)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..exceptions import StoreUnavailable
+from .catalogue import REPLY_STAGE
 from .query import Unavailable, iso, last_days
 from .summary import summarise
 
@@ -44,9 +45,11 @@ SERIES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("traffic_by_hour", "inbound_messages", {"interval": "hour"}),
     ("errors_by_category", "errors", {"by": "category,severity"}),
     ("error_rate", "error_rate", {}),
-    ("latency", "latency_ms", {"stat": "p50,p95,p99"}),
+    ("reply_failure_rate", "reply_failure_rate", {}),
+    # The reply stage's timings (the reply latency) in ms; each stage's own timings; LLM calls by model.
+    ("latency", "latency_ms", {"stat": "p50,p95,p99", "filters": {"stage": REPLY_STAGE}}),
     ("latency_by_stage", "latency_ms", {"by": "stage", "stat": "p50,p95,p99"}),
-    ("latency_by_model", "latency_ms", {"by": "model", "stat": "p50,p95,p99"}),
+    ("latency_by_model", "llm_latency_ms", {"by": "model", "stat": "p50,p95,p99"}),
 )
 
 
@@ -83,6 +86,8 @@ def dashboard_data(
             kw = {"interval": "day", **arguments}
             if kw.get("limit") == "top":
                 kw["limit"] = top
+            if kw.get("filters", {}).get("stage") == REPLY_STAGE:
+                kw["filters"] = {**kw["filters"], "stage": getattr(reader, "reply_stage", "reply")}
             since = start
             if "weeks" in kw:  # the window, or the last N weeks if that is longer
                 since = min(start, last_days(7 * kw.pop("weeks"), now)[0])
@@ -104,6 +109,9 @@ def dashboard_data(
             out["error_groups"] = [_plain(g, start, days) for g in groups]
         except Unavailable as exc:
             out["error_groups"], missing["error_groups"] = None, str(exc)
+    if out["top_users"]:
+        with reader.session():
+            out["top_users"] = _with_messages_and_country(reader, out["top_users"], start, end, missing)
     for key in ("top_users", "top_conversations", "activities"):
         for row in out[key] or ():
             row.pop("bucket", None)  # one bucket for the whole window: it says nothing
@@ -118,6 +126,8 @@ def dashboard_data(
         "conversations": summary["engagement"]["conversations"],
         "messages": summary["engagement"]["messages"],
         "error_rate": summary["errors"]["error_rate"],
+        "reply_failure_rate": summary["errors"]["reply_failure_rate"],
+        "reply_latency_p95_s": summary["latency"]["reply_p95_s"],
         "latency_p95_ms": summary["latency"]["p95_ms"],
     }
     out["summary"] = summary
@@ -127,6 +137,31 @@ def dashboard_data(
     out["queries"] = queries
     out["unavailable"] = {**summary["unavailable"], **missing}
     return out
+
+
+def _with_messages_and_country(
+    reader: Any, users: list[dict[str, Any]], start: datetime, end: datetime, missing: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The top users by cost with their messages in the window and the country most of them came
+    from (beside the hash, so a team can tell who is who)."""
+    ids = [u["user"] for u in users if u.get("user")]
+    found: dict[str, dict[str, int]] = {}
+    if ids:
+        try:
+            rows = reader.query(
+                "messages", start=start, end=end, interval=None, by="user,country", filters={"user": ids}
+            ).rows
+        except Unavailable as exc:
+            missing["top_users:messages"] = str(exc)
+            rows = []
+        for row in rows:
+            found.setdefault(row["user"], {})[row["country"]] = row["count"]
+    for user in users:
+        countries = found.get(user.get("user") or "", {})
+        user["messages"] = sum(countries.values()) if user.get("user") else None
+        known = {c: n for c, n in countries.items() if c}
+        user["country"] = max(known, key=lambda c: (known[c], c)) if known else None
+    return users
 
 
 def _store_name(reader: Any) -> str:

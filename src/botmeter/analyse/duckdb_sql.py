@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..store.duckdb_rollups import HOURLY_KEYS, LATENCY_DIMS, LATENCY_KINDS, LATENCY_QUANTILES
+from ..store.duckdb_rollups import HOURLY_KEYS, LATENCY_DIMS, LATENCY_QUANTILES
 from .catalogue import DIMENSIONS, PERCENTILES, Metric
 from .query import Query, Result, fill_buckets, ratio_result, top_groups
 
@@ -109,6 +109,7 @@ class DuckDBEngine:
                 "returning_users": self._users,
                 "conversations": self._conversations,
                 "per_conversation": self._per_conversation,
+                "failed_replies": self._failed_replies,
             }[metric.aggregation]
             rows, source = runner(query, metric)
             notes = []
@@ -334,6 +335,8 @@ class DuckDBEngine:
             for lo, hi in ((q.start, hs), (he, q.end)):
                 if lo < hi:
                     conds = self._conditions(q, metric, p)
+                    # As in the rollup: only events with a latency make a group.
+                    conds.append(f"{col} IS NOT NULL")
                     conds.append(f"ts >= {p.add(_naive(lo))} AND ts < {p.add(_naive(hi))}")
                     parts.append(
                         f"SELECT {self._bucket(q, 'ts', p)} AS bucket{self._dims(q, False)}, "
@@ -362,15 +365,21 @@ class DuckDBEngine:
     ) -> tuple[list[dict[str, Any]], list[tuple[datetime, datetime]]] | None:
         """Daily latency figures from the per-day percentiles of complete days, and the time ranges
         of the window they do not cover (partial days, today, days with late events)."""
+        kind = metric.kinds[0] if len(metric.kinds) == 1 else ""
         dim = q.by[0] if q.by else ""
+        value_of: str | None = None
+        if metric.where and not q.by and len(metric.where) == 1 and metric.where[0][0] == "stage":
+            # One stage's figures (the reply latency): that stage's row of the per-stage figures.
+            dim, value_of = "stage", metric.where[0][1]
         bots = [v for d, values in q.filters for v in values if d == "bot"]
         if (
             q.interval != "day"
             or metric.column != "latency_ms"
-            or set(metric.kinds) != set(LATENCY_KINDS)
-            or metric.where
+            or kind not in LATENCY_DIMS
+            or (metric.where and value_of is None)
+            or (value_of is not None and value_of.endswith("*"))
             or len(q.by) > 1
-            or dim not in LATENCY_DIMS
+            or dim not in LATENCY_DIMS[kind]
             or any(d != "bot" for d, _ in q.filters)
             or len(bots) > 1
             or (not bots and not self._one_bot())
@@ -385,9 +394,9 @@ class DuckDBEngine:
         # A day's percentiles are current when they cover as many events as the hourly rollup.
         fresh_sql = (
             "SELECT c.day FROM rollup_latency_days AS c JOIN (SELECT CAST(hour AS DATE) AS d, bot, "
-            "sum(latency_n) AS n FROM rollup_hourly WHERE kind IN ('timing', 'llm_call') "
+            f"sum(latency_n) AS n FROM rollup_hourly WHERE kind = {p.add(kind)} "
             f"AND hour >= {p.add(_naive(lo))} AND hour < {p.add(_naive(hi))} GROUP BY ALL) AS h "
-            f"ON h.d = c.day AND h.bot = c.bot WHERE c.dim = '' AND c.n = h.n{bot_cond}"
+            f"ON h.d = c.day AND h.bot = c.bot WHERE c.dim = {p.add(kind + ':')} AND c.n = h.n{bot_cond}"
         )
         fresh = sorted(_aware(datetime(d.year, d.month, d.day)) for (d,) in self.sql(fresh_sql, p.values))
         if not fresh:
@@ -396,11 +405,13 @@ class DuckDBEngine:
         picks = ", ".join(
             f"q[{LATENCY_QUANTILES.index(PERCENTILES[s]) + 1}] AS {s}" for s in q.stats if s in PERCENTILES
         )
-        value = f", nullif(value, '') AS {dim}" if dim else ""
+        value = f", nullif(value, '') AS {dim}" if dim and value_of is None else ""
         rows = self._dicts(
             f"SELECT CAST(day AS TIMESTAMP) AS bucket{value}, n AS count, latency_sum / n AS avg, "
             f"latency_max AS max{', ' + picks if picks else ''} FROM rollup_latency_days "
-            f"WHERE dim = {p.add(dim)} AND day IN (SELECT unnest({p.add([f.date() for f in fresh])}::DATE[]))"
+            f"WHERE dim = {p.add(f'{kind}:{dim}')} "
+            f"AND day IN (SELECT unnest({p.add([f.date() for f in fresh])}::DATE[]))"
+            + (f" AND value = {p.add(value_of)}" if value_of is not None else "")
             + (f" AND bot = {p.add(bots[0])}" if bots else ""),
             p,
         )
@@ -634,6 +645,56 @@ class DuckDBEngine:
         )
         return _summary_rows(self._dicts(sql, p), q.stats), source
 
+    # -- failed replies ---------------------------------------------------------------------------
+
+    def _failed_replies(self, q: Query, metric: Metric) -> tuple[list[dict[str, Any]], str]:
+        """Inbound messages in the window whose turn holds an error or a reply marked failed and no
+        good reply (see the catalogue). Only conversations with such an event are read in full."""
+        stat = q.stats[0]
+        p = Params()
+        start, end = p.add(_naive(q.start)), p.add(_naive(q.end))
+        key = "coalesce('c:' || conversation_id, 'u:' || user_id)"
+        failed = (
+            "(properties IS NOT NULL AND contains(CAST(properties AS VARCHAR), 'failed') "
+            "AND properties->>'$.failed' = 'true')"
+        )
+        inbound = "(kind = 'message' AND direction = 'in')"
+        outbound = "(kind = 'message' AND direction = 'out')"
+        conds = [c for c in self._conditions(q, metric, p)]
+        dims_out = "".join(", nullif(bot, '') AS bot" if d == "bot" else f", {d}" for d in q.by)
+        sql = f"""
+            WITH marked AS (
+                SELECT DISTINCT coalesce(bot, '') AS bot, {key} AS key FROM events
+                WHERE ts >= {start} AND (conversation_id IS NOT NULL OR user_id IS NOT NULL)
+                  AND (kind = 'error' OR ({outbound} AND {failed}))
+            ), rows AS (
+                SELECT ts, coalesce(bot, '') AS bot, {key} AS key, channel, {inbound} AS inbound,
+                       kind = 'error' OR ({outbound} AND {failed}) AS bad,
+                       {outbound} AND NOT {failed} AS answered
+                FROM events
+                WHERE ts >= {start} AND kind IN ('message', 'error')
+                  AND (conversation_id IS NOT NULL OR user_id IS NOT NULL)
+                  AND (coalesce(bot, ''), {key}) IN (SELECT (bot, key) FROM marked)
+            ), turns AS (
+                SELECT *, sum(CAST(inbound AS INTEGER)) OVER (
+                    PARTITION BY bot, key ORDER BY ts, inbound DESC ROWS UNBOUNDED PRECEDING) AS turn
+                FROM rows
+            ), per_turn AS (
+                SELECT min(ts) FILTER (WHERE inbound) AS ts, bot,
+                       any_value(channel) FILTER (WHERE inbound) AS channel,
+                       bool_or(bad) AND NOT bool_or(answered) AS failed
+                FROM turns WHERE turn > 0 GROUP BY bot, key, turn
+            )
+            SELECT {self._bucket(q, 'ts', p)} AS bucket{dims_out}, count(*) AS {stat} FROM per_turn
+            WHERE failed AND ts >= {start} AND ts < {end}
+            {''.join(f' AND {c}' for c in conds if not c.startswith('kind '))}
+            GROUP BY ALL
+        """
+        rows = self._dicts(sql, p)
+        for row in rows:
+            row[stat] = int(row[stat] or 0)
+        return rows, "events"
+
     def error_groups(self, start: datetime, end: datetime, quiet_days: int) -> list[dict[str, Any]]:
         with self.session():
             return error_groups_sql(self, start, end, quiet_days)
@@ -737,6 +798,7 @@ def _empty_for(metric: Metric) -> Any:
         "new_users",
         "returning_users",
         "conversations",
+        "failed_replies",
     ):
         return lambda stat: (
             0.0 if metric.aggregation == "sum" and metric.column in ("cost_usd", "units") else 0

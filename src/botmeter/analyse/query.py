@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 from ..exceptions import BotmeterError
-from .catalogue import CATALOGUE, Metric, load_plugins
+from .catalogue import CATALOGUE, DEFAULT_REPLY_STAGE, Metric, for_reply_stage, load_plugins
 
 INTERVALS = ("hour", "day", "week", "month")
 DEFAULT_SESSION_GAP_MINUTES = 30.0
@@ -135,10 +135,11 @@ class Query:
     session_gap_s: int = int(DEFAULT_SESSION_GAP_MINUTES * 60)
     periods: int = 8  # retention: how many days or weeks after first seen
     limit: int | None = None  # without interval: only the largest groups
+    reply_stage: str = DEFAULT_REPLY_STAGE  # the stage whose timings are the reply latency
 
     @property
     def definition(self) -> Metric:
-        return CATALOGUE[self.metric]
+        return for_reply_stage(CATALOGUE[self.metric], self.reply_stage)
 
     def buckets(self) -> list[datetime]:
         """Every bucket start in the window, in order (one for no interval: the window's start)."""
@@ -164,6 +165,7 @@ class Query:
             self.session_gap_s,
             self.periods,
             self.limit,
+            self.reply_stage,
         )
 
 
@@ -181,6 +183,7 @@ def make_query(
     periods: int = 8,
     limit: int | None = None,
     now: datetime | None = None,
+    reply_stage: str = DEFAULT_REPLY_STAGE,
 ) -> Query:
     """Builds and checks a query; every problem is a ``QueryError`` naming the field and value."""
     load_plugins()
@@ -238,6 +241,8 @@ def make_query(
         raise QueryError(
             "limit: keeps the largest groups of a breakdown; use it with --by and --interval none"
         )
+    if not isinstance(reply_stage, str) or not reply_stage.strip():
+        raise QueryError(f"reply_stage: expected a stage name, got {reply_stage!r}")
     if definition.aggregation == "retention" and interval not in ("day", "week"):
         raise QueryError(f"interval: retention cohorts are by day or week, got {interval or 'none'!r}")
     return Query(
@@ -251,6 +256,7 @@ def make_query(
         round(session_gap_minutes * 60),
         periods,
         limit,
+        reply_stage,
     )
 
 
@@ -347,6 +353,18 @@ def fill_buckets(query: Query, rows: list[dict[str, Any]], empty: Any) -> list[d
             out.append(row)
     out.sort(key=lambda r: (r["bucket"], *((r.get(d) is None, str(r.get(d))) for d in dims)))
     return out
+
+
+def scaled(result: Result) -> Result:
+    """A result in its metric's unit: figures times ``Metric.scale`` (counts stay counts)."""
+    scale = result.metric.scale
+    if scale == 1.0:
+        return result
+    for row in result.rows:
+        for s in result.stats:
+            if s != "count" and row.get(s) is not None:
+                row[s] = row[s] * scale
+    return result
 
 
 def top_groups(query: Query, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -18,7 +18,18 @@ from typing import Any
 
 from ..exceptions import ConfigError
 from ..store import Store, open_store
-from .query import DEFAULT_SESSION_GAP_MINUTES, Query, Result, frame, iso, make_query, utc, window_of
+from .catalogue import DEFAULT_REPLY_STAGE
+from .query import (
+    DEFAULT_SESSION_GAP_MINUTES,
+    Query,
+    Result,
+    frame,
+    iso,
+    make_query,
+    scaled,
+    utc,
+    window_of,
+)
 
 
 def engine_for(store: Store, **options: Any) -> Any:
@@ -43,6 +54,7 @@ class Reader:
         session_gap_minutes: float = DEFAULT_SESSION_GAP_MINUTES,
         use_rollups: bool = True,
         now: datetime | None = None,
+        reply_stage: str = DEFAULT_REPLY_STAGE,
     ) -> None:
         if store is None or isinstance(store, str):
             from ..config import Config
@@ -50,6 +62,7 @@ class Reader:
             store = open_store(Config.resolve(store=store).store)
         self.store = store
         self.session_gap_minutes = session_gap_minutes
+        self.reply_stage = reply_stage
         self.now = now
         options = {} if use_rollups else {"use_rollups": False}
         self.engine = engine_for(store, **options)
@@ -81,6 +94,7 @@ class Reader:
     def make(self, metric: str, **kw: Any) -> Query:
         kw.setdefault("session_gap_minutes", self.session_gap_minutes)
         kw.setdefault("now", self.now)
+        kw.setdefault("reply_stage", self.reply_stage)
         return make_query(metric, **kw)
 
     def query(
@@ -113,7 +127,7 @@ class Reader:
         return self.run(q)
 
     def run(self, query: Query) -> Result:
-        return self._answer(query, lambda: self.engine.run(query))
+        return self._answer(query, lambda: scaled(self.engine.run(query)))
 
     def window(
         self,

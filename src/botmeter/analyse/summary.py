@@ -32,6 +32,10 @@ def _figure(current: Any, previous: Any, *, floor: float = 0.0, enough: bool = T
     return out
 
 
+def _ms(*seconds: float | None) -> tuple[float | None, ...]:
+    return tuple(None if s is None else s * 1000 for s in seconds)
+
+
 def _enough(current: Any, previous: Any) -> bool:
     return min(current or 0, previous or 0) >= MIN_COUNT
 
@@ -82,19 +86,21 @@ def summarise(
         inbound, inbound_prev = both("inbound_messages")
         new, new_prev = both("new_users")
         errors, errors_prev = both("errors")
-        # One pass per period for the three percentiles: exact percentiles read the events.
+        # The headline speed is how long users wait for a reply: the reply stage's timings, one
+        # pass per period for the three percentiles (exact percentiles read the events).
         empty_lat = {"p50": None, "p95": None, "p99": None}
         lat = [
             attempt(
-                "latency_ms",
+                "reply_latency_s",
                 lambda w=w: reader.query(
-                    "latency_ms", start=w[0], end=w[1], interval=None, stat="p50,p95,p99"
+                    "reply_latency_s", start=w[0], end=w[1], interval=None, stat="p50,p95,p99"
                 ).rows[0],
                 empty_lat,
             )
             for w in (window, before)
         ]
         (p50, p95, p99), (p50_prev, p95_prev, p99_prev) = ((r["p50"], r["p95"], r["p99"]) for r in lat)
+        failed, failed_prev = both("failed_replies")
         length, _ = both("messages_per_conversation", "avg")
         duration, _ = both("conversation_duration_s", "avg")
         by_provider = attempt(
@@ -114,6 +120,8 @@ def summarise(
             if with_groups
             else None
         )
+        failure = failed / inbound if inbound and failed is not None else None
+        failure_prev = failed_prev / inbound_prev if inbound_prev and failed_prev is not None else None
         rate = errors / inbound if inbound else None
         rate_prev = errors_prev / inbound_prev if inbound_prev else None
         per_conv = cost / convs if convs else None
@@ -131,7 +139,7 @@ def summarise(
                 ("conversations", "conversations", None),
                 ("errors", "errors", None),
                 ("error_rate", "error_rate", None),
-                ("latency_p95_ms", "latency_ms", "p95"),
+                ("reply_latency_p95_s", "reply_latency_s", "p95"),
             )
         }
         forecast = attempt("forecast", lambda: month_end_forecast(reader, now, monthly_budget_usd), None)
@@ -169,6 +177,8 @@ def summarise(
         "errors": {
             "errors": _figure(errors, errors_prev, floor=MIN_COUNT),
             "error_rate": _figure(rate, rate_prev, enough=enough_inbound),
+            "failed_replies": _figure(failed, failed_prev, floor=MIN_COUNT),
+            "reply_failure_rate": _figure(failure, failure_prev, enough=enough_inbound),
             "by_category": {(r["category"] or "(none)"): r["count"] for r in by_category if r["count"]},
             "groups": None if groups is None else len(groups),
             "new_groups": None if groups is None else sum(1 for g in groups if g["status"] == "new"),
@@ -180,10 +190,15 @@ def summarise(
                 for g in (groups or [])[:5]
             ],
         },
+        # The reply latency (timings of the reply stage): seconds, and the same in milliseconds.
         "latency": {
-            "p50_ms": _figure(p50, p50_prev, enough=enough_inbound),
-            "p95_ms": _figure(p95, p95_prev, enough=enough_inbound),
-            "p99_ms": _figure(p99, p99_prev, enough=enough_inbound),
+            "reply_stage": getattr(reader, "reply_stage", "reply"),
+            "reply_p50_s": _figure(p50, p50_prev, enough=enough_inbound),
+            "reply_p95_s": _figure(p95, p95_prev, enough=enough_inbound),
+            "reply_p99_s": _figure(p99, p99_prev, enough=enough_inbound),
+            "p50_ms": _figure(*_ms(p50, p50_prev), enough=enough_inbound),
+            "p95_ms": _figure(*_ms(p95, p95_prev), enough=enough_inbound),
+            "p99_ms": _figure(*_ms(p99, p99_prev), enough=enough_inbound),
         },
         "anomalies": found,
         "alerts": alerts or [],

@@ -33,7 +33,7 @@ class Watched:
 WATCHED: tuple[Watched, ...] = (
     Watched("cost_usd", None, "cost", ("spike", "drop"), 0.01, "${:,.2f}"),
     Watched("error_rate", None, "error rate", ("spike",), 0.01, "{:.1%}"),
-    Watched("latency_ms", "p95", "p95 latency", ("spike",), 100.0, "{:,.0f} ms"),
+    Watched("reply_latency_s", "p95", "p95 reply latency", ("spike",), 0.1, "{:,.2f} s"),
     Watched("active_users", None, "active users", ("spike", "drop"), 3.0, "{:,.0f}"),
 )
 
@@ -147,12 +147,22 @@ def month_end_forecast(reader: Any, now: datetime, budget_usd: float | None = No
     month_end = month_start + timedelta(days=days_in_month)
     so_far = reader.query("cost_usd", start=month_start, end=now, interval=None).total() or 0.0
     today = floor_to(now, "day")
-    # The daily rate: the last 7 complete days (last month's included), else the month so far.
-    recent = (
-        reader.query("cost_usd", start=today - timedelta(days=7), end=today, interval=None).total() or 0.0
-    )
+    # The daily rate: the average over the last 7 complete days that have data (last month's
+    # included), so a bot started two days ago is not averaged over five empty days; with no
+    # complete day yet, the month so far.
+    daily = reader.query("cost_usd", start=today - timedelta(days=7), end=today, interval="day")
+    spent = [r["sum"] for r in daily.rows if r["sum"]]
     elapsed_days = (now - month_start).total_seconds() / 86400
-    rate = recent / 7 if recent else (so_far / elapsed_days if elapsed_days > 0 else 0.0)
+    if spent:
+        rate, based_on = sum(spent) / len(spent), len(spent)
+        method = (
+            f"month to date + average daily cost of the last {based_on} complete "
+            f"day{'s' if based_on != 1 else ''} with data x days left"
+        )
+    else:
+        rate = so_far / elapsed_days if elapsed_days > 0 else 0.0
+        based_on = 0
+        method = "month to date + the month's cost so far per day x days left (no complete day yet)"
     remaining_days = (month_end - now).total_seconds() / 86400
     projected = so_far + rate * remaining_days
     out: dict[str, Any] = {
@@ -161,7 +171,8 @@ def month_end_forecast(reader: Any, now: datetime, budget_usd: float | None = No
         "daily_rate_usd": rate,
         "days_left": round(remaining_days, 2),
         "projected_usd": projected,
-        "method": "month to date + average daily cost of the last 7 complete days x days left",
+        "days_of_data": based_on,
+        "method": method,
     }
     if budget_usd is not None:
         out["budget_usd"] = budget_usd

@@ -303,7 +303,11 @@ class Meter:
 
             raise ConfigError("this meter is disabled (BOTMETER_ENABLED=false): there is no store to read")
         self.flush()
-        return Reader(self.store, session_gap_minutes=self.config.session_gap_minutes)
+        return Reader(
+            self.store,
+            session_gap_minutes=self.config.session_gap_minutes,
+            reply_stage=self.config.reply_stage,
+        )
 
     def query(self, metric: str, **kw: Any) -> Any:
         """One metric over a window: ``meter.query("cost_usd", days=7, by="model")`` (``Reader.query``)."""

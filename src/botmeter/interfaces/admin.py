@@ -30,7 +30,7 @@ from .. import __version__
 from ..analyse.query import MAX_DAYS, days_from_text
 from ..process.privacy import UserHasher
 from ..report import responses
-from ..report.numbers import count, money, ms, percent
+from ..report.numbers import count, latency_s, money, percent
 from ..report.responses import Figure, Line, Report, Section, anomalies_section, change_figure, period_text
 
 if TYPE_CHECKING:
@@ -244,13 +244,22 @@ def analytics_status_report(reader: Any, days: int) -> Report:
     c, e, r, lat = summary["costs"], summary["engagement"], summary["errors"], summary["latency"]
 
     period = "today" if days == 1 else f"{days}d"
+    # A period of one day is today: its cost is today's cost, said once (against yesterday).
+    costs = (
+        (change_figure("Cost today", "today", c["total_usd"], money, True),)
+        if days == 1
+        else (
+            Figure("Cost today", money(today or 0.0), short="today", key=True),
+            change_figure(f"Cost, last {days} days", period, c["total_usd"], money, True),
+        )
+    )
     figures = (
-        Figure("Cost today", money(today or 0.0), short="today", key=True),
-        change_figure(f"Cost, last {days} days", period, c["total_usd"], money, True),
+        *costs,
         change_figure("Active users", "users", e["active_users"], count, True),
         change_figure("Conversations", "convs", e["conversations"], count, True),
         change_figure("Error rate", "err rate", r["error_rate"], percent, True),
-        change_figure("p95 latency", "p95", lat["p95_ms"], ms, True),
+        change_figure("Failed replies", "failed", r["reply_failure_rate"], percent, True),
+        change_figure("Reply p95", "reply p95", lat["reply_p95_s"], latency_s, True),
     )
     sections = (anomalies_section(summary["anomalies"], say_none=True),)
     notes = tuple(f"Not available from this store: {n}" for n in summary.get("unavailable", {}))

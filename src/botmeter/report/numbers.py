@@ -43,8 +43,19 @@ def seconds(v: float | None) -> str:
     return f"{v / 3600:.1f} h"
 
 
+def latency_s(v: float | None) -> str:
+    """A wait in seconds as people read it: 0.42 s, 7.96 s, 12.3 s, 2.5 min."""
+    if v is None:
+        return "-"
+    if v < 10:
+        return f"{v:.2f} s"
+    if v < 60:
+        return f"{v:.1f} s"
+    return seconds(v)
+
+
 def short_money(v: float | None) -> str:
     return "-" if v is None else "$" + short(v) if abs(v) >= 1 or v == 0 else f"${v:.3f}"
 
 
-__all__ = ["count", "money", "ms", "percent", "seconds", "short", "short_money"]
+__all__ = ["count", "latency_s", "money", "ms", "percent", "seconds", "short", "short_money"]

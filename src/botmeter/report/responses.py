@@ -29,7 +29,7 @@ from datetime import date, datetime
 from typing import Any
 
 from ..process.sms import gsm7_text, sms_parts
-from .numbers import count, money, ms, percent, seconds
+from .numbers import count, latency_s, money, ms, percent, seconds
 
 # -- the report --------------------------------------------------------------------------------------
 
@@ -123,9 +123,10 @@ def summary_report(summary: Mapping[str, Any]) -> Report:
         fig("Messages", "msgs", e["messages"], _num, True),
         fig("Errors", "errors", r["errors"], _num, False),
         fig("Error rate", "err rate", r["error_rate"], percent, True),
-        fig("p50 latency", "p50", lat["p50_ms"], ms, False),
-        fig("p95 latency", "p95", lat["p95_ms"], ms, True),
-        fig("p99 latency", "p99", lat["p99_ms"], ms, False),
+        fig("Failed replies", "failed", r["reply_failure_rate"], percent, True),
+        fig("Reply p50", "reply p50", lat["reply_p50_s"], latency_s, False),
+        fig("Reply p95", "reply p95", lat["reply_p95_s"], latency_s, True),
+        fig("Reply p99", "reply p99", lat["reply_p99_s"], latency_s, False),
     )
     sections: list[Section] = []
     alerts = summary.get("alerts") or []
@@ -143,7 +144,7 @@ def summary_report(summary: Mapping[str, Any]) -> Report:
     if f:
         text = (
             f"Month-end forecast ({f['month']}): {money(f['projected_usd'])} "
-            f"(so far {money(f['month_to_date_usd'])})"
+            f"(so far {money(f['month_to_date_usd'])}; {forecast_basis(f)})"
         )
         if "budget_usd" in f:
             text += f", budget {money(f['budget_usd'])}{' - OVER' if f['over_budget'] else ''}"
@@ -175,6 +176,14 @@ def summary_report(summary: Mapping[str, Any]) -> Report:
         short_title=f"botmeter {p['days']}d",
         notes=tuple(notes),
     )
+
+
+def forecast_basis(f: Mapping[str, Any]) -> str:
+    """What a month-end forecast rests on: "rate of the last 2 days" or "the month so far"."""
+    days = f.get("days_of_data")
+    if not days:
+        return "rate of the month so far, no complete day yet"
+    return f"daily rate {money(f['daily_rate_usd'])} from {days} day{'s' if days != 1 else ''} of data"
 
 
 def alerts_section(alerts: Sequence[Mapping[str, Any]], title: str = "Alerts") -> Section:

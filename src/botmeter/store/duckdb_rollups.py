@@ -17,10 +17,12 @@ are never behind the events and never count a replayed event twice:
   re-merges the sessions of the users it touches (interval merging: exact, and local).
 * ``rollup_conversation_totals``: per conversation: first and last message and how many, for
   figures per conversation (length, duration).
-* ``rollup_latency_days``: per complete UTC day, exact latency percentiles (p50, p90, p95, p99),
-  count, sum and maximum over timing and LLM-call events, overall and per stage, model, provider,
-  kind and channel. Percentiles do not add up, so a day is computed once it is over (and again if
-  late events arrive for it: its count then differs from ``rollup_hourly``'s, which readers check).
+* ``rollup_latency_days``: per complete UTC day and event kind (timing, LLM call), exact latency
+  percentiles (p50, p90, p95, p99), count, sum and maximum, overall and per dimension of
+  ``LATENCY_DIMS`` (``dim`` is ``kind:dimension``, ``timing:`` overall). A stage's latency and an
+  LLM call's are different figures, so the kinds are never pooled. Percentiles do not add up, so a
+  day is computed once it is over (and again if late events arrive for it: its count then differs
+  from ``rollup_hourly``'s, which readers check).
 * ``rollup_conversation_costs``: per conversation id and UTC day: events and cost (the top
   conversations by cost; ``rollup_hourly`` keeps the cost of events without an id).
 * ``rollup_days``: per UTC day, its first and last event: a query window that ends or starts
@@ -67,9 +69,12 @@ _HOURLY_SUMS = (
     "units",
 )
 
-# Latency percentiles kept per complete day: over these kinds, by these dimensions ('' = overall).
-LATENCY_KINDS = ("timing", "llm_call")
-LATENCY_DIMS = ("", "stage", "model", "provider", "kind", "channel")
+# Latency percentiles kept per complete day: per kind, by these dimensions ('' = overall).
+LATENCY_DIMS: dict[str, tuple[str, ...]] = {
+    "timing": ("", "stage", "channel"),
+    "llm_call": ("", "provider", "model", "stage", "channel"),
+}
+LATENCY_KINDS = tuple(LATENCY_DIMS)
 LATENCY_QUANTILES = (0.5, 0.9, 0.95, 0.99)
 
 DDL = [
@@ -336,10 +341,11 @@ def refresh_latency_days(con: Any, days: list[Any] | None = None) -> None:
         only = " AND h.d IN (SELECT unnest($days::DATE[]))"
     stale = con.execute(
         f"""
-        SELECT h.d FROM (SELECT CAST(hour AS DATE) AS d, bot, sum(latency_n) AS n FROM rollup_hourly
+        SELECT h.d FROM (SELECT CAST(hour AS DATE) AS d, bot, kind, sum(latency_n) AS n FROM rollup_hourly
                          WHERE kind IN ({kinds}) AND hour >= CAST($since AS TIMESTAMP)
                            AND hour < CAST($today AS TIMESTAMP) GROUP BY ALL) AS h
-        LEFT JOIN rollup_latency_days AS c ON c.day = h.d AND c.bot = h.bot AND c.dim = '' AND c.value = ''
+        LEFT JOIN rollup_latency_days AS c
+               ON c.day = h.d AND c.bot = h.bot AND c.dim = h.kind || ':' AND c.value = ''
         WHERE h.n > 0 AND c.n IS DISTINCT FROM h.n {only}
         GROUP BY h.d ORDER BY h.d
         """,
@@ -351,20 +357,28 @@ def refresh_latency_days(con: Any, days: list[Any] | None = None) -> None:
     con.execute("DELETE FROM rollup_latency_days WHERE day IN (SELECT unnest($d::DATE[]))", {"d": stale_days})
     quantiles = ", ".join(str(q) for q in LATENCY_QUANTILES)
     selects = []
-    for dim in LATENCY_DIMS:
-        value = f"coalesce({dim}, '')" if dim else "''"
-        selects.append(
-            f"SELECT day, bot, '{dim}' AS dim, {value} AS value, count(*), sum(l), max(l), "
-            f"quantile_cont(l, [{quantiles}]) FROM lat GROUP BY ALL"
-        )
+    for kind, dims in LATENCY_DIMS.items():
+        for dim in dims:
+            value = f"coalesce({dim}, '')" if dim else "''"
+            selects.append(
+                f"SELECT day, bot, '{kind}:{dim}' AS dim, {value} AS value, count(*), sum(l), max(l), "
+                f"quantile_cont(l, [{quantiles}]) FROM lat WHERE kind = '{kind}' GROUP BY ALL"
+            )
+    columns = sorted({d for dims in LATENCY_DIMS.values() for d in dims if d})
     con.execute(
         "INSERT INTO rollup_latency_days WITH lat AS MATERIALIZED ("
-        "SELECT CAST(ts AS DATE) AS day, coalesce(bot, '') AS bot, latency_ms AS l, "
-        + ", ".join(d for d in LATENCY_DIMS if d)
+        "SELECT CAST(ts AS DATE) AS day, coalesce(bot, '') AS bot, kind, latency_ms AS l, "
+        + ", ".join(columns)
         + f" FROM events WHERE kind IN ({kinds}) AND latency_ms IS NOT NULL "
         "AND CAST(ts AS DATE) IN (SELECT unnest($d::DATE[]))) " + " UNION ALL ".join(selects),
         {"d": stale_days},
     )
+
+
+def recompute_latency_days(con: Any) -> None:
+    """Every day's latency percentiles again (a store whose rows pooled timings and LLM calls)."""
+    con.execute("DELETE FROM rollup_latency_days")
+    refresh_latency_days(con)
 
 
 def _merge_sessions(con: Any, src: str, gap_s: int) -> None:

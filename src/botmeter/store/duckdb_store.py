@@ -31,7 +31,7 @@ from ..exceptions import SchemaError, StoreError, StoreLocked, StoreUnavailable
 from ..process.pipeline import CALLER_KEYS
 from . import duckdb_rollups as rollups
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CALLER_KEY_WINDOW = timedelta(days=7)
 _READER_NOTE_TTL = 10.0  # seconds a reader's request for the file is honoured
 _READER_WAIT = 2.0  # seconds a writer waits for requesting readers to get in
@@ -48,6 +48,8 @@ MIGRATIONS: dict[int, list[str | Callable[[duckdb.DuckDBPyConnection], None]]] =
         + ")",
     ],
     2: [*rollups.DDL, lambda con: rollups.rebuild(con, rollups.session_gap(con))],
+    # Latency per day kept per kind (a stage's timings apart from LLM calls), no longer pooled.
+    3: [rollups.recompute_latency_days],
 }
 
 # One process, one file, one connection at a time: DuckDB refuses a second connection to the

@@ -155,7 +155,7 @@ def test_query_command_json_rows_and_empty_buckets(store_url: str) -> None:
         main,
         [
             "query",
-            "latency_ms",
+            "llm_latency_ms",
             "--days",
             "3",
             "--interval",

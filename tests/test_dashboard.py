@@ -71,6 +71,20 @@ def test_the_json_follows_its_published_schema(built):
     assert data["period"]["days"] == 14 and not data["unavailable"]
 
 
+def test_top_users_show_country_and_messages_beside_the_hash(built, demo):
+    _, data = built
+    runner = CliRunner()
+    q = data["queries"]["top_users"]
+    for user in data["top_users"][:3]:
+        args = ["query", "messages", "--start", q["start"], "--end", q["end"], "--interval", "none",
+                "--by", "country", "--filter", f"user={user['user']}", "--format", "json", "--store", demo]
+        out = runner.invoke(main, args)
+        assert out.exit_code == 0, out.output
+        rows = json.loads(out.output)
+        assert user["messages"] == sum(r["value"] for r in rows) > 0
+        assert user["country"] == max(rows, key=lambda r: r["value"])["country"]
+
+
 def test_every_series_is_what_botmeter_query_gives(built, demo):
     _, data = built
     runner = CliRunner()
@@ -80,13 +94,20 @@ def test_every_series_is_what_botmeter_query_gives(built, demo):
         for option in ("by", "stat", "limit"):
             if q.get(option) is not None:
                 args += [f"--{option}", str(q[option])]
+        for dim, value in (q.get("filters") or {}).items():
+            args += ["--filter", f"{dim}={value}"]
         out = runner.invoke(main, args)
         assert out.exit_code == 0, (key, out.output)
         rows = json.loads(out.output)
         shown = data[key] if key != "traffic_by_hour" else None
         if key in ("conversation_length", "conversation_duration"):
             assert shown == {k: v for k, v in rows[0].items() if k != "bucket"}, key
-        elif key in ("top_users", "top_conversations", "activities"):
+        elif key == "top_users":
+            # The cost per user is the query's; messages and country come beside it.
+            assert [{k: u[k] for k in ("user", "value")} for u in shown] == [
+                {k: v for k, v in r.items() if k != "bucket"} for r in rows
+            ]
+        elif key in ("top_conversations", "activities"):
             assert shown == [{k: v for k, v in r.items() if k != "bucket"} for r in rows], key
         elif key == "traffic_by_hour":
             heat = data["traffic_heatmap"]

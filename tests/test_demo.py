@@ -232,3 +232,50 @@ def test_progress_and_summary_print_to_the_console(tmp_path: Path) -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="days"):
         run_demo("unused.duckdb", days=0)
+
+
+def test_reply_latency_and_failed_replies_match_an_independent_computation(small: DemoResult) -> None:
+    from botmeter.analyse import Reader
+    from botmeter.analyse.summary import summarise
+
+    reader = Reader(f"duckdb://{small.path}", now=END)
+    summary = summarise(reader, 7, END, compare_weeks=False, with_groups=False)
+    start = datetime.fromisoformat(summary["period"]["start"].replace("Z", "+00:00"))
+    rows = query(
+        small.path,
+        "SELECT kind, direction, conversation_id, stage, latency_ms, properties->>'$.failed', ts "
+        "FROM events WHERE ts >= $1 ORDER BY ts",
+        [start.replace(tzinfo=None)],
+    )
+    replies = [lat for kind, _, _, stage, lat, _, _ in rows if kind == "timing" and stage == "reply"]
+    # The demo's LLM calls carry the stage "reply" too: they are not the users' wait.
+    llm_reply = [lat for kind, _, _, stage, lat, _, _ in rows if kind == "llm_call" and stage == "reply"]
+    assert llm_reply and replies
+    lat = summary["latency"]
+    assert lat["reply_stage"] == "reply"
+    assert lat["reply_p95_s"]["value"] == pytest.approx(quantile_cont(replies, 0.95) / 1000)
+    assert lat["reply_p50_s"]["value"] == pytest.approx(quantile_cont(replies, 0.5) / 1000)
+    assert lat["p95_ms"]["value"] == pytest.approx(quantile_cont(replies, 0.95))
+    by_stage = reader.query("latency_ms", start=start, end=END, interval=None, by="stage", stat="p95").rows
+    assert {r["stage"]: r["p95"] for r in by_stage}["reply"] == pytest.approx(quantile_cont(replies, 0.95))
+    # Failed replies: walk each conversation's turns (an inbound message to the next).
+    turns: dict[str, list[list[tuple]]] = defaultdict(list)
+    for kind, direction, conversation, _, _, failed, ts in rows:
+        if kind not in ("message", "error") or conversation is None:
+            continue
+        if kind == "message" and direction == "in":
+            turns[conversation].append([ts])
+        elif turns[conversation]:
+            turns[conversation][-1].append((kind, direction, failed == "true"))
+    failed_turns = 0
+    for conversation_turns in turns.values():
+        for _, *rest in conversation_turns:
+            bad = any(k == "error" or (d == "out" and f) for k, d, f in rest)
+            good = any(k == "message" and d == "out" and not f for k, d, f in rest)
+            failed_turns += bad and not good
+    errors = summary["errors"]
+    inbound = summary["engagement"]["inbound_messages"]["value"]
+    assert errors["failed_replies"]["value"] == failed_turns > 0
+    assert errors["reply_failure_rate"]["value"] == pytest.approx(failed_turns / inbound)
+    # Retried errors make the error rate larger than the share of replies that failed.
+    assert errors["reply_failure_rate"]["value"] < errors["error_rate"]["value"]

@@ -657,7 +657,8 @@ class _Sim:
             reply = _APOLOGY
         else:
             history += answered
-        return self.reply(rng, user.phone, conv, t, reply, elapsed), history, cache
+        sent = self.reply(rng, user.phone, conv, t, reply, elapsed, failed=answered is None)
+        return sent, history, cache
 
     def llm_call(
         self,
@@ -764,8 +765,18 @@ class _Sim:
             return "network"
         return None
 
-    def reply(self, rng: random.Random, phone: str, conv: str, t: float, text: str, elapsed: float) -> float:
-        """The outbound SMS and the stage timings; returns when it was sent."""
+    def reply(
+        self,
+        rng: random.Random,
+        phone: str,
+        conv: str,
+        t: float,
+        text: str,
+        elapsed: float,
+        failed: bool = False,
+    ) -> float:
+        """The outbound SMS and the stage timings; returns when it was sent. An apology instead of an
+        answer is marked failed (properties {"failed": true}): the user got no reply to the message."""
         who = {"user": phone, "conversation": conv}
         send_ms = rng.lognormvariate(math.log(220), 0.35)
         if rng.random() < 0.005:
@@ -773,7 +784,8 @@ class _Sim:
         elapsed += send_ms
         sent = t + elapsed / 1000
         self.emit(self.timing, sent, "sms_send", send_ms, provider="twilio", **who)
-        self.emit(self.sms, sent, direction="out", text=text, **who)
+        marked = {"properties": {"failed": True}} if failed else {}
+        self.emit(self.sms, sent, direction="out", text=text, **who, **marked)
         self.emit(self.timing, sent, "reply", elapsed, **who)
         inc = self.incident("carrier", sent)
         p = inc.p if inc and phone.startswith(inc.country or "") else 0.003

@@ -240,25 +240,36 @@ class Reader:
     def latency(
         self, days: int | None = 7, *, start: Any = None, end: Any = None, as_frame: bool = False
     ) -> Any:
-        """Response-time percentiles overall, per stage and per model, and per day."""
+        """The reply latency (the reply stage's timings; ``overall`` and per day), each stage's own
+        timings, and LLM-call latency per model, in milliseconds."""
         window = self.window(days, start, end)
         stats = "p50,p90,p95,p99,max,avg,count"
+        reply = {"stage": self.reply_stage}
         with self.session():
-            overall = self.query("latency_ms", start=window[0], end=window[1], interval=None, stat=stats)
+            overall = self.query(
+                "latency_ms", start=window[0], end=window[1], interval=None, stat=stats, filters=reply
+            )
             by_stage = self.query(
                 "latency_ms", start=window[0], end=window[1], interval=None, by="stage", stat=stats
             )
             by_model = self.query(
-                "latency_ms", start=window[0], end=window[1], interval=None, by="model", stat=stats
+                "llm_latency_ms", start=window[0], end=window[1], interval=None, by="model", stat=stats
             )
             daily = self.query(
-                "latency_ms", start=window[0], end=window[1], interval="day", stat="p50,p95,p99"
+                "latency_ms",
+                start=window[0],
+                end=window[1],
+                interval="day",
+                stat="p50,p95,p99",
+                filters=reply,
             )
             out = {
                 "period": _period(window),
+                "reply_stage": self.reply_stage,
                 "overall": _stats(overall),
-                "by_stage": {(r["stage"] or "(none)"): _pick(r, overall.stats) for r in by_stage.rows},
-                "by_model": {(r["model"] or "(none)"): _pick(r, overall.stats) for r in by_model.rows},
+                # Timings always name a stage and LLM calls a model: no "(none)" group to show.
+                "by_stage": {r["stage"]: _pick(r, overall.stats) for r in by_stage.rows if r["stage"]},
+                "by_model": {r["model"]: _pick(r, overall.stats) for r in by_model.rows if r["model"]},
                 "daily": [{"day": iso(r["bucket"]), **_pick(r, daily.stats)} for r in daily.rows],
             }
         return frame(out["daily"]) if as_frame else out

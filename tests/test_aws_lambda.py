@@ -316,8 +316,18 @@ def test_http_metric_through_rest_and_http_api_events(filled):
         costs = {r["model"]: r["value"] for r in payload["rows"] if r["value"]}  # the error: no cost
         assert costs == pytest.approx({"gpt-4o": 10.0, "claude-x": 0.34})
 
-    p95 = body(handler(http_api_event("/metrics/latency_ms", "days=1&stat=p95&interval=day"), None))
+    p95 = body(handler(http_api_event("/metrics/llm_latency_ms", "days=1&stat=p95&interval=day"), None))
     assert p95["stats"] == ["p95"] and p95["rows"][-1]["value"] == pytest.approx(902.85)
+
+
+def test_http_filter_by_phone_number_finds_the_hashed_user(filled, monkeypatch):
+    from botmeter.aws_lambda import handler
+
+    monkeypatch.setenv("BOTMETER_HASH_KEY", HASH_KEY)  # the key the bot hashed its users with
+    query = "days=1&interval=none&filter=" + urllib.parse.quote("user=+1 555 000 0002")
+    answer = handler(http_api_event("/metrics/cost_usd", query), None)
+    assert answer["statusCode"] == 200, answer
+    assert [r["value"] for r in body(answer)["rows"]] == [pytest.approx(2.5)]
 
 
 def test_http_bad_input_names_the_field(filled):

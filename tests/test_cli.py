@@ -193,3 +193,25 @@ def test_reprice_with_a_bad_file_says_what_is_wrong_in_one_line(
     assert run.returncode != 0
     assert "Traceback" not in run.stderr, run.stderr
     assert str(path) in run.stderr and expected in run.stderr, run.stderr
+
+
+def test_filter_by_phone_number_finds_the_hashed_user(store_url, store_path):
+    # Users are stored as keyed hashes; people look them up by the number they know.
+    meter = Meter(bot="b", store=store_url)
+    for user, cost in (("+447700900123", 0.49), ("+447700900999", 0.10)):
+        meter.track_sms(direction="in", text="hi", user=user, conversation=user, cost_usd=cost / 2)
+        meter.track_llm_call(provider="openai", model="gpt-4o", input_tokens=10, cost_usd=cost / 2,
+                             user=user, conversation=user)  # fmt: skip
+    meter.close()
+    assert "+447700900123" not in str(query(store_path, "SELECT user_id, conversation_id FROM events"))
+    for spelling in ("+447700900123", "+44 7700 900123"):
+        for dim in ("user", "conversation"):
+            result = invoke("query", "cost_usd", "--interval", "none", "--filter", f"{dim}={spelling}",
+                            "--format", "json", "--store", store_url)  # fmt: skip
+            assert result.exit_code == 0, result.output
+            assert [r["value"] for r in json.loads(result.output)] == [pytest.approx(0.49)], (dim, spelling)
+    # A stored hash (from a breakdown by user) still finds its user.
+    hashed = query(store_path, "SELECT user_id FROM events WHERE cost_usd > 0.2 LIMIT 1")[0][0]
+    result = invoke("query", "messages", "--interval", "none", "--filter", f"user={hashed}",
+                    "--format", "json", "--store", store_url)  # fmt: skip
+    assert [r["value"] for r in json.loads(result.output)] == [1]

@@ -142,7 +142,10 @@ def _reader() -> Any:
 
     config = Config.resolve()
     return Reader(
-        config.store, session_gap_minutes=config.session_gap_minutes, reply_stage=config.reply_stage
+        config.store,
+        session_gap_minutes=config.session_gap_minutes,
+        reply_stage=config.reply_stage,
+        hash_key=config.hash_key,
     )
 
 

@@ -17,6 +17,7 @@ from datetime import date, datetime
 from typing import Any
 
 from ..exceptions import ConfigError
+from ..process.privacy import UserHasher, existing_key, key_paths, lookup_values
 from ..store import Store, open_store
 from .catalogue import DEFAULT_REPLY_STAGE
 from .query import (
@@ -54,15 +55,22 @@ class Reader:
         session_gap_minutes: float = DEFAULT_SESSION_GAP_MINUTES,
         use_rollups: bool = True,
         now: datetime | None = None,
-        reply_stage: str = DEFAULT_REPLY_STAGE,
+        reply_stage: str | None = None,
+        hash_key: str | None = None,
     ) -> None:
+        """``reply_stage`` and ``hash_key`` default to ``BOTMETER_REPLY_STAGE`` and
+        ``BOTMETER_HASH_KEY`` (else the key kept beside the store)."""
+        from ..config import setting_from_env
+
         if store is None or isinstance(store, str):
             from ..config import Config
 
             store = open_store(Config.resolve(store=store).store)
         self.store = store
         self.session_gap_minutes = session_gap_minutes
-        self.reply_stage = reply_stage
+        self.reply_stage = reply_stage or setting_from_env("reply_stage") or DEFAULT_REPLY_STAGE
+        self._hash_key = hash_key if hash_key is not None else setting_from_env("hash_key")
+        self._hasher: Any = None
         self.now = now
         options = {} if use_rollups else {"use_rollups": False}
         self.engine = engine_for(store, **options)
@@ -95,7 +103,31 @@ class Reader:
         kw.setdefault("session_gap_minutes", self.session_gap_minutes)
         kw.setdefault("now", self.now)
         kw.setdefault("reply_stage", self.reply_stage)
+        if kw.get("filters"):
+            kw["filters"] = self.lookup_filters(kw["filters"])
         return make_query(metric, **kw)
+
+    def lookup_filters(self, filters: Mapping[str, Any]) -> dict[str, Any]:
+        """User and conversation filter values as stored: a phone number typed by a person is
+        looked up by its hash as well (the same keyed hash the ids were stored with)."""
+        out = dict(filters)
+        for dim in ("user", "conversation"):
+            value = out.get(dim)
+            values = [value] if isinstance(value, str) else value
+            if not values or not all(isinstance(v, str) for v in values):
+                continue  # make_query says what is wrong with it
+            hasher = self._user_hasher()
+            if hasher is not None:
+                out[dim] = lookup_values(hasher, dim, list(values))
+        return out
+
+    def _user_hasher(self) -> Any:
+        if self._hasher is None:
+            default = getattr(self.store, "default_key_path", None)
+            paths = key_paths(default(), str(getattr(self.store, "url", ""))) if default else []
+            key = existing_key(self._hash_key, paths)
+            self._hasher = UserHasher(key) if key is not None else False
+        return self._hasher or None
 
     def query(
         self,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import hashlib
 import logging
 import os
 import secrets
@@ -25,7 +24,7 @@ from typing import Any, TypeVar
 from ..config import Config
 from ..events import RECORDS
 from ..process.pipeline import Pipeline, Processor
-from ..process.privacy import UserHasher, key_from_setting, load_or_create_key
+from ..process.privacy import UserHasher, key_from_setting, key_paths, load_or_create_key
 from ..store import Store, open_store
 from ..store.spool import Spool
 from .recorder import fast_path_available, make_recorder
@@ -109,10 +108,7 @@ class Meter:
         if self.config.hash_key:
             return key_from_setting(self.config.hash_key)
         assert self.store is not None
-        candidates = [self.store.default_key_path()]
-        digest = hashlib.sha256(self.config.store.encode()).hexdigest()[:16]
-        candidates.append(Path.home() / ".cache" / "botmeter" / "keys" / f"{digest}.key")
-        for path in candidates:
+        for path in key_paths(self.store.default_key_path(), self.config.store):
             try:
                 return load_or_create_key(path)
             except OSError as exc:
@@ -307,6 +303,7 @@ class Meter:
             self.store,
             session_gap_minutes=self.config.session_gap_minutes,
             reply_stage=self.config.reply_stage,
+            hash_key=self.config.hash_key,
         )
 
     def query(self, metric: str, **kw: Any) -> Any:

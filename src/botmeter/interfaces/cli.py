@@ -172,7 +172,7 @@ def _reader(config: Config, session_gap: float | None = None) -> Any:
     if path is not None and not Path(path).exists():
         raise click.ClickException(f"no store at {path}: track some events or run `botmeter demo` first")
     gap = config.session_gap_minutes if session_gap is None else session_gap
-    return Reader(store, session_gap_minutes=gap, reply_stage=config.reply_stage)
+    return Reader(store, session_gap_minutes=gap, reply_stage=config.reply_stage, hash_key=config.hash_key)
 
 
 def _fail(exc: BotmeterError) -> click.ClickException:

@@ -74,6 +74,37 @@ class UserHasher:
         return out
 
 
+def key_paths(default_path: Path, store_url: str) -> list[Path]:
+    """Where a store's key is kept: beside the store, else in the user's cache (by store URL)."""
+    digest = hashlib.sha256(store_url.encode()).hexdigest()[:16]
+    return [default_path, Path.home() / ".cache" / "botmeter" / "keys" / f"{digest}.key"]
+
+
+def existing_key(hash_key: str | None, paths: list[Path]) -> bytes | None:
+    """The key user ids were hashed with, for looking them up: the configured one, else the first
+    kept key found. Never creates one (None: no key, so nothing was hashed with one here)."""
+    if hash_key:
+        return key_from_setting(hash_key)
+    for path in paths:
+        try:
+            return bytes.fromhex(path.read_text().strip())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def lookup_values(hasher: UserHasher, dimension: str, values: list[str]) -> list[str]:
+    """Filter values for user or conversation ids as people type them (a phone number) and as
+    they are stored (its hash): both are kept, so a stored hash given back still matches."""
+    out = list(values)
+    for value in values:
+        # Conversation ids are hashed when they are phone numbers.
+        hashed = hasher.hash(value) if dimension == "user" else hasher.hash_phone_like([value])[0]
+        if hashed != value and hashed not in out:
+            out.append(hashed)
+    return out
+
+
 def key_from_setting(value: str) -> bytes:
     """A configured key: hex if it looks like hex, else its UTF-8 bytes (at least 16)."""
     try:

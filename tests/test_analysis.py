@@ -394,6 +394,30 @@ def test_a_store_from_before_the_rollups_gets_them_built_on_open(store_url: str,
     assert fast.query("active_users", days=5, interval=None).total() == 12
 
 
+def test_a_schema_2_store_gets_turns_and_latency_per_kind_on_open(store_url: str, store_path: Path) -> None:
+    import duckdb
+
+    meter = _meter(store_url)
+    _traffic(meter, _day(3), 12, errors=3, cost_calls=5)
+    _traffic(meter, _day(2), 9, errors=2, cost_calls=2)
+    meter.track_message(direction="in", user="lost", ts=_day(2, 15))
+    meter.track_error(TimeoutError("no reply"), user="lost", ts=_day(2, 15) + timedelta(seconds=5))
+    meter.close()
+    # Make it look like a schema-2 file: no turns, latency days pooled over kinds.
+    con = duckdb.connect(str(store_path))
+    con.execute("DROP TABLE rollup_turns")
+    con.execute("UPDATE rollup_latency_days SET dim = replace(dim, 'timing:', '') WHERE dim LIKE 'timing:%'")
+    con.execute("DELETE FROM rollup_latency_days WHERE dim LIKE 'llm_call:%'")
+    con.execute("UPDATE botmeter_meta SET value = '2' WHERE key = 'schema_version'")
+    con.close()
+    fast, plain = Reader(store_url, now=NOW), Reader(store_url, now=NOW, use_rollups=False)
+    failed = fast.query("failed_replies", days=5)
+    assert failed.source == "rollups" and failed.rows == plain.query("failed_replies", days=5).rows
+    assert sum(r["count"] for r in failed.rows) == 1  # the others were answered after their errors
+    lat = fast.query("latency_ms", days=5, by="stage", stat="p95")
+    assert lat.source == "rollups" and lat.rows == plain.query("latency_ms", days=5, by="stage", stat="p95").rows
+
+
 def test_limit_keeps_the_largest_groups_of_any_metric(store_url: str) -> None:
     meter = _meter(store_url)
     for i, channel in enumerate(["sms"] * 3 + ["web"] * 2 + ["slack"]):

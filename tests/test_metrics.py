@@ -894,6 +894,27 @@ def test_another_session_gap(data: Data, use_rollups: bool) -> None:
         assert "gaps of more than 10 minutes" in " ".join(result.notes)
 
 
+def test_turns_kept_write_by_write_equal_turns_rebuilt_from_the_events(data: Data, tmp_path: Path) -> None:
+    # The writes came shuffled, late (inbound messages after their replies and errors) and replayed.
+    import shutil
+
+    import duckdb
+
+    from botmeter.store.duckdb_rollups import rebuild_turns
+
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(data.path, copy)
+    con = duckdb.connect(str(copy))
+    try:
+        order = "SELECT * FROM rollup_turns ORDER BY ALL"
+        kept = con.execute(order).fetchall()
+        rebuild_turns(con)
+        assert kept == con.execute(order).fetchall()
+        assert sum(1 for row in kept if row[5] and not row[6]) > 20
+    finally:
+        con.close()
+
+
 def test_rollup_path_answers_from_the_rollups(data: Data) -> None:
     reader = Reader(data.url, now=NOW)
     for metric, kw in (
@@ -906,6 +927,7 @@ def test_rollup_path_answers_from_the_rollups(data: Data) -> None:
         ("latency_ms", {**DAYS, "stat": "avg,count"}),
         ("reply_latency_s", {**DAYS, "stat": "p50,p95"}),
         ("llm_latency_ms", {**DAYS, "by": "model", "stat": "p95"}),
+        ("failed_replies", DAYS),
     ):
         assert reader.query(metric, **kw).source == "rollups", (metric, kw)
     assert Reader(data.url, now=NOW, use_rollups=False).query("cost_usd", **DAYS).source == "events"

@@ -14,7 +14,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..store.duckdb_rollups import HOURLY_KEYS, LATENCY_DIMS, LATENCY_QUANTILES
+from ..store.duckdb_rollups import (
+    HOURLY_KEYS,
+    LATENCY_DIMS,
+    LATENCY_QUANTILES,
+    TURN_EVENT,
+    TURN_EVENT_WHERE,
+    TURNS_FROM_EVENTS,
+)
 from .catalogue import DIMENSIONS, PERCENTILES, Metric
 from .query import Query, Result, fill_buckets, ratio_result, top_groups
 
@@ -649,51 +656,37 @@ class DuckDBEngine:
 
     def _failed_replies(self, q: Query, metric: Metric) -> tuple[list[dict[str, Any]], str]:
         """Inbound messages in the window whose turn holds an error or a reply marked failed and no
-        good reply (see the catalogue). Only conversations with such an event are read in full."""
+        good reply (see the catalogue): from ``rollup_turns``, or by walking the events."""
         stat = q.stats[0]
         p = Params()
         start, end = p.add(_naive(q.start)), p.add(_naive(q.end))
-        key = "coalesce('c:' || conversation_id, 'u:' || user_id)"
-        failed = (
-            "(properties IS NOT NULL AND contains(CAST(properties AS VARCHAR), 'failed') "
-            "AND properties->>'$.failed' = 'true')"
-        )
-        inbound = "(kind = 'message' AND direction = 'in')"
-        outbound = "(kind = 'message' AND direction = 'out')"
-        conds = [c for c in self._conditions(q, metric, p)]
+        conds = [c for c in self._conditions(q, metric, p) if not c.startswith("kind ")]
         dims_out = "".join(", nullif(bot, '') AS bot" if d == "bot" else f", {d}" for d in q.by)
-        sql = f"""
-            WITH marked AS (
-                SELECT DISTINCT coalesce(bot, '') AS bot, {key} AS key FROM events
-                WHERE ts >= {start} AND (conversation_id IS NOT NULL OR user_id IS NOT NULL)
-                  AND (kind = 'error' OR ({outbound} AND {failed}))
-            ), rows AS (
-                SELECT ts, coalesce(bot, '') AS bot, {key} AS key, channel, {inbound} AS inbound,
-                       kind = 'error' OR ({outbound} AND {failed}) AS bad,
-                       {outbound} AND NOT {failed} AS answered
-                FROM events
-                WHERE ts >= {start} AND kind IN ('message', 'error')
-                  AND (conversation_id IS NOT NULL OR user_id IS NOT NULL)
-                  AND (coalesce(bot, ''), {key}) IN (SELECT (bot, key) FROM marked)
-            ), turns AS (
-                SELECT *, sum(CAST(inbound AS INTEGER)) OVER (
-                    PARTITION BY bot, key ORDER BY ts, inbound DESC ROWS UNBOUNDED PRECEDING) AS turn
-                FROM rows
-            ), per_turn AS (
-                SELECT min(ts) FILTER (WHERE inbound) AS ts, bot,
-                       any_value(channel) FILTER (WHERE inbound) AS channel,
-                       bool_or(bad) AND NOT bool_or(answered) AS failed
-                FROM turns WHERE turn > 0 GROUP BY bot, key, turn
+        where = "".join(f" AND {c}" for c in conds)
+        if self.use_rollups:
+            sql = (
+                f"SELECT {self._bucket(q, 'ts', p)} AS bucket{dims_out}, count(*) AS {stat} "
+                f"FROM rollup_turns WHERE bad AND NOT answered AND ts >= {start} AND ts < {end}{where} "
+                "GROUP BY ALL"
             )
-            SELECT {self._bucket(q, 'ts', p)} AS bucket{dims_out}, count(*) AS {stat} FROM per_turn
-            WHERE failed AND ts >= {start} AND ts < {end}
-            {''.join(f' AND {c}' for c in conds if not c.startswith('kind '))}
-            GROUP BY ALL
-        """
+            source = "rollups"
+        else:
+            # Only conversations with an error or a reply marked failed since the start are walked.
+            sql = f"""
+                WITH rows AS (SELECT {TURN_EVENT} FROM events WHERE {TURN_EVENT_WHERE} AND ts >= {start}),
+                marked AS (SELECT DISTINCT bot, key FROM rows WHERE bad),
+                turns AS ({TURNS_FROM_EVENTS.format(
+                    src="(SELECT * FROM rows SEMI JOIN marked USING (bot, key))"
+                ).split(" ON CONFLICT")[0]})
+                SELECT {self._bucket(q, 'ts', p)} AS bucket{dims_out}, count(*) AS {stat}
+                FROM (SELECT * FROM turns AS t (bot, key, ts, channel, last_ts, bad, answered))
+                WHERE bad AND NOT answered AND ts >= {start} AND ts < {end}{where} GROUP BY ALL
+            """
+            source = "events"
         rows = self._dicts(sql, p)
         for row in rows:
             row[stat] = int(row[stat] or 0)
-        return rows, "events"
+        return rows, source
 
     def error_groups(self, start: datetime, end: datetime, quiet_days: int) -> list[dict[str, Any]]:
         with self.session():

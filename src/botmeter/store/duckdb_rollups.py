@@ -25,6 +25,13 @@ are never behind the events and never count a replayed event twice:
   from ``rollup_hourly``'s, which readers check).
 * ``rollup_conversation_costs``: per conversation id and UTC day: events and cost (the top
   conversations by cost; ``rollup_hourly`` keeps the cost of events without an id).
+* ``rollup_turns``: per inbound message (a turn: it and what follows in its conversation until the
+  next inbound message; the conversation is its id, else the user): whether the turn holds an
+  error or a reply marked failed (``bad``), a reply not marked failed (``answered``), and its
+  last event. Failed replies are the turns that are bad and not answered. Each write adds its
+  events to their turns; a late inbound message that splits a turn recomputes that conversation
+  from the events. Events before a conversation's first inbound message wait in a turn at
+  ``NO_TURN`` (so a late first message finds them); no query window reaches it.
 * ``rollup_days``: per UTC day, its first and last event: a query window that ends or starts
   inside a day can still use that day's rollups when all of the day's events lie in the window.
 
@@ -104,6 +111,45 @@ DDL = [
     "CREATE TABLE IF NOT EXISTS rollup_days (day DATE PRIMARY KEY, first_ts TIMESTAMP, last_ts TIMESTAMP, "
     "events BIGINT)",
 ]
+TURNS_DDL = (
+    "CREATE TABLE IF NOT EXISTS rollup_turns (bot VARCHAR NOT NULL, key VARCHAR NOT NULL, "
+    "ts TIMESTAMP NOT NULL, channel VARCHAR, last_ts TIMESTAMP, bad BOOLEAN, answered BOOLEAN, "
+    "PRIMARY KEY (bot, key, ts))"
+)
+
+# A reply the bot marks as failed: properties {"failed": true} on an outbound message.
+MARKED_FAILED = (
+    "(properties IS NOT NULL AND contains(CAST(properties AS VARCHAR), 'failed') "
+    "AND properties->>'$.failed' = 'true')"
+)
+# The columns of an event's part in a turn (over a relation of events).
+TURN_EVENT = (
+    "coalesce(bot, '') AS bot, coalesce('c:' || conversation_id, 'u:' || user_id) AS key, ts, channel, "
+    "kind = 'message' AND direction = 'in' AS inbound, "
+    f"kind = 'error' OR (kind = 'message' AND direction = 'out' AND {MARKED_FAILED}) AS bad, "
+    f"kind = 'message' AND direction = 'out' AND NOT {MARKED_FAILED} AS answered"
+)
+TURN_EVENT_WHERE = "kind IN ('message', 'error') AND (conversation_id IS NOT NULL OR user_id IS NOT NULL)"
+NO_TURN = "TIMESTAMP '0001-01-01'"
+_TURNS_MERGE = (
+    " ON CONFLICT DO UPDATE SET last_ts = greatest(last_ts, EXCLUDED.last_ts), "
+    "bad = bad OR EXCLUDED.bad, answered = answered OR EXCLUDED.answered"
+)
+# Turns from events in time order (an inbound message first among equal times): {src} holds
+# TURN_EVENT rows. Merging is idempotent (flags and a maximum), so an event seen twice is harmless.
+TURNS_FROM_EVENTS = (
+    """
+    SELECT bot, key, CASE WHEN turn = 0 THEN """
+    + NO_TURN
+    + """ ELSE min(ts) FILTER (WHERE inbound) END AS ts,
+           any_value(channel) FILTER (WHERE inbound), max(ts), bool_or(bad), bool_or(answered)
+    FROM (SELECT *, sum(CAST(inbound AS INTEGER)) OVER (
+              PARTITION BY bot, key ORDER BY ts, inbound DESC ROWS UNBOUNDED PRECEDING) AS turn
+          FROM {src})
+    GROUP BY bot, key, turn
+"""
+    + _TURNS_MERGE
+)
 
 _HOURLY_SELECT = (
     "SELECT date_trunc('hour', ts) AS hour, "
@@ -198,6 +244,7 @@ def add(con: Any, src: str, gap_s: int, table: pa.Table) -> None:
         finally:
             con.unregister(name)
     _merge_sessions(con, src, gap_s)
+    merge_turns(con, src)
     # Days that are over and touched by this batch (late events), and yesterday once today began.
     days = [
         row[0]
@@ -381,6 +428,88 @@ def recompute_latency_days(con: Any) -> None:
     refresh_latency_days(con)
 
 
+def merge_turns(con: Any, src: str) -> None:
+    """Adds a batch's messages and errors to their turns (see ``rollup_turns``)."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _bm_turn_events AS SELECT {TURN_EVENT} FROM {src} "
+        f"WHERE {TURN_EVENT_WHERE}"
+    )
+    try:
+        if not con.execute("SELECT count(*) FROM _bm_turn_events").fetchall()[0][0]:
+            return
+        # The stored turns of these conversations (a hash probe over the turns' keys).
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _bm_turns_old AS SELECT t.* FROM rollup_turns AS t SEMI JOIN "
+            "(SELECT DISTINCT bot, key FROM _bm_turn_events) AS k ON t.bot = k.bot AND t.key = k.key"
+        )
+        # A late inbound message inside a stored turn that has events after it splits that turn:
+        # those conversations are recomputed from the events, from the turn holding this batch's
+        # first event of theirs (or the split turn, if earlier) on.
+        split = con.execute(
+            """
+            WITH late AS (
+                SELECT i.bot, i.key, min(p.ts) AS p_ts FROM (SELECT * FROM _bm_turn_events WHERE inbound) AS i
+                ASOF JOIN _bm_turns_old AS p ON i.bot = p.bot AND i.key = p.key AND i.ts > p.ts
+                WHERE p.last_ts >= i.ts GROUP BY ALL
+            ), first AS (
+                SELECT b.bot, b.key, coalesce(t.ts, b.lo) AS lo
+                FROM (SELECT bot, key, min(ts) AS lo FROM _bm_turn_events GROUP BY ALL) AS b
+                ASOF LEFT JOIN _bm_turns_old AS t ON b.bot = t.bot AND b.key = t.key AND b.lo >= t.ts
+            )
+            SELECT late.bot, late.key, least(late.p_ts, first.lo) FROM late JOIN first USING (bot, key)
+            """
+        ).fetchall()
+        for bot, key, since in split:
+            _recompute_turns(con, bot, key, since)
+        if split:
+            con.execute(
+                "DELETE FROM _bm_turn_events AS e USING (SELECT unnest($b) AS bot, unnest($k) AS key) AS s "
+                "WHERE e.bot = s.bot AND e.key = s.key",
+                {"b": [r[0] for r in split], "k": [r[1] for r in split]},
+            )
+        # Each event joins the latest turn that began at or before it: a stored one or one of
+        # this batch's inbound messages (before a conversation's first inbound: NO_TURN).
+        con.execute(
+            f"""
+            INSERT INTO rollup_turns
+            WITH starts AS (
+                SELECT bot, key, ts, channel FROM _bm_turns_old
+                UNION ALL SELECT bot, key, ts, channel FROM _bm_turn_events WHERE inbound
+                UNION ALL SELECT DISTINCT bot, key, {NO_TURN}, NULL FROM _bm_turn_events
+            ), placed AS (
+                SELECT s.bot, s.key, s.ts, s.channel, e.ts AS event_ts, e.bad, e.answered
+                FROM _bm_turn_events AS e ASOF JOIN starts AS s
+                  ON e.bot = s.bot AND e.key = s.key AND e.ts >= s.ts
+            )
+            SELECT bot, key, ts, any_value(channel), max(event_ts), bool_or(bad), bool_or(answered)
+            FROM placed GROUP BY bot, key, ts
+            """
+            + _TURNS_MERGE
+        )
+    finally:
+        for table in ("_bm_turn_events", "_bm_turns_old"):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _recompute_turns(con: Any, bot: str, key: str, since: Any) -> None:
+    """One conversation's turns from ``since`` on, again from the events."""
+    params = {"bot": bot, "key": key, "since": since}
+    con.execute("DELETE FROM rollup_turns WHERE bot = $bot AND key = $key AND ts >= $since", params)
+    rows = (
+        f"(SELECT * FROM (SELECT {TURN_EVENT} FROM events WHERE {TURN_EVENT_WHERE} AND ts >= $since) "
+        "WHERE bot = $bot AND key = $key)"
+    )  # events before the first inbound from ``since`` on join the stored turns' NO_TURN
+    con.execute(f"INSERT INTO rollup_turns {TURNS_FROM_EVENTS.format(src=rows)}", params)
+
+
+def rebuild_turns(con: Any) -> None:
+    """Every turn again from the events (a migration, a rebuild)."""
+    con.execute(TURNS_DDL)
+    con.execute("DELETE FROM rollup_turns")
+    rows = f"(SELECT {TURN_EVENT} FROM events WHERE {TURN_EVENT_WHERE})"
+    con.execute(f"INSERT INTO rollup_turns {TURNS_FROM_EVENTS.format(src=rows)}")
+
+
 def _merge_sessions(con: Any, src: str, gap_s: int) -> None:
     """Folds messages without a conversation id into their users' sessions (gap > ``gap_s`` splits)."""
     con.execute(
@@ -482,6 +611,7 @@ def rebuild(con: Any, gap_s: int) -> None:
         "rollup_conversation_costs",
     ):
         con.execute(f"DELETE FROM {table}")
+    rebuild_turns(con)
     con.execute(f"INSERT INTO rollup_hourly {_HOURLY_SELECT.format(src='events', where='')}")
     con.execute(f"INSERT INTO rollup_users {_USERS_SELECT.format(src='events', and_where='')}")
     con.execute(f"INSERT INTO rollup_days {_DAYS_SELECT.format(src='events', where='')}")

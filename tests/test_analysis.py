@@ -415,7 +415,8 @@ def test_a_schema_2_store_gets_turns_and_latency_per_kind_on_open(store_url: str
     assert failed.source == "rollups" and failed.rows == plain.query("failed_replies", days=5).rows
     assert sum(r["count"] for r in failed.rows) == 1  # the others were answered after their errors
     lat = fast.query("latency_ms", days=5, by="stage", stat="p95")
-    assert lat.source == "rollups" and lat.rows == plain.query("latency_ms", days=5, by="stage", stat="p95").rows
+    assert lat.source == "rollups"
+    assert lat.rows == plain.query("latency_ms", days=5, by="stage", stat="p95").rows
 
 
 def test_limit_keeps_the_largest_groups_of_any_metric(store_url: str) -> None:

@@ -485,10 +485,20 @@ def additive(d: Data, q: Spec) -> list[dict]:
     selected, value = ADDITIVE[q.metric]
     stat = q.stats[0]
     cells: dict[tuple, dict[str, Any]] = {}
+    priced: dict[tuple, int] = defaultdict(int)
+    unpriced: dict[tuple, int] = defaultdict(int)
     for e in d.events:
         if selected(d, e) and q.inside(e.ts) and matches(d, q, e):
-            cell = cells.setdefault((q.bucket(e.ts), key_of(d, q, e)), {stat: 0})
+            key = (q.bucket(e.ts), key_of(d, q, e))
+            cell = cells.setdefault(key, {stat: 0})
             cell[stat] += value(d, e)
+            priced[key] += d.cost[e.event_id] is not None
+            unpriced[key] += e.kind == "llm_call" and d.cost[e.event_id] is None
+    if q.metric == "cost_usd" and not {"user", "conversation"} & set(q.by):
+        # Only unpriced LLM calls and nothing priced: the cost is unknown, not zero.
+        for key, cell in cells.items():
+            if not priced[key] and unpriced[key]:
+                cell[stat] = None
     return assemble(q, cells, {stat: 0})
 
 
@@ -1073,3 +1083,18 @@ def test_error_group_statuses(data: Data, reader: Reader) -> None:
     assert status[fingerprints["internal"]] == "regressed"  # exactly 7 days quiet
     assert status[fingerprints["delivery"]] == "ongoing"  # never quiet for 7 days
     assert status[fingerprints["not_found"]] == "new"
+
+
+def test_a_cost_group_of_unpriced_calls_only_is_unknown_not_zero(reader: Reader) -> None:
+    from botmeter.report.responses import query_report, render, to_sms
+
+    result = reader.query("cost_usd", **ALL, by="model")
+    by_model = {r["model"]: r["sum"] for r in result.rows}
+    assert by_model["no-such-model-x"] is None and by_model["gpt-4o"] > 0
+    assert {r["model"]: r["value"] for r in result.json_rows()}["no-such-model-x"] is None
+    text = render(query_report(result), "text")
+    assert "no-such-model-x: unpriced" in text and "without 1 unpriced group" in text
+    assert "no-such-model-x unpriced" in to_sms(query_report(result), 10)
+    # A group with priced events keeps its known cost (the unpriced calls are counted apart).
+    openai = reader.query("cost_usd", **ALL, filters={"provider": "openai"}).total()
+    assert openai is not None and openai > 0

@@ -236,6 +236,22 @@ class DuckDBEngine:
         p = Params()
         unpriced = any(v is None for _, v in metric.where)
         raw_measure = "count(*)" if metric.aggregation == "count" else f"sum({metric.column})"
+        # Cost groups carry how many of their events were priced and how many LLM calls were not.
+        # Per user and per conversation (top lists) they are not told apart: the day rollups of
+        # those do not know.
+        costs = metric.column == "cost_usd" and not {"user", "conversation"} & set(q.by)
+        no_pricing = ", 1 AS priced, 0 AS unpriced" if costs else ""
+        hourly_pricing = (
+            ", sum(priced) AS priced, sum(events - priced) FILTER (WHERE kind = 'llm_call') AS unpriced"
+            if costs
+            else ""
+        )
+        events_pricing = (
+            ", count(cost_usd) AS priced, count(*) FILTER (WHERE kind = 'llm_call' AND cost_usd IS NULL) "
+            "AS unpriced"
+            if costs
+            else ""
+        )
         hs, he = _ceil_hour(q.start), q.end.replace(minute=0, second=0, microsecond=0)
         parts = []
         source = "events"
@@ -264,15 +280,16 @@ class DuckDBEngine:
             )
             dims = "".join(f", nullif(bot, '') AS {d}" if d == "bot" else f", {column} AS {d}" for d in q.by)
             parts.append(
-                f"SELECT {self._bucket(q, 'day', p)} AS bucket{dims}, sum(cost_usd) AS v "
+                f"SELECT {self._bucket(q, 'day', p)} AS bucket{dims}, sum(cost_usd) AS v{no_pricing} "
                 f"FROM {table} WHERE {' AND '.join(conds)} GROUP BY ALL"
             )
             nones = [c for c in self._conditions(q, metric, p, rollup=True) if c.startswith("bot ")]
             nones.append(f"hour >= {p.add(_naive(lo))} AND hour < {p.add(_naive(hi))}")
             none_dims = "".join(f", nullif(bot, '') AS {d}" if d == "bot" else f", NULL AS {d}" for d in q.by)
             parts.append(
-                f"SELECT {self._bucket(q, 'hour', p)} AS bucket{none_dims}, sum({none}_cost) AS v "
-                f"FROM rollup_hourly WHERE {' AND '.join(nones)} GROUP BY ALL HAVING sum({none}_events) > 0"
+                f"SELECT {self._bucket(q, 'hour', p)} AS bucket{none_dims}, sum({none}_cost) AS v"
+                f"{no_pricing} FROM rollup_hourly WHERE {' AND '.join(nones)} GROUP BY ALL "
+                f"HAVING sum({none}_events) > 0"
             )
             source = "rollups"
         elif (
@@ -291,7 +308,8 @@ class DuckDBEngine:
                 conds.append("events > priced")
             conds.append(f"hour >= {p.add(_naive(hs))} AND hour < {p.add(_naive(he))}")
             parts.append(
-                f"SELECT {self._bucket(q, 'hour', p)} AS bucket{self._dims(q, True)}, {measure} AS v "
+                f"SELECT {self._bucket(q, 'hour', p)} AS bucket{self._dims(q, True)}, {measure} AS v"
+                f"{hourly_pricing} "
                 f"FROM rollup_hourly WHERE {' AND '.join(conds)} GROUP BY ALL"
             )
             edges = [(q.start, hs), (he, q.end)]
@@ -304,17 +322,27 @@ class DuckDBEngine:
             conds = self._conditions(q, metric, p)
             conds.append(f"ts >= {p.add(_naive(lo))} AND ts < {p.add(_naive(hi))}")
             parts.append(
-                f"SELECT {self._bucket(q, 'ts', p)} AS bucket{self._dims(q, False)}, {raw_measure} AS v "
+                f"SELECT {self._bucket(q, 'ts', p)} AS bucket{self._dims(q, False)}, {raw_measure} AS v"
+                f"{events_pricing} "
                 f"FROM events WHERE {' AND '.join(conds)} GROUP BY ALL"
             )
         dims = "".join(f", {d}" for d in q.by)
-        sql = f"SELECT bucket{dims}, sum(v) AS {stat} FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL"
+        total = "sum(v)"
+        if costs:
+            # A group made only of LLM calls without a price (and no priced event) has an unknown
+            # cost, not a zero one.
+            total = (
+                "CASE WHEN sum(priced) = 0 AND sum(unpriced) > 0 THEN NULL ELSE coalesce(sum(v), 0) END"
+            )
+        sql = f"SELECT bucket{dims}, {total} AS {stat} FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL"
         if q.limit and q.interval is None:
             # The top groups only: a breakdown by user or conversation can have millions.
             sql += f" ORDER BY {stat} DESC NULLS LAST{dims} LIMIT {int(q.limit)}"
         rows = self._dicts(sql, p)
         for row in rows:
             value = row[stat]
+            if value is None and costs:
+                continue  # unknown: stays None
             row[stat] = (
                 0 if value is None else (int(value) if metric.aggregation == "count" else float(value))
             )

@@ -160,7 +160,10 @@ def summarise(
             "per_active_user_usd": _figure(per_user, per_user_prev, enough=_enough(active, active_prev)),
             "llm_calls": _figure(llm, llm_prev, floor=MIN_COUNT),
             "unpriced_calls": unpriced,
-            "by_provider": {(r["provider"] or "(none)"): r["sum"] for r in by_provider if r["sum"]},
+            # A provider whose every call was unpriced: None (unknown), not 0.
+            "by_provider": {
+                (r["provider"] or "(none)"): r["sum"] for r in by_provider if r["sum"] is None or r["sum"]
+            },
             "forecast": forecast,
         },
         "engagement": {

@@ -134,10 +134,12 @@ def summary_report(summary: Mapping[str, Any]) -> Report:
         sections.append(alerts_section(alerts))
     if summary["anomalies"]:
         sections.append(anomalies_section(summary["anomalies"]))
-    providers = sorted(((n, v) for n, v in c["by_provider"].items() if v), key=lambda item: -item[1])
+    providers = sorted(
+        ((n, v) for n, v in c["by_provider"].items() if v is None or v), key=lambda item: -(item[1] or 0)
+    )
     # An SMS names the three largest; the other forms list them all.
     cost_lines = [
-        Line(f"{name}: {money(v)}", f"{name} {money(v)}" if i < 3 else "")
+        Line(f"{name}: {cost(v)}", f"{name} {cost(v)}" if i < 3 else "")
         for i, (name, v) in enumerate(providers)
     ]
     f = c.get("forecast")
@@ -284,6 +286,11 @@ def costs_report(costs: Mapping[str, Any]) -> Report:
     )
 
 
+def cost(v: float | None) -> str:
+    """Money, or "unpriced" for a cost nobody knows (LLM calls of a model without a price)."""
+    return "unpriced" if v is None else money(v)
+
+
 def _value_format(metric: Any, stat: str, with_unit: bool = True) -> Callable[[Any], str]:
     """How one statistic of a metric reads: money, milliseconds, a share, or a number and its unit
     (``with_unit=False``: the bare number, where the title already says what is counted)."""
@@ -291,11 +298,11 @@ def _value_format(metric: Any, stat: str, with_unit: bool = True) -> Callable[[A
     if stat == "count" and metric.aggregation in ("distribution", "per_conversation"):
         return count  # how many values the percentiles are over, not an amount of the unit
     if unit == "USD":
-        return money
+        return cost
     if unit == "ms":
         return ms
     if unit == "seconds":
-        return seconds
+        return latency_s if metric.aggregation == "distribution" else seconds
     if unit == "share" or stat == "ratio":
         return percent
     if not with_unit:
@@ -362,7 +369,10 @@ def query_report(result: Any) -> Report:
             lines = (Line("No data in this window.", "no data"),)
         if metric.aggregation in ("count", "sum") and len(stats) == 1 and (q.interval or by):
             total = sum(r.get(stats[0]) or 0 for r in result.rows)
-            figures = (Figure("Total", fmts[stats[0]](total), short="total", key=True),)
+            unknown = sum(1 for r in result.rows if r.get(stats[0]) is None)
+            # A total that leaves unpriced groups out says so.
+            note = f"without {unknown} unpriced group{'s' if unknown != 1 else ''}" if unknown else ""
+            figures = (Figure("Total", fmts[stats[0]](total), note=note, short="total", key=True),)
         sections = (Section("", lines),)  # the title says what the lines are
     data = {
         "metric": q.metric,

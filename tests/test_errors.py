@@ -485,10 +485,40 @@ def test_default_severity() -> None:
         ),
         ("  many\n\n lines\t here ", "many lines here"),
         ("", ""),
+        # Names keep their digits; numbers that stand alone are masked, a grouped amount as one.
+        ("model gpt-4o-mini not found", "model gpt-4o-mini not found"),
+        ("o4-mini over 50,000 tokens", "o4-mini over <n> tokens"),
+        ("claude-3-5-sonnet-20241022 is overloaded", "claude-3-5-sonnet-20241022 is overloaded"),
+        ("gpt-4.1-nano: 1,234.5 credits left of 2,000,000", "gpt-4.1-nano: <n> credits left of <n>"),
+        ("Limit 30000, Used 29000, Requested 1500. Try again in 2.5s.",
+         "Limit <n>, Used <n>, Requested <n>. Try again in <n>s."),
+        ("at 2026-11-25T10:30:00Z after 500ms", "at <n>-<n>-<n>T<n>:<n>:<n>Z after <n>ms"),
+        ("KeyError: 'r1234'", "KeyError: 'r<n>'"),  # an id's number
+        ("items 1,2,3 and -5 and v10.5.3", "items <n>,<n>,<n> and -<n> and v10.5.3"),
     ],
 )
 def test_normalise_message(message: str, expected: str) -> None:
     assert normalise_message(message) == expected
+
+
+# Messages as botmeter masked them before names kept their digits: their fingerprints must not move.
+MASKED_BEFORE = [
+    ("Error code: 429 - rate_limit_exceeded", "Error code: <n> - rate_limit_exceeded"),
+    ("Request timed out after 30.0 seconds", "Request timed out after <n> seconds"),
+    ("HTTPSConnectionPool(host='api.openai.com', port=443): Read timed out. (read timeout=600)",
+     "HTTPSConnectionPool(host='api.openai.com', port=<n>): Read timed out. (read timeout=<n>)"),
+    ("at 2026-11-25 10:30:00 retry 3 of 5", "at <n>-<n>-<n> <n>:<n>:<n> retry <n> of <n>"),
+    ("connection refused [Errno 111]", "connection refused [Errno <n>]"),
+    ("Twilio error 30003: Unreachable handset", "Twilio error <n>: Unreachable handset"),
+    ("quota exceeded: used 1500 of 1000 requests", "quota exceeded: used <n> of <n> requests"),
+    ("user123 failed after 5.2s", "user<n> failed after <n>s"),
+]
+
+
+@pytest.mark.parametrize(("message", "before"), MASKED_BEFORE)
+def test_fingerprints_unchanged_where_no_name_holds_digits(message: str, before: str) -> None:
+    assert normalise_message(message) == before
+    assert fingerprint("E", normalise_message(message), None) == fingerprint("E", before, None)
 
 
 def test_normalise_message_same_shape_same_output() -> None:

@@ -554,6 +554,34 @@ def _frame_of(tb: object) -> str | None:
 
 # -- messages and fingerprints ----------------------------------------------------------------
 
+# Numbers that stand alone (counts, ids, amounts, times) vary between occurrences; digits inside a
+# name (gpt-4o-mini, o4-mini, claude-3-5-sonnet) do not. A word (letters, digits, '_', '.', '-')
+# with a letter is a name and kept, unless it is a number with a unit (30s, 2.5MB) or ends in an
+# id's number (r1234); a word without letters (42, 1.5, -3, 10.5.3) has each number masked, as
+# are dates and times.
+# Words are matched only where they start, so the time stays linear.
+_NUMBER: Final = re.compile(r"\d+(?:\.\d+)?")
+_NUMBER_WITH_UNIT: Final = re.compile(
+    r"-?\d+(?:\.\d+)?(?:ms|us|ns|s|sec|secs|m|min|mins|h|hr|hrs|d|days?|[kmgt]i?b|k|x|b)", re.I
+)
+_LETTER: Final = re.compile(r"[^\W\d_]")
+_ID_NUMBER: Final = re.compile(r"(?<=[^\W\d_])\d{3,}(?![\w])")
+_DATE_OR_WORD: Final = re.compile(
+    r"(?P<date>\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d)?(?:\.\d+)?Z?)?)|(?<![\w.-])[\w.-]*\d[\w.-]*"
+)
+# 50,000 and 1,234.5: one amount, before the words split it at the comma.
+_GROUPED_NUMBER: Final = re.compile(r"(?<![\w.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w,])")
+
+
+def _mask_numbers(match: re.Match[str]) -> str:
+    word = match.group()
+    if match.group("date") or _LETTER.search(word) is None or _NUMBER_WITH_UNIT.fullmatch(word.strip(".-")):
+        return _NUMBER.sub("<n>", word)
+    # A name (gpt-4o-mini, o4-mini, claude-3-5-sonnet-20241022) is kept; a run of 3+ digits that
+    # ends a word straight after a letter is an id's number (r1234, user123) and masked.
+    return _ID_NUMBER.sub("<n>", word)
+
+
 # Order matters: whole structures (URLs, emails, ids) are masked before the numbers inside them.
 _MASKS: Final = tuple(
     (re.compile(pattern), placeholder)
@@ -569,7 +597,8 @@ _MASKS: Final = tuple(
         (r"\b(?=[A-Za-z]*[0-9])(?=[0-9]*[A-Za-z])[A-Za-z0-9]{16,}\b", "<id>"),  # opaque tokens
         (r"\+\d[\d ().-]{5,}\d", "<phone>"),  # international: +44 20 7946 0958
         (r"(?<![\d-])\(?\d{3}\)?[ .-]\d{3}[ .-]\d{4}(?![\d-])", "<phone>"),  # (415) 555-0123
-        (r"\d+(?:\.\d+)?", "<n>"),
+        (_GROUPED_NUMBER, "<n>"),
+        (_DATE_OR_WORD, _mask_numbers),
         (r"\s+", " "),
     )
 )

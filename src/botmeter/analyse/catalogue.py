@@ -383,7 +383,7 @@ _register_all(
             "Inbound messages whose reply failed. A turn is an inbound message and what follows it in "
             "its conversation (conversation id, else the user) until the next inbound message; its "
             "reply failed when the turn holds an error event or an outbound message marked failed "
-            "(properties {\"failed\": true}) and no outbound message that is not marked failed. "
+            '(properties {"failed": true}) and no outbound message that is not marked failed. '
             "Counted on the day of the inbound message.",
             "failed_replies",
             dimensions=("channel", "bot"),

@@ -863,7 +863,8 @@ class CloudWatchEngine:
             f"{errors} and {_time_filter(start, end)} | stats count(*) as n, count_distinct(user_id) as "
             "users, count_distinct(conversation_id) as conversations, min(@timestamp) as first_in_period, "
             "max(@timestamp) as last_seen, latest(error_type) as error_type, latest(error_category) as "
-            "category, latest(severity) as severity, latest(error_message) as message by fingerprint"
+            "category, latest(severity) as severity, latest(error_message) as message, latest(provider) as "
+            "provider, latest(stage) as stage, latest(properties.code) as code by fingerprint"
         )
         hourly = (
             f"{errors} and {_time_filter(start, end)} | stats count(*) as n by bin(1h) as hour, fingerprint"
@@ -912,6 +913,9 @@ class CloudWatchEngine:
                     "category": raw.get("category"),
                     "severity": raw.get("severity"),
                     "message": raw.get("message"),
+                    "provider": raw.get("provider"),
+                    "stage": raw.get("stage"),
+                    "code": raw.get("code"),
                     "new": new,
                     "regressed": came_back and not new,
                     "status": "new" if new else ("regressed" if came_back else "ongoing"),

@@ -331,9 +331,7 @@ class DuckDBEngine:
         if costs:
             # A group made only of LLM calls without a price (and no priced event) has an unknown
             # cost, not a zero one.
-            total = (
-                "CASE WHEN sum(priced) = 0 AND sum(unpriced) > 0 THEN NULL ELSE coalesce(sum(v), 0) END"
-            )
+            total = "CASE WHEN sum(priced) = 0 AND sum(unpriced) > 0 THEN NULL ELSE coalesce(sum(v), 0) END"
         sql = f"SELECT bucket{dims}, {total} AS {stat} FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL"
         if q.limit and q.interval is None:
             # The top groups only: a breakdown by user or conversation can have millions.
@@ -703,10 +701,12 @@ class DuckDBEngine:
             sql = f"""
                 WITH rows AS (SELECT {TURN_EVENT} FROM events WHERE {TURN_EVENT_WHERE} AND ts >= {start}),
                 marked AS (SELECT DISTINCT bot, key FROM rows WHERE bad),
-                turns AS ({TURNS_FROM_EVENTS.format(
-                    src="(SELECT * FROM rows SEMI JOIN marked USING (bot, key))"
-                ).split(" ON CONFLICT")[0]})
-                SELECT {self._bucket(q, 'ts', p)} AS bucket{dims_out}, count(*) AS {stat}
+                turns AS ({
+                TURNS_FROM_EVENTS.format(src="(SELECT * FROM rows SEMI JOIN marked USING (bot, key))").split(
+                    " ON CONFLICT"
+                )[0]
+            })
+                SELECT {self._bucket(q, "ts", p)} AS bucket{dims_out}, count(*) AS {stat}
                 FROM (SELECT * FROM turns AS t (bot, key, ts, channel, last_ts, bad, answered))
                 WHERE bad AND NOT answered AND ts >= {start} AND ts < {end}{where} GROUP BY ALL
             """
@@ -845,7 +845,7 @@ def error_groups_sql(
     quiet = f"INTERVAL {int(quiet_days)} DAY"
     sql = f"""
         WITH w AS (SELECT ts, fingerprint, error_type, error_category, severity, error_message, user_id,
-                          conversation_id FROM events
+                          conversation_id, provider, stage, properties->>'$.code' AS code FROM events
                    WHERE kind = 'error' AND fingerprint IS NOT NULL AND ts >= {s} AND ts < {e}),
              hist AS (SELECT fingerprint, ts, ts - lag(ts) OVER (PARTITION BY fingerprint ORDER BY ts) AS gap
                       FROM events WHERE kind = 'error' AND ts < {e}
@@ -858,6 +858,7 @@ def error_groups_sql(
                min(w.ts) AS first_in_period, max(w.ts) AS last_seen, any_value(past.first_seen) AS first_seen,
                any_value(past.came_back) AS came_back,
                mode(w.error_type) AS error_type, mode(w.error_category) AS category,
+               mode(w.provider) AS provider, mode(w.stage) AS stage, mode(w.code) AS code,
                arg_max(w.severity, {_SEVERITY_RANK.replace("severity", "w.severity")}) AS severity,
                arg_max(w.error_message, w.ts) AS message
         FROM w JOIN past USING (fingerprint)

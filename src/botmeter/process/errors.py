@@ -49,6 +49,7 @@ class ErrorFacts:
     code: str | None  # provider error code: "insufficient_quota", "20429", "ThrottlingException", ...
     frame: str | None  # innermost frame of the bot's own code: "module:function"
     bases: tuple[str, ...] = ()  # names of the exception's base classes, nearest first
+    codes: tuple[str, ...] = ()  # every code and error type the exception carries ("code" first)
 
 
 # -- categories -------------------------------------------------------------------------------
@@ -134,6 +135,9 @@ _CODE_CATEGORY: Final[dict[str, str]] = {
     "internalfailure": "upstream_error",
     "internalserverexception": "upstream_error",
     "modelnotreadyexception": "upstream_error",
+    # Bedrock: the model itself failed (HTTP 424)
+    "modelerrorexception": "upstream_error",
+    "modelstreamerrorexception": "upstream_error",
     # gRPC status names (Google clients)
     "resource_exhausted": "rate_limit",
     "deadline_exceeded": "timeout",
@@ -215,6 +219,7 @@ _STATUS_CATEGORY: Final[dict[int, str]] = {
     410: "not_found",
     413: "invalid_request",
     422: "invalid_request",
+    424: "upstream_error",  # Bedrock: the model failed
     429: "rate_limit",
     504: "timeout",
     529: "upstream_error",  # Anthropic: overloaded
@@ -233,8 +238,13 @@ _PROVIDER_CODE_CATEGORY: Final[dict[str, dict[str, str]]] = {
     },
 }
 
-# A 429 or a 400 that is really about money: "insufficient_quota", "your credit balance is too low".
-_QUOTA_HINT: Final = re.compile(r"quota|billing|credit balance|insufficient.?funds|payment required", re.I)
+# A 429 or a 400 that is really about money: "insufficient_quota", "your credit balance is too low",
+# "you have reached your specified workspace API usage limits", a spend limit.
+_QUOTA_HINT: Final = re.compile(
+    r"quota|billing|credit balance|insufficient.?funds|payment required|usage limits?\b|"
+    r"spend(?:ing)?.?limit",
+    re.I,
+)
 _QUOTA_MAY_OVERRIDE: Final = frozenset({"rate_limit", "invalid_request"})
 
 _SEVERITY: Final[dict[str, str]] = {
@@ -259,6 +269,11 @@ def categorise(facts: ErrorFacts, provider: str | None = None) -> str:
 
 
 def _lookup(facts: ErrorFacts, provider: str | None) -> str:
+    # A quota code anywhere on the error (OpenAI's type "insufficient_quota" beside a code for the
+    # spend limit or the credit used up) is about money, whatever the status or message says.
+    for other in facts.codes:
+        if isinstance(other, str) and _CODE_CATEGORY.get(other.lower()) == "quota":
+            return "quota"
     code = facts.code.lower() if isinstance(facts.code, str) else None
     error_type = facts.error_type.lower() if isinstance(facts.error_type, str) else ""
     status = facts.status_code if isinstance(facts.status_code, int) else None
@@ -287,6 +302,45 @@ def _lookup(facts: ErrorFacts, provider: str | None) -> str:
         if category:
             return category
     return "internal"
+
+
+# The provider an exception comes from, by the package that defines it.
+_PACKAGE_PROVIDER: Final[dict[str, str]] = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "botocore": "aws",
+    "boto3": "aws",
+    "aiobotocore": "aws",
+    "twilio": "twilio",
+    "slack_sdk": "slack",
+    "slack_bolt": "slack",
+    "slack": "slack",
+    "httpx": "httpx",
+    "requests": "requests",
+    "urllib3": "urllib3",
+    "aiohttp": "aiohttp",
+    "google": "google",
+    "mistralai": "mistral",
+    "cohere": "cohere",
+    "groq": "groq",
+    "telegram": "telegram",
+    "discord": "discord",
+    "stripe": "stripe",
+}
+
+
+def provider_of(error: object) -> str | None:
+    """The provider an exception (or exception class) comes from, by its package: openai,
+    anthropic, aws (botocore), twilio, slack (slack_sdk), httpx...; None for the bot's own and
+    Python's."""
+    try:
+        cls = error if isinstance(error, type) else type(error)
+        if not issubclass(cls, BaseException):
+            return None
+        module = cls.__module__
+        return _PACKAGE_PROVIDER.get(module.split(".", 1)[0]) if isinstance(module, str) else None
+    except Exception:
+        return None
 
 
 def default_severity(category: str) -> str:
@@ -318,6 +372,7 @@ def describe(
         code=explicit_code if explicit_code is not None else facts.code,
         frame=facts.frame,
         bases=facts.bases,
+        codes=(explicit_code, *facts.codes) if explicit_code is not None else facts.codes,
     )
 
 
@@ -331,13 +386,22 @@ def _extract(error: object) -> ErrorFacts:
     if not isinstance(error, BaseException):
         return ErrorFacts(_type_name_of(error), _as_text(error), None, None, None)
     cls = type(error)
+    codes = _codes_of(error)
+    bases = _bases(cls)
+    reason = _safe_attr(error, "reason")
+    if isinstance(reason, BaseException) and reason is not error:
+        # urllib's URLError wraps what happened (a refused connection, a DNS failure, a timeout):
+        # its kind decides the category when nothing else does.
+        bases = (_class_name(type(reason)), *_bases(type(reason)), *bases)
+        codes = (*codes, *_codes_of(reason))
     return ErrorFacts(
         error_type=_class_name(cls),
         message=_message_of(error),
         status_code=_status_of(error),
-        code=_code_of(error),
+        code=codes[0] if codes else None,
         frame=_frame_of(_safe_attr(error, "__traceback__")),
-        bases=_bases(cls),
+        bases=bases,
+        codes=codes,
     )
 
 
@@ -471,6 +535,12 @@ def _code_as_status(error: BaseException) -> int | None:
 
 
 def _code_of(error: BaseException) -> str | None:
+    codes = _codes_of(error)
+    return codes[0] if codes else None
+
+
+def _codes_of(error: BaseException) -> tuple[str, ...]:
+    """Every code and error type on ``error``, most specific first."""
     body = _safe_attr(error, "body")
     response = _safe_attr(error, "response")
     error_code = _safe_attr(error, "code")
@@ -488,11 +558,12 @@ def _code_of(error: BaseException) -> str | None:
         _dig(response, "error"),  # Slack "ratelimited"
         _errno_name(error),
     )
+    found: list[str] = []
     for candidate in candidates:
         code = _as_code(candidate)
-        if code is not None:
-            return code
-    return None
+        if code is not None and code not in found:
+            found.append(code)
+    return tuple(found)
 
 
 def _errno_name(error: BaseException) -> str | None:

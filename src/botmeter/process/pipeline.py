@@ -403,6 +403,8 @@ class Pipeline:
         }
         for i in range(frame.n):
             facts = error_facts.describe(errors[i], messages[i], statuses[i], codes[i])
+            if c["provider"][i] is None:  # the exception's package says whose it is
+                c["provider"][i] = error_facts.provider_of(errors[i])
             category = error_facts.categorise(facts, c["provider"][i])
             message = error_facts.normalise_message(facts.message or "")
             columns["error_type"][i] = facts.error_type

@@ -212,6 +212,12 @@ def _group_line(g: Mapping[str, Any]) -> Line:
     status = "" if g.get("status") in (None, "ongoing") else f"[{g['status']}] "
     kind = g.get("error_type") or "error"
     what = f"{kind} ({g.get('category') or 'uncategorised'}, {g.get('severity') or '-'})"
+    # Where it came from: provider, stage and the provider's code, those known.
+    where = ", ".join(
+        f"{key} {g[key]}" for key in ("provider", "stage", "code") if g.get(key) not in (None, "")
+    )
+    if where:
+        what += f" [{where}]"
     text = f"{status}{what}: {g['count']:,}x, {_plural(g.get('users', 0), 'user')}, last {last_text}"
     if g.get("message"):
         text += f" - {_clip(str(g['message']), 160)}"

@@ -47,8 +47,8 @@ def bedrock_error(status: int, code: str, message: str) -> Exception:
 
 
 QUOTA = [
-    openai_error(429, {"message": "You exceeded your current quota, please check your plan and billing details.",
-                       "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}),
+    openai_error(429, {"message": "You exceeded your current quota, please check your plan and billing "
+                       "details.", "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}),
     # A spend-limit code beside the quota type; the message reads like a rate limit.
     openai_error(429, {"message": "Rate limit reached. Please try again later.", "type": "insufficient_quota",
                        "param": None, "code": "spend_limit_reached"}),
@@ -72,8 +72,9 @@ def test_a_plain_rate_limit_stays_a_rate_limit() -> None:
                                           "200000, Used 199000, Requested 1500.", "type": "tokens",
                                "param": None, "code": "rate_limit_exceeded"})  # fmt: skip
     assert categorise(describe(error)) == "rate_limit"
-    assert categorise(describe(anthropic_error(429, "rate_limit_error", "Number of request tokens has "
-                                               "exceeded your per-minute rate limit"))) == "rate_limit"  # fmt: skip
+    tokens = anthropic_error(429, "rate_limit_error", "Number of request tokens has exceeded your per-minute "
+                             "rate limit")  # fmt: skip
+    assert categorise(describe(tokens)) == "rate_limit"
 
 
 @pytest.mark.parametrize(
@@ -132,7 +133,8 @@ def test_error_groups_show_provider_stage_and_code(store_url: str, store_path) -
     quota = groups["RateLimitError"]
     assert (quota["provider"], quota["stage"], quota["code"], quota["category"]) == (
         "openai", "llm", "spend_limit_reached", "quota")
-    assert (groups["ClientError"]["provider"], groups["ClientError"]["code"]) == ("aws", "ModelErrorException")
+    bedrock = groups["ClientError"]
+    assert (bedrock["provider"], bedrock["code"]) == ("aws", "ModelErrorException")
     out = CliRunner().invoke(main, ["errors", "--days", "1", "--store", store_url])
     assert out.exit_code == 0, out.output
     assert "provider openai, stage llm, code spend_limit_reached" in out.output

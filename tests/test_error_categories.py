@@ -48,7 +48,8 @@ def bedrock_error(status: int, code: str, message: str) -> Exception:
 
 QUOTA = [
     openai_error(429, {"message": "You exceeded your current quota, please check your plan and billing "
-                       "details.", "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}),
+                       "details.", "type": "insufficient_quota", "param": None,
+                       "code": "insufficient_quota"}),
     # A spend-limit code beside the quota type; the message reads like a rate limit.
     openai_error(429, {"message": "Rate limit reached. Please try again later.", "type": "insufficient_quota",
                        "param": None, "code": "spend_limit_reached"}),

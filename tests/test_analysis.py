@@ -94,6 +94,25 @@ def test_month_end_forecast_adds_the_recent_daily_rate_for_the_days_left(five_we
     assert forecast["month_to_date_usd"] == pytest.approx(so_far)
     assert forecast["projected_usd"] == pytest.approx(so_far + last7 / 7 * days_left)
     assert forecast["over_budget"] is True
+    assert forecast["days_of_data"] == 7
+
+
+def test_forecast_for_a_young_bot_averages_the_days_it_has(store_url: str) -> None:
+    from botmeter.analyse.summary import summarise
+    from botmeter.report.responses import render, summary_report
+
+    meter = _meter(store_url)
+    for day in (2, 1):  # started two days ago, $1 a day
+        meter.track_llm_call(provider="openai", model="gpt-4o-mini", cost_usd=1.0, ts=_day(day))
+    meter.close()
+    reader = Reader(store_url, now=NOW)
+    forecast = month_end_forecast(reader, NOW)
+    assert forecast["daily_rate_usd"] == pytest.approx(1.0)  # not 2 / 7
+    assert forecast["days_of_data"] == 2 and "2 complete days" in forecast["method"]
+    days_left = (datetime(2026, 12, 1, tzinfo=UTC) - NOW).total_seconds() / 86400
+    assert forecast["projected_usd"] == pytest.approx(2.0 + days_left)
+    text = render(summary_report(summarise(reader, 7, NOW)), "text")
+    assert "daily rate $1.00 from 2 days of data" in text
 
 
 def test_summary_compares_with_the_previous_period_and_says_when_data_is_too_thin(five_weeks: str) -> None:

@@ -106,10 +106,14 @@ def test_analytics_status_gives_the_key_figures(meter):
     today = reader.query("cost_usd", days=1, interval=None).total()
     users = reader.query("active_users", days=7, interval=None).total()
     assert reply.startswith(f"botmeter 7d: today {money(today)}; 7d {money(week)}")
-    assert f"users {users}" in reply and "err rate " in reply and "p95 " in reply
+    assert f"users {users}" in reply and "err rate " in reply and "reply p95 " in reply
     assert "anomalies: none" in reply
     three = meter.admin_reply(sender=ADMIN, text="admin:analytics_status 3")
     assert three.startswith("botmeter 3d: today ")
+    # One day is today: said once, against yesterday.
+    one = meter.admin_reply(sender=ADMIN, text="admin:analytics_status 1")
+    assert one.startswith(f"botmeter today: today {money(today)}") and one.count("today") == 2, one
+    assert "failed " in one and "reply p95 " in one
 
 
 def test_costs_and_errors_with_days(meter):

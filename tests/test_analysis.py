@@ -448,3 +448,27 @@ def test_limit_keeps_the_largest_groups_of_any_metric(store_url: str) -> None:
     assert [(r["channel"], r["count"]) for r in top.rows] == [("sms", 3), ("web", 2)]
     out = CliRunner().invoke(main, ["explore", "--top", "1", "--format", "json", "--store", store_url])
     assert json.loads(out.output)["dimensions"]["channel"]["top"] == [{"value": "sms", "events": 3}]
+
+
+def test_the_session_split_note_only_where_messages_were_split(store_url: str) -> None:
+    from botmeter.analyse.summary import summarise
+    from botmeter.report.responses import render, summary_report
+
+    meter = _meter(store_url)
+    for u in range(3):
+        meter.track_message(direction="in", user=f"u{u}", conversation=f"c{u}", ts=_day(1))
+    meter.close()
+    for use_rollups in (True, False):
+        reader = Reader(store_url, now=NOW, use_rollups=use_rollups)
+        assert reader.query("conversations", days=7).notes == []
+        summary = summarise(reader, 7, NOW)
+        assert summary["engagement"]["note"] is None
+        assert "split at gaps" not in render(summary_report(summary), "text")
+    meter = _meter(store_url)
+    meter.track_message(direction="in", user="u9", ts=_day(1, 13))  # no conversation id
+    meter.close()
+    for use_rollups in (True, False):
+        reader = Reader(store_url, now=NOW, use_rollups=use_rollups)
+        notes = " ".join(reader.query("conversations", days=7).notes)
+        assert "split at gaps of more than 30 minutes" in notes
+        assert "split at gaps" in render(summary_report(summarise(reader, 7, NOW)), "text")

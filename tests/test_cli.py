@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pytest
@@ -43,11 +43,55 @@ def test_status_reports_what_is_stored(store_url, store_path):
 
 
 def test_status_of_a_missing_store_says_so(tmp_path):
+    # A typo in the path must not look like an empty store: it says so and fails.
     result = CliRunner().invoke(
         main, ["status", "--store", f"duckdb://{tmp_path}/none.duckdb", "--format", "json"]
     )
-    assert result.exit_code == 0
-    assert json.loads(result.output)["exists"] is False
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["exists"] is False
+    assert f"no store at {tmp_path}/none.duckdb" in result.stderr
+    text = CliRunner().invoke(main, ["status", "--store", f"duckdb://{tmp_path}/none.duckdb"])
+    assert text.exit_code == 1 and "no store at" in text.output
+    assert not (tmp_path / "none.duckdb").exists()
+
+
+def test_metrics_as_json(tmp_path):
+    from botmeter.analyse.catalogue import CATALOGUE
+
+    result = invoke("metrics", "--format", "json")
+    listed = {m["metric"]: m for m in json.loads(result.output)}
+    assert listed.keys() == CATALOGUE.keys()
+    reply = listed["reply_latency_s"]
+    assert reply["unit"] == "seconds" and reply["default_statistic"] == "p95"
+    assert "stage" in listed["errors"]["dimensions"] and "model" in listed["llm_latency_ms"]["dimensions"]
+
+
+def test_export_to_jsonl_writes_json_lines_with_today_so_far(store_url, tmp_path):
+    meter = Meter(bot="b", store=store_url)
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    meter.track_message(direction="in", user="u1", ts=midnight)  # today's first moment
+    meter.track_message(direction="in", user="u1", ts=midnight - timedelta(seconds=1))  # yesterday
+    meter.close()
+    out = tmp_path / "events.jsonl"
+    result = invoke("export", "--days", "1", "--output", str(out), "--store", store_url)
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["ts"].startswith(f"{midnight:%Y-%m-%dT00:00:00}")
+    two = tmp_path / "two.ndjson"
+    invoke("export", "--days", "2", "--output", str(two), "--store", store_url)
+    assert [json.loads(line)["kind"] for line in two.read_text().splitlines()] == ["message", "message"]
+    # JSON Lines read back in, and --format jsonl whatever the name.
+    fresh = tmp_path / "fresh.duckdb"
+    assert "added 2" in invoke("import", str(two), "--store", f"duckdb://{fresh}").output
+    named = tmp_path / "events.txt"
+    invoke("export", "--days", "2", "--format", "jsonl", "--output", str(named), "--store", store_url)
+    assert len(named.read_text().splitlines()) == 2
+    metrics = tmp_path / "metrics.jsonl"
+    invoke("export", "--what", "metrics", "--metric", "messages", "--days", "2", "--output", str(metrics),
+           "--store", store_url)  # fmt: skip
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["value"] for r in rows if r["metric"] == "messages"] == [1, 1]
 
 
 def test_reprice_applies_a_new_price_list_from_its_effective_date(store_url, store_path, tmp_path):

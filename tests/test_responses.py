@@ -109,11 +109,12 @@ def test_sms_summary_leads_with_the_key_figures(reports, reader):
 
 def test_sms_of_a_breakdown_lists_the_largest_first(reports, reader):
     rows = reader.query("cost_usd", days=7, interval=None, by="model").rows
-    largest = max(rows, key=lambda row: row["sum"])
+    largest = max(rows, key=lambda row: row["sum"] or 0)
     text = r.to_sms(reports["by_model"])
     assert text.startswith("cost usd by model: total ")
     first = text.split("; ", 1)[1]
-    assert first.startswith(f"{largest['model'] or '(none)'} {money(largest['sum'])}")
+    assert first.startswith(f"{largest['model'] or '(no model)'} {money(largest['sum'])}")
+    assert "(none)" not in text
 
 
 def test_sms_refuses_zero_segments(reports):

@@ -133,7 +133,8 @@ _register_all(
         Metric(
             "cost_usd",
             "USD",
-            "Sum of event costs (LLM tokens, SMS segments, paid API calls); unpriced events add nothing.",
+            "Sum of event costs (LLM tokens, SMS segments, paid API calls). A group made only of LLM "
+            "calls without a known price is unknown (null), not 0; unpriced calls add nothing elsewhere.",
             "sum",
             column="cost_usd",
             dimensions=_COST_DIMS,

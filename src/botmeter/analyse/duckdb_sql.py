@@ -120,7 +120,7 @@ class DuckDBEngine:
             }[metric.aggregation]
             rows, source = runner(query, metric)
             notes = []
-            if metric.aggregation in ("conversations", "per_conversation"):
+            if metric.aggregation in ("conversations", "per_conversation") and self._splits_sessions(query):
                 notes.append(_gap_note(query))
             return Result(
                 query, top_groups(query, fill_buckets(query, rows, _empty_for(metric))), source, notes
@@ -217,6 +217,22 @@ class DuckDBEngine:
             {"d": _naive(day), "s": _naive(start), "e": _naive(end)},
         )
         return not rows[0][0]
+
+    def _splits_sessions(self, q: Query) -> bool:
+        """Whether messages without a conversation id (split into sessions) fall in the window."""
+        p = Params()
+        if self.use_rollups:
+            sql = (
+                "SELECT count(*) FROM rollup_hourly WHERE kind = 'message' AND no_conversation_events > 0 "
+                f"AND hour >= date_trunc('hour', CAST({p.add(_naive(q.start))} AS TIMESTAMP)) "
+                f"AND hour < {p.add(_naive(q.end))}"
+            )
+        else:
+            sql = (
+                "SELECT count(*) FROM events WHERE kind = 'message' AND conversation_id IS NULL "
+                f"AND user_id IS NOT NULL AND ts >= {p.add(_naive(q.start))} AND ts < {p.add(_naive(q.end))}"
+            )
+        return bool(self.sql(sql, p.values)[0][0])
 
     def _one_bot(self) -> bool:
         return self._fact(

@@ -328,7 +328,7 @@ def _breakdown(result: Result) -> dict[str, Any]:
     stat = result.stats[0]
     dim = result.query.by[0]
     rows = sorted(result.rows, key=lambda r: -(r[stat] or 0))
-    return {("(none)" if r[dim] is None else r[dim]): r[stat] for r in rows}
+    return {(f"(no {dim})" if r[dim] is None else r[dim]): r[stat] for r in rows}
 
 
 def _pick(row: dict[str, Any], stats: Sequence[str]) -> dict[str, Any]:

@@ -82,6 +82,16 @@ def summarise(
         unpriced, _ = both("unpriced_calls")
         active, active_prev = both("active_users")
         convs, convs_prev = both("conversations")
+        # The same query as above (answered once): its notes say whether sessions were split.
+        split_note = attempt(
+            "conversations:notes",
+            lambda: next(
+                (n for n in reader.query("conversations", start=window[0], end=window[1], interval=None).notes
+                 if "split at" in n),
+                None,
+            ),
+            None,
+        )  # fmt: skip
         msgs, msgs_prev = both("messages")
         inbound, inbound_prev = both("inbound_messages")
         new, new_prev = both("new_users")
@@ -162,7 +172,9 @@ def summarise(
             "unpriced_calls": unpriced,
             # A provider whose every call was unpriced: None (unknown), not 0.
             "by_provider": {
-                (r["provider"] or "(none)"): r["sum"] for r in by_provider if r["sum"] is None or r["sum"]
+                (r["provider"] or "(no provider)"): r["sum"]
+                for r in by_provider
+                if r["sum"] is None or r["sum"]
             },
             "forecast": forecast,
         },
@@ -175,14 +187,17 @@ def summarise(
             "messages_per_conversation": length,
             "conversation_duration_s": duration,
             "session_gap_minutes": gap,
-            "note": f"conversations without a conversation id are split at gaps of more than {gap:g} minutes",
+            # Said only where messages without a conversation id were split into sessions.
+            "note": split_note,
         },
         "errors": {
             "errors": _figure(errors, errors_prev, floor=MIN_COUNT),
             "error_rate": _figure(rate, rate_prev, enough=enough_inbound),
             "failed_replies": _figure(failed, failed_prev, floor=MIN_COUNT),
             "reply_failure_rate": _figure(failure, failure_prev, enough=enough_inbound),
-            "by_category": {(r["category"] or "(none)"): r["count"] for r in by_category if r["count"]},
+            "by_category": {
+                (r["category"] or "(no category)"): r["count"] for r in by_category if r["count"]
+            },
             "groups": None if groups is None else len(groups),
             "new_groups": None if groups is None else sum(1 for g in groups if g["status"] == "new"),
             "regressed_groups": None

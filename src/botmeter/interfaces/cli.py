@@ -113,6 +113,14 @@ def status(store: str | None, fmt: str) -> None:
         "events": depth.events,
         "bytes": depth.bytes,
     }
+    if not info["exists"]:
+        # No store there (a typo, another folder): say so, and fail, so scripts notice.
+        if fmt == "json":
+            click.echo(json.dumps(info, indent=2, default=str))
+        waiting = f"; {depth.events:,} events wait in the spool {spool_dir}" if depth.events else ""
+        raise click.ClickException(
+            f"no store at {db.path}{waiting}: track some events or run `botmeter demo` first"
+        )
     if fmt == "json":
         click.echo(json.dumps(info, indent=2, default=str))
         return
@@ -322,9 +330,26 @@ def _cell(value: Any) -> str:
 
 
 @main.command()
-def metrics() -> None:
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def metrics(fmt: str) -> None:
     """The metric catalogue: names, units, dimensions and statistics."""
-    from ..analyse.catalogue import CATALOGUE
+    from ..analyse.catalogue import CATALOGUE, load_plugins
+
+    load_plugins()
+    if fmt == "json":
+        listed = [
+            {
+                "metric": m.name,
+                "unit": m.unit,
+                "description": m.description,
+                "statistics": list(m.stats),
+                "default_statistic": m.stats[0],
+                "dimensions": list(m.dimensions),
+            }
+            for m in CATALOGUE.values()
+        ]
+        click.echo(json.dumps(listed, indent=2))
+        return
 
     table = Table(title="botmeter metrics")
     for column in ("metric", "unit", "statistics", "dimensions", "description"):

@@ -37,7 +37,7 @@ from ..exceptions import BotmeterError
 from ..process.pipeline import SCHEMA
 from ..store import Store
 
-FORMATS: Final = ("json", "csv", "parquet")
+FORMATS: Final = ("json", "jsonl", "csv", "parquet")  # jsonl: JSON Lines, one object a line
 WHAT: Final = ("events", "metrics")
 DEFAULT_DAYS: Final = 30
 METRICS_SCHEMA: Final = "botmeter.metrics_export"
@@ -47,8 +47,8 @@ _NEEDS: Final = "every event needs event_id, ts and kind"
 IMPORT_BATCH_ROWS: Final = 245_760  # a store without a preferred size gets DuckDB's two row groups
 _EXTENSIONS: Final = {
     ".json": "json",
-    ".jsonl": "json",
-    ".ndjson": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
     ".csv": "csv",
     ".parquet": "parquet",
     ".pq": "parquet",
@@ -215,7 +215,7 @@ def _stage(con: duckdb.DuckDBPyConnection, source: Path, fmt: str) -> dict[str, 
     returns each column's staged kind: ``json`` (JSON values), ``text`` (CSV cells) or a DuckDB type."""
     path = f"'{_quoted_text(str(source))}'"
     try:
-        if fmt == "json":
+        if fmt in ("json", "jsonl"):
             # First the keys every object uses (a value of a column never named must not be ignored).
             keys = [
                 row[0]
@@ -244,7 +244,12 @@ def _stage(con: duckdb.DuckDBPyConnection, source: Path, fmt: str) -> dict[str, 
         con.execute(f"CREATE TABLE staged AS SELECT * FROM read_parquet({path})")
         return {row[0]: row[1] for row in con.execute("DESCRIBE staged").fetchall()}
     except duckdb.Error as exc:
-        what = {"json": "a JSON array of events or JSON Lines", "csv": "CSV", "parquet": "Parquet"}[fmt]
+        what = {
+            "json": "a JSON array of events or JSON Lines",
+            "jsonl": "JSON Lines",
+            "csv": "CSV",
+            "parquet": "Parquet",
+        }[fmt]
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ExportError(f"{source}: not {what}: {first_line}") from None
 
@@ -484,13 +489,17 @@ def export_metrics(
     interval: str | None = "day",
     stat: str | None = None,
 ) -> MetricsExport:
-    """Writes the metrics of ``metrics_export`` to ``path``: JSON (one document), or CSV and Parquet
-    in long form (one row per metric, bucket and group)."""
+    """Writes the metrics of ``metrics_export`` to ``path``: JSON (one document), or JSON Lines, CSV
+    and Parquet in long form (one row per metric, bucket and group)."""
     fmt = file_format(path, fmt)
     export = metrics_export(reader, window, metrics, interval, stat)
     with replacing(path) as temporary:
         if fmt == "json":
             temporary.write_text(json.dumps(export.document(), indent=2) + "\n")
+        elif fmt == "jsonl":  # the long rows, one JSON object a line
+            with open(temporary, "w") as out:
+                for row in export.long_rows():
+                    out.write(json.dumps(row, default=str) + "\n")
         elif fmt == "csv":
             with open(temporary, "w", newline="") as out:
                 writer = csv.DictWriter(out, fieldnames=export.long_columns(), lineterminator="\n")

@@ -163,7 +163,7 @@ def summary_report(summary: Mapping[str, Any]) -> Report:
             f"{r['new_groups']} new error groups" if r["new_groups"] else "",
         )
         sections.append(Section("Errors", (head, *(_group_line(g) for g in r["top_groups"][:3]))))
-    notes = [summary["engagement"]["note"]]
+    notes = [summary["engagement"]["note"]] if summary["engagement"].get("note") else []
     notes += [
         f"Not available from this store: {name} ({why})"
         for name, why in summary.get("unavailable", {}).items()
@@ -273,13 +273,10 @@ def costs_report(costs: Mapping[str, Any]) -> Report:
             Figure("LLM calls without a known price", count(costs["unpriced_calls"]), short="unpriced"),
         )
     sections = []
-    for title, key, none in (
-        ("By provider", "by_provider", "(none)"),
-        ("By model", "by_model", "(no model)"),
-    ):
-        items = [(none if name == "(none)" else name, v) for name, v in costs[key].items() if v]
+    for title, key in (("By provider", "by_provider"), ("By model", "by_model")):
+        items = [(name, v) for name, v in costs[key].items() if v is None or v]  # None: unpriced
         if items:
-            lines = tuple(Line(f"{n}: {money(v)}", f"{n} {money(v)}") for n, v in items[:10])
+            lines = tuple(Line(f"{n}: {cost(v)}", f"{n} {cost(v)}") for n, v in items[:10])
             sections.append(Section(title, lines))
     return Report(
         "costs",
@@ -345,7 +342,7 @@ def query_report(result: Any) -> Report:
             else:
                 parts.append(f"{bucket:%Y-%m-%d %H:%M}" if hour else f"{bucket:%Y-%m-%d}")
         for d in by:
-            parts.append("(none)" if row.get(d) is None else str(row[d]))
+            parts.append(f"(no {d})" if row.get(d) is None else str(row[d]))  # never "(none)" as a name
         if "period" in row and metric.aggregation == "retention":
             parts.append(f"+{row['period']}")
         return " ".join(parts)

@@ -400,7 +400,8 @@ class DuckDBStore:
 
     def export_events(self, start: datetime, end: datetime, fmt: str, path: Path) -> int:
         """Writes the events with ``start <= ts < end`` to ``path``, oldest first: ``json`` (one array),
-        ``csv`` (with a header) or ``parquet``, every column in stored order. Returns events written.
+        ``jsonl`` (one event a line), ``csv`` (with a header) or ``parquet``, every column in stored
+        order. Returns events written.
 
         DuckDB's COPY streams them from the file, so a million events take seconds, not minutes.
         """
@@ -450,6 +451,7 @@ class DuckDBStore:
 # (microseconds, so it reads back exactly); Parquet keeps native types, the time as a UTC timestamp.
 _EXPORT_OPTIONS = {
     "json": "FORMAT JSON, ARRAY true",
+    "jsonl": "FORMAT JSON",  # JSON Lines: one event a line
     "csv": "FORMAT CSV, HEADER true",
     "parquet": "FORMAT PARQUET, COMPRESSION zstd",
 }

@@ -150,7 +150,14 @@ def test_sums_and_counts_round_trip_through_moto(aws, names, tmp_path):
     rows = {r["stage"]: r for r in latency.rows}
     assert rows["reply"] == {"bucket": rows["reply"]["bucket"], "stage": "reply", "count": 7, "avg": 103.0,
                              "max": 106.0}  # fmt: skip
-    assert rows[None]["count"] == 5 and rows[None]["max"] == 804.0  # LLM calls: no stage in CloudWatch
+    assert None not in rows  # a stage's latency is its timings only, never the LLM calls
+    calls = total("llm_latency_ms", by="model", stat="count,max")
+    assert {r["model"]: (r["count"], r["max"]) for r in calls.rows}["gpt-4o"][1] == 804.0
+    assert sum(r["count"] for r in calls.rows) == 5
+    reply = total("reply_latency_s", stat="count,avg,max").rows[0]
+    assert (reply["count"], reply["avg"], reply["max"]) == (7, pytest.approx(0.103), pytest.approx(0.106))
+    with pytest.raises(Unavailable, match="failed replies"):
+        total("reply_failure_rate")
 
     # A dimension CloudWatch does not record and no record answers: said, not zero.
     with pytest.raises(Unavailable, match="channel"):
@@ -174,11 +181,12 @@ def test_summary_and_dashboard_commands_against_moto(aws, names, tmp_path):
     assert summary["errors"]["by_category"] == {"rate_limit": 2, "timeout": 1}
     # moto cannot run Logs Insights' stats, and percentiles over several series cannot be combined:
     # each such figure is listed with its reason instead of a zero.
-    assert {"active_users", "latency_ms"} <= set(summary["unavailable"])
+    assert {"active_users", "reply_latency_s", "failed_replies"} <= set(summary["unavailable"])
     assert summary["engagement"]["active_users"]["value"] is None
+    assert summary["errors"]["reply_failure_rate"]["value"] is None
     assert all(reason for reason in summary["unavailable"].values())
     text = runner.invoke(main, ["summary", "--store", url]).output
-    assert "Not available from this store: latency_ms" in text and "$0.1890" in text
+    assert "Not available from this store: reply_latency_s" in text and "$0.1890" in text
 
     both = runner.invoke(main, ["query", "messages", "--store", url, "--namespace", namespace])
     assert both.exit_code != 0 and "not both" in both.output
@@ -195,7 +203,7 @@ def test_summary_and_dashboard_commands_against_moto(aws, names, tmp_path):
     assert drawn.exit_code == 0, drawn.output
     figures = json.loads(page.with_suffix(".json").read_text())
     assert figures["kpis"]["cost_usd"]["value"] == pytest.approx(0.189)
-    assert {"active_users", "latency_ms", "retention"} <= set(figures["unavailable"])
+    assert {"active_users", "reply_latency_s", "retention"} <= set(figures["unavailable"])
     assert figures["retention"] is None and figures["active_users"] is None
     html = page.read_text()
     assert "Not available from this store" in html and "$0.1890" in html
@@ -271,9 +279,6 @@ def test_percentiles_request_and_answer_shapes(stubbed):
         _listed({"_name": "LatencyMs", "Bot": "dadacat", "Stage": "reply"}),
         {"Namespace": "DadaCat", "MetricName": "LatencyMs"},
     )
-    cw_stub.add_response(
-        "list_metrics", {"Metrics": []}, {"Namespace": "DadaCat", "MetricName": "LlmLatencyMs"}
-    )
     day = lambda d: datetime(2026, 11, d, tzinfo=UTC)  # noqa: E731
     q = make_query(
         "latency_ms", start=day(23), end=day(25), interval="day", by="stage", stat="p95,p99", now=NOW
@@ -346,7 +351,6 @@ def test_percentiles_of_several_series_are_unavailable(stubbed):
     _, engine, cw_stub, _ = stubbed
     reply = {"_name": "LatencyMs", "Bot": "dadacat", "Stage": "reply"}
     cw_stub.add_response("list_metrics", _listed(reply, {**reply, "Stage": "llm"}))
-    cw_stub.add_response("list_metrics", {"Metrics": []})
     midnight = NOW.replace(hour=0, minute=0)
     results = [
         {

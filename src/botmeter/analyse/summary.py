@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from ..exceptions import StoreUnavailable
 from .query import Unavailable, iso, last_days, previous_window
 from .trends import anomalies, change, month_end_forecast, week_over_week
 
@@ -75,6 +76,11 @@ def summarise(
                 return fn()
             except Unavailable as exc:
                 missing[name] = str(exc)
+                return fallback
+            except StoreUnavailable as exc:
+                # One figure the backend fails to give (a percentile it errs on) is said, as on the
+                # dashboard; the totals above still fail the summary when the store is down.
+                missing[name] = f"the store failed to answer: {str(exc).splitlines()[0]}"
                 return fallback
 
         cost, cost_prev = both("cost_usd")

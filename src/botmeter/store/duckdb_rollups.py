@@ -112,7 +112,7 @@ DDL = [
     "events BIGINT)",
 ]
 TURNS_DDL = (
-    "CREATE TABLE IF NOT EXISTS rollup_turns (bot VARCHAR NOT NULL, key VARCHAR NOT NULL, "
+    "CREATE TABLE IF NOT EXISTS rollup_turns (bot VARCHAR NOT NULL, key UBIGINT NOT NULL, "
     "ts TIMESTAMP NOT NULL, channel VARCHAR, last_ts TIMESTAMP, bad BOOLEAN, answered BOOLEAN, "
     "PRIMARY KEY (bot, key, ts))"
 )
@@ -122,9 +122,10 @@ MARKED_FAILED = (
     "(properties IS NOT NULL AND contains(CAST(properties AS VARCHAR), 'failed') "
     "AND properties->>'$.failed' = 'true')"
 )
-# The columns of an event's part in a turn (over a relation of events).
+# The columns of an event's part in a turn (over a relation of events). The conversation is kept as
+# a 64-bit hash of its id (or its user's): a turn per inbound message must stay small.
 TURN_EVENT = (
-    "coalesce(bot, '') AS bot, coalesce('c:' || conversation_id, 'u:' || user_id) AS key, ts, channel, "
+    "coalesce(bot, '') AS bot, hash(coalesce('c:' || conversation_id, 'u:' || user_id)) AS key, ts, channel, "
     "kind = 'message' AND direction = 'in' AS inbound, "
     f"kind = 'error' OR (kind = 'message' AND direction = 'out' AND {MARKED_FAILED}) AS bad, "
     f"kind = 'message' AND direction = 'out' AND NOT {MARKED_FAILED} AS answered"

@@ -425,6 +425,8 @@ def test_a_schema_2_store_gets_turns_and_latency_per_kind_on_open(store_url: str
     # Make it look like a schema-2 file: no turns, latency days pooled over kinds.
     con = duckdb.connect(str(store_path))
     con.execute("DROP TABLE rollup_turns")
+    con.execute("ALTER TABLE rollup_users DROP COLUMN messages")
+    con.execute("ALTER TABLE rollup_users DROP COLUMN country")
     con.execute("UPDATE rollup_latency_days SET dim = replace(dim, 'timing:', '') WHERE dim LIKE 'timing:%'")
     con.execute("DELETE FROM rollup_latency_days WHERE dim LIKE 'llm_call:%'")
     con.execute("UPDATE botmeter_meta SET value = '2' WHERE key = 'schema_version'")
@@ -433,6 +435,8 @@ def test_a_schema_2_store_gets_turns_and_latency_per_kind_on_open(store_url: str
     failed = fast.query("failed_replies", days=5)
     assert failed.source == "rollups" and failed.rows == plain.query("failed_replies", days=5).rows
     assert sum(r["count"] for r in failed.rows) == 1  # the others were answered after their errors
+    assert fast.user_messages(["u0", "lost"], start=_day(4, 0), end=_day(0, 0)) == {
+        "u0": (4, None), "lost": (1, None)}  # fmt: skip
     lat = fast.query("latency_ms", days=5, by="stage", stat="p95")
     assert lat.source == "rollups"
     assert lat.rows == plain.query("latency_ms", days=5, by="stage", stat="p95").rows

@@ -910,7 +910,7 @@ def test_turns_kept_write_by_write_equal_turns_rebuilt_from_the_events(data: Dat
 
     import duckdb
 
-    from botmeter.store.duckdb_rollups import rebuild_turns
+    from botmeter.store.duckdb_rollups import add_user_messages, rebuild_turns
 
     copy = tmp_path / "copy.duckdb"
     shutil.copy(data.path, copy)
@@ -921,8 +921,26 @@ def test_turns_kept_write_by_write_equal_turns_rebuilt_from_the_events(data: Dat
         rebuild_turns(con)
         assert kept == con.execute(order).fetchall()
         assert sum(1 for row in kept if row[5] and not row[6]) > 20
+        # The users' messages and country per day likewise.
+        users = "SELECT day, bot, user_id, messages, country FROM rollup_users ORDER BY ALL"
+        kept_users = con.execute(users).fetchall()
+        add_user_messages(con)
+        assert kept_users == con.execute(users).fetchall()
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("window", ["days", "edges_total", "all"])
+def test_messages_and_country_per_user(data: Data, reader: Reader, window: str) -> None:
+    q = spec_of("messages", WINDOWS[window])
+    users = ["u01", "u02", "u05", "solo", "nobody"]
+    expected: dict[str, tuple[int, str | None]] = {}
+    for e in data.events:
+        if e.kind == "message" and e.user in users and q.inside(e.ts):
+            n, country = expected.get(e.user, (0, None))
+            expected[e.user] = (n + 1, max(filter(None, (country, e.country)), default=None))
+    assert reader.user_messages(users, start=q.start, end=q.end) == expected
+    assert any(country for _, country in expected.values())
 
 
 def test_rollup_path_answers_from_the_rollups(data: Data) -> None:

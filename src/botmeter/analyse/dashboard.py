@@ -142,25 +142,19 @@ def dashboard_data(
 def _with_messages_and_country(
     reader: Any, users: list[dict[str, Any]], start: datetime, end: datetime, missing: dict[str, str]
 ) -> list[dict[str, Any]]:
-    """The top users by cost with their messages in the window and the country most of them came
-    from (beside the hash, so a team can tell who is who)."""
+    """The top users by cost with their messages in the window and their country (beside the hash,
+    so a team can tell who is who)."""
     ids = [u["user"] for u in users if u.get("user")]
-    found: dict[str, dict[str, int]] = {}
-    if ids:
-        try:
-            rows = reader.query(
-                "messages", start=start, end=end, interval=None, by="user,country", filters={"user": ids}
-            ).rows
-        except Unavailable as exc:
-            missing["top_users:messages"] = str(exc)
-            rows = []
-        for row in rows:
-            found.setdefault(row["user"], {})[row["country"]] = row["count"]
+    found: dict[str, tuple[int, str | None]] = {}
+    try:
+        found = reader.user_messages(ids, start=start, end=end)
+    except Unavailable as exc:
+        missing["top_users:messages"] = str(exc)
     for user in users:
-        countries = found.get(user.get("user") or "", {})
-        user["messages"] = sum(countries.values()) if user.get("user") else None
-        known = {c: n for c, n in countries.items() if c}
-        user["country"] = max(known, key=lambda c: (known[c], c)) if known else None
+        if not user.get("user") or "top_users:messages" in missing:
+            user["messages"], user["country"] = None, None  # the events without a user; or unknown
+        else:
+            user["messages"], user["country"] = found.get(user["user"], (0, None))
     return users
 
 

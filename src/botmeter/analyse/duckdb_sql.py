@@ -732,6 +732,39 @@ class DuckDBEngine:
             row[stat] = int(row[stat] or 0)
         return rows, source
 
+    def user_messages(
+        self, users: list[str], start: datetime, end: datetime
+    ) -> dict[str, tuple[int, str | None]]:
+        """Per user id: messages (both ways) in [start, end) and their country (the largest code if
+        several), from the per-day user rollup and the events of partial days."""
+        if not users:
+            return {}
+        p = Params()
+        ids = p.add(list(users))
+        if self.use_rollups:
+            lo, hi, edges = self._whole_days(start, end)
+        else:
+            lo = hi = start
+            edges = [(start, end)]
+        parts = [
+            "SELECT user_id, messages AS n, country FROM rollup_users "
+            f"WHERE user_id IN (SELECT unnest({ids})) AND day >= CAST({p.add(_naive(lo))} AS DATE) "
+            f"AND day < CAST({p.add(_naive(hi))} AS DATE)"
+        ]
+        for a, b in edges:
+            if a < b:
+                parts.append(
+                    "SELECT user_id, count(*) AS n, max(country) AS country FROM events "
+                    f"WHERE kind = 'message' AND user_id IN (SELECT unnest({ids})) "
+                    f"AND ts >= {p.add(_naive(a))} AND ts < {p.add(_naive(b))} GROUP BY user_id"
+                )
+        with self.session():
+            rows = self.sql(
+                f"SELECT user_id, sum(n), max(country) FROM ({' UNION ALL '.join(parts)}) GROUP BY user_id",
+                p.values,
+            )
+        return {user: (int(n or 0), country) for user, n, country in rows}
+
     def error_groups(self, start: datetime, end: datetime, quiet_days: int) -> list[dict[str, Any]]:
         with self.session():
             return error_groups_sql(self, start, end, quiet_days)

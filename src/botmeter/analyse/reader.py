@@ -24,6 +24,7 @@ from .query import (
     DEFAULT_SESSION_GAP_MINUTES,
     Query,
     Result,
+    Unavailable,
     frame,
     iso,
     make_query,
@@ -313,6 +314,16 @@ class Reader:
 
         window = self.window(days, start, end)
         return self._answer(("error_groups", window), lambda: error_groups(self, window))
+
+    def user_messages(
+        self, users: Sequence[str], *, start: Any, end: Any
+    ) -> dict[str, tuple[int, str | None]]:
+        """Stored user ids -> (messages both ways in the window, their country), for top lists."""
+        method = getattr(self.engine, "user_messages", None)
+        if method is None:
+            raise Unavailable(f"{getattr(self.store, 'url', 'this store')}: no messages per user here")
+        window = self.window(None, start, end)
+        return self._answer(("user_messages", tuple(users), window), lambda: method(list(users), *window))
 
     def explore(self, top: int = 5) -> dict[str, Any]:
         from .explore import explore

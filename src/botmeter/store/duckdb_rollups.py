@@ -9,7 +9,8 @@ are never behind the events and never count a replayed event twice:
   shows them as a group). Sums, counts and maxima add up across batches; NULL dimensions are
   kept as ''.
 * ``rollup_users``: per UTC day and user: inbound messages, first and last inbound message,
-  events and cost. Active, new and returning users and retention come from it.
+  events and cost, messages both ways and their country (the largest code, if several). Active,
+  new and returning users and retention come from it.
 * ``rollup_conversations``: per conversation and UTC day it had messages: first and last message
   that day and how many. A conversation is the bot's conversation id (``c:<id>``) or, for
   messages without one, a run of the user's messages with no gap longer than the session gap
@@ -95,7 +96,7 @@ DDL = [
     "CREATE TABLE IF NOT EXISTS rollup_users (day DATE NOT NULL, bot VARCHAR NOT NULL, user_id "
     "VARCHAR NOT NULL, "
     "inbound BIGINT, first_in TIMESTAMP, last_in TIMESTAMP, events BIGINT, cost_usd DOUBLE, "
-    "PRIMARY KEY (day, bot, user_id))",
+    "messages BIGINT, country VARCHAR, PRIMARY KEY (day, bot, user_id))",
     "CREATE TABLE IF NOT EXISTS rollup_conversations (conversation VARCHAR NOT NULL, bot VARCHAR NOT NULL, "
     "day DATE NOT NULL, user_id VARCHAR, first_ts TIMESTAMP, last_ts TIMESTAMP, messages BIGINT, "
     "PRIMARY KEY (conversation, bot, day))",
@@ -184,13 +185,16 @@ _USERS_SELECT = (
     "count(*) FILTER (WHERE kind = 'message' AND direction = 'in') AS inbound, "
     "min(ts) FILTER (WHERE kind = 'message' AND direction = 'in') AS first_in, "
     "max(ts) FILTER (WHERE kind = 'message' AND direction = 'in') AS last_in, "
-    "count(*) AS events, coalesce(sum(cost_usd), 0) AS cost_usd "
-    "FROM {src} WHERE user_id IS NOT NULL {and_where} GROUP BY ALL"
+    "count(*) AS events, coalesce(sum(cost_usd), 0) AS cost_usd, "
+    "count(*) FILTER (WHERE kind = 'message') AS messages, max(country) FILTER (WHERE kind = 'message') "
+    "AS country FROM {src} WHERE user_id IS NOT NULL {and_where} GROUP BY ALL"
 )
 _USERS_MERGE = (
     " ON CONFLICT DO UPDATE SET inbound = inbound + EXCLUDED.inbound, "
     "first_in = least(first_in, EXCLUDED.first_in), last_in = greatest(last_in, EXCLUDED.last_in), "
-    "events = events + EXCLUDED.events, cost_usd = cost_usd + EXCLUDED.cost_usd"
+    "events = events + EXCLUDED.events, cost_usd = cost_usd + EXCLUDED.cost_usd, "
+    "messages = messages + EXCLUDED.messages, country = CASE WHEN country IS NULL THEN EXCLUDED.country "
+    "WHEN EXCLUDED.country IS NULL THEN country ELSE greatest(country, EXCLUDED.country) END"
 )
 
 _CONVERSATION_COSTS_SELECT = (
@@ -296,6 +300,7 @@ def _partials(t: pa.Table) -> list[tuple[str, pa.Table, str]]:
         + _HOURLY_MERGE
     )
     day = _day_of(ts)
+    is_message = pc.fill_null(pc.equal(t["kind"], "message"), False)
     inbound = pc.and_(pc.equal(t["kind"], "message"), pc.equal(t["direction"], "in"))
     inbound = pc.fill_null(inbound, False)
     users_in = pa.table(
@@ -306,14 +311,25 @@ def _partials(t: pa.Table) -> list[tuple[str, pa.Table, str]]:
             "inbound": pc.cast(inbound, pa.int64()),
             "ts_in": pc.if_else(inbound, ts, pa.scalar(None, ts.type)),
             "cost_usd": cost,
+            "message": pc.cast(is_message, pa.int64()),
+            "country": pc.if_else(is_message, t["country"], pa.scalar(None, t["country"].type)),
         }
     ).filter(pc.invert(no_user))
     users = users_in.group_by(["day", "bot", "user_id"], use_threads=False).aggregate(
-        [("inbound", "sum"), ("ts_in", "min"), ("ts_in", "max"), ([], "count_all"), ("cost_usd", "sum")]
+        [
+            ("inbound", "sum"),
+            ("ts_in", "min"),
+            ("ts_in", "max"),
+            ([], "count_all"),
+            ("cost_usd", "sum"),
+            ("message", "sum"),
+            ("country", "max"),
+        ]
     )
     users_sql = (
         "INSERT INTO rollup_users SELECT day, coalesce(bot, ''), user_id, inbound_sum, ts_in_min, ts_in_max, "
-        "count_all, coalesce(cost_usd_sum, 0) FROM _bm_users" + _USERS_MERGE
+        "count_all, coalesce(cost_usd_sum, 0), coalesce(message_sum, 0), country_max FROM _bm_users"
+        + _USERS_MERGE
     )
     days = (
         pa.table({"day": day, "ts": ts})
@@ -501,6 +517,14 @@ def _recompute_turns(con: Any, bot: str, key: str, since: Any) -> None:
         "WHERE bot = $bot AND key = $key)"
     )  # events before the first inbound from ``since`` on join the stored turns' NO_TURN
     con.execute(f"INSERT INTO rollup_turns {TURNS_FROM_EVENTS.format(src=rows)}", params)
+
+
+def add_user_messages(con: Any) -> None:
+    """rollup_users gains each user's messages and country (a store from before): filled again."""
+    con.execute("ALTER TABLE rollup_users ADD COLUMN IF NOT EXISTS messages BIGINT")
+    con.execute("ALTER TABLE rollup_users ADD COLUMN IF NOT EXISTS country VARCHAR")
+    con.execute("DELETE FROM rollup_users")
+    con.execute(f"INSERT INTO rollup_users {_USERS_SELECT.format(src='events', and_where='')}")
 
 
 def rebuild_turns(con: Any) -> None:

@@ -49,8 +49,8 @@ MIGRATIONS: dict[int, list[str | Callable[[duckdb.DuckDBPyConnection], None]]] =
     ],
     2: [*rollups.DDL, lambda con: rollups.rebuild(con, rollups.session_gap(con))],
     # Latency per day kept per kind (a stage's timings apart from LLM calls), no longer pooled;
-    # each inbound message's turn, for failed replies.
-    3: [rollups.recompute_latency_days, rollups.TURNS_DDL, rollups.rebuild_turns],
+    # each inbound message's turn, for failed replies; each user's messages and country per day.
+    3: [rollups.recompute_latency_days, rollups.TURNS_DDL, rollups.rebuild_turns, rollups.add_user_messages],
 }
 
 # One process, one file, one connection at a time: DuckDB refuses a second connection to the

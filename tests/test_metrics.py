@@ -954,6 +954,7 @@ def test_rollup_path_answers_from_the_rollups(data: Data) -> None:
         ("messages_per_conversation", ALL),
         ("latency_ms", {**DAYS, "stat": "avg,count"}),
         ("reply_latency_s", {**DAYS, "stat": "p50,p95"}),
+        ("latency_ms", {**DAYS, "filters": {"stage": "total"}, "stat": "p95"}),
         ("llm_latency_ms", {**DAYS, "by": "model", "stat": "p95"}),
         ("failed_replies", DAYS),
     ):

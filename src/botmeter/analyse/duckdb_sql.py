@@ -417,9 +417,13 @@ class DuckDBEngine:
         kind = metric.kinds[0] if len(metric.kinds) == 1 else ""
         dim = q.by[0] if q.by else ""
         value_of: str | None = None
+        # One stage's figures (the reply latency, or a filter on one stage): that stage's row of
+        # the per-stage figures.
+        stages = [values for d, values in q.filters if d == "stage"]
         if metric.where and not q.by and len(metric.where) == 1 and metric.where[0][0] == "stage":
-            # One stage's figures (the reply latency): that stage's row of the per-stage figures.
             dim, value_of = "stage", metric.where[0][1]
+        elif not metric.where and not q.by and len(stages) == 1 and len(stages[0]) == 1:
+            dim, value_of = "stage", stages[0][0]
         bots = [v for d, values in q.filters for v in values if d == "bot"]
         if (
             q.interval != "day"
@@ -429,7 +433,8 @@ class DuckDBEngine:
             or (value_of is not None and value_of.endswith("*"))
             or len(q.by) > 1
             or dim not in LATENCY_DIMS[kind]
-            or any(d != "bot" for d, _ in q.filters)
+            or any(d not in ("bot", "stage") for d, _ in q.filters)
+            or (stages and (value_of is None or metric.where))
             or len(bots) > 1
             or (not bots and not self._one_bot())
         ):

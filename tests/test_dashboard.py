@@ -131,9 +131,11 @@ def test_the_key_figures_are_the_summary_and_are_shown_as_text(built, demo):
     assert fmt.count(summary["engagement"]["messages"]["value"]) in text
     assert fmt.ms(summary["latency"]["p95_ms"]["value"]) in text
     # Each panel's total is printed beside its chart, not only in a tooltip.
+    rows = data["cost_by_model"]
     biggest = max(
-        {(r["provider"], r["model"]) for r in data["cost_by_model"]},
-        key=lambda pm: sum(r["value"] for r in data["cost_by_model"] if (r["provider"], r["model"]) == pm),
+        {(r["provider"], r["model"]) for r in rows},
+        # An unpriced model's cost is unknown (null), not 0.
+        key=lambda pm: sum(r["value"] or 0 for r in rows if (r["provider"], r["model"]) == pm),
     )
     total = sum(r["value"] for r in data["cost_by_model"] if (r["provider"], r["model"]) == biggest)
     assert fmt.money(total) in text

@@ -101,6 +101,7 @@ class Ev:
     severity: str | None = None  # as given to track_error (None: the pipeline picks one)
     cost_usd: float | None = None  # as given to the track call
     failed: bool = False  # an outbound message the bot marks as failed (properties {"failed": true})
+    ttft_ms: float | None = None  # an LLM call's time to first token, where the bot knows it
 
 
 class Generator:
@@ -138,10 +139,12 @@ class Generator:
                 self.add(kind="timing", ts=t, stage="retrieval", latency_ms=latency, **common)
             provider, model = rng.choice(MODELS)
             latency = None if model == "no-such-model-x" else rng.choice(LATENCIES)
+            # Known for some calls only (no draw, so the rest of the data stays as it was).
+            ttft = latency / 5 if latency is not None and latency >= 250 else None
             self.add(kind="llm_call", ts=t, provider=provider, model=model,
                      input_tokens=rng.randint(600, 3000), output_tokens=rng.randint(70, 600),
                      cached_tokens=rng.choice([0, 0, 128, 512]), reasoning_tokens=rng.choice([0, 0, 64]),
-                     latency_ms=latency, stage=rng.choice(["llm", None]), **common)
+                     latency_ms=latency, stage=rng.choice(["llm", None]), ttft_ms=ttft, **common)
             t += timedelta(seconds=rng.randint(1, 3))
             outcome = rng.random()
             if outcome < 0.06:  # the turn fails: an error and no reply at all
@@ -243,6 +246,8 @@ def track(meter: Meter, e: Ev, as_datetime: bool) -> None:
     ts: datetime | float = e.ts if as_datetime else e.ts.timestamp()
     ids = {"user": e.user, "conversation": e.conversation, "channel": e.channel, "event_id": e.event_id,
            "ts": ts, "properties": {"failed": True} if e.failed else None}
+    if e.ttft_ms is not None:
+        ids["properties"] = {"time_to_first_token_ms": e.ttft_ms}
     if e.kind == "message" and e.unit == "sms_segment":
         del ids["channel"]
         meter.track_sms(direction=e.direction, text="hello", segments=e.units, country=e.country, **ids)
@@ -376,7 +381,7 @@ DEFAULT_STAT = {
                      "returning_users", "conversations"], "count"),
     "messages_per_conversation": "avg",
     "conversation_duration_s": "avg",
-    **dict.fromkeys(["latency_ms", "llm_latency_ms", "reply_latency_s"], "p95"),
+    **dict.fromkeys(["latency_ms", "llm_latency_ms", "reply_latency_s", "llm_ttft_ms"], "p95"),
     "failed_replies": "count",
     **dict.fromkeys(["error_rate", "reply_failure_rate", "cost_per_conversation", "cost_per_active_user"],
                     "ratio"),
@@ -508,15 +513,16 @@ REPLY_STAGE = "total"  # the reader below names this test's reply stage
 def latency(d: Data, q: Spec) -> list[dict]:
     """A stage's latency is its timing events; an LLM call's its own figure; the reply latency the
     reply stage's timings in seconds."""
-    kind = "llm_call" if q.metric == "llm_latency_ms" else "timing"
+    kind = "llm_call" if q.metric in ("llm_latency_ms", "llm_ttft_ms") else "timing"
     scale = 0.001 if q.metric == "reply_latency_s" else 1.0
     values: dict[tuple, list[float]] = defaultdict(list)
     for e in d.events:
-        timed = e.kind == kind and e.latency_ms is not None
+        value = e.ttft_ms if q.metric == "llm_ttft_ms" else e.latency_ms
+        timed = e.kind == kind and value is not None
         if q.metric == "reply_latency_s":
             timed = timed and e.stage == REPLY_STAGE
         if timed and q.inside(e.ts) and matches(d, q, e):
-            values[(q.bucket(e.ts), key_of(d, q, e))].append(e.latency_ms)
+            values[(q.bucket(e.ts), key_of(d, q, e))].append(value)
     cells = {}
     for k, v in values.items():
         cells[k] = {s: x if s == "count" else x * scale for s, x in describe(v, q.stats).items()}
@@ -686,7 +692,7 @@ def retention(d: Data, q: Spec) -> list[dict]:
 def oracle(d: Data, q: Spec) -> list[dict]:
     if q.metric in ADDITIVE:
         return additive(d, q)
-    if q.metric in ("latency_ms", "llm_latency_ms", "reply_latency_s"):
+    if q.metric in ("latency_ms", "llm_latency_ms", "reply_latency_s", "llm_ttft_ms"):
         return latency(d, q)
     if q.metric == "failed_replies":
         return failed_replies(d, q)
@@ -802,6 +808,8 @@ def cases() -> list[Any]:
     add("llm_latency_ms", ["all", "days"], by="provider", stat=all_latency)
     add("llm_latency_ms", ["all", "days", "edges_total"], by="model", stat="avg,max,count")
     add("llm_latency_ms", ["days"], by="stage", stat="p50,p95,count")
+    add("llm_ttft_ms", ["days", "all", "edges", "empty"], stat=all_latency)
+    add("llm_ttft_ms", ["all", "days"], by="model", stat="p50,p95,count")
     add("reply_latency_s", every, stat=all_latency)
     add("reply_latency_s", ["days", "all"], by="channel", stat="p50,p95,p99")
     add("reply_latency_s", ["days", "hours"], stat="avg,max,count")
@@ -863,6 +871,8 @@ def test_generated_data_has_the_cases_it_is_meant_to(data: Data) -> None:
         if e.user in ("bridge", "gap", "edge"):
             sessions[e.user].add(keys[e.event_id])
     assert {u: len(s) for u, s in sessions.items()} == {"bridge": 1, "gap": 2, "edge": 1}
+    calls = [e for e in data.events if e.kind == "llm_call" and e.latency_ms is not None]
+    assert any(e.ttft_ms for e in calls) and any(e.ttft_ms is None for e in calls)
     # Failed replies of both kinds, and errors in turns that were answered anyway (retries).
     assert any(e.failed for e in messages)
     whole = spec_of("failed_replies", ALL)

@@ -53,6 +53,10 @@ AGGREGATIONS: Final = (
 # place (``BOTMETER_REPLY_STAGE``, ``reply`` by default).
 REPLY_STAGE: Final = "<reply stage>"
 DEFAULT_REPLY_STAGE: Final = "reply"
+# Time to first token, where the bot knows it: ``properties={"time_to_first_token_ms": ...}`` on an
+# LLM call (a streamed answer's first chunk).
+TTFT_PROPERTY: Final = "time_to_first_token_ms"
+_TTFT: Final = f"TRY_CAST(properties->>'$.{TTFT_PROPERTY}' AS DOUBLE)"
 
 PERCENTILES: Final[dict[str, float]] = {
     "p10": 0.1,
@@ -375,6 +379,17 @@ _register_all(
             "distribution",
             kinds=("llm_call",),
             column="latency_ms",
+            dimensions=("provider", "model", "stage", "channel", "bot"),
+            stats=("p95", "p50", "p90", "p99", "max", "avg", "count"),
+        ),
+        Metric(
+            "llm_ttft_ms",
+            "ms",
+            "Time to first token of LLM calls, where the bot gave it (properties "
+            '{"time_to_first_token_ms": ...} on track_llm_call); calls without it are not counted.',
+            "distribution",
+            kinds=("llm_call",),
+            column=_TTFT,
             dimensions=("provider", "model", "stage", "channel", "bot"),
             stats=("p95", "p50", "p90", "p99", "max", "avg", "count"),
         ),

@@ -463,6 +463,10 @@ class CloudWatchEngine:
     # -- latency ----------------------------------------------------------------------------------
 
     def _latency(self, q: Query, metric: Metric) -> Result:
+        if metric.column != "latency_ms":
+            raise Unavailable(
+                f"{metric.name} is kept in the events' properties, which CloudWatch metrics do not hold"
+            )
         # A stage's latency is its timings (LatencyMs); LLM calls are their own figure (LlmLatencyMs).
         filters = [*q.filters, *((d, (v,)) for d, v in metric.where if v is not None)]
         cells: list[Cell] = []

@@ -1114,7 +1114,10 @@ def test_error_group_statuses(data: Data, reader: Reader) -> None:
     assert status[fingerprints["not_found"]] == "new"
 
 
-def test_a_cost_group_of_unpriced_calls_only_is_unknown_not_zero(reader: Reader) -> None:
+def test_a_cost_group_of_unpriced_calls_only_is_unknown_not_zero(reader: Reader, data: Data) -> None:
+    from click.testing import CliRunner
+
+    from botmeter.interfaces.cli import main
     from botmeter.report.responses import query_report, render, to_sms
 
     result = reader.query("cost_usd", **ALL, by="model")
@@ -1124,6 +1127,12 @@ def test_a_cost_group_of_unpriced_calls_only_is_unknown_not_zero(reader: Reader)
     text = render(query_report(result), "text")
     assert "no-such-model-x: unpriced" in text and "without 1 unpriced group" in text
     assert "no-such-model-x unpriced" in to_sms(query_report(result), 10)
+    args = ["query", "cost_usd", "--by", "model", "--start", "2026-02-12", "--interval", "none"]
+    table = CliRunner().invoke(main, [*args, "--store", data.url], terminal_width=200)
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    assert any("no-such-model-x" in line and "unpriced" in line for line in lines)
+    assert any("(no model)" in line for line in lines) and "(none)" not in table.output
     # A group with priced events keeps its known cost (the unpriced calls are counted apart).
     openai = reader.query("cost_usd", **ALL, filters={"provider": "openai"}).total()
     assert openai is not None and openai > 0

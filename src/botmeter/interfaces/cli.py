@@ -314,8 +314,12 @@ def query(
     )
     for column in columns:
         table.add_column(column, justify="right" if column in result.value_keys() else "left")
+    # No value: a group without that dimension, or a cost nobody knows (unpriced), never "-" alone.
+    blank = {d: f"(no {d})" for d in result.query.by}
+    if metric_def.unit == "USD":
+        blank.update(dict.fromkeys(result.value_keys(), "unpriced"))
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+        table.add_row(*(blank.get(c, "-") if row.get(c) is None else _cell(row.get(c)) for c in columns))
     console.print(table)
 
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 @dataclass
 class Rule:
-    match: bytes
+    match: tuple[bytes, ...]  # every piece must be in the request
     action: str  # hang | forward_then_hang | status500
     times: int | None = None  # how many requests it applies to (None: all)
     hits: int = 0
@@ -60,8 +60,11 @@ class FaultProxy:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
-    def add(self, match: str | bytes, action: str, times: int | None = None) -> Rule:
-        rule = Rule(match.encode() if isinstance(match, str) else match, action, times)
+    def add(
+        self, match: str | bytes | tuple[str | bytes, ...], action: str, times: int | None = None
+    ) -> Rule:
+        pieces = match if isinstance(match, tuple) else (match,)
+        rule = Rule(tuple(p.encode() if isinstance(p, str) else p for p in pieces), action, times)
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -73,9 +76,9 @@ class FaultProxy:
     def _pick(self, raw: bytes) -> Rule | None:
         with self._lock:
             for rule in self.rules:
-                if rule.match in raw and (rule.times is None or rule.hits < rule.times):
+                if all(p in raw for p in rule.match) and (rule.times is None or rule.hits < rule.times):
                     rule.hits += 1
-                    self.seen.append(rule.match)
+                    self.seen.append(b" ".join(rule.match))
                     return rule
         return None
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..analyse.gaps import Gaps
 from ..analyse.query import MAX_DAYS, days_from_text
 from ..process.privacy import UserHasher
 from ..report import responses
@@ -240,12 +241,20 @@ def analytics_status_report(reader: Any, days: int) -> Report:
         summary = summarise(reader, days, compare_weeks=False, with_groups=False)
         now = datetime.fromisoformat(summary["period"]["end"].replace("Z", "+00:00"))
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        today = reader.query("cost_usd", start=midnight, end=now, interval=None).total()
+        gaps = Gaps(summary["unavailable"])
+        today = gaps.get(
+            "cost_today", lambda: reader.query("cost_usd", start=midnight, end=now, interval=None).total()
+        )
     c, e, r, lat = summary["costs"], summary["engagement"], summary["errors"], summary["latency"]
 
     period = "today" if days == 1 else f"{days}d"
     figures = (
-        Figure("Cost today", money(today or 0.0), short="today", key=True),
+        Figure(
+            "Cost today",
+            "-" if "cost_today" in gaps.missing else money(today or 0.0),
+            short="today",
+            key=True,
+        ),
         change_figure(f"Cost, last {days} days", period, c["total_usd"], money, True),
         change_figure("Active users", "users", e["active_users"], count, True),
         change_figure("Conversations", "convs", e["conversations"], count, True),
@@ -253,7 +262,7 @@ def analytics_status_report(reader: Any, days: int) -> Report:
         change_figure("p95 latency", "p95", lat["p95_ms"], ms, True),
     )
     sections = (anomalies_section(summary["anomalies"], say_none=True),)
-    notes = tuple(f"Not available from this store: {n}" for n in summary.get("unavailable", {}))
+    notes = responses.unavailable_notes(summary)
     p = summary["period"]
     return Report(
         "analytics_status",

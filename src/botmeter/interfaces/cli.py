@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -12,6 +14,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .. import __version__
 from ..config import Config
@@ -21,6 +24,26 @@ from ..store.duckdb_store import DuckDBStore
 from ..store.spool import Spool
 
 console = Console()
+
+# Control characters (C0, DEL, C1: ANSI and OSC escape sequences start with them) and the
+# bidirectional overrides, which a stored value must never send to the terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_text(value: Any, keep_lines: bool = False) -> str:
+    """Stored text made safe for a terminal: control characters dropped (line breaks kept when
+    ``keep_lines``, else made spaces), so no escape sequence in an event reaches the terminal."""
+    text = str(value)
+    if keep_lines:
+        return "\n".join(
+            _CONTROL.sub(lambda m: " " if m.group() == "\t" else "", line) for line in text.split("\n")
+        )
+    return _CONTROL.sub(lambda m: " " if m.group() in "\t\n\r" else "", text)
+
+
+def plain(value: Any) -> Text:
+    """Stored text for a Rich table or line: a ``Text``, which Rich never reads as markup."""
+    return Text(terminal_text(value))
 
 
 def store_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -129,7 +152,7 @@ def status(store: str | None, fmt: str) -> None:
             value = info[key]
             table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
     for kind, n in info.get("by_kind", {}).items():
-        table.add_row(f"  {kind}", f"{n:,}")
+        table.add_row(plain(f"  {kind}"), f"{n:,}")
     table.add_row("spool", f"{depth.batches} batches, {depth.events:,} events in {spool_dir}")
     console.print(table)
 
@@ -302,7 +325,7 @@ def query(
     table = Table(
         title=f"{metric} ({metric_def.unit}) {result.query.start:%Y-%m-%d %H:%M} to "
         f"{result.query.end:%Y-%m-%d %H:%M} UTC",
-        caption="; ".join(result.notes) or None,
+        caption=plain("; ".join(result.notes)) if result.notes else None,
     )
     for column in columns:
         table.add_column(column, justify="right" if column in result.value_keys() else "left")
@@ -311,14 +334,14 @@ def query(
     console.print(table)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> Text:
     if value is None:
-        return "-"
+        return Text("-")
     if isinstance(value, float):
-        return f"{value:,.6g}" if abs(value) < 1000 else f"{value:,.2f}"
+        return Text(f"{value:,.6g}" if abs(value) < 1000 else f"{value:,.2f}")
     if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+        return Text(f"{value:,}")
+    return plain(value)  # a model, a channel, a name: the bot's text, never markup
 
 
 @main.command()
@@ -375,7 +398,12 @@ def _rendered(result: Any, fmt: str) -> str:
     from ..report.responses import render
 
     out = render(result, fmt.replace("-", "_"))
-    return out if isinstance(out, str) else json.dumps(out, indent=2, ensure_ascii=False)
+    # Text forms quote stored text (error messages, names): no escape sequence may reach the terminal.
+    return (
+        terminal_text(out, keep_lines=True)
+        if isinstance(out, str)
+        else json.dumps(out, indent=2, ensure_ascii=False)
+    )
 
 
 @main.command()
@@ -433,7 +461,7 @@ def dashboard(
     from ..report.dashboard import write_dashboard
 
     config = _config(store=store)
-    if budget is not None and budget <= 0:
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
         raise click.BadParameter(
             f"{budget!r} is not a budget: give a positive amount in USD", param_hint="--budget"
         )
@@ -537,7 +565,11 @@ def explore(fmt: str, top: int, store: str | None) -> None:
     if fmt == "json":
         click.echo(_json(info))
         return
-    console.print(f"[bold]{info['events']:,} events[/] from {info['first_event']} to {info['last_event']}")
+    console.print(
+        Text.assemble(
+            (f"{info['events']:,} events", "bold"), f" from {info['first_event']} to {info['last_event']}"
+        )
+    )
     if "storage_bytes" in info:
         per = info["bytes_per_event"]
         console.print(
@@ -548,29 +580,33 @@ def explore(fmt: str, top: int, store: str | None) -> None:
     kinds.add_column("kind")
     kinds.add_column("events", justify="right")
     for kind, n in info["kinds"].items():
-        kinds.add_row(kind, f"{n:,}")
+        kinds.add_row(plain(kind), f"{n:,}")
     console.print(kinds)
     fields_table = Table(title="fields")
     for column in ("field", "type", "filled", "fill rate"):
         fields_table.add_column(column, justify="right" if column in ("filled", "fill rate") else "left")
     for name, f in info["fields"].items():
-        fields_table.add_row(name, f["type"], f"{f['filled']:,}", f"{f['fill_rate']:.1%}")
+        fields_table.add_row(plain(name), plain(f["type"]), f"{f['filled']:,}", f"{f['fill_rate']:.1%}")
     console.print(fields_table)
     dims = Table(title="dimensions")
     for column in ("dimension", "distinct", "top values"):
         dims.add_column(column)
     for name, d in info["dimensions"].items():
         dims.add_row(
-            name, f"{d['cardinality']:,}", ", ".join(f"{t['value']} ({t['events']:,})" for t in d["top"])
+            plain(name),
+            f"{d['cardinality']:,}",
+            plain(", ".join(f"{t['value']} ({t['events']:,})" for t in d["top"])),
         )
     for name, d in info["identifiers"].items():
-        dims.add_row(name, f"{d['cardinality']:,}", "(ids: values not listed)")
+        dims.add_row(plain(name), f"{d['cardinality']:,}", "(ids: values not listed)")
     console.print(dims)
     if info["unpriced_models"]:
         console.print(
-            "models without a price: "
-            + ", ".join(
-                f"{u['provider']}/{u['model']} ({u['calls']:,} calls)" for u in info["unpriced_models"]
+            plain(
+                "models without a price: "
+                + ", ".join(
+                    f"{u['provider']}/{u['model']} ({u['calls']:,} calls)" for u in info["unpriced_models"]
+                )
             )
         )
     days = info["events_per_day"]
@@ -585,7 +621,8 @@ def run() -> None:  # pragma: no cover - console entry
     try:
         main()
     except BotmeterError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        # One line, as text: an error may quote stored values, which must not be read as markup.
+        click.echo(f"Error: {' '.join(str(exc).split())}", err=True)
         sys.exit(2)
 
 

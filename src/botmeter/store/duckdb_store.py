@@ -195,7 +195,7 @@ class DuckDBStore:
                 self._withdraw_request()
                 with self.writing(timeout):
                     pass
-            with self._connection(read_only=True, timeout=timeout) as con:
+            with self._connection(read_only=True, timeout=timeout) as con, damaged_file(self.path):
                 self._withdraw_request()
                 yield con
 
@@ -473,6 +473,27 @@ def _has_events(con: duckdb.DuckDBPyConnection) -> bool:
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'events'"
     ).fetchall()
     return bool(rows[0][0])
+
+
+@contextlib.contextmanager
+def damaged_file(path: Path) -> Iterator[None]:
+    """Reading a file that turns out damaged (truncated, overwritten: DuckDB finds it block by block,
+    as it reads) raises ``StoreUnavailable`` naming the file, not DuckDB's own error."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        if type(exc) is duckdb.Error or isinstance(exc, _DAMAGED):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreUnavailable(f"cannot read {path}, the file may be damaged: {first}") from exc
+        raise
+
+
+_DAMAGED = (
+    duckdb.IOException,
+    duckdb.FatalException,
+    duckdb.InternalException,
+    duckdb.SerializationException,
+)
 
 
 def _mapped(exc: duckdb.Error, path: Path) -> StoreError:

@@ -56,6 +56,9 @@ _PATH_LOCKS: dict[Path, threading.RLock] = {}
 _PATH_LOCKS_GUARD = threading.Lock()
 
 
+_BUSY_PROBE_S = 0.25  # how long a write waits for a file another process was found holding
+
+
 def _path_lock(path: Path) -> threading.RLock:
     with _PATH_LOCKS_GUARD:
         lock = _PATH_LOCKS.get(path)
@@ -97,6 +100,11 @@ class DuckDBStore:
         self._gap_s = rollups.DEFAULT_SESSION_GAP_S
         self._lock = _path_lock(self.path)
         self._migrated = False
+        # Set when a write found the file held by another process for the whole lock timeout:
+        # until a write gets in again, writes only probe (_BUSY_PROBE_S), so that a writer retrying
+        # the spool and the next batch does not wait out the lock timeout at every step (a flush
+        # took about four lock timeouts).
+        self._held_elsewhere = False
         # While batches queue up (a burst, a backlog) the writer keeps the file open from one to
         # the next: reopening and checkpointing each time costs a third of a write. Readers ask
         # for the file by leaving a note in <store>.readers/; the writer then lets go.
@@ -119,6 +127,8 @@ class DuckDBStore:
                     con.close()
 
     def _open(self, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnection:
+        if not read_only and self._held_elsewhere:
+            timeout = min(timeout, _BUSY_PROBE_S)
         deadline = time.monotonic() + timeout
         pause = 0.002
         while True:
@@ -128,6 +138,8 @@ class DuckDBStore:
                 con = duckdb.connect(str(self.path), read_only=read_only)
                 # No progress bar: a long query must not draw on the bot's (or the CLI's) terminal.
                 con.execute("SET enable_progress_bar = false")
+                if not read_only:
+                    self._held_elsewhere = False
                 return con
             except duckdb.Error as exc:
                 if not _is_lock_conflict(exc):
@@ -137,6 +149,8 @@ class DuckDBStore:
                         ) from exc
                     raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
                 if time.monotonic() >= deadline:
+                    if not read_only:
+                        self._held_elsewhere = True
                     raise StoreLocked(
                         f"{self.path} is held by another process for more than {timeout:g}s: {exc}"
                     ) from exc

@@ -150,3 +150,45 @@ def test_answers_do_not_reveal_paths_or_process_ids(filled, tmp_path, store_path
     store_path.write_bytes(b"this is not a database\n" * 10)
     answer = handler(rest_event("/summary"), None)
     assert answer["statusCode"] == 503 and not _reveals(answer["body"], str(store_path)), answer["body"]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"start": "0001-01-01", "interval": "hour"}, "start"),
+        ({"start": "0001-01-01", "interval": "day"}, "start"),
+        ({"start": "2020-01-01", "interval": "hour"}, "interval"),
+        ({"end": "9999-12-31T23:59:59"}, "end"),
+        ({"days": "99999"}, "days"),
+        ({"by": "model", "interval": "none", "limit": "999999"}, "limit"),
+    ],
+)
+def test_windows_without_bounds_are_refused_at_once(filled, query, field):  # noqa: F811
+    """start=0001-01-01&interval=hour took 3.1 GB before a MemoryError; now a 400 naming the field."""
+    import time
+
+    from botmeter.aws_lambda import handler
+
+    started = time.monotonic()
+    answer = handler(rest_event("/metrics/cost_usd", query), None)
+    assert time.monotonic() - started < 1.0
+    assert answer["statusCode"] == 400 and json.loads(answer["body"])["field"] == field, answer["body"]
+
+
+def test_the_same_bounds_for_the_python_api_and_admin(filled, store_url):  # noqa: F811
+    from botmeter import Meter
+    from botmeter.analyse import Reader
+    from botmeter.analyse.query import QueryError
+
+    reader = Reader(store_url)
+    with pytest.raises(QueryError, match=r"^interval: hour over .* at most 10,000"):
+        reader.query("messages", start="2020-01-01", interval="hour")
+    with pytest.raises(QueryError, match=r"^start: 0001-01-01"):
+        reader.error_groups(start="0001-01-01")
+    with pytest.raises(QueryError, match=r"^days: "):
+        reader.costs(10**9)
+    m = Meter(bot="b", store=store_url, admins=["+15550001111"], hash_key="ab" * 16)
+    try:
+        assert "1 to 3650" in m.admin_reply(sender="+15550001111", text="admin:costs 99999")
+    finally:
+        m.close()

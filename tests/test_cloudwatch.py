@@ -791,3 +791,20 @@ def test_default_time_bounds_per_request_and_per_batch(aws, names, tmp_path):
     assert (config.connect_timeout, config.read_timeout) == (2.0, 5.0)
     assert config.retries["total_max_attempts"] == 1  # botocore does not retry on its own
     assert store.batch_deadline_s == 10.0
+
+
+def test_records_in_doubt_are_sent_again_when_they_cannot_be_looked_up(aws, names, tmp_path):
+    # A role without logs:GetLogEvents: moto does not check permissions, so botocore's Stubber
+    # answers as CloudWatch Logs does. The batch must not wait in the spool for good.
+    store, logs, metrics = _stubbed(names, tmp_path)
+    batch = table([{"kind": "activity", "name": "reset"}])
+    first = store.plan(batch)[0]
+    assert first.kind == "logs"
+    store.acks.save(cw.batch_key(batch), cw.Progress(set(), {first.digest(store._scope(first)): "s/1"}))
+    logs.add_client_error("get_log_events", "AccessDeniedException", http_status_code=400)
+    logs.add_response("put_log_events", {})
+    metrics.add_response("put_metric_data", {})
+    with logs, metrics:
+        assert store.write(batch) == 1
+    logs.assert_no_pending_responses()
+    assert not list((tmp_path / "cloudwatch-acks").glob("*.json"))

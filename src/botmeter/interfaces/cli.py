@@ -199,7 +199,7 @@ def _reader(config: Config, session_gap: float | None = None) -> Any:
 
 
 def _fail(exc: BotmeterError) -> click.ClickException:
-    return click.ClickException(str(exc))
+    return click.ClickException(" ".join(str(exc).split()))  # one line, whatever the store said
 
 
 def _json(data: Any) -> str:

@@ -979,6 +979,11 @@ class CloudWatchStore:
             except _Unavailable as exc:
                 if exc.code == "ResourceNotFoundException":
                     return list(chunk.items)  # the stream was never made: nothing arrived
+                if exc.code == "AccessDeniedException":
+                    # Without logs:GetLogEvents the records cannot be looked up: sent again (they
+                    # may count twice) rather than kept in the spool for good.
+                    log.warning("botmeter: %s; records whose answer was lost are sent again", exc)
+                    return list(chunk.items)
                 raise
             found |= {e.get("message") for e in page.get("events", ())} & wanted
             following = page.get("nextForwardToken")

@@ -23,6 +23,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -66,8 +67,7 @@ class Admin:
         self._hasher: UserHasher = getattr(pipeline, "hasher", None) or UserHasher(secrets.token_bytes(32))
         self._admins = frozenset(self._hasher.hash(a) for a in admins if str(a).strip())
         self.reply_timeout = REPLY_TIMEOUT_S
-        self._lock = threading.Lock()
-        self._running: threading.Thread | None = None
+        self._slot = threading.Lock()  # held while an answer is being worked out
 
     def is_admin(self, sender: str | int | None) -> bool:
         return sender is not None and str(sender).strip() != "" and self._hasher.hash(sender) in self._admins
@@ -120,22 +120,29 @@ class Admin:
 
     def _within_bound(self, answer: Callable[[], Report]) -> Report:
         """``answer()``, or the busy reply after ``reply_timeout`` seconds: the bot's reply never
-        waits on a store another process holds. One answer is worked out at a time; a command
-        that comes while one is still running gets the busy reply at once."""
-        with self._lock:
-            if self._running is not None and self._running.is_alive():
-                return responses.message_report(BUSY)
-            box: dict[str, Any] = {}
+        waits on a store another process holds. One answer is worked out at a time (on its own
+        thread, which finishes in the background when it overruns); a command that comes
+        meanwhile waits for it within the same bound."""
+        deadline = time.monotonic() + self.reply_timeout
+        if not self._slot.acquire(timeout=self.reply_timeout):
+            return responses.message_report(BUSY)
+        box: dict[str, Any] = {}
 
-            def work() -> None:
-                try:
-                    box["report"] = answer()
-                except BaseException as exc:  # handed to the caller's thread below
-                    box["error"] = exc
+        def work() -> None:
+            try:
+                box["report"] = answer()
+            except BaseException as exc:  # handed to the caller's thread below
+                box["error"] = exc
+            finally:
+                self._slot.release()
 
-            self._running = threading.Thread(target=work, name="botmeter-admin", daemon=True)
-            self._running.start()
-        self._running.join(self.reply_timeout)
+        worker = threading.Thread(target=work, name="botmeter-admin", daemon=True)
+        try:
+            worker.start()
+        except BaseException:
+            self._slot.release()
+            raise
+        worker.join(max(0.0, deadline - time.monotonic()))
         if "report" in box:
             return box["report"]
         if "error" in box:

@@ -33,15 +33,23 @@ are saved in a small JSON file named after the batch (a digest of its event ids)
 ``<spool>/cloudwatch-acks/``; a replay skips those requests and deletes the file when the batch
 is complete. Content digests rather than request numbers mean a changed namespace or log group
 sends again (to the new place), never skips. During a replay the file is updated after every
-request, so a crash loses at most the record of one request; what remains is the narrow window
-where CloudWatch took a request but its answer was lost, the one case that can count twice.
+request, so a crash loses at most the record of one request.
+
+A request whose answer was lost (a read timeout, a connection cut after sending) may or may not
+have been taken, and CloudWatch has no idempotency token for puts: it is never retried blindly.
+It is noted as in doubt with the log stream it went to; the replay looks its records up there
+(``GetLogEvents``: a stream is written by one process) and sends only those missing. Metric values
+cannot be looked up, so a ``PutMetricData`` in doubt is not sent again: the metrics may miss its
+values (counted in ``unconfirmed_metric_values``) but never count them twice.
 Duplicate event ids within a batch are sent once; across batches CloudWatch has no way to check,
 so an ``event_id=`` the bot repeats in a later batch is counted again (DuckDB dedupes those).
 
-Failures: throttling, 5xx answers and connection errors are retried a few times with short,
-jittered backoff; then (and at once for missing credentials or access denied) the write raises
-``StoreUnavailable``, the writer spools the batch and replays it when CloudWatch answers. Only a
-request CloudWatch rejects as invalid raises ``StoreError`` (the spool sets the batch aside).
+Failures: throttling, 5xx answers and connection errors (before anything was sent) are retried a
+few times with short, jittered backoff, within a time bound per request (``connect_timeout_s``,
+``read_timeout_s``) and per batch (``batch_deadline_s``); then (and at once for missing
+credentials or access denied) the write raises ``StoreUnavailable``, the writer spools the batch
+and replays it when CloudWatch answers. Only a request CloudWatch rejects as invalid raises
+``StoreError`` (the spool sets the batch aside).
 """
 
 from __future__ import annotations

@@ -543,7 +543,7 @@ def alerts_check(
         for a in fired:
             repeat = "" if a in outcome["sent"] else " (already sent recently; not sent again)"
             if targets.get("stdout", True) or repeat:
-                click.echo(f"ALERT {a['rule']}: {a['message']}{repeat}")
+                click.echo(terminal_text(f"ALERT {a['rule']}: {a['message']}{repeat}"))
     for failure in outcome["failures"]:
         click.echo(f"warning: {failure}", err=True)
     sys.exit(1 if fired else 0)

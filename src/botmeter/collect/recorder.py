@@ -158,10 +158,17 @@ class PyBuffer:
         self._dropped = [0] * lanes
 
     def drain_columns(self) -> tuple[tuple[list, ...] | None, ...]:
-        lanes, self.lanes = self.lanes, [[] for _ in self.lanes]
+        # Each lane list stays in place and loses its first n records (one slice, one delete: each
+        # atomic under the GIL), so a record appended by a track call meanwhile waits for the next
+        # drain. Swapping in new lists lost a record appended to the old one after it was read.
+        taken = []
+        for lane in self.lanes:
+            n = len(lane)
+            taken.append(lane[:n])
+            del lane[:n]
         self.size = 0
         self.bytes = 0
-        return tuple(tuple(map(list, zip(*lane, strict=True))) if lane else None for lane in lanes)
+        return tuple(tuple(map(list, zip(*lane, strict=True))) if lane else None for lane in taken)
 
     def dropped_counts(self) -> tuple[int, ...]:
         return tuple(self._dropped)
@@ -223,7 +230,8 @@ def _py_track_fn(buf: PyBuffer, lane: int, spec: RecordSpec) -> Callable[..., No
         if buf.bytes + size > buf.max_bytes:
             buf._dropped[lane] += 1
             return
-        buf.lanes[lane].append(tuple(record))
+        item = tuple(record)  # built before the lane is read: nothing runs between read and append
+        buf.lanes[lane].append(item)
         buf.size += 1
         buf.bytes += size
 

@@ -151,6 +151,17 @@ class Writer:
         for thread in (self._thread, self._store_thread):
             if thread is not None:
                 thread.join(timeout)
+        if self._unsaved and not (self._store_thread is not None and self._store_thread.is_alive()):
+            # The process is ending with batches nothing would take: say so, and count them.
+            log.error(
+                "botmeter: closing with %d events neither the store nor the spool took; they are lost",
+                self.unsaved_events,
+            )
+            while self._unsaved:
+                table = self._unsaved.popleft()[0]
+                self._count_unsaved(table, -1)
+                self._lose("memory_full", table.num_rows)
+            done = False
         self.store.close()
         return done
 

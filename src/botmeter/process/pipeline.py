@@ -657,7 +657,7 @@ def _reason(exc: BaseException) -> str:
 
 def _oversized(values: list) -> list:
     """Free-form dicts the track call found over the size limit arrive as their size (an int)."""
-    if not any(v.__class__ is int for v in values):
+    if values.count(None) == len(values) or not any(v.__class__ is int for v in values):
         return values
     return [too_large(v) if v.__class__ is int else v for v in values]
 

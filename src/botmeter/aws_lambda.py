@@ -95,7 +95,10 @@ def flush_after(
                 return handler(event, context, *args, **kwargs)
             finally:
                 if not meter.flush(timeout=_flush_timeout(context, timeout)):
-                    log.warning("botmeter: flush at the end of the invocation timed out")
+                    log.warning(
+                        "botmeter: not everything tracked in this invocation is stored or spooled (flush "
+                        "timed out, the store and spool are failing, or events were lost: meter.stats())"
+                    )
 
         return invoke  # type: ignore[return-value]
 

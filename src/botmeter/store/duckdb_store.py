@@ -439,7 +439,8 @@ class DuckDBStore:
         return self.path.with_name(self.path.name + ".key")
 
     def before_fork(self) -> None:
-        # A child must not inherit an open DuckDB file: closing it there would write to it.
+        # A child must not inherit an open DuckDB file: closing it there would write to it. (The
+        # writer also holds off its own writes across the fork: see Writer.before_fork.)
         self.release()
 
     def after_fork(self) -> None:
@@ -518,4 +519,6 @@ def _mapped(exc: duckdb.Error, path: Path) -> StoreError:
     return StoreUnavailable(f"{path}: {exc}")
 
 
-_BAD_BATCH = (duckdb.BinderException, duckdb.ConversionException, duckdb.InvalidInputException)
+# A constraint (a NULL where none may be), a value out of range or of the wrong type: the batch's
+# content, which no retry changes. The writer then finds the event(s) at fault and sets them aside.
+_BAD_BATCH = (duckdb.BinderException, duckdb.InvalidInputException, duckdb.DataError, duckdb.IntegrityError)

@@ -3,12 +3,15 @@ only ever text, and that every series equals the `botmeter query` its panel name
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 import re
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import jsonschema
 import pytest
@@ -19,12 +22,19 @@ from botmeter.analyse.summary import summarise
 from botmeter.demo import run_demo
 from botmeter.interfaces.cli import main
 from botmeter.report import numbers as fmt
+from botmeter.report.dashboard import Page, attention, render, secs
+from botmeter.report.html import DARK_PALETTE, PALETTE, SEVERITY_COLOURS, Axis, Frame
 from dashboards import PAYLOADS, PageParts, fill_hostile, write
 
 SCHEMA = Path(__file__).resolve().parents[1] / "src/botmeter/report/dashboard.schema.json"
 PANELS = (
+    "attention",
     "kpis",
     "cost_by_model",
+    "cost_breakdown",
+    "sms",
+    "llm_models",
+    "api_operations",
     "unit_costs",
     "top_spenders",
     "forecast",
@@ -40,7 +50,6 @@ PANELS = (
     "latency",
     "latency_by_stage",
     "latency_by_model",
-    "findings",
 )
 
 
@@ -67,7 +76,8 @@ def test_the_json_follows_its_published_schema(built):
     schema = json.loads(SCHEMA.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.validate(data, schema)
-    assert (data["schema"], data["version"]) == ("botmeter.dashboard", 1)
+    assert (data["schema"], data["version"]) == ("botmeter.dashboard", 2)
+    assert schema["properties"]["version"]["const"] == 2
     assert data["period"]["days"] == 14 and not data["unavailable"]
 
 
@@ -80,13 +90,15 @@ def test_every_series_is_what_botmeter_query_gives(built, demo):
         for option in ("by", "stat", "limit"):
             if q.get(option) is not None:
                 args += [f"--{option}", str(q[option])]
+        for name, values in (q.get("filters") or {}).items():
+            args += ["--filter", f"{name}={'|'.join(values)}"]
         out = runner.invoke(main, args)
         assert out.exit_code == 0, (key, out.output)
         rows = json.loads(out.output)
         shown = data[key] if key != "traffic_by_hour" else None
         if key in ("conversation_length", "conversation_duration"):
             assert shown == {k: v for k, v in rows[0].items() if k != "bucket"}, key
-        elif key in ("top_users", "top_conversations", "activities"):
+        elif not q.get("interval"):
             assert shown == [{k: v for k, v in r.items() if k != "bucket"} for r in rows], key
         elif key == "traffic_by_hour":
             heat = data["traffic_heatmap"]
@@ -108,14 +120,20 @@ def test_the_key_figures_are_the_summary_and_are_shown_as_text(built, demo):
     assert data["kpis"]["active_users"]["value"] == summary["engagement"]["active_users"]["value"]
     assert fmt.money(summary["costs"]["total_usd"]["value"]) in text
     assert fmt.count(summary["engagement"]["messages"]["value"]) in text
-    assert fmt.ms(summary["latency"]["p95_ms"]["value"]) in text
-    # Each panel's total is printed beside its chart, not only in a tooltip.
-    biggest = max(
-        {(r["provider"], r["model"]) for r in data["cost_by_model"]},
-        key=lambda pm: sum(r["value"] for r in data["cost_by_model"] if (r["provider"], r["model"]) == pm),
+    # The speed headline is the reply stage's p95, in seconds, as `botmeter query` gives it.
+    out = CliRunner().invoke(
+        main,
+        ["query", "latency_ms", "--filter", "stage=reply", "--interval", "none", "--stat", "p50,p95"]
+        + ["--start", data["period"]["start"], "--end", data["period"]["end"], "--format", "json"]
+        + ["--store", demo],
     )
-    total = sum(r["value"] for r in data["cost_by_model"] if (r["provider"], r["model"]) == biggest)
-    assert fmt.money(total) in text
+    reply_p95 = json.loads(out.output)[0]["p95"]
+    tile = re.search(r'data-kpi="reply_p95".*?</div>\s*</div>', page, re.S)
+    assert tile and secs(reply_p95) in PageParts(tile.group(0)).all_text
+    # Each panel's total is printed beside its chart, not only in a tooltip.
+    providers = {r["provider"] for r in data["cost_by_model"]}
+    totals = {p: sum(r["value"] or 0 for r in data["cost_by_model"] if r["provider"] == p) for p in providers}
+    assert fmt.money(max(totals.values())) in text
     for group in data["error_groups"][:3]:
         assert group["error_type"] in text and fmt.count(group["count"]) in text
 
@@ -124,7 +142,7 @@ def test_every_panel_is_there_with_a_how_note(built):
     out, _ = built
     page = out.read_text()
     for panel in PANELS:
-        section = re.search(rf'<section class="panel[^"]*" data-panel="{panel}".*?</section>', page, re.S)
+        section = re.search(rf'<section class="[^"]*" data-panel="{panel}".*?</section>', page, re.S)
         assert section, panel
         assert "How this is computed" in section.group(0), panel
         assert 'class="empty"' not in section.group(0), f"{panel} has no data on the demo store"
@@ -135,8 +153,11 @@ def test_the_page_is_self_contained_and_small(built):
     page = out.read_text()
     parts = PageParts(page)
     assert "script" not in parts.tags and "link" not in parts.tags and "iframe" not in parts.tags
-    # Nothing refers outside the file: no src, no href, no CSS url() or @import.
-    assert not [(k, v) for k, v in parts.attributes if k in ("src", "href", "srcset", "action", "xlink:href")]
+    # Nothing refers outside the file: no src, no CSS url() or @import; links only to its own sections.
+    assert not [(k, v) for k, v in parts.attributes if k in ("src", "srcset", "action", "xlink:href")]
+    links = [v for k, v in parts.attributes if k == "href"]
+    ids = {v for k, v in parts.attributes if k == "id"}
+    assert links and all(v.startswith("#") and v[1:] in ids for v in links), links
     assert "url(" not in page and "@import" not in page
     assert "default-src 'none'" in page  # and the policy forbids it, should anything slip in
     size = out.stat().st_size
@@ -172,8 +193,10 @@ def test_alerts_and_budget_are_marked(demo, tmp_path):
     rate_panel = re.search(r'data-panel="error_rate".*?</section>', page, re.S).group(0)
     assert 'class="marker alert"' in cost_panel and "daily budget" in cost_panel
     assert 'class="marker alert"' in rate_panel
-    findings = re.search(r'data-panel="findings".*?</section>', page, re.S).group(0)
-    assert "alert daily_budget" in findings and "alert error_rate" in findings
+    strip = PageParts(re.search(r'data-panel="attention".*?</section>', page, re.S).group(0)).all_text
+    assert "Daily budget reached" in strip and "Error rate over its limit" in strip
+    assert "Budget: this month is heading for" in strip and "over the $5.00 budget" in strip
+    assert re.search(r'<div class="kpi flagged" data-kpi="cost_usd">', page)
     forecast = re.search(r'data-panel="forecast".*?</section>', page, re.S).group(0)
     assert "Budget $5.00: projected over budget" in forecast
     # --budget wins over the rules' monthly budget
@@ -186,12 +209,16 @@ def test_anomalies_are_marked_on_their_chart(built):
     out, data = built
     assert data["anomalies"], "the demo has an error burst the detector should find"
     page = out.read_text()
+    findings = {f.text: f for f in attention(data)}
+    strip = PageParts(re.search(r'data-panel="attention".*?</section>', page, re.S).group(0)).all_text
     for a in data["anomalies"]:
         panel = {"cost_usd": "cost_by_model", "active_users": "users", "error_rate": "error_rate"}.get(
             a["metric"], "latency"
         )
         section = re.search(rf'data-panel="{panel}".*?</section>', page, re.S).group(0)
-        assert 'class="marker anomaly"' in section and a["explanation"] in PageParts(section).all_text
+        said = [t for t, f in findings.items() if f.panel == panel and t in PageParts(section).all_text]
+        assert 'class="marker anomaly"' in section and said, a
+        assert all(t in strip for t in said)
 
 
 def test_bad_input_names_the_option(demo, tmp_path):
@@ -215,6 +242,9 @@ def test_an_empty_period_draws_empty_panels_not_errors(tmp_path):
     run_demo(url, days=3, users=5, seed=1, end=datetime(2025, 1, 10, tzinfo=UTC), progress=False)
     page = write(url, tmp_path / "d.html", days=7)
     assert page.count('class="empty"') >= 10 and "$0.00" in page
+    # An empty panel says so instead of drawing axes over nothing.
+    errors = re.search(r'data-panel="errors_over_time".*?</section>', page, re.S).group(0)
+    assert "<svg" not in errors and "No errors in this period." in errors
 
 
 def test_the_standalone_script_writes_the_same_dashboard(demo, tmp_path):

@@ -51,13 +51,15 @@ def summarise(
     alerts: list[dict[str, Any]] | None = None,
     compare_weeks: bool = True,
     with_groups: bool = True,
+    window: tuple[datetime, datetime] | None = None,
 ) -> dict[str, Any]:
     """The summary of the last ``days`` days (today so far included) against the ``days`` before.
 
     ``compare_weeks=False`` leaves out the week-over-week figures and ``with_groups=False`` the
-    error groups (their counts are None then): a quick status need not pay for them."""
+    error groups (their counts are None then): a quick status need not pay for them. ``window``
+    (start, end) replaces the last ``days`` days; the previous period is then ``days`` days earlier."""
     now = (now or reader.now or datetime.now(UTC)).astimezone(UTC)
-    window = last_days(days, now)
+    window = window or last_days(days, now)
     before = previous_window(*window, days=days)
     missing: dict[str, str] = {}  # figures this store cannot give, and why (never shown as zero)
     gaps = Gaps(missing)

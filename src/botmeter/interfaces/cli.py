@@ -428,8 +428,16 @@ def errors(days: int | None, start: str | None, end: str | None, fmt: str, store
 
 
 @main.command()
+@click.option("--days", default=None, type=click.IntRange(1, 3650), help="Days in the period [default: 7].")
+@click.option("--start", default=None, help="Period start (ISO, UTC), instead of --days.")
+@click.option("--end", default=None, help="Period end (ISO, UTC; default: now).")
 @click.option(
-    "--days", default=7, show_default=True, type=click.IntRange(1, 3650), help="Days in the period."
+    "--tz",
+    "timezone",
+    default="UTC",
+    show_default=True,
+    envvar="BOTMETER_TZ",
+    help="IANA time zone that times and hours are shown in, e.g. Europe/London (or BOTMETER_TZ).",
 )
 @click.option(
     "--output",
@@ -448,7 +456,10 @@ def errors(days: int | None, start: str | None, end: str | None, fmt: str, store
 @_gap_option
 @store_option
 def dashboard(
-    days: int,
+    days: int | None,
+    start: str | None,
+    end: str | None,
+    timezone: str,
     output: str,
     with_json: bool,
     rules: str | None,
@@ -457,6 +468,8 @@ def dashboard(
     store: str | None,
 ) -> None:
     """Write the self-contained HTML dashboard: cost, engagement, errors and speed, one file, no network."""
+    from zoneinfo import ZoneInfo
+
     from ..analyse import alerts as alerting
     from ..report.dashboard import write_dashboard
 
@@ -466,13 +479,34 @@ def dashboard(
             f"{budget!r} is not a budget: give a positive amount in USD", param_hint="--budget"
         )
     try:
+        ZoneInfo(timezone)
+    except (ValueError, KeyError, OSError):
+        raise click.BadParameter(
+            f"{timezone!r} is not an IANA time zone such as UTC, Europe/London or America/New_York",
+            param_hint="--tz",
+        ) from None
+    if days is not None and start is not None and end is not None:
+        raise click.UsageError("give --days or --start/--end, not both")
+    first = _parse_date(start, "--start") if start else None
+    last = _parse_date(end, "--end") if end else None
+    if first and last and first >= last:
+        raise click.BadParameter(f"{end!r} is not after --start {start}", param_hint="--end")
+    try:
         reader = _reader(config, session_gap)
         loaded = alerting.Rules.load(rules) if rules else None
         fired = alerting.check(reader, loaded) if loaded else []
         if budget is None and loaded:
             budget = loaded.monthly_budget_usd
         html_path, json_path = write_dashboard(
-            reader, days, output, with_json=with_json, monthly_budget_usd=budget, alerts=fired
+            reader,
+            days if days is not None or first or last else 7,
+            output,
+            start=first,
+            end=last,
+            timezone=timezone,
+            with_json=with_json,
+            monthly_budget_usd=budget,
+            alerts=fired,
         )
     except BotmeterError as exc:
         raise _fail(exc) from exc

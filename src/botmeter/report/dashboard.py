@@ -2,8 +2,13 @@
 
 ``write_dashboard(reader, days, output)`` gathers the figures (``analyse.dashboard``), renders
 them and writes the HTML (and, if asked, the same figures as JSON beside it). Charts are inline
-SVG drawn here; the styles are inline; the page has no script. Each panel shows its numbers as
-text and says how they are computed, with the ``botmeter query`` command that gives them.
+SVG drawn by ``report.html``; the styles are inline; the page has no script.
+
+The page is data: ``SECTIONS`` lists the panels, each a ``Panel`` (title, the figures it needs,
+the chart function that draws it, the note that says how it is computed). One loop draws them;
+the ``botmeter query`` commands under each panel come from the figures it needs. Adding a panel is
+one entry. Above the panels, an attention strip says in plain words what needs a look, and links
+to the panel that shows it.
 
 Standalone: ``python -m botmeter.report.dashboard --days 7 --output metrics/dashboard.html``.
 """
@@ -12,35 +17,43 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from .. import __version__
 from ..analyse.dashboard import dashboard_data
 from ..analyse.query import iso
 from .html import (
-    WIDE_H,
-    WIDE_W,
+    CATEGORY_COLOURS,
+    PROVIDER_COLOURS,
+    SEVERITY_COLOURS,
+    Axis,
+    Column,
     Markup,
     bar_chart,
     bar_list,
     box_plot,
+    colours,
     facts,
     h,
     heat_table,
     join,
     legend,
     line_chart,
+    palette_css,
     sparkline,
     table,
 )
-from .numbers import count, money, ms, percent, seconds, short, short_money
+from .numbers import count, money, percent, seconds, short, short_money
 
-MAX_STACKED = 7  # series drawn in a stacked chart; the rest are summed as "other"
-MAX_SMALL_MULTIPLES = 8
+MAX_STACKED = 7  # series drawn in a stacked chart; the rest are summed as "others" (never severe ones)
+SEVERE = frozenset({"critical", "error"})
 STYLE_PATH = Path(__file__).with_name("dashboard.css")
 
 
@@ -49,16 +62,29 @@ STYLE_PATH = Path(__file__).with_name("dashboard.css")
 
 def write_dashboard(
     reader: Any,
-    days: int,
+    days: int | None,
     output: str | Path,
     *,
     with_json: bool = False,
     now: datetime | None = None,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+    timezone: str = "UTC",
     monthly_budget_usd: float | None = None,
     alerts: list[dict[str, Any]] | None = None,
 ) -> tuple[Path, Path | None]:
-    """Writes the dashboard for the last ``days`` days to ``output`` (and ``.json`` beside it)."""
-    data = dashboard_data(reader, days, now, monthly_budget_usd=monthly_budget_usd, alerts=alerts)
+    """Writes the dashboard for the last ``days`` days, or ``start`` to ``end``, to ``output`` (and
+    ``.json`` beside it). ``timezone`` (IANA) is the zone times and hours are shown in."""
+    data = dashboard_data(
+        reader,
+        days,
+        now,
+        start=start,
+        end=end,
+        timezone=timezone,
+        monthly_budget_usd=monthly_budget_usd,
+        alerts=alerts,
+    )
     path = Path(output)
     _write_atomic(path, render(data))
     json_path = None
@@ -89,14 +115,1273 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-# -- the page --------------------------------------------------------------------------------------
+# -- dates: one format everywhere ------------------------------------------------------------------
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def day_label(d: datetime) -> str:
+    """A day on an axis or in a table: "4 Dec"."""
+    return f"{d.day} {d:%b}"
+
+
+def day_text(d: datetime) -> str:
+    """A day in a sentence: "Fri 4 Dec 2026"."""
+    return f"{d:%a} {d.day} {d:%b %Y}"
+
+
+def time_text(d: datetime) -> str:
+    """A moment: "4 Dec 2026 14:05"."""
+    return f"{d.day} {d:%b %Y %H:%M}"
+
+
+# -- figures the page reads (one accessor each, so a change in the data's shape is one change here) --
+
+
+def reply_latency(data: dict[str, Any]) -> dict[str, Any]:
+    """The reply stage's p50/p95/p99 over the period, in ms, and the previous period's p95."""
+    now = (data.get("reply_latency") or [{}])[0]
+    before = (data.get("reply_latency_previous") or [{}])[0]
+    return {
+        "p50": now.get("p50"),
+        "p95": now.get("p95"),
+        "p99": now.get("p99"),
+        "previous_p95": before.get("p95"),
+    }
+
+
+def failure_rate(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The share of inbound messages whose reply failed, where the store's figures give it."""
+    return data["summary"]["errors"].get("failure_rate")
+
+
+def user_details(row: dict[str, Any]) -> tuple[Any, Any]:
+    """A top user's country and message count, where the figures carry them."""
+    return row.get("country"), row.get("messages")
+
+
+def secs(v: float | None) -> str:
+    """A latency given in ms, shown in seconds: "0.83 s", "7.96 s", "12.3 s"."""
+    if v is None:
+        return "-"
+    s = v / 1000
+    return f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
+
+
+def cost(v: float | None) -> str:
+    """A cost; an unpriced one says so rather than pretending to be $0."""
+    return "unpriced" if v is None else money(v)
+
+
+def signed_money(v: float) -> str:
+    return ("+" if v >= 0 else "-") + money(abs(v))
+
+
+# -- what needs attention --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing that needs a look, in plain words, with the panel that shows it and the tile it marks."""
+
+    text: str
+    panel: str
+    tile: str | None
+    level: str  # "bad", "warn", "good", "info"
+
+
+# Anomaly metric -> (what it is called, how its values read, its panel, its tile).
+WATCHED: dict[str, tuple[str, Callable[[float | None], str], str, str]] = {
+    "cost_usd": ("Cost", money, "cost_by_model", "cost_usd"),
+    "active_users": ("Active users", count, "users", "active_users"),
+    "error_rate": ("The error rate", percent, "error_rate", "error_rate"),
+    "latency_ms": ("Response time (p95)", secs, "latency", "reply_p95"),
+}
+# Alert rule -> (headline, panel, tile).
+ALERTS: dict[str, tuple[str, str, str]] = {
+    "daily_budget": ("Daily budget reached", "cost_by_model", "cost_usd"),
+    "monthly_budget": ("Monthly budget reached", "forecast", "cost_usd"),
+    "forecast_over_budget": ("Forecast over budget", "forecast", "cost_usd"),
+    "error_rate": ("Error rate over its limit", "error_rate", "error_rate"),
+    "error_rate_spike": ("Error rate spike", "error_rate", "error_rate"),
+    "p95_latency": ("Slow replies", "latency", "reply_p95"),
+    "new_error_group": ("New error", "error_groups", "error_rate"),
+    "regression": ("An error is back", "error_groups", "error_rate"),
+}
+
+
+def _anomaly(a: dict[str, Any]) -> Finding:
+    key = a["metric"].split(":")[0]
+    label, fmt, panel, tile = WATCHED.get(key, (a.get("label") or key, short, "attention", None))
+    day = _dt(a["day"])
+    high = "high" if a.get("direction") == "spike" else "low"
+    usual = a.get("baseline_median")
+    text = f"{label} was unusually {high} on {day_text(day)}: {fmt(a.get('value'))}"
+    if usual is not None:
+        text += f", against a usual {fmt(usual)} on a {day:%A}"
+    return Finding(text + ".", panel, tile, "warn")
+
+
+def _alert(a: dict[str, Any]) -> Finding:
+    headline, panel, tile = ALERTS.get(a["rule"], ("Alert", "attention", None))
+    # Fingerprints are for machines: the page names errors by type and message.
+    message = re.sub(r"error group [0-9a-f]{8,}:?\s*", "", a.get("message") or "")
+    return Finding(f"{headline}: {message}", panel, tile, "bad")
+
+
+def attention(data: dict[str, Any]) -> list[Finding]:
+    """What a bot owner should look at first: alerts, anomalies, new, regressed and critical error
+    groups, and the budget."""
+    found = [_alert(a) for a in data.get("alerts") or ()]
+    found += [_anomaly(a) for a in data.get("anomalies") or ()]
+    groups = data.get("error_groups") or []
+
+    def names(gs: list[dict[str, Any]]) -> str:
+        shown = ", ".join(
+            f"{g.get('error_type') or 'error'} ({(g.get('category') or 'uncategorised').replace('_', ' ')})"
+            for g in gs[:3]
+        )
+        return shown + (f" and {len(gs) - 3} more" if len(gs) > 3 else "")
+
+    for status, level, what in (
+        ("critical", "bad", "critical: they stop the bot or cost money"),
+        ("new", "warn", "new in this period"),
+        ("regressed", "warn", "back after a quiet week"),
+    ):
+        gs = [g for g in groups if (g.get("severity") if status == "critical" else g.get("status")) == status]
+        if gs:
+            noun = "error kind is" if len(gs) == 1 else "error kinds are"
+            found.append(
+                Finding(f"{len(gs)} {noun} {what}: {names(gs)}.", "error_groups", "error_rate", level)
+            )
+    f = data.get("forecast")
+    if f:
+        budget = f.get("budget_usd")
+        projected = money(f["projected_usd"])
+        if budget and f.get("over_budget"):
+            found.append(
+                Finding(
+                    f"Budget: this month is heading for {projected}, over the {money(budget)} budget.",
+                    "forecast",
+                    "cost_usd",
+                    "bad",
+                )
+            )
+        elif budget:
+            found.append(
+                Finding(
+                    f"Budget: on track, {projected} forecast of {money(budget)}.", "forecast", None, "good"
+                )
+            )
+        else:
+            found.append(
+                Finding(
+                    f"No monthly budget set; this month is heading for {projected}.", "forecast", None, "info"
+                )
+            )
+    return found
+
+
+# -- the page's context: the day axis, marks and lookups, worked out once -----------------------------
+
+
+class Page:
+    """One data set as the chart functions need it: days, labels, markers, findings."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.zone = ZoneInfo(data.get("timezone") or "UTC")
+        period = data["period"]
+        start = _dt(period["start"]).replace(hour=0, minute=0, second=0)
+        self.days = [start + timedelta(days=i) for i in range(period["days"])]
+        self.index = {iso(d): i for i, d in enumerate(self.days)}
+        self.labels = [day_label(d) for d in self.days]
+        end = _dt(period["end"])
+        self.partial = end != end.replace(hour=0, minute=0, second=0, microsecond=0)
+        self.findings = attention(data)
+        self.markers: dict[str, list[tuple[int, str, str]]] = {}
+        for a, finding in zip(
+            data.get("anomalies") or (), (_anomaly(a) for a in data.get("anomalies") or ()), strict=True
+        ):
+            if a["day"] in self.index:
+                self.markers.setdefault(finding.panel, []).append(
+                    (self.index[a["day"]], "anomaly", finding.text)
+                )
+        for a in data.get("alerts") or ():
+            finding = _alert(a)
+            self.markers.setdefault(finding.panel, []).append((len(self.days) - 1, "alert", finding.text))
+
+    def axis(self, unit: str, fmt: Callable[[float | None], str] = short) -> Axis:
+        return Axis(self.labels, unit, "day (UTC)", self.partial, fmt)
+
+    def local(self, text: str | None) -> str:
+        return "-" if not text else time_text(_dt(text).astimezone(self.zone))
+
+    def rows(self, key: str) -> list[dict[str, Any]]:
+        return self.data.get(key) or []
+
+    def series(
+        self,
+        rows: Sequence[dict[str, Any]],
+        value: str = "value",
+        where: Callable[[dict], bool] | None = None,
+    ) -> list[float | None]:
+        out: list[float | None] = [None] * len(self.days)
+        for row in rows:
+            i = self.index.get(row["bucket"])
+            if i is not None and (where is None or where(row)):
+                v = row.get(value)
+                out[i] = v if out[i] is None or v is None else out[i] + v
+        return out
+
+    def grouped(
+        self,
+        rows: Sequence[dict[str, Any]],
+        key: Callable[[dict], str],
+        severe: Callable[[str], bool] = lambda _: False,
+    ) -> list[tuple[str, list]]:
+        """Per-day series per group, largest total first; past ``MAX_STACKED`` the smallest are summed
+        as "others", except severe groups, which always keep their own colour."""
+        groups: dict[str, list[float | None]] = {}
+        for row in rows:
+            i = self.index.get(row["bucket"])
+            if i is None or not row.get("value"):
+                continue
+            values = groups.setdefault(key(row), [None] * len(self.days))
+            values[i] = (values[i] or 0) + row["value"]
+
+        def total(kv: tuple[str, list]) -> float:
+            return -sum(v or 0 for v in kv[1])
+
+        ordered = sorted(groups.items(), key=total)
+        if len(ordered) <= MAX_STACKED:
+            return ordered
+        kept = [g for g in ordered if severe(g[0])]
+        rest = [g for g in ordered if not severe(g[0])]
+        room = max(MAX_STACKED - 1 - len(kept), 2)
+        folded = rest[room:] if len(rest) > room + 1 else []
+        shown = sorted(kept + rest[: len(rest) - len(folded)], key=total)
+        if folded:
+            other = [sum(v[i] or 0 for _, v in folded) or None for i in range(len(self.days))]
+            shown.append((f"{len(folded)} others", other))
+        return shown
+
+
+# -- panels as data --------------------------------------------------------------------------------
+
+Draw = Callable[[Page], Any]
+
+
+@dataclass(frozen=True)
+class Panel:
+    key: str  # its anchor and data-panel name
+    title: str
+    needs: tuple[str, ...]  # the figures it draws: their queries are shown, a missing one is said
+    chart: Draw  # draws the content; None means there is nothing to draw
+    note: str | Callable[[Page], str]  # how it is computed, in a sentence or three
+    kind: str = "chart"  # what it draws (bars, lines, table, ...): a hook for styles and tests
+    wide: bool = False
+    empty: str = "No data in this period."
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    title: str
+    panels: tuple[Panel, ...] = field(default_factory=tuple)
+
+
+def _provider(r: dict[str, Any]) -> str:
+    return r.get("provider") or "other"
+
+
+def _model(r: dict[str, Any]) -> str:
+    provider, model = r.get("provider"), r.get("model")
+    if model:
+        return f"{provider} {model}" if provider else model
+    return provider or "untagged"
+
+
+def draw_cost_by_provider(p: Page) -> Any:
+    groups = p.grouped(p.rows("cost_by_model"), _provider)
+    names = [n for n, _ in groups]
+    tint = colours(names, PROVIDER_COLOURS)
+    chart = bar_chart(
+        p.axis("USD per day", short_money),
+        groups,
+        title="Cost per day by provider",
+        fmt=money,
+        colour_of=tint,
+        markers=p.markers.get("cost_by_model", ()),
+        wide=True,
+    )
+    return chart and join([chart, legend([(n, money(sum(v or 0 for v in vs))) for n, vs in groups], tint)])
+
+
+KIND_NAMES = {
+    "message": "Messages (SMS and other channels)",
+    "llm_call": "LLM calls",
+    "api_call": "Paid API calls",
+    "channel_cost": "Channel fees",
+}
+
+
+def draw_cost_breakdown(p: Page) -> Any:
+    rows = [r for r in p.rows("cost_by_kind") if r.get("value")]
+    total = sum(r["value"] for r in rows) or 1
+    rows.sort(key=lambda r: -r["value"])
+    items = [
+        (KIND_NAMES.get(r["kind"], r["kind"] or "other"), r["value"], f"{r['value'] / total:.0%}")
+        for r in rows
+    ]
+    if not items:
+        return None
+    return bar_list(
+        items,
+        fmt=money,
+        caption="Spend in the period, by what was paid for",
+        colour_of=colours([i[0] for i in items]),
+    )
+
+
+def _index(rows: list[dict[str, Any]] | None, *dims: str) -> dict[tuple, Any]:
+    return {tuple(r.get(d) for d in dims): r.get("value") for r in rows or ()}
+
+
+def draw_sms(p: Page) -> Any:
+    spend = _index(p.data.get("sms_cost"), "country", "direction")
+    segments = _index(p.data.get("sms_segments"), "country", "direction")
+    messages = _index(p.data.get("sms_messages"), "country", "direction")
+    keys = sorted(spend.keys() | segments.keys(), key=lambda k: -(spend.get(k) or 0))
+    if not keys:
+        return None
+    total = sum(v or 0 for v in spend.values()) or None
+    rows = []
+    for k in keys:
+        n, seg = messages.get(k), segments.get(k)
+        rows.append(
+            (
+                k[0] or "unknown",
+                {"in": "from users", "out": "to users"}.get(k[1], k[1] or "-"),
+                count(n),
+                count(seg),
+                f"{seg / n:.2f}" if n and seg is not None else "-",
+                cost(spend.get(k)),
+                percent(spend[k] / total) if total and spend.get(k) is not None else "-",
+            )
+        )
+    all_messages, all_segments = (
+        sum(v or 0 for v in messages.values()),
+        sum(v or 0 for v in segments.values()),
+    )
+    return table(
+        [
+            Column("country"),
+            Column("direction"),
+            Column("messages", True, True),
+            Column("segments", True, True),
+            Column("segments per message", True),
+            Column("cost", True),
+            Column("share", True),
+        ],
+        rows,
+        caption="SMS in the period, most expensive first",
+        total=(
+            "total",
+            "",
+            count(all_messages),
+            count(all_segments),
+            f"{all_segments / all_messages:.2f}" if all_messages else "-",
+            money(total),
+            "100%" if total else "-",
+        ),
+    )
+
+
+def llm_spend(p: Page) -> dict[tuple, float | None]:
+    """Cost per (provider, model); None where every call was unpriced (unknown, not $0)."""
+    calls = _index(p.data.get("llm_calls"), "provider", "model")
+    unpriced = _index(p.data.get("llm_unpriced"), "provider", "model")
+    spend = _index(p.data.get("llm_cost"), "provider", "model")
+    return {k: (None if (unpriced.get(k) or 0) >= (calls.get(k) or 0) > 0 else v) for k, v in spend.items()}
+
+
+def draw_llm_models(p: Page) -> Any:
+    calls = _index(p.data.get("llm_calls"), "provider", "model")
+    spend = llm_spend(p)
+    unpriced = _index(p.data.get("llm_unpriced"), "provider", "model")
+    cache = {(r["provider"], r["model"]): r for r in p.data.get("cache_savings") or ()}
+    keys = sorted(calls, key=lambda k: (-(spend.get(k) or 0), -(calls.get(k) or 0)))
+    if not keys:
+        return None
+    rows = []
+    for k in keys:
+        c = cache.get(k, {})
+        n, u = calls.get(k) or 0, unpriced.get(k) or 0
+        spent = spend.get(k)
+        saved = c.get("saved_usd")
+        rows.append(
+            (
+                _model({"provider": k[0], "model": k[1]}),
+                count(n),
+                cost(spent) + (f" ({count(u)} unpriced)" if u and u < n else ""),
+                percent(c.get("cache_hit_rate")) if c.get("cache_hit_rate") is not None else "-",
+                "-" if spent is None or (saved is None and c.get("cached_tokens")) else money(saved or 0),
+            )
+        )
+    total_spend = sum(v for v in spend.values() if v)
+    total_saved = sum(c.get("saved_usd") or 0 for c in cache.values())
+    left_out = sum(unpriced.values())
+    return table(
+        [
+            Column("model"),
+            Column("calls", True),
+            Column("cost", True),
+            Column("cache hit rate", True),
+            Column("saved by the cache", True),
+        ],
+        rows,
+        caption="LLM calls in the period, most expensive first",
+        total=(
+            "total" + (f" ({count(left_out)} unpriced calls left out)" if left_out else ""),
+            count(sum(calls.values())),
+            money(total_spend),
+            "",
+            money(total_saved),
+        ),
+    )
+
+
+def draw_api_operations(p: Page) -> Any:
+    spend = _index(p.data.get("api_cost"), "provider", "name")
+    calls = _index(p.data.get("api_calls"), "provider", "name")
+    keys = sorted(calls.keys() | spend.keys(), key=lambda k: -(spend.get(k) or 0))
+    if not keys:
+        return None
+    rows = [
+        (
+            " ".join(x for x in k if x) or "untagged",
+            count(calls.get(k)),
+            cost(spend.get(k)),
+            money(spend[k] / calls[k]) if spend.get(k) is not None and calls.get(k) else "-",
+        )
+        for k in keys
+    ]
+    return table(
+        [Column("operation"), Column("calls", True), Column("cost", True), Column("per call", True)],
+        rows,
+        caption="Paid API calls in the period, most expensive first",
+        total=(
+            "total",
+            count(sum(v or 0 for v in calls.values())),
+            money(sum(v or 0 for v in spend.values())),
+            "",
+        ),
+    )
+
+
+def draw_unit_costs(p: Page) -> Any:
+    series = [
+        ("per conversation", p.series(p.rows("cost_per_conversation"))),
+        ("per active user", p.series(p.rows("cost_per_active_user"))),
+    ]
+    tint = colours([n for n, _ in series])
+    chart = line_chart(
+        p.axis("USD", short_money),
+        series,
+        title="Cost per conversation and per active user, per day",
+        fmt=money,
+        colour_of=tint,
+    )
+    costs = p.data["summary"]["costs"]
+    return chart and join(
+        [
+            chart,
+            legend(
+                [
+                    ("per conversation, period", money(costs["per_conversation_usd"]["value"])),
+                    ("per active user, period", money(costs["per_active_user_usd"]["value"])),
+                ],
+                tint,
+            ),
+        ]
+    )
+
+
+def draw_top_spenders(p: Page) -> Any:
+    users = p.rows("top_users")
+    parts = []
+    if users:
+        details = [user_details(r) for r in users]
+        extra = any(c is not None or m is not None for c, m in details)
+        columns = [Column("user (hashed id)")]
+        if extra:
+            columns += [Column("country"), Column("messages", True)]
+        columns.append(Column("cost", True))
+        rows = [
+            (r.get("user") or "unknown", *((c or "-", count(m)) if extra else ()), cost(r.get("value")))
+            for r, (c, m) in zip(users, details, strict=True)
+        ]
+        parts.append(table(columns, rows, caption="Top users by cost"))
+    convs = p.rows("top_conversations")
+    if convs:
+        parts.append(
+            table(
+                [Column("conversation"), Column("cost", True)],
+                [(r.get("conversation") or "unknown", cost(r.get("value"))) for r in convs],
+                caption="Top conversations by cost",
+            )
+        )
+    return join(parts) if parts else None
+
+
+def draw_forecast(p: Page) -> Any:
+    f = p.data.get("forecast")
+    if not f:
+        return None
+    budget = f.get("budget_usd")
+    top = max(f["projected_usd"], budget or 0) or 1
+    bars = [
+        h(
+            "div",
+            {"class": "fbar"},
+            h("span", {"class": "name"}, name),
+            h(
+                "div",
+                {"class": "track"},
+                h("div", {"class": f"fill mark c-{colour}", "style": f"width:{100 * v / top:.1f}%"}),
+            ),
+            h("b", None, money(v)),
+        )
+        for name, v, colour in (
+            ("so far", f["month_to_date_usd"], "blue"),
+            ("projected", f["projected_usd"], "sky"),
+        )
+    ]
+    if budget:
+        state = "over" if f.get("over_budget") else "within"
+        note = h("p", {"class": f"budget {state}"}, f"Budget {money(budget)}: projected {state} budget.")
+    else:
+        note = h(
+            "p", {"class": "muted"}, "No budget set (monthly_budget_usd in the alert rules, or --budget)."
+        )
+    return join(
+        [
+            h("p", {"class": "big"}, f"{f['month']}: {money(f['projected_usd'])} projected"),
+            bars,
+            note,
+            h("p", {"class": "muted"}, f"{money(f['daily_rate_usd'])} a day, {f['days_left']:.1f} days left"),
+        ]
+    )
+
+
+def draw_users(p: Page) -> Any:
+    series = [("new", p.series(p.rows("new_users"))), ("returning", p.series(p.rows("returning_users")))]
+    tint = colours([n for n, _ in series])
+    chart = bar_chart(
+        p.axis("users per day", short),
+        series,
+        title="Active users per day: new and returning",
+        fmt=count,
+        colour_of=tint,
+        markers=p.markers.get("users", ()),
+    )
+    e = p.data["summary"]["engagement"]
+    active = p.series(p.rows("active_users"))
+    return chart and join(
+        [
+            chart,
+            legend([("new", count(e["new_users"]["value"])), ("returning", "")], tint),
+            facts(
+                [
+                    ("active in the period", count(e["active_users"]["value"])),
+                    ("busiest day", count(max((v or 0 for v in active), default=0))),
+                ]
+            ),
+        ]
+    )
+
+
+def draw_conversations(p: Page) -> Any:
+    series = [
+        ("messages", p.series(p.rows("messages"))),
+        ("conversations", p.series(p.rows("conversations"))),
+    ]
+    tint = colours([n for n, _ in series])
+    chart = line_chart(
+        p.axis("per day", short),
+        series,
+        title="Conversations and messages per day",
+        fmt=count,
+        colour_of=tint,
+    )
+    e = p.data["summary"]["engagement"]
+    return chart and join(
+        [
+            chart,
+            legend(
+                [
+                    ("messages in the period", count(e["messages"]["value"])),
+                    ("conversations in the period", count(e["conversations"]["value"])),
+                ],
+                tint,
+            ),
+        ]
+    )
+
+
+def draw_distribution(p: Page) -> Any:
+    parts = []
+    for key, label, fmt, unit in (
+        ("conversation_length", "Messages per conversation", short, "messages"),
+        ("conversation_duration", "Conversation duration", seconds, "time"),
+    ):
+        stats = p.data.get(key)
+        if not stats or not stats.get("count"):
+            parts.append(h("p", {"class": "empty"}, f"{label}: no conversations."))
+            continue
+        parts.append(h("h4", None, label))
+        parts.append(box_plot(stats, title=label, fmt=fmt, unit=unit))
+        parts.append(
+            facts(
+                [
+                    ("median", fmt(stats["p50"])),
+                    ("middle half", f"{fmt(stats['p25'])} to {fmt(stats['p75'])}"),
+                    ("average", fmt(stats["avg"])),
+                    ("longest", fmt(stats["max"])),
+                    ("conversations", count(stats["count"])),
+                ]
+            )
+        )
+    return join(parts)
+
+
+def draw_retention(p: Page) -> Any:
+    cohorts: dict[str, dict[int, float | None]] = {}
+    sizes: dict[str, int] = {}
+    for r in p.rows("retention"):
+        cohorts.setdefault(r["bucket"], {})[r["period"]] = r["value"]
+        sizes[r["bucket"]] = r["cohort_users"]
+    periods = sorted({n for c in cohorts.values() for n, v in c.items() if v is not None})
+    keys = sorted(cohorts)
+    if not keys:
+        return None
+    return heat_table(
+        [f"week of {day_label(_dt(k))}" for k in keys],
+        [f"wk {n}" for n in periods],
+        [[cohorts[k].get(n) for n in periods] for k in keys],
+        caption="Share of each week's new users active N weeks later",
+        fmt=lambda v: "" if v is None else f"{v:.0%}",
+        scale_max=1.0,
+        extra_column=("users", [count(sizes[k]) for k in keys]),
+    )
+
+
+def draw_activities(p: Page) -> Any:
+    rows = sorted((r for r in p.rows("activities") if r.get("value")), key=lambda r: -r["value"])
+    if not rows:
+        return None
+    total = sum(r["value"] for r in rows)
+    items = [(r.get("name") or "unnamed", r["value"], f"{r['value'] / total:.0%}") for r in rows]
+    return bar_list(items, fmt=count, caption="Activities in the period", colour_of=["blue"] * len(items))
+
+
+def draw_traffic(p: Page) -> Any:
+    heat = p.data.get("traffic_heatmap")
+    if not heat or not any(any(r) for r in heat["counts"]):
+        return None
+    return heat_table(
+        heat["weekdays"],
+        [f"{hour:02d}" for hour in heat["hours"]],
+        heat["counts"],
+        caption=f"Inbound messages by weekday and hour ({heat['timezone']})",
+        fmt=lambda v: "" if not v else short(v),
+    )
+
+
+def _severe_categories(rows: list[dict[str, Any]]) -> set[str]:
+    return {r.get("category") or "uncategorised" for r in rows if r.get("severity") in SEVERE}
+
+
+def draw_errors_over_time(p: Page) -> Any:
+    rows = p.rows("errors_by_category")
+    severe = _severe_categories(rows)
+    parts = []
+    for field_name, label, fixed, is_severe in (
+        ("category", "category", CATEGORY_COLOURS, lambda n: n in severe),
+        ("severity", "severity", SEVERITY_COLOURS, lambda n: n in SEVERE),
+    ):
+        groups = p.grouped(rows, lambda r, f=field_name: r.get(f) or "uncategorised", is_severe)
+        tint = colours([n for n, _ in groups], fixed)
+        chart = bar_chart(
+            p.axis("errors per day", short),
+            groups,
+            title=f"Errors per day by {label}",
+            fmt=count,
+            colour_of=tint,
+            wide=True,
+        )
+        if chart:
+            parts += [
+                h("h4", None, f"by {label}"),
+                chart,
+                legend([(n, count(sum(v or 0 for v in vs))) for n, vs in groups], tint),
+            ]
+    return join(parts) if parts else None
+
+
+def draw_error_rate(p: Page) -> Any:
+    rate = p.series(p.rows("error_rate"))
+    tint = colours(["error rate"])
+    chart = line_chart(
+        p.axis("errors per inbound message", lambda v: f"{(v or 0):.1%}"),
+        [("error rate", rate)],
+        title="Error rate per day",
+        fmt=percent,
+        colour_of=tint,
+        markers=p.markers.get("error_rate", ()),
+    )
+    r = p.data["summary"]["errors"]
+    failed = failure_rate(p.data)
+    shown = [("error rate, period", percent(r["error_rate"]["value"]))]
+    if failed is not None:
+        shown.append(("replies failed, period", percent(failed.get("value"))))
+        tint = [*tint, "vermillion"]
+    return chart and join(
+        [
+            chart,
+            legend(shown, tint),
+            facts(
+                [
+                    ("errors", count(r["errors"]["value"])),
+                    ("worst day", percent(max((v for v in rate if v is not None), default=None))),
+                ]
+            ),
+        ]
+    )
+
+
+def draw_error_groups(p: Page) -> Any:
+    groups = p.data.get("error_groups") or []
+    if not groups:
+        return None
+    rows = []
+    for g in groups[:50]:
+        message = g.get("message") or ""
+        where = " · ".join(str(g[k]) for k in ("provider", "stage", "code") if g.get(k))
+        severity = g.get("severity") or "-"
+        rows.append(
+            (
+                join(
+                    [
+                        h("span", {"class": f"status {g['status']}"}, g["status"]),
+                        " ",
+                        h("span", {"class": f"sev c-{SEVERITY_COLOURS.get(severity, 'grey')}"}, severity),
+                    ]
+                ),
+                join(
+                    [
+                        h("b", None, g.get("error_type") or "error"),
+                        f" · {(g.get('category') or 'uncategorised').replace('_', ' ')}",
+                        f" · {where}" if where else "",
+                        h("br"),
+                        h("span", {"class": "msg", "title": message}, _clip(message, 160)),
+                    ]
+                ),
+                count(g["count"]),
+                count(g["users"]),
+                p.local(g.get("first_seen")),
+                p.local(g.get("last_seen")),
+                sparkline(g.get("daily") or [], label=f"{g['count']} errors per day"),
+            )
+        )
+    return table(
+        [
+            Column("status"),
+            Column("error"),
+            Column("count", True),
+            Column("users", True),
+            Column("first seen", optional=True),
+            Column("last seen", optional=True),
+            Column("per day", optional=True),
+        ],
+        rows,
+        caption=f"{len(groups)} error groups in the period"
+        + (" (first 50 shown)" if len(groups) > 50 else ""),
+    )
+
+
+def draw_reply_time(p: Page) -> Any:
+    rows = p.rows("latency")
+    series = [
+        (s, [None if v is None else v / 1000 for v in p.series(rows, s)]) for s in ("p50", "p95", "p99")
+    ]
+    tint = colours([s for s, _ in series])
+    chart = line_chart(
+        p.axis("seconds", lambda v: f"{v or 0:g}"),
+        series,
+        title="Reply time percentiles per day",
+        fmt=lambda v: secs(None if v is None else v * 1000),
+        colour_of=tint,
+        markers=p.markers.get("latency", ()),
+        wide=True,
+    )
+    lat = reply_latency(p.data)
+    return chart and join(
+        [chart, legend([(f"{s}, period", secs(lat[s])) for s in ("p50", "p95", "p99")], tint)]
+    )
+
+
+def _speed_table(
+    p: Page, key: str, dims: tuple[str, ...], errors_key: str, cost_key: str | None, label: str
+) -> Any:
+    rows = p.rows(key)
+    if not rows:
+        return None
+    errs = _index(p.data.get(errors_key), *dims)
+    spend = llm_spend(p) if cost_key else {}
+    # Errors only where they name what the rows are; a column of zeros would say "no errors".
+    errors = any(tuple(r.get(d) for d in dims) in errs for r in rows)
+    columns = [Column(label), Column("calls", True), Column("p50", True), Column("p95", True)]
+    if errors:
+        columns.append(Column("errors", True))
+    if cost_key:
+        columns.append(Column("cost", True))
+    out = []
+    for r in sorted(rows, key=lambda r: -(r.get("p95") or 0)):
+        k = tuple(r.get(d) for d in dims)
+        name = _model(r) if "model" in dims else (r.get(dims[0]) or "untagged")
+        line = [name, count(r.get("count")), secs(r.get("p50")), secs(r.get("p95"))]
+        if errors:
+            line.append(count(errs.get(k) or 0))
+        if cost_key:
+            line.append(cost(spend.get(k)))
+        out.append(line)
+    return table(columns, out, caption=f"Per {label}, slowest first (p95)")
+
+
+def draw_stages(p: Page) -> Any:
+    return _speed_table(p, "latency_by_stage", ("stage",), "errors_by_stage", None, "stage")
+
+
+def draw_models(p: Page) -> Any:
+    return _speed_table(p, "latency_by_model", ("provider", "model"), "errors_by_model", "llm_cost", "model")
+
+
+def _cost_note(p: Page) -> str:
+    return (
+        "Sum of cost_usd per UTC day over every paid event (LLM tokens at genai-prices' rates, with cached "
+        "and reasoning tokens; SMS segments at the country's rate; other APIs at their price), stacked by "
+        "provider; the legend gives each one's total for the period. Markers: anomalies (!) and alerts (▲)."
+    )
+
+
+COST = (
+    Panel(
+        "cost_by_model",
+        "Cost per day, by provider",
+        ("cost_by_model",),
+        draw_cost_by_provider,
+        _cost_note,
+        "stacked bars",
+        wide=True,
+    ),
+    Panel(
+        "cost_breakdown",
+        "What the money is spent on",
+        ("cost_by_kind",),
+        draw_cost_breakdown,
+        "cost_usd over the period by event kind: messages (SMS segments), LLM calls, other paid APIs.",
+        "bars",
+    ),
+    Panel(
+        "forecast",
+        "Month-end forecast",
+        (),
+        draw_forecast,
+        lambda p: ((p.data.get("forecast") or {}).get("method") or "").capitalize() + ".",
+        "bars",
+        empty="No forecast.",
+    ),
+    Panel(
+        "sms",
+        "SMS by country and direction",
+        ("sms_cost", "sms_segments", "sms_messages"),
+        draw_sms,
+        "SMS cost and segments per country and direction over the period. A message longer than one "
+        "segment (160 GSM-7 characters, 70 with emoji or other Unicode) is billed per segment; "
+        "segments per message shows where texts could be shorter.",
+        "table",
+        wide=True,
+        empty="No SMS in this period.",
+    ),
+    Panel(
+        "llm_models",
+        "LLM calls by model",
+        ("llm_calls", "llm_cost", "llm_input_tokens", "llm_cached_tokens", "llm_unpriced"),
+        draw_llm_models,
+        "Calls and cost per provider and model. Cache hit rate: the share of prompt tokens read from "
+        "the provider's cache. Saved by the cache: what those tokens would have cost at the full input "
+        "price, minus their cached price (genai-prices' list prices at the end of the period). A model "
+        "without a price shows 'unpriced', never $0.",
+        "table",
+        wide=True,
+        empty="No LLM calls in this period.",
+    ),
+    Panel(
+        "api_operations",
+        "Paid API operations",
+        ("api_cost", "api_calls"),
+        draw_api_operations,
+        "Calls and cost of paid APIs other than LLMs, per provider and operation (track_api_call).",
+        "table",
+        empty="No paid API calls in this period.",
+    ),
+    Panel(
+        "unit_costs",
+        "Cost per conversation and per active user",
+        ("cost_per_conversation", "cost_per_active_user"),
+        draw_unit_costs,
+        "Each day's cost divided by that day's conversations, and by its active users (users who sent "
+        "a message). The period figures divide the period's cost by its distinct conversations and "
+        "users.",
+        "lines",
+    ),
+    Panel(
+        "top_spenders",
+        "Top users and conversations by cost",
+        ("top_users", "top_conversations"),
+        draw_top_spenders,
+        "The largest sums of cost_usd per user and per conversation over the period. User ids are "
+        "keyed hashes (HMAC-SHA256), never the phone number; conversation ids are as the bot gave them "
+        "(hashed too when they are phone numbers).",
+        "table",
+    ),
+)
+
+SPEED = (
+    Panel(
+        "latency",
+        "Reply time: p50, p95, p99",
+        ("latency", "reply_latency"),
+        draw_reply_time,
+        "How long users wait for a reply: exact percentiles (linear interpolation) of the bot's "
+        "timings of the reply stage (track_timing('reply', ...)), per day and over the period.",
+        "lines",
+        wide=True,
+        empty="No reply timings in this period (track_timing('reply', ms) around the bot's answer).",
+    ),
+    Panel(
+        "latency_by_stage",
+        "Per stage",
+        ("latency_by_stage", "errors_by_stage"),
+        draw_stages,
+        "Timings and LLM calls per stage over the period: how many, p50 and p95 in seconds, and the "
+        "errors recorded in that stage where the store gives them.",
+        "table",
+    ),
+    Panel(
+        "latency_by_model",
+        "Per model",
+        ("latency_by_model", "errors_by_model", "llm_cost"),
+        draw_models,
+        "LLM calls per provider and model over the period: how many, p50 and p95 of their latency, "
+        "the errors that named the model (when any did), and their cost.",
+        "table",
+    ),
+)
+
+ERRORS = (
+    Panel(
+        "errors_over_time",
+        "Errors per day by category and severity",
+        ("errors_by_category",),
+        draw_errors_over_time,
+        "Error events per day. The category comes from the exception type, HTTP status or provider "
+        "code (rate limit, quota, timeout, auth, ...); severity from the category unless the bot gave "
+        "one. Each category and severity keeps its colour in every report; critical is red.",
+        "stacked bars",
+        wide=True,
+        empty="No errors in this period.",
+    ),
+    Panel(
+        "error_rate",
+        "Error rate",
+        ("error_rate",),
+        draw_error_rate,
+        "Errors divided by inbound messages, per day (a call retried three times that fails each time "
+        "counts three). Empty where there were no inbound messages.",
+        "lines",
+    ),
+    Panel(
+        "error_groups",
+        "Error groups",
+        (),
+        draw_error_groups,
+        lambda p: (
+            "Errors grouped by fingerprint (type + message with numbers and ids masked + the innermost "
+            "frame of your code). New: first seen in the period. Regressed: back after 7 quiet days. "
+            f"Times are {p.zone.key}. The same list: botmeter errors, or Reader.error_groups()."
+        ),
+        "table",
+        wide=True,
+        empty="No errors in this period.",
+    ),
+)
+
+ENGAGEMENT = (
+    Panel(
+        "users",
+        "Active, new and returning users per day",
+        ("active_users", "new_users", "returning_users"),
+        draw_users,
+        "Active: distinct users who sent a message that day. New: first message ever that day. "
+        "Returning: active, first seen before that day. Bar height = active users.",
+        "stacked bars",
+    ),
+    Panel(
+        "conversations",
+        "Conversations and messages per day",
+        ("conversations", "messages"),
+        draw_conversations,
+        lambda p: (
+            "Messages in and out per day. A conversation is the bot's conversation id, or for messages "
+            "without one a user's messages split at silences longer than "
+            f"{p.data['summary']['engagement'].get('session_gap_minutes', 30):g} minutes."
+        ),
+        "lines",
+    ),
+    Panel(
+        "distribution",
+        "Conversation length and duration",
+        ("conversation_length", "conversation_duration"),
+        draw_distribution,
+        "For conversations that started in the period: the line spans the 10th to the 90th "
+        "percentile, the box the middle half (25th to 75th), the bar inside it the median and the dot "
+        "the average. Duration is the last message's time minus the first's.",
+        "box plots",
+    ),
+    Panel(
+        "retention",
+        "Retention by weekly cohort",
+        ("retention",),
+        draw_retention,
+        "Users grouped by the week (Monday, UTC) of their first message; each cell is the share of "
+        "them who sent a message N weeks later. Blank: that week has not happened yet. Covers at least "
+        "the last 8 weeks.",
+        "heat table",
+    ),
+    Panel(
+        "activities",
+        "Resets, admin commands and features",
+        ("activities",),
+        draw_activities,
+        "Activity events by name over the period: 'reset' for conversation resets, 'admin:*' for "
+        "admin commands (admin_denied for refused attempts), 'feature:*' for features used.",
+        "bars",
+        empty="No activities (resets, admin commands, features) in this period.",
+    ),
+    Panel(
+        "traffic",
+        "Traffic by weekday and hour",
+        ("traffic_by_hour",),
+        draw_traffic,
+        lambda p: (
+            f"Inbound messages per hour of the period, summed by weekday and hour of day ({p.zone.key})."
+        ),
+        "heat table",
+        wide=True,
+    ),
+)
+
+# The page, top to bottom: what costs money first, then what users feel, then what breaks.
+SECTIONS: tuple[Section, ...] = (
+    Section("cost", "Cost", COST),
+    Section("speed", "Speed", SPEED),
+    Section("errors", "Errors", ERRORS),
+    Section("engagement", "Engagement", ENGAGEMENT),
+)
+
+
+# -- drawing ---------------------------------------------------------------------------------------
+
+
+def _command(q: dict[str, Any]) -> str:
+    """The ``botmeter query`` command line that gives a panel's figures."""
+    parts = ["botmeter query", q["metric"], f"--start {q['start']}", f"--end {q['end']}"]
+    parts.append(f"--interval {q.get('interval') or 'none'}")
+    for key in ("by", "stat", "limit"):
+        if q.get(key) is not None:
+            parts.append(f"--{key} {q[key]}")
+    for name, values in (q.get("filters") or {}).items():
+        parts.append(f"--filter {name}={'|'.join(values)}")
+    return " ".join(parts)
+
+
+def draw_panel(page: Page, panel: Panel) -> Markup:
+    data = page.data
+    missing = data.get("unavailable") or {}
+    gone = [k for k in panel.needs if k in missing]
+    if gone:
+        content: Any = h(
+            "p",
+            {"class": "unavailable"},
+            "Not available from this store: ",
+            "; ".join(missing[k] for k in gone),
+        )
+    else:
+        content = panel.chart(page) or h("p", {"class": "empty"}, panel.empty)
+    queries = data.get("queries", {})
+    commands = [_command(queries[k]) for k in panel.needs if k in queries]
+    note = panel.note(page) if callable(panel.note) else panel.note
+    flagged = any(f.panel == panel.key and f.level in ("bad", "warn") for f in page.findings)
+    classes = " ".join(c for c in ("panel", "wide" if panel.wide else "", "flagged" if flagged else "") if c)
+    return h(
+        "section",
+        {"class": classes, "data-panel": panel.key, "data-kind": panel.kind, "id": panel.key},
+        h("h3", None, panel.title),
+        content,
+        h("p", {"class": "how"}, h("b", None, "How this is computed: "), note),
+        h(
+            "details",
+            {"class": "how"},
+            h("summary", None, "The query"),
+            [h("code", None, c) for c in commands],
+        )
+        if commands
+        else None,
+    )
+
+
+def draw_attention(page: Page) -> Markup:
+    items = [
+        h("li", {"class": f.level}, h("a", {"href": f"#{f.panel}"}, f.text))
+        for f in sorted(page.findings, key=lambda f: ("bad", "warn", "info", "good").index(f.level))
+    ]
+    quiet = not any(f.level in ("bad", "warn") for f in page.findings)
+    return h(
+        "section",
+        {"class": "panel attention" + (" quiet" if quiet else ""), "data-panel": "attention", "id": "attention"},
+        h("h2", None, "Needs attention" if not quiet else "Nothing needs attention"),
+        h("ul", None, items) if items else None,
+        h(
+            "p",
+            {"class": "how"},
+            h("b", None, "How this is computed: "),
+            "Alerts come from the rules file (--rules). A day is unusual when it is far from the same "
+            "weekday in the 4 weeks before it (median and median absolute deviation). Each line links to "
+            "its panel; the tiles it concerns carry a mark.",
+        ),
+    )
+
+
+KPI_TILES = ("cost_usd", "active_users", "conversations", "messages", "error_rate", "reply_p95")
+
+
+def _change(fig: dict[str, Any], fmt: Callable, up_is_good: bool, period: str) -> Markup:
+    change = fig.get("change")
+    if change is None:
+        return h("span", {"class": "change flat"}, fig.get("note") or "no change figure")
+    good = (change >= 0) == up_is_good
+    arrow = "▲" if change > 0 else ("▼" if change < 0 else "=")
+    return h(
+        "span",
+        {"class": f"change {'good' if good else 'bad'}"},
+        f"{arrow} {change:+.0%} vs the previous {period} ({fmt(fig.get('previous'))})",
+    )
+
+
+def cost_line(data: dict[str, Any]) -> str | None:
+    """One line on what changed in cost and what drove it."""
+    change = data.get("cost_change") or {}
+    delta = change.get("change_usd")
+    drivers = [d for d in change.get("drivers") or () if (d["change_usd"] > 0) == ((delta or 0) > 0)]
+    if delta is None or not drivers or abs(delta) < 0.01:
+        return None
+    words = {"country": "SMS and users in", "model": "", "user": "user"}
+    shown = [
+        f"{(words[d['dimension']] + ' ' + str(d['name'])).strip()} ({signed_money(d['change_usd'])})"
+        for d in drivers[:2]
+    ]
+    return f"{'Up' if delta > 0 else 'Down'} {money(abs(delta))}, mostly " + " and ".join(shown) + "."
+
+
+def draw_kpis(page: Page) -> Markup:
+    data = page.data
+    k = data["kpis"]
+    period = f"{data['period']['days']} days"
+    lat = reply_latency(data)
+    failed = failure_rate(data)
+    reply = {"value": lat["p95"], "previous": lat["previous_p95"], "change": None}
+    if lat["p95"] and lat["previous_p95"]:
+        reply["change"] = lat["p95"] / lat["previous_p95"] - 1
+    else:
+        reply["note"] = "no reply timings to compare" if lat["p95"] else "no reply timings"
+    tiles = {
+        "cost_usd": ("Cost", k["cost_usd"], money, False, cost_line(data)),
+        "active_users": ("Active users", k["active_users"], count, True, None),
+        "conversations": ("Conversations", k["conversations"], count, True, None),
+        "messages": ("Messages", k["messages"], count, True, None),
+        "error_rate": (
+            "Error rate",
+            k["error_rate"],
+            percent,
+            False,
+            f"replies failed: {percent(failed.get('value'))}" if failed else "errors per inbound message",
+        ),
+        "reply_p95": (
+            "Reply time, p95",
+            reply,
+            secs,
+            False,
+            f"p50 {secs(lat['p50'])} · p99 {secs(lat['p99'])}",
+        ),
+    }
+    cells = []
+    for key in KPI_TILES:
+        label, fig, fmt, up_is_good, line = tiles[key]
+        flags = [f for f in page.findings if f.tile == key and f.level in ("bad", "warn")]
+        cells.append(
+            h(
+                "div",
+                {"class": "kpi flagged" if flags else "kpi", "data-kpi": key},
+                h("div", {"class": "label"}, label),
+                h(
+                    "a",
+                    {"class": "flag", "href": "#attention", "title": " ".join(f.text for f in flags)},
+                    "! needs attention",
+                )
+                if flags
+                else None,
+                h("div", {"class": "figure"}, fmt(fig.get("value"))),
+                _change(fig, fmt, up_is_good, period),
+                h("div", {"class": "why"}, line) if line else None,
+            )
+        )
+    p = data["period"]
+    how = (
+        f"Totals for the period against the previous {period} ({day_text(_dt(p['previous_start']))} to "
+        f"{day_text(_dt(p['previous_end']))}). A change is shown only when both periods have at least 20 "
+        "events (or $1). Error rate = errors / inbound messages. Reply time: the bot's timings of its reply "
+        f"stage. The same figures: botmeter summary --days {data['period']['days']}."
+    )
+    return h(
+        "section",
+        {"class": "panel kpis", "data-panel": "kpis"},
+        h("h2", {"class": "sr"}, "Key figures"),
+        h("div", {"class": "tiles"}, cells),
+        h("p", {"class": "how"}, h("b", None, "How this is computed: "), how),
+    )
 
 
 def render(data: dict[str, Any]) -> str:
     """The whole page for the figures of ``analyse.dashboard.dashboard_data``."""
-    view = _View(data)
+    page = Page(data)
     period = data["period"]
-    start, end = _dt(period["start"]), _dt(period["end"])
+    start, end = _dt(period["start"]).astimezone(page.zone), _dt(period["end"]).astimezone(page.zone)
+    zone = page.zone.key
     header = h(
         "header",
         None,
@@ -104,10 +1389,22 @@ def render(data: dict[str, Any]) -> str:
         h(
             "p",
             {"class": "period"},
-            f"Last {period['days']} days: {start:%a %d %b %Y} to {end:%a %d %b %Y %H:%M} UTC",
+            f"{period['days']} days: {day_text(start)} to {day_text(end)} {end:%H:%M} ({zone})",
             h("br"),
-            h("span", {"class": "muted"}, f"store {data['store']} · generated {data['generated_at']}"),
+            h(
+                "span",
+                {"class": "muted"},
+                f"store {data['store']} · generated {page.local(data['generated_at'])} {zone}",
+            ),
         ),
+    )
+    nav = h(
+        "nav",
+        {"class": "jump", "aria-label": "Sections"},
+        [
+            h("a", {"href": f"#{key}"}, title)
+            for key, title in (("attention", "Attention"), *((s.key, s.title) for s in SECTIONS))
+        ],
     )
     missing = data.get("unavailable") or {}
     notice = (
@@ -120,36 +1417,32 @@ def render(data: dict[str, Any]) -> str:
         if missing
         else None
     )
+    sections = [
+        h(
+            "section",
+            {"class": "group", "id": s.key},
+            h("h2", None, s.title),
+            h("div", {"class": "grid"}, [draw_panel(page, panel) for panel in s.panels]),
+        )
+        for s in SECTIONS
+    ]
     body = join(
         [
             header,
+            nav,
+            draw_attention(page),
             notice,
-            view.kpis(),
-            view.section(
-                "Cost", [view.cost_by_model(), view.unit_costs(), view.top_spenders(), view.forecast()]
-            ),
-            view.section(
-                "Engagement",
-                [
-                    view.users(),
-                    view.conversations(),
-                    view.distribution(),
-                    view.retention(),
-                    view.activities(),
-                    view.traffic(),
-                ],
-            ),
-            view.section("Errors", [view.errors_over_time(), view.error_rate(), view.error_groups()]),
-            view.section("Speed", [view.latency(), view.latency_by("stage"), view.latency_by("model")]),
-            view.section("Anomalies and alerts", [view.findings()]),
+            draw_kpis(page),
+            sections,
             h(
                 "footer",
                 None,
-                f"botmeter {__version__} · schema {data['schema']} v{data['version']} · "
-                "every figure comes from the query shown under its panel",
+                f"botmeter {__version__} · schema {data['schema']} v{data['version']} · days are UTC days; "
+                f"times and hours are {zone} · every figure comes from the query shown under its panel",
             ),
         ]
     )
+    style = palette_css() + STYLE_PATH.read_text()
     return (
         "<!DOCTYPE html>\n"
         + h(
@@ -166,743 +1459,13 @@ def render(data: dict[str, Any]) -> str:
                     "style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'\">"
                 ),
                 Markup('<meta name="referrer" content="no-referrer">'),
-                h("title", None, f"botmeter: last {period['days']} days to {end:%Y-%m-%d}"),
-                h("style", None, Markup(STYLE_PATH.read_text())),
+                h("title", None, f"botmeter: {period['days']} days to {end:%Y-%m-%d}"),
+                h("style", None, Markup(style)),
             ),
             h("body", None, h("main", None, body)),
         )
         + "\n"
     )
-
-
-def _dt(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def _command(q: dict[str, Any]) -> str:
-    """The ``botmeter query`` command line that gives a panel's figures."""
-    parts = ["botmeter query", q["metric"], f"--start {q['start']}", f"--end {q['end']}"]
-    parts.append(f"--interval {q.get('interval') or 'none'}")
-    for key in ("by", "stat", "limit"):
-        if q.get(key) is not None:
-            parts.append(f"--{key} {q[key]}")
-    return " ".join(parts)
-
-
-class _View:
-    """Panels over one data set: the day axis, markers and lookups are worked out once."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.data = data
-        start = _dt(data["period"]["start"])
-        self.days = [start + timedelta(days=i) for i in range(data["period"]["days"])]
-        self.index = {iso(d): i for i, d in enumerate(self.days)}
-        self.labels = [f"{d:%b} {d.day}" for d in self.days]
-        self.anomaly_marks: dict[str, list[tuple[int, str, str]]] = {}
-        for a in data.get("anomalies") or ():
-            if a["day"] in self.index:
-                self.anomaly_marks.setdefault(a["metric"], []).append(
-                    (self.index[a["day"]], "anomaly", a["explanation"])
-                )
-        self.alert_marks: dict[str, list[tuple[int, str, str]]] = {}
-        last = len(self.days) - 1
-        for a in data.get("alerts") or ():
-            target = ALERT_SERIES.get(a["rule"])
-            if target:
-                self.alert_marks.setdefault(target, []).append((last, "alert", f"alert: {a['message']}"))
-
-    def marks(self, key: str) -> list[tuple[int, str, str]]:
-        return self.anomaly_marks.get(key, []) + self.alert_marks.get(key, [])
-
-    # -- building blocks ---------------------------------------------------------------------------
-
-    def series(
-        self,
-        rows: Sequence[dict[str, Any]],
-        value: str = "value",
-        where: Callable[[dict], bool] | None = None,
-    ) -> list[float | None]:
-        out: list[float | None] = [None] * len(self.days)
-        for row in rows:
-            i = self.index.get(row["bucket"])
-            if i is not None and (where is None or where(row)):
-                v = row.get(value)
-                out[i] = v if out[i] is None or v is None else out[i] + v
-        return out
-
-    def grouped(self, rows: Sequence[dict[str, Any]], key: Callable[[dict], str]) -> list[tuple[str, list]]:
-        """Per-day series per group, largest total first; past ``MAX_STACKED`` summed as other."""
-        groups: dict[str, list[float | None]] = {}
-        for row in rows:
-            i = self.index.get(row["bucket"])
-            if i is None or not row.get("value"):
-                continue
-            values = groups.setdefault(key(row), [None] * len(self.days))
-            values[i] = (values[i] or 0) + row["value"]
-        ordered = sorted(groups.items(), key=lambda kv: -sum(v or 0 for v in kv[1]))
-        if len(ordered) > MAX_STACKED:
-            rest = ordered[MAX_STACKED - 1 :]
-            other = [sum(v[i] or 0 for _, v in rest) or None for i in range(len(self.days))]
-            ordered = [*ordered[: MAX_STACKED - 1], (f"{len(rest)} others", other)]
-        return ordered
-
-    def panel(
-        self,
-        key: str,
-        title: str,
-        how: str,
-        content: Any,
-        *,
-        query_keys: Sequence[str] = (),
-        wide: bool = False,
-    ) -> Markup:
-        missing = self.data.get("unavailable") or {}
-        gone = [k for k in (query_keys or (key,)) if k in missing]
-        if gone:
-            content = h(
-                "p",
-                {"class": "unavailable"},
-                "Not available from this store: ",
-                "; ".join(missing[k] for k in gone),
-            )
-        commands = [
-            _command(self.data["queries"][k]) for k in query_keys if k in self.data.get("queries", {})
-        ]
-        return h(
-            "section",
-            {"class": "panel wide" if wide else "panel", "data-panel": key, "id": key},
-            h("h3", None, title),
-            content,
-            h("p", {"class": "how"}, h("b", None, "How this is computed: "), how),
-            h(
-                "details",
-                {"class": "how"},
-                h("summary", None, "The query"),
-                [h("code", None, c) for c in commands],
-            )
-            if commands
-            else None,
-        )
-
-    @staticmethod
-    def section(title: str, panels: list[Markup]) -> Markup:
-        slug = title.lower().replace(" ", "-")
-        return h(
-            "section",
-            {"class": "group", "id": slug},
-            h("h2", None, title),
-            h("div", {"class": "grid"}, panels),
-        )
-
-    @staticmethod
-    def empty(text: str = "No data in this period.") -> Markup:
-        return h("p", {"class": "empty"}, text)
-
-    # -- KPIs ----------------------------------------------------------------------------------------
-
-    def kpis(self) -> Markup:
-        k = self.data["kpis"]
-        tiles = [
-            ("cost_usd", "Cost", money, False),
-            ("active_users", "Active users", count, True),
-            ("conversations", "Conversations", count, True),
-            ("messages", "Messages", count, True),
-            ("error_rate", "Error rate", percent, False),
-            ("latency_p95_ms", "p95 latency", ms, False),
-        ]
-        cells = []
-        for key, label, fmt, up_is_good in tiles:
-            fig = k.get(key) or {}
-            change = fig.get("change")
-            if change is None:
-                trend = h("span", {"class": "change flat"}, fig.get("note") or "no change figure")
-            else:
-                good = (change >= 0) == up_is_good
-                arrow = "▲" if change > 0 else ("▼" if change < 0 else "=")
-                trend = h(
-                    "span",
-                    {"class": f"change {'good' if good else 'bad'}"},
-                    f"{arrow} {change:+.0%} vs previous ({fmt(fig.get('previous'))})",
-                )
-            cells.append(
-                h(
-                    "div",
-                    {"class": "kpi", "data-kpi": key},
-                    h("div", {"class": "label"}, label),
-                    h("div", {"class": "figure"}, fmt(fig.get("value"))),
-                    trend,
-                )
-            )
-        period = self.data["period"]
-        how = (
-            f"Totals for the period ({period['start']} to {period['end']}) against the previous "
-            f"period of equal length ({period['previous_start']} to {period['previous_end']}). "
-            "A change is shown only when both periods have at least 20 events (or $1). Error rate = "
-            "errors / inbound messages; p95 is exact, over every timing and LLM call. The same figures: "
-            f"botmeter summary --days {period['days']}."
-        )
-        return h(
-            "section",
-            {"class": "panel kpis", "data-panel": "kpis"},
-            h("h2", {"class": "sr"}, "Key figures"),
-            h("div", {"class": "tiles"}, cells),
-            h("p", {"class": "how"}, h("b", None, "How this is computed: "), how),
-        )
-
-    # -- cost ------------------------------------------------------------------------------------------
-
-    def cost_by_model(self) -> Markup:
-        rows = self.data.get("cost_by_model") or []
-        groups = self.grouped(
-            rows, lambda r: " / ".join(x for x in (r.get("provider") or "other", r.get("model")) if x)
-        )
-        content = (
-            join(
-                [
-                    bar_chart(
-                        self.labels,
-                        groups,
-                        title="Cost per day by provider and model",
-                        fmt=money,
-                        axis_fmt=short_money,
-                        markers=self.marks("cost_usd"),
-                        width=WIDE_W,
-                        height=WIDE_H,
-                    ),
-                    legend([(name, money(sum(v or 0 for v in values))) for name, values in groups]),
-                ]
-            )
-            if groups
-            else self.empty()
-        )
-        return self.panel(
-            "cost_by_model",
-            "Cost per day, by provider and model",
-            "Sum of cost_usd per UTC day over every paid call (LLM tokens at genai-prices' rates, with "
-            "cached and reasoning tokens; SMS segments at the country's rate; other APIs at their price), "
-            "stacked by provider and model; the legend gives each one's total for the period. Markers: "
-            "anomalies (!) and alerts (▲).",
-            content,
-            query_keys=("cost_by_model",),
-            wide=True,
-        )
-
-    def unit_costs(self) -> Markup:
-        conv = self.series(self.data.get("cost_per_conversation") or [])
-        user = self.series(self.data.get("cost_per_active_user") or [])
-        costs = self.data["summary"]["costs"]
-        content = join(
-            [
-                line_chart(
-                    self.labels,
-                    [("per conversation", conv), ("per active user", user)],
-                    title="Cost per conversation and per active user, per day",
-                    fmt=money,
-                    axis_fmt=short_money,
-                ),
-                legend(
-                    [
-                        ("per conversation, period", money(costs["per_conversation_usd"]["value"])),
-                        ("per active user, period", money(costs["per_active_user_usd"]["value"])),
-                    ]
-                ),
-            ]
-        )
-        return self.panel(
-            "unit_costs",
-            "Cost per conversation and per active user",
-            "Each day's cost divided by that day's conversations, and by its active users (users who sent "
-            "a message). The period figures divide the period's cost by the period's distinct "
-            "conversations and users.",
-            content,
-            query_keys=("cost_per_conversation", "cost_per_active_user"),
-        )
-
-    def top_spenders(self) -> Markup:
-        parts = []
-        for key, label in (("top_users", "user"), ("top_conversations", "conversation")):
-            rows = self.data.get(key) or []
-            parts.append(
-                table(
-                    [(f"{label} (hashed id)" if label == "user" else label, False), ("cost", True)],
-                    [(r.get(label) or "(none)", money(r.get("value"))) for r in rows],
-                    caption=f"Top {label}s by cost",
-                )
-                if rows
-                else self.empty(f"No {label}s with a cost.")
-            )
-        return self.panel(
-            "top_spenders",
-            "Top users and conversations by cost",
-            "The largest sums of cost_usd per user and per conversation over the period. User ids are "
-            "keyed hashes (HMAC-SHA256), never the phone number; conversation ids are as the bot gave "
-            "them (hashed too when they are phone numbers).",
-            join(parts),
-            query_keys=("top_users", "top_conversations"),
-        )
-
-    def forecast(self) -> Markup:
-        f = self.data.get("forecast")
-        if not f:
-            return self.panel(
-                "forecast", "Month-end forecast", "", self.empty("No forecast."), query_keys=("forecast",)
-            )
-        budget = f.get("budget_usd")
-        top = max(f["projected_usd"], budget or 0) or 1
-        bars = [
-            ("so far", f["month_to_date_usd"], "s0"),
-            ("projected", f["projected_usd"], "s1"),
-        ]
-        rows = [
-            h(
-                "div",
-                {"class": "fbar"},
-                h("span", {"class": "name"}, name),
-                h(
-                    "div",
-                    {"class": "track"},
-                    h("div", {"class": f"fill mark {cls}", "style": f"width:{100 * v / top:.1f}%"}),
-                ),
-                h("b", None, money(v)),
-            )
-            for name, v, cls in bars
-        ]
-        if budget:
-            state = "over" if f.get("over_budget") else "within"
-            note = h("p", {"class": f"budget {state}"}, f"Budget {money(budget)}: projected {state} budget.")
-        else:
-            note = h(
-                "p", {"class": "muted"}, "No budget set (monthly_budget_usd in the alert rules, or --budget)."
-            )
-        content = join(
-            [
-                h("p", {"class": "big"}, f"{f['month']}: {money(f['projected_usd'])} projected"),
-                rows,
-                note,
-                h(
-                    "p",
-                    {"class": "muted"},
-                    f"{money(f['daily_rate_usd'])} a day, {f['days_left']:.1f} days left",
-                ),
-            ]
-        )
-        return self.panel(
-            "forecast",
-            "Month-end forecast",
-            f"{f['method'].capitalize()}.",
-            content,
-            query_keys=("forecast",),
-        )
-
-    # -- engagement ------------------------------------------------------------------------------------
-
-    def users(self) -> Markup:
-        new = self.series(self.data.get("new_users") or [])
-        back = self.series(self.data.get("returning_users") or [])
-        active = self.series(self.data.get("active_users") or [])
-        e = self.data["summary"]["engagement"]
-        content = join(
-            [
-                bar_chart(
-                    self.labels,
-                    [("new", new), ("returning", back)],
-                    title="Active users per day: new and returning",
-                    fmt=count,
-                    markers=self.marks("active_users"),
-                ),
-                legend([("new", count(e["new_users"]["value"])), ("returning", "")]),
-                facts(
-                    [
-                        ("active in the period", count(e["active_users"]["value"])),
-                        ("busiest day", count(max((v or 0 for v in active), default=0))),
-                    ]
-                ),
-            ]
-        )
-        return self.panel(
-            "users",
-            "Active, new and returning users per day",
-            "Active: distinct users who sent a message that day. New: first message ever that day. "
-            "Returning: active, first seen before that day. Bar height = active users.",
-            content,
-            query_keys=("active_users", "new_users", "returning_users"),
-        )
-
-    def conversations(self) -> Markup:
-        convs = self.series(self.data.get("conversations") or [])
-        msgs = self.series(self.data.get("messages") or [])
-        e = self.data["summary"]["engagement"]
-        content = join(
-            [
-                line_chart(
-                    self.labels,
-                    [("messages", msgs), ("conversations", convs)],
-                    title="Conversations and messages per day",
-                    fmt=count,
-                ),
-                legend(
-                    [
-                        ("messages in the period", count(e["messages"]["value"])),
-                        ("conversations in the period", count(e["conversations"]["value"])),
-                    ]
-                ),
-            ]
-        )
-        gap = e.get("session_gap_minutes", 30)
-        return self.panel(
-            "conversations",
-            "Conversations and messages per day",
-            "Messages in and out per day. A conversation is the bot's conversation id, or for messages "
-            f"without one a user's messages split at silences longer than {gap:g} minutes.",
-            content,
-            query_keys=("conversations", "messages"),
-        )
-
-    def distribution(self) -> Markup:
-        parts = []
-        for key, label, fmt in (
-            ("conversation_length", "Messages per conversation", short),
-            ("conversation_duration", "Conversation duration", seconds),
-        ):
-            stats = self.data.get(key)
-            if not stats or not stats.get("count"):
-                parts.append(self.empty(f"{label}: no conversations."))
-                continue
-            parts.append(h("h4", None, label))
-            parts.append(box_plot(stats, title=label, fmt=fmt))
-            parts.append(
-                facts(
-                    [
-                        ("median", fmt(stats["p50"])),
-                        ("middle half", f"{fmt(stats['p25'])} to {fmt(stats['p75'])}"),
-                        ("average", fmt(stats["avg"])),
-                        ("longest", fmt(stats["max"])),
-                        ("conversations", count(stats["count"])),
-                    ]
-                )
-            )
-        return self.panel(
-            "distribution",
-            "Conversation length and duration",
-            "For conversations that started in the period: the line spans the 10th to the 90th "
-            "percentile, the box the middle half (25th to 75th), the bar inside it the median and the "
-            "dot the average. Duration is the last message's time minus the first's.",
-            join(parts),
-            query_keys=("conversation_length", "conversation_duration"),
-        )
-
-    def retention(self) -> Markup:
-        rows = self.data.get("retention") or []
-        cohorts: dict[str, dict[int, float | None]] = {}
-        sizes: dict[str, int] = {}
-        for r in rows:
-            cohorts.setdefault(r["bucket"], {})[r["period"]] = r["value"]
-            sizes[r["bucket"]] = r["cohort_users"]
-        periods = sorted({p for c in cohorts.values() for p, v in c.items() if v is not None})
-        keys = sorted(cohorts)
-        content = (
-            heat_table(
-                [f"week of {_dt(k):%b} {_dt(k).day}" for k in keys],
-                [f"wk {p}" for p in periods],
-                [[cohorts[k].get(p) for p in periods] for k in keys],
-                caption="Share of each week's new users active N weeks later",
-                fmt=lambda v: "" if v is None else f"{v:.0%}",
-                scale_max=1.0,
-                extra_column=("users", [count(sizes[k]) for k in keys]),
-            )
-            if keys
-            else self.empty()
-        )
-        return self.panel(
-            "retention",
-            "Retention by weekly cohort",
-            "Users grouped by the week (Monday, UTC) of their first message; each cell is the share of "
-            "them who sent a message N weeks later. Blank: that week has not happened yet. Covers at "
-            "least the last 8 weeks.",
-            content,
-            query_keys=("retention",),
-        )
-
-    def activities(self) -> Markup:
-        rows = sorted(self.data.get("activities") or [], key=lambda r: -(r.get("value") or 0))
-        content = (
-            bar_list(
-                [(r.get("name") or "(none)", r["value"]) for r in rows if r.get("value")],
-                fmt=count,
-                caption="Activities in the period",
-            )
-            if rows
-            else self.empty("No activities (resets, admin commands, features) in this period.")
-        )
-        return self.panel(
-            "activities",
-            "Resets, admin commands and features",
-            "Activity events by name over the period: 'reset' for conversation resets, 'admin:*' for admin "
-            "commands (admin_denied for refused attempts), 'feature:*' for features used.",
-            content,
-            query_keys=("activities",),
-        )
-
-    def traffic(self) -> Markup:
-        heat = self.data.get("traffic_heatmap")
-        content = (
-            heat_table(
-                heat["weekdays"],
-                [f"{hour:02d}" for hour in heat["hours"]],
-                heat["counts"],
-                caption="Inbound messages by weekday and hour (UTC)",
-                fmt=lambda v: "" if not v else short(v),
-            )
-            if heat and any(any(r) for r in heat["counts"])
-            else self.empty()
-        )
-        return self.panel(
-            "traffic",
-            "Traffic by weekday and hour",
-            "Inbound messages per hour of the period, summed by weekday and hour of day (UTC).",
-            content,
-            query_keys=("traffic_by_hour",),
-            wide=True,
-        )
-
-    # -- errors ----------------------------------------------------------------------------------------
-
-    def errors_over_time(self) -> Markup:
-        rows = self.data.get("errors_by_category") or []
-        parts = []
-        for field, label in (("category", "category"), ("severity", "severity")):
-            groups = self.grouped(rows, lambda r, f=field: r.get(f) or "(none)")
-            if not groups:
-                continue
-            parts.append(h("h4", None, f"by {label}"))
-            parts.append(
-                bar_chart(
-                    self.labels,
-                    groups,
-                    title=f"Errors per day by {label}",
-                    fmt=count,
-                    width=WIDE_W,
-                    height=WIDE_H,
-                )
-            )
-            parts.append(legend([(name, count(sum(v or 0 for v in values))) for name, values in groups]))
-        return self.panel(
-            "errors_over_time",
-            "Errors per day by category and severity",
-            "Error events per day. The category comes from the exception type, HTTP status or provider "
-            "code (rate_limit, quota, timeout, auth, ...); severity from the category unless the bot "
-            "gave one.",
-            join(parts) if parts else self.empty("No errors in this period."),
-            query_keys=("errors_by_category",),
-            wide=True,
-        )
-
-    def error_rate(self) -> Markup:
-        rate = self.series(self.data.get("error_rate") or [])
-        r = self.data["summary"]["errors"]
-        content = join(
-            [
-                line_chart(
-                    self.labels,
-                    [("error rate", rate)],
-                    title="Error rate per day",
-                    fmt=percent,
-                    axis_fmt=lambda v: f"{(v or 0):.1%}",
-                    markers=self.marks("error_rate"),
-                ),
-                legend([("error rate, period", percent(r["error_rate"]["value"]))]),
-                facts(
-                    [
-                        ("errors", count(r["errors"]["value"])),
-                        ("worst day", percent(max((v for v in rate if v is not None), default=None))),
-                    ]
-                ),
-            ]
-        )
-        return self.panel(
-            "error_rate",
-            "Error rate",
-            "Errors divided by inbound messages, per day. Empty where there were no inbound messages.",
-            content,
-            query_keys=("error_rate",),
-        )
-
-    def error_groups(self) -> Markup:
-        groups = self.data.get("error_groups") or []
-        rows = []
-        for g in groups[:50]:
-            message = g.get("message") or ""
-            rows.append(
-                (
-                    h("span", {"class": f"status {g['status']}"}, g["status"]),
-                    join(
-                        [
-                            h("b", None, g.get("error_type") or "error"),
-                            f" · {g.get('category') or '-'} · {g.get('severity') or '-'}",
-                            h("br"),
-                            h("span", {"class": "msg", "title": message}, _clip(message, 160)),
-                        ]
-                    ),
-                    count(g["count"]),
-                    count(g["users"]),
-                    g["first_seen"][:16].replace("T", " "),
-                    g["last_seen"][:16].replace("T", " "),
-                    sparkline(g.get("daily") or [], label=f"{g['count']} errors per day"),
-                )
-            )
-        content = (
-            table(
-                [
-                    ("status", False),
-                    ("error", False),
-                    ("count", True),
-                    ("users", True),
-                    ("first seen", False),
-                    ("last seen", False),
-                    ("per day", False),
-                ],
-                rows,
-                caption=f"{len(groups)} error groups in the period"
-                + (" (first 50 shown)" if len(groups) > 50 else ""),
-            )
-            if rows
-            else self.empty("No errors in this period.")
-        )
-        return self.panel(
-            "error_groups",
-            "Error groups",
-            "Errors grouped by fingerprint (type + message with numbers and ids masked + the innermost "
-            "frame of your code). New: first seen in the period. Regressed: back after 7 quiet days. "
-            "Times are UTC. The same list: botmeter summary --format json (errors.top_groups), or "
-            "Reader.error_groups().",
-            content,
-            wide=True,
-        )
-
-    # -- speed -----------------------------------------------------------------------------------------
-
-    def latency(self) -> Markup:
-        rows = self.data.get("latency") or []
-        series = [(s, self.series(rows, s)) for s in ("p50", "p95", "p99")]
-        lat = self.data["summary"]["latency"]
-        content = join(
-            [
-                line_chart(
-                    self.labels,
-                    series,
-                    title="Response time percentiles per day",
-                    fmt=ms,
-                    markers=self.marks("latency_ms:p95"),
-                    width=WIDE_W,
-                    height=WIDE_H,
-                ),
-                legend([(f"{s}, period", ms(lat[f"{s}_ms"]["value"])) for s in ("p50", "p95", "p99")]),
-            ]
-        )
-        return self.panel(
-            "latency",
-            "Response time: p50, p95, p99",
-            "Exact percentiles (linear interpolation) of latency_ms over every timing and LLM-call event "
-            "of the day, all stages together.",
-            content,
-            query_keys=("latency",),
-            wide=True,
-        )
-
-    def latency_by(self, dim: str) -> Markup:
-        key = f"latency_by_{dim}"
-        rows = self.data.get(key) or []
-        names: dict[str, float] = {}
-        for r in rows:
-            if r.get("p95") is not None:
-                names[r.get(dim) or "(none)"] = max(names.get(r.get(dim) or "(none)", 0), r["p95"])
-        shown = sorted(names, key=lambda n: -names[n])[:MAX_SMALL_MULTIPLES]
-        charts = []
-        for name in shown:
-
-            def this(r: dict, name: str = name) -> bool:
-                return (r.get(dim) or "(none)") == name
-
-            series = [(s, self.series(rows, s, this)) for s in ("p50", "p95", "p99")]
-            last = next((v for v in reversed(series[1][1]) if v is not None), None)
-            charts.append(
-                h(
-                    "figure",
-                    {"class": "multiple"},
-                    h("figcaption", None, h("b", None, name), f" · p95 latest {ms(last)}"),
-                    line_chart(
-                        self.labels,
-                        series,
-                        title=f"{name}: p50, p95, p99 per day",
-                        fmt=ms,
-                        width=420,
-                        height=170,
-                    ),
-                )
-            )
-        more = len(names) - len(shown)
-        content = (
-            join(
-                [
-                    legend([("p50", ""), ("p95", ""), ("p99", "")]),
-                    h("div", {"class": "multiples"}, charts),
-                    h("p", {"class": "muted"}, f"{more} more in the JSON file.") if more > 0 else None,
-                ]
-            )
-            if charts
-            else self.empty()
-        )
-        return self.panel(
-            key,
-            f"Response time per {dim}",
-            f"The same percentiles per {dim}, per day; the slowest {MAX_SMALL_MULTIPLES} (by their worst "
-            "daily p95) are drawn.",
-            content,
-            query_keys=(key,),
-            wide=True,
-        )
-
-    # -- anomalies and alerts --------------------------------------------------------------------------
-
-    def findings(self) -> Markup:
-        items = [
-            h("li", {"class": "alert"}, h("b", None, f"alert {a['rule']}: "), a["message"])
-            for a in self.data.get("alerts") or ()
-        ] + [
-            h(
-                "li",
-                {"class": "anomaly"},
-                h("b", None, f"{a['direction']} in {a['metric']}: "),
-                a["explanation"],
-            )
-            for a in self.data.get("anomalies") or ()
-        ]
-        content = (
-            h("ul", {"class": "findings"}, items)
-            if items
-            else self.empty("No anomalies, and no alerts fired (alert rules: --rules or BOTMETER_ALERTS).")
-        )
-        return self.panel(
-            "findings",
-            "Anomalies and alerts",
-            "Each complete day of cost, active users, error rate and p95 latency is compared with the same "
-            "weekday in the 4 weeks before it (median and median absolute deviation); a robust score "
-            "past 3.5 is an anomaly, marked ! on its chart. Alerts come from the rules file and are "
-            "marked ▲ on the latest day of the series they concern.",
-            content,
-            wide=True,
-        )
-
-
-# Which chart an alert is drawn on.
-ALERT_SERIES = {
-    "daily_budget": "cost_usd",
-    "monthly_budget": "cost_usd",
-    "forecast_over_budget": "cost_usd",
-    "error_rate": "error_rate",
-    "error_rate_spike": "error_rate",
-    "p95_latency": "latency_ms:p95",
-}
 
 
 def _clip(text: str, limit: int) -> str:

@@ -132,6 +132,11 @@ def day_text(d: datetime) -> str:
     return f"{d:%a} {d.day} {d:%b %Y}"
 
 
+def _month(text: str) -> str:
+    """ "2026-12" as "December 2026"."""
+    return datetime.strptime(text, "%Y-%m").strftime("%B %Y")
+
+
 def time_text(d: datetime) -> str:
     """A moment: "4 Dec 2026 14:05"."""
     return f"{d.day} {d:%b %Y %H:%M}"
@@ -669,7 +674,7 @@ def draw_forecast(p: Page) -> Any:
         )
     return join(
         [
-            h("p", {"class": "big"}, f"{f['month']}: {money(f['projected_usd'])} projected"),
+            h("p", {"class": "big"}, f"{_month(f['month'])}: {money(f['projected_usd'])} projected"),
             bars,
             note,
             h("p", {"class": "muted"}, f"{money(f['daily_rate_usd'])} a day, {f['days_left']:.1f} days left"),
@@ -1263,7 +1268,11 @@ def draw_attention(page: Page) -> Markup:
     quiet = not any(f.level in ("bad", "warn") for f in page.findings)
     return h(
         "section",
-        {"class": "panel attention" + (" quiet" if quiet else ""), "data-panel": "attention", "id": "attention"},
+        {
+            "class": f"panel attention{' quiet' if quiet else ''}",
+            "data-panel": "attention",
+            "id": "attention",
+        },
         h("h2", None, "Needs attention" if not quiet else "Nothing needs attention"),
         h("ul", None, items) if items else None,
         h(
@@ -1459,7 +1468,7 @@ def render(data: dict[str, Any]) -> str:
                     "style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'\">"
                 ),
                 Markup('<meta name="referrer" content="no-referrer">'),
-                h("title", None, f"botmeter: {period['days']} days to {end:%Y-%m-%d}"),
+                h("title", None, f"botmeter: {period['days']} days to {day_text(end)}"),
                 h("style", None, Markup(style)),
             ),
             h("body", None, h("main", None, body)),

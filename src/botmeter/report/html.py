@@ -76,7 +76,7 @@ PALETTE: dict[str, str] = {
     "grey": "#44474F",
     "other": "#BBBBBB",  # only for "N others": what was summed together
 }
-DARK_PALETTE: dict[str, str] = {**PALETTE, "grey": "#A7ABB3", "other": "#6B7079"}
+DARK_PALETTE: dict[str, str] = {**PALETTE, "grey": "#D0D3D9", "other": "#55595F"}
 # Red is for what is critical, and for nothing that is fine.
 SEVERITY_COLOURS: dict[str, str] = {
     "critical": "vermillion",

@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..exceptions import StoreUnavailable
+from .catalogue import CATALOGUE
 from .query import QueryError, Unavailable, floor_to, iso, last_days, previous_window, window_of
 from .summary import summarise
 
@@ -142,7 +143,7 @@ def dashboard_data(
         jobs = [(key, metric, arguments, window) for key, metric, arguments in SERIES]
         jobs += [(key, metric, arguments, before) for key, metric, arguments in PREVIOUS]
         for key, metric, arguments, (first, last) in jobs:
-            kw = {"interval": "day", **arguments}
+            metric, kw = _adapt(reader, metric, {"interval": "day", **arguments})
             if kw.get("limit") == "top":
                 kw["limit"] = top
             since = first
@@ -196,6 +197,22 @@ def dashboard_data(
     out["queries"] = queries
     out["unavailable"] = {**summary["unavailable"], **missing}
     return out
+
+
+def _adapt(reader: Any, metric: str, kw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A series' query for this reader: its own reply stage, and LLM-call latency from its own
+    metric where the catalogue has one (latency_ms then counts the bot's timings only)."""
+    filters = dict(kw.get("filters") or {})
+    if filters.get("stage") == [REPLY_STAGE]:
+        filters["stage"] = [getattr(reader, "reply_stage", None) or REPLY_STAGE]
+    if metric == "latency_ms" and filters.get("kind") == ["llm_call"] and "llm_latency_ms" in CATALOGUE:
+        metric = "llm_latency_ms"
+        del filters["kind"]
+    if filters:
+        kw["filters"] = filters
+    else:
+        kw.pop("filters", None)
+    return metric, kw
 
 
 def _zone(name: str) -> ZoneInfo:

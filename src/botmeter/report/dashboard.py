@@ -146,7 +146,20 @@ def time_text(d: datetime) -> str:
 
 
 def reply_latency(data: dict[str, Any]) -> dict[str, Any]:
-    """The reply stage's p50/p95/p99 over the period, in ms, and the previous period's p95."""
+    """The reply stage's p50/p95/p99 over the period, in ms, and the previous period's p95: the
+    summary's reply latency where it has one, else the dashboard's own reply-stage figures."""
+    lat = data["summary"].get("latency") or {}
+    if "reply_p95_s" in lat:
+
+        def ms(fig: dict[str, Any], key: str = "value") -> float | None:
+            return None if fig.get(key) is None else fig[key] * 1000
+
+        return {
+            "p50": ms(lat["reply_p50_s"]),
+            "p95": ms(lat["reply_p95_s"]),
+            "p99": ms(lat["reply_p99_s"]),
+            "previous_p95": ms(lat["reply_p95_s"], "previous"),
+        }
     now = (data.get("reply_latency") or [{}])[0]
     before = (data.get("reply_latency_previous") or [{}])[0]
     return {
@@ -158,8 +171,8 @@ def reply_latency(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def failure_rate(data: dict[str, Any]) -> dict[str, Any] | None:
-    """The share of inbound messages whose reply failed, where the store's figures give it."""
-    return data["summary"]["errors"].get("failure_rate")
+    """The share of inbound messages whose reply failed, where the summary gives it."""
+    return data["summary"]["errors"].get("reply_failure_rate")
 
 
 def user_details(row: dict[str, Any]) -> tuple[Any, Any]:
@@ -839,10 +852,13 @@ def draw_errors_over_time(p: Page) -> Any:
 
 def draw_error_rate(p: Page) -> Any:
     rate = p.series(p.rows("error_rate"))
-    tint = colours(["error rate"])
+    series = [("error rate", rate)]
+    if p.data.get("reply_failure_rate") is not None:
+        series.append(("failure rate", p.series(p.rows("reply_failure_rate"))))
+    tint = colours([n for n, _ in series])
     chart = line_chart(
-        p.axis("errors per inbound message", lambda v: f"{(v or 0):.1%}"),
-        [("error rate", rate)],
+        p.axis("share of inbound messages", lambda v: f"{(v or 0):.1%}"),
+        series,
         title="Error rate per day",
         fmt=percent,
         colour_of=tint,
@@ -853,11 +869,10 @@ def draw_error_rate(p: Page) -> Any:
     shown = [("error rate, period", percent(r["error_rate"]["value"]))]
     if failed is not None:
         shown.append(("replies failed, period", percent(failed.get("value"))))
-        tint = [*tint, "vermillion"]
     return chart and join(
         [
             chart,
-            legend(shown, tint),
+            legend(shown, colours(["error rate", "failure rate"])[: len(shown)]),
             facts(
                 [
                     ("errors", count(r["errors"]["value"])),

@@ -23,7 +23,8 @@ from ..store import open_store
 from ..store.duckdb_store import DuckDBStore
 from ..store.spool import Spool
 
-console = Console()
+# No automatic highlighting: colour in the terminal is kept for what means something (an error).
+console = Console(highlight=False)
 
 # Control characters (C0, DEL, C1: ANSI and OSC escape sequences start with them) and the
 # bidirectional overrides, which a stored value must never send to the terminal.
@@ -321,17 +322,60 @@ def query(
         writer.writeheader()
         writer.writerows(rows)
         return
+    console.print(query_table(result, rows, columns))
+
+
+def query_table(result: Any, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    """A query's rows as people read them: money with its symbol and a total, the largest first when
+    there is one bucket, long names wrapped rather than cut."""
     metric_def = result.metric
+    values = result.value_keys()
+    is_money = metric_def.unit == "USD"
+    whole = result.query.interval is None
+    if whole:
+        # One bucket: its start says nothing, and the rows read best largest first.
+        columns = [c for c in columns if c != "bucket"]
+        first = values[0] if values else None
+        rows = sorted(rows, key=lambda r: (r.get(first) is None, -(r.get(first) or 0)))
+    additive = metric_def.aggregation in ("sum", "count") and len(rows) > 1
+
+    def cell(value: Any) -> str:
+        if is_money and value is None and metric_def.aggregation == "sum":
+            return "unpriced"
+        if is_money and isinstance(value, int | float):
+            return money_text(value)
+        return _cell(value)
+
     table = Table(
-        title=f"{metric} ({metric_def.unit}) {result.query.start:%Y-%m-%d %H:%M} to "
+        title=f"{metric_def.name} ({metric_def.unit}) {result.query.start:%Y-%m-%d %H:%M} to "
         f"{result.query.end:%Y-%m-%d %H:%M} UTC",
         caption=plain("; ".join(result.notes)) if result.notes else None,
+        show_footer=additive,
     )
-    for column in columns:
-        table.add_column(column, justify="right" if column in result.value_keys() else "left")
+    for i, column in enumerate(columns):
+        footer = ""
+        if additive and column in values:
+            footer = cell(sum(r.get(column) or 0 for r in rows))
+        elif additive and i == 0:
+            footer = "total"
+        table.add_column(
+            column,
+            justify="right" if column in values else "left",
+            footer=footer,
+            # Names wrap (between words where they have them) rather than being cut short.
+            overflow="fold",
+            no_wrap=column in values,
+        )
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
-    console.print(table)
+        table.add_row(*(cell(row.get(c)) if c in values else _cell(row.get(c)) for c in columns))
+    return table
+
+
+def money_text(value: float) -> str:
+    """Dollars with the symbol: $1,234.56, $0.49, $0.0031 (small amounts keep their digits)."""
+    if value == 0 or abs(value) >= 1:
+        return f"${value:,.2f}" if value >= 0 else f"-${-value:,.2f}"
+    return f"${value:,.4f}" if value > 0 else f"-${-value:,.4f}"
 
 
 def _cell(value: Any) -> Text:
@@ -350,10 +394,14 @@ def metrics() -> None:
     from ..analyse.catalogue import CATALOGUE
 
     table = Table(title="botmeter metrics")
-    for column in ("metric", "unit", "statistics", "dimensions", "description"):
-        table.add_column(column)
+    table.add_column("metric", no_wrap=True)
+    table.add_column("unit")
+    table.add_column("statistics", overflow="fold")
+    table.add_column("dimensions", overflow="fold")
+    table.add_column("description")
     for m in CATALOGUE.values():
-        table.add_row(m.name, m.unit, ",".join(m.stats), ",".join(m.dimensions) or "-", m.description)
+        # Lists with a space after each comma, so a narrow terminal wraps them between words.
+        table.add_row(m.name, m.unit, ", ".join(m.stats), ", ".join(m.dimensions) or "-", m.description)
     console.print(table)
 
 
@@ -436,8 +484,7 @@ def errors(days: int | None, start: str | None, end: str | None, fmt: str, store
     "timezone",
     default="UTC",
     show_default=True,
-    envvar="BOTMETER_TZ",
-    help="IANA time zone that times and hours are shown in, e.g. Europe/London (or BOTMETER_TZ).",
+    help="IANA time zone that times, hours and weekdays are shown in, e.g. Europe/London.",
 )
 @click.option(
     "--output",

@@ -445,7 +445,7 @@ def test_axes_have_units_partial_days_and_labels_that_never_overlap(built):
     assert len(charts) >= 8
     for chart in charts:
         assert 'class="unit"' in chart, chart[:200]  # every axis says what it counts
-    day_charts = [c for c in charts if 'class="xlabel"' in c]
+    day_charts = [c for c in charts if 'class="xlabel' in c]
     for chart in day_charts:
         assert 'class="partial-day"' in chart and "today so far" in chart
         assert 'class="xtitle">day (UTC)' in chart
@@ -453,10 +453,18 @@ def test_axes_have_units_partial_days_and_labels_that_never_overlap(built):
     for days, width in ((14, 600), (30, 600), (30, 1200), (90, 1200)):
         labels = [f"{d} Nov" for d in range(1, days + 1)]
         frame = Frame(Axis(labels, "USD"), top=4, width=width)
-        drawn = [m for m in frame.draw() if 'class="xlabel"' in m]
-        xs = sorted(float(re.search(r'x="([\d.]+)"', m).group(1)) for m in drawn)
-        assert f">{labels[-1]}<" in "".join(drawn)
-        assert min(b - a for a, b in itertools.pairwise(xs)) >= 6 * 0.6 * 20, (days, width)
+        drawn = [m for m in frame.draw() if 'class="xlabel' in m]
+        assert f">{labels[-1]}<" in "".join(drawn) and len(drawn) >= 3
+        spans = []
+        for m in drawn:
+            x = float(re.search(r'x="([\d.]+)"', m).group(1))
+            anchor = re.search(r'class="xlabel (\w+)"', m).group(1)
+            w = len(re.search(r">([^<]+)</text>", m).group(1)) * 0.6 * 20  # at a phone's 20px font
+            left = {"middle": x - w / 2, "end": x - w, "start": x}[anchor]
+            assert left >= 0 and left + w <= width, (m, width)
+            spans.append((left, left + w))
+        spans.sort()
+        assert all(b[0] - a[1] >= 6 for a, b in itertools.pairwise(spans)), (days, width, spans)
     # One date format in what people read (the queries under each panel keep ISO).
     text = PageParts(re.sub(r"<details.*?</details>|<style.*?</style>", "", page, flags=re.S)).all_text
     for r in data["llm_calls"]:  # model names may carry dates of their own

@@ -146,28 +146,31 @@ def time_text(d: datetime) -> str:
 
 
 def reply_latency(data: dict[str, Any]) -> dict[str, Any]:
-    """The reply stage's p50/p95/p99 over the period, in ms, and the previous period's p95: the
-    summary's reply latency where it has one, else the dashboard's own reply-stage figures."""
+    """The reply stage's p50/p99 over the period (ms) and its p95 as a figure against the previous
+    period: the summary's reply latency where it has one, else the dashboard's reply-stage rows
+    (compared when the inbound messages suffice, as the summary's figures are)."""
     lat = data["summary"].get("latency") or {}
     if "reply_p95_s" in lat:
 
-        def ms(fig: dict[str, Any], key: str = "value") -> float | None:
-            return None if fig.get(key) is None else fig[key] * 1000
+        def ms(v: float | None) -> float | None:
+            return None if v is None else v * 1000
 
+        p95 = lat["reply_p95_s"]
         return {
-            "p50": ms(lat["reply_p50_s"]),
-            "p95": ms(lat["reply_p95_s"]),
-            "p99": ms(lat["reply_p99_s"]),
-            "previous_p95": ms(lat["reply_p95_s"], "previous"),
+            "p50": ms(lat["reply_p50_s"]["value"]),
+            "p99": ms(lat["reply_p99_s"]["value"]),
+            "p95": {**p95, "value": ms(p95["value"]), "previous": ms(p95.get("previous"))},
         }
     now = (data.get("reply_latency") or [{}])[0]
     before = (data.get("reply_latency_previous") or [{}])[0]
-    return {
-        "p50": now.get("p50"),
-        "p95": now.get("p95"),
-        "p99": now.get("p99"),
-        "previous_p95": before.get("p95"),
-    }
+    p95: dict[str, Any] = {"value": now.get("p95"), "previous": before.get("p95"), "change": None}
+    if p95["value"] is None:
+        p95["note"] = "no reply timings"
+    elif p95["previous"] and data["kpis"]["error_rate"].get("change") is not None:
+        p95["change"] = p95["value"] / p95["previous"] - 1
+    else:
+        p95["note"] = "too little data to compare"
+    return {"p50": now.get("p50"), "p99": now.get("p99"), "p95": p95}
 
 
 def failure_rate(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -439,9 +442,9 @@ def draw_cost_by_provider(p: Page) -> Any:
 
 
 KIND_NAMES = {
-    "message": "Messages (SMS and other channels)",
+    "message": "Messages",
     "llm_call": "LLM calls",
-    "api_call": "Paid API calls",
+    "api_call": "Paid APIs",
     "channel_cost": "Channel fees",
 }
 
@@ -502,7 +505,7 @@ def draw_sms(p: Page) -> Any:
             Column("segments", True, True),
             Column("segments per message", True),
             Column("cost", True),
-            Column("share", True),
+            Column("share", True, True),
         ],
         rows,
         caption="SMS in the period, most expensive first",
@@ -555,7 +558,7 @@ def draw_llm_models(p: Page) -> Any:
     return table(
         [
             Column("model"),
-            Column("calls", True),
+            Column("calls", True, True),
             Column("cost", True),
             Column("cache hit rate", True),
             Column("saved by the cache", True),
@@ -949,9 +952,8 @@ def draw_reply_time(p: Page) -> Any:
         wide=True,
     )
     lat = reply_latency(p.data)
-    return chart and join(
-        [chart, legend([(f"{s}, period", secs(lat[s])) for s in ("p50", "p95", "p99")], tint)]
-    )
+    period = {"p50": lat["p50"], "p95": lat["p95"]["value"], "p99": lat["p99"]}
+    return chart and join([chart, legend([(f"{s}, period", secs(v)) for s, v in period.items()], tint)])
 
 
 def _speed_table(
@@ -1322,8 +1324,8 @@ def cost_line(data: dict[str, Any]) -> str | None:
     change = data.get("cost_change") or {}
     delta = change.get("change_usd")
     drivers = [d for d in change.get("drivers") or () if (d["change_usd"] > 0) == ((delta or 0) > 0)]
-    if delta is None or not drivers or abs(delta) < 0.01:
-        return None
+    if delta is None or not drivers or abs(delta) < 0.01 or data["kpis"]["cost_usd"].get("change") is None:
+        return None  # a change too small to compare is not explained either
     words = {"country": "SMS and users in", "model": "", "user": "user"}
     shown = [
         f"{(words[d['dimension']] + ' ' + str(d['name'])).strip()} ({signed_money(d['change_usd'])})"
@@ -1338,11 +1340,7 @@ def draw_kpis(page: Page) -> Markup:
     period = f"{data['period']['days']} days"
     lat = reply_latency(data)
     failed = failure_rate(data)
-    reply = {"value": lat["p95"], "previous": lat["previous_p95"], "change": None}
-    if lat["p95"] and lat["previous_p95"]:
-        reply["change"] = lat["p95"] / lat["previous_p95"] - 1
-    else:
-        reply["note"] = "no reply timings to compare" if lat["p95"] else "no reply timings"
+    reply = lat["p95"]
     tiles = {
         "cost_usd": ("Cost", k["cost_usd"], money, False, cost_line(data)),
         "active_users": ("Active users", k["active_users"], count, True, None),

@@ -106,9 +106,9 @@ PROVIDER_COLOURS: dict[str, str] = {
     "other": "grey",
 }
 SERIES_COLOURS: dict[str, str] = {
-    "Messages (SMS and other channels)": "blue",
+    "Messages": "blue",
     "LLM calls": "green",
-    "Paid API calls": "orange",
+    "Paid APIs": "orange",
     "Channel fees": "sky",
     "p50": "sky",
     "p95": "blue",
@@ -164,7 +164,7 @@ def palette_css() -> str:
 # Chart sizes in SVG units: a wide panel's chart is drawn wider, so its text is not scaled up.
 W, H = 600, 240
 WIDE_W, WIDE_H = 1200, 290
-LEFT, RIGHT, TOP, BOTTOM = 60, 12, 26, 42
+LEFT, RIGHT, TOP, BOTTOM = 60, 12, 34, 42
 # The largest font a chart's text gets (on a phone), in SVG units: labels are spaced for it.
 MAX_FONT = 20
 CHAR_W = 0.6
@@ -207,8 +207,14 @@ class Frame:
         return max(len(self.axis.labels), 1)
 
     @property
+    def right(self) -> float:
+        """The plot's right edge: a wide chart repeats its values on the right, which is what a
+        phone shows first (it opens on the latest days)."""
+        return self.width - (LEFT if self.width > W else RIGHT)
+
+    @property
     def slot(self) -> float:
-        return (self.width - LEFT - RIGHT) / self.n
+        return (self.right - LEFT) / self.n
 
     @property
     def bottom(self) -> float:
@@ -252,7 +258,7 @@ class Frame:
                     "line",
                     {
                         "x1": LEFT,
-                        "x2": self.width - RIGHT,
+                        "x2": f"{self.right:.1f}",
                         "y1": f"{y:.1f}",
                         "y2": f"{y:.1f}",
                         "class": "grid",
@@ -262,18 +268,47 @@ class Frame:
             out.append(
                 h("text", {"x": LEFT - 5, "y": f"{y + 4:.1f}", "class": "ylabel"}, self.axis.fmt(value))
             )
-        out.append(h("text", {"x": 2, "y": 14, "class": "unit"}, self.axis.unit))
-        step = self.label_step()
-        for i in range(len(self.axis.labels) - 1, -1, -step):
+            if self.width > W:
+                out.append(
+                    h(
+                        "text",
+                        {"x": f"{self.right + 5:.1f}", "y": f"{y + 4:.1f}", "class": "ylabel right"},
+                        self.axis.fmt(value),
+                    )
+                )
+        out.append(h("text", {"x": 2, "y": 16, "class": "unit"}, self.axis.unit))
+        if self.width > W:
+            out.append(h("text", {"x": self.width - 2, "y": 16, "class": "unit right"}, self.axis.unit))
+        out.extend(self._day_labels())
+        title = self.axis.x_title + (" · shaded: today so far" if self.axis.partial_last else "")
+        out.append(h("text", {"x": f"{self.right:.1f}", "y": self.height - 3, "class": "xtitle"}, title))
+        return out
+
+    def _day_labels(self) -> list[Markup]:
+        """Day labels from the latest back, every ``label_step`` days; a label is kept inside the
+        chart (anchored at its end or start near an edge) and left out if it would touch the one
+        after it, at the largest font the page uses."""
+        out = []
+        labels = self.axis.labels
+        free_right = math.inf  # where the label to the right begins
+        for i in range(len(labels) - 1, -1, -self.label_step()):
+            w = len(labels[i]) * CHAR_W * MAX_FONT
+            x, anchor = self.x(i), "middle"
+            if x + w / 2 > self.width - 2:
+                x, anchor = self.width - 2.0, "end"
+            elif x - w / 2 < 2:
+                x, anchor = 2.0, "start"
+            left = {"middle": x - w / 2, "end": x - w, "start": x}[anchor]
+            if left + w + 8 > free_right:
+                continue
+            free_right = left
             out.append(
                 h(
                     "text",
-                    {"x": f"{self.x(i):.1f}", "y": self.bottom + 18, "class": "xlabel"},
-                    self.axis.labels[i],
+                    {"x": f"{x:.1f}", "y": self.bottom + 18, "class": f"xlabel {anchor}"},
+                    labels[i],
                 )
             )
-        title = self.axis.x_title + (" · shaded: today so far" if self.axis.partial_last else "")
-        out.append(h("text", {"x": self.width - RIGHT, "y": self.height - 3, "class": "xtitle"}, title))
         return out
 
 
@@ -348,10 +383,12 @@ def bar_chart(
         # The largest and the latest bar carry their value: readable without hovering.
         for i in {totals.index(max(totals)), n - 1}:
             y = frame.y(totals[i]) - 4
+            # The latest bar's label ends at its bar, so it stays inside the chart.
+            x, anchor = (frame.x(i) + bar / 2, "value end") if i == n - 1 else (frame.x(i), "value")
             body.append(
                 h(
                     "text",
-                    {"x": f"{frame.x(i):.1f}", "y": f"{max(y, 12):.1f}", "class": "value"},
+                    {"x": f"{x:.1f}", "y": f"{max(y, 12):.1f}", "class": anchor},
                     fmt(totals[i]) + (" so far" if axis.partial_last and i == n - 1 else ""),
                 )
             )
@@ -429,7 +466,7 @@ def box_plot(stats: Mapping[str, float | None], *, title: str, fmt: Fmt, unit: s
 
     mid = 46
     body: list[Any] = [
-        h("text", {"x": 2, "y": 14, "class": "unit"}, unit),
+        h("text", {"x": 2, "y": 16, "class": "unit"}, unit),
         h(
             "line",
             {

@@ -639,7 +639,7 @@ def draw_top_spenders(p: Page) -> Any:
         extra = any(c is not None or m is not None for c, m in details)
         columns = [Column("user (hashed id)")]
         if extra:
-            columns += [Column("country"), Column("messages", True)]
+            columns += [Column("country"), Column("messages", True, True)]
         columns.append(Column("cost", True))
         rows = [
             (r.get("user") or "unknown", *((c or "-", count(m)) if extra else ()), cost(r.get("value")))
@@ -970,7 +970,7 @@ def _speed_table(
     if errors:
         columns.append(Column("errors", True))
     if cost_key:
-        columns.append(Column("cost", True))
+        columns.append(Column("cost", True, True))  # also in the LLM cost table; a phone drops it here
     out = []
     for r in sorted(rows, key=lambda r: -(r.get("p95") or 0)):
         k = tuple(r.get(d) for d in dims)

@@ -23,7 +23,7 @@ from botmeter.analyse.summary import summarise
 from botmeter.demo import run_demo
 from botmeter.interfaces.cli import main
 from botmeter.report import numbers as fmt
-from botmeter.report.dashboard import attention, render, secs
+from botmeter.report.dashboard import _anomaly, attention, day_text, render, secs
 from botmeter.report.html import DARK_PALETTE, PALETTE, SEVERITY_COLOURS, Axis, Frame
 from dashboards import PAYLOADS, PageParts, fill_hostile, write
 
@@ -212,16 +212,17 @@ def test_anomalies_are_marked_on_their_chart(built):
     out, data = built
     assert data["anomalies"], "the demo has an error burst the detector should find"
     page = out.read_text()
-    findings = {f.text: f for f in attention(data)}
     strip = PageParts(re.search(r'data-panel="attention".*?</section>', page, re.S).group(0)).all_text
     for a in data["anomalies"]:
         panel = {"cost_usd": "cost_by_model", "active_users": "users", "error_rate": "error_rate"}.get(
             a["metric"], "latency"
         )
         section = re.search(rf'data-panel="{panel}".*?</section>', page, re.S).group(0)
-        said = [t for t, f in findings.items() if f.panel == panel and t in PageParts(section).all_text]
-        assert 'class="marker anomaly"' in section and said, a
-        assert all(t in strip for t in said)
+        said = _anomaly(a).text  # the marker's words, in plain language
+        assert 'class="marker anomaly"' in section and said in PageParts(section).all_text, a
+        # and the strip names the day, linking to the same panel
+        assert day_text(datetime.fromisoformat(a["day"].replace("Z", "+00:00"))) in strip
+        assert re.search(rf'<a href="#{panel}">[^<]*unusually', page)
 
 
 def test_bad_input_names_the_option(demo, tmp_path):

@@ -147,8 +147,8 @@ def time_text(d: datetime) -> str:
 
 def reply_latency(data: dict[str, Any]) -> dict[str, Any]:
     """The reply stage's p50/p99 over the period (ms) and its p95 as a figure against the previous
-    period: the summary's reply latency where it has one, else the dashboard's reply-stage rows
-    (compared when the inbound messages suffice, as the summary's figures are)."""
+    period: the summary's reply latency where it has one, else the reply stage's row of the
+    per-stage table (without a comparison)."""
     lat = data["summary"].get("latency") or {}
     if "reply_p95_s" in lat:
 
@@ -161,15 +161,11 @@ def reply_latency(data: dict[str, Any]) -> dict[str, Any]:
             "p99": ms(lat["reply_p99_s"]["value"]),
             "p95": {**p95, "value": ms(p95["value"]), "previous": ms(p95.get("previous"))},
         }
-    now = (data.get("reply_latency") or [{}])[0]
-    before = (data.get("reply_latency_previous") or [{}])[0]
-    p95: dict[str, Any] = {"value": now.get("p95"), "previous": before.get("p95"), "change": None}
-    if p95["value"] is None:
-        p95["note"] = "no reply timings"
-    elif p95["previous"] and data["kpis"]["error_rate"].get("change") is not None:
-        p95["change"] = p95["value"] / p95["previous"] - 1
-    else:
-        p95["note"] = "too little data to compare"
+    stage = data.get("reply_stage") or "reply"
+    now = next((r for r in data.get("latency_by_stage") or () if r.get("stage") == stage), {})
+    # The previous period's reply latency comes with the summary's reply figures.
+    note = "no reply timings" if now.get("p95") is None else "no previous figure to compare"
+    p95 = {"value": now.get("p95"), "previous": None, "change": None, "note": note}
     return {"p50": now.get("p50"), "p99": now.get("p99"), "p95": p95}
 
 
@@ -245,6 +241,30 @@ def _anomaly(a: dict[str, Any]) -> Finding:
     return Finding(text + ".", panel, tile, "warn")
 
 
+def _unusual_days(anomalies: list[dict[str, Any]]) -> list[Finding]:
+    """One line per figure and direction: "Cost was unusually high on 3 days: ..." (one day: the
+    sentence of ``_anomaly``)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for a in anomalies:
+        groups.setdefault((a["metric"], a.get("direction") or ""), []).append(a)
+    out = []
+    for (metric, direction), days in groups.items():
+        if len(days) == 1:
+            out.append(_anomaly(days[0]))
+            continue
+        first = _anomaly(days[0])
+        label, fmt, _, _ = WATCHED.get(metric.split(":")[0], (metric, short, "", None))
+        each = "; ".join(
+            f"{day_text(_dt(a['day']))}: {fmt(a.get('value'))}"
+            + (f" (usual {fmt(a['baseline_median'])})" if a.get("baseline_median") is not None else "")
+            for a in sorted(days, key=lambda a: a["day"])
+        )
+        high = "high" if direction == "spike" else "low"
+        text = f"{label} was unusually {high} on {len(days)} days: {each}."
+        out.append(Finding(text, first.panel, first.tile, first.level))
+    return out
+
+
 def _alert(a: dict[str, Any]) -> Finding:
     headline, panel, tile = ALERTS.get(a["rule"], ("Alert", "attention", None))
     # Fingerprints are for machines: the page names errors by type and message.
@@ -256,7 +276,7 @@ def attention(data: dict[str, Any]) -> list[Finding]:
     """What a bot owner should look at first: alerts, anomalies, new, regressed and critical error
     groups, and the budget."""
     found = [_alert(a) for a in data.get("alerts") or ()]
-    found += [_anomaly(a) for a in data.get("anomalies") or ()]
+    found += _unusual_days(data.get("anomalies") or [])
     groups = data.get("error_groups") or []
 
     def names(gs: list[dict[str, Any]]) -> str:
@@ -1087,7 +1107,7 @@ SPEED = (
     Panel(
         "latency",
         "Reply time: p50, p95, p99",
-        ("latency", "reply_latency"),
+        ("latency", "latency_by_stage"),
         draw_reply_time,
         "How long users wait for a reply: exact percentiles (linear interpolation) of the bot's "
         "timings of the reply stage (track_timing('reply', ...)), per day and over the period.",

@@ -363,12 +363,12 @@ def test_colours_are_fixed_across_reports_and_critical_is_red(built):
         key=lambda p: sum(r["value"] or 0 for r in other["cost_by_model"] if r["provider"] == p),
     )
     other["cost_by_model"] = [r for r in other["cost_by_model"] if r["provider"] != biggest]
-    kept = {"auth", "timeout"}
+    kept = {"auth", "timeout", "rate_limit"}
     other["errors_by_category"] = [r for r in other["errors_by_category"] if r["category"] in kept]
     second = render(other)
     a, b = _swatches(first), _swatches(second)
     shared = (a.keys() & b.keys()) - {"p50, period", "p95, period", "p99, period"}
-    assert {"auth", "timeout", "critical"} <= shared and len(shared) >= 6, shared
+    assert {"auth", "timeout", "rate limit", "critical"} <= shared and len(shared) >= 6, shared
     assert {name: a[name] for name in shared} == {name: b[name] for name in shared}
     assert a["critical"] == "vermillion" and SEVERITY_COLOURS["critical"] == "vermillion"
     assert "green" not in {SEVERITY_COLOURS["critical"], SEVERITY_COLOURS["error"]}

@@ -855,7 +855,8 @@ def draw_errors_over_time(p: Page) -> Any:
         ("severity", "severity", SEVERITY_COLOURS, lambda n: n in SEVERE),
     ):
         groups = p.grouped(rows, lambda r, f=field_name: r.get(f) or "uncategorised", is_severe)
-        tint = colours([n for n, _ in groups], fixed)
+        tint = colours([n for n, _ in groups], fixed)  # by the category's name, as queries give it
+        groups = [(n.replace("_", " "), vs) for n, vs in groups]  # shown in words
         chart = bar_chart(
             p.axis("errors per day", short),
             groups,

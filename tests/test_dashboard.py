@@ -516,3 +516,25 @@ def test_dashboard_window_and_time_zone(demo, tmp_path):
         main, ["dashboard", "--start", "2026-11-27", "--end", "2026-11-20", "--store", demo]
     )
     assert bad.exit_code == 2 and "--end" in bad.output
+
+
+def test_a_panel_is_one_entry(built, monkeypatch):
+    from botmeter.report import dashboard as page_module
+    from botmeter.report.dashboard import SECTIONS, Panel, Section
+
+    _, data = built
+
+    def inbound_share(p) -> str:
+        return f"{len(p.rows('messages'))} days of messages"
+
+    extra = Panel(
+        "messages_days", "Days with messages", ("messages",), inbound_share, "A count of days.", "text"
+    )
+    monkeypatch.setattr(page_module, "SECTIONS", (*SECTIONS, Section("more", "More", (extra,))))
+    page = render(data)
+    section = re.search(r'<section class="panel" data-panel="messages_days".*?</section>', page, re.S).group(
+        0
+    )
+    assert f"{len(data['messages'])} days of messages" in section and "A count of days." in section
+    assert f"botmeter query messages --start {data['queries']['messages']['start']}" in section
+    assert 'href="#more"' in page  # and the jump links know the new section

@@ -218,7 +218,10 @@ def test_anomalies_are_marked_on_their_chart(built):
             a["metric"], "latency"
         )
         section = re.search(rf'data-panel="{panel}".*?</section>', page, re.S).group(0)
-        said = _anomaly(a).text  # the marker's words, in plain language
+        said = _anomaly(a).text
+        assert _anomaly(a).tile is not None, (
+            a
+        )  # every watched figure has its tile  # the marker's words, in plain language
         assert 'class="marker anomaly"' in section and said in PageParts(section).all_text, a
         # and the strip names the day, linking to the same panel
         assert day_text(datetime.fromisoformat(a["day"].replace("Z", "+00:00"))) in strip

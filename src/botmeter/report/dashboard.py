@@ -215,6 +215,12 @@ WATCHED: dict[str, tuple[str, Callable[[float | None], str], str, str]] = {
     "active_users": ("Active users", count, "users", "active_users"),
     "error_rate": ("The error rate", percent, "error_rate", "error_rate"),
     "latency_ms": ("Response time (p95)", secs, "latency", "reply_p95"),
+    "reply_latency_s": (
+        "Reply time (p95)",
+        lambda v: secs(None if v is None else v * 1000),
+        "latency",
+        "reply_p95",
+    ),
 }
 # Alert rule -> (headline, panel, tile).
 ALERTS: dict[str, tuple[str, str, str]] = {

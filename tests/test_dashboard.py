@@ -23,8 +23,9 @@ from botmeter.analyse.summary import summarise
 from botmeter.demo import run_demo
 from botmeter.interfaces.cli import main
 from botmeter.report import numbers as fmt
-from botmeter.report.dashboard import _anomaly, attention, day_text, render, secs
+from botmeter.report.dashboard import render
 from botmeter.report.html import DARK_PALETTE, PALETTE, SEVERITY_COLOURS, Axis, Frame
+from botmeter.report.page import _anomaly, attention, day_text, secs
 from dashboards import PAYLOADS, PageParts, fill_hostile, write
 
 SCHEMA = Path(__file__).resolve().parents[1] / "src/botmeter/report/dashboard.schema.json"
@@ -523,7 +524,7 @@ def test_dashboard_window_and_time_zone(demo, tmp_path):
 
 def test_a_panel_is_one_entry(built, monkeypatch):
     from botmeter.report import dashboard as page_module
-    from botmeter.report.dashboard import SECTIONS, Panel, Section
+    from botmeter.report.panels import SECTIONS, Panel, Section
 
     _, data = built
 

@@ -589,7 +589,8 @@ def draw_error_groups(p: Page) -> Any:
 
 
 def draw_reply_time(p: Page) -> Any:
-    rows = p.rows("latency")
+    stage = p.data.get("reply_stage") or "reply"
+    rows = [r for r in p.rows("latency") if r.get("stage", stage) == stage]
     series = [
         (s, [None if v is None else v / 1000 for v in p.series(rows, s)]) for s in ("p50", "p95", "p99")
     ]

@@ -542,3 +542,21 @@ def test_a_panel_is_one_entry(built, monkeypatch):
     assert f"{len(data['messages'])} days of messages" in section and "A count of days." in section
     assert f"botmeter query messages --start {data['queries']['messages']['start']}" in section
     assert 'href="#more"' in page  # and the jump links know the new section
+
+
+def test_one_colour_means_one_thing_in_a_chart():
+    from botmeter.report.html import CATEGORY_COLOURS, PROVIDER_COLOURS, colours
+
+    every = ["delivery", "not_found", *CATEGORY_COLOURS]
+    for names in (every, every[::-1], every[2:], ["timeout", "auth", "2 others"]):
+        tint = colours(names, CATEGORY_COLOURS)
+        named = [c for c in tint if c != "other"]
+        assert len(named) == len(set(named)), (names, tint)  # no two series share a colour
+        for name, colour in zip(names, tint, strict=True):
+            if name in CATEGORY_COLOURS:
+                assert colour == CATEGORY_COLOURS[name], name  # fixed ones keep theirs, in any company
+        assert "vermillion" not in [c for n, c in zip(names, tint, strict=True) if n != "quota"]
+    # A provider outside the table gets the same colour in every report.
+    assert (
+        colours(["twilio", "acme"], PROVIDER_COLOURS) == colours(["acme", "twilio"], PROVIDER_COLOURS)[::-1]
+    )

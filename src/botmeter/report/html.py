@@ -127,23 +127,29 @@ _FREE = ("blue", "green", "orange", "sky", "purple", "yellow", "grey")
 
 
 def colours(names: Sequence[str], fixed: Mapping[str, str] = SERIES_COLOURS) -> list[str]:
-    """A colour per name: its fixed one, else one chosen from the name itself (so the same name has
-    the same colour in every report); a clash within one chart moves the later name on."""
+    """A colour per name: its fixed one first, then for the rest one chosen from the name itself (so
+    the same name has the same colour in every report) among those still free; when none is free,
+    the neutral "other" (never a colour that already means something in the chart)."""
+
+    def wanted(name: str) -> str | None:
+        return fixed.get(name) or fixed.get(name.split(" ", 1)[0].lower())
+
+    out: list[str | None] = [None] * len(names)
     taken: set[str] = set()
-    out = []
-    for name in names:
-        key = name.split(" ", 1)[0].lower() if name not in fixed else name
+    for i, name in enumerate(names):  # fixed colours win over chosen ones
+        colour = wanted(name)
         if name.endswith(" others"):
-            out.append("other")
-            continue
-        wanted = fixed.get(name) or fixed.get(key)
-        if wanted is None or wanted in taken:
+            out[i] = "other"
+        elif colour is not None and colour not in taken:
+            out[i] = colour
+            taken.add(colour)
+    for i, name in enumerate(names):
+        if out[i] is None:
             start = zlib.crc32(name.encode()) % len(_FREE)
-            order = [_FREE[(start + i) % len(_FREE)] for i in range(len(_FREE))]
-            wanted = next((c for c in order if c not in taken), order[0])
-        taken.add(wanted)
-        out.append(wanted)
-    return out
+            order = [_FREE[(start + k) % len(_FREE)] for k in range(len(_FREE))]
+            out[i] = next((c for c in order if c not in taken), "other")
+            taken.add(out[i])
+    return [c or "other" for c in out]
 
 
 def palette_css() -> str:

@@ -610,7 +610,13 @@ def draw_reply_time(p: Page) -> Any:
 
 
 def _speed_table(
-    p: Page, key: str, dims: tuple[str, ...], errors_key: str, cost_key: str | None, label: str
+    p: Page,
+    key: str,
+    dims: tuple[str, ...],
+    errors_key: str,
+    cost_key: str | None,
+    label: str,
+    daily_key: str | None = None,
 ) -> Any:
     rows = p.rows(key)
     if not rows:
@@ -624,6 +630,8 @@ def _speed_table(
         columns.append(Column("errors", True))
     if cost_key:
         columns.append(Column("cost", True, True))  # also in the LLM cost table; a phone drops it here
+    if daily_key:
+        columns.append(Column("p95 per day", optional=True))
     out = []
     for r in sorted(rows, key=lambda r: -(r.get("p95") or 0)):
         k = tuple(r.get(d) for d in dims)
@@ -633,12 +641,15 @@ def _speed_table(
             line.append(count(errs.get(k) or 0))
         if cost_key:
             line.append(cost(spend.get(k)))
+        if daily_key:
+            daily = p.series(p.rows(daily_key), "p95", lambda row, k=k: tuple(row.get(d) for d in dims) == k)
+            line.append(sparkline([v or 0 for v in daily], label=f"{name}: p95 per day"))
         out.append(line)
     return table(columns, out, caption=f"Per {label}, slowest first (p95)")
 
 
 def draw_stages(p: Page) -> Any:
-    return _speed_table(p, "latency_by_stage", ("stage",), "errors_by_stage", None, "stage")
+    return _speed_table(p, "latency_by_stage", ("stage",), "errors_by_stage", None, "stage", "latency")
 
 
 def draw_models(p: Page) -> Any:
@@ -751,10 +762,10 @@ SPEED = (
     Panel(
         "latency_by_stage",
         "Per stage",
-        ("latency_by_stage", "errors_by_stage"),
+        ("latency_by_stage", "errors_by_stage", "latency"),
         draw_stages,
-        "Timings and LLM calls per stage over the period: how many, p50 and p95 in seconds, and the "
-        "errors recorded in that stage where the store gives them.",
+        "Timings per stage over the period: how many, p50 and p95 in seconds, the errors recorded in "
+        "that stage where the store gives them, and each day's p95.",
         "table",
     ),
     Panel(

@@ -161,6 +161,7 @@ def test_dashboard_fits_a_phone(browser, demo_page):
         "latency_by_stage",
         "latency_by_model",
         "top_spenders",
+        "error_groups",
     ):
         scrollers = page.locator(f"[data-panel='{name}'] .scroll")
         for j in range(scrollers.count()):

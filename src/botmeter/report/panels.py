@@ -512,7 +512,7 @@ def draw_error_rate(p: Page) -> Any:
         series.append(("failure rate", p.series(p.rows("reply_failure_rate"))))
     tint = colours([n for n, _ in series])
     chart = line_chart(
-        p.axis("share of inbound messages", lambda v: f"{(v or 0):.1%}"),
+        p.axis("share of inbound messages", lambda v: f"{(v or 0) * 100:g}%"),
         series,
         title="Error rate per day",
         fmt=percent,
@@ -577,7 +577,7 @@ def draw_error_groups(p: Page) -> Any:
             Column("status"),
             Column("error"),
             Column("count", True),
-            Column("users", True),
+            Column("users", True, True),
             Column("first seen", optional=True),
             Column("last seen", optional=True),
             Column("per day", optional=True),

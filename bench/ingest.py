@@ -496,7 +496,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n_events = int(args.rate * args.seconds) if paced else args.events
     tmp = Path(tempfile.mkdtemp(prefix="botmeter-ingest-"))
     path = tmp / "bench.duckdb"
-    settings: dict[str, Any] = {"max_buffer": n_events + 1_000}
+    # Room for every event, in count and in bytes (a record is accounted at about 300 bytes).
+    settings: dict[str, Any] = {"max_buffer": n_events + 1_000, "max_buffer_mb": n_events * 400 / 2**20 + 64}
     if args.batch_size is not None:
         settings["batch_size"] = args.batch_size
     if args.flush_interval is not None:

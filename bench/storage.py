@@ -143,7 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python {env['python']}, {env['nproc']} cores, {env['cpu_model']}, load {env['loadavg_at_start']}")
     tmp = Path(tempfile.mkdtemp(prefix="botmeter-storage-"))
     path = tmp / "bench.duckdb"
-    meter = Meter(bot="bench", store=f"duckdb://{path}", max_buffer=args.events + 1_000)
+    meter = Meter(
+        bot="bench",
+        store=f"duckdb://{path}",
+        max_buffer=args.events + 1_000,
+        max_buffer_mb=args.events * 400 / 2**20 + 64,
+    )
     t0 = time.perf_counter()
     counts = produce(meter, args.events)
     flushed = meter.flush(timeout=900)

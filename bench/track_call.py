@@ -327,13 +327,11 @@ def meter_setups(tmp: Path, max_buffer: int, per_meter: int) -> tuple[list[Conte
     """Real meters on DuckDB files in ``tmp``, writers running: C fast path, pure Python, disabled."""
     from botmeter.collect.meter import Meter
 
-    meter_c = Meter(bot="bench", store=f"duckdb://{tmp}/bench.duckdb", max_buffer=max_buffer)
-    meter_py = Meter(
-        bot="bench", store=f"duckdb://{tmp}/bench-py.duckdb", max_buffer=max_buffer, pure_python=True
-    )
-    meter_off = Meter(
-        bot="bench", store=f"duckdb://{tmp}/bench-off.duckdb", max_buffer=max_buffer, enabled=False
-    )
+    # Room for every call, in count and in bytes (a record is accounted at about 300 bytes).
+    room = {"max_buffer": max_buffer, "max_buffer_mb": max_buffer * 400 / 2**20 + 64}
+    meter_c = Meter(bot="bench", store=f"duckdb://{tmp}/bench.duckdb", **room)
+    meter_py = Meter(bot="bench", store=f"duckdb://{tmp}/bench-py.duckdb", pure_python=True, **room)
+    meter_off = Meter(bot="bench", store=f"duckdb://{tmp}/bench-off.duckdb", enabled=False, **room)
     if not meter_c.fast_path:
         print("warning: the C fast path is not built; 'meter' is the pure-Python recorder", file=sys.stderr)
     contenders = [

@@ -674,7 +674,7 @@ def test_a_replay_notes_each_request_so_a_crash_resends_nothing(names, tmp_path,
         with pytest.raises(StoreUnavailable):
             first.write(batch)  # not fresh: a replay from the spool
         noted = [json.loads(p.read_text()) for p in acks.glob("*.json")]
-        assert [len(digests) for digests in noted] == [2]  # two requests of ten records arrived
+        assert [len(n["done"]) for n in noted] == [2]  # two requests of ten records arrived
         server.start()  # empty again: what arrives now is what the replay resends
         second = open_store(url, spool_dir=tmp_path)
         assert second.write(batch) == 45 - 20
@@ -687,3 +687,124 @@ def test_a_replay_notes_each_request_so_a_crash_resends_nothing(names, tmp_path,
         assert moved.write(batch) == 45
     finally:
         server.stop()
+
+
+# -- an endpoint that hangs (fault injector in front of moto: tests/fault_proxy.py) --------------
+
+
+@pytest.fixture
+def hanging(aws, monkeypatch):
+    """AWS_ENDPOINT_URL points at a proxy in front of moto that hangs on the requests a test picks."""
+    from fault_proxy import FaultProxy
+
+    proxy = FaultProxy(aws.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    monkeypatch.setattr(cw.CloudWatchStore, "read_timeout_s", 1.0)  # a hang costs 1 s, not 5
+    monkeypatch.setattr(cw.CloudWatchStore, "cooldown_s", 0.05)
+    yield proxy
+    proxy.close()
+
+
+def _replay(store: cw.CloudWatchStore, batch: pa.Table, tries: int = 20) -> int:
+    """Replays the batch as the spool does (not fresh) until it goes through."""
+    for _ in range(tries):
+        try:
+            return store.write(batch)
+        except StoreUnavailable:
+            time.sleep(0.1)
+    raise AssertionError("the replay never went through")
+
+
+@pytest.mark.parametrize(
+    ("operation", "action"),
+    [
+        ("PutLogEvents", "hang"),  # never reached CloudWatch: the records are sent again, once
+        ("PutLogEvents", "forward_then_hang"),  # CloudWatch took them: found in the stream, not resent
+        ("PutMetricData", "hang"),  # metrics never reached it (see below)
+        ("PutMetricData", "forward_then_hang"),  # CloudWatch took them: not resent
+    ],
+)
+def test_a_request_without_answer_is_not_resent_blindly(hanging, names, tmp_path, operation, action):
+    namespace, bot = names
+    hanging.add(operation, action, times=1)
+    batch = table(
+        [{"kind": "message", "direction": "in", "bot": bot, "properties": f'{{"i": {i}}}'} for i in range(30)]
+    )
+    store = open_store(f"cloudwatch://?namespace={namespace}&region=us-east-1", spool_dir=tmp_path)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="no answer"):
+        store.write(batch, fresh=True)
+    assert time.monotonic() - started < store.read_timeout_s + 1.5  # one read timeout, no retries
+    noted = [json.loads(p.read_text()) for p in (tmp_path / "cloudwatch-acks").glob("*.json")]
+    assert len(noted) == 1 and len(noted[0]["doubt"]) == 1  # the request in doubt is on disk
+    # The replay sends (and counts) the records the first try did not.
+    assert _replay(store, batch) == (30 if operation == "PutLogEvents" else 0)
+    assert hanging.seen == [operation.encode()]  # the fault happened once, as asked
+
+    cwc, logs = clients(hanging.target)
+    records = [json.loads(x) for x in log_messages(logs, f"/botmeter/{namespace}")]
+    assert sorted(r["properties"]["i"] for r in records) == list(range(30))  # each record once
+    messages = metric(cwc, namespace, "Messages", {"Bot": bot})
+    if operation == "PutMetricData" and action == "hang":
+        # CloudWatch cannot say whether it took metric values: rather than count twice, they are
+        # not sent again, and counted as unconfirmed. Here CloudWatch never had them.
+        assert messages == 0 and store.unconfirmed_metric_values > 0
+    else:
+        assert messages == 30  # once, never twice
+        assert (store.unconfirmed_metric_values > 0) == (operation == "PutMetricData")
+    assert not list((tmp_path / "cloudwatch-acks").glob("*.json"))
+
+
+def test_a_hanging_endpoint_keeps_flush_bounded_and_sends_each_record_once(hanging, names, tmp_path):
+    """A bot's flush while CloudWatch hangs on every request: it returns within the bound (the batch
+    spooled), and once CloudWatch answers again everything arrives once."""
+    namespace, bot = names
+    hanging.add("PutLogEvents", "forward_then_hang")
+    hanging.add("PutMetricData", "hang")
+    m = meter(f"cloudwatch://?namespace={namespace}&region=us-east-1", bot, tmp_path)
+    try:
+        for i in range(50):
+            m.track_message(direction="in", text="hi", properties={"i": i})
+        started = time.monotonic()
+        assert m.flush(timeout=30)
+        assert time.monotonic() - started < cw.CloudWatchStore.read_timeout_s + 3.0
+        assert m.stats()["spool_events"] == 50
+        hanging.clear()  # CloudWatch answers again
+        deadline = time.monotonic() + 20
+        while m.stats()["spool_events"] and time.monotonic() < deadline:
+            m.track_activity("tick")
+            m.flush(timeout=10)
+            time.sleep(0.1)
+        assert m.stats()["spool_events"] == 0
+    finally:
+        m.close()
+    cwc, logs = clients(hanging.target)
+    records = [json.loads(x) for x in log_messages(logs, f"/botmeter/{namespace}")]
+    turns = sorted(r["properties"]["i"] for r in records if r["kind"] == "message")
+    assert turns == list(range(50))
+    assert metric(cwc, namespace, "Messages", {"Bot": bot}) == 50
+
+
+def test_default_time_bounds_per_request_and_per_batch(aws, names, tmp_path):
+    store = open_store(f"cloudwatch://?namespace={names[0]}&region=us-east-1", spool_dir=tmp_path)
+    config = store._client("logs").meta.config
+    assert (config.connect_timeout, config.read_timeout) == (2.0, 5.0)
+    assert config.retries["total_max_attempts"] == 1  # botocore does not retry on its own
+    assert store.batch_deadline_s == 10.0
+
+
+def test_records_in_doubt_are_sent_again_when_they_cannot_be_looked_up(aws, names, tmp_path):
+    # A role without logs:GetLogEvents: moto does not check permissions, so botocore's Stubber
+    # answers as CloudWatch Logs does. The batch must not wait in the spool for good.
+    store, logs, metrics = _stubbed(names, tmp_path)
+    batch = table([{"kind": "activity", "name": "reset"}])
+    first = store.plan(batch)[0]
+    assert first.kind == "logs"
+    store.acks.save(cw.batch_key(batch), cw.Progress(set(), {first.digest(store._scope(first)): "s/1"}))
+    logs.add_client_error("get_log_events", "AccessDeniedException", http_status_code=400)
+    logs.add_response("put_log_events", {})
+    metrics.add_response("put_metric_data", {})
+    with logs, metrics:
+        assert store.write(batch) == 1
+    logs.assert_no_pending_responses()
+    assert not list((tmp_path / "cloudwatch-acks").glob("*.json"))

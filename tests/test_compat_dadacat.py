@@ -312,7 +312,7 @@ def test_admin_commands_answer_admins_with_the_original_texts(store_url):
     status = admin_reply(ADMIN, "ADMIN:STATUS ", rate_limiter=RateLimiter(), message_count=4)
     assert status.startswith(
         "DadaCat Status:\n- Rate limiter: ENABLED\n- Message count: 4\n- Threshold: 20 messages\n"
-        f"- Time window: 24.0 hours\n- Analytics: ENABLED (botmeter, {store_url})\n- Events stored: "
+        f"- Time window: 24.0 hours\n- Analytics: ENABLED (botmeter, {store_url})\n- Events written: "
     )
     assert admin_reply(ADMIN, "admin:analytics_status") == (
         "DadaCat Analytics Status (last 7 days):\n"

@@ -284,11 +284,13 @@ def test_a_batch_the_store_rejects_is_set_aside_not_blocking(tmp_path, store_url
     assert spool.depth().batches == 0
 
 
-def test_full_spool_drops_and_counts(tmp_path):
+def test_full_spool_refuses_and_counts(tmp_path):
+    # The writer then keeps the batch in memory (tests/test_write_path.py).
     spool = Spool(tmp_path / "spool", 2048)
     table = pa.table({"x": list(range(10_000))})
     assert not spool.append(table)
-    assert spool.dropped_events == 10_000
+    assert spool.refused_events == 10_000
+    assert list((tmp_path / "spool").iterdir()) == []
 
 
 def test_events_are_written_at_exit_without_flush_or_close(tmp_path, store_path, store_url):

@@ -32,7 +32,7 @@ NOW = datetime(2026, 3, 18, 15, 0, tzinfo=UTC)
         ("cost_usd", {"start": "2026-03-11", "end": "2026-03-10"}, ["start:", "not before end"]),
         ("cost_usd", {"start": "10/03/2026", "end": "2026-03-12"}, ["start:", "'10/03/2026'", "ISO"]),
         ("cost_usd", {"start": "2026-03-01", "end": "yesterday"}, ["end:", "'yesterday'", "ISO"]),
-        ("cost_usd", {"days": 0}, ["days:", "0", ">= 1"]),
+        ("cost_usd", {"days": 0}, ["days:", "0", "from 1"]),
         ("cost_usd", {"days": -3}, ["days:", "-3"]),
         ("cost_usd", {"days": True}, ["days:", "True"]),
         ("cost_usd", {"days": 2.5}, ["days:", "2.5"]),

@@ -26,9 +26,12 @@ event (see ``lambda_handler`` below for each shape):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import logging
+import os
 import re
 import urllib.parse
 from collections.abc import Callable
@@ -92,7 +95,10 @@ def flush_after(
                 return handler(event, context, *args, **kwargs)
             finally:
                 if not meter.flush(timeout=_flush_timeout(context, timeout)):
-                    log.warning("botmeter: flush at the end of the invocation timed out")
+                    log.warning(
+                        "botmeter: not everything tracked in this invocation is stored or spooled (flush "
+                        "timed out, the store and spool are failing, or events were lost: meter.stats())"
+                    )
 
         return invoke  # type: ignore[return-value]
 
@@ -139,10 +145,13 @@ def handler(event: Any, context: Any = None) -> Any:
 def _reader() -> Any:
     from .analyse import Reader
     from .config import Config
+    from .store import open_store
 
     config = Config.resolve()
+    # A file another process holds is waited for BOTMETER_LOCK_TIMEOUT at most, then 503.
+    store = open_store(config.store, lock_timeout=config.lock_timeout)
     return Reader(
-        config.store,
+        store,
         session_gap_minutes=config.session_gap_minutes,
         reply_stage=config.reply_stage,
         hash_key=config.hash_key,
@@ -169,24 +178,81 @@ def _response(status: int, payload: Any, headers: dict[str, str] | None = None) 
     return api_gateway_response(status, json.dumps(payload, default=json_default), headers=headers)
 
 
+def _text_field(value: Any, field: str, default: str = "") -> str:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise BadInput(field, f"{field}: expected text, got {type(value).__name__}")
+    return value
+
+
+def _mapping(value: Any, field: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadInput(field, f"{field}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _query_values(value: Any, field: str, multi: bool) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, given in _mapping(value, field).items():
+        values = given if multi else [given]
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise BadInput(
+                field, f"{field}: {str(name)[:40]!r} must be {'a list of texts' if multi else 'text'}"
+            )
+        out[str(name)] = list(values)
+    return out
+
+
 def _request(event: dict[str, Any]) -> tuple[str, str, dict[str, list[str]]]:
-    """(method, path, query parameters) of a REST API (1.0) or HTTP API (2.0) proxy event."""
-    context = event.get("requestContext") or {}
+    """(method, path, query parameters) of a REST API (1.0) or HTTP API (2.0) proxy event. An
+    event of another shape (a field of the wrong type, a body these routes do not take) is
+    ``BadInput`` naming the field."""
+    context = _mapping(event.get("requestContext"), "requestContext")
+    _mapping(event.get("headers"), "headers")
+    body = event.get("body")
+    encoded = event.get("isBase64Encoded", False)
+    if not isinstance(encoded, bool):
+        raise BadInput("isBase64Encoded", f"isBase64Encoded: expected true or false, got {encoded!r:.40}")
+    if body not in (None, ""):
+        # Every route is a GET with its parameters in the query string: a body is a mistake.
+        if not isinstance(body, str):
+            raise BadInput("body", f"body: expected text, got {type(body).__name__}")
+        if encoded:
+            try:
+                base64.b64decode(body, validate=True)
+            except (ValueError, binascii.Error):
+                raise BadInput("body", "body: isBase64Encoded is true but the body is not base64") from None
+        raise BadInput("body", "body: these routes take no body; give parameters in the query string")
     if event.get("version") == "2.0":
-        method = (context.get("http") or {}).get("method", "GET")
-        path = event.get("rawPath") or (context.get("http") or {}).get("path") or "/"
-        params = {k: v for k, v in urllib.parse.parse_qs(event.get("rawQueryString") or "").items()}
+        http = _mapping(context.get("http"), "requestContext.http")
+        method = _text_field(http.get("method"), "requestContext.http.method", "GET")
+        path = _text_field(event.get("rawPath"), "rawPath") or _text_field(http.get("path"), "path") or "/"
+        raw = _text_field(event.get("rawQueryString"), "rawQueryString")
+        try:
+            params = {k: v for k, v in urllib.parse.parse_qs(raw, strict_parsing=bool(raw)).items()}
+        except ValueError:
+            raise BadInput("rawQueryString", f"rawQueryString: {raw[:60]!r} is not a query string") from None
         if not params:
-            params = {k: str(v).split(",") for k, v in (event.get("queryStringParameters") or {}).items()}
-        stage = context.get("stage")
+            single = _query_values(event.get("queryStringParameters"), "queryStringParameters", False)
+            params = {k: v[0].split(",") for k, v in single.items()}
+        stage = _text_field(context.get("stage"), "requestContext.stage")
         if stage and stage != "$default" and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
             path = path[len(stage) + 1 :] or "/"  # HTTP API paths carry a named stage
     else:
-        method = event.get("httpMethod") or context.get("httpMethod") or "GET"
-        path = event.get("path") or "/"
-        multi = event.get("multiValueQueryStringParameters") or {}
-        single = event.get("queryStringParameters") or {}
-        params = {k: list(v) for k, v in multi.items()} or {k: [v] for k, v in single.items()}
+        method = _text_field(event.get("httpMethod"), "httpMethod") or _text_field(
+            context.get("httpMethod"), "requestContext.httpMethod", "GET"
+        )
+        path = _text_field(event.get("path"), "path") or "/"
+        multi = _query_values(
+            event.get("multiValueQueryStringParameters"), "multiValueQueryStringParameters", True
+        )
+        single = _query_values(event.get("queryStringParameters"), "queryStringParameters", False)
+        params = multi or single
+    if any(ord(c) < 32 for c in path):
+        raise BadInput("path", "path: contains control characters")
     return method.upper(), "/" + path.strip("/"), params
 
 
@@ -199,10 +265,11 @@ def _one(params: dict[str, list[str]], name: str) -> str | None:
     return values[0]
 
 
-def _only(params: dict[str, list[str]], known: set[str]) -> None:
+def _only(params: dict[str, list[str]], known: set[str], with_format: bool = True) -> None:
+    valid = known | {"format"} if with_format else known
     for name in params:
         if name not in known:
-            raise BadInput(name, f"{name}: unknown parameter; valid: {', '.join(sorted(known | {'format'}))}")
+            raise BadInput(name[:40], f"{name[:40]}: unknown parameter; valid: {', '.join(sorted(valid))}")
 
 
 def _http(event: dict[str, Any]) -> dict[str, Any]:
@@ -230,7 +297,10 @@ def _http(event: dict[str, Any]) -> dict[str, Any]:
         if parts[0] == "dashboard":
             from .analyse.dashboard import dashboard_data
 
-            return _response(200, dashboard_data(_reader(), _days(_one(params, "days"), 30)))
+            _only(params, {"days"}, with_format=False)
+            data = dashboard_data(_reader(), _days(_one(params, "days"), 30))
+            data["store"] = _store_label()  # a name, not the function's file system
+            return _public(_response(200, data))
         fmt = params.pop("format", ["json"])[-1]
         if fmt not in responses.API_FORMATS:
             raise BadInput(
@@ -247,7 +317,7 @@ def _http(event: dict[str, Any]) -> dict[str, Any]:
             window = reader.window(_days(_one(params, "days"), 7))
             groups = reader.error_groups(start=window[0], end=window[1])
             report = responses.error_groups_report(groups, *window)
-        return responses.to_api_gateway(report, 200, fmt)
+        return _public(responses.to_api_gateway(report, 200, fmt))
     except BadInput as exc:
         headers = {"allow": "GET, HEAD"} if exc.status == 405 else None
         return _response(exc.status, {"error": str(exc), "field": exc.field}, headers)
@@ -255,13 +325,66 @@ def _http(event: dict[str, Any]) -> dict[str, Any]:
         field = str(exc).split(":", 1)[0] if ":" in str(exc) else "query"
         return _response(400, {"error": str(exc), "field": field})
     except Unavailable as exc:
-        return _response(422, {"error": str(exc), "unavailable": True})
+        return _public(_response(422, {"error": str(exc), "unavailable": True}))
     except BotmeterError as exc:
-        log.warning("botmeter: the store could not answer: %s", exc)
-        return _response(503, {"error": f"the store could not answer: {exc}"})
+        log.warning("botmeter: the store could not answer: %s", exc)  # the details, for the log only
+        return _public(_response(503, {"error": f"the store could not answer: {exc}"}))
     except Exception:
         log.exception("botmeter: the HTTP request failed")
         return _response(500, {"error": "botmeter failed to answer; the function's log has the details"})
+
+
+def _store_label() -> str:
+    """The store as a caller may see it: its kind and file or namespace name, no directory."""
+    from .config import Config
+
+    url = Config.resolve().store
+    scheme, _, rest = url.partition("://") if "://" in url else ("duckdb", "", url)
+    found = re.search(r"namespace=([^&]+)", rest)
+    name = found.group(1) if found else rest.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return f"{scheme} {name}".strip()
+
+
+def _private_strings() -> list[str]:
+    """What a caller must not learn about the function: where the store and Python live."""
+    import sys
+
+    from .config import Config
+
+    found = []
+    try:
+        url = Config.resolve().store
+        path = url.split("://", 1)[-1].split("?", 1)[0]
+        if path.startswith("/"):
+            found += [path, os.path.dirname(path)]
+    except Exception:  # a store setting that does not resolve has nothing to hide
+        pass
+    for value in (sys.executable, os.path.realpath(sys.executable), sys.prefix, sys.base_prefix, os.getcwd()):
+        if value and value != "/":
+            found.append(value)
+    return sorted({f for f in found if len(f) > 1}, key=len, reverse=True)
+
+
+# DuckDB names who holds a file: 'held in /usr/bin/python3.12 (PID 1234) by user root'.
+_PROCESS_FACTS = re.compile(
+    r"(?i)(?:is )?held in \S+ \(pid[ :=]*\d+\)(?: by user \S+)?|\(?\bpid[ :=]*\d+\)?|/proc/\d+"
+)
+
+
+def _scrubbed(text: str) -> str:
+    """``text`` without the store's path, the interpreter's path or a process id (a store's error
+    says where its file is and who holds it: that is for the function's log, not the caller)."""
+    for private in _private_strings():
+        if private in text:
+            text = text.replace(private, os.path.basename(private.rstrip("/")) or "(store)")
+    return _PROCESS_FACTS.sub(lambda m: "is held by another process" if "held" in m.group() else "", text)
+
+
+def _public(response: dict[str, Any]) -> dict[str, Any]:
+    body = response.get("body")
+    if isinstance(body, str):
+        response["body"] = _scrubbed(body)
+    return response
 
 
 def _http_metric(metric: str, params: dict[str, list[str]]) -> Any:
@@ -311,7 +434,9 @@ def _scheduled(event: dict[str, Any]) -> dict[str, Any]:
             )
         config = Config.resolve()
         detail = event.get("detail") or {}
-        days = _days(detail.get("days") if isinstance(detail, dict) else None, config.report_days)
+        if not isinstance(detail, dict):
+            raise BadInput("detail", f'detail: expected an object such as {{"days": 7}}, got {detail!r:.40}')
+        days = _days(detail.get("days"), config.report_days)
         summary = summarise(_reader(), days)
         report = summary_report(summary)
         text = to_text(report)
@@ -367,6 +492,22 @@ def _publish(topic_arn: str, subject: str, text: str) -> None:
 # -- Bedrock agent action groups ----------------------------------------------------------------------
 
 
+def _agent_parameters(raw: Any) -> dict[str, str]:
+    """An action group's ``parameters``: a list of {"name", "type", "value"}, values as text."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, list):
+        raise BadInput("parameters", f"parameters: expected a list, got {type(raw).__name__}")
+    out = {}
+    for item in raw:
+        name = item.get("name") if isinstance(item, dict) else None
+        value = item.get("value") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise BadInput("parameters", f"parameters: expected name and value texts, got {item!r:.60}")
+        out[name] = str(value)
+    return out
+
+
 def _bedrock(event: dict[str, Any]) -> dict[str, Any]:
     from .analyse.query import QueryError, Unavailable
     from .analyse.summary import summarise
@@ -376,7 +517,9 @@ def _bedrock(event: dict[str, Any]) -> dict[str, Any]:
     function = event.get("function") or ""
     state = None
     try:
-        params = {p.get("name"): p.get("value") for p in event.get("parameters") or [] if isinstance(p, dict)}
+        params = _agent_parameters(event.get("parameters"))
+        if not isinstance(function, str):
+            raise BadInput("function", f"function: expected a name such as get_summary, got {function!r:.40}")
         if function == "get_costs":
             report = responses.costs_report(_reader().costs(_days(params.get("days"), 7)))
         elif function == "get_summary":
@@ -403,12 +546,17 @@ def _bedrock(event: dict[str, Any]) -> dict[str, Any]:
     except Unavailable as exc:
         report = responses.message_report(f"That figure is not available from this store: {exc}")
     except BotmeterError as exc:
-        state, report = "FAILURE", responses.message_report(f"The analytics store could not answer: {exc}")
+        log.warning("botmeter: the store could not answer: %s", exc)
+        message = _scrubbed(f"The analytics store could not answer: {exc}")
+        state, report = "FAILURE", responses.message_report(message)
     except Exception:
         log.exception("botmeter: the Bedrock agent request failed")
         state = "FAILURE"
         report = responses.message_report("botmeter failed to answer; the function's log has the details.")
-    return responses.to_bedrock(report, event, state)
+    answer = responses.to_bedrock(report, event, state)
+    body = answer["response"]["functionResponse"]["responseBody"]["TEXT"]
+    body["body"] = _scrubbed(body["body"])  # a figure's reason may quote the store's own error
+    return answer
 
 
 __all__ = ["COLD_START", "flush_after", "handler"]

@@ -95,6 +95,13 @@ SETTINGS: tuple[Setting, ...] = (
         "most events held in memory; beyond it events are dropped and counted",
     ),
     Setting(
+        "max_buffer_mb",
+        "BOTMETER_MAX_BUFFER_MB",
+        100.0,
+        _to_number(float, 1),
+        "most memory (MB) the events waiting to be written may take; beyond it events are dropped, counted",
+    ),
+    Setting(
         "spool_dir",
         "BOTMETER_SPOOL_DIR",
         None,
@@ -228,6 +235,7 @@ class Config:
     flush_interval: float = 1.0
     batch_size: int = 100_000
     max_buffer: int = 400_000
+    max_buffer_mb: float = 100.0
     spool_dir: str | None = None
     max_spool_mb: float = 1024.0
     hash_users: bool = True
@@ -282,6 +290,7 @@ class Config:
             ("flush_interval", self.flush_interval, 0.01),
             ("batch_size", self.batch_size, 1),
             ("max_buffer", self.max_buffer, 1),
+            ("max_buffer_mb", self.max_buffer_mb, 1),
             ("max_spool_mb", self.max_spool_mb, 1),
             ("lock_timeout", self.lock_timeout, 0),
             ("session_gap_minutes", self.session_gap_minutes, 0.01),

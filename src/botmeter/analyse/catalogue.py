@@ -109,7 +109,20 @@ def for_reply_stage(metric: Metric, stage: str) -> Metric:
     return replace(metric, where=where)
 
 
-_COST_DIMS = ("provider", "model", "kind", "channel", "user", "conversation", "bot", "country", "unit")
+# name: a paid API's operation; direction: SMS in or out (each priced at its own rate)
+_COST_DIMS = (
+    "provider",
+    "model",
+    "kind",
+    "channel",
+    "user",
+    "conversation",
+    "bot",
+    "country",
+    "unit",
+    "name",
+    "direction",
+)
 _LLM_DIMS = ("provider", "model", "channel", "user", "conversation", "bot")
 _ERROR_DIMS = ("category", "severity", "type", "fingerprint", "stage", "provider", "model", "channel", "bot")
 _ACTIVITY_DIMS = ("name", "channel", "user", "bot")

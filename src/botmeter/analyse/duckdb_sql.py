@@ -22,6 +22,7 @@ from ..store.duckdb_rollups import (
     TURN_EVENT_WHERE,
     TURNS_FROM_EVENTS,
 )
+from ..store.duckdb_store import damaged_file
 from .catalogue import DIMENSIONS, PERCENTILES, Metric
 from .query import Query, Result, fill_buckets, ratio_result, top_groups
 
@@ -88,15 +89,18 @@ class DuckDBEngine:
         if self._con is None:
             with self.session():
                 return self.sql(text, params)
-        return self._con.execute(text, params or {}).fetchall()
+        with damaged_file(self.store.path):
+            return self._con.execute(text, params or {}).fetchall()
 
     def _dicts(self, text: str, params: Params) -> list[dict[str, Any]]:
         if self._con is None:
             with self.session():
                 return self._dicts(text, params)
-        cur = self._con.execute(text, params.values)
-        names = [d[0] for d in cur.description]
-        return [{n: _aware(v) for n, v in zip(names, row, strict=True)} for row in cur.fetchall()]
+        with damaged_file(self.store.path):
+            cur = self._con.execute(text, params.values)
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        return [{n: _aware(v) for n, v in zip(names, row, strict=True)} for row in rows]
 
     # -- entry ----------------------------------------------------------------------------------
 

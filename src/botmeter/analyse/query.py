@@ -35,6 +35,13 @@ def _choices(values: Iterable[str]) -> str:
 
 def utc(value: datetime | date | str, field_name: str) -> datetime:
     """An aware UTC datetime from a datetime (naive means UTC), a date or an ISO string."""
+    try:
+        return _utc(value, field_name)
+    except OverflowError:  # 9999-12-31T23:59-05:00 is past the last datetime once in UTC
+        raise QueryError(f"{field_name}: {value!s:.40} is out of range") from None
+
+
+def _utc(value: datetime | date | str, field_name: str) -> datetime:
     if isinstance(value, str):
         text = value.strip().replace("Z", "+00:00")
         try:
@@ -77,14 +84,55 @@ def next_bucket(ts: datetime, interval: str) -> datetime:
 
 def last_days(days: int, now: datetime | None = None) -> tuple[datetime, datetime]:
     """The window of the last ``days`` calendar days: today so far and the ``days - 1`` before it."""
-    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
-        raise QueryError(f"days: expected a whole number >= 1, got {days!r}")
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
+        raise QueryError(f"days: expected a whole number from 1 to {MAX_DAYS}, got {days!r}")
     end = (now or datetime.now(UTC)).astimezone(UTC)
     start = floor_to(end, "day") - timedelta(days=days - 1)
     return start, end
 
 
 MAX_DAYS: Final = 3650  # the longest period a command, a chat reply or an HTTP request may ask for
+MAX_BUCKETS: Final = 10_000  # the most buckets one query may have (about 416 days by the hour)
+MAX_LIMIT: Final = 100_000  # the most groups a breakdown may keep
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)  # no event is older; an earlier window is a typo
+LATEST_AHEAD: Final = timedelta(days=366)  # a window may end at most this far after now
+
+
+def _day(ts: datetime) -> str:
+    return ts.date().isoformat()  # 0001-01-01, where strftime would write 1-01-01
+
+
+def check_end(end: datetime, now: datetime | None = None) -> None:
+    """``end`` within the range every window keeps to (checked before any arithmetic on it)."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    if end <= EARLIEST:
+        raise QueryError(f"end: {_day(end)} is before {_day(EARLIEST)}; no event is that old")
+    if end > now + LATEST_AHEAD:
+        raise QueryError(f"end: {_day(end)} is more than a year ahead; at most {_day(now + LATEST_AHEAD)}")
+
+
+def check_window(
+    start: datetime, end: datetime, interval: str | None = None, now: datetime | None = None
+) -> None:
+    """The one rule on windows for every interface: from 1970 to a year ahead, at most ``MAX_DAYS``
+    long, at most ``MAX_BUCKETS`` buckets. A ``QueryError`` names the field to change."""
+    if start < EARLIEST:
+        raise QueryError(f"start: {_day(start)} is before {_day(EARLIEST)}; no event is that old")
+    check_end(end, now)
+    if end - start > timedelta(days=MAX_DAYS + 1):  # + 1: the first and last days may be partial
+        raise QueryError(
+            f"start: the window from {_day(start)} to {_day(end)} is {(end - start).days:,} days long; "
+            f"at most {MAX_DAYS} days"
+        )
+    if interval is not None:
+        seconds = (end - start).total_seconds()
+        size = {"hour": 3600, "day": 86400, "week": 7 * 86400, "month": 28 * 86400}.get(interval, 86400)
+        buckets = int(seconds // size) + 2
+        if buckets > MAX_BUCKETS:
+            raise QueryError(
+                f"interval: {interval} over {seconds / 86400:,.0f} days is about {buckets:,} buckets; "
+                f"at most {MAX_BUCKETS:,}: choose a longer interval or a shorter window"
+            )
 
 
 def days_from_text(raw: Any) -> int | None:
@@ -111,9 +159,12 @@ def window_of(
     if days is not None and start is not None and end is not None:
         raise QueryError("days: give --days or --start/--end, not both")
     end_ts = utc(end, "end") if end is not None else (now or datetime.now(UTC)).astimezone(UTC)
+    if end is not None:  # before any arithmetic on it: 0001-01-01 minus a week overflows
+        check_end(end_ts, now)
     start_ts = utc(start, "start") if start is not None else last_days(days or default_days, end_ts)[0]
     if start_ts >= end_ts:
         raise QueryError(f"start: {start_ts.isoformat()} is not before end {end_ts.isoformat()}")
+    check_window(start_ts, end_ts, now=now)
     return start_ts, end_ts
 
 
@@ -235,8 +286,11 @@ def make_query(
         raise QueryError(f"session_gap_minutes: expected a number > 0, got {session_gap_minutes!r}")
     if isinstance(periods, bool) or not isinstance(periods, int) or not 1 <= periods <= 366:
         raise QueryError(f"periods: expected a whole number from 1 to 366, got {periods!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise QueryError(f"limit: expected a whole number >= 1, got {limit!r}")
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT
+    ):
+        raise QueryError(f"limit: expected a whole number from 1 to {MAX_LIMIT:,}, got {limit!r}")
+    check_window(*window, interval, now)
     if limit is not None and (interval is not None or not dims):
         raise QueryError(
             "limit: keeps the largest groups of a breakdown; use it with --by and --interval none"

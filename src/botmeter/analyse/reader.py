@@ -20,6 +20,7 @@ from ..exceptions import ConfigError
 from ..process.privacy import UserHasher, existing_key, key_paths, lookup_values
 from ..store import Store, open_store
 from .catalogue import DEFAULT_REPLY_STAGE
+from .gaps import Gaps
 from .query import (
     DEFAULT_SESSION_GAP_MINUTES,
     Query,
@@ -183,26 +184,39 @@ class Reader:
     ) -> Any:
         """Total cost, by provider and model, per day, unpriced calls, cost per conversation and user."""
         window = self.window(days, start, end)
+        gaps = Gaps()  # a figure the store cannot give is None and listed, the rest is answered
         with self.session():
-            daily = self.query("cost_usd", start=window[0], end=window[1], interval="day")
+
+            def total(metric: str) -> Any:
+                return gaps.get(metric, lambda: self.total(metric, window))
+
+            def query(name: str, fallback: Any, **kw: Any) -> Any:
+                return gaps.get(
+                    name, lambda: self.query("cost_usd", start=window[0], end=window[1], **kw), fallback
+                )
+
+            daily = query("daily", None, interval="day")
+            by_provider = query("by_provider", None, interval=None, by="provider")
+            by_model = query("by_model", None, interval=None, by="model")
             out = {
                 "period": _period(window),
-                "total_usd": self.total("cost_usd", window),
-                "by_provider": _breakdown(
-                    self.query("cost_usd", start=window[0], end=window[1], interval=None, by="provider")
-                ),
-                "by_model": _breakdown(
-                    self.query("cost_usd", start=window[0], end=window[1], interval=None, by="model")
-                ),
-                "daily": [{"day": iso(r["bucket"]), "cost_usd": r["sum"]} for r in daily.rows],
-                "llm_calls": self.total("llm_calls", window),
-                "unpriced_calls": self.total("unpriced_calls", window),
-                "input_tokens": self.total("input_tokens", window),
-                "output_tokens": self.total("output_tokens", window),
-                "cached_tokens": self.total("cached_tokens", window),
-                "cost_per_conversation": self.total("cost_per_conversation", window),
-                "cost_per_active_user": self.total("cost_per_active_user", window),
+                "total_usd": total("cost_usd"),
+                "by_provider": _breakdown(by_provider) if by_provider is not None else {},
+                "by_model": _breakdown(by_model) if by_model is not None else {},
+                "daily": [{"day": iso(r["bucket"]), "cost_usd": r["sum"]} for r in daily.rows]
+                if daily
+                else [],
+                "llm_calls": total("llm_calls"),
+                "unpriced_calls": total("unpriced_calls"),
+                "input_tokens": total("input_tokens"),
+                "output_tokens": total("output_tokens"),
+                "cached_tokens": total("cached_tokens"),
+                "cost_per_conversation": total("cost_per_conversation"),
+                "cost_per_active_user": total("cost_per_active_user"),
             }
+        gaps.raise_if_nothing()
+        if gaps.missing:
+            out["unavailable"] = gaps.missing
         return frame(out["daily"]) if as_frame else out
 
     def engagement(

@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ..exceptions import StoreUnavailable
-from .query import Unavailable, iso, last_days, previous_window
+from .gaps import Gaps
+from .query import iso, last_days, previous_window
 from .trends import anomalies, change, month_end_forecast, week_over_week
 
 # Below these, a percentage change says more about chance than about the bot.
@@ -37,6 +37,11 @@ def _ms(*seconds: float | None) -> tuple[float | None, ...]:
     return tuple(None if s is None else s * 1000 for s in seconds)
 
 
+def _ratio(part: Any, whole: Any) -> float | None:
+    """part / whole; None when either is missing (a figure the store could not give) or whole is 0."""
+    return part / whole if part is not None and whole else None
+
+
 def _enough(current: Any, previous: Any) -> bool:
     return min(current or 0, previous or 0) >= MIN_COUNT
 
@@ -50,38 +55,30 @@ def summarise(
     alerts: list[dict[str, Any]] | None = None,
     compare_weeks: bool = True,
     with_groups: bool = True,
+    window: tuple[datetime, datetime] | None = None,
 ) -> dict[str, Any]:
     """The summary of the last ``days`` days (today so far included) against the ``days`` before.
 
     ``compare_weeks=False`` leaves out the week-over-week figures and ``with_groups=False`` the
-    error groups (their counts are None then): a quick status need not pay for them."""
+    error groups (their counts are None then): a quick status need not pay for them. ``window``
+    (start, end) replaces the last ``days`` days; the previous period is then ``days`` days earlier."""
     now = (now or reader.now or datetime.now(UTC)).astimezone(UTC)
-    window = last_days(days, now)
+    window = window or last_days(days, now)
     before = previous_window(*window, days=days)
     missing: dict[str, str] = {}  # figures this store cannot give, and why (never shown as zero)
+    gaps = Gaps(missing)
+    attempt = gaps.get  # one figure the store fails to give is named with the reason; the rest answers
     with reader.session():
 
         def both(metric: str, stat: str | None = None) -> tuple[Any, Any]:
-            try:
-                return (
-                    reader.query(metric, start=window[0], end=window[1], interval=None, stat=stat).total(),
-                    reader.query(metric, start=before[0], end=before[1], interval=None, stat=stat).total(),
-                )
-            except Unavailable as exc:
-                missing[metric] = str(exc)
-                return None, None
-
-        def attempt(name: str, fn: Any, fallback: Any) -> Any:
-            try:
-                return fn()
-            except Unavailable as exc:
-                missing[name] = str(exc)
-                return fallback
-            except StoreUnavailable as exc:
-                # One figure the backend fails to give (a percentile it errs on) is said, as on the
-                # dashboard; the totals above still fail the summary when the store is down.
-                missing[name] = f"the store failed to answer: {str(exc).splitlines()[0]}"
-                return fallback
+            return attempt(
+                metric,
+                lambda: tuple(
+                    reader.query(metric, start=w[0], end=w[1], interval=None, stat=stat).total()
+                    for w in (window, before)
+                ),
+                (None, None),
+            )
 
         cost, cost_prev = both("cost_usd")
         llm, llm_prev = both("llm_calls")
@@ -136,15 +133,15 @@ def summarise(
             if with_groups
             else None
         )
-        failure = failed / inbound if inbound and failed is not None else None
-        failure_prev = failed_prev / inbound_prev if inbound_prev and failed_prev is not None else None
-        rate = errors / inbound if inbound else None
-        rate_prev = errors_prev / inbound_prev if inbound_prev else None
-        per_conv = cost / convs if convs else None
-        per_conv_prev = cost_prev / convs_prev if convs_prev else None
-        per_user = cost / active if active else None
-        per_user_prev = cost_prev / active_prev if active_prev else None
-        found = anomalies(reader, window[0], window[1])
+        failure = _ratio(failed, inbound)
+        failure_prev = _ratio(failed_prev, inbound_prev)
+        rate = _ratio(errors, inbound)
+        rate_prev = _ratio(errors_prev, inbound_prev)
+        per_conv = _ratio(cost, convs)
+        per_conv_prev = _ratio(cost_prev, convs_prev)
+        per_user = _ratio(cost, active)
+        per_user_prev = _ratio(cost_prev, active_prev)
+        found = attempt("anomalies", lambda: anomalies(reader, window[0], window[1]), [])
         weekly = {
             name: attempt(name, lambda m=metric, st=stat: week_over_week(reader, m, now, st), None)
             if compare_weeks
@@ -159,6 +156,7 @@ def summarise(
             )
         }
         forecast = attempt("forecast", lambda: month_end_forecast(reader, now, monthly_budget_usd), None)
+    gaps.raise_if_nothing()  # the store answered nothing at all: that is the answer, not a list of gaps
     enough_inbound = _enough(inbound, inbound_prev)
     gap = reader.session_gap_minutes
     return {

@@ -59,6 +59,7 @@ typedef struct {
     Py_ssize_t count;    /* records */
     Py_ssize_t capacity; /* records */
     Py_ssize_t width;    /* values per record: ts + parameters */
+    Py_ssize_t bytes;    /* about what its records hold in memory (see record_bytes) */
 } Lane;
 
 typedef struct {
@@ -77,6 +78,8 @@ typedef struct {
     double base_wall;          /* seconds since the epoch at base_tick */
     unsigned long long anchor_tick;
     long long anchor_ns;       /* a long-baseline pair the rate is measured against */
+    Py_ssize_t bytes;          /* about what all records hold in memory */
+    Py_ssize_t max_bytes;      /* most bytes held before dropping */
 } BufferObject;
 
 static inline double
@@ -126,10 +129,11 @@ buffer_dealloc(BufferObject *self)
 static int
 buffer_init(BufferObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"widths", "cap", NULL};
+    static char *kwlist[] = {"widths", "cap", "max_bytes", NULL};
     PyObject *widths;
     Py_ssize_t cap;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!n", kwlist, &PyTuple_Type, &widths, &cap)) {
+    Py_ssize_t max_bytes = PY_SSIZE_T_MAX;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!n|n", kwlist, &PyTuple_Type, &widths, &cap, &max_bytes)) {
         return -1;
     }
     Py_ssize_t n_lanes = PyTuple_GET_SIZE(widths);
@@ -156,6 +160,8 @@ buffer_init(BufferObject *self, PyObject *args, PyObject *kwds)
     }
     self->size = 0;
     self->cap = cap;
+    self->bytes = 0;
+    self->max_bytes = max_bytes < 0 ? 0 : max_bytes;
     self->enabled = 1;
     return 0;
 }
@@ -260,6 +266,8 @@ buffer_drain_columns(BufferObject *self, PyObject *Py_UNUSED(ignored))
     }
     for (Py_ssize_t i = 0; i < self->n_lanes; i++) {
         Py_ssize_t count, capacity, width = self->lanes[i].width;
+        self->bytes -= self->lanes[i].bytes;
+        self->lanes[i].bytes = 0;
         PyObject **items = lane_take(&self->lanes[i], &count, &capacity);
         self->size -= count;
         if (count == 0) {
@@ -345,6 +353,32 @@ buffer_set_cap(BufferObject *self, PyObject *value, void *Py_UNUSED(closure))
 }
 
 static PyObject *
+buffer_get_bytes(BufferObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->bytes);
+}
+
+static PyObject *
+buffer_get_max_bytes(BufferObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(self->max_bytes);
+}
+
+static int
+buffer_set_max_bytes(BufferObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    Py_ssize_t max_bytes = value == NULL ? -1 : PyLong_AsSsize_t(value);
+    if (max_bytes < 0) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "max_bytes must be an int >= 0");
+        }
+        return -1;
+    }
+    self->max_bytes = max_bytes;
+    return 0;
+}
+
+static PyObject *
 buffer_get_enabled(BufferObject *self, void *Py_UNUSED(closure))
 {
     return PyBool_FromLong(self->enabled);
@@ -379,6 +413,9 @@ static PyMethodDef buffer_methods[] = {
 static PyGetSetDef buffer_getset[] = {
     {"size", (getter)buffer_get_size, NULL, "records waiting", NULL},
     {"cap", (getter)buffer_get_cap, (setter)buffer_set_cap, "most records held before dropping", NULL},
+    {"bytes", (getter)buffer_get_bytes, NULL, "about what the records waiting hold in memory", NULL},
+    {"max_bytes", (getter)buffer_get_max_bytes, (setter)buffer_set_max_bytes, "most bytes held before dropping",
+     NULL},
     {"enabled", (getter)buffer_get_enabled, (setter)buffer_set_enabled, "track calls do nothing when false",
      NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -629,6 +666,76 @@ parse_keywords(TrackFnObject *self, PyObject **names, PyObject *const *args, Py_
     return entry;
 }
 
+/* Memory accounting (botmeter.collect.recorder.record_bytes says the same in Python): a record
+   costs its slots plus a flat allowance for small values (usually shared: "openai", 812), plus
+   the length of every string over 64 characters and what a free-form dict holds. A dict over
+   FREE_FORM_MAX is not kept: its slot holds its size (an int) and the writer stores a marker. */
+#define RECORD_ALLOWANCE 128
+#define LONG_STR 64
+#define FREE_FORM_MAX (32 * 1024)
+#define FREE_FORM_DEPTH 100
+
+static Py_ssize_t
+free_form_bytes(PyObject *v, int depth, Py_ssize_t *nodes)
+{
+    /* Stops once past the limit, so a huge (or self-referring) value costs a bounded walk. */
+    if (--*nodes < 0 || depth > FREE_FORM_DEPTH) {
+        return FREE_FORM_MAX + 1;
+    }
+    if (PyUnicode_Check(v)) {
+        return 48 + PyUnicode_GET_LENGTH(v);
+    }
+    if (PyBytes_Check(v)) {
+        return 32 + PyBytes_GET_SIZE(v);
+    }
+    Py_ssize_t total = 64;
+    if (PyDict_Check(v)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *item;
+        while (total <= FREE_FORM_MAX && PyDict_Next(v, &pos, &key, &item)) {
+            total += 16 + free_form_bytes(key, depth + 1, nodes) + free_form_bytes(item, depth + 1, nodes);
+        }
+        return total;
+    }
+    if (PyList_Check(v) || PyTuple_Check(v)) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(v);
+        for (Py_ssize_t i = 0; i < n && total <= FREE_FORM_MAX; i++) {
+            total += 8 + free_form_bytes(PySequence_Fast_GET_ITEM(v, i), depth + 1, nodes);
+        }
+        return total;
+    }
+    return 32;
+}
+
+/* Adds up a record just appended; replaces an oversized dict by its size. */
+static Py_ssize_t
+record_bytes(PyObject **rec, Py_ssize_t width)
+{
+    Py_ssize_t total = width * (Py_ssize_t)sizeof(PyObject *) + RECORD_ALLOWANCE;
+    for (Py_ssize_t f = 1; f < width; f++) {
+        PyObject *v = rec[f];
+        if (PyUnicode_CheckExact(v)) {
+            Py_ssize_t len = PyUnicode_GET_LENGTH(v);
+            total += len > LONG_STR ? len : 0;
+        }
+        else if (PyDict_Check(v)) {
+            Py_ssize_t nodes = 4096;
+            Py_ssize_t size = free_form_bytes(v, 0, &nodes);
+            if (size > FREE_FORM_MAX) {
+                PyObject *marker = PyLong_FromSsize_t(size);
+                if (marker == NULL) {
+                    PyErr_Clear();
+                    marker = Py_NewRef(Py_None);
+                }
+                Py_SETREF(rec[f], marker);
+                size = 32;
+            }
+            total += size;
+        }
+    }
+    return total;
+}
+
 static PyObject *
 trackfn_vectorcall(TrackFnObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -760,6 +867,17 @@ trackfn_vectorcall(TrackFnObject *self, PyObject *const *args, size_t nargsf, Py
         Py_INCREF(values[j]);
         rec[j + 1] = values[j];
     }
+    Py_ssize_t bytes = record_bytes(rec, lane->width);
+    if (buf->bytes + bytes > buf->max_bytes) {
+        /* Full in bytes: undo the append, count the drop. */
+        buf->dropped[self->lane]++;
+        for (Py_ssize_t f = 0; f < lane->width; f++) {
+            Py_DECREF(rec[f]);
+        }
+        Py_RETURN_NONE;
+    }
+    lane->bytes += bytes;
+    buf->bytes += bytes;
     lane->count++;
     buf->size++;
     Py_RETURN_NONE;

@@ -65,7 +65,11 @@ class Meter:
     ) -> None:
         self.config = Config.resolve(bot=bot, store=store, **settings)
         self.enabled = self.config.enabled
-        self._buffer, fns = make_recorder(self.config.max_buffer, pure_python=pure_python)
+        self._buffer, fns = make_recorder(
+            self.config.max_buffer,
+            pure_python=pure_python,
+            max_bytes=int(self.config.max_buffer_mb * 1024 * 1024),
+        )
         self.fast_path = fast_path_available() and not pure_python
         for call, fn in fns.items():
             setattr(self, call, fn)  # the instance attribute wins over the documented method
@@ -94,6 +98,8 @@ class Meter:
             self.spool,
             interval=self.config.flush_interval,
             batch_size=self.config.batch_size,
+            max_events=self.config.max_buffer,
+            max_bytes=int(self.config.max_buffer_mb * 1024 * 1024),
         )
         self._writer.start()
         ref = weakref.ref(self)
@@ -101,6 +107,7 @@ class Meter:
         atexit.register(self._atexit)
         os.register_at_fork(
             before=functools.partial(_before_fork, ref),
+            after_in_parent=functools.partial(_after_fork_in_parent, ref),
             after_in_child=functools.partial(_after_fork_in_child, ref),
         )
 
@@ -365,7 +372,10 @@ class Meter:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Returns once everything tracked before it is in the store or the spool (True), or on timeout."""
+        """Returns once everything tracked before it is in the store or the spool (True), or on timeout.
+
+        False also while batches wait in memory because neither the store nor the spool takes them
+        (they are retried), and when events were dropped or set aside since the previous flush."""
         if self._writer is None:
             return True
         try:
@@ -404,7 +414,9 @@ class Meter:
             "fast_path": self.fast_path,
             "store": self.config.store,
             "buffered": self._buffer.size,
+            "buffered_bytes": self._buffer.bytes,
             "max_buffer": self.config.max_buffer,
+            "max_buffer_bytes": int(self.config.max_buffer_mb * 1024 * 1024),
             "dropped_buffer_full": dropped_buffer,
         }
         if self._writer is None:
@@ -421,9 +433,12 @@ class Meter:
             spool_batches=depth.batches,
             spool_events=depth.events,
             spool_bytes=depth.bytes,
-            dropped_spool_full=self.spool.dropped_events,
+            unsaved_events=self._writer.unsaved_events,
+            unsaved_bytes=self._writer.unsaved_bytes,
+            dropped_memory_full=w.dropped_memory_full,
+            rejected=w.rejected,
             quarantined=self.spool.quarantined_events,
-            dropped=dropped_buffer + self.spool.dropped_events,
+            dropped=dropped_buffer + w.dropped_memory_full + w.rejected,
             write_failures=w.write_failures,
             processor_failures=dict(self.pipeline.failures),
             unpriced_models={f"{p}/{m}": n for (p, m), n in self.pipeline.llm.unpriced.items()},
@@ -475,11 +490,18 @@ def _close_at_exit(ref: weakref.ref) -> None:
 
 def _before_fork(ref: weakref.ref) -> None:
     meter = ref()
-    if meter is not None and meter.store is not None and not meter._closed:
+    if meter is not None and meter.store is not None and meter._writer is not None and not meter._closed:
         try:
+            meter._writer.before_fork()  # waits for a write in progress; the next waits for the fork
             meter.store.before_fork()
         except Exception:
             log.exception("botmeter: could not prepare the store for fork")
+
+
+def _after_fork_in_parent(ref: weakref.ref) -> None:
+    meter = ref()
+    if meter is not None and meter._writer is not None:
+        meter._writer.after_fork_in_parent()
 
 
 def _after_fork_in_child(ref: weakref.ref) -> None:

@@ -36,6 +36,56 @@ try:
 except ImportError:  # not built (no compiler at install time): the pure-Python recorder does the same
     _fastpath = None
 
+# Memory accounting, as in _fastpath.c: slots + a flat allowance for small (usually shared)
+# values + the length of strings over 64 characters + what a free-form dict holds. A dict over
+# FREE_FORM_MAX is not kept: the record holds its size and the writer stores a marker instead.
+RECORD_ALLOWANCE = 128
+LONG_STR = 64
+FREE_FORM_MAX = 32 * 1024
+FREE_FORM_DEPTH = 100
+
+
+def free_form_bytes(v: Any, depth: int, nodes: list[int]) -> int:
+    """About what a free-form value holds; past FREE_FORM_MAX (or 4,096 values deep in) it stops."""
+    nodes[0] -= 1
+    if nodes[0] < 0 or depth > FREE_FORM_DEPTH:
+        return FREE_FORM_MAX + 1
+    if isinstance(v, str):
+        return 48 + len(v)
+    if isinstance(v, bytes):
+        return 32 + len(v)
+    total = 64
+    if isinstance(v, dict):
+        for key, item in v.items():
+            if total > FREE_FORM_MAX:
+                break
+            total += 16 + free_form_bytes(key, depth + 1, nodes) + free_form_bytes(item, depth + 1, nodes)
+        return total
+    if isinstance(v, list | tuple):
+        for item in v:
+            if total > FREE_FORM_MAX:
+                break
+            total += 8 + free_form_bytes(item, depth + 1, nodes)
+        return total
+    return 32
+
+
+def record_bytes(record: list[Any]) -> int:
+    """What one record (stamp first) holds, about; replaces an oversized dict in it by its size."""
+    total = len(record) * 8 + RECORD_ALLOWANCE
+    for f in range(1, len(record)):
+        v = record[f]
+        if v.__class__ is str:
+            total += len(v) if len(v) > LONG_STR else 0
+        elif isinstance(v, dict):
+            size = free_form_bytes(v, 0, [4096])
+            if size > FREE_FORM_MAX:
+                record[f] = size
+                size = 32
+            total += size
+    return total
+
+
 ERR_INVALID, ERR_MISSING, ERR_UNEXPECTED, ERR_DUPLICATE, ERR_POSITIONAL, ERR_AT_MOST = range(6)
 
 
@@ -96,19 +146,29 @@ def _valid(check: int, v: Any, choices: tuple[str, ...]) -> bool:
 class PyBuffer:
     """Pure-Python twin of ``_fastpath.Buffer``."""
 
-    __slots__ = ("_dropped", "cap", "enabled", "lanes", "size")
+    __slots__ = ("_dropped", "bytes", "cap", "enabled", "lanes", "max_bytes", "size")
 
-    def __init__(self, lanes: int, cap: int) -> None:
+    def __init__(self, lanes: int, cap: int, max_bytes: int = 1 << 62) -> None:
         self.lanes = [[] for _ in range(lanes)]
         self.size = 0
         self.cap = cap
+        self.bytes = 0
+        self.max_bytes = max_bytes
         self.enabled = True
         self._dropped = [0] * lanes
 
     def drain_columns(self) -> tuple[tuple[list, ...] | None, ...]:
-        lanes, self.lanes = self.lanes, [[] for _ in self.lanes]
+        # Each lane list stays in place and loses its first n records (one slice, one delete: each
+        # atomic under the GIL), so a record appended by a track call meanwhile waits for the next
+        # drain. Swapping in new lists lost a record appended to the old one after it was read.
+        taken = []
+        for lane in self.lanes:
+            n = len(lane)
+            taken.append(lane[:n])
+            del lane[:n]
         self.size = 0
-        return tuple(tuple(map(list, zip(*lane, strict=True))) if lane else None for lane in lanes)
+        self.bytes = 0
+        return tuple(tuple(map(list, zip(*lane, strict=True))) if lane else None for lane in taken)
 
     def dropped_counts(self) -> tuple[int, ...]:
         return tuple(self._dropped)
@@ -165,20 +225,30 @@ def _py_track_fn(buf: PyBuffer, lane: int, spec: RecordSpec) -> Callable[..., No
         if buf.size >= buf.cap:
             buf._dropped[lane] += 1
             return
-        buf.lanes[lane].append((stamp, *values))
+        record = [stamp, *values]
+        size = record_bytes(record)
+        if buf.bytes + size > buf.max_bytes:
+            buf._dropped[lane] += 1
+            return
+        item = tuple(record)  # built before the lane is read: nothing runs between read and append
+        buf.lanes[lane].append(item)
         buf.size += 1
+        buf.bytes += size
 
     track.__name__ = call
     return track
 
 
-def make_recorder(cap: int, *, pure_python: bool = False) -> tuple[Any, dict[str, Callable[..., None]]]:
-    """The buffer and one track function per record kind, fast path first."""
+def make_recorder(
+    cap: int, *, pure_python: bool = False, max_bytes: int = 1 << 62
+) -> tuple[Any, dict[str, Callable[..., None]]]:
+    """The buffer (at most ``cap`` records and about ``max_bytes``) and one track function per
+    record kind, fast path first."""
     use_c = _fastpath is not None and not pure_python
     if use_c:
-        buf = _fastpath.Buffer(tuple(len(RECORDS[call].params) + 1 for call in RECORD_CALLS), cap)
+        buf = _fastpath.Buffer(tuple(len(RECORDS[call].params) + 1 for call in RECORD_CALLS), cap, max_bytes)
     else:
-        buf = PyBuffer(len(RECORD_CALLS), cap)
+        buf = PyBuffer(len(RECORD_CALLS), cap, max_bytes)
     fns: dict[str, Callable[..., None]] = {}
     for lane, call in enumerate(RECORD_CALLS):
         spec = RECORDS[call]

@@ -2,6 +2,13 @@
 
 It is the only place where botmeter does I/O for the bot, and it never lets an exception out:
 failures are counted, logged and retried (through the spool), and the bot keeps running.
+
+A batch goes to the store, else to the spool, else it stays in memory and is retried every half
+interval; what is held so counts against the buffer's caps (events and bytes), so memory stays
+within them, and only past them is the oldest batch dropped, counted and recorded. A batch the
+store refuses for its content is written in halves down to the event(s) it refuses, which are
+set aside in the spool's ``failed/`` folder with the reason. Every loss (buffer full, memory
+full, an event set aside) reaches the store as a ``system`` event named ``dropped``.
 """
 
 from __future__ import annotations
@@ -10,11 +17,13 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..events import RECORD_CALLS
 from ..exceptions import StoreUnavailable
@@ -25,6 +34,8 @@ from ..store.spool import Spool
 log = logging.getLogger("botmeter")
 
 _POLL_S = 0.05  # how often the writer looks at the buffer's size between timed writes
+_ISOLATION_TRIES = 128  # most refused writes spent isolating the bad events of one batch
+_FORK_WAIT_S = 30.0  # longest a fork waits for a write in progress to end
 
 
 @dataclass
@@ -37,11 +48,22 @@ class WriterStats:
     last_write_at: float | None = None
     last_error: str | None = None
     dropped_reported: list[int] = field(default_factory=list)
+    rejected: int = 0  # events set aside: no stored row can be made of them, or the store refuses them
+    dropped_memory_full: int = 0  # neither store nor spool took them, and memory was at its cap
 
 
 class Writer:
     def __init__(
-        self, buffer: Any, pipeline: Pipeline, store: Store, spool: Spool, *, interval: float, batch_size: int
+        self,
+        buffer: Any,
+        pipeline: Pipeline,
+        store: Store,
+        spool: Spool,
+        *,
+        interval: float,
+        batch_size: int,
+        max_events: int | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.buffer = buffer
         self.pipeline = pipeline
@@ -49,7 +71,11 @@ class Writer:
         self.spool = spool
         self.interval = interval
         self.batch_size = batch_size
+        # The memory caps, shared by the buffer and the batches held here while nothing takes them.
+        self.max_events = buffer.cap if max_events is None else max_events
+        self.max_bytes = getattr(buffer, "max_bytes", 1 << 62) if max_bytes is None else max_bytes
         self.stats = WriterStats(dropped_reported=list(buffer.dropped_counts()))
+        self._lost_at_flush = 0
         self._reset_sync()
 
     def _reset_sync(self) -> None:
@@ -64,6 +90,18 @@ class Writer:
         # memory bounded: a slow store backs up into the buffer, which counts what it drops.
         self._outbox: queue.Queue = queue.Queue(maxsize=1)
         self._store_ok = True
+        # Held around every store and spool operation, and by a fork: a child must not inherit a
+        # write in progress (DuckDB's open instance, its locks), which cost it its events.
+        self._io = threading.Lock()
+        self._fork_held = False
+        # Batches neither the store nor the spool took, oldest first: [table, tried before].
+        self._unsaved: deque[list] = deque()
+        self.unsaved_events = 0
+        self.unsaved_bytes = 0
+        # Losses not yet recorded in the store: kind -> events, and the reasons events were set aside.
+        self._losses: Counter[str] = Counter()
+        self._reasons: Counter[str] = Counter()
+        self._losses_lock = threading.Lock()
 
     # -- control ------------------------------------------------------------------------------
 
@@ -83,16 +121,27 @@ class Writer:
         return all(t is not None and t.is_alive() for t in (self._thread, self._store_thread))
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Waits until everything buffered before the call is stored or spooled. False on timeout."""
+        """Waits until everything buffered before the call is stored or spooled.
+
+        True only when it all is durable: False on timeout, while batches wait in memory because
+        neither the store nor the spool takes them, and when events were lost (dropped or set
+        aside) since the previous flush.
+        """
         if not self.alive:
             if self._stop:
-                return self.buffer.size == 0
+                return self.buffer.size == 0 and not self._unsaved
             self.start()
         with self._cond:
             self._requested += 1
             ticket = self._requested
             self._cond.notify_all()
-            return self._cond.wait_for(lambda: self._done >= ticket, timeout=timeout)
+            done = self._cond.wait_for(lambda: self._done >= ticket, timeout=timeout)
+        lost, self._lost_at_flush = self._lost_at_flush, self.lost()
+        return done and not self._unsaved and lost == self._lost_at_flush
+
+    def lost(self) -> int:
+        """Events lost so far: dropped (buffer or memory full) or set aside."""
+        return sum(self.buffer.dropped_counts()) + self.stats.dropped_memory_full + self.stats.rejected
 
     def stop(self, timeout: float | None = None) -> bool:
         done = self.flush(timeout)
@@ -102,14 +151,38 @@ class Writer:
         for thread in (self._thread, self._store_thread):
             if thread is not None:
                 thread.join(timeout)
+        if self._unsaved and not (self._store_thread is not None and self._store_thread.is_alive()):
+            # The process is ending with batches nothing would take: say so, and count them.
+            log.error(
+                "botmeter: closing with %d events neither the store nor the spool took; they are lost",
+                self.unsaved_events,
+            )
+            while self._unsaved:
+                table = self._unsaved.popleft()[0]
+                self._count_unsaved(table, -1)
+                self._lose("memory_full", table.num_rows)
+            done = False
         self.store.close()
         return done
+
+    def before_fork(self) -> None:
+        """Waits for a store or spool operation in progress, and holds off the next until after."""
+        self._fork_held = self._io.acquire(timeout=_FORK_WAIT_S)
+        if not self._fork_held:
+            log.error("botmeter: a write took over %gs; forking during it", _FORK_WAIT_S)
+
+    def after_fork_in_parent(self) -> None:
+        if self._fork_held:
+            self._fork_held = False
+            self._io.release()
 
     def after_fork(self) -> None:
         """In a forked child: the parent writes what it had buffered; the child starts afresh."""
         self.buffer.drain_columns()
         self.stats = WriterStats(dropped_reported=list(self.buffer.dropped_counts()))
+        self._lost_at_flush = self.lost()
         self._reset_sync()
+        self._fit_buffer()
         self.pipeline.after_fork()
         self.store.after_fork()
         self.start()
@@ -153,6 +226,8 @@ class Writer:
             except queue.Empty:
                 if held.rows and held.age() >= self.interval:
                     self._store_safely(held.take_all())
+                elif self._unsaved:
+                    self._store_safely(None)  # retry what neither the store nor the spool took
                 continue
             if table is not None:
                 held.add(table)
@@ -172,13 +247,15 @@ class Writer:
 
     def _release_safely(self) -> None:
         try:
-            self.store.release()
+            with self._io:
+                self.store.release()
         except Exception:
             log.exception("botmeter: could not release the store")
 
     def _store_safely(self, table: Any) -> None:
         try:
-            self.store_or_spool(table)
+            with self._io:
+                self.store_or_spool(table)
         except Exception as exc:
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("botmeter: store step failed")
@@ -191,51 +268,163 @@ class Writer:
         extra = []
         dropped = self.buffer.dropped_counts()
         delta = [now - before for now, before in zip(dropped, self.stats.dropped_reported, strict=True)]
+        details: dict[str, Any] = {}
         if any(delta):
             self.stats.dropped_reported = list(dropped)
             per_call = {call: n for call, n in zip(RECORD_CALLS, delta, strict=True) if n}
             log.warning("botmeter: buffer full, %d events dropped: %s", sum(delta), per_call)
-            extra.append(system_frame(time.time(), "dropped", sum(delta), "event", {"buffer_full": per_call}))
-        for table in self.pipeline.run_chunks(lanes, extra, self.batch_size):
+            details["buffer_full"] = per_call
+        for table in self.pipeline.run_chunks(lanes, (), self.batch_size):
             self.stats.processed += table.num_rows
             yield table
+        self._note_rejected_in_processing()
+        with self._losses_lock:
+            losses, self._losses = self._losses, Counter()
+            reasons, self._reasons = self._reasons, Counter()
+        details.update(losses)
+        if reasons:
+            details["reasons"] = dict(reasons.most_common(20))
+        total = sum(delta) + sum(losses.values())
+        if total:
+            extra.append(system_frame(time.time(), "dropped", total, "event", details))
+            for table in self.pipeline.run_chunks([None] * len(RECORD_CALLS), extra, self.batch_size):
+                yield table
+
+    def _note_rejected_in_processing(self) -> None:
+        rejected, self.pipeline.rejected = self.pipeline.rejected, Counter()
+        for (call, reason), n in rejected.items():
+            log.error("botmeter: %d %s event(s) set aside: %s", n, call, reason)
+            self._lose(f"rejected_{call}", n, f"{call}: {reason}")
+
+    def _lose(self, kind: str, n: int, reason: str | None = None) -> None:
+        """Counts events lost on the writer; the next cycle records them in the store."""
+        with self._losses_lock:
+            if kind.startswith("rejected"):
+                self.stats.rejected += n
+            else:
+                self.stats.dropped_memory_full += n
+            self._losses[kind] += n
+            if reason:
+                self._reasons[reason] += n
 
     def store_or_spool(self, table: Any) -> None:
-        """Writes the table; spooled batches go first, so a newer batch waits behind them."""
-        if self.spool.has_pending() and not self._replay():
-            if table is not None:
-                self._spool(table)
-            return
-        if table is not None:
-            self._write(table)
+        """Writes the table; spooled batches go first, so a newer batch waits behind them.
 
-    def _write(self, table: Any) -> None:
+        What neither the store nor the spool takes stays in memory, oldest first, and is retried.
+        """
+        if table is not None:
+            self._unsaved.append([table, False])
+            self._count_unsaved(table, 1)
+        if self.spool.has_pending() and not self._replay():
+            self._spool_unsaved()
+            return
+        while self._unsaved:
+            entry = self._unsaved[0]
+            if not self._write(entry[0], fresh=not entry[1]):
+                entry[1] = True
+                self._spool_unsaved()
+                return
+            self._unsaved.popleft()
+            self._count_unsaved(entry[0], -1)
+        self._fit_buffer()
+
+    def _count_unsaved(self, table: Any, sign: int) -> None:
+        self.unsaved_events += sign * table.num_rows
+        self.unsaved_bytes += sign * table.nbytes
+
+    def _write(self, table: Any, fresh: bool) -> bool:
+        """True once the store has the batch (minus any events it refused); False when it is unavailable."""
         try:
             # More batches already waiting (a burst): keep the store open for them. Between
             # batches the file is free, so any process (a notebook, the duckdb shell) can open it.
-            self.store.write(table, fresh=True, keep_open=not self._outbox.empty())
+            self._write_isolating(table, fresh=fresh, keep_open=not self._outbox.empty())
         except Exception as exc:
             self.stats.write_failures += 1
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
             if self._store_ok:
                 log.warning("botmeter: store failed (%s); spooling to %s", exc, self.spool.directory)
             self._store_ok = False
-            self._spool(table)
-            return
+            return False
         self.stats.written += table.num_rows
         self.stats.last_write_at = time.time()
         if not self._store_ok:
             log.warning("botmeter: store is back")
         self._store_ok = True
+        return True
 
-    def _spool(self, table: Any) -> None:
-        if self.spool.append(table):
+    def _write_isolating(
+        self, table: Any, fresh: bool = False, keep_open: bool = False, budget: list[int] | None = None
+    ) -> int:
+        """Writes the table; if the store refuses its content, writes halves down to the refused events,
+        which are set aside. ``StoreUnavailable`` (the store cannot take anything now) goes up.
+
+        The halving stops after ``_ISOLATION_TRIES`` refused writes (a store refusing every event
+        would otherwise be asked twice per event): what is still refused then is set aside whole.
+        """
+        budget = [_ISOLATION_TRIES] if budget is None else budget
+        try:
+            return self.store.write(table, fresh=fresh, keep_open=keep_open)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            budget[0] -= 1
+            if table.num_rows <= 1 or budget[0] <= 0:
+                self._set_aside(table, exc)
+                return 0
+        half = table.num_rows // 2
+        # Halves are never fresh: a backend without transactions may have taken part of the whole.
+        return self._write_isolating(table.slice(0, half), budget=budget) + self._write_isolating(
+            table.slice(half), budget=budget
+        )
+
+    def _set_aside(self, table: Any, exc: Exception) -> None:
+        reason = f"the store refused it: {type(exc).__name__}: {exc}"[:300]
+        log.error("botmeter: %d event(s) set aside in %s: %s", table.num_rows, self.spool.failed_dir, reason)
+        self.spool.set_aside(table, reason)
+        self._lose("rejected_by_store", table.num_rows, reason)
+
+    def _spool_unsaved(self) -> None:
+        """Hands what waits in memory to the spool; what it cannot take stays, within the memory caps."""
+        while self._unsaved:
+            table = self._unsaved[0][0]
+            if not self.spool.append(table):
+                break
+            self._unsaved.popleft()
+            self._count_unsaved(table, -1)
             self.stats.spooled += table.num_rows
+        while self._unsaved and (
+            self.unsaved_events > self.max_events or self.unsaved_bytes > self.max_bytes
+        ):
+            table = self._unsaved.popleft()[0]
+            self._count_unsaved(table, -1)
+            # botmeter's own records of earlier losses are not events to count: their figures are
+            # carried into the next record instead, so the store still learns of them.
+            own = pc.equal(table.column("kind"), "system")
+            carried = pc.sum(pc.filter(table.column("units"), own)).as_py() or 0
+            events = table.num_rows - (pc.sum(own).as_py() or 0)
+            log.error(
+                "botmeter: neither the store nor the spool takes events and memory is at its cap; "
+                "%d events dropped",
+                events,
+            )
+            self._lose("memory_full", events)
+            with self._losses_lock:
+                self._losses["earlier"] += int(carried)
+        self._fit_buffer()
+
+    def _fit_buffer(self) -> None:
+        """The buffer may hold what the caps leave after the batches held here."""
+        try:
+            self.buffer.cap = max(0, self.max_events - self.unsaved_events)
+            if hasattr(self.buffer, "max_bytes"):
+                self.buffer.max_bytes = max(0, self.max_bytes - self.unsaved_bytes)
+        except Exception:
+            log.exception("botmeter: could not resize the buffer")
 
     def _replay(self) -> bool:
         """Replays the spool; True when it is empty afterwards."""
         try:
-            self.spool.replay(self.store.write)
+            self.spool.replay(self._write_isolating)
         except StoreUnavailable as exc:
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
             self._store_ok = False

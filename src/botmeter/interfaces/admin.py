@@ -22,11 +22,14 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..analyse.gaps import Gaps
 from ..analyse.query import MAX_DAYS, days_from_text
 from ..process.privacy import UserHasher
 from ..report import responses
@@ -45,6 +48,11 @@ TAKES_DAYS = ("analytics_status", "costs", "errors")
 DENIED = "admin_denied"
 _COMMAND = re.compile(r"admin:\s*([\w-]*)\s*(.*)", re.IGNORECASE | re.DOTALL)
 
+# Every reply comes within this many seconds; a store that cannot answer by then (another process
+# holds the DuckDB file, CloudWatch is slow) gets the busy reply.
+REPLY_TIMEOUT_S = 5.0
+BUSY = "botmeter: the analytics store is busy (another process is using it); try again in a moment."
+
 # The forms a reply can take: the response builder's consumers.
 FORMATS = ("sms", *(c for c in responses.CONSUMERS if c != "sms"))
 
@@ -58,6 +66,8 @@ class Admin:
         # A disabled meter has no store key: a key of this process's own still compares ids as hashes.
         self._hasher: UserHasher = getattr(pipeline, "hasher", None) or UserHasher(secrets.token_bytes(32))
         self._admins = frozenset(self._hasher.hash(a) for a in admins if str(a).strip())
+        self.reply_timeout = REPLY_TIMEOUT_S
+        self._slot = threading.Lock()  # held while an answer is being worked out
 
     def is_admin(self, sender: str | int | None) -> bool:
         return sender is not None and str(sender).strip() != "" and self._hasher.hash(sender) in self._admins
@@ -94,14 +104,51 @@ class Admin:
         name = command if command in COMMANDS else "unknown"
         self._track(f"{PREFIX}{name}", where, {"argument": argument[:40]} if argument else None)
         try:
-            report = self._answer(command, argument)
+            report = self._within_bound(lambda: self._answer(command, argument))
         except Exception as exc:  # the bot asked for a reply, never for an exception
+            from ..exceptions import StoreLocked
+
             log.exception("botmeter: admin:%s failed", command)
-            reason = str(exc) if _is_ours(exc) else "see the bot's log"
-            report = responses.message_report(f"botmeter could not answer admin:{command}: {reason}")
+            if isinstance(exc, StoreLocked):
+                report = responses.message_report(BUSY)
+            else:
+                reason = str(exc) if _is_ours(exc) else "see the bot's log"
+                report = responses.message_report(f"botmeter could not answer admin:{command}: {reason}")
         if format == "sms":
             return responses.to_sms(report, max_segments)
         return responses.CONSUMERS[format](report)
+
+    def _within_bound(self, answer: Callable[[], Report]) -> Report:
+        """``answer()``, or the busy reply after ``reply_timeout`` seconds: the bot's reply never
+        waits on a store another process holds. One answer is worked out at a time (on its own
+        thread, which finishes in the background when it overruns); a command that comes
+        meanwhile waits for it within the same bound."""
+        deadline = time.monotonic() + self.reply_timeout
+        if not self._slot.acquire(timeout=self.reply_timeout):
+            return responses.message_report(BUSY)
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["report"] = answer()
+            except BaseException as exc:  # handed to the caller's thread below
+                box["error"] = exc
+            finally:
+                self._slot.release()
+
+        worker = threading.Thread(target=work, name="botmeter-admin", daemon=True)
+        try:
+            worker.start()
+        except BaseException:
+            self._slot.release()
+            raise
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if "report" in box:
+            return box["report"]
+        if "error" in box:
+            raise box["error"]
+        log.warning("botmeter: an admin reply took over %gs; answered busy", self.reply_timeout)
+        return responses.message_report(BUSY)
 
     def _track(self, name: str, where: dict[str, Any], properties: dict[str, Any] | None) -> None:
         try:
@@ -127,7 +174,11 @@ class Admin:
             return responses.message_report(
                 "botmeter is off (BOTMETER_ENABLED=false): there are no analytics."
             )
-        reader = self.meter.reader()  # flushes first: the admin sees what just happened
+        # Flushes first, so the admin sees what just happened; within half the reply's time.
+        self.meter.flush(timeout=self.reply_timeout / 2)
+        from ..analyse.reader import Reader
+
+        reader = Reader(self.meter.store, session_gap_minutes=self.meter.config.session_gap_minutes)
         from ..analyse.query import Unavailable
 
         try:
@@ -192,12 +243,15 @@ def status_report(meter: Meter) -> Report:
     figures = [Figure("Status", "on" if on else "off", short="status", key=True)]
     store = meter.store
     if store is not None:
-        data["events_stored"] = store.count()
-        data["last_event"] = store.last_event_at()
+        # From memory only: the store's file may be held by another process, and a status must
+        # answer then most of all. What this process wrote, and when it last wrote.
+        last_write = stats.get("last_write_at")
+        data["events_written"] = stats.get("written", 0) + stats.get("replayed", 0)
+        data["last_write"] = None if last_write is None else datetime.fromtimestamp(last_write, UTC)
         figures += [
             Figure("Store", _store_name(meter.config.store), short="store", key=True),
-            Figure("Events stored", count(data["events_stored"]), short="events", key=True),
-            Figure("Last event", _ago(data["last_event"], now), short="last", key=True),
+            Figure("Events written", count(data["events_written"]), short="written", key=True),
+            Figure("Last write", _ago(data["last_write"], now), short="last", key=True),
         ]
     data.update(
         queued=stats.get("buffered", 0),
@@ -240,7 +294,10 @@ def analytics_status_report(reader: Any, days: int) -> Report:
         summary = summarise(reader, days, compare_weeks=False, with_groups=False)
         now = datetime.fromisoformat(summary["period"]["end"].replace("Z", "+00:00"))
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        today = reader.query("cost_usd", start=midnight, end=now, interval=None).total()
+        gaps = Gaps(summary["unavailable"])
+        today = gaps.get(
+            "cost_today", lambda: reader.query("cost_usd", start=midnight, end=now, interval=None).total()
+        )
     c, e, r, lat = summary["costs"], summary["engagement"], summary["errors"], summary["latency"]
 
     period = "today" if days == 1 else f"{days}d"
@@ -249,7 +306,12 @@ def analytics_status_report(reader: Any, days: int) -> Report:
         (change_figure("Cost today", "today", c["total_usd"], money, True),)
         if days == 1
         else (
-            Figure("Cost today", money(today or 0.0), short="today", key=True),
+            Figure(
+                "Cost today",
+                "-" if "cost_today" in gaps.missing else money(today or 0.0),
+                short="today",
+                key=True,
+            ),
             change_figure(f"Cost, last {days} days", period, c["total_usd"], money, True),
         )
     )
@@ -262,7 +324,7 @@ def analytics_status_report(reader: Any, days: int) -> Report:
         change_figure("Reply p95", "reply p95", lat["reply_p95_s"], latency_s, True),
     )
     sections = (anomalies_section(summary["anomalies"], say_none=True),)
-    notes = tuple(f"Not available from this store: {n}" for n in summary.get("unavailable", {}))
+    notes = responses.unavailable_notes(summary)
     p = summary["period"]
     return Report(
         "analytics_status",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -12,6 +14,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .. import __version__
 from ..config import Config
@@ -20,7 +23,28 @@ from ..store import open_store
 from ..store.duckdb_store import DuckDBStore
 from ..store.spool import Spool
 
-console = Console()
+# No automatic highlighting: colour in the terminal is kept for what means something (an error).
+console = Console(highlight=False)
+
+# Control characters (C0, DEL, C1: ANSI and OSC escape sequences start with them) and the
+# bidirectional overrides, which a stored value must never send to the terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_text(value: Any, keep_lines: bool = False) -> str:
+    """Stored text made safe for a terminal: control characters dropped (line breaks kept when
+    ``keep_lines``, else made spaces), so no escape sequence in an event reaches the terminal."""
+    text = str(value)
+    if keep_lines:
+        return "\n".join(
+            _CONTROL.sub(lambda m: " " if m.group() == "\t" else "", line) for line in text.split("\n")
+        )
+    return _CONTROL.sub(lambda m: " " if m.group() in "\t\n\r" else "", text)
+
+
+def plain(value: Any) -> Text:
+    """Stored text for a Rich table or line: a ``Text``, which Rich never reads as markup."""
+    return Text(terminal_text(value))
 
 
 def store_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -137,7 +161,7 @@ def status(store: str | None, fmt: str) -> None:
             value = info[key]
             table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
     for kind, n in info.get("by_kind", {}).items():
-        table.add_row(f"  {kind}", f"{n:,}")
+        table.add_row(plain(f"  {kind}"), f"{n:,}")
     table.add_row("spool", f"{depth.batches} batches, {depth.events:,} events in {spool_dir}")
     console.print(table)
 
@@ -184,7 +208,7 @@ def _reader(config: Config, session_gap: float | None = None) -> Any:
 
 
 def _fail(exc: BotmeterError) -> click.ClickException:
-    return click.ClickException(str(exc))
+    return click.ClickException(" ".join(str(exc).split()))  # one line, whatever the store said
 
 
 def _json(data: Any) -> str:
@@ -306,31 +330,78 @@ def query(
         writer.writeheader()
         writer.writerows(rows)
         return
+    console.print(query_table(result, rows, columns))
+
+
+def query_table(result: Any, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    """A query's rows as people read them: money with its symbol and a total, the largest first when
+    there is one bucket, long names wrapped rather than cut."""
     metric_def = result.metric
+    values = result.value_keys()
+    is_money = metric_def.unit == "USD"
+    whole = result.query.interval is None
+    if whole:
+        # One bucket: its start says nothing, and the rows read best largest first.
+        columns = [c for c in columns if c != "bucket"]
+        first = values[0] if values else None
+        rows = sorted(rows, key=lambda r: (r.get(first) is None, -(r.get(first) or 0)))
+    additive = metric_def.aggregation in ("sum", "count") and len(rows) > 1
+
+    def cell(value: Any) -> str:
+        if is_money and value is None and metric_def.aggregation == "sum":
+            return "unpriced"
+        if is_money and isinstance(value, int | float):
+            return money_text(value)
+        return _cell(value)
+
     table = Table(
-        title=f"{metric} ({metric_def.unit}) {result.query.start:%Y-%m-%d %H:%M} to "
+        title=f"{metric_def.name} ({metric_def.unit}) {result.query.start:%Y-%m-%d %H:%M} to "
         f"{result.query.end:%Y-%m-%d %H:%M} UTC",
-        caption="; ".join(result.notes) or None,
+        caption=plain("; ".join(result.notes)) if result.notes else None,
+        show_footer=additive,
     )
-    for column in columns:
-        table.add_column(column, justify="right" if column in result.value_keys() else "left")
-    # No value: a group without that dimension, or a cost nobody knows (unpriced), never "-" alone.
-    blank = {d: f"(no {d})" for d in result.query.by}
-    if metric_def.unit == "USD":
-        blank.update(dict.fromkeys(result.value_keys(), "unpriced"))
+    for i, column in enumerate(columns):
+        footer = ""
+        if additive and column in values:
+            footer = cell(sum(r.get(column) or 0 for r in rows))
+        elif additive and i == 0:
+            footer = "total"
+        table.add_column(
+            column,
+            justify="right" if column in values else "left",
+            footer=footer,
+            # Names wrap (between words where they have them) rather than being cut short.
+            overflow="fold",
+            no_wrap=column in values,
+        )
     for row in rows:
-        table.add_row(*(blank.get(c, "-") if row.get(c) is None else _cell(row.get(c)) for c in columns))
-    console.print(table)
+        # A group without that dimension says so, never "-" or "(none)" as if it were a name.
+        table.add_row(
+            *(
+                cell(row.get(c))
+                if c in values
+                else (f"(no {c})" if row.get(c) is None and c in result.query.by else _cell(row.get(c)))
+                for c in columns
+            )
+        )
+    return table
 
 
-def _cell(value: Any) -> str:
+def money_text(value: float) -> str:
+    """Dollars with the symbol: $1,234.56, $0.49, $0.0031 (small amounts keep their digits)."""
+    if value == 0 or abs(value) >= 1:
+        return f"${value:,.2f}" if value >= 0 else f"-${-value:,.2f}"
+    return f"${value:,.4f}" if value > 0 else f"-${-value:,.4f}"
+
+
+def _cell(value: Any) -> Text:
     if value is None:
-        return "-"
+        return Text("-")
     if isinstance(value, float):
-        return f"{value:,.6g}" if abs(value) < 1000 else f"{value:,.2f}"
+        return Text(f"{value:,.6g}" if abs(value) < 1000 else f"{value:,.2f}")
     if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+        return Text(f"{value:,}")
+    return plain(value)  # a model, a channel, a name: the bot's text, never markup
 
 
 @main.command()
@@ -356,10 +427,14 @@ def metrics(fmt: str) -> None:
         return
 
     table = Table(title="botmeter metrics")
-    for column in ("metric", "unit", "statistics", "dimensions", "description"):
-        table.add_column(column)
+    table.add_column("metric", no_wrap=True)
+    table.add_column("unit")
+    table.add_column("statistics", overflow="fold")
+    table.add_column("dimensions", overflow="fold")
+    table.add_column("description")
     for m in CATALOGUE.values():
-        table.add_row(m.name, m.unit, ",".join(m.stats), ",".join(m.dimensions) or "-", m.description)
+        # Lists with a space after each comma, so a narrow terminal wraps them between words.
+        table.add_row(m.name, m.unit, ", ".join(m.stats), ", ".join(m.dimensions) or "-", m.description)
     console.print(table)
 
 
@@ -404,7 +479,12 @@ def _rendered(result: Any, fmt: str) -> str:
     from ..report.responses import render
 
     out = render(result, fmt.replace("-", "_"))
-    return out if isinstance(out, str) else json.dumps(out, indent=2, ensure_ascii=False)
+    # Text forms quote stored text (error messages, names): no escape sequence may reach the terminal.
+    return (
+        terminal_text(out, keep_lines=True)
+        if isinstance(out, str)
+        else json.dumps(out, indent=2, ensure_ascii=False)
+    )
 
 
 @main.command()
@@ -429,8 +509,15 @@ def errors(days: int | None, start: str | None, end: str | None, fmt: str, store
 
 
 @main.command()
+@click.option("--days", default=None, type=click.IntRange(1, 3650), help="Days in the period [default: 7].")
+@click.option("--start", default=None, help="Period start (ISO, UTC), instead of --days.")
+@click.option("--end", default=None, help="Period end (ISO, UTC; default: now).")
 @click.option(
-    "--days", default=7, show_default=True, type=click.IntRange(1, 3650), help="Days in the period."
+    "--tz",
+    "timezone",
+    default="UTC",
+    show_default=True,
+    help="IANA time zone that times, hours and weekdays are shown in, e.g. Europe/London.",
 )
 @click.option(
     "--output",
@@ -449,7 +536,10 @@ def errors(days: int | None, start: str | None, end: str | None, fmt: str, store
 @_gap_option
 @store_option
 def dashboard(
-    days: int,
+    days: int | None,
+    start: str | None,
+    end: str | None,
+    timezone: str,
     output: str,
     with_json: bool,
     rules: str | None,
@@ -458,14 +548,29 @@ def dashboard(
     store: str | None,
 ) -> None:
     """Write the self-contained HTML dashboard: cost, engagement, errors and speed, one file, no network."""
+    from zoneinfo import ZoneInfo
+
     from ..analyse import alerts as alerting
     from ..report.dashboard import write_dashboard
 
     config = _config(store=store)
-    if budget is not None and budget <= 0:
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
         raise click.BadParameter(
             f"{budget!r} is not a budget: give a positive amount in USD", param_hint="--budget"
         )
+    try:
+        ZoneInfo(timezone)
+    except (ValueError, KeyError, OSError):
+        raise click.BadParameter(
+            f"{timezone!r} is not an IANA time zone such as UTC, Europe/London or America/New_York",
+            param_hint="--tz",
+        ) from None
+    if days is not None and start is not None and end is not None:
+        raise click.UsageError("give --days or --start/--end, not both")
+    first = _parse_date(start, "--start") if start else None
+    last = _parse_date(end, "--end") if end else None
+    if first and last and first >= last:
+        raise click.BadParameter(f"{end!r} is not after --start {start}", param_hint="--end")
     try:
         reader = _reader(config, session_gap)
         loaded = alerting.Rules.load(rules) if rules else None
@@ -473,7 +578,15 @@ def dashboard(
         if budget is None and loaded:
             budget = loaded.monthly_budget_usd
         html_path, json_path = write_dashboard(
-            reader, days, output, with_json=with_json, monthly_budget_usd=budget, alerts=fired
+            reader,
+            days if days is not None or first or last else 7,
+            output,
+            start=first,
+            end=last,
+            timezone=timezone,
+            with_json=with_json,
+            monthly_budget_usd=budget,
+            alerts=fired,
         )
     except BotmeterError as exc:
         raise _fail(exc) from exc
@@ -544,7 +657,7 @@ def alerts_check(
         for a in fired:
             repeat = "" if a in outcome["sent"] else " (already sent recently; not sent again)"
             if targets.get("stdout", True) or repeat:
-                click.echo(f"ALERT {a['rule']}: {a['message']}{repeat}")
+                click.echo(terminal_text(f"ALERT {a['rule']}: {a['message']}{repeat}"))
     for failure in outcome["failures"]:
         click.echo(f"warning: {failure}", err=True)
     sys.exit(1 if fired else 0)
@@ -566,7 +679,11 @@ def explore(fmt: str, top: int, store: str | None) -> None:
     if fmt == "json":
         click.echo(_json(info))
         return
-    console.print(f"[bold]{info['events']:,} events[/] from {info['first_event']} to {info['last_event']}")
+    console.print(
+        Text.assemble(
+            (f"{info['events']:,} events", "bold"), f" from {info['first_event']} to {info['last_event']}"
+        )
+    )
     if "storage_bytes" in info:
         per = info["bytes_per_event"]
         console.print(
@@ -577,29 +694,33 @@ def explore(fmt: str, top: int, store: str | None) -> None:
     kinds.add_column("kind")
     kinds.add_column("events", justify="right")
     for kind, n in info["kinds"].items():
-        kinds.add_row(kind, f"{n:,}")
+        kinds.add_row(plain(kind), f"{n:,}")
     console.print(kinds)
     fields_table = Table(title="fields")
     for column in ("field", "type", "filled", "fill rate"):
         fields_table.add_column(column, justify="right" if column in ("filled", "fill rate") else "left")
     for name, f in info["fields"].items():
-        fields_table.add_row(name, f["type"], f"{f['filled']:,}", f"{f['fill_rate']:.1%}")
+        fields_table.add_row(plain(name), plain(f["type"]), f"{f['filled']:,}", f"{f['fill_rate']:.1%}")
     console.print(fields_table)
     dims = Table(title="dimensions")
     for column in ("dimension", "distinct", "top values"):
         dims.add_column(column)
     for name, d in info["dimensions"].items():
         dims.add_row(
-            name, f"{d['cardinality']:,}", ", ".join(f"{t['value']} ({t['events']:,})" for t in d["top"])
+            plain(name),
+            f"{d['cardinality']:,}",
+            plain(", ".join(f"{t['value']} ({t['events']:,})" for t in d["top"])),
         )
     for name, d in info["identifiers"].items():
-        dims.add_row(name, f"{d['cardinality']:,}", "(ids: values not listed)")
+        dims.add_row(plain(name), f"{d['cardinality']:,}", "(ids: values not listed)")
     console.print(dims)
     if info["unpriced_models"]:
         console.print(
-            "models without a price: "
-            + ", ".join(
-                f"{u['provider']}/{u['model']} ({u['calls']:,} calls)" for u in info["unpriced_models"]
+            plain(
+                "models without a price: "
+                + ", ".join(
+                    f"{u['provider']}/{u['model']} ({u['calls']:,} calls)" for u in info["unpriced_models"]
+                )
             )
         )
     days = info["events_per_day"]
@@ -614,7 +735,8 @@ def run() -> None:  # pragma: no cover - console entry
     try:
         main()
     except BotmeterError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        # One line, as text: an error may quote stored values, which must not be read as markup.
+        click.echo(f"Error: {' '.join(str(exc).split())}", err=True)
         sys.exit(2)
 
 

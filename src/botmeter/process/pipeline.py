@@ -4,8 +4,11 @@ The records of one drain become ``Frame``s, one per kind of track call, with col
 the stored event's. Processors are plain callables over a frame, run in order; the built-in
 ones price LLM calls, SMS and API calls, describe errors and hash user ids. They work a column
 at a time because a burst can bring hundreds of thousands of events in one batch. A processor
-that fails is counted and skipped for that batch: the events are stored without its work rather
-than lost (a missing price shows as NULL cost, which reprice can fill in later).
+that fails is retried on halves of the frame down to the event that makes it fail: that event is
+stored without the processor's work (a missing price shows as NULL cost, which reprice can fill in
+later), the rest with it. An event that cannot be made into a stored row at all (its user id cannot
+be hashed, a value does not fit its column) is set aside: counted in ``rejected`` with the reason,
+never taking the other events of its batch with it.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ _ARROW_TYPES = {
     "JSON": pa.string(),
 }
 SCHEMA = pa.schema([(name, _ARROW_TYPES[sql_type]) for name, (sql_type, _) in COLUMNS.items()])
+# The most one event's free-form JSON (properties, an error's context) or stored text may take.
+MAX_FIELD_BYTES = 32 * 1024
 _EVENT_ID_NAMESPACE = uuid.UUID("5b0f7c52-8a7e-4d55-9f57-3d1c2b7c9a10")
 # Marks a batch holding ids the bot chose: a retry of one may come later than the first with another ts.
 CALLER_KEYS = b"botmeter.caller_keys"
@@ -63,6 +68,26 @@ class Frame:
     def slice(self, start: int, stop: int) -> Frame:
         stop = min(stop, self.n)
         return Frame(self.call, self.kind, stop - start, {k: v[start:stop] for k, v in self.columns.items()})
+
+    def copy(self) -> Frame:
+        """The same events with a columns dict of their own: a processor that fails half-way
+        (popping or replacing columns) leaves the original as it was."""
+        return Frame(self.call, self.kind, self.n, dict(self.columns))
+
+    @staticmethod
+    def joined(frames: Sequence[Frame]) -> Frame | None:
+        """Frames of one kind end to end; a column some lack is None there."""
+        if not frames:
+            return None
+        if len(frames) == 1:
+            return frames[0]
+        names = list(dict.fromkeys(name for f in frames for name in f.columns))
+        columns = {
+            name: [v for f in frames for v in (f.columns[name] if name in f.columns else [None] * f.n)]
+            for name in names
+        }
+        first = frames[0]
+        return Frame(first.call, first.kind, sum(f.n for f in frames), columns)
 
 
 Processor = Callable[[Frame], "Frame | None"]
@@ -148,7 +173,31 @@ def to_array(values: Sequence, typ: pa.DataType, convert: Callable[[Any], Any] |
 
 def _json_column(values: list) -> list:
     dumps = json.dumps
-    return [None if v is None else dumps(v, default=str, separators=(",", ":")) for v in values]
+    # NaN and infinities are not JSON: refuse them (the event is set aside) rather than store text
+    # that no JSON reader takes.
+    out = [
+        None if v is None else dumps(v, default=str, separators=(",", ":"), allow_nan=False) for v in values
+    ]
+    for i, text in enumerate(out):
+        if text is not None and len(text) > MAX_FIELD_BYTES:  # ASCII JSON: one byte per character
+            out[i] = dumps(too_large(len(text)), separators=(",", ":"))
+    return out
+
+
+def too_large(size: int) -> dict[str, Any]:
+    """What is stored instead of free-form JSON over ``MAX_FIELD_BYTES`` (``size``: its size, or
+    as much of it as was measured before giving up)."""
+    return {"_truncated": {"at_least_bytes": size, "limit_bytes": MAX_FIELD_BYTES}}
+
+
+def _clip_text(values: Sequence) -> list:
+    limit = MAX_FIELD_BYTES
+    return [
+        t
+        if t is None or len(t) <= limit // 4 or len(t.encode("utf-8", "surrogatepass")) <= limit
+        else t.encode("utf-8", "surrogatepass")[: limit - 16].decode("utf-8", "ignore") + " [truncated]"
+        for t in values
+    ]
 
 
 class Pipeline:
@@ -167,6 +216,8 @@ class Pipeline:
         self.sms_rates = SmsRates.load(config.sms_rates) if config.sms_rates else SmsRates.default()
         self.ids = EventIds()
         self.failures: Counter[str] = Counter()
+        # Events set aside since the writer last looked: (track call, reason) -> count.
+        self.rejected: Counter[tuple[str, str]] = Counter()
         self.steps: list[Processor] = [
             self.price_llm,
             self.price_sms,
@@ -204,7 +255,7 @@ class Pipeline:
             user_id=raw["user"],
             conversation_id=raw["conversation"],
             channel=raw["channel"],
-            properties=raw["properties"],
+            properties=_oversized(raw["properties"]),
         )
         frame = Frame(call, kind, n, columns)
         if raw["event_id"].count(None) != n:
@@ -215,7 +266,7 @@ class Pipeline:
         texts = raw["text"]
         columns = {"chars": [None if t is None else len(t) for t in texts]}
         if self.config.store_text:
-            columns["text"] = texts
+            columns["text"] = _clip_text(texts)
         return columns
 
     def _message(self, n: int, raw: dict[str, list]) -> Frame:
@@ -284,7 +335,7 @@ class Pipeline:
         frame.columns["_message"] = raw["message"]
         frame.columns["_status_code"] = raw["status_code"]
         frame.columns["_code"] = raw["code"]
-        frame.columns["_context"] = raw["context"]
+        frame.columns["_context"] = _oversized(raw["context"])
         return frame
 
     def _timing(self, n: int, raw: dict[str, list]) -> Frame:
@@ -401,6 +452,8 @@ class Pipeline:
         columns = {
             k: [None] * frame.n for k in ("error_type", "error_category", "fingerprint", "error_message")
         }
+        # New lists, not the frame's: a retry after a failure must see the values as they came.
+        c["severity"], c["properties"] = list(c["severity"]), list(c["properties"])
         for i in range(frame.n):
             facts = error_facts.describe(errors[i], messages[i], statuses[i], codes[i])
             if c["provider"][i] is None:  # the exception's package says whose it is
@@ -464,10 +517,11 @@ class Pipeline:
             for start in range(0, whole.n, chunk_rows):
                 frame = whole.slice(start, start + chunk_rows) if whole.n > chunk_rows else whole
                 caller_keys = caller_keys or "_event_key" in frame.columns
-                frame = self._process(frame)
-                if frame is not None and frame.n:
-                    pending.append(self.to_arrow(frame))
-                    rows += frame.n
+                processed = self._process(frame)
+                table = None if processed is None or not processed.n else self._table(processed)
+                if table is not None:
+                    pending.append(table)
+                    rows += table.num_rows
                 if rows >= chunk_rows:
                     yield self._combine(pending, caller_keys)
                     pending, rows, caller_keys = [], 0, False
@@ -476,17 +530,58 @@ class Pipeline:
 
     def _process(self, frame: Frame) -> Frame | None:
         for step in self.steps:
-            try:
-                result = step(frame)
-            except Exception:  # a processor bug must not lose the events
-                name = getattr(step, "__name__", repr(step))
-                self.failures[name] += 1
-                log.exception("botmeter: processor %s failed on %d %s events", name, frame.n, frame.kind)
-                continue
+            result = self._step(step, frame, top=True)
             if result is None:
                 return None
             frame = result
         return frame
+
+    def _step(self, step: Processor, frame: Frame, top: bool = False) -> Frame | None:
+        """One processor over the frame; on failure, over each half, down to the event that fails it.
+
+        A batch with one bad event costs a few retries of halves (log2 of its size), never the
+        work done for the others.
+        """
+        try:
+            return step(frame.copy())
+        except Exception as exc:  # a processor bug or an odd value must not lose the events
+            name = getattr(step, "__name__", repr(step))
+            if top:
+                log.warning(
+                    "botmeter: processor %s failed on %d %s events (%s); isolating the event(s)",
+                    name,
+                    frame.n,
+                    frame.kind,
+                    _reason(exc),
+                )
+            if frame.n > 1:
+                half = frame.n // 2
+                parts = (self._step(step, frame.slice(0, half)), self._step(step, frame.slice(half, frame.n)))
+                return Frame.joined([p for p in parts if p is not None and p.n])
+            self.failures[name] += 1
+            if step == self.hash_users:
+                # Fail closed: an id that cannot be hashed is never stored in the clear.
+                self.rejected[frame.call, f"{name}: {_reason(exc)}"] += 1
+                return None
+            return frame  # stored without this processor's work
+
+    def _table(self, frame: Frame) -> pa.Table | None:
+        """The frame as Arrow; an event whose values do not fit their columns is set aside alone."""
+        try:
+            return self.to_arrow(frame)
+        except Exception as exc:
+            if frame.n == 1:
+                self.rejected[frame.call, _reason(exc)] += 1
+                return None
+        half = frame.n // 2
+        tables = [
+            t
+            for t in (self._table(frame.slice(0, half)), self._table(frame.slice(half, frame.n)))
+            if t is not None
+        ]
+        if not tables:
+            return None
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
     @staticmethod
     def _combine(tables: list[pa.Table], caller_keys: bool) -> pa.Table:
@@ -496,42 +591,42 @@ class Pipeline:
         return table
 
     def to_arrow(self, frame: Frame) -> pa.Table:
-        n = frame.n
-        c = frame.columns
+        """The frame as a table of stored events; an error names the column that failed."""
         arrays = []
         for name, typ in zip(SCHEMA.names, SCHEMA.types, strict=True):
-            values = c.get(name)
-            if name == "event_id":
-                arrays.append(self._event_ids(frame))
-            elif name == "ts":
-                seconds = to_array(values, pa.float64())
-                micros = pc.cast(pc.round(pc.multiply(seconds, 1e6)), pa.int64())
-                arrays.append(micros.cast(pa.timestamp("us")))
-            elif name in ("kind", "bot", "release"):
-                constant = {"kind": frame.kind, "bot": self.config.bot, "release": self.config.release}[name]
-                arrays.append(pa.repeat(pa.scalar(constant, typ), n))
-            elif name == "channel":
-                default = self.config.channel
-                if values is None:
-                    arrays.append(pa.repeat(pa.scalar(default, typ), n))
-                    continue
-                if default is not None:
-                    values = [v or default for v in values]
-                arrays.append(to_array(values, typ))
-            elif values is None:
-                arrays.append(pa.nulls(n, typ))
-            elif name == "properties":
-                arrays.append(
-                    pa.nulls(n, typ) if values.count(None) == n else to_array(_json_column(values), typ)
-                )
-            elif name == "conversation_id":
-                # Conversation ids may be ints; they are stored as text.
-                arrays.append(
-                    to_array(values, typ, lambda v: v if v is None or isinstance(v, str) else str(v))
-                )
-            else:
-                arrays.append(to_array(values, typ))
+            try:
+                arrays.append(self._column(frame, name, typ))
+            except Exception as exc:
+                raise ValueError(f"{name}: {_reason(exc)}") from exc
         return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+    def _column(self, frame: Frame, name: str, typ: pa.DataType) -> pa.Array:
+        n = frame.n
+        values = frame.columns.get(name)
+        if name == "event_id":
+            return self._event_ids(frame)
+        if name == "ts":
+            seconds = to_array(values, pa.float64())
+            micros = pc.cast(pc.round(pc.multiply(seconds, 1e6)), pa.int64())
+            return micros.cast(pa.timestamp("us"))
+        if name in ("kind", "bot", "release"):
+            constant = {"kind": frame.kind, "bot": self.config.bot, "release": self.config.release}[name]
+            return pa.repeat(pa.scalar(constant, typ), n)
+        if name == "channel":
+            default = self.config.channel
+            if values is None:
+                return pa.repeat(pa.scalar(default, typ), n)
+            if default is not None:
+                values = [v or default for v in values]
+            return to_array(values, typ)
+        if values is None:
+            return pa.nulls(n, typ)
+        if name == "properties":
+            return pa.nulls(n, typ) if values.count(None) == n else to_array(_json_column(values), typ)
+        if name == "conversation_id":
+            # Conversation ids may be ints; they are stored as text.
+            return to_array(values, typ, lambda v: v if v is None or isinstance(v, str) else str(v))
+        return to_array(values, typ)
 
     def _event_ids(self, frame: Frame) -> pa.Array:
         ids = self.ids.take(frame.n)
@@ -554,6 +649,19 @@ def _caller_event_id(bot: str, key: str) -> bytes:
         return uuid.UUID(key).bytes
     except ValueError:
         return uuid.uuid5(_EVENT_ID_NAMESPACE, f"{bot}\x00{key}").bytes
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as a short, storable line (no lone surrogates, bounded)."""
+    text = f"{type(exc).__name__}: {exc}".encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _oversized(values: list) -> list:
+    """Free-form dicts the track call found over the size limit arrive as their size (an int)."""
+    if values.count(None) == len(values) or not any(v.__class__ is int for v in values):
+        return values
+    return [too_large(v) if v.__class__ is int else v for v in values]
 
 
 def system_frame(ts: float, name: str, units: float, unit: str, properties: dict[str, Any]) -> Frame:

@@ -286,6 +286,15 @@ def costs_report(costs: Mapping[str, Any]) -> Report:
         tuple(sections),
         costs,
         short_title=f"botmeter {_days_label(p['start'], p['end'])}",
+        notes=unavailable_notes(costs),
+    )
+
+
+def unavailable_notes(answer: Mapping[str, Any]) -> tuple[str, ...]:
+    """One note per figure the store could not give, with the reason."""
+    return tuple(
+        f"Not available from this store: {name} ({why})"
+        for name, why in (answer.get("unavailable") or {}).items()
     )
 
 

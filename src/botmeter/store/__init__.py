@@ -33,7 +33,9 @@ class Store(Protocol):
         ``fresh``: the writer's first attempt at a batch whose ids it just made; a backend may
         skip the duplicate check for it. ``keep_open``: another batch follows at once.
 
-        Raises ``StoreUnavailable`` when the store cannot take the batch now (the writer spools it).
+        Raises ``StoreUnavailable`` when the store cannot take the batch now (the writer spools it);
+        any other error says the batch's content is refused, and the writer writes it in halves to
+        find the event(s) at fault, which it sets aside.
         """
         ...
 

@@ -33,15 +33,23 @@ are saved in a small JSON file named after the batch (a digest of its event ids)
 ``<spool>/cloudwatch-acks/``; a replay skips those requests and deletes the file when the batch
 is complete. Content digests rather than request numbers mean a changed namespace or log group
 sends again (to the new place), never skips. During a replay the file is updated after every
-request, so a crash loses at most the record of one request; what remains is the narrow window
-where CloudWatch took a request but its answer was lost, the one case that can count twice.
+request, so a crash loses at most the record of one request.
+
+A request whose answer was lost (a read timeout, a connection cut after sending) may or may not
+have been taken, and CloudWatch has no idempotency token for puts: it is never retried blindly.
+It is noted as in doubt with the log stream it went to; the replay looks its records up there
+(``GetLogEvents``: a stream is written by one process) and sends only those missing. Metric values
+cannot be looked up, so a ``PutMetricData`` in doubt is not sent again: the metrics may miss its
+values (counted in ``unconfirmed_metric_values``) but never count them twice.
 Duplicate event ids within a batch are sent once; across batches CloudWatch has no way to check,
 so an ``event_id=`` the bot repeats in a later batch is counted again (DuckDB dedupes those).
 
-Failures: throttling, 5xx answers and connection errors are retried a few times with short,
-jittered backoff; then (and at once for missing credentials or access denied) the write raises
-``StoreUnavailable``, the writer spools the batch and replays it when CloudWatch answers. Only a
-request CloudWatch rejects as invalid raises ``StoreError`` (the spool sets the batch aside).
+Failures: throttling, 5xx answers and connection errors (before anything was sent) are retried a
+few times with short, jittered backoff, within a time bound per request (``connect_timeout_s``,
+``read_timeout_s``) and per batch (``batch_deadline_s``); then (and at once for missing
+credentials or access denied) the write raises ``StoreUnavailable``, the writer spools the batch
+and replays it when CloudWatch answers. Only a request CloudWatch rejects as invalid raises
+``StoreError`` (the spool sets the batch aside).
 """
 
 from __future__ import annotations
@@ -60,7 +68,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -228,6 +236,8 @@ _BAD_REQUEST: Final = frozenset(
         "InvalidSequenceTokenException",
     }
 )
+# Calls that add data: sent twice, they count twice (CloudWatch has no idempotency token for them).
+_PUTS: Final = frozenset({"put_log_events", "put_metric_data"})
 _THROTTLED: Final = frozenset(
     {
         "Throttling",
@@ -563,6 +573,15 @@ class Chunk:
         return h.hexdigest()[:32]
 
 
+@dataclass(slots=True)
+class Progress:
+    """What became of a batch's requests: ``done`` (digests CloudWatch acknowledged) and ``doubt``
+    (digest -> the log stream it went to, "" for metrics: sent, but the answer was lost)."""
+
+    done: set[str] = field(default_factory=set)
+    doubt: dict[str, str] = field(default_factory=dict)
+
+
 class Acks:
     """Which requests of a batch CloudWatch took, for batches that failed part way.
 
@@ -577,18 +596,23 @@ class Acks:
     def _path(self, key: str) -> Path:
         return self.directory / f"{key}.json"
 
-    def load(self, key: str) -> set[str]:
+    def load(self, key: str) -> Progress:
         try:
-            return set(json.loads(self._path(key).read_text()))
+            noted = json.loads(self._path(key).read_text())
         except (OSError, ValueError):
-            return set()
+            return Progress()
+        if isinstance(noted, list):  # the first format: the digests of the requests taken
+            return Progress(set(noted))
+        if not isinstance(noted, dict):
+            return Progress()
+        return Progress(set(noted.get("done") or ()), dict(noted.get("doubt") or {}))
 
-    def save(self, key: str, digests: set[str]) -> None:
+    def save(self, key: str, progress: Progress) -> None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             tmp = self.directory / f".{key}.{os.getpid()}.tmp"
             with open(tmp, "w") as f:
-                json.dump(sorted(digests), f)
+                json.dump({"done": sorted(progress.done), "doubt": progress.doubt}, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self._path(key))
@@ -653,6 +677,11 @@ class CloudWatchStore:
     # After CloudWatch failed every retry, calls fail at once for this long: the writer tries again
     # every flush interval, and a flush or close during an outage should not wait out retries each time.
     cooldown_s = 1.0
+    # Time bounds: a request waits at most read_timeout_s for its answer, and no new request or
+    # retry of a batch starts after batch_deadline_s (the rest waits in the spool).
+    connect_timeout_s = 2.0
+    read_timeout_s = 5.0
+    batch_deadline_s = 10.0
 
     def __init__(
         self,
@@ -699,6 +728,7 @@ class CloudWatchStore:
         self.sent_events = 0  # events whose record this store sent
         self.last_sent_at: datetime | None = None  # naive UTC, as the batch's ts column
         self.rejected_events = 0  # events outside CloudWatch's time window, not sent
+        self.unconfirmed_metric_values = 0  # metric values sent without an answer, not sent again
         self._clients: dict[str, Any] = {}
         self._stream: str | None = None
         self._down_until = 0.0
@@ -726,8 +756,8 @@ class CloudWatchStore:
         # endpoint is given, so boto3 honours AWS_ENDPOINT_URL and its own configuration.
         self._boto_config = botocore.config.Config(
             retries={"total_max_attempts": 1},
-            connect_timeout=2,
-            read_timeout=10,
+            connect_timeout=self.connect_timeout_s,
+            read_timeout=self.read_timeout_s,
             user_agent_extra="botmeter",
         )
 
@@ -746,12 +776,20 @@ class CloudWatchStore:
         return client
 
     def _call(
-        self, service: str, operation: str, *, remember_outage: bool = True, **params: Any
+        self,
+        service: str,
+        operation: str,
+        *,
+        remember_outage: bool = True,
+        deadline: float | None = None,
+        **params: Any,
     ) -> dict[str, Any]:
         """One AWS call; throttling, 5xx and connection errors retried briefly, errors mapped.
 
         ``remember_outage``: after failing every retry, fail further calls at once for ``cooldown_s``
-        (the writer's calls; a reader asking one query after another needs no such pause)."""
+        (the writer's calls; a reader asking one query after another needs no such pause).
+        ``deadline`` (``time.monotonic()``): no retry starts after it. A put whose answer was lost
+        (read timeout, connection cut after sending) is not retried: it raises ``InDoubt``."""
         exc_mod = self._botocore_exc
         if remember_outage and time.monotonic() < self._down_until:
             raise StoreUnavailable(
@@ -760,10 +798,16 @@ class CloudWatchStore:
         fn = getattr(self._client(service), operation)
         delay = self.backoff_s
         problem = ""
+        tries = 0
         for attempt in range(self.attempts):
             if attempt:
-                time.sleep(random.uniform(delay / 2, delay))  # jittered, so processes do not retry in step
+                pause = random.uniform(delay / 2, delay)  # jittered, so processes do not retry in step
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    problem += " (out of time for more tries)"
+                    break
+                time.sleep(pause)
                 delay = min(delay * 2, self.max_backoff_s)
+            tries += 1
             try:
                 return fn(**params)
             except exc_mod.ClientError as exc:
@@ -784,12 +828,22 @@ class CloudWatchStore:
                 raise StoreUnavailable(f"CloudWatch {operation}: no AWS credentials ({exc})") from exc
             except exc_mod.ParamValidationError as exc:
                 raise StoreError(f"CloudWatch {operation}: invalid request: {exc}") from exc
-            except (exc_mod.ConnectionError, exc_mod.HTTPClientError) as exc:
+            except exc_mod.ConnectionError as exc:  # never reached CloudWatch: safe to send again
                 problem = str(exc)
+                continue
+            except exc_mod.HTTPClientError as exc:
+                # Sent, but the answer was lost (read timeout, connection cut): CloudWatch may have
+                # taken it. A put sent again could count twice, so the caller decides what to do.
+                problem = str(exc)
+                if operation in _PUTS:
+                    if remember_outage:
+                        self._down_until = time.monotonic() + self.cooldown_s
+                        self._down_why = f"no answer to {operation}: {problem}"
+                    raise InDoubt(f"CloudWatch {operation}: sent, but no answer came ({problem})") from exc
                 continue
             except exc_mod.BotoCoreError as exc:
                 raise StoreUnavailable(f"CloudWatch {operation}: {exc}") from exc
-        why = f"failed {self.attempts} times; last: {problem}"
+        why = f"failed {tries} times; last: {problem}"
         if remember_outage:
             self._down_until = time.monotonic() + self.cooldown_s
             self._down_why = why
@@ -831,32 +885,53 @@ class CloudWatchStore:
 
     def write(self, batch: pa.Table, *, fresh: bool = False, keep_open: bool = False) -> int:
         """Sends the batch; a batch that failed part way resumes where it stopped. Returns the
-        number of events whose record was sent."""
+        number of events whose record was sent. Gives up (``StoreUnavailable``, the batch spools)
+        once ``batch_deadline_s`` has passed or a request's answer is lost."""
         if batch.num_rows == 0:
             return 0
         batch = _unique(batch)
         chunks = self.plan(batch)
         key = batch_key(batch)
-        # A fresh batch was never tried, so nothing of it was sent: no file to look for.
-        done = set() if fresh else self.acks.load(key)
+        deadline = time.monotonic() + self.batch_deadline_s
+        # A fresh batch was never tried, so nothing of it was sent: no file to look for, and no
+        # digest is computed unless it fails.
+        progress = Progress() if fresh else self.acks.load(key)
+        had_file = bool(progress.done or progress.doubt)
         sent_now: list[Chunk] = []
         rows = 0
         try:
             for chunk in chunks:
                 digest = chunk.digest(self._scope(chunk)) if not fresh else None
-                if digest is not None and digest in done:
+                if digest is not None and digest in progress.done:
                     continue
-                rows += self._send(chunk)
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable(
+                        f"CloudWatch: the batch took over {self.batch_deadline_s:g} s; "
+                        "the rest waits in the spool"
+                    )
+                if digest is not None and digest in progress.doubt:
+                    rows += self._resolve(chunk, progress.doubt[digest], deadline)
+                else:
+                    try:
+                        rows += self._send(chunk, deadline)
+                    except InDoubt:
+                        progress.doubt[digest or chunk.digest(self._scope(chunk))] = (
+                            self._stream or "" if chunk.kind == "logs" else ""
+                        )
+                        raise
                 sent_now.append(chunk)
                 if digest is not None:
-                    done.add(digest)
+                    progress.done.add(digest)
+                    progress.doubt.pop(digest, None)
                     if len(chunks) > 1:
-                        self.acks.save(key, done)  # a crash now must not resend this request
+                        self.acks.save(key, progress)  # a crash now must not resend this request
         except BaseException:
-            if fresh and sent_now:
-                self.acks.save(key, {c.digest(self._scope(c)) for c in sent_now})
+            if fresh:
+                progress.done |= {c.digest(self._scope(c)) for c in sent_now}
+            if progress.done or progress.doubt:
+                self.acks.save(key, progress)
             raise
-        if not fresh and done:
+        if had_file or (not fresh and progress.done):
             self.acks.clear(key)
         self.sent_events += rows
         if rows:
@@ -864,6 +939,66 @@ class CloudWatchStore:
             if newest is not None and (self.last_sent_at is None or newest > self.last_sent_at):
                 self.last_sent_at = newest
         return rows
+
+    def _resolve(self, chunk: Chunk, stream: str, deadline: float) -> int:
+        """A request sent before whose answer was lost: finds out what CloudWatch took, sends the rest."""
+        if chunk.kind == "logs":
+            # Records can be looked up in the stream they were sent to (one process writes it).
+            missing = self._missing_records(chunk, stream, deadline)
+            found = len(chunk.items) - len(missing)
+            if found:
+                log.info("botmeter: %d CloudWatch records whose answer was lost had arrived", found)
+            return found + (self._send(Chunk("logs", missing), deadline) if missing else 0)
+        # CloudWatch cannot be asked which metric values it took, and values sent twice count
+        # twice: the request is not sent again. The records (and every figure read from them) are whole.
+        values = sum(sum(d.get("Counts") or [1]) for d in chunk.items)
+        self.unconfirmed_metric_values += values
+        log.warning(
+            "botmeter: a CloudWatch PutMetricData request (%d values) got no answer; not sent again, "
+            "so that nothing counts twice (the metrics may miss them; the records are whole)",
+            values,
+        )
+        return 0
+
+    def _missing_records(self, chunk: Chunk, stream: str, deadline: float) -> list:
+        """The records of ``chunk`` not found in the log stream ``stream``."""
+        if not stream:
+            return list(chunk.items)
+        wanted = {message for _, message in chunk.items}
+        stamps = [ts for ts, _ in chunk.items]
+        params: dict[str, Any] = {
+            "logGroupName": self.log_group,
+            "logStreamName": stream,
+            "startTime": min(stamps),
+            "endTime": max(stamps) + 1,
+            "startFromHead": True,
+        }
+        found: set[str] = set()
+        token = None
+        while True:
+            try:
+                page = self._call(
+                    "logs",
+                    "get_log_events",
+                    deadline=deadline,
+                    **params,
+                    **({"nextToken": token} if token else {}),
+                )
+            except _Unavailable as exc:
+                if exc.code == "ResourceNotFoundException":
+                    return list(chunk.items)  # the stream was never made: nothing arrived
+                if exc.code == "AccessDeniedException":
+                    # Without logs:GetLogEvents the records cannot be looked up: sent again (they
+                    # may count twice) rather than kept in the spool for good.
+                    log.warning("botmeter: %s; records whose answer was lost are sent again", exc)
+                    return list(chunk.items)
+                raise
+            found |= {e.get("message") for e in page.get("events", ())} & wanted
+            following = page.get("nextForwardToken")
+            if not page.get("events") or following == token or len(found) == len(wanted):
+                break
+            token = following
+        return [item for item in chunk.items if item[1] not in found]
 
     def _window(self) -> tuple[int, int]:
         now = time.time()
@@ -879,12 +1014,12 @@ class CloudWatchStore:
                 "botmeter: %d %s outside CloudWatch's window (14 days back, 2 hours ahead) not sent", n, what
             )
 
-    def _send(self, chunk: Chunk) -> int:
+    def _send(self, chunk: Chunk, deadline: float | None = None) -> int:
         lo, hi = self._window()
         if chunk.kind == "logs":
             events = [{"timestamp": ts, "message": m} for ts, m in chunk.items if lo <= ts <= hi]
             self._reject(len(chunk.items) - len(events), "event records")
-            return self._put_log_events(events) if events else 0
+            return self._put_log_events(events, deadline) if events else 0
         if chunk.kind == "metrics":
             data = [
                 {**d, "Timestamp": datetime.fromtimestamp(d["Timestamp"] / 1000, UTC)}
@@ -894,7 +1029,13 @@ class CloudWatchStore:
             if len(data) < len(chunk.items):
                 log.warning("botmeter: metric values outside CloudWatch's window not sent")
             if data:
-                self._call("cloudwatch", "put_metric_data", Namespace=self.namespace, MetricData=data)
+                self._call(
+                    "cloudwatch",
+                    "put_metric_data",
+                    deadline=deadline,
+                    Namespace=self.namespace,
+                    MetricData=data,
+                )
             return 0
         lines = [line for ts, line, _ in chunk.items if ts is None or lo <= ts <= hi]
         if len(lines) < len(chunk.items):
@@ -907,21 +1048,23 @@ class CloudWatchStore:
             raise StoreUnavailable(f"cannot write EMF lines to stdout: {exc}") from exc
         return sum(1 for _, _, is_record in chunk.items if is_record)
 
-    def _put_log_events(self, events: list[dict[str, Any]]) -> int:
+    def _put_log_events(self, events: list[dict[str, Any]], deadline: float | None = None) -> int:
         if self._stream is None:
             host = re.sub(r"[:*]", "-", socket.gethostname()) or "host"
             self._stream = f"botmeter/{host}/{os.getpid()}-{secrets.token_hex(4)}"
         params = {"logGroupName": self.log_group, "logStreamName": self._stream, "logEvents": events}
         try:
-            answer = self._call("logs", "put_log_events", **params)
+            answer = self._call("logs", "put_log_events", deadline=deadline, **params)
         except _Unavailable as exc:
             if exc.code != "ResourceNotFoundException":
                 raise
             # Only now create the group and stream: a bot whose role may only put events still works
             # with a group made beforehand.
-            self._create("create_log_group", logGroupName=self.log_group)
-            self._create("create_log_stream", logGroupName=self.log_group, logStreamName=self._stream)
-            answer = self._call("logs", "put_log_events", **params)
+            self._create("create_log_group", deadline, logGroupName=self.log_group)
+            self._create(
+                "create_log_stream", deadline, logGroupName=self.log_group, logStreamName=self._stream
+            )
+            answer = self._call("logs", "put_log_events", deadline=deadline, **params)
         rejected = answer.get("rejectedLogEventsInfo") or {}
         n = len(events)
         too_old = (
@@ -931,9 +1074,9 @@ class CloudWatchStore:
         self._reject(too_old + too_new, "event records")
         return n - too_old - too_new
 
-    def _create(self, operation: str, **params: Any) -> None:
+    def _create(self, operation: str, deadline: float | None, **params: Any) -> None:
         try:
-            self._call("logs", operation, **params)
+            self._call("logs", operation, deadline=deadline, **params)
         except _Unavailable as exc:
             if exc.code == "ResourceAlreadyExistsException":
                 return
@@ -990,6 +1133,10 @@ class CloudWatchStore:
 
     def __repr__(self) -> str:
         return f"CloudWatchStore(namespace={self.namespace!r}, mode={self.mode!r}, region={self.region!r})"
+
+
+class InDoubt(StoreUnavailable):
+    """A put was sent but its answer was lost: CloudWatch may or may not have taken it."""
 
 
 class _Unavailable(StoreUnavailable):

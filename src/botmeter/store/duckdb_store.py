@@ -59,6 +59,9 @@ _PATH_LOCKS: dict[Path, threading.RLock] = {}
 _PATH_LOCKS_GUARD = threading.Lock()
 
 
+_BUSY_PROBE_S = 0.25  # how long a write waits for a file another process was found holding
+
+
 def _path_lock(path: Path) -> threading.RLock:
     with _PATH_LOCKS_GUARD:
         lock = _PATH_LOCKS.get(path)
@@ -100,6 +103,11 @@ class DuckDBStore:
         self._gap_s = rollups.DEFAULT_SESSION_GAP_S
         self._lock = _path_lock(self.path)
         self._migrated = False
+        # Set when a write found the file held by another process for the whole lock timeout:
+        # until a write gets in again, writes only probe (_BUSY_PROBE_S), so that a writer retrying
+        # the spool and the next batch does not wait out the lock timeout at every step (a flush
+        # took about four lock timeouts).
+        self._held_elsewhere = False
         # While batches queue up (a burst, a backlog) the writer keeps the file open from one to
         # the next: reopening and checkpointing each time costs a third of a write. Readers ask
         # for the file by leaving a note in <store>.readers/; the writer then lets go.
@@ -122,6 +130,8 @@ class DuckDBStore:
                     con.close()
 
     def _open(self, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnection:
+        if not read_only and self._held_elsewhere:
+            timeout = min(timeout, _BUSY_PROBE_S)
         deadline = time.monotonic() + timeout
         pause = 0.002
         while True:
@@ -131,6 +141,8 @@ class DuckDBStore:
                 con = duckdb.connect(str(self.path), read_only=read_only)
                 # No progress bar: a long query must not draw on the bot's (or the CLI's) terminal.
                 con.execute("SET enable_progress_bar = false")
+                if not read_only:
+                    self._held_elsewhere = False
                 return con
             except duckdb.Error as exc:
                 if not _is_lock_conflict(exc):
@@ -140,6 +152,8 @@ class DuckDBStore:
                         ) from exc
                     raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
                 if time.monotonic() >= deadline:
+                    if not read_only:
+                        self._held_elsewhere = True
                     raise StoreLocked(
                         f"{self.path} is held by another process for more than {timeout:g}s: {exc}"
                     ) from exc
@@ -198,7 +212,7 @@ class DuckDBStore:
                 self._withdraw_request()
                 with self.writing(timeout):
                     pass
-            with self._connection(read_only=True, timeout=timeout) as con:
+            with self._connection(read_only=True, timeout=timeout) as con, damaged_file(self.path):
                 self._withdraw_request()
                 yield con
 
@@ -429,7 +443,8 @@ class DuckDBStore:
         return self.path.with_name(self.path.name + ".key")
 
     def before_fork(self) -> None:
-        # A child must not inherit an open DuckDB file: closing it there would write to it.
+        # A child must not inherit an open DuckDB file: closing it there would write to it. (The
+        # writer also holds off its own writes across the fork: see Writer.before_fork.)
         self.release()
 
     def after_fork(self) -> None:
@@ -480,6 +495,27 @@ def _has_events(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(rows[0][0])
 
 
+@contextlib.contextmanager
+def damaged_file(path: Path) -> Iterator[None]:
+    """Reading a file that turns out damaged (truncated, overwritten: DuckDB finds it block by block,
+    as it reads) raises ``StoreUnavailable`` naming the file, not DuckDB's own error."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        if type(exc) is duckdb.Error or isinstance(exc, _DAMAGED):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreUnavailable(f"cannot read {path}, the file may be damaged: {first}") from exc
+        raise
+
+
+_DAMAGED = (
+    duckdb.IOException,
+    duckdb.FatalException,
+    duckdb.InternalException,
+    duckdb.SerializationException,
+)
+
+
 def _mapped(exc: duckdb.Error, path: Path) -> StoreError:
     # Only errors about the batch itself are final (the spool sets such a batch aside); anything
     # else (a full disk, a read-only file, a failed commit) may pass, so the batch waits and retries.
@@ -488,4 +524,6 @@ def _mapped(exc: duckdb.Error, path: Path) -> StoreError:
     return StoreUnavailable(f"{path}: {exc}")
 
 
-_BAD_BATCH = (duckdb.BinderException, duckdb.ConversionException, duckdb.InvalidInputException)
+# A constraint (a NULL where none may be), a value out of range or of the wrong type: the batch's
+# content, which no retry changes. The writer then finds the event(s) at fault and sets them aside.
+_BAD_BATCH = (duckdb.BinderException, duckdb.InvalidInputException, duckdb.DataError, duckdb.IntegrityError)

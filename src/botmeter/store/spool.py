@@ -1,7 +1,10 @@
 """Durable local fallback: batches the store could not take wait here, on disk, and are replayed.
 
-Each batch is one Arrow IPC file, written to a temporary name, fsynced, renamed into place and
-the directory fsynced, so a crash leaves either the whole batch or nothing. Names start with the
+Each batch is one Arrow IPC file, written whole to a temporary name (a short write on a nearly
+full disk is continued or fails), fsynced, checked for size, renamed into place and the
+directory fsynced, so a crash leaves either the whole batch or nothing; a temporary file left by
+a failure is removed. At replay a file holding fewer events than its name says (truncated) is
+never taken as the batch. Names start with the
 time they were written, so replay goes in order across processes. A batch is removed only after
 the store has taken it; the store skips event ids it already has, so replaying twice (a crash
 between the write and the removal, two processes replaying at once) stores each event once.
@@ -13,6 +16,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,9 +43,14 @@ class Spool:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self._seq = 0
-        self.dropped_events = 0  # batches refused because the spool was full or unwritable
-        self.quarantined_events = 0  # batches the store rejected as invalid, kept aside in failed/
+        self.refused_events = 0  # batches not taken because the spool was full or unwritable
+        self.quarantined_events = 0  # spooled batches set aside in failed/ (unreadable, truncated)
+        self.set_aside_events = 0  # events the store refused, kept in failed/ with the reason
         self.replayed_events = 0
+
+    @property
+    def failed_dir(self) -> Path:
+        return self.directory / "failed"
 
     def _segments(self) -> list[Path]:
         try:
@@ -68,16 +77,14 @@ class Spool:
 
     def append(self, batch: pa.Table) -> bool:
         """Writes the batch durably. False (and counted) if the spool is full or cannot be written."""
+        tmp: Path | None = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            sink = pa.BufferOutputStream()
-            with ipc.new_stream(sink, batch.schema) as writer:
-                writer.write_table(batch)
-            data = sink.getvalue()
+            data = _ipc_bytes(batch)
             if self.depth().bytes + data.size > self.max_bytes:
-                self.dropped_events += batch.num_rows
+                self.refused_events += batch.num_rows
                 log.error(
-                    "botmeter: spool %s is full (%d bytes max); %d events dropped",
+                    "botmeter: spool %s is full (%d bytes max); %d events not spooled",
                     self.directory,
                     self.max_bytes,
                     batch.num_rows,
@@ -86,18 +93,36 @@ class Spool:
             self._seq += 1
             name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}-n{batch.num_rows}{SUFFIX}"
             tmp = self.directory / f".{name}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, data.to_pybytes())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _write_whole(tmp, data)
             os.rename(tmp, self.directory / name)
+            tmp = None
             _fsync_dir(self.directory)
             return True
         except OSError as exc:
-            self.dropped_events += batch.num_rows
+            self.refused_events += batch.num_rows
             log.error("botmeter: cannot spool %d events to %s: %s", batch.num_rows, self.directory, exc)
+            return False
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+
+    def set_aside(self, batch: pa.Table, reason: str) -> bool:
+        """Keeps events the store refused in ``failed/``, with the reason beside them (never raises)."""
+        self.set_aside_events += batch.num_rows
+        try:
+            self.failed_dir.mkdir(parents=True, exist_ok=True)
+            self._seq += 1
+            name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}-n{batch.num_rows}{SUFFIX}"
+            _write_whole(self.failed_dir / name, _ipc_bytes(batch))
+            (self.failed_dir / f"{name}.reason.txt").write_text(
+                reason + "\n", encoding="utf-8", errors="replace"
+            )
+            return True
+        except OSError as exc:
+            log.error(
+                "botmeter: cannot keep %d refused events in %s: %s", batch.num_rows, self.failed_dir, exc
+            )
             return False
 
     def replay(self, write: Callable[[pa.Table], int], budget_s: float = 5.0) -> int:
@@ -113,7 +138,13 @@ class Spool:
                 fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:
                 continue  # another process replayed it
+            except OSError as exc:
+                self._quarantine(path, f"cannot open: {exc}")
+                continue
             try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    self._quarantine(path, "not a file")
+                    continue
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -126,6 +157,10 @@ class Spool:
                     except (pa.ArrowInvalid, OSError) as exc:
                         self._quarantine(path, f"unreadable: {exc}")
                         continue
+                expected = _rows_in_name(path)
+                if expected and table.num_rows != expected:
+                    self._quarantine(path, f"truncated: {table.num_rows} of {expected} events")
+                    continue
                 try:
                     write(table)
                 except StoreUnavailable:
@@ -143,14 +178,46 @@ class Spool:
         return replayed
 
     def _quarantine(self, path: Path, reason: str) -> None:
-        failed = self.directory / "failed"
+        failed = self.failed_dir
         failed.mkdir(exist_ok=True)
         self.quarantined_events += _rows_in_name(path)
-        log.error(
-            "botmeter: spooled batch %s rejected by the store (%s); moved to %s", path.name, reason, failed
-        )
-        with contextlib.suppress(FileNotFoundError):
+        log.error("botmeter: spooled batch %s set aside (%s); moved to %s", path.name, reason, failed)
+        try:
             os.rename(path, failed / path.name)
+        except FileNotFoundError:
+            return
+        except OSError:
+            # Whatever it is, it must not block the rest: move it under another name.
+            os.rename(path, failed / f"{path.name}.{time.time_ns()}")
+        with contextlib.suppress(OSError):
+            (failed / f"{path.name}.reason.txt").write_text(reason + "\n", encoding="utf-8", errors="replace")
+
+
+def _ipc_bytes(batch: pa.Table) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_table(batch)
+    return sink.getvalue()
+
+
+def _write_whole(path: Path, data: pa.Buffer) -> None:
+    """Writes all of ``data`` to a new file and fsyncs it, or raises ``OSError``.
+
+    ``os.write`` may write part of a buffer (a nearly full disk): the rest is written until it is
+    all there or the disk says no; the size on disk is checked before the file counts."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            if written <= 0:
+                raise OSError(f"short write to {path}")
+            view = view[written:]
+        os.fsync(fd)
+        if os.fstat(fd).st_size != data.size:
+            raise OSError(f"{path}: {os.fstat(fd).st_size} bytes on disk, {data.size} written")
+    finally:
+        os.close(fd)
 
 
 def _rows_in_name(path: Path) -> int:

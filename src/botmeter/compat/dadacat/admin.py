@@ -95,8 +95,8 @@ def _status(meter: Meter, rate_limiter: Any, message_count: int | None) -> str:
         return "\n".join(lines)
     data = status_report(meter).data
     lines.append(f"- Analytics: ENABLED (botmeter, {meter.config.store})")
-    if "events_stored" in data:
-        lines.append(f"- Events stored: {data['events_stored']:,}, dropped: {data['dropped']:,}")
+    if "events_written" in data:  # from memory: the status answers while the store's file is busy
+        lines.append(f"- Events written: {data['events_written']:,}, dropped: {data['dropped']:,}")
     return "\n".join(lines)
 
 

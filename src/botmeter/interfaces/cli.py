@@ -427,11 +427,12 @@ def metrics(fmt: str) -> None:
         return
 
     table = Table(title="botmeter metrics")
-    table.add_column("metric", no_wrap=True)
-    table.add_column("unit")
+    # The names whole, however narrow the terminal: the other columns wrap instead.
+    table.add_column("metric", no_wrap=True, min_width=max(len(m) for m in CATALOGUE))
+    table.add_column("unit", overflow="fold")
     table.add_column("statistics", overflow="fold")
     table.add_column("dimensions", overflow="fold")
-    table.add_column("description")
+    table.add_column("description", overflow="fold")  # long names in it (llm_latency_ms) fold whole
     for m in CATALOGUE.values():
         # Lists with a space after each comma, so a narrow terminal wraps them between words.
         table.add_row(m.name, m.unit, ", ".join(m.stats), ", ".join(m.dimensions) or "-", m.description)

@@ -37,6 +37,10 @@ CATEGORIES: Final = (
 
 _MAX_TYPE_CHARS: Final = 200
 _MAX_MESSAGE_CHARS: Final = 500
+# What is read of an error message at all. Masking holds the GIL (the bot's threads wait while it
+# runs), so its cost is bounded by what it reads, whatever the message's length; the stored
+# message is 500 characters at most anyway.
+MAX_MESSAGE_INPUT_CHARS: Final = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,9 +315,10 @@ def describe(
     explicit_message = _as_text(message) if message is not None else None
     explicit_status = _as_status(status_code)
     explicit_code = _as_code(code)
+    message_text = explicit_message if explicit_message is not None else facts.message
     return ErrorFacts(
         error_type=facts.error_type,
-        message=explicit_message if explicit_message is not None else facts.message,
+        message=_bounded(message_text),
         status_code=explicit_status if explicit_status is not None else facts.status_code,
         code=explicit_code if explicit_code is not None else facts.code,
         frame=facts.frame,
@@ -394,6 +399,13 @@ def _as_text(value: object) -> str | None:
     except Exception:
         return None
     return text if isinstance(text, str) else None
+
+
+def _bounded(text: str | None) -> str | None:
+    """At most what is read of a message: categorising and masking then take bounded time."""
+    if text is None or len(text) <= MAX_MESSAGE_INPUT_CHARS:
+        return text
+    return text.lstrip()[:MAX_MESSAGE_INPUT_CHARS]
 
 
 def _nonempty_text(value: object) -> str | None:
@@ -559,7 +571,9 @@ _MASKS: Final = tuple(
     (re.compile(pattern), placeholder)
     for pattern, placeholder in (
         (r"\b(?:https?|wss?|ftp)://[^\s<>\"'()\[\]{}]*[^\s<>\"'()\[\]{}.,;:!?]", "<url>"),
-        (r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", "<email>"),
+        # starts only where a run of address characters starts: tried from every position of a
+        # long run, the run is read again each time (quadratic: minutes on a long token)
+        (r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+", "<email>"),
         (r"(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", "<id>"),
         (r"\b[A-Z]{2}[0-9a-fA-F]{32}\b", "<id>"),  # Twilio SIDs: SM..., AC..., MM...
         # prefixed ids: req_abc123XYZ, chatcmpl-AbC123, msg_01XF..., org-9aZ...
@@ -576,16 +590,25 @@ _MASKS: Final = tuple(
 
 
 def normalise_message(message: str) -> str:
-    """Masks what varies between occurrences or may be personal; at most 500 characters."""
+    """Masks what varies between occurrences or may be personal; at most 500 characters.
+
+    Reads the first ``MAX_MESSAGE_INPUT_CHARS`` (2,000) characters only; each pattern takes time
+    linear in what it reads, so a message of any length is masked in about the same time.
+    """
     text = _as_text(message)
     if not text:
         return ""
     try:
-        for pattern, placeholder in _MASKS:
-            text = pattern.sub(placeholder, text)
+        return mask_text(text.lstrip()[:MAX_MESSAGE_INPUT_CHARS]).strip()[:_MAX_MESSAGE_CHARS]
     except Exception:
         return ""
-    return text.strip()[:_MAX_MESSAGE_CHARS]
+
+
+def mask_text(text: str) -> str:
+    """The masks applied to all of ``text`` (no length bound: ``normalise_message`` bounds it)."""
+    for pattern, placeholder in _MASKS:
+        text = pattern.sub(placeholder, text)
+    return text
 
 
 def fingerprint(error_type: str, normalised_message: str, frame: str | None) -> str:

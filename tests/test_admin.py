@@ -7,6 +7,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
+import duckdb
 import pytest
 from slack_sdk.models.blocks import Block
 
@@ -242,3 +243,21 @@ def test_replies_keep_to_their_bound_while_another_process_holds_the_file(tmp_pa
             locker.wait()
         m.close()
     assert scalar(store_path, "SELECT count(*) FROM events WHERE kind = 'message'") == 1 + 4 * 200 + 10
+
+
+def test_status_works_over_events_stamped_beyond_any_calendar(meter, store_path):
+    # Before the track call refused them, a millisecond timestamp was stored as seconds: the year
+    # 56,896, which Python's datetime cannot hold. Reading must not crash on what is stored.
+    assert meter.flush()
+    con = duckdb.connect(str(store_path))
+    con.execute(
+        "INSERT INTO events (event_id, ts, bot, kind) "
+        "VALUES (uuid(), make_timestamp(1733300000000 * 1000000), 'dadacat', 'message')"
+    )
+    con.close()
+    reply = meter.admin_reply(sender=ADMIN, text="admin:status")
+    assert reply.startswith("botmeter: status on;"), reply
+    full = json.loads(meter.admin_reply(sender=ADMIN, text="admin:status", format="json"))
+    newest = scalar(store_path, "SELECT max(ts) FROM events WHERE kind = 'llm_call'")
+    assert full["last_event"] == iso(newest.replace(tzinfo=UTC))  # the newest plausible event
+    assert meter.admin_reply(sender=ADMIN, text="admin:analytics_status").startswith("botmeter 7d:")

@@ -317,11 +317,11 @@ def describe(
     explicit_code = _as_code(code)
     message_text = explicit_message if explicit_message is not None else facts.message
     return ErrorFacts(
-        error_type=facts.error_type,
-        message=_bounded(message_text),
+        error_type=_unicode(facts.error_type) or "unknown",
+        message=_unicode(_bounded(message_text)),
         status_code=explicit_status if explicit_status is not None else facts.status_code,
-        code=explicit_code if explicit_code is not None else facts.code,
-        frame=facts.frame,
+        code=_unicode(explicit_code if explicit_code is not None else facts.code),
+        frame=_unicode(facts.frame),
         bases=facts.bases,
     )
 
@@ -399,6 +399,16 @@ def _as_text(value: object) -> str | None:
     except Exception:
         return None
     return text if isinstance(text, str) else None
+
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _unicode(text: str | None) -> str | None:
+    """Text that can be stored: a lone surrogate (from a bytes-decoding error, say) becomes U+FFFD."""
+    if text is None or text.isascii():
+        return text
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def _bounded(text: str | None) -> str | None:

@@ -326,9 +326,26 @@ def describe(
     )
 
 
+# An error code or type name as libraries spell them: one token, no run of 7 digits (a phone
+# number). "rate_limit_exceeded", "30003", "ThrottlingException", "HTTP429" are kept as given.
+_CODE_LIKE: Final = re.compile(r"(?![\w.:-]*\d{7})[\w.:-]{1,200}", re.ASCII)
+
+
+def code_text(text: str) -> str:
+    """An error type or code given as text, masked like a message unless it is a plain code: a bot
+    may pass any string, and it is stored and shown as the error's name."""
+    text = text.strip()[:_MAX_TYPE_CHARS]
+    if not text or _CODE_LIKE.fullmatch(text):
+        return text
+    try:
+        return mask_text(text).strip()[:_MAX_TYPE_CHARS]
+    except Exception:
+        return "unknown"
+
+
 def _extract(error: object) -> ErrorFacts:
     if isinstance(error, str):
-        return ErrorFacts(error.strip()[:_MAX_TYPE_CHARS] or "unknown", None, None, None, None)
+        return ErrorFacts(code_text(error) or "unknown", None, None, None, None)
     if isinstance(error, int) and not isinstance(error, bool):  # a bare numeric code, e.g. 30007
         return ErrorFacts(str(error), None, None, str(error), None)
     if isinstance(error, type) and issubclass(error, BaseException):
@@ -376,7 +393,7 @@ def _class_name(cls: type) -> str:
 
 def _type_name_of(obj: object) -> str:
     if isinstance(obj, str):
-        return obj.strip()[:_MAX_TYPE_CHARS] or "unknown"
+        return code_text(obj) or "unknown"
     return _class_name(type(obj))
 
 
@@ -446,7 +463,7 @@ def _as_code(value: object) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str) and value.strip():
-        return value.strip()[:_MAX_TYPE_CHARS]
+        return code_text(value)
     return None
 
 
@@ -599,17 +616,37 @@ _MASKS: Final = tuple(
 )
 
 
-def normalise_message(message: str) -> str:
+# Text in quotes that reads as prose (it holds a space) is often what the user wrote, echoed by the
+# code that failed: KeyError('what is my balance'), "cannot parse 'call me at 6'". Masked unless
+# message text is kept (BOTMETER_STORE_TEXT). A quote opens a match only after a non-word
+# character, and each scan stops at the next quote, so the time stays linear.
+_QUOTED_PROSE: Final = tuple(
+    re.compile(pattern)
+    for pattern in (
+        r"(?<!\w)'(?=[^'\n]*\s)[^'\n]*+'(?!\w)",
+        r'(?<!\w)"(?=[^"\n]*\s)[^"\n]*+"(?!\w)',
+        r"(?<!\w)\u201c(?=[^\u201d\n]*\s)[^\u201d\n]*+\u201d",  # “curly quotes”
+    )
+)
+
+
+def normalise_message(message: str, *, keep_quoted: bool = False) -> str:
     """Masks what varies between occurrences or may be personal; at most 500 characters.
 
-    Reads the first ``MAX_MESSAGE_INPUT_CHARS`` (2,000) characters only; each pattern takes time
-    linear in what it reads, so a message of any length is masked in about the same time.
+    Quoted prose becomes ``<text>`` unless ``keep_quoted`` (the pipeline passes
+    ``BOTMETER_STORE_TEXT``). Reads the first ``MAX_MESSAGE_INPUT_CHARS`` (2,000) characters only;
+    each pattern takes time linear in what it reads, so a message of any length is masked in about
+    the same time.
     """
     text = _as_text(message)
     if not text:
         return ""
     try:
-        return mask_text(text.lstrip()[:MAX_MESSAGE_INPUT_CHARS]).strip()[:_MAX_MESSAGE_CHARS]
+        text = text.lstrip()[:MAX_MESSAGE_INPUT_CHARS]
+        if not keep_quoted:
+            for pattern in _QUOTED_PROSE:
+                text = pattern.sub("<text>", text)
+        return mask_text(text).strip()[:_MAX_MESSAGE_CHARS]
     except Exception:
         return ""
 

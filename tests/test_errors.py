@@ -524,6 +524,8 @@ ADVERSARIAL = {
     "after an at sign": lambda n: "a@" + "a-" * (n // 2),
     "url of dots": lambda n: "http://" + "." * n,
     "plus and spaces": lambda n: "+1" + " " * n,
+    "quotes": lambda n: " '" * (n // 2),
+    "open quote": lambda n: "'" + "a " * (n // 2),
 }
 
 

@@ -67,6 +67,10 @@ def test_prefixed_phone_numbers_are_hashed_like_bare_ones(store_url, store_path,
     shown = CliRunner().invoke(main, ["query", "messages", "--store", store_url, "--by", "conversation"])
     assert shown.exit_code == 0, shown.output
     assert DIGITS not in shown.output
+    page = tmp_path / "dashboard.html"
+    drawn = CliRunner().invoke(main, ["dashboard", "--store", store_url, "--output", str(page), "--json"])
+    assert drawn.exit_code == 0, drawn.output
+    assert DIGITS not in page.read_text() and DIGITS not in page.with_suffix(".json").read_text()
 
 
 def test_error_types_and_codes_given_as_text_are_masked(store_url, store_path):

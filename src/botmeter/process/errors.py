@@ -642,17 +642,18 @@ def normalise_message(message: str, *, keep_quoted: bool = False) -> str:
     if not text:
         return ""
     try:
-        text = text.lstrip()[:MAX_MESSAGE_INPUT_CHARS]
-        if not keep_quoted:
-            for pattern in _QUOTED_PROSE:
-                text = pattern.sub("<text>", text)
-        return mask_text(text).strip()[:_MAX_MESSAGE_CHARS]
+        return mask_text(text.lstrip()[:MAX_MESSAGE_INPUT_CHARS], keep_quoted=keep_quoted).strip()[
+            :_MAX_MESSAGE_CHARS
+        ]
     except Exception:
         return ""
 
 
-def mask_text(text: str) -> str:
+def mask_text(text: str, *, keep_quoted: bool = True) -> str:
     """The masks applied to all of ``text`` (no length bound: ``normalise_message`` bounds it)."""
+    if not keep_quoted:
+        for pattern in _QUOTED_PROSE:
+            text = pattern.sub("<text>", text)
     for pattern, placeholder in _MASKS:
         text = pattern.sub(placeholder, text)
     return text

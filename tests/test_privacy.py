@@ -126,7 +126,7 @@ def test_user_hashing_fails_closed(store_url, store_path):
     # A processor (the bot's own redaction rule, with a bug) leaves ids the hasher cannot take: a
     # str with a lone surrogate makes the HMAC's encode raise, an object whose str() raises makes
     # the phone-number test raise, for real. Before, the whole hashing step was skipped and every
-    # id of the batch was stored in the clear.
+    # id of the batch was stored in the clear; now that event is set aside, the others hashed.
     class Unprintable:
         def __str__(self) -> str:
             raise RuntimeError("no text for this id")
@@ -142,18 +142,23 @@ def test_user_hashing_fails_closed(store_url, store_path):
             meter.track_activity("fine", user=f"+1555000000{i}", conversation=f"whatsapp:+1555000000{i}")
         meter.track_activity("broken", user=NUMBER, conversation=NUMBER)
         meter.track_message(direction="in", user=NUMBER, conversation=NUMBER)
-        assert meter.flush()
-        failures = meter.stats()["processor_failures"]
-    assert failures.get("hash_users", 0) >= 1
-    rows = query(store_path, "SELECT name, user_id, conversation_id FROM events ORDER BY name NULLS LAST")
-    assert len(rows) == 5  # nothing lost
-    by_name = {}
+        meter.flush()  # False: one event could not be stored (its ids could not be hashed)
+        stats = meter.stats()
+    assert stats["processor_failures"].get("hash_users", 0) >= 1
+    assert stats["rejected"] == 1 and stats["dropped"] == 1  # set aside and counted, not lost silently
+    rows = query(
+        store_path, "SELECT name, user_id, conversation_id FROM events WHERE kind <> 'system' ORDER BY name"
+    )
+    assert len(rows) == 4  # the others, each with its ids hashed
+    by_name: dict = {}
     for name, user, conversation in rows:
         by_name.setdefault(name, []).append((user, conversation))
-    assert by_name["broken"] == [(None, None)]  # dropped, not stored in the clear
+    assert "broken" not in by_name
     assert sorted(u for u, _ in by_name["fine"]) == sorted(user_hash(f"+1555000000{i}") for i in range(3))
     assert all(u == c for u, c in by_name["fine"])
     assert by_name[None] == [(user_hash(NUMBER), user_hash(NUMBER))]
+    reasons = scalar(store_path, "SELECT properties FROM events WHERE kind = 'system' AND name = 'dropped'")
+    assert "hash_users" in reasons
     assert not [t for t in every_text_in(store_path) if "+1555" in t]
 
 

@@ -479,33 +479,17 @@ class Pipeline:
         return frame
 
     def hash_users(self, frame: Frame) -> Frame:
-        """User ids as keyed hashes, and conversation ids that are phone numbers too.
-
-        Fails closed: when hashing raises (a processor put an id there that cannot be hashed, the
-        hasher itself is broken), the ids it could not hash are dropped (stored as NULL), never
-        kept in the clear; the events are stored and the failure is counted as ``hash_users``.
-        """
-        hasher = self.hasher
-        if hasher is None:
-            users = frame.columns.get("user_id")
-            if users is not None:
-                frame.columns["user_id"] = [None if u is None else str(u) for u in users]
+        users = frame.columns.get("user_id")
+        conversations = frame.columns.get("conversation_id")
+        if self.hasher is not None and conversations is not None:
+            # Bots often use the user's number as the conversation id: it is not stored in the clear either.
+            frame.columns["conversation_id"] = self.hasher.hash_phone_like(conversations)
+        if users is None:
             return frame
-        for name, hash_all, hash_one in (
-            # Bots often use the user's number as the conversation id: not stored in the clear either.
-            ("conversation_id", hasher.hash_phone_like, hasher.hash_if_phone),
-            ("user_id", hasher.hash_column, hasher.hash),
-        ):
-            values = frame.columns.get(name)
-            if values is None:
-                continue
-            try:
-                frame.columns[name] = hash_all(values)
-            except Exception:
-                self.failures["hash_users"] += 1
-                log.exception("botmeter: could not hash %s in %d %s events; unhashable ids dropped",
-                              name, frame.n, frame.kind)  # fmt: skip
-                frame.columns[name] = [_hashed_or_none(hash_one, v) for v in values]
+        if self.hasher is not None:
+            frame.columns["user_id"] = self.hasher.hash_column(users)
+        else:
+            frame.columns["user_id"] = [None if u is None else str(u) for u in users]
         return frame
 
     # -- frames to a table --------------------------------------------------------------------
@@ -656,15 +640,6 @@ class Pipeline:
 
     def after_fork(self) -> None:
         self.ids.reset()
-
-
-def _hashed_or_none(hash_one: Callable[[Any], Any], value: Any) -> Any:
-    if value is None:
-        return None
-    try:
-        return hash_one(value)
-    except Exception:
-        return None
 
 
 def _caller_event_id(bot: str, key: str) -> bytes:

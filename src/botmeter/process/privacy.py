@@ -74,10 +74,6 @@ class UserHasher:
             append(mapped)
         return out
 
-    def hash_if_phone(self, value: object) -> object:
-        """The hash of a phone number; any other value as it is."""
-        return self.hash(value) if phone_number_in(value) else value  # type: ignore[arg-type]
-
     def hash_column(self, users: list) -> list:
         cache = self._cache
         out = []

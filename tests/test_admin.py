@@ -36,7 +36,7 @@ def meter(store_url, tmp_path):
     )
     now = datetime.now(UTC)
     for day in range(7):
-        at = now - timedelta(days=day, minutes=5)
+        at = now - timedelta(days=day, seconds=1)  # not minutes: 'days=1' must hold day 0 just after midnight
         for i in range(4):
             user = f"+1555000020{i}"
             m.track_message(direction="in", text="hi", user=user, conversation=f"c{day}{i}", ts=at)

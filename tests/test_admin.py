@@ -7,6 +7,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
+import duckdb
 import pytest
 from slack_sdk.models.blocks import Block
 
@@ -35,7 +36,7 @@ def meter(store_url, tmp_path):
     )
     now = datetime.now(UTC)
     for day in range(7):
-        at = now - timedelta(days=day, minutes=5)
+        at = now - timedelta(days=day, seconds=1)  # not minutes: 'days=1' must hold day 0 just after midnight
         for i in range(4):
             user = f"+1555000020{i}"
             m.track_message(direction="in", text="hi", user=user, conversation=f"c{day}{i}", ts=at)
@@ -246,3 +247,20 @@ def test_replies_keep_to_their_bound_while_another_process_holds_the_file(tmp_pa
             locker.wait()
         m.close()
     assert scalar(store_path, "SELECT count(*) FROM events WHERE kind = 'message'") == 1 + 4 * 200 + 10
+
+
+def test_status_works_over_events_stamped_beyond_any_calendar(meter, store_path):
+    # Before the track call refused them, a millisecond timestamp was stored as seconds: the year
+    # 56,896, which Python's datetime cannot hold. Reading must not crash on what is stored.
+    assert meter.flush()
+    con = duckdb.connect(str(store_path))
+    con.execute(
+        "INSERT INTO events (event_id, ts, bot, kind) "
+        "VALUES (uuid(), make_timestamp(1733300000000 * 1000000), 'dadacat', 'message')"
+    )
+    con.close()
+    reply = meter.admin_reply(sender=ADMIN, text="admin:status")
+    assert reply.startswith("botmeter: status on;"), reply
+    assert json.loads(meter.admin_reply(sender=ADMIN, text="admin:status", format="json"))["enabled"]
+    for command in ("admin:analytics_status", "admin:costs", "admin:errors"):
+        assert meter.admin_reply(sender=ADMIN, text=command).startswith("botmeter "), command

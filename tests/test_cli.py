@@ -259,3 +259,24 @@ def test_filter_by_phone_number_finds_the_hashed_user(store_url, store_path):
     result = invoke("query", "messages", "--interval", "none", "--filter", f"user={hashed}",
                     "--format", "json", "--store", store_url)  # fmt: skip
     assert [r["value"] for r in json.loads(result.output)] == [1]
+
+
+def test_status_shows_events_stamped_beyond_any_calendar(store_url, store_path):
+    # A millisecond timestamp stored as seconds (before the track call refused it) is in the year
+    # 56,896, beyond Python's datetime: status shows it as it is instead of crashing.
+    with Meter(bot="b", store=store_url) as meter:
+        meter.track_message(direction="in", ts=OCT)
+    con = duckdb.connect(str(store_path))
+    con.execute(
+        "INSERT INTO events (event_id, ts, bot, kind) "
+        "VALUES (uuid(), make_timestamp(1733300000000 * 1000000), 'b', 'message')"
+    )
+    con.close()
+    result = invoke("status", "--store", store_url, "--format", "json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["events"] == 2
+    assert info["first_event"].startswith("2026-10-10T12:00")
+    assert info["last_event"].startswith("56896-")
+    text = invoke("status", "--store", store_url)
+    assert text.exit_code == 0 and "56896-" in text.output

@@ -598,3 +598,32 @@ def test_history_timestamps_without_an_offset_are_local_time(monkeypatch, tmp_pa
         time.tzset()
     assert local.ts - utc.ts == 5 * 3600  # 09:30 in New York (EST) is 14:30 UTC
     assert local.values["request_count"] == 1 and local.event_id != utc.event_id
+
+
+@pytest.mark.parametrize(
+    ("file", "mangle", "expected"),
+    [
+        ("engagement.json", lambda d: d["user_activities"][0].update(timestamp="1999-12-31T23:00:00+00:00"),
+         "user_activities record 0: field timestamp: expected a time from 2000-01-01 to one day ahead"),
+        ("engagement.json", lambda d: d["user_activities"][1].update(timestamp="2999-01-01T00:00:00+00:00"),
+         "user_activities record 1: field timestamp: expected a time from 2000-01-01"),
+        ("errors.json", lambda d: d["errors"][1].update(context={"retry": float("nan")}),
+         "errors.json: errors record 1: field context: cannot be stored as JSON: nan is not a JSON number"),
+        ("errors.json", lambda d: d["errors"][0].update(error_message="bad \udc80 byte"),
+         "errors.json: errors record 0: field error_message: not valid Unicode text"),
+        ("engagement.json", lambda d: d["conversations"][0].update(user_id=2**70),
+         "conversations record 0: field user_id: an integer beyond 64 bits"),
+    ],
+)  # fmt: skip
+def test_history_import_refuses_what_track_calls_refuse_before_writing(tmp_path, store_url, store_path, file,
+                                                                       mangle, expected):  # fmt: skip
+    # The track calls refuse these values; found only mid-import, they would leave it half-written.
+    folder = tmp_path / "metrics"
+    _write_history(folder)
+    data = json.loads((folder / file).read_text())
+    mangle(data)
+    (folder / file).write_text(json.dumps(data))
+    result = CliRunner().invoke(main, ["import", "--dadacat", str(folder), "--store", store_url])
+    assert result.exit_code != 0
+    assert expected in " ".join(result.output.split()), result.output
+    assert not store_path.exists()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import socket
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -539,6 +542,79 @@ def test_normalise_message_is_bounded_and_total() -> None:
     assert normalise_message(Unprintable()) == ""  # type: ignore[arg-type]
     assert normalise_message(None) == ""  # type: ignore[arg-type]
     assert normalise_message(12345) == "<n>"  # type: ignore[arg-type]
+
+
+# Messages built to make a backtracking pattern read a long run again from each of its positions.
+ADVERSARIAL = {
+    "letters": lambda n: "a" * n,
+    "dotted": lambda n: "a." * (n // 2),
+    "digits": lambda n: "1" * n,
+    "hex and digits": lambda n: "a1" * (n // 2),
+    "dashes": lambda n: "a-" * (n // 2),
+    "after an at sign": lambda n: "a@" + "a-" * (n // 2),
+    "url of dots": lambda n: "http://" + "." * n,
+    "plus and spaces": lambda n: "+1" + " " * n,
+    "quotes": lambda n: " '" * (n // 2),
+    "open quote": lambda n: "'" + "a " * (n // 2),
+}
+
+
+def stalls_while(work: Any) -> tuple[Any, float]:
+    """Runs ``work`` while another thread ticks; the other thread's longest stall between ticks."""
+    stop = threading.Event()
+    ticks: list[float] = []
+
+    def count() -> None:
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.001)
+
+    other = threading.Thread(target=count)
+    other.start()
+    while not ticks:
+        time.sleep(0.001)
+    try:
+        result = work()
+    finally:
+        stop.set()
+        other.join()
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    return result, max(gaps, default=0.0)
+
+
+@pytest.mark.parametrize("length", [150_000, 10_000_000])
+def test_long_messages_are_masked_without_freezing_other_threads(length: int) -> None:
+    # A 150,000-character message once held the GIL for 70 s: every thread of the bot stood still.
+    def mask_all() -> list[str]:
+        out = []
+        for shape in ADVERSARIAL.values():
+            text = shape(length)
+            facts = describe(RuntimeError(text))
+            out.append(normalise_message(facts.message or ""))
+            out.append(normalise_message(text))
+        return out
+
+    results, longest_stall = stalls_while(mask_all)
+    assert all(len(r) <= 500 for r in results)
+    assert results[0] == "<id>" or results[0].startswith("a")  # masked, not dropped
+    # Generous against a loaded machine; before, one message stalled the other thread for a minute.
+    assert longest_stall < 2.0, longest_stall
+
+
+def test_what_is_read_of_a_message_is_bounded() -> None:
+    head = "payment for order 1182 failed: "
+    facts = describe(RuntimeError(head + "x" * 5_000_000))
+    assert facts.message is not None and len(facts.message) == 2000
+    assert normalise_message(head + "y" * 10_000).startswith("payment for order <n> failed: yyy")
+    # the message's text up to the bound is masked as before
+    assert normalise_message("  write to ana@example.com failed " + "z" * 3000).startswith(
+        "write to <email> failed "
+    )
+
+
+def test_email_mask_still_takes_whole_addresses() -> None:
+    assert normalise_message("to ana.b+x@mail.example.com and bo@x.io") == "to <email> and <email>"
+    assert normalise_message("mailto:ana@example.com;") == "mailto:<email>;"
 
 
 # -- frames and fingerprints ------------------------------------------------------------------

@@ -440,7 +440,7 @@ def test_only_events_in_the_window_are_exported(store_url, store_path, tmp_path)
         "middle": start + timedelta(days=1, hours=3),
         "last": end - timedelta(microseconds=1),
         "at_end": end,
-        "today": NOW - timedelta(minutes=1),
+        "today": datetime.now(UTC) - timedelta(seconds=1),  # not NOW: the module may load before midnight
     }
     for name, ts in times.items():
         meter.track_activity(name, ts=ts)

@@ -376,3 +376,100 @@ def test_a_flush_with_nothing_to_write_does_not_wait_for_a_reader_in_the_same_pr
             assert time.monotonic() - started < 2
     finally:
         meter.close()
+
+
+def _loop() -> dict:
+    value: dict = {"step": 1}
+    value["again"] = value
+    return value
+
+
+def _deep(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+# Values the writer could not store: before, the track call took them and the whole batch they were
+# drained with was lost (flush() True, dropped 0). Now the call refuses each one, naming the argument.
+UNSTORABLE = [
+    ("track_activity", {"name": "a", "properties": _loop()}, "properties"),
+    ("track_activity", {"name": "a", "properties": _deep(5_000)}, "properties"),
+    ("track_activity", {"name": "a", "properties": {"score": float("nan")}}, "properties"),
+    ("track_sms", {"direction": "out", "text": "hi \udc80", "user": USER}, "text"),
+    ("track_message", {"direction": "in", "user": "+1555\ud800"}, "user"),
+    ("track_llm_call", {"provider": "openai", "model": "gpt-4o", "input_tokens": 2**64}, "input_tokens"),
+    ("track_message", {"direction": "in", "conversation": 10**30}, "conversation"),
+    ("track_activity", {"name": "a", "ts": 1e300}, "ts"),
+    ("track_activity", {"name": "a", "ts": 10**400}, "ts"),
+    ("track_activity", {"name": "a", "ts": time.time() * 1000}, "ts"),
+    ("track_error", {"error": "Timeout", "context": {"wait": float("inf")}}, "context"),
+]
+
+
+@pytest.mark.parametrize("pure_python", [False, True], ids=["c", "python"])
+def test_unstorable_values_are_refused_at_the_call_and_the_batch_is_kept(store_url, store_path, pure_python):
+    meter = Meter(bot="b", store=store_url, pure_python=pure_python)
+    said = []
+    for call, kwargs, name in UNSTORABLE:
+        meter.track_sms(direction="in", text="before", user=USER)
+        with pytest.raises(ValueError, match=name) as info:
+            getattr(meter, call)(**kwargs)
+        said.append(str(info.value))
+        meter.track_llm_call(provider="openai", model="gpt-4o", input_tokens=10, user=USER, conversation="c")
+    assert meter.flush()
+    stats = meter.stats()
+    meter.close()
+    assert stats["dropped"] == 0 and not stats["processor_failures"], stats
+    assert scalar(store_path, "SELECT count(*) FROM events WHERE kind <> 'system'") == 2 * len(UNSTORABLE)
+    assert scalar(store_path, "SELECT count(*) FROM events WHERE kind = 'message' AND cost_usd > 0") == len(
+        UNSTORABLE
+    )
+    assert any("milliseconds" in s for s in said)
+
+
+@pytest.mark.parametrize("pure_python", [False, True], ids=["c", "python"])
+def test_an_exception_with_a_lone_surrogate_is_stored_with_its_batch(store_url, store_path, pure_python):
+    # Exceptions are described on the writer (the call does not read them): a message holding a
+    # lone surrogate (bytes decoded with errors="surrogateescape") once lost every event of its batch.
+    meter = Meter(bot="b", store=store_url, pure_python=pure_python)
+    meter.track_message(direction="in", text="hi", user=USER)
+    meter.track_error(ValueError(b"caf\xe9 closed".decode("utf-8", "surrogateescape")), user=USER)
+    meter.track_sms(direction="out", text="bye", user=USER)
+    assert meter.flush()
+    assert meter.stats()["last_error"] is None
+    meter.close()
+    assert scalar(store_path, "SELECT count(*) FROM events") == 3
+    assert scalar(store_path, "SELECT error_message FROM events WHERE kind = 'error'") == "caf\ufffd closed"
+
+
+def test_a_long_error_message_does_not_freeze_the_bots_threads(store_url, store_path):
+    # The writer masks error messages while holding the GIL: a 150,000-character message once
+    # stopped every thread of the bot for 70 s. The bot's thread keeps ticking while it is written.
+    import itertools
+    import threading
+
+    meter = Meter(bot="b", store=store_url)
+    stop = threading.Event()
+    ticks: list[float] = []
+
+    def bot_thread() -> None:
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=bot_thread)
+    thread.start()
+    try:
+        for shape in ("a" * 150_000, "a." * 75_000, "x@" + "a-" * 75_000):
+            meter.track_error(RuntimeError(shape))
+        assert meter.flush(timeout=60)
+    finally:
+        stop.set()
+        thread.join()
+        meter.close()
+    longest_stall = max(b - a for a, b in itertools.pairwise(ticks))
+    assert longest_stall < 2.0, longest_stall
+    lengths = [r[0] for r in query(store_path, "SELECT length(error_message) FROM events")]
+    assert len(lengths) == 3 and max(lengths) <= 500

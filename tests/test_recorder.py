@@ -113,6 +113,89 @@ BAD_CALLS = [
     ("track_error", {"error": None}, TypeError, ["error", "None"]),
     ("track_error", {"error": "X", "severity": "loud"}, ValueError, ["severity", "'loud'"]),
     ("track_timing", {"stage": "reply", "latency_ms": -2}, ValueError, ["latency_ms", "-2"]),
+    # timestamps: milliseconds (the usual mistake), far future, far past, beyond any float
+    ("track_llm_call", {**LLM, "ts": 1_733_300_000_000}, ValueError, ["ts", "1733300000000", "milliseconds"]),
+    ("track_llm_call", {**LLM, "ts": 1_733_300_000_000.0}, ValueError, ["ts", "milliseconds"]),
+    ("track_llm_call", {**LLM, "ts": 1_733_300_000_000_000}, ValueError, ["ts", "microseconds"]),
+    ("track_llm_call", {**LLM, "ts": 1e300}, ValueError, ["ts", "1e+300", "2000-01-01"]),
+    ("track_llm_call", {**LLM, "ts": 10**400}, ValueError, ["ts", "one day ahead"]),
+    ("track_llm_call", {**LLM, "ts": math.nan}, ValueError, ["ts", "nan"]),
+    ("track_llm_call", {**LLM, "ts": -math.inf}, ValueError, ["ts", "-inf"]),
+    ("track_llm_call", {**LLM, "ts": 946_684_799.0}, ValueError, ["ts", "946684799.0"]),
+    ("track_activity", {"name": "a", "ts": datetime(1999, 12, 31, tzinfo=UTC)}, ValueError, ["ts", "1999"]),
+    ("track_activity", {"name": "a", "ts": datetime(9999, 1, 1, tzinfo=UTC)}, ValueError, ["ts", "9999"]),
+    # integers beyond 64 bits (tokens, ids) and beyond a double (amounts)
+    ("track_llm_call", {**LLM, "input_tokens": 2**64}, ValueError, ["input_tokens", "18446744073709551616"]),
+    ("track_llm_call", {**LLM, "output_tokens": 2**63}, ValueError, ["output_tokens", "2**63"]),
+    ("track_llm_call", {**LLM, "user": 2**64}, ValueError, ["user", "18446744073709551616"]),
+    ("track_message", {"direction": "in", "conversation": -(2**63) - 1}, ValueError, ["conversation"]),
+    ("track_message", {"direction": "in", "user": 10**5000}, ValueError, ["user", "16610 bits"]),
+    ("track_api_call", {"provider": "p", "name": "n", "cost_usd": 10**400}, ValueError, ["cost_usd"]),
+    # lone surrogates: text that cannot be stored as UTF-8
+    ("track_sms", {"direction": "out", "text": "hi \udc80"}, ValueError, ["text", "surrogate", "'\\udc80'"]),
+    ("track_llm_call", {**LLM, "model": "gpt\ud800"}, ValueError, ["model", "surrogate", "index 3"]),
+    ("track_message", {"direction": "in", "user": "\udfff"}, ValueError, ["user", "surrogate"]),
+    ("track_error", {"error": "Boom\ud83d"}, ValueError, ["error", "surrogate"]),
+    ("track_error", {"error": "X", "message": "\ud800 oops"}, ValueError, ["message", "surrogate"]),
+    ("track_activity", {"name": "a", "event_id": "SM\udc00"}, ValueError, ["event_id", "surrogate"]),
+    # properties and context that JSON cannot hold
+    ("track_activity", {"name": "a", "properties": {"x": math.nan}}, ValueError, ["properties", "nan"]),
+    (
+        "track_activity",
+        {"name": "a", "properties": {"x": [1, -math.inf]}},
+        ValueError,
+        ["properties", "-inf"],
+    ),
+    ("track_activity", {"name": "a", "properties": {"x": 2**64}}, ValueError, ["properties", "64 bits"]),
+    ("track_activity", {"name": "a", "properties": {"\udc80": 1}}, ValueError, ["properties", "surrogate"]),
+    ("track_activity", {"name": "a", "properties": {"x": ["ok", "\ud800"]}}, ValueError, ["properties"]),
+    ("track_activity", {"name": "a", "properties": {(1, 2): 1}}, ValueError, ["properties", "tuple"]),
+    ("track_error", {"error": "X", "context": {"retry": math.inf}}, ValueError, ["context", "inf"]),
+]
+
+
+def nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def self_referring() -> dict:
+    value: dict = {"name": "loop"}
+    value["again"] = value
+    return value
+
+
+def list_referring_to_itself() -> dict:
+    items: list = [1]
+    items.append(items)
+    return {"items": items}
+
+
+BAD_CALLS += [
+    ("track_activity", {"name": "a", "properties": self_referring()}, ValueError, ["properties", "itself"]),
+    (
+        "track_custom",
+        {"name": "a", "properties": list_referring_to_itself()},
+        ValueError,
+        ["properties", "itself"],
+    ),
+    ("track_activity", {"name": "a", "properties": nested(33)}, ValueError, ["properties", "32 levels"]),
+    ("track_activity", {"name": "a", "properties": nested(20_000)}, ValueError, ["properties", "32 levels"]),
+    # several faults in one call: the first in parameter order is named, whatever the keyword order
+    ("track_llm_call", {"ts": 1e300, "user": 1.5, **LLM, "input_tokens": -1}, ValueError, ["input_tokens"]),
+    (
+        "track_llm_call",
+        {**LLM, "properties": {"x": math.nan}, "model": "", "ts": -1.0},
+        ValueError,
+        ["model"],
+    ),
+    ("track_llm_call", {**LLM, "cached_tokens": 10**6, "ts": 1e300}, ValueError, ["cached_tokens"]),
+    ("track_llm_call", {**LLM, "cached_tokens": 10**6, "stage": "\udc80"}, ValueError, ["stage"]),
+    ("track_message", {"properties": {"x": math.nan}, "direction": "up"}, ValueError, ["direction"]),
+    ("track_message", {"properties": {"x": math.nan}}, TypeError, ["missing", "direction"]),
+    ("track_message", {"direction": "in", "ts": 1e300, "bogus": 1}, TypeError, ["unexpected", "bogus"]),
 ]
 
 
@@ -124,6 +207,34 @@ def test_bad_arguments_raise_at_once_naming_argument_and_value(recorder, call, k
     for word in words:
         assert word in str(info.value)
     assert buf.size == 0  # nothing half-written
+
+
+def test_several_faults_positional_and_keyword(recorder):
+    _, fns = recorder
+    # the positional stage is first in parameter order, so it is named before the keyword's fault
+    with pytest.raises(ValueError, match="stage") as info:
+        fns["track_timing"]("", -1.0, properties={"x": math.nan}, ts=1e300)
+    assert "latency_ms" not in str(info.value)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        fns["track_timing"]("", -1.0, colour="red")
+
+
+def test_what_is_refused_is_only_what_cannot_be_stored(recorder):
+    buf, fns = recorder
+    now = datetime.now(UTC)
+    fns["track_activity"]("a", ts=946_684_800.0)  # 2000-01-01, the earliest
+    fns["track_activity"]("a", ts=now.timestamp() + 3600.0)  # clocks disagree by an hour
+    fns["track_activity"]("a", ts=now + timedelta(hours=23))
+    fns["track_activity"]("a", ts=int(now.timestamp()))
+    fns["track_llm_call"](**{**LLM, "input_tokens": 2**63 - 1, "cached_tokens": 2**62})
+    fns["track_message"](direction="in", user=-(2**63), conversation=2**63 - 1, text="héllo 👋 \U0001f600")
+    fns["track_api_call"](provider="p", name="n", cost_usd=10**300, units=2**70)
+    fns["track_activity"](
+        "a", properties={"deep": nested(31), "n": 2**64 - 1, "f": 1e308, 1: "k", None: [()]}
+    )
+    fns["track_activity"]("a", properties={"same": [LLM, LLM], "obj": object(), "emoji": "👋"})
+    fns["track_error"](ValueError("bad \udc80 byte"))  # exceptions are the writer's to describe
+    assert buf.size == 10
 
 
 def test_positional_where_not_allowed(recorder):

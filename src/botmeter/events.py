@@ -10,6 +10,9 @@ Two shapes live here:
 from __future__ import annotations
 
 import math
+import re
+import reprlib
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -99,14 +102,14 @@ CHECK_NAMES: Final = {
     ANY: "any value",
     STR: "a non-empty str",
     OPT_STR: "a str or None",
-    COUNT: "a non-negative int",
+    COUNT: "a non-negative int below 2**63",
     OPT_AMOUNT: "a non-negative finite number or None",
     AMOUNT: "a non-negative finite number",
     CHOICE: "one of {choices}",
     OPT_DICT: "a dict or None",
     TIMESTAMP: "an aware datetime or epoch seconds",
     OBJECT: "an exception, an exception class or an error code",
-    OPT_ID: "a str or int or None",
+    OPT_ID: "a str, an int from -2**63 to 2**63-1, or None",
     OPT_CHOICE: "one of {choices} or None",
 }
 
@@ -247,18 +250,109 @@ RECORDS: Final[dict[str, RecordSpec]] = {
 RECORD_CALLS: Final = tuple(RECORDS)  # buffer lane i holds records of RECORD_CALLS[i]
 
 
+# What a track call accepts as ``ts`` (epoch seconds): from 2000-01-01 to a day ahead of the clock.
+# A millisecond timestamp (the usual mistake) would be stored in the year 58,000 and break readers.
+TS_EARLIEST: Final = 946_684_800.0  # 2000-01-01T00:00:00Z; the C fast path holds the same numbers
+TS_AHEAD: Final = 86_400.0
+# Free-form dicts (properties, context) are stored as JSON: how deep they may nest.
+MAX_NESTING: Final = 32
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+_shown_repr = reprlib.Repr()
+_shown_repr.maxstring = _shown_repr.maxother = 80
+_shown_repr.maxlong = 60
+_shown_repr.maxlevel = 3
+_shown_repr.maxdict = _shown_repr.maxlist = _shown_repr.maxtuple = 6
+
+
+def shown(value: Any) -> str:
+    """The value as error messages show it: its repr, clipped (a long text, a deep dict, 10**400)."""
+    if isinstance(value, int) and value.bit_length() > 192:  # its digits could not even be printed
+        return f"<an int of {value.bit_length()} bits>"
+    try:
+        return _shown_repr.repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
 def coerce_ts(value: Any, call: str = "track") -> float:
     """Turns a ``ts=`` argument into epoch seconds, or raises naming the argument and value."""
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(f"{call}: ts must be timezone-aware (UTC is assumed nowhere), got {value!r}")
-        return value.timestamp()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{call}: ts must be an aware datetime or epoch seconds, got {value!r}")
-    seconds = float(value)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{call}: ts must be finite epoch seconds >= 0, got {value!r}")
-    return seconds
+        seconds = value.timestamp()
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{call}: ts must be an aware datetime or epoch seconds, got {shown(value)}")
+    else:
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond any float: 10**400
+            seconds = math.inf
+    latest = time.time() + TS_AHEAD
+    if TS_EARLIEST <= seconds <= latest:  # false for NaN too
+        return seconds
+    hint = ""
+    if TS_EARLIEST * 1e3 <= seconds <= latest * 1e3:
+        hint = " (it looks like milliseconds: divide by 1000)"
+    elif TS_EARLIEST * 1e6 <= seconds <= latest * 1e6:
+        hint = " (it looks like microseconds: divide by 1,000,000)"
+    raise ValueError(
+        f"{call}: ts must be epoch seconds from 2000-01-01 to one day ahead of now, got {shown(value)}{hint}"
+    )
+
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate_at(text: str) -> int:
+    """Index of the first lone surrogate in ``text`` (it cannot be stored as UTF-8), or -1."""
+    if text.isascii():
+        return -1
+    found = _SURROGATE.search(text)
+    return -1 if found is None else found.start()
+
+
+def free_form_fault(value: Any) -> str | None:
+    """Why a properties or context dict cannot be stored as JSON, or None when it can.
+
+    Refused: nesting deeper than ``MAX_NESTING``, a dict or list that contains itself, NaN or
+    Infinity (JSON has neither), integers beyond 64 bits, lone surrogates, keys that are not
+    text or numbers. Other objects are stored as their ``str()``.
+    """
+    return _fault(value, 1, set())
+
+
+def _fault(value: Any, depth: int, path: set[int]) -> str | None:
+    if isinstance(value, str):
+        at = lone_surrogate_at(value)
+        return None if at < 0 else f"a lone surrogate {value[at]!r} in {shown(value)} is not valid Unicode"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{value!r} is not a JSON number"
+    if isinstance(value, int):
+        return None if INT64_MIN <= value < 2**64 else f"{shown(value)} is beyond 64 bits"
+    if isinstance(value, dict | list | tuple):
+        if depth > MAX_NESTING:
+            return f"it nests deeper than {MAX_NESTING} levels"
+        if id(value) in path:
+            return "it contains itself"
+        path.add(id(value))
+        try:
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if key is not None and not isinstance(key, str | int | float):
+                        return f"a key of type {type(key).__name__} is not text"
+                    fault = _fault(key, depth, path) or _fault(item, depth + 1, path)
+                    if fault:
+                        return fault
+            else:
+                for item in value:
+                    fault = _fault(item, depth + 1, path)
+                    if fault:
+                        return fault
+        finally:
+            path.discard(id(value))
+    return None
 
 
 def utc_from_epoch(seconds: float) -> datetime:

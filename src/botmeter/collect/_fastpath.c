@@ -48,7 +48,14 @@ enum {
     ERR_DUPLICATE = 3,
     ERR_POSITIONAL = 4,
     ERR_AT_MOST = 5,
+    ERR_SURROGATE = 6, /* a str holding a lone surrogate: not storable as UTF-8 */
+    FREE_FORM = 7,     /* check a non-empty properties/context dict in Python; raises only if bad */
 };
+
+/* The ts accepted without asking Python: epoch seconds from 2000-01-01 to a day ahead of now
+   (botmeter.events.TS_EARLIEST and TS_AHEAD; coerce_ts refuses the rest with the same words). */
+#define TS_EARLIEST 946684800.0
+#define TS_AHEAD 86400.0
 
 /* ------------------------------------------------------------------------------------------ */
 
@@ -525,6 +532,59 @@ is_int(PyObject *v)
     return PyLong_CheckExact(v) || (PyLong_Check(v) && !PyBool_Check(v));
 }
 
+/* 1 when an int fits a signed 64-bit column (tokens, integer ids). */
+static inline int
+fits_int64(PyObject *v)
+{
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (x == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return !overflow;
+}
+
+/* 1 when an int amount can be stored as a double: 10**400 cannot. */
+static inline int
+fits_double(PyObject *v)
+{
+    if (fits_int64(v)) {
+        return 1;
+    }
+    double d = PyLong_AsDouble(v);
+    if (d == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* 1 when a str holds a lone surrogate; only 2- and 4-byte strings can, so ASCII costs nothing. */
+static int
+has_surrogate(PyObject *s)
+{
+    int kind = PyUnicode_KIND(s);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (kind == PyUnicode_2BYTE_KIND) {
+        const Py_UCS2 *d = PyUnicode_2BYTE_DATA(s);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if ((d[i] & 0xF800) == 0xD800) {
+                return 1;
+            }
+        }
+    }
+    else if (kind == PyUnicode_4BYTE_KIND) {
+        const Py_UCS4 *d = PyUnicode_4BYTE_DATA(s);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if ((d[i] & 0xFFFFF800) == 0xD800) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 /* 1 when v is a finite number >= 0 (int or float, not bool), else 0. */
 static inline int
 is_amount(PyObject *v)
@@ -534,7 +594,7 @@ is_amount(PyObject *v)
         return isfinite(d) && d >= 0.0;
     }
     if (is_int(v)) {
-        return _PyLong_Sign(v) >= 0;
+        return _PyLong_Sign(v) >= 0 && fits_double(v);
     }
     return 0;
 }
@@ -574,7 +634,7 @@ check_value(int check, PyObject *v, PyObject *options)
     case CK_OPT_STR:
         return v == Py_None || PyUnicode_Check(v);
     case CK_COUNT:
-        return is_int(v) && _PyLong_Sign(v) >= 0;
+        return is_int(v) && _PyLong_Sign(v) >= 0 && fits_int64(v);
     case CK_OPT_AMOUNT:
         return v == Py_None || is_amount(v);
     case CK_AMOUNT:
@@ -588,18 +648,32 @@ check_value(int check, PyObject *v, PyObject *options)
     case CK_OBJECT:
         return v != Py_None;
     case CK_OPT_ID:
-        return v == Py_None || PyUnicode_Check(v) || is_int(v);
+        return v == Py_None || PyUnicode_Check(v) || (is_int(v) && fits_int64(v));
     default:
         return 0;
     }
 }
 
-/* Validates the arguments the caller actually passed (defaults are valid by construction). */
+/* Validates one argument the caller actually passed (defaults are valid by construction), fully
+   and in the pure-Python recorder's order: type and range, then its text, then a dict's contents. */
 static inline PyObject *
 check_given(TrackFnObject *self, PyObject **names, Py_ssize_t j, PyObject *v)
 {
-    if (!check_value(self->checks[j], v, PyTuple_GET_ITEM(self->choices, j))) {
-        return raise_invalid(self, ERR_INVALID, names[j], self->checks[j], v, PyTuple_GET_ITEM(self->choices, j));
+    PyObject *options = PyTuple_GET_ITEM(self->choices, j);
+    if (!check_value(self->checks[j], v, options)) {
+        return raise_invalid(self, ERR_INVALID, names[j], self->checks[j], v, options);
+    }
+    if (PyUnicode_Check(v) && has_surrogate(v)) {
+        return raise_invalid(self, ERR_SURROGATE, names[j], self->checks[j], v, options);
+    }
+    if (self->checks[j] == CK_OPT_DICT && v != Py_None && PyDict_GET_SIZE(v) > 0) {
+        /* Nesting, cycles, NaN, huge ints inside: walked in Python, only when a dict is given. */
+        PyObject *res = PyObject_CallFunction(self->invalid, "OiOiOO", self->call, FREE_FORM, names[j],
+                                              self->checks[j], v, options);
+        if (res == NULL) {
+            return NULL;
+        }
+        Py_DECREF(res);
     }
     return Py_None;
 }
@@ -762,9 +836,6 @@ trackfn_vectorcall(TrackFnObject *self, PyObject *const *args, size_t nargsf, Py
         values[j] = self->unset;
     }
     for (Py_ssize_t i = 0; i < nargs; i++) {
-        if (check_given(self, names, i, args[i]) == NULL) {
-            return NULL;
-        }
         values[i] = args[i];
     }
     if (kwnames != NULL) {
@@ -793,13 +864,9 @@ trackfn_vectorcall(TrackFnObject *self, PyObject *const *args, size_t nargsf, Py
                 return NULL;
             }
         }
-        for (Py_ssize_t k = 0; k < nkw; k++) {
-            int j = hit->slots[k];
-            if (j != TS_SLOT && check_given(self, names, j, args[nargs + k]) == NULL) {
-                return NULL;
-            }
-        }
     }
+    /* Checked in parameter order, as the pure-Python recorder does: a call with several faults
+       names the same one on both paths. */
     for (Py_ssize_t j = 0; j < n; j++) {
         if (values[j] == self->unset) {
             PyObject *d = PyTuple_GET_ITEM(self->defaults, j);
@@ -807,6 +874,9 @@ trackfn_vectorcall(TrackFnObject *self, PyObject *const *args, size_t nargsf, Py
                 return raise_invalid(self, ERR_MISSING, names[j], self->checks[j], NULL, NULL);
             }
             values[j] = d;
+        }
+        else if (check_given(self, names, j, values[j]) == NULL) {
+            return NULL;
         }
     }
     for (Py_ssize_t p = 0; p < self->n_at_most; p++) {
@@ -831,7 +901,8 @@ trackfn_vectorcall(TrackFnObject *self, PyObject *const *args, size_t nargsf, Py
     if (ts == NULL || ts == Py_None) {
         stamp = PyFloat_FromDouble(buffer_now(self->buf));
     }
-    else if (PyFloat_CheckExact(ts) && isfinite(PyFloat_AS_DOUBLE(ts)) && PyFloat_AS_DOUBLE(ts) >= 0.0) {
+    else if (PyFloat_CheckExact(ts) && PyFloat_AS_DOUBLE(ts) >= TS_EARLIEST &&
+             PyFloat_AS_DOUBLE(ts) <= buffer_now(self->buf) + TS_AHEAD) {
         Py_INCREF(ts);
         stamp = ts;
     }

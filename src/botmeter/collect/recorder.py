@@ -17,6 +17,8 @@ from ..events import (
     CHECK_NAMES,
     CHOICE,
     COUNT,
+    INT64_MAX,
+    INT64_MIN,
     OBJECT,
     OPT_AMOUNT,
     OPT_CHOICE,
@@ -27,8 +29,13 @@ from ..events import (
     RECORDS,
     REQUIRED,
     STR,
+    TS_AHEAD,
+    TS_EARLIEST,
     RecordSpec,
     coerce_ts,
+    free_form_fault,
+    lone_surrogate_at,
+    shown,
 )
 
 try:
@@ -87,10 +94,29 @@ def record_bytes(record: list[Any]) -> int:
 
 
 ERR_INVALID, ERR_MISSING, ERR_UNEXPECTED, ERR_DUPLICATE, ERR_POSITIONAL, ERR_AT_MOST = range(6)
+ERR_SURROGATE = 6  # a str with a lone surrogate: it cannot be stored as UTF-8
+FREE_FORM = 7  # not an error yet: check a non-empty properties/context dict, raise if it cannot be stored
 
 
 def invalid(call: str, kind: int, name: str | None, check: int, value: Any, choices: Any) -> None:
-    """Raises the error for a bad track-call argument, naming the argument and the value."""
+    """Raises the error for a bad track-call argument, naming the argument and the value.
+
+    Checks shared by both recorders that are too rare or too deep for C also live here: with
+    ``FREE_FORM`` it walks a free-form dict and returns None when it can be stored.
+    Arguments are checked in parameter order, each one fully (type, range, text, contents), then
+    ``at_most`` pairs, then ``ts``: a call with several faults names the first in that order.
+    """
+    if kind == FREE_FORM:
+        fault = free_form_fault(value)
+        if fault is None:
+            return
+        raise ValueError(f"{call}: {name} cannot be stored as JSON: {fault}; got {shown(value)}")
+    if kind == ERR_SURROGATE:
+        at = lone_surrogate_at(value)
+        raise ValueError(
+            f"{call}: {name} must be valid Unicode text, got {shown(value)} "
+            f"(a lone surrogate {value[at]!r} at index {at})"
+        )
     if kind == ERR_MISSING:
         raise TypeError(f"{call}() missing required argument {name!r}")
     if kind == ERR_UNEXPECTED:
@@ -101,22 +127,28 @@ def invalid(call: str, kind: int, name: str | None, check: int, value: Any, choi
         raise TypeError(f"{call}() takes {check} positional argument(s) but {value} were given; use keywords")
     if kind == ERR_AT_MOST:
         a, b = value
-        raise ValueError(f"{call}: {name}={a!r} must not exceed {choices}={b!r}")
+        raise ValueError(f"{call}: {name}={shown(a)} must not exceed {choices}={shown(b)}")
     wanted = CHECK_NAMES.get(check, "a valid value").format(choices=choices)
     # A value of the right type but out of range is a ValueError; the wrong type is a TypeError.
     right_type = (
-        (check in (COUNT,) and isinstance(value, int) and not isinstance(value, bool))
+        (check in (COUNT, OPT_ID) and isinstance(value, int) and not isinstance(value, bool))
         or (check in (AMOUNT, OPT_AMOUNT) and isinstance(value, int | float) and not isinstance(value, bool))
         or (check in (STR, CHOICE, OPT_CHOICE) and isinstance(value, str))
     )
     error = ValueError if right_type else TypeError
-    raise error(f"{call}: {name} must be {wanted}, got {value!r}")
+    raise error(f"{call}: {name} must be {wanted}, got {shown(value)}")
 
 
 def _is_amount(v: Any) -> bool:
     if v.__class__ is float or isinstance(v, float):
         return math.isfinite(v) and v >= 0
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        try:
+            float(v)  # stored as a double: 10**400 is not a number there
+        except OverflowError:
+            return False
+        return True
+    return False
 
 
 def _valid(check: int, v: Any, choices: tuple[str, ...]) -> bool:
@@ -125,7 +157,7 @@ def _valid(check: int, v: Any, choices: tuple[str, ...]) -> bool:
     if check == OPT_STR:
         return v is None or isinstance(v, str)
     if check == COUNT:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= INT64_MAX
     if check == OPT_AMOUNT:
         return v is None or _is_amount(v)
     if check == AMOUNT:
@@ -139,7 +171,11 @@ def _valid(check: int, v: Any, choices: tuple[str, ...]) -> bool:
     if check == OBJECT:
         return v is not None
     if check == OPT_ID:
-        return v is None or isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
+        return (
+            v is None
+            or isinstance(v, str)
+            or (isinstance(v, int) and not isinstance(v, bool) and INT64_MIN <= v <= INT64_MAX)
+        )
     return True
 
 
@@ -211,14 +247,21 @@ def _py_track_fn(buf: PyBuffer, lane: int, spec: RecordSpec) -> Callable[..., No
                 if p.default is REQUIRED:
                     invalid(call, ERR_MISSING, p.name, p.check, None, None)
                 values[i] = p.default
-            elif not _valid(p.check, values[i], p.choices):
-                invalid(call, ERR_INVALID, p.name, p.check, values[i], p.choices)
+            else:  # each argument fully, as the C path does: type and range, text, a dict's contents
+                v = values[i]
+                if not _valid(p.check, v, p.choices):
+                    invalid(call, ERR_INVALID, p.name, p.check, v, p.choices)
+                if isinstance(v, str):
+                    if not v.isascii() and lone_surrogate_at(v) >= 0:
+                        invalid(call, ERR_SURROGATE, p.name, p.check, v, p.choices)
+                elif p.check == OPT_DICT and v:
+                    invalid(call, FREE_FORM, p.name, p.check, v, p.choices)
         for a, b in at_most:
             if values[a] > values[b]:
                 invalid(call, ERR_AT_MOST, names[a], b, (values[a], values[b]), names[b])
         if ts is None:
             stamp = time.time()
-        elif ts.__class__ is float and math.isfinite(ts) and ts >= 0:
+        elif ts.__class__ is float and TS_EARLIEST <= ts <= time.time() + TS_AHEAD:
             stamp = ts
         else:
             stamp = coerce_ts(ts, call)

@@ -98,11 +98,11 @@ class Admin:
         command = found.group(1).lower().replace("-", "_")
         argument = found.group(2).strip()
         where = {"user": sender, "conversation": conversation, "channel": channel}
-        if not self.is_admin(sender):
-            self._track(DENIED, where, {"command": command[:40]})
-            return None
         name = command if command in COMMANDS else "unknown"
-        self._track(f"{PREFIX}{name}", where, {"argument": argument[:40]} if argument else None)
+        if not self.is_admin(sender):
+            self._track(DENIED, where, {"command": name})
+            return None
+        self._track(f"{PREFIX}{name}", where, _argument_facts(command, argument))
         try:
             report = self._within_bound(lambda: self._answer(command, argument))
         except Exception as exc:  # the bot asked for a reply, never for an exception
@@ -190,6 +190,15 @@ class Admin:
             return responses.error_groups_report(reader.error_groups(start=window[0], end=window[1]), *window)
         except Unavailable as exc:
             return responses.message_report(f"Not available from this store: {exc}")
+
+
+def _argument_facts(command: str, argument: str) -> dict[str, Any] | None:
+    """What is kept of a command's argument: the days asked for, never the text typed (it may hold
+    a phone number or anything else a person sends)."""
+    if not argument:
+        return None
+    days = _days(argument) if command in TAKES_DAYS else None
+    return {"days": days} if days is not None else {"argument": "not understood", "chars": len(argument)}
 
 
 def _is_ours(exc: BaseException) -> bool:

@@ -105,6 +105,16 @@ def demo(store: str | None, days: int, users: int, seed: int, quiet: bool) -> No
     print_summary(result, console)
 
 
+def _stored_time(value: Any) -> str | None:
+    """A stored ts as ISO text. DuckDB hands a time beyond Python's datetime (the year 58,896 of a
+    millisecond timestamp stored as seconds) over as text: shown as it is, never a crash."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat() + "Z"
+    return str(value).replace(" ", "T", 1) + "Z"
+
+
 @main.command()
 @store_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -119,8 +129,8 @@ def status(store: str | None, fmt: str) -> None:
             info["schema_version"] = int(rows[0][0]) if rows else None
             total, first, last = con.execute("SELECT count(*), min(ts), max(ts) FROM events").fetchall()[0]
             info["events"] = total
-            info["first_event"] = first.isoformat() + "Z" if first else None
-            info["last_event"] = last.isoformat() + "Z" if last else None
+            info["first_event"] = _stored_time(first)
+            info["last_event"] = _stored_time(last)
             info["by_kind"] = dict(
                 con.execute("SELECT kind, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC").fetchall()
             )

@@ -37,6 +37,10 @@ CATEGORIES: Final = (
 
 _MAX_TYPE_CHARS: Final = 200
 _MAX_MESSAGE_CHARS: Final = 500
+# What is read of an error message at all. Masking holds the GIL (the bot's threads wait while it
+# runs), so its cost is bounded by what it reads, whatever the message's length; the stored
+# message is 500 characters at most anyway.
+MAX_MESSAGE_INPUT_CHARS: Final = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,20 +369,38 @@ def describe(
     explicit_message = _as_text(message) if message is not None else None
     explicit_status = _as_status(status_code)
     explicit_code = _as_code(code)
+    message_text = explicit_message if explicit_message is not None else facts.message
     return ErrorFacts(
-        error_type=facts.error_type,
-        message=explicit_message if explicit_message is not None else facts.message,
+        error_type=_unicode(facts.error_type) or "unknown",
+        message=_unicode(_bounded(message_text)),
         status_code=explicit_status if explicit_status is not None else facts.status_code,
-        code=explicit_code if explicit_code is not None else facts.code,
-        frame=facts.frame,
+        code=_unicode(explicit_code if explicit_code is not None else facts.code),
+        frame=_unicode(facts.frame),
         bases=facts.bases,
         codes=(explicit_code, *facts.codes) if explicit_code is not None else facts.codes,
     )
 
 
+# An error code or type name as libraries spell them: one token, no run of 7 digits (a phone
+# number). "rate_limit_exceeded", "30003", "ThrottlingException", "HTTP429" are kept as given.
+_CODE_LIKE: Final = re.compile(r"(?![\w.:-]*\d{7})[\w.:-]{1,200}", re.ASCII)
+
+
+def code_text(text: str) -> str:
+    """An error type or code given as text, masked like a message unless it is a plain code: a bot
+    may pass any string, and it is stored and shown as the error's name."""
+    text = text.strip()[:_MAX_TYPE_CHARS]
+    if not text or _CODE_LIKE.fullmatch(text):
+        return text
+    try:
+        return mask_text(text).strip()[:_MAX_TYPE_CHARS]
+    except Exception:
+        return "unknown"
+
+
 def _extract(error: object) -> ErrorFacts:
     if isinstance(error, str):
-        return ErrorFacts(error.strip()[:_MAX_TYPE_CHARS] or "unknown", None, None, None, None)
+        return ErrorFacts(code_text(error) or "unknown", None, None, None, None)
     if isinstance(error, int) and not isinstance(error, bool):  # a bare numeric code, e.g. 30007
         return ErrorFacts(str(error), None, None, str(error), None)
     if isinstance(error, type) and issubclass(error, BaseException):
@@ -435,7 +457,7 @@ def _class_name(cls: type) -> str:
 
 def _type_name_of(obj: object) -> str:
     if isinstance(obj, str):
-        return obj.strip()[:_MAX_TYPE_CHARS] or "unknown"
+        return code_text(obj) or "unknown"
     return _class_name(type(obj))
 
 
@@ -458,6 +480,23 @@ def _as_text(value: object) -> str | None:
     except Exception:
         return None
     return text if isinstance(text, str) else None
+
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _unicode(text: str | None) -> str | None:
+    """Text that can be stored: a lone surrogate (from a bytes-decoding error, say) becomes U+FFFD."""
+    if text is None or text.isascii():
+        return text
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _bounded(text: str | None) -> str | None:
+    """At most what is read of a message: categorising and masking then take bounded time."""
+    if text is None or len(text) <= MAX_MESSAGE_INPUT_CHARS:
+        return text
+    return text.lstrip()[:MAX_MESSAGE_INPUT_CHARS]
 
 
 def _nonempty_text(value: object) -> str | None:
@@ -488,7 +527,7 @@ def _as_code(value: object) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str) and value.strip():
-        return value.strip()[:_MAX_TYPE_CHARS]
+        return code_text(value)
     return None
 
 
@@ -658,7 +697,9 @@ _MASKS: Final = tuple(
     (re.compile(pattern), placeholder)
     for pattern, placeholder in (
         (r"\b(?:https?|wss?|ftp)://[^\s<>\"'()\[\]{}]*[^\s<>\"'()\[\]{}.,;:!?]", "<url>"),
-        (r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", "<email>"),
+        # starts only where a run of address characters starts: tried from every position of a
+        # long run, the run is read again each time (quadratic: minutes on a long token)
+        (r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+", "<email>"),
         (r"(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", "<id>"),
         (r"\b[A-Z]{2}[0-9a-fA-F]{32}\b", "<id>"),  # Twilio SIDs: SM..., AC..., MM...
         # prefixed ids: req_abc123XYZ, chatcmpl-AbC123, msg_01XF..., org-9aZ...
@@ -675,17 +716,47 @@ _MASKS: Final = tuple(
 )
 
 
-def normalise_message(message: str) -> str:
-    """Masks what varies between occurrences or may be personal; at most 500 characters."""
+# Text in quotes that reads as prose (it holds a space) is often what the user wrote, echoed by the
+# code that failed: KeyError('what is my balance'), "cannot parse 'call me at 6'". Masked unless
+# message text is kept (BOTMETER_STORE_TEXT). A quote opens a match only after a non-word
+# character, and each scan stops at the next quote, so the time stays linear.
+_QUOTED_PROSE: Final = tuple(
+    re.compile(pattern)
+    for pattern in (
+        r"(?<!\w)'(?=[^'\n]*\s)[^'\n]*+'(?!\w)",
+        r'(?<!\w)"(?=[^"\n]*\s)[^"\n]*+"(?!\w)',
+        r"(?<!\w)\u201c(?=[^\u201d\n]*\s)[^\u201d\n]*+\u201d",  # “curly quotes”
+    )
+)
+
+
+def normalise_message(message: str, *, keep_quoted: bool = False) -> str:
+    """Masks what varies between occurrences or may be personal; at most 500 characters.
+
+    Quoted prose becomes ``<text>`` unless ``keep_quoted`` (the pipeline passes
+    ``BOTMETER_STORE_TEXT``). Reads the first ``MAX_MESSAGE_INPUT_CHARS`` (2,000) characters only;
+    each pattern takes time linear in what it reads, so a message of any length is masked in about
+    the same time.
+    """
     text = _as_text(message)
     if not text:
         return ""
     try:
-        for pattern, placeholder in _MASKS:
-            text = pattern.sub(placeholder, text)
+        return mask_text(text.lstrip()[:MAX_MESSAGE_INPUT_CHARS], keep_quoted=keep_quoted).strip()[
+            :_MAX_MESSAGE_CHARS
+        ]
     except Exception:
         return ""
-    return text.strip()[:_MAX_MESSAGE_CHARS]
+
+
+def mask_text(text: str, *, keep_quoted: bool = True) -> str:
+    """The masks applied to all of ``text`` (no length bound: ``normalise_message`` bounds it)."""
+    if not keep_quoted:
+        for pattern in _QUOTED_PROSE:
+            text = pattern.sub("<text>", text)
+    for pattern, placeholder in _MASKS:
+        text = pattern.sub(placeholder, text)
+    return text
 
 
 def fingerprint(error_type: str, normalised_message: str, frame: str | None) -> str:

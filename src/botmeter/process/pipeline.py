@@ -459,7 +459,7 @@ class Pipeline:
             if c["provider"][i] is None:  # the exception's package says whose it is
                 c["provider"][i] = error_facts.provider_of(errors[i])
             category = error_facts.categorise(facts, c["provider"][i])
-            message = error_facts.normalise_message(facts.message or "")
+            message = error_facts.normalise_message(facts.message or "", keep_quoted=self.config.store_text)
             columns["error_type"][i] = facts.error_type
             columns["error_category"][i] = category
             columns["error_message"][i] = message

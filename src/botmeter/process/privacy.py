@@ -17,14 +17,28 @@ from pathlib import Path
 
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-]")
 _PHONE = re.compile(r"\+?\d{6,15}")
+# Channels that address a person by phone number: Twilio's "whatsapp:+1...", "sms:"/"tel:" URIs.
+_CHANNEL_PREFIX = re.compile(r"(?i)(?:whatsapp|sms|smsto|mms|tel|rcs):\s*")
 _CACHE_LIMIT = 200_000
 
 
-def normalise_user(user: str | int) -> str:
-    """One spelling per person: "+1 (555) 123-4567" and "+15551234567" are the same user."""
-    text = str(user).strip()
+def phone_number_in(value: object) -> str | None:
+    """The phone number ``value`` is (``"+1 (555) 123-4567"``, ``"whatsapp:+15551234567"``), compact,
+    or None when it is not one."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    prefix = _CHANNEL_PREFIX.match(text)
+    if prefix:
+        text = text[prefix.end() :]
     compact = _PHONE_PUNCTUATION.sub("", text)
-    return compact if _PHONE.fullmatch(compact) else text
+    return compact if _PHONE.fullmatch(compact) else None
+
+
+def normalise_user(user: str | int) -> str:
+    """One spelling per person: "+1 (555) 123-4567", "+15551234567" and "whatsapp:+15551234567" are
+    the same user."""
+    return phone_number_in(user) or str(user).strip()
 
 
 class UserHasher:
@@ -56,8 +70,7 @@ class UserHasher:
         for value in values:
             mapped = seen.get(value)
             if mapped is None:
-                text = "" if value is None else _PHONE_PUNCTUATION.sub("", str(value))
-                mapped = seen[value] = self.hash(value) if _PHONE.fullmatch(text) else value
+                mapped = seen[value] = self.hash(value) if phone_number_in(value) else value
             append(mapped)
         return out
 
@@ -116,10 +129,26 @@ def key_from_setting(value: str) -> bytes:
     return raw
 
 
-def load_or_create_key(path: Path) -> bytes:
-    """Reads the key kept at ``path``, creating it (owner-only) the first time."""
+def _read_key(path: Path) -> bytes:
+    text = path.read_text().strip()
     try:
-        return bytes.fromhex(path.read_text().strip())
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) < 16:  # a damaged file must not stop the bot: the caller looks elsewhere, and says so
+        raise OSError(f"{path} does not hold a user-hash key ({len(text)} characters of text)")
+    return key
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """Reads the key kept at ``path``, creating it (owner-only) the first time.
+
+    Processes starting together agree on one key: each writes a candidate to its own temporary
+    file, and the first to link it into place (an exclusive create: the link fails when the name
+    exists) wins; every one then reads back what is there.
+    """
+    try:
+        return _read_key(path)
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,4 +166,4 @@ def load_or_create_key(path: Path) -> bytes:
         pass
     finally:
         tmp.unlink(missing_ok=True)
-    return bytes.fromhex(path.read_text().strip())
+    return _read_key(path)

@@ -375,14 +375,21 @@ class DuckDBStore:
             return int(con.execute("SELECT count(*) FROM events").fetchall()[0][0])
 
     def last_event_at(self) -> datetime | None:
-        """When the newest event happened (botmeter's own system events aside)."""
+        """When the newest event happened (botmeter's own system events aside).
+
+        Events stamped more than a day ahead (a millisecond timestamp stored before the track call
+        refused them lands in the year 58,000, beyond what Python's datetime holds) are not "newest".
+        """
         if not self.path.exists():
             return None
+        latest = (datetime.now(UTC) + timedelta(days=1)).replace(tzinfo=None)
         with self.reading() as con:
             if not _has_events(con):
                 return None
-            newest = con.execute("SELECT max(ts) FROM events WHERE kind <> 'system'").fetchall()[0][0]
-        return None if newest is None else newest.replace(tzinfo=UTC)
+            newest = con.execute(
+                "SELECT max(ts) FROM events WHERE kind <> 'system' AND ts <= ?", [latest]
+            ).fetchall()[0][0]
+        return newest.replace(tzinfo=UTC) if isinstance(newest, datetime) else None
 
     def update_costs(self, changes: pa.Table) -> int:
         """Sets cost_usd and price_version by event_id (for reprice). Returns rows changed."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ...collect.meter import Meter
+from ...events import INT64_MAX, INT64_MIN, TS_AHEAD, TS_EARLIEST, free_form_fault, lone_surrogate_at
 from ...exceptions import BotmeterError
 from ._store import DEFAULT_BOT
 from .costs import CostTracker
@@ -183,6 +185,7 @@ def _check(path: Path, name: str, section: str, index: int, item: Any, seen: dic
             "category": need("category", lambda v: isinstance(v, str), "a str such as api_error", "unknown"),
             "context": need("context", lambda v: isinstance(v, dict), "an object or null", None),
         }
+    _storable(where, values)
     if "id" in item and item["id"] is not None:
         if (
             not isinstance(item["id"], str | int)
@@ -203,11 +206,31 @@ def _timestamp(where: str, item: dict[str, Any]) -> float:
     if not isinstance(raw, str):
         raise HistoryError(f"{where}: field timestamp: expected an ISO date and time, got {_short(raw)}")
     try:
-        return datetime.fromisoformat(raw.strip().replace("Z", "+00:00")).timestamp()  # naive: local time
+        seconds = datetime.fromisoformat(raw.strip().replace("Z", "+00:00")).timestamp()  # naive: local time
     except ValueError:
         raise HistoryError(
             f"{where}: field timestamp: expected an ISO date and time, got {_short(raw)}"
         ) from None
+    if not TS_EARLIEST <= seconds <= time.time() + TS_AHEAD:  # the track call would refuse it mid-import
+        raise HistoryError(
+            f"{where}: field timestamp: expected a time from 2000-01-01 to one day ahead of now, "
+            f"got {_short(raw)}"
+        )
+    return seconds
+
+
+def _storable(where: str, values: dict[str, Any]) -> None:
+    """What the track calls would refuse (a lone surrogate, a context JSON cannot hold), refused here,
+    before anything is written."""
+    for key, value in values.items():
+        if isinstance(value, str) and lone_surrogate_at(value) >= 0:
+            raise HistoryError(f"{where}: field {key}: not valid Unicode text, got {_short(value)}")
+        if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            raise HistoryError(f"{where}: field {key}: an integer beyond 64 bits, got {_short(value)}")
+        if isinstance(value, dict):
+            fault = free_form_fault(value)
+            if fault:
+                raise HistoryError(f"{where}: field {key}: cannot be stored as JSON: {fault}")
 
 
 def _is_text(value: Any) -> bool:

@@ -491,7 +491,8 @@ def test_default_severity() -> None:
         # Names keep their digits; numbers that stand alone are masked, a grouped amount as one.
         ("model gpt-4o-mini not found", "model gpt-4o-mini not found"),
         ("o4-mini over 50,000 tokens", "o4-mini over <n> tokens"),
-        ("claude-3-5-sonnet-20241022 is overloaded", "claude-3-5-sonnet-20241022 is overloaded"),
+        ("claude-3-5-sonnet-20241022 is overloaded", "claude-3-5-sonnet-<n> is overloaded"),  # 7+ digits
+        ("no user_15551234567", "no user_<n>"),
         ("gpt-4.1-nano: 1,234.5 credits left of 2,000,000", "gpt-4.1-nano: <n> credits left of <n>"),
         ("Limit 30000, Used 29000, Requested 1500. Try again in 2.5s.",
          "Limit <n>, Used <n>, Requested <n>. Try again in <n>s."),

@@ -666,9 +666,9 @@ def _frame_of(tb: object) -> str | None:
 
 # Numbers that stand alone (counts, ids, amounts, times) vary between occurrences; digits inside a
 # name (gpt-4o-mini, o4-mini, claude-3-5-sonnet) do not. A word (letters, digits, '_', '.', '-')
-# with a letter is a name and kept, unless it is a number with a unit (30s, 2.5MB) or ends in an
-# id's number (r1234); a word without letters (42, 1.5, -3, 10.5.3) has each number masked, as
-# are dates and times.
+# with a letter is a name and kept, unless it is a number with a unit (30s, 2.5MB), ends in an
+# id's number (r1234) or holds 7 digits in a row (a phone number); a word without letters (42,
+# 1.5, -3, 10.5.3) has each number masked, as are dates and times.
 # Words are matched only where they start, so the time stays linear.
 _NUMBER: Final = re.compile(r"\d+(?:\.\d+)?")
 _NUMBER_WITH_UNIT: Final = re.compile(
@@ -676,6 +676,7 @@ _NUMBER_WITH_UNIT: Final = re.compile(
 )
 _LETTER: Final = re.compile(r"[^\W\d_]")
 _ID_NUMBER: Final = re.compile(r"(?<=[^\W\d_])\d{3,}(?![\w])")
+_LONG_DIGITS: Final = re.compile(r"\d{7,}")
 _DATE_OR_WORD: Final = re.compile(
     r"(?P<date>\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d)?(?:\.\d+)?Z?)?)|(?<![\w.-])[\w.-]*\d[\w.-]*"
 )
@@ -687,9 +688,10 @@ def _mask_numbers(match: re.Match[str]) -> str:
     word = match.group()
     if match.group("date") or _LETTER.search(word) is None or _NUMBER_WITH_UNIT.fullmatch(word.strip(".-")):
         return _NUMBER.sub("<n>", word)
-    # A name (gpt-4o-mini, o4-mini, claude-3-5-sonnet-20241022) is kept; a run of 3+ digits that
-    # ends a word straight after a letter is an id's number (r1234, user123) and masked.
-    return _ID_NUMBER.sub("<n>", word)
+    # A name (gpt-4o-mini, o4-mini, claude-3-5-sonnet) is kept; a run of 3+ digits that ends a
+    # word straight after a letter is an id's number (r1234, user123), and a run of 7 or more
+    # anywhere may be a phone number or a date (user_15551234567): both are masked.
+    return _LONG_DIGITS.sub("<n>", _ID_NUMBER.sub("<n>", word))
 
 
 # Order matters: whole structures (URLs, emails, ids) are masked before the numbers inside them.

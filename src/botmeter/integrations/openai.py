@@ -1,0 +1,181 @@
+"""OpenAI clients (``OpenAI``, ``AsyncOpenAI``, ``AzureOpenAI``...): chat completions, the Responses
+API and embeddings, sync and async, streamed or not.
+
+Recorded per call: the model as the response names it, input (prompt, cached included), cached,
+output (reasoning included) and reasoning tokens, ``service_tier`` (priced by tier), latency, and
+for streams the time to the first token (``properties.ttft_ms``). A streamed chat completion asks
+the API for its usage (``stream_options.include_usage``) when the caller did not, and drops that
+extra usage-only chunk so the caller sees the chunks it would have had without botmeter.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from ._calls import Usage, as_count, get, raw_usage
+from ._wrap import Operation, Watch, perf_counter, unwrap_class, unwrap_object, wrap_class, wrap_object
+
+T = TypeVar("T")
+
+
+def provider_of(client: Any) -> str:
+    """``azure`` for Azure OpenAI clients (priced with Azure's prices), else ``openai``."""
+    for cls in type(client).__mro__:
+        if cls.__name__ in ("AzureOpenAI", "AsyncAzureOpenAI", "BaseAzureClient"):
+            return "azure"
+    return "openai"
+
+
+def _tier(properties: dict[str, Any], obj: Any) -> None:
+    tier = getattr(obj, "service_tier", None)
+    if isinstance(tier, str):
+        properties["service_tier"] = tier
+
+
+class ChatCompletions(Operation):
+    name = "chat.completions"
+
+    def prepare(self, kwargs: dict[str, Any]) -> Any:
+        if kwargs.get("stream") is not True:
+            return False
+        options = kwargs.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            return False  # the caller asked for usage: it gets the usage chunk
+        kwargs["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        return True  # drop the usage-only chunk the caller did not ask for
+
+    def usage(self, result: Any) -> Usage | None:
+        usage = getattr(result, "usage", None)
+        if usage is None:
+            return None
+        found = Usage(
+            as_count(get(usage, "prompt_tokens")),
+            as_count(get(usage, "completion_tokens")),
+            as_count(get(usage, "prompt_tokens_details", "cached_tokens")),
+            0,
+            as_count(get(usage, "completion_tokens_details", "reasoning_tokens")),
+            {"usage": raw_usage(usage)},
+        )
+        # Models without cache or reasoning send no details: nothing was cached or reasoned.
+        if get(usage, "prompt_tokens_details") is None:
+            found.cached_tokens = 0
+        if get(usage, "completion_tokens_details") is None:
+            found.reasoning_tokens = 0
+        _tier(found.properties, result)
+        return found
+
+    def see(self, watch: Watch, item: Any) -> bool:
+        choices = getattr(item, "choices", None)
+        if watch.first_at is None and choices:
+            delta = getattr(choices[0], "delta", None)
+            if delta is not None and (
+                getattr(delta, "content", None)
+                or getattr(delta, "tool_calls", None)
+                or getattr(delta, "refusal", None)
+            ):
+                watch.first_at = perf_counter()
+        if getattr(item, "model", None):
+            watch.model = item.model
+        _tier(watch.extra, item)
+        if getattr(item, "usage", None) is not None:
+            watch.usage = self.usage(item)
+            if watch.state and not choices:
+                return False
+        return True
+
+
+class Responses(Operation):
+    name = "responses"
+
+    def usage(self, result: Any) -> Usage | None:
+        usage = getattr(result, "usage", None)
+        if usage is None:
+            return None
+        found = Usage(
+            as_count(get(usage, "input_tokens")),
+            as_count(get(usage, "output_tokens")),
+            as_count(get(usage, "input_tokens_details", "cached_tokens")),
+            0,
+            as_count(get(usage, "output_tokens_details", "reasoning_tokens")),
+            {"usage": raw_usage(usage)},
+        )
+        if get(usage, "input_tokens_details") is None:
+            found.cached_tokens = 0
+        if get(usage, "output_tokens_details") is None:
+            found.reasoning_tokens = 0
+        _tier(found.properties, result)
+        return found
+
+    def see(self, watch: Watch, item: Any) -> bool:
+        kind = getattr(item, "type", "")
+        if watch.first_at is None and kind.endswith(".delta"):
+            watch.first_at = perf_counter()
+        if kind in ("response.completed", "response.incomplete", "response.failed"):
+            response = getattr(item, "response", None)
+            if getattr(response, "model", None):
+                watch.model = response.model
+            watch.usage = self.usage(response)
+        return True
+
+
+class Embeddings(Operation):
+    name = "embeddings"
+
+    def usage(self, result: Any) -> Usage | None:
+        usage = getattr(result, "usage", None)
+        if usage is None:
+            return None
+        return Usage(as_count(get(usage, "prompt_tokens")), 0, 0, 0, 0, {"usage": raw_usage(usage)})
+
+
+CHAT, RESPONSES, EMBEDDINGS = ChatCompletions(), Responses(), Embeddings()
+
+
+def _resources(client: Any) -> list[tuple[Any, Operation]]:
+    return [
+        (client.chat.completions, CHAT),
+        (client.responses, RESPONSES),
+        (client.embeddings, EMBEDDINGS),
+    ]
+
+
+def instrument_client(meter: Any, client: T, *, stage: str | None = None) -> T:
+    """Records every call this client makes (``meter.instrument(client)`` calls this)."""
+    provider = provider_of(client)
+    for resource, op in _resources(client):
+        wrap_object(resource, "create", op, meter, provider, stage)
+    return client
+
+
+def uninstrument_client(client: T) -> T:
+    for resource, _ in _resources(client):
+        unwrap_object(resource)
+    return client
+
+
+def _classes() -> list[tuple[type, Operation]]:
+    from openai.resources.chat.completions import AsyncCompletions, Completions
+    from openai.resources.embeddings import AsyncEmbeddings
+    from openai.resources.embeddings import Embeddings as SyncEmbeddings
+    from openai.resources.responses import AsyncResponses
+    from openai.resources.responses import Responses as SyncResponses
+
+    return [
+        (Completions, CHAT),
+        (AsyncCompletions, CHAT),
+        (SyncResponses, RESPONSES),
+        (AsyncResponses, RESPONSES),
+        (SyncEmbeddings, EMBEDDINGS),
+        (AsyncEmbeddings, EMBEDDINGS),
+    ]
+
+
+def instrument(meter: Any, *, stage: str | None = None) -> None:
+    """Records the calls of every OpenAI client in this process, made before or after this call."""
+    for cls, op in _classes():
+        wrap_class(cls, "create", op, meter, lambda resource: provider_of(resource._client), stage)
+
+
+def uninstrument() -> None:
+    for cls, _ in _classes():
+        unwrap_class(cls, "create")

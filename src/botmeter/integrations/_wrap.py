@@ -191,7 +191,8 @@ def wrap(
     """A wrapper around ``original`` that records each call. ``bound``: ``original`` is a bound
     method (per-object wrapping); otherwise it is the class's function and the wrapper is installed
     on the class (every client), where ``provider`` may be a function of the resource object."""
-    is_async = inspect.iscoroutinefunction(original)
+    # The SDKs' async methods sit under sync decorators (argument checks): look beneath them.
+    is_async = inspect.iscoroutinefunction(original) or inspect.iscoroutinefunction(inspect.unwrap(original))
     provider_of = provider if callable(provider) else None
 
     if is_async:

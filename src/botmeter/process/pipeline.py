@@ -34,7 +34,7 @@ except ImportError:  # the C fast path is not built: pyarrow converts, more slow
     column_buffers = None
 from ..events import COLUMNS, RECORD_CALLS, RECORDS
 from . import errors as error_facts
-from .pricing import LlmPricer, PriceList, price_units
+from .pricing import LlmPricer, PriceList, call_extras, price_units
 from .privacy import UserHasher
 from .sms import SmsRates, country_of, segments_column
 
@@ -373,6 +373,7 @@ class Pipeline:
             c["cached_tokens"],
             c["cache_write_tokens"],
             c["reasoning_tokens"],
+            call_extras(c["properties"]),
         )
         given = c["cost_usd"]
         c["cost_usd"] = [g if g is not None else cost for g, cost in zip(given, costs, strict=True)]

@@ -35,6 +35,8 @@ class Usage:
 
 def as_count(value: Any) -> int | None:
     """A token count from a usage object: an int >= 0, or None when missing or odd."""
+    if value.__class__ is int:
+        return value if value >= 0 else None
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -54,7 +56,8 @@ def get(obj: Any, *path: str) -> Any:
 
 
 def raw_usage(usage: Any) -> dict[str, Any] | None:
-    """The provider's usage object as plain JSON, kept with the event so costs can be recomputed."""
+    """The provider's usage object as plain JSON. (Events keep the object itself in
+    ``properties["usage"]``; the writer serialises it, off the bot's thread.)"""
     if usage is None:
         return None
     if isinstance(usage, dict):
@@ -63,6 +66,9 @@ def raw_usage(usage: Any) -> dict[str, Any] | None:
     if dump is not None:
         return dump(exclude_none=True, mode="json")
     return None
+
+
+_COUNTS = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
 def count_failure(meter: Any, where: str) -> None:
@@ -85,34 +91,42 @@ def record_call(
 ) -> None:
     """One successful model call as an ``llm_call`` event. Never raises."""
     try:
-        properties: dict[str, Any] = {"operation": operation}
         if usage is None:
             usage = Usage(None, None, None, None, None)
-        properties.update(usage.properties)
+        properties = usage.properties  # the Usage is this call's own: its dict becomes the event's
+        properties["operation"] = operation
         if ttft_ms is not None:
             properties["ttft_ms"] = round(ttft_ms, 3)
-        counts = {
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cached_tokens": usage.cached_tokens,
-            "cache_write_tokens": usage.cache_write_tokens,
-            "reasoning_tokens": usage.reasoning_tokens,
-        }
-        unknown = [name for name, value in counts.items() if value is None]
-        if unknown:
-            properties["usage_unknown"] = unknown
-            counts = {name: value or 0 for name, value in counts.items()}
-        # A provider's numbers that contradict each other are kept as given in the raw usage; the
-        # event stays valid (cached within the prompt, reasoning within the completion).
-        counts["cached_tokens"] = min(counts["cached_tokens"], counts["input_tokens"])
-        counts["reasoning_tokens"] = min(counts["reasoning_tokens"], counts["output_tokens"])
+        inp, out = usage.input_tokens, usage.output_tokens
+        cached, written, reasoning = usage.cached_tokens, usage.cache_write_tokens, usage.reasoning_tokens
+        if inp is None or out is None or cached is None or written is None or reasoning is None:
+            names = (
+                "input_tokens",
+                "output_tokens",
+                "cached_tokens",
+                "cache_write_tokens",
+                "reasoning_tokens",
+            )
+            values = (inp, out, cached, written, reasoning)
+            properties["usage_unknown"] = [n for n, v in zip(names, values, strict=True) if v is None]
+            inp, out, cached, written, reasoning = (v or 0 for v in values)
+        # Numbers that contradict each other stay as given in the raw usage; the event stays valid
+        # (cached within the prompt, reasoning within the completion).
+        if cached > inp:
+            cached = inp
+        if reasoning > out:
+            reasoning = out
         meter.track_llm_call(
             provider=provider,
-            model=model if isinstance(model, str) and model else "unknown",
+            model=model if model.__class__ is str and model else "unknown",
+            input_tokens=inp,
+            output_tokens=out,
+            cached_tokens=cached,
+            reasoning_tokens=reasoning,
+            cache_write_tokens=written,
             latency_ms=latency_ms,
             stage=stage,
             properties=properties,
-            **counts,
         )
     except Exception:
         count_failure(meter, f"{provider}.record")

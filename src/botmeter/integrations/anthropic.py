@@ -30,22 +30,24 @@ def provider_of(client: Any) -> str:
 
 
 def usage_of(usage: Any) -> Usage | None:
-    """Anthropic's usage object in botmeter's convention."""
+    """Anthropic's usage object (or the same as a dict) in botmeter's convention."""
     if usage is None:
         return None
-    uncached = as_count(get(usage, "input_tokens"))
-    reads = as_count(get(usage, "cache_read_input_tokens"))
-    writes = as_count(get(usage, "cache_creation_input_tokens"))
-    one_hour = as_count(get(usage, "cache_creation", "ephemeral_1h_input_tokens"))
+    field = usage.get if isinstance(usage, dict) else usage.__dict__.get  # pydantic keeps fields there
+    uncached = as_count(field("input_tokens"))
+    reads = as_count(field("cache_read_input_tokens"))
+    writes = as_count(field("cache_creation_input_tokens"))
     whole = None if uncached is None else uncached + (reads or 0) + (writes or 0)
-    thinking = as_count(get(usage, "output_tokens_details", "thinking_tokens")) or 0  # within output_tokens
-    found = Usage(
-        whole, as_count(get(usage, "output_tokens")), reads, writes, thinking, {"usage": raw_usage(usage)}
-    )
-    if one_hour:
-        found.properties["cache_write_1h_tokens"] = min(one_hour, writes or 0)
-    tier = get(usage, "service_tier")
-    if isinstance(tier, str):
+    details = field("output_tokens_details")
+    thinking = 0 if details is None else as_count(get(details, "thinking_tokens")) or 0  # within output
+    found = Usage(whole, as_count(field("output_tokens")), reads, writes, thinking, {"usage": usage})
+    creation = field("cache_creation")
+    if creation is not None:
+        one_hour = as_count(get(creation, "ephemeral_1h_input_tokens"))
+        if one_hour:
+            found.properties["cache_write_1h_tokens"] = min(one_hour, writes or 0)
+    tier = field("service_tier")
+    if tier.__class__ is str:
         found.properties["service_tier"] = tier
     return found
 
@@ -70,7 +72,7 @@ class Messages(Operation):
             # Counts here are cumulative: output tokens always, the prompt's parts when the API sends them.
             delta = getattr(item, "usage", None)
             if delta is not None:
-                merged = dict(watch.usage.properties.get("usage") or {}) if watch.usage else {}
+                merged = dict(raw_usage(watch.usage.properties.get("usage")) or {}) if watch.usage else {}
                 merged.update({k: v for k, v in (raw_usage(delta) or {}).items() if v is not None})
                 watch.usage = usage_of(merged)
         return True

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from ._calls import Usage, as_count, get, raw_usage
+from ._calls import Usage, as_count
 from ._wrap import Operation, Watch, perf_counter, unwrap_class, unwrap_object, wrap_class, wrap_object
 
 T = TypeVar("T")
@@ -48,39 +48,37 @@ class ChatCompletions(Operation):
         usage = getattr(result, "usage", None)
         if usage is None:
             return None
-        found = Usage(
-            as_count(get(usage, "prompt_tokens")),
-            as_count(get(usage, "completion_tokens")),
-            as_count(get(usage, "prompt_tokens_details", "cached_tokens")),
-            0,
-            as_count(get(usage, "completion_tokens_details", "reasoning_tokens")),
-            {"usage": raw_usage(usage)},
-        )
         # Models without cache or reasoning send no details: nothing was cached or reasoned.
-        if get(usage, "prompt_tokens_details") is None:
-            found.cached_tokens = 0
-        if get(usage, "completion_tokens_details") is None:
-            found.reasoning_tokens = 0
+        prompt = getattr(usage, "prompt_tokens_details", None)
+        completion = getattr(usage, "completion_tokens_details", None)
+        found = Usage(
+            as_count(getattr(usage, "prompt_tokens", None)),
+            as_count(getattr(usage, "completion_tokens", None)),
+            0 if prompt is None else as_count(getattr(prompt, "cached_tokens", None)),
+            0,
+            0 if completion is None else as_count(getattr(completion, "reasoning_tokens", None)),
+            {"usage": usage},
+        )
         _tier(found.properties, result)
         return found
 
     def see(self, watch: Watch, item: Any) -> bool:
-        choices = getattr(item, "choices", None)
-        if watch.first_at is None and choices:
-            delta = getattr(choices[0], "delta", None)
-            if delta is not None and (
-                getattr(delta, "content", None)
-                or getattr(delta, "tool_calls", None)
-                or getattr(delta, "refusal", None)
-            ):
+        # Runs for every chunk: after the first content, only the usage check remains.
+        usage = getattr(item, "usage", None)
+        if watch.first_at is None:
+            if not watch.extra:  # the first chunk names the model and the tier, as every chunk does
+                watch.extra["operation"] = self.name
+                if getattr(item, "model", None):
+                    watch.model = item.model
+                _tier(watch.extra, item)
+            choices = getattr(item, "choices", None)
+            delta = getattr(choices[0], "delta", None) if choices else None
+            if delta is not None and (delta.content or delta.tool_calls or getattr(delta, "refusal", None)):
                 watch.first_at = perf_counter()
-        if getattr(item, "model", None):
-            watch.model = item.model
-        _tier(watch.extra, item)
-        if getattr(item, "usage", None) is not None:
+        if usage is not None:
             watch.usage = self.usage(item)
-            if watch.state and not choices:
-                return False
+            if watch.state and not item.choices:
+                return False  # the usage-only chunk botmeter asked for: not the caller's
         return True
 
 
@@ -91,18 +89,16 @@ class Responses(Operation):
         usage = getattr(result, "usage", None)
         if usage is None:
             return None
+        prompt = getattr(usage, "input_tokens_details", None)
+        completion = getattr(usage, "output_tokens_details", None)
         found = Usage(
-            as_count(get(usage, "input_tokens")),
-            as_count(get(usage, "output_tokens")),
-            as_count(get(usage, "input_tokens_details", "cached_tokens")),
+            as_count(getattr(usage, "input_tokens", None)),
+            as_count(getattr(usage, "output_tokens", None)),
+            0 if prompt is None else as_count(getattr(prompt, "cached_tokens", None)),
             0,
-            as_count(get(usage, "output_tokens_details", "reasoning_tokens")),
-            {"usage": raw_usage(usage)},
+            0 if completion is None else as_count(getattr(completion, "reasoning_tokens", None)),
+            {"usage": usage},
         )
-        if get(usage, "input_tokens_details") is None:
-            found.cached_tokens = 0
-        if get(usage, "output_tokens_details") is None:
-            found.reasoning_tokens = 0
         _tier(found.properties, result)
         return found
 
@@ -125,7 +121,7 @@ class Embeddings(Operation):
         usage = getattr(result, "usage", None)
         if usage is None:
             return None
-        return Usage(as_count(get(usage, "prompt_tokens")), 0, 0, 0, 0, {"usage": raw_usage(usage)})
+        return Usage(as_count(getattr(usage, "prompt_tokens", None)), 0, 0, 0, 0, {"usage": usage})
 
 
 CHAT, RESPONSES, EMBEDDINGS = ChatCompletions(), Responses(), Embeddings()

@@ -1,20 +1,34 @@
 """meter.instrument(openai_client): the real openai SDK, answered by an httpx MockTransport with
 bodies shaped like the API's (JSON, and server-sent events for streams). Costs are checked against
-genai-prices' own calculation from the same usage objects."""
+genai-prices' own calculation from the same usage objects.
+
+The previous major version of the SDK (openai 2, on httpx) passes the same file; it cannot live in
+the same venv as openai 3, so it is run against an install of its own:
+
+    pip install --target /tmp/openai2 --no-deps openai==2.54.0 distro
+    PYTHONPATH=/tmp/openai2:src .venv/bin/python -m pytest tests/test_instrument_openai.py
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from decimal import Decimal
 
 import duckdb
-import httpx2
 import openai
 import pytest
 from genai_prices import extract_usage
 
 from botmeter import Meter
+
+# openai 3 is built on httpx2, openai 2 (the previous major) on httpx: the mock transport comes
+# from whichever the installed SDK uses, so this file also runs against the previous major.
+if "httpx2" in sys.modules:
+    import httpx2
+else:
+    import httpx as httpx2
 from botmeter.integrations import openai as openai_integration
 
 MODEL = "gpt-4o-mini-2024-07-18"

@@ -485,3 +485,26 @@ def test_prices_differ_by_service_tier(meter, store_path):
         want = genai_cost(completion(model="gpt-5-2025-08-07", service_tier=tier), "chat", tier=tier)
         assert float(cost) == pytest.approx(want, rel=1e-9)
     assert costs["flex"] < costs["default"] < costs["priority"]
+
+
+def test_raw_response_forms(meter, store_path):
+    api = Api()
+    client = meter.instrument(client_for(api))
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert raw.parse().usage.prompt_tokens == 1200 and raw.headers["content-type"] == "application/json"
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True
+    )
+    assert len(list(raw.parse())) == 4  # the usage chunk botmeter asked for is not the caller's
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True
+    ) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: {")]
+    assert len(lines) == 4  # raw lines as asked: botmeter did not ask for usage here
+    assert "stream_options" not in api.requests[-1]
+    rows = events(meter, store_path, "llm_call")
+    assert [(r["input_tokens"], "usage_unknown" in r["properties"]) for r in rows] == [
+        (1200, False),
+        (1200, False),
+        (0, True),
+    ]

@@ -159,6 +159,21 @@ def _finish(
     """Records a completed call, or hooks a watch onto a stream. Returns what the caller gets."""
     end = perf_counter()
     try:
+        if hasattr(result, "http_response"):  # the SDK's raw-response forms
+            if type(result).__name__ != "LegacyAPIResponse":
+                # with_streaming_response: the caller reads the body itself; botmeter must not
+                record_call(meter, provider, stage, op.name, op.model(kwargs), None, (end - start) * 1000.0)
+                return result
+            # with_raw_response: the body is read; parse() caches, so the caller gets this same object
+            parsed = result.parse()
+            if op.is_stream(kwargs, parsed):
+                watch = Watch(op, meter, provider, stage, op.model(kwargs), state)
+                watch.start = start
+                op.watch_stream(parsed, watch, is_async)
+                return result
+            model = op.response_model(parsed) or op.model(kwargs)
+            record_call(meter, provider, stage, op.name, model, op.usage(parsed), (end - start) * 1000.0)
+            return result
         if op.is_stream(kwargs, result):
             watch = Watch(op, meter, provider, stage, op.model(kwargs), state)
             watch.start = start

@@ -38,6 +38,9 @@ class ChatCompletions(Operation):
     def prepare(self, kwargs: dict[str, Any]) -> Any:
         if kwargs.get("stream") is not True:
             return False
+        headers = kwargs.get("extra_headers")
+        if isinstance(headers, dict) and headers.get("X-Stainless-Raw-Response") == "stream":
+            return False  # with_streaming_response: the caller reads the raw lines; leave them as asked
         options = kwargs.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage") is True:
             return False  # the caller asked for usage: it gets the usage chunk

@@ -10,9 +10,10 @@ extra usage-only chunk so the caller sees the chunks it would have had without b
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
-from ._calls import Usage, as_count
+from ._calls import Usage, as_count, count_failure
 from ._wrap import Operation, Watch, perf_counter, unwrap_class, unwrap_object, wrap_class, wrap_object
 
 T = TypeVar("T")
@@ -83,6 +84,62 @@ class ChatCompletions(Operation):
             if watch.state and not item.choices:
                 return False  # the usage-only chunk botmeter asked for: not the caller's
         return True
+
+    def watch_stream(self, result: Any, watch: Watch, is_async: bool) -> Any:
+        super().watch_stream(result, watch, is_async)
+        events = getattr(result, "_iter_events", None)
+        if watch.state and events is not None:
+            # The usage-only chunk botmeter asked for is taken out of the server-sent events before
+            # the SDK builds a chunk object from it (which costs as much as any other chunk).
+            result._iter_events = (_without_usage_async if is_async else _without_usage)(events, watch)
+        return result
+
+
+def _usage_chunk(data: str, watch: Watch) -> bool:
+    """True when this event is the usage-only chunk (its usage is then the watch's)."""
+    if '"choices":[]' not in data and '"choices": []' not in data:
+        return False
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return False
+    usage = body.get("usage") if isinstance(body, dict) else None
+    if body.get("choices") != [] or not isinstance(usage, dict):
+        return False
+    try:
+        prompt = usage.get("prompt_tokens_details") or {}
+        completion = usage.get("completion_tokens_details") or {}
+        watch.usage = Usage(
+            as_count(usage.get("prompt_tokens")),
+            as_count(usage.get("completion_tokens")),
+            as_count(prompt.get("cached_tokens", 0)),
+            0,
+            as_count(completion.get("reasoning_tokens", 0)),
+            {"usage": usage},
+        )
+        if isinstance(body.get("service_tier"), str):
+            watch.extra["service_tier"] = body["service_tier"]
+    except Exception:
+        count_failure(watch.meter, f"{watch.provider}.stream")
+    return True
+
+
+def _without_usage(events: Any, watch: Watch) -> Any:
+    def filtered() -> Any:
+        for sse in events():
+            if not _usage_chunk(sse.data, watch):
+                yield sse
+
+    return filtered
+
+
+def _without_usage_async(events: Any, watch: Watch) -> Any:
+    async def filtered() -> Any:
+        async for sse in events():
+            if not _usage_chunk(sse.data, watch):
+                yield sse
+
+    return filtered
 
 
 class Responses(Operation):

@@ -28,6 +28,7 @@ class Watch:
         "meter",
         "model",
         "op",
+        "passthrough",
         "provider",
         "stage",
         "start",
@@ -46,6 +47,7 @@ class Watch:
         self.first_at: float | None = None
         self.usage: Usage | None = None
         self.extra: dict[str, Any] = {}  # properties seen on items other than the usage one
+        self.passthrough = False  # set by the operation when no later item needs looking at
         self.done = False
 
     def see(self, item: Any) -> bool:
@@ -88,6 +90,9 @@ def _watch_sync(inner: Any, watch: Watch) -> Any:
         for item in inner:
             if watch.see(item):
                 yield item
+            if watch.passthrough:
+                yield from inner  # the rest as it comes, with no work per item
+                break
     except Exception as exc:
         watch.fail(exc)
         raise
@@ -101,7 +106,7 @@ def _watch_sync(inner: Any, watch: Watch) -> Any:
 async def _watch_async(inner: Any, watch: Watch) -> Any:
     try:
         async for item in inner:
-            if watch.see(item):
+            if watch.passthrough or watch.see(item):
                 yield item
     except Exception as exc:
         watch.fail(exc)

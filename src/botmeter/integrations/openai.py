@@ -79,6 +79,8 @@ class ChatCompletions(Operation):
             delta = getattr(choices[0], "delta", None) if choices else None
             if delta is not None and (delta.content or delta.tool_calls or getattr(delta, "refusal", None)):
                 watch.first_at = perf_counter()
+                # the usage comes out of the server-sent events: nothing later needs looking at
+                watch.passthrough = watch.state == _FROM_EVENTS
         if usage is not None:
             watch.usage = self.usage(item)
             if watch.state and not item.choices:
@@ -92,7 +94,11 @@ class ChatCompletions(Operation):
             # The usage-only chunk botmeter asked for is taken out of the server-sent events before
             # the SDK builds a chunk object from it (which costs as much as any other chunk).
             result._iter_events = (_without_usage_async if is_async else _without_usage)(events, watch)
+            watch.state = _FROM_EVENTS
         return result
+
+
+_FROM_EVENTS = "from events"  # Watch.state: botmeter takes the usage chunk out of the events
 
 
 def _usage_chunk(data: str, watch: Watch) -> bool:

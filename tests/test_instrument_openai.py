@@ -243,8 +243,10 @@ def test_a_stream_asks_for_usage_but_the_caller_gets_the_chunks_it_would_have_ha
     client = meter.instrument(client_for(api))
     stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
     assert isinstance(stream, openai.Stream)  # the SDK's own stream object
-    seen = [c.model_dump() for c in stream]
+    chunks_seen = list(stream)
+    seen = [c.model_dump() for c in chunks_seen]
     assert seen == bare and len(seen) == 4
+    assert all("usage" not in c.model_fields_set for c in chunks_seen)  # as without usage asked
     assert "stream_options" not in bare_api.requests[0]
     assert api.requests[0]["stream_options"] == {"include_usage": True}
     (event,) = events(meter, store_path, "llm_call")

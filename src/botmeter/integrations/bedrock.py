@@ -113,7 +113,11 @@ class InvokeModel(Operation):
     def usage(self, result: Any) -> Usage | None:
         from botocore.response import StreamingBody
 
-        data = result["body"].read()
+        try:
+            data = result["body"].read()
+        except Exception as exc:  # the body broke off: the caller's read must fail the same way
+            result["body"] = _BrokenBody(exc)
+            raise
         result["body"] = StreamingBody(io.BytesIO(data), len(data))  # the caller reads it as if untouched
         try:
             body = json.loads(data)
@@ -127,6 +131,19 @@ class InvokeModel(Operation):
             if inp is not None or out is not None:
                 found = Usage(inp, out, 0, 0, 0, {"usage": {"input": inp, "output": out}})
         return found
+
+
+class _BrokenBody:
+    """Stands in for a body whose reading failed: reading it raises what the read raised."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def read(self, *args: Any) -> bytes:
+        raise self.error
+
+    def close(self) -> None:
+        pass
 
 
 def _int(value: Any) -> int | None:

@@ -150,6 +150,11 @@ class Operation:
         return result
 
 
+# What the SDKs' with_raw_response / with_streaming_response calls return (by name: the check is
+# made on every call, and a type test needs no import of either SDK).
+_RAW_RESPONSES = frozenset({"LegacyAPIResponse", "APIResponse", "AsyncAPIResponse"})
+
+
 def _finish(
     op: Operation,
     meter: Any,
@@ -164,7 +169,7 @@ def _finish(
     """Records a completed call, or hooks a watch onto a stream. Returns what the caller gets."""
     end = perf_counter()
     try:
-        if hasattr(result, "http_response"):  # the SDK's raw-response forms
+        if type(result).__name__ in _RAW_RESPONSES:  # the SDK's raw-response forms
             if type(result).__name__ != "LegacyAPIResponse":
                 # with_streaming_response: the caller reads the body itself; botmeter must not
                 record_call(meter, provider, stage, op.name, op.model(kwargs), None, (end - start) * 1000.0)

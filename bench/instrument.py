@@ -163,25 +163,25 @@ def anthropic_client() -> anthropic.Anthropic:
     )
 
 
-def chat(client: Any) -> None:
+def chat(client: Any, **extra: Any) -> None:
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
 
-def chat_streamed(client: Any) -> None:
-    for _ in client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True):
+def chat_streamed(client: Any, **extra: Any) -> None:
+    for _ in client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True, **extra):
         pass
 
 
 SHORT_QUESTION = "Capital of France, in one line?"
 
 
-def chat_streamed_short(client: Any) -> None:
+def chat_streamed_short(client: Any, **extra: Any) -> None:
     question = [{"role": "user", "content": SHORT_QUESTION}]
-    for _ in client.chat.completions.create(model="gpt-4o-mini", messages=question, stream=True):
+    for _ in client.chat.completions.create(model="gpt-4o-mini", messages=question, stream=True, **extra):
         pass
 
 
-def message(client: Any) -> None:
+def message(client: Any, **extra: Any) -> None:
     client.messages.create(model="claude-sonnet-4-5", max_tokens=256, messages=MESSAGES)
 
 
@@ -192,9 +192,13 @@ SCENARIOS: dict[str, tuple[Callable[[], Any], Callable[[Any], None], bool]] = {
     "anthropic messages": (anthropic_client, message, False),
     "openai chat, streamed 7": (openai_client, chat_streamed_short, True),
 }
-# Not part of the requirement: a 7-chunk reply shows the one cost botmeter cannot shrink, the
-# usage chunk it asks the API for (the SDK parses one more chunk than the caller's).
+# Not part of the requirement: a 7-chunk reply shows most the one cost botmeter cannot shrink, what
+# the API sends when usage is asked for (a usage chunk, and "usage":null in every chunk).
 FOR_INFORMATION = {"openai chat, streamed 7"}
+# A reference for the streamed scenarios, not a contender: the bare client asking for usage itself,
+# i.e. what the API's answer to include_usage costs the SDK, with nothing of botmeter's.
+USAGE_ASKED = "usage asked"
+USAGE_ASKED_ARGS = {"extra_body": {"stream_options": {"include_usage": True}}}
 
 # -- the peers -----------------------------------------------------------------------------------
 
@@ -304,6 +308,8 @@ def measure(
     make, call, peers_apply = SCENARIOS[name]
     clients = {"bare": make(), "botmeter": meter.instrument(make())}
     contenders = ["bare", "botmeter"] + (peers if peers_apply else [])
+    if call in (chat_streamed, chat_streamed_short):
+        contenders.append(USAGE_ASKED)
     for peer in contenders[2:]:
         clients[peer] = make()
     clock = time.perf_counter
@@ -315,12 +321,13 @@ def measure(
         order = contenders[:]
         rng.shuffle(order)
         for contender in order:
-            peer = contender not in ("bare", "botmeter")
+            peer = contender not in ("bare", "botmeter", USAGE_ASKED)
             if peer:
                 switch.use(contender)
             client = clients[contender]
+            extra = USAGE_ASKED_ARGS if contender == USAGE_ASKED else {}
             start = clock()
-            call(client)
+            call(client, **extra)
             spent[contender] = clock() - start
             if peer:
                 switch.use(None)
@@ -345,6 +352,10 @@ def measure(
         # for information: means over rounds of k turns keep the rare long stalls the medians leave out
         means = [statistics.fmean(added[i : i + k]) for i in range(0, len(added), k)]
         result["added_mean_us"][contender] = statistics.median(means) * 1e6
+    if USAGE_ASKED in contenders:
+        result["botmeter_over_usage_asked_us"] = (
+            statistics.median([t["botmeter"] - t[USAGE_ASKED] for t in turns]) * 1e6
+        )
     return result
 
 
@@ -403,12 +414,13 @@ def main() -> int:
         print("peers not installed (see bench/README.md): " + ", ".join(missing))
     print()
     print(
-        f"{'scenario':<24}{'bare call':>11}  " + "".join(f"{c + ' adds':>20}" for c in ["botmeter", *peers])
+        f"{'scenario':<24}{'bare call':>11}  "
+        + "".join(f"{c + ' adds':>20}" for c in ["botmeter", *peers, USAGE_ASKED])
     )
     verdict = True
     for name, r in results.items():
         cells = []
-        for contender in ["botmeter", *peers]:
+        for contender in ["botmeter", *peers, USAGE_ASKED]:
             if contender in r["added_us"]:
                 cells.append(
                     f"{r['added_us'][contender]:8.1f} us ({r['share_of_bare'][contender] * 100:5.2f}%)"
@@ -424,6 +436,11 @@ def main() -> int:
     for name, r in results.items():
         ours = r["added_us"]["botmeter"]
         share = r["share_of_bare"]["botmeter"]
+        if "botmeter_over_usage_asked_us" in r:
+            print(
+                f"{name}: the bare call asking for usage itself adds {r['added_us'][USAGE_ASKED]:.1f} us; "
+                f"botmeter adds {r['botmeter_over_usage_asked_us']:.1f} us over that"
+            )
         if name in FOR_INFORMATION:
             print(f"{name}: botmeter adds {share * 100:.2f}% of the bare call (for information, not gated)")
             continue

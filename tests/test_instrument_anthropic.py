@@ -295,3 +295,11 @@ def test_uninstrument_and_library_wide_instrument(meter, store_path):
         anthropic_integration.uninstrument()
     client_for(api).messages.create(**ASK)
     assert [r["stage"] for r in events(meter, store_path, "llm_call")] == [None, "everywhere", "everywhere"]
+
+
+def test_with_raw_response(meter, store_path):
+    client = meter.instrument(client_for(Api()))
+    raw = client.messages.with_raw_response.create(**ASK)
+    assert raw.parse().usage.output_tokens == 95 and raw.headers["content-type"] == "application/json"
+    (row,) = events(meter, store_path, "llm_call")
+    check_usage(row)

@@ -510,3 +510,19 @@ def test_raw_response_forms(meter, store_path):
         (1200, False),
         (0, True),
     ]
+
+
+def test_the_stream_helpers_go_through_create_and_are_recorded(meter, store_path):
+    client = meter.instrument(client_for(Api()))
+    with client.chat.completions.stream(model="gpt-4o-mini", messages=MESSAGES) as stream:
+        text = "".join(e.delta for e in stream if e.type == "content.delta")
+        final = stream.get_final_completion()
+    assert text == "Hello!" and final.usage is None  # the caller did not ask for usage
+    with client.responses.stream(model="gpt-5", input="hi") as stream:
+        done = stream.get_final_response()
+    assert done.usage.input_tokens == 2000
+    rows = events(meter, store_path, "llm_call")
+    assert [(r["properties"]["operation"], r["input_tokens"], r["output_tokens"]) for r in rows] == [
+        ("chat.completions", 1200, 85),
+        ("responses", 2000, 600),
+    ]

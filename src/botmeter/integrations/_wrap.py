@@ -169,9 +169,13 @@ def _finish(
     """Records a completed call, or hooks a watch onto a stream. Returns what the caller gets."""
     end = perf_counter()
     try:
-        if type(result).__name__ in _RAW_RESPONSES:  # the SDK's raw-response forms
-            if type(result).__name__ != "LegacyAPIResponse":
-                # with_streaming_response: the caller reads the body itself; botmeter must not
+        kind = type(result).__name__
+        if kind in _RAW_RESPONSES:  # the SDK's raw-response forms
+            headers = kwargs.get("extra_headers")
+            mode = headers.get("X-Stainless-Raw-Response") if isinstance(headers, dict) else None
+            if mode == "stream" or kind == "AsyncAPIResponse":
+                # with_streaming_response: the caller reads the body itself, so botmeter must not
+                # (and an async one parses only when awaited): recorded with its usage unknown
                 record_call(meter, provider, stage, op.name, op.model(kwargs), None, (end - start) * 1000.0)
                 return result
             # with_raw_response: the body is read; parse() caches, so the caller gets this same object

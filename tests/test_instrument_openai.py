@@ -526,3 +526,14 @@ def test_the_stream_helpers_go_through_create_and_are_recorded(meter, store_path
         ("chat.completions", 1200, 85),
         ("responses", 2000, 600),
     ]
+
+
+def test_a_failure_inside_the_stream_watch_is_counted_and_the_chunks_still_flow(meter, monkeypatch):
+    def broken_see(watch, item):
+        raise RuntimeError("botmeter bug")
+
+    monkeypatch.setattr(openai_integration.CHAT, "see", broken_see)
+    client = meter.instrument(client_for(Api()))
+    seen = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert [c.choices[0].delta.content for c in seen] == ["", "Hello", "!", None]
+    assert meter.stats()["integration_failures"] == {"openai.stream": 4}

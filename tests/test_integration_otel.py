@@ -27,8 +27,11 @@ def traced(store_url):
     meter.close()
 
 
-def _rows(store_path, sql):
-    return query(store_path, sql)
+def _rows(meter, sql):
+    """The stored events, read through the meter's own store (it may hold the file between writes)."""
+    assert meter.flush()
+    with meter.store.reading() as con:
+        return con.execute(sql).fetchall()
 
 
 def test_current_conventions_become_a_priced_llm_call(traced, store_path):
@@ -50,7 +53,7 @@ def test_current_conventions_become_a_priced_llm_call(traced, store_path):
         time.sleep(0.02)
     assert meter.flush()
     rows = _rows(
-        store_path,
+        meter,
         "select provider, model, input_tokens, output_tokens, cached_tokens, cost_usd, latency_ms, "
         "user_id, conversation_id from events where kind = 'llm_call'",
     )
@@ -87,7 +90,7 @@ def test_older_names_and_anthropic_cache_writes(traced, store_path):
         )
     assert meter.flush()
     (row,) = _rows(
-        store_path,
+        meter,
         "select provider, input_tokens, cached_tokens, cache_write_tokens, cost_usd, user_id, "
         "conversation_id from events",
     )
@@ -154,15 +157,13 @@ def test_failed_call_records_latency_and_an_error(traced, store_path):
         )
         raise TimeoutError("Request timed out.")
     assert meter.flush()
-    kinds = dict(_rows(store_path, "select kind, count(*) from events group by kind"))
+    kinds = dict(_rows(meter, "select kind, count(*) from events group by kind"))
     assert kinds == {"llm_call": 1, "error": 1}
     (err,) = _rows(
-        store_path, "select error_type, error_category, provider, stage from events where kind = 'error'"
+        meter, "select error_type, error_category, provider, stage from events where kind = 'error'"
     )
     assert err == ("APITimeoutError", "timeout", "openai", "llm")
-    (lat,) = _rows(
-        store_path, "select latency_ms, input_tokens, cost_usd from events where kind = 'llm_call'"
-    )
+    (lat,) = _rows(meter, "select latency_ms, input_tokens, cost_usd from events where kind = 'llm_call'")
     assert lat[0] is not None and lat[1] == 0 and lat[2] == 0
     assert processor.stats()["errors"] == 1
 
@@ -179,9 +180,7 @@ def test_error_status_without_error_type(traced, store_path):
         )
         span.set_status(Status(StatusCode.ERROR, "Error code: 429 - rate limit reached"))
     assert meter.flush()
-    (err,) = _rows(
-        store_path, "select error_type, error_category, error_message from events where kind = 'error'"
-    )
+    (err,) = _rows(meter, "select error_type, error_category, error_message from events where kind = 'error'")
     assert err == ("error", "rate_limit", "Error code: <n> - rate limit reached")
 
 
@@ -200,7 +199,7 @@ def test_other_spans_are_ignored_and_counted(traced, store_path):
                 }
             )
     assert meter.flush()
-    assert _rows(store_path, "select count(*) from events")[0][0] == 1
+    assert _rows(meter, "select count(*) from events")[0][0] == 1
     assert processor.stats() == {"seen": 3, "recorded": 1, "errors": 0, "ignored": 2, "failed": 0}
 
 
@@ -220,7 +219,7 @@ def test_a_span_botmeter_cannot_record_is_counted_not_raised(traced, store_path,
         span.set_attributes({"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"})
     stats = processor.stats()
     assert stats["seen"] == 2 and stats["failed"] == 0
-    (props,) = _rows(store_path, "select properties->>'$.unknown' from events")[0]
+    (props,) = query(store_path, "select properties->>'$.unknown' from events")[0]  # closed: file released
     assert "input_tokens" in props and "output_tokens" in props
 
 

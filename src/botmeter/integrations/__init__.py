@@ -24,6 +24,7 @@ REGISTRY: dict[tuple[str, str], str] = {
     ("anthropic", "SyncAPIClient"): "anthropic",  # Anthropic, AnthropicBedrock, AnthropicVertex, ...
     ("anthropic", "AsyncAPIClient"): "anthropic",
     ("botocore", "BedrockRuntime"): "bedrock",  # boto3.client("bedrock-runtime")
+    ("twilio", "Client"): "twilio",  # twilio.rest.Client: messages.create is an outbound SMS
 }
 
 

@@ -185,7 +185,7 @@ class _SlackHandler(BaseHTTPRequestHandler):
             form = json.loads(raw or "{}")
         else:
             form = {k: v[0] for k, v in parse_qs(raw).items()}
-        method = self.path.rsplit("/", 1)[-1]
+        method = self.path.partition("?")[0].rsplit("/", 1)[-1]
         stub.requests.append({"method": method, "form": form})
         if self.headers.get("Authorization") != f"Bearer {stub.token}":
             body: dict[str, Any] = {"ok": False, "error": "invalid_auth"}

@@ -25,6 +25,8 @@ REGISTRY: dict[tuple[str, str], str] = {
     ("anthropic", "AsyncAPIClient"): "anthropic",
     ("botocore", "BedrockRuntime"): "bedrock",  # boto3.client("bedrock-runtime")
     ("twilio", "Client"): "twilio",  # twilio.rest.Client: messages.create is an outbound SMS
+    ("slack_bolt", "App"): "slack",  # a Bolt app: its middleware records inbound messages
+    ("slack_bolt", "AsyncApp"): "slack",
 }
 
 

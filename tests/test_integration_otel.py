@@ -153,19 +153,21 @@ def test_failed_call_records_latency_and_an_error(traced, store_path):
                 "gen_ai.provider.name": "openai",
                 "gen_ai.request.model": "gpt-4o-mini",
                 "error.type": "APITimeoutError",
+                "user.id": "u-3",
             }
         )
         raise TimeoutError("Request timed out.")
-    assert meter.flush()
     kinds = dict(_rows(meter, "select kind, count(*) from events group by kind"))
-    assert kinds == {"llm_call": 1, "error": 1}
+    assert kinds == {"timing": 1, "error": 1}  # as the SDK integrations record a failed call
     (err,) = _rows(
-        meter, "select error_type, error_category, provider, stage from events where kind = 'error'"
+        meter, "select error_type, error_category, provider, stage, user_id from events where kind = 'error'"
     )
-    assert err == ("APITimeoutError", "timeout", "openai", "llm")
-    (lat,) = _rows(meter, "select latency_ms, input_tokens, cost_usd from events where kind = 'llm_call'")
-    assert lat[0] is not None and lat[1] == 0 and lat[2] == 0
+    assert err == ("APITimeoutError", "timeout", "openai", "llm", "u-3")
+    (timing,) = _rows(meter, "select stage, model, latency_ms > 0, user_id from events where kind = 'timing'")
+    assert timing == ("llm", "gpt-4o-mini", True, "u-3")
     assert processor.stats()["errors"] == 1
+    latency = meter.query("latency_ms", days=1, by="stage", stat="count").rows  # counts in LLM latency
+    assert [(r["stage"], r["count"]) for r in latency] == [("llm", 1)]
 
 
 def test_error_status_without_error_type(traced, store_path):
@@ -219,7 +221,7 @@ def test_a_span_botmeter_cannot_record_is_counted_not_raised(traced, store_path,
         span.set_attributes({"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"})
     stats = processor.stats()
     assert stats["seen"] == 2 and stats["failed"] == 0
-    (props,) = query(store_path, "select properties->>'$.unknown' from events")[0]  # closed: file released
+    (props,) = query(store_path, "select properties->>'$.usage_unknown' from events")[0]  # closed: released
     assert "input_tokens" in props and "output_tokens" in props
 
 

@@ -21,7 +21,8 @@ cache writes           ``gen_ai.usage.cache_creation.input_tokens`` (1.38+),
 reasoning tokens       ``gen_ai.usage.reasoning.output_tokens`` (1.38+), ``gen_ai.usage.reasoning_tokens``
 conversation           ``gen_ai.conversation.id`` (1.37+), ``session.id``
 user                   ``user.id``, ``enduser.id`` (deprecated)
-error                  ``error.type``, or the span's status ERROR
+error                  ``error.type``, or the span's status ERROR (then an error event and the
+                       call's latency as an ``llm`` timing, as the SDK integrations record failures)
 latency                the span's end minus its start
 =====================  ===========================================================================
 
@@ -84,10 +85,15 @@ PROVIDERS: Final[dict[str, str]] = {
 
 @dataclass(frozen=True, slots=True)
 class SpanCall:
-    """What one GenAI span records: ``track_llm_call`` arguments, and ``track_error`` ones if it failed."""
+    """What one GenAI span records, as keyword arguments of the track calls.
 
-    llm_call: dict[str, Any]
+    A call that succeeded is ``llm_call``; one that failed is ``error`` plus ``timing`` (its latency
+    under the ``llm`` stage), as the SDK integrations record failures, so failed calls count in
+    latency and in the error rate without an LLM call of zero tokens."""
+
+    llm_call: dict[str, Any] | None
     error: dict[str, Any] | None = None
+    timing: dict[str, Any] | None = None
     unknown: tuple[str, ...] = field(default=())  # usage fields the span did not carry
 
 
@@ -210,31 +216,46 @@ def span_call(
     if tier is not None:
         properties["service_tier"] = tier
     if unknown:
-        properties["unknown"] = list(unknown)
+        properties["usage_unknown"] = list(unknown)
     call["properties"] = properties
     if trace_id and span_id:
         call["event_id"] = f"otel:{trace_id}:{span_id}"
 
     error_type = _text(attributes.get("error.type"))
-    error: dict[str, Any] | None = None
-    if error_type is not None or status_error:
-        error = {
-            "error": error_type or "error",
-            "provider": provider,
+    if error_type is None and not status_error:
+        return SpanCall(call, unknown=tuple(unknown))
+    shared = {key: call[key] for key in ("ts", "user", "conversation") if key in call}
+    error: dict[str, Any] = {
+        "error": error_type or "error",
+        "provider": provider,
+        "stage": "llm",
+        "properties": {
+            "source": "otel",
+            "model": model,
+            **({"operation": properties["operation"]} if operation else {}),
+        },
+        **shared,
+    }
+    if status_message:
+        error["message"] = status_message
+    status = _count(_first(attributes, ("http.response.status_code", "http.status_code")))
+    if status is not None:
+        error["status_code"] = status
+    timing: dict[str, Any] | None = None
+    if "latency_ms" in call:
+        timing = {
             "stage": "llm",
-            "properties": {"source": "otel", "model": model},
+            "latency_ms": call["latency_ms"],
+            "provider": provider,
+            "model": model,
+            "properties": {"source": "otel", "failed": True, "error_type": error["error"]},
+            **shared,
         }
-        if status_message:
-            error["message"] = status_message
-        status = _count(_first(attributes, ("http.response.status_code", "http.status_code")))
-        if status is not None:
-            error["status_code"] = status
-        for key in ("ts", "user", "conversation"):
-            if key in call:
-                error[key] = call[key]
-        if trace_id and span_id:
-            error["event_id"] = f"otel:{trace_id}:{span_id}:error"
-    return SpanCall(call, error, tuple(unknown))
+    if trace_id and span_id:
+        error["event_id"] = f"otel:{trace_id}:{span_id}:error"
+        if timing is not None:
+            timing["event_id"] = f"otel:{trace_id}:{span_id}:timing"
+    return SpanCall(None, error, timing, tuple(unknown))
 
 
 __all__ = ["SpanCall", "is_model_call", "provider_name", "span_call"]

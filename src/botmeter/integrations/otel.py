@@ -29,8 +29,9 @@ log = logging.getLogger("botmeter")
 
 
 class SpanProcessor(_SdkSpanProcessor):
-    """Records every ended GenAI model-call span as ``track_llm_call`` (and ``track_error`` when it
-    failed). ``stats()`` counts spans seen, recorded, ignored (not model calls) and failed."""
+    """Records every ended GenAI model-call span as ``track_llm_call``, or, when the call failed, as
+    ``track_error`` plus its latency (``track_timing("llm", ...)``). ``stats()`` counts spans seen,
+    recorded, ignored (not model calls) and failed."""
 
     def __init__(self, meter: Meter) -> None:
         self.meter = meter
@@ -67,12 +68,16 @@ class SpanProcessor(_SdkSpanProcessor):
         )
         if found is None:
             return "ignored"
-        self.meter.track_llm_call(**found.llm_call)
-        if found.error is not None:
-            error = dict(found.error)
-            self.meter.track_error(error.pop("error"), **error)
-            return "errors"
-        return "recorded"
+        if found.llm_call is not None:
+            self.meter.track_llm_call(**found.llm_call)
+        if found.error is None:
+            return "recorded"
+        error = dict(found.error)
+        self.meter.track_error(error.pop("error"), **error)
+        if found.timing is not None:
+            timing = dict(found.timing)
+            self.meter.track_timing(timing.pop("stage"), timing.pop("latency_ms"), **timing)
+        return "errors"
 
     def shutdown(self) -> None:
         return None

@@ -1,4 +1,4 @@
-"""Local stand-ins for the Twilio and Slack Web APIs, on 127.0.0.1, for the examples and the tests.
+"""Local stand-ins for the Twilio, Slack and OpenAI APIs, on 127.0.0.1, for the examples and the tests.
 
 They answer the requests the SDKs really send (the Twilio SDK's ``POST .../Messages.json`` with
 Basic auth, Slack's ``auth.test`` and ``chat.postMessage``) with bodies shaped like the real
@@ -6,7 +6,8 @@ APIs' answers, Twilio's error bodies included. The SDK clients are pointed at th
 
 * Twilio: ``Client(sid, token, http_client=twilio_http_client(stub.url))``, an ordinary
   ``TwilioHttpClient`` that sends to the stub's address instead of Twilio's host;
-* Slack: ``WebClient(token, base_url=stub.url + "/api/")``.
+* Slack: ``WebClient(token, base_url=stub.api_url)``;
+* OpenAI: ``OpenAI(base_url=stub.api_url, api_key="...")`` (or ``OPENAI_BASE_URL``).
 """
 
 from __future__ import annotations
@@ -169,6 +170,56 @@ def twilio_async_http_client(stub_url: str) -> Any:
             return await super().request(method, f"{stub_url}/{path}", *args, **kwargs)
 
     return LocalAsyncTwilioHttpClient()
+
+
+class _OpenAiHandler(BaseHTTPRequestHandler):
+    stub: OpenAiApiStub
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        request = json.loads(self.rfile.read(length) or b"{}")
+        self.stub.requests.append({"path": self.path, "body": request})
+        if not self.path.endswith("/chat/completions"):
+            status, body = 404, {"error": {"message": "Unknown request URL", "type": "invalid_request_error"}}
+        else:
+            prompt = " ".join(str(m.get("content", "")) for m in request.get("messages", []))
+            answer = "Sunny, 21°C." if "weather" in prompt.lower() else "Hello! How can I help?"
+            usage = {"prompt_tokens": 12 + len(prompt) // 4, "completion_tokens": 9}
+            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+            usage["prompt_tokens_details"] = {"cached_tokens": 0, "audio_tokens": 0}
+            usage["completion_tokens_details"] = {"reasoning_tokens": 0, "audio_tokens": 0}
+            status, body = 200, {
+                "id": "chatcmpl-" + uuid.uuid4().hex[:24],
+                "object": "chat.completion",
+                "created": 1741570283,
+                "model": self.stub.model,
+                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                             "message": {"role": "assistant", "content": answer, "refusal": None}}],
+                "usage": usage,
+                "service_tier": "default",
+                "system_fingerprint": "fp_06737a9306",
+            }  # fmt: skip
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class OpenAiApiStub(_Stub):
+    """OpenAI's chat completions endpoint: ``OpenAI(base_url=stub.api_url, api_key=...)``."""
+
+    def __init__(self, model: str = "gpt-4o-mini-2024-07-18") -> None:
+        self.model = model
+        super().__init__(type("OpenAiHandler", (_OpenAiHandler,), {}))
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/v1"
 
 
 class _SlackHandler(BaseHTTPRequestHandler):

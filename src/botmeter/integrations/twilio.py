@@ -5,8 +5,8 @@ Inbound (Flask, Django and Starlette/FastAPI request objects, or the form as a d
     @app.post("/sms")
     def sms():
         with twilio.inbound(meter, request) as msg:     # `async with` for Starlette/FastAPI
-            reply = answer(msg.text)                    # every track call here has the user
-        ...
+            text = answer(msg.text)                     # every track call here has the user
+            return twilio.reply(meter, msg, text)       # TwiML; the reply recorded as an outbound SMS
 
 records the message as an inbound SMS (priced from the rate table; segments from Twilio's
 ``NumSegments``, country from ``FromCountry``, the ``MessageSid`` as event id so Twilio's retries
@@ -377,6 +377,31 @@ def inbound(
     )
 
 
+def reply(meter: Any, msg: InboundMessage, text: str) -> str:
+    """The TwiML answering ``msg`` with ``text``, recorded as the outbound SMS Twilio will send
+    (segments from the text, priced from the rate table; once per inbound message, so a webhook
+    Twilio retries is not counted twice)."""
+    from twilio.twiml.messaging_response import MessagingResponse
+
+    answer = MessagingResponse()
+    answer.message(text)
+    try:
+        _record_message(
+            meter,
+            direction="out",
+            channel=msg.channel if msg.channel != "mms" else "sms",
+            user=msg.user,
+            text=text,
+            segments=None,
+            country=msg.country,
+            cost_usd=None,
+            event_id=f"{msg.sid}:reply" if msg.sid else None,
+        )
+    except Exception:
+        _failed(meter, "record a reply")
+    return str(answer)
+
+
 def _forbidden(request: Any) -> Any:
     """The framework's own 403 answer for a request that failed the signature check."""
     if request is None:  # Flask: the request is the context-local proxy
@@ -683,6 +708,7 @@ __all__ = [
     "read_request",
     "record_inbound",
     "record_status",
+    "reply",
     "uninstrument_client",
     "webhook",
 ]

@@ -424,3 +424,36 @@ def test_async_create_is_recorded(meter, store_path, twilio_api):
     got = rows(meter, store_path, "select kind, error_category, conversation_id from events order by kind")
     assert got == [("error", "upstream_error", None), ("message", None, "c-async")]
     assert json.loads(json.dumps(sent.sid)).startswith("SM")
+
+
+# -- the delivery rate on CloudWatch (moto's server, a real process on 127.0.0.1) ---------------------
+
+
+def test_delivery_rate_from_cloudwatch_metrics(aws, tmp_path):
+    import uuid
+
+    from botmeter.analyse import Reader
+    from botmeter.store import open_store
+
+    tag = uuid.uuid4().hex[:8]
+    url = f"cloudwatch://?namespace=Delivery{tag}&region=us-east-1&mode=api"
+    cw_meter = Meter(bot=f"bot-{tag}", store=url, spool_dir=str(tmp_path / "spool"), hash_key="ab" * 16)
+    try:
+        for i, (status, code) in enumerate(
+            [("delivered", None)] * 3 + [("undelivered", "30007"), ("sent", None)]
+        ):
+            tw.record_status(cw_meter, status_form(f"SM{i}", status, code))
+        assert cw_meter.flush()
+    finally:
+        cw_meter.close()
+    reader = Reader(open_store(url))
+    rate = reader.query("delivery_rate", days=1, interval=None)
+    assert rate.rows[0]["ratio"] == pytest.approx(3 / 4)
+    assert "cloudwatch metrics" in rate.source
+    outcomes = reader.query("delivery_outcomes", days=1, interval=None, by="name")
+    assert {r["name"]: r["count"] for r in outcomes.rows} == {
+        "delivery:delivered": 3,
+        "delivery:undelivered": 1,
+    }
+    errors = reader.query("errors", days=1, interval=None, by="category")
+    assert {r["category"]: r["count"] for r in errors.rows} == {"delivery": 1}

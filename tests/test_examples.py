@@ -56,3 +56,40 @@ def test_slack_bot():
     assert kinds == ["message", "llm_call", "timing", "message", "llm_call", "timing"]
     users = {line.rsplit("user=", 1)[1] for line in recorded}
     assert len(users) == 1 and "U0ALICE" not in out
+
+
+def test_the_readme_first_example_is_a_working_bot_under_15_lines(tmp_path, monkeypatch):
+    import re
+
+    from twilio.request_validator import RequestValidator
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    assert len(code.strip().splitlines()) < 15 and "meter.instrument(OpenAI())" in code
+    sys.path.insert(0, str(EXAMPLES))
+    from local_stubs import OpenAiApiStub
+
+    monkeypatch.chdir(tmp_path)  # Meter(bot=...) writes ./botmeter.duckdb
+    with OpenAiApiStub() as openai_api:
+        monkeypatch.setenv("OPENAI_BASE_URL", openai_api.api_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-local")
+        monkeypatch.setenv("TWILIO_AUTH_TOKEN", "readme-token")
+        bot: dict = {"__name__": "readme_bot"}
+        exec(compile(code, "README.md", "exec"), bot)
+        form = {"MessageSid": "SM" + "9" * 32, "From": "+15551230001", "To": "+15557654321",
+                "Body": "what's the weather?", "NumSegments": "1", "FromCountry": "US"}  # fmt: skip
+        signature = RequestValidator("readme-token").compute_signature("http://localhost/sms", form)
+        answer = bot["app"].test_client().post("/sms", data=form, headers={"X-Twilio-Signature": signature})
+        assert answer.status_code == 200 and b"<Message>Sunny, 21" in answer.data
+        meter = bot["meter"]
+        try:
+            assert meter.flush()
+            with meter.store.reading() as con:
+                got = con.execute(
+                    "select kind, direction, provider, cost_usd > 0, count(distinct user_id) from events "
+                    "where kind in ('message', 'llm_call') group by all order by all"
+                ).fetchall()
+        finally:
+            meter.close()
+    assert got == [("llm_call", None, "openai", True, 1), ("message", "in", "twilio", True, 1),
+                   ("message", "out", "twilio", True, 1)]  # fmt: skip

@@ -457,3 +457,29 @@ def test_delivery_rate_from_cloudwatch_metrics(aws, tmp_path):
     }
     errors = reader.query("errors", days=1, interval=None, by="category")
     assert {r["category"]: r["count"] for r in errors.rows} == {"delivery": 1}
+
+
+def test_every_client_at_once(meter, store_path, twilio_api, store_url, tmp_path):
+    http = twilio_http_client(twilio_api.url)
+    own_meter = Meter(bot="other", store=f"duckdb://{tmp_path / 'other.duckdb'}", hash_users=False)
+    try:
+        made_before = Client("AC" + "0" * 32, TOKEN, http_client=http)
+        own = own_meter.instrument(Client("AC" + "0" * 32, TOKEN, http_client=http))
+        tw.instrument(meter)
+        try:
+            made_after = Client("AC" + "0" * 32, TOKEN, http_client=http)
+            made_before.messages.create(to=USER, from_="+15557654321", body="one")
+            made_after.messages.create(to=USER, from_="+15557654321", body="two")
+            own.messages.create(to=USER, from_="+15557654321", body="recorded by its own meter only")
+            with pytest.raises(TwilioRestException):
+                made_after.messages.create(to="+15005550001", from_="+15557654321", body="x")
+        finally:
+            tw.uninstrument()
+        made_after.messages.create(to=USER, from_="+15557654321", body="after uninstrument")
+        assert rows(meter, store_path, "select kind, count(*) from events group by kind order by kind") == [
+            ("error", 1),
+            ("message", 2),
+        ]
+        assert own_meter.flush() and own_meter.stats()["processed"] == 1
+    finally:
+        own_meter.close()

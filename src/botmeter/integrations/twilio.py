@@ -617,25 +617,17 @@ def _record_send_error(meter: Any, exc: BaseException, arguments: Mapping[str, A
     )
 
 
-def _bind(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Mapping[str, Any]:
-    try:
-        return inspect.signature(fn).bind_partial(*args, **kwargs).arguments
-    except TypeError:
-        return kwargs
-
-
-def instrument_client(meter: Any, client: Any, *, stage: str | None = None) -> Any:
-    """Records every ``client.messages.create`` (and ``create_async``) of this Twilio ``Client`` as an
-    outbound message; returns the client. Other clients are not touched."""
-    messages = client.messages
-    if getattr(messages, _WRAPPED, None) is not None:
-        return client
-    create: Callable[..., Any] = messages.create
-    create_async: Callable[..., Awaitable[Any]] | None = getattr(messages, "create_async", None)
+def _recorded(meter: Any, create: Callable[..., Any], skip: Callable[[tuple], bool]) -> tuple[Any, Any]:
+    """Sync and async wrappers of ``create`` (a bound method, or the class's function when every
+    client is instrumented) recording each call; ``skip(args)`` says when another wrapper records it."""
+    signature = inspect.signature(create)
 
     def record(outcome: Any, error: BaseException | None, args: tuple, kwargs: dict) -> None:
         try:
-            arguments = _bind(create, args, kwargs)
+            try:
+                arguments: Mapping[str, Any] = signature.bind_partial(*args, **kwargs).arguments
+            except TypeError:
+                arguments = kwargs
             if error is not None:
                 _record_send_error(meter, error, arguments)
             else:
@@ -643,30 +635,50 @@ def instrument_client(meter: Any, client: Any, *, stage: str | None = None) -> A
         except Exception:
             _failed(meter, "record a sent message")
 
-    @functools.wraps(create)
-    def create_recorded(*args: Any, **kwargs: Any) -> Any:
-        try:
-            sent = create(*args, **kwargs)
-        except Exception as exc:
-            record(None, exc, args, kwargs)
-            raise
-        record(sent, None, args, kwargs)
-        return sent
-
-    messages.create = create_recorded
-    if create_async is not None:
-
-        @functools.wraps(create_async)
-        async def create_async_recorded(*args: Any, **kwargs: Any) -> Any:
+    def sync_wrapper(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def create_recorded(*args: Any, **kwargs: Any) -> Any:
+            if skip(args):
+                return fn(*args, **kwargs)
             try:
-                sent = await create_async(*args, **kwargs)
+                sent = fn(*args, **kwargs)
             except Exception as exc:
                 record(None, exc, args, kwargs)
                 raise
             record(sent, None, args, kwargs)
             return sent
 
-        messages.create_async = create_async_recorded
+        return create_recorded
+
+    def async_wrapper(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def create_async_recorded(*args: Any, **kwargs: Any) -> Any:
+            if skip(args):
+                return await fn(*args, **kwargs)
+            try:
+                sent = await fn(*args, **kwargs)
+            except Exception as exc:
+                record(None, exc, args, kwargs)
+                raise
+            record(sent, None, args, kwargs)
+            return sent
+
+        return create_async_recorded
+
+    return sync_wrapper, async_wrapper
+
+
+def instrument_client(meter: Any, client: Any, *, stage: str | None = None) -> Any:
+    """Records every ``client.messages.create`` (and ``create_async``) of this Twilio ``Client`` as an
+    outbound message; returns the client. Other clients are not touched. (``stage`` is accepted for
+    ``meter.instrument``'s sake; a message has no stage.)"""
+    messages = client.messages
+    if getattr(messages, _WRAPPED, None) is not None:
+        return client
+    sync_wrapper, async_wrapper = _recorded(meter, messages.create, lambda args: False)
+    messages.create = sync_wrapper(messages.create)
+    if getattr(messages, "create_async", None) is not None:
+        messages.create_async = async_wrapper(messages.create_async)
     setattr(messages, _WRAPPED, meter)
     return client
 
@@ -680,6 +692,34 @@ def uninstrument_client(client: Any) -> Any:
         with contextlib.suppress(AttributeError):
             delattr(messages, name)
     return client
+
+
+_ORIGINALS: dict[str, Any] = {}  # MessageList's own methods while every client is instrumented
+
+
+def instrument(meter: Any, *, stage: str | None = None) -> None:
+    """Records ``messages.create`` of every Twilio client in this process, made before or after this
+    call (a client instrumented on its own is recorded once, by its own meter)."""
+    from twilio.rest.api.v2010.account.message import MessageList
+
+    uninstrument()
+    sync_wrapper, async_wrapper = _recorded(
+        meter, MessageList.create, lambda args: bool(args) and getattr(args[0], _WRAPPED, None) is not None
+    )
+    for name, wrap in (("create", sync_wrapper), ("create_async", async_wrapper)):
+        original = MessageList.__dict__.get(name)
+        if original is not None:
+            _ORIGINALS[name] = original
+            setattr(MessageList, name, wrap(original))
+
+
+def uninstrument() -> None:
+    """Undoes ``instrument(meter)``."""
+    from twilio.rest.api.v2010.account.message import MessageList
+
+    for name, original in list(_ORIGINALS.items()):
+        setattr(MessageList, name, original)
+        del _ORIGINALS[name]
 
 
 def is_client(obj: Any) -> bool:
@@ -702,6 +742,7 @@ __all__ = [
     "arecord_status",
     "check_signature",
     "inbound",
+    "instrument",
     "instrument_client",
     "parse_inbound",
     "parse_status",
@@ -709,6 +750,7 @@ __all__ = [
     "record_inbound",
     "record_status",
     "reply",
+    "uninstrument",
     "uninstrument_client",
     "webhook",
 ]

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from fastapi import FastAPI, Request
 from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
@@ -159,6 +160,23 @@ def test_starlette_request_async_with(meter, store_path):
     assert asyncio.run(asgi_post(app, "/hook", form, "bad"))[0] == 403
     got = rows(meter, store_path, "select kind, units, user_id from events order by kind")
     assert got == [("custom", None, USER), ("message", 1.0, USER), ("timing", None, USER)]
+
+
+def test_fastapi_endpoint_decorated(meter, store_path):
+    # Request is imported at module level: FastAPI resolves this module's string annotations there.
+    app = FastAPI()
+
+    @app.post("/sms")
+    @tw.webhook(meter, validate=True, auth_token=TOKEN, url="https://bot.example/sms")
+    async def sms(request: Request):  # FastAPI reads the signature through the decorator
+        meter.track_custom("seen")
+        return {"ok": True}
+
+    form = inbound_form()
+    assert asyncio.run(asgi_post(app, "/sms", form, sign("https://bot.example/sms", form))) == (200, '{"ok":true}')
+    assert asyncio.run(asgi_post(app, "/sms", form, "forged"))[0] == 403
+    got = rows(meter, store_path, "select kind, user_id from events order by kind")
+    assert got == [("custom", USER), ("message", USER), ("timing", USER)]
 
 
 def test_a_starlette_request_in_a_plain_with_is_a_clear_error(meter):

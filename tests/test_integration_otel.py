@@ -241,3 +241,50 @@ def test_price_from_genai_prices_matches_for_several_providers():
 def test_instrument_needs_an_sdk_provider():
     with pytest.raises(TypeError, match="tracer_provider"):
         otel.instrument(Meter(enabled=False), object())  # type: ignore[arg-type]
+
+
+def test_otlp_json_spans_map_like_sdk_spans(traced):
+    """An OTLP endpoint receives spans as OTLP/JSON: the same span, exported by the SDK's own OTLP
+    encoder and read back as JSON, gives the same call as the processor records."""
+    from google.protobuf.json_format import MessageToDict
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from botmeter.integrations.genai_spans import span_call_from_otlp
+
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("chat") as span:
+        span.set_attributes(
+            {
+                "gen_ai.provider.name": "anthropic",
+                "gen_ai.response.model": "claude-3-5-haiku-20241022",
+                "gen_ai.usage.input_tokens": 900,
+                "gen_ai.usage.output_tokens": 40,
+                "gen_ai.usage.cache_read.input_tokens": 512,
+                "user.id": "u-9",
+            }
+        )
+    with tracer.start_as_current_span("chat") as span:
+        span.set_attributes(
+            {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o", "error.type": "timeout"}
+        )
+        span.set_status(Status(StatusCode.ERROR, "timed out"))
+    (ok, failed) = exporter.get_finished_spans()
+    exported = MessageToDict(encode_spans([ok, failed]))  # OTLP/JSON, as an exporter sends it
+    spans = exported["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    from_json = [span_call_from_otlp(s) for s in spans]
+    assert from_json[0].llm_call["provider"] == "anthropic"
+    assert from_json[0].llm_call["input_tokens"] == 900 and from_json[0].llm_call["cached_tokens"] == 512
+    assert from_json[0].llm_call["latency_ms"] == pytest.approx((ok.end_time - ok.start_time) / 1e6)
+    assert from_json[0].llm_call["user"] == "u-9"
+    assert from_json[1].llm_call is None and from_json[1].error["error"] == "timeout"
+    assert from_json[1].error["message"] == "timed out"
+    # OTLP/JSON carries the ids as base64 of the bytes or hex, by exporter; either way one id per span.
+    assert from_json[0].llm_call["event_id"] != from_json[1].error["event_id"]
+    assert (
+        span_call_from_otlp({"attributes": [{"key": "http.route", "value": {"stringValue": "/sms"}}]}) is None
+    )

@@ -173,7 +173,8 @@ def test_fastapi_endpoint_decorated(meter, store_path):
         return {"ok": True}
 
     form = inbound_form()
-    assert asyncio.run(asgi_post(app, "/sms", form, sign("https://bot.example/sms", form))) == (200, '{"ok":true}')
+    answer = asyncio.run(asgi_post(app, "/sms", form, sign("https://bot.example/sms", form)))
+    assert answer == (200, '{"ok":true}')
     assert asyncio.run(asgi_post(app, "/sms", form, "forged"))[0] == 403
     got = rows(meter, store_path, "select kind, user_id from events order by kind")
     assert got == [("custom", USER), ("message", USER), ("timing", USER)]

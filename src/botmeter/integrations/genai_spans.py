@@ -258,4 +258,62 @@ def span_call(
     return SpanCall(None, error, timing, tuple(unknown))
 
 
-__all__ = ["SpanCall", "is_model_call", "provider_name", "span_call"]
+# -- OTLP/JSON ---------------------------------------------------------------------------------------
+
+_OTLP_STATUS_ERROR: Final = 2  # Status.code: 0 unset, 1 ok, 2 error
+
+
+def _otlp_value(value: Any) -> Any:
+    """An OTLP ``AnyValue`` (``{"stringValue": ...}``, ``{"intValue": "12"}``...) as a plain value."""
+    if not isinstance(value, Mapping):
+        return None
+    for key in ("stringValue", "boolValue", "doubleValue"):
+        if key in value:
+            return value[key]
+    if "intValue" in value:
+        return _count(value["intValue"]) if str(value["intValue"]).lstrip("-").isdigit() else None
+    if "arrayValue" in value:
+        return [_otlp_value(v) for v in (value["arrayValue"] or {}).get("values") or []]
+    return None
+
+
+def otlp_attributes(attributes: Any) -> dict[str, Any]:
+    """OTLP/JSON's list of ``{"key": ..., "value": {...}}`` as a dict (unreadable entries skipped)."""
+    out: dict[str, Any] = {}
+    for item in attributes or ():
+        if isinstance(item, Mapping) and isinstance(item.get("key"), str):
+            out[item["key"]] = _otlp_value(item.get("value"))
+    return out
+
+
+def span_call_from_otlp(span: Mapping[str, Any]) -> SpanCall | None:
+    """``span_call`` for one span of an OTLP/JSON export (``resourceSpans[].scopeSpans[].spans[]``):
+    what an OTLP endpoint receiving GenAI spans records."""
+
+    def nanos(key: str) -> int | None:
+        try:
+            return int(span.get(key))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+
+    status = span.get("status") or {}
+    code = status.get("code") if isinstance(status, Mapping) else None
+    return span_call(
+        otlp_attributes(span.get("attributes")),
+        start_ns=nanos("startTimeUnixNano"),
+        end_ns=nanos("endTimeUnixNano"),
+        status_error=code in (_OTLP_STATUS_ERROR, "STATUS_CODE_ERROR"),
+        status_message=status.get("message") if isinstance(status, Mapping) else None,
+        trace_id=span.get("traceId") or None,
+        span_id=span.get("spanId") or None,
+    )
+
+
+__all__ = [
+    "SpanCall",
+    "is_model_call",
+    "otlp_attributes",
+    "provider_name",
+    "span_call",
+    "span_call_from_otlp",
+]

@@ -263,3 +263,15 @@ def test_payloads_that_are_not_messages():
         slack.inbound_of({"type": "event_callback", "event": {"type": "message", "subtype": "bot_message"}})
         is None
     )
+
+
+def test_a_failure_inside_botmeter_never_reaches_the_listener(meter, slack_api):
+    app = make_app(meter, slack_api, process_before_response=True)
+    # A payload botmeter cannot record (a user that is not an id): the listener still answers.
+    odd = message("weather here?", "1700000008.000800", user={"id": "U0ALICE"})
+    assert app.dispatch(event_request(odd, "Ev10")).status == 200
+    assert [r["form"]["text"] for r in slack_api.requests if r["method"] == "chat.postMessage"] == [
+        "<@{'id': 'U0ALICE'}> sunny"
+    ]
+    assert meter.stats()["integration_failures"] == {"slack": 1}
+    assert rows(meter, "select kind from events") == [("llm_call",)]  # not timed: nothing was recorded

@@ -275,3 +275,32 @@ def test_a_failure_inside_botmeter_never_reaches_the_listener(meter, slack_api):
     ]
     assert meter.stats()["integration_failures"] == {"slack": 1}
     assert rows(meter, "select kind from events") == [("llm_call",)]  # not timed: nothing was recorded
+
+
+def test_lazy_listeners_get_a_copy_of_the_request_without_copying_the_meter(meter, slack_api, caplog):
+    # Bolt deep-copies the request context for lazy listeners (the FaaS pattern).
+    app = make_app(meter, slack_api, process_before_response=True)
+    done = []
+
+    def acknowledge(ack):
+        ack()
+
+    def later(body, say):
+        meter.track_custom("lazy")
+        say("done later")
+        done.append(True)
+
+    app.command("/later")(ack=acknowledge, lazy=[later])
+    body = command_body("/later", "", "4.5.6")
+    assert (
+        app.dispatch(BoltRequest(body=body, headers=signed(body, "application/x-www-form-urlencoded"))).status
+        == 200
+    )
+    deadline = time.monotonic() + 10
+    while not done:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert "Skipped setting" not in caplog.text
+    assert meter.stats()["integration_failures"] == {}
+    got = rows(meter, "select kind, properties->>'$.command' from events order by kind")
+    assert got == [("custom", None), ("message", "/later"), ("timing", None)]

@@ -41,8 +41,18 @@ log = logging.getLogger("botmeter")
 CHANNEL: Final = "slack"
 # Message subtypes that are a person writing to the bot; the rest are edits, joins, bots...
 _USER_SUBTYPES: Final = frozenset({None, "file_share", "thread_broadcast", "me_message"})
-_FIELDS: Final = "botmeter_fields"  # on Bolt's request context: (meter, user, conversation)
-_SCOPE: Final = "botmeter_scope"  # (context manager, start time) while the listener runs
+_FIELDS: Final = "botmeter_fields"  # on Bolt's request context: a _Held(meter, stage, user, conversation)
+_SCOPE: Final = "botmeter_scope"  # a _Held(context manager, start time) while the listener runs
+
+
+class _Held(tuple):
+    """What botmeter keeps on Bolt's request context. Bolt deep-copies the context for lazy
+    listeners; a meter (threads, a store) must not be copied, so a copy is the same object."""
+
+    __slots__ = ()
+
+    def __deepcopy__(self, memo: dict) -> _Held:
+        return self
 
 
 def _hashed(meter: Any, value: str | None) -> str | None:
@@ -125,7 +135,7 @@ class _Recorder:
                 properties=properties,
                 event_id=found["key"],
             )
-            req.context[_FIELDS] = (meter, self.stage, user, conversation)
+            req.context[_FIELDS] = _Held((meter, self.stage, user, conversation))
             runner = req.context.get("listener_runner")
             if runner is not None:
                 hook_listener_runner(runner)
@@ -174,7 +184,7 @@ def _listener_started(request: Any) -> None:
     try:
         scope = meter.context(user=user, conversation=conversation)
         scope.__enter__()
-        request.context[_SCOPE] = (scope, time.perf_counter())
+        request.context[_SCOPE] = _Held((scope, time.perf_counter()))
     except Exception:
         _failed(meter, "set the context")
 

@@ -270,6 +270,14 @@ def test_form_as_a_dict_and_whatsapp(meter, store_path):
     assert got == [("message", "whatsapp", None, USER)]
 
 
+def test_a_request_that_is_not_a_message_records_no_sms(meter, flask_app):
+    client = flask_app.test_client()
+    assert client.post("/decorated", data={}).status_code == 403  # validated: refused
+    msg = tw.record_inbound(meter, {})  # e.g. a health check through an undecorated helper
+    assert (msg.sid, msg.user, msg.text) == (None, None, None)
+    assert meter.flush() and meter.stats()["processed"] == 0
+
+
 def test_validation_needs_a_token(meter, monkeypatch):
     monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
     with pytest.raises(tw.ConfigError, match="TWILIO_AUTH_TOKEN"):

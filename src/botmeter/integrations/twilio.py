@@ -282,6 +282,8 @@ def _conversation_of(conversation: Any, form: Mapping[str, str]) -> Any:
 
 def _record_inbound(meter: Any, req: TwilioRequest, conversation: Any) -> InboundMessage:
     msg = parse_inbound(req.form)
+    if msg.sid is None and msg.user is None:  # not a message webhook (a health check, a GET): no SMS
+        return msg
     try:
         properties = {"media": msg.media} if msg.media else None
         _record_message(

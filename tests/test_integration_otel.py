@@ -227,6 +227,7 @@ def test_a_span_botmeter_cannot_record_is_counted_not_raised(traced, store_path,
 
 def test_price_from_genai_prices_matches_for_several_providers():
     # The mapping names providers as genai-prices knows them.
+    assert span_call({"gen_ai.system": "AWS", "gen_ai.request.model": "x"}).llm_call["provider"] == "bedrock"
     for system, model in (
         ("aws.bedrock", "anthropic.claude-3-5-sonnet-20241022-v2:0"),
         ("gcp.gemini", "gemini-1.5-pro"),

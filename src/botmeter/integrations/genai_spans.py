@@ -67,6 +67,7 @@ MODEL_OPERATIONS: Final = frozenset(
 # The conventions' provider names -> the names botmeter (and its price data) uses.
 PROVIDERS: Final[dict[str, str]] = {
     "aws.bedrock": "bedrock",
+    "aws": "bedrock",  # OpenLLMetry's Bedrock spans say gen_ai.system = "AWS"
     "az.ai.openai": "azure",
     "azure.ai.openai": "azure",
     "az.ai.inference": "azure",

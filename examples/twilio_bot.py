@@ -61,7 +61,7 @@ def selftest() -> int:
         os.environ.update(
             TWILIO_AUTH_TOKEN=token, OPENAI_BASE_URL=openai_api.api_url, OPENAI_API_KEY="sk-local"
         )
-        meter = Meter(bot="smsbot", store=f"duckdb://{store}", hash_users=False)
+        meter = Meter(bot="smsbot", store=f"duckdb://{store}")
         server = make_server("127.0.0.1", 0, create_app(meter))
         threading.Thread(target=server.serve_forever, daemon=True).start()
         base = f"http://127.0.0.1:{server.server_port}"
@@ -90,7 +90,7 @@ def selftest() -> int:
                 "select kind, direction, channel, provider, model, units, cost_usd, stage, "
                 "error_category, name, user_id from events order by ts"
             ).fetchall()
-        print("recorded:")
+        print("recorded (user ids are keyed hashes):")
         for kind, direction, channel, provider, model, units, cost, stage, category, name, user in events:
             parts = [kind, direction, channel, provider, model, name, stage, category]
             text = " ".join(p for p in parts if p)
@@ -98,7 +98,7 @@ def selftest() -> int:
                 text += f" units={units:g}"
             if cost is not None:
                 text += f" cost_usd={cost:.6f}"
-            print(f"  {text} user={user}")
+            print(f"  {text} user={user[:12]}...")
         print(f"delivery_rate: {meter.query('delivery_rate', days=1).rows[0]['ratio']:.2f}")
         meter.close()
     return 0

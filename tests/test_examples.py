@@ -36,11 +36,14 @@ def run_example(name: str) -> str:
 def test_twilio_bot():
     out = run_example("twilio_bot.py")
     assert "webhook answered 200" in out and "<Message>Sunny, 21°C.</Message>" in out
-    recorded = out.split("recorded:\n", 1)[1].splitlines()
+    recorded = out.split("recorded (user ids are keyed hashes):\n", 1)[1].splitlines()
     # The inbound SMS once (Twilio's retry counted once), priced as inbound in the US.
-    assert [line for line in recorded if line.startswith("  message in sms")] == [
-        "  message in sms twilio units=1 cost_usd=0.008300 user=+15551230001"
-    ]
+    inbound = [line for line in recorded if line.startswith("  message in sms")]
+    assert len(inbound) == 1
+    assert inbound[0].startswith("  message in sms twilio units=1 cost_usd=0.008300 user=")
+    # One person, and their number nowhere in what was stored.
+    users = {line.rsplit("user=", 1)[1] for line in recorded if "user=" in line}
+    assert len(users) == 1 and "+15551230001" not in out
     assert sum(line.startswith("  message out sms twilio units=1") for line in recorded) == 1
     assert sum(line.startswith("  llm_call openai gpt-4o-mini-2024-07-18") for line in recorded) == 2
     assert any(line.startswith("  error sms twilio delivery delivery") for line in recorded)

@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .collect.context import Context, current_context
 from .collect.meter import Meter, Timer
 from .config import Config
 from .events import COLUMNS, KINDS
@@ -20,6 +21,7 @@ __all__ = [
     "BotmeterError",
     "Config",
     "ConfigError",
+    "Context",
     "Frame",
     "Meter",
     "SchemaError",
@@ -28,6 +30,7 @@ __all__ = [
     "StoreUnavailable",
     "Timer",
     "__version__",
+    "current_context",
     "open_store",
     "per_event",
 ]

@@ -362,6 +362,37 @@ _register_all(
             stats=("count",),
         ),
         Metric(
+            "delivery_outcomes",
+            "messages",
+            "Outbound messages whose delivery outcome the provider reported (delivered, undelivered, "
+            "failed; Twilio status callbacks record them as custom events named delivery:<status>).",
+            "count",
+            kinds=("custom",),
+            where=(("name", "delivery:*"),),
+            dimensions=("name", "channel", "user", "bot"),
+            stats=("count",),
+        ),
+        Metric(
+            "delivered_messages",
+            "messages",
+            "Outbound messages the provider reported delivered.",
+            "count",
+            kinds=("custom",),
+            where=(("name", "delivery:delivered"),),
+            dimensions=("channel", "user", "bot"),
+            stats=("count",),
+        ),
+        Metric(
+            "delivery_rate",
+            "share",
+            "Delivered messages divided by messages with a delivery outcome.",
+            "ratio",
+            numerator="delivered_messages",
+            denominator="delivery_outcomes",
+            dimensions=("channel", "bot"),
+            stats=("ratio",),
+        ),
+        Metric(
             "latency_ms",
             "ms",
             "Exact percentiles, maximum and average of the bot's timings (track_timing), per stage: a "

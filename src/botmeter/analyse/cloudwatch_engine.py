@@ -74,6 +74,9 @@ SOURCES: Final[dict[str, Source]] = {
     "resets": Source(("Activities",)),
     "admin_commands": Source(("Activities",)),
     "errors": Source(("Errors",)),
+    # Twilio status callbacks record delivery outcomes as custom events named delivery:<status>.
+    "delivery_outcomes": Source(("CustomEvents",)),
+    "delivered_messages": Source(("CustomEvents",)),
 }
 
 # Latency: timing events per stage (latency_ms, reply_latency_s), LLM calls per bot and per

@@ -475,6 +475,9 @@ typedef struct {
     Py_ssize_t n_at_most;
     int at_most_a[MAX_PARAMS];
     int at_most_b[MAX_PARAMS];
+    PyObject *context;   /* ContextVar of (user, conversation, stage), or NULL; see apply_context */
+    int ctx_slots[3];    /* parameter index of each context field, -1 when the call has none */
+    PyObject *ctx_held;  /* the last context tuple read, kept so the values taken from it stay alive */
 } TrackFnObject;
 
 static int
@@ -483,6 +486,8 @@ trackfn_traverse(TrackFnObject *self, visitproc visit, void *arg)
     Py_VISIT(self->buf);
     Py_VISIT(self->coerce_ts);
     Py_VISIT(self->invalid);
+    Py_VISIT(self->context);
+    Py_VISIT(self->ctx_held);
     return 0;
 }
 
@@ -499,6 +504,8 @@ trackfn_clear(TrackFnObject *self)
     Py_CLEAR(self->invalid);
     Py_CLEAR(self->ts_name);
     Py_CLEAR(self->unset);
+    Py_CLEAR(self->context);
+    Py_CLEAR(self->ctx_held);
     for (int c = 0; c < KW_CACHE; c++) {
         Py_CLEAR(self->kwcache[c].kwnames);
     }
@@ -810,6 +817,39 @@ record_bytes(PyObject **rec, Py_ssize_t width)
     return total;
 }
 
+/* Fills user, conversation and stage left None from `with meter.context(...)`. The context
+   variable is read only when one of them is None; its value was checked when it was set. */
+static int
+apply_context(TrackFnObject *self, PyObject **values)
+{
+    int wanted = 0;
+    for (int k = 0; k < 3; k++) {
+        wanted |= self->ctx_slots[k] >= 0 && values[self->ctx_slots[k]] == Py_None;
+    }
+    if (!wanted) {
+        return 0;
+    }
+    PyObject *ctx = NULL;
+    if (PyContextVar_Get(self->context, NULL, &ctx) < 0) {
+        return -1;
+    }
+    if (ctx == NULL) {
+        return 0;
+    }
+    if (PyTuple_Check(ctx) && PyTuple_GET_SIZE(ctx) == 3) {
+        for (int k = 0; k < 3; k++) {
+            int j = self->ctx_slots[k];
+            if (j >= 0 && values[j] == Py_None) {
+                values[j] = PyTuple_GET_ITEM(ctx, k); /* borrowed from ctx, held below */
+            }
+        }
+    }
+    /* Held until the next call rather than released now: a finalizer running later in this call
+       could reset the context variable and free the tuple. */
+    Py_XSETREF(self->ctx_held, ctx);
+    return 0;
+}
+
 static PyObject *
 trackfn_vectorcall(TrackFnObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -878,6 +918,9 @@ trackfn_vectorcall(TrackFnObject *self, PyObject *const *args, size_t nargsf, Py
         else if (check_given(self, names, j, values[j]) == NULL) {
             return NULL;
         }
+    }
+    if (self->context != NULL && apply_context(self, values) < 0) {
+        return NULL;
     }
     for (Py_ssize_t p = 0; p < self->n_at_most; p++) {
         int a = self->at_most_a[p], b = self->at_most_b[p];
@@ -1048,6 +1091,38 @@ trackfn_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return (PyObject *)self;
 }
 
+/* use_context(var, (user_slot, conversation_slot, stage_slot)): fields the call leaves None come
+   from the ContextVar `var`, whose value is None or a (user, conversation, stage) tuple. */
+static PyObject *
+trackfn_use_context(TrackFnObject *self, PyObject *args)
+{
+    PyObject *var;
+    int slots[3];
+    if (!PyArg_ParseTuple(args, "O(iii)", &var, &slots[0], &slots[1], &slots[2])) {
+        return NULL;
+    }
+    if (!PyContextVar_CheckExact(var)) {
+        PyErr_SetString(PyExc_TypeError, "use_context: a contextvars.ContextVar");
+        return NULL;
+    }
+    for (int k = 0; k < 3; k++) {
+        if (slots[k] < -1 || slots[k] >= self->nparams) {
+            PyErr_SetString(PyExc_ValueError, "use_context: slot out of range");
+            return NULL;
+        }
+        self->ctx_slots[k] = slots[k];
+    }
+    Py_INCREF(var);
+    Py_XSETREF(self->context, var);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef trackfn_methods[] = {
+    {"use_context", (PyCFunction)trackfn_use_context, METH_VARARGS,
+     "use_context(var, slots): fill user, conversation and stage left None from a ContextVar."},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyObject *
 trackfn_repr(TrackFnObject *self)
 {
@@ -1067,6 +1142,7 @@ static PyTypeObject TrackFnType = {
     .tp_vectorcall_offset = offsetof(TrackFnObject, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_repr = (reprfunc)trackfn_repr,
+    .tp_methods = trackfn_methods,
 };
 
 /* ------------------------------------------------------------------------------------------ */

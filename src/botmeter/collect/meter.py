@@ -27,11 +27,14 @@ from ..process.pipeline import Pipeline, Processor
 from ..process.privacy import UserHasher, key_from_setting, key_paths, load_or_create_key
 from ..store import Store, open_store
 from ..store.spool import Spool
+from .context import Context
+from .context import context as _context
 from .recorder import fast_path_available, make_recorder
 from .writer import Writer
 
 log = logging.getLogger("botmeter")
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 Ts = datetime | float | int | None
 Id = str | int | None
 
@@ -74,6 +77,7 @@ class Meter:
         for call, fn in fns.items():
             setattr(self, call, fn)  # the instance attribute wins over the documented method
         self._closed = False
+        self._integration_failures: dict[str, int] = {}
         self._admin: Any = None
         self._writer: Writer | None = None
         self.store: Store | None = None
@@ -295,7 +299,35 @@ class Meter:
         """Times a block or a function as a ``timing`` event: ``with meter.timer("llm"): ...``."""
         return Timer(self, stage, fields)
 
-    # -- reading back ---------------------------------------------------------------------------
+    def context(
+        self, user: Id = None, conversation: Id = None, stage: str | None = None
+    ) -> contextlib.AbstractContextManager[Context]:
+        """``with meter.context(user=..., conversation=..., stage=...):`` gives every track call inside
+        the block (and the calls of instrumented clients) these fields when the call leaves them None.
+        Follows contextvars: asyncio tasks and copied contexts see it; nested blocks override."""
+        return _context(user=user, conversation=conversation, stage=stage)
+
+    # -- instrumented SDK clients -------------------------------------------------------------
+
+    def instrument(self, client: T, *, stage: str | None = None) -> T:
+        """Returns ``client`` (an OpenAI, Anthropic or Bedrock client...) with every model call recorded
+        on this meter: tokens, cost, latency, failures. Works on this object only; see
+        ``botmeter.integrations``."""
+        from ..integrations import instrument_client
+
+        return instrument_client(self, client, stage=stage)
+
+    def uninstrument(self, client: T) -> T:
+        """Undoes ``instrument(client)``: the client's calls are no longer recorded."""
+        from ..integrations import uninstrument_client
+
+        return uninstrument_client(client)
+
+    def count_integration_failure(self, where: str) -> None:
+        """Counts a failure inside an integration's wrapper (swallowed; shown by ``stats()``)."""
+        self._integration_failures[where] = self._integration_failures.get(where, 0) + 1
+
+        # -- reading back ---------------------------------------------------------------------------
 
     def reader(self) -> Any:
         """A ``Reader`` over this meter's store, after flushing what the meter holds."""
@@ -418,6 +450,7 @@ class Meter:
             "max_buffer": self.config.max_buffer,
             "max_buffer_bytes": int(self.config.max_buffer_mb * 1024 * 1024),
             "dropped_buffer_full": dropped_buffer,
+            "integration_failures": dict(self._integration_failures),
         }
         if self._writer is None:
             out["dropped"] = dropped_buffer

@@ -37,6 +37,7 @@ from ..events import (
     lone_surrogate_at,
     shown,
 )
+from .context import CONTEXT, context_slots
 
 try:
     from . import _fastpath
@@ -222,6 +223,8 @@ def _py_track_fn(buf: PyBuffer, lane: int, spec: RecordSpec) -> Callable[..., No
     params = spec.params
     index = {name: i for i, name in enumerate(names)}
     at_most = [(index[a], index[b]) for a, b in spec.at_most]
+    # (slot in the context tuple, parameter index) for the fields a meter.context block can fill
+    from_context = [(k, i) for k, i in enumerate(context_slots(call)) if i >= 0]
 
     def track(*args: Any, **kwargs: Any) -> None:
         if not buf.enabled:
@@ -256,6 +259,12 @@ def _py_track_fn(buf: PyBuffer, lane: int, spec: RecordSpec) -> Callable[..., No
                         invalid(call, ERR_SURROGATE, p.name, p.check, v, p.choices)
                 elif p.check == OPT_DICT and v:
                     invalid(call, FREE_FORM, p.name, p.check, v, p.choices)
+        if any(values[i] is None for _, i in from_context):
+            ctx = CONTEXT.get()
+            if ctx is not None:
+                for k, i in from_context:
+                    if values[i] is None:
+                        values[i] = ctx[k]
         for a, b in at_most:
             if values[a] > values[b]:
                 invalid(call, ERR_AT_MOST, names[a], b, (values[a], values[b]), names[b])
@@ -311,6 +320,7 @@ def make_recorder(
                 coerce_ts=coerce_ts,
                 invalid=invalid,
             )
+            fns[call].use_context(CONTEXT, context_slots(call))
         else:
             fns[call] = _py_track_fn(buf, lane, spec)
     return buf, fns

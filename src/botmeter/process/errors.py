@@ -233,6 +233,9 @@ _STATUS_CATEGORY: Final[dict[int, str]] = {
 _PROVIDER_CODE_CATEGORY: Final[dict[str, dict[str, str]]] = {
     # Telegram answers 403 Forbidden when the user blocked the bot: the message was not delivered.
     "telegram": {"403": "delivery", "forbidden": "delivery"},
+    # Twilio status callbacks: a message that ended undelivered or failed was not delivered, whatever
+    # Twilio's ErrorCode (21610 STOP, 30002 suspended...) means when an API call returns it.
+    "twilio": {"undelivered": "delivery", "failed": "delivery"},
     # Discord JSON error codes
     "discord": {
         "50007": "delivery",  # cannot send messages to this user

@@ -34,7 +34,7 @@ except ImportError:  # the C fast path is not built: pyarrow converts, more slow
     column_buffers = None
 from ..events import COLUMNS, RECORD_CALLS, RECORDS
 from . import errors as error_facts
-from .pricing import LlmPricer, PriceList, price_units
+from .pricing import LlmPricer, PriceList, call_extras, price_units
 from .privacy import UserHasher
 from .sms import SmsRates, country_of, segments_column
 
@@ -171,12 +171,25 @@ def to_array(values: Sequence, typ: pa.DataType, convert: Callable[[Any], Any] |
     return pa.array(values, typ)
 
 
+def _json_default(value: Any) -> Any:
+    # SDK objects an integration kept as they came (a usage object): serialised here, on the
+    # writer's thread, rather than on the bot's.
+    dump = getattr(value, "model_dump", None)
+    if dump is not None:
+        try:
+            return dump(mode="json", exclude_none=True)
+        except Exception:
+            pass
+    return str(value)
+
+
 def _json_column(values: list) -> list:
     dumps = json.dumps
     # NaN and infinities are not JSON: refuse them (the event is set aside) rather than store text
     # that no JSON reader takes.
     out = [
-        None if v is None else dumps(v, default=str, separators=(",", ":"), allow_nan=False) for v in values
+        None if v is None else dumps(v, default=_json_default, separators=(",", ":"), allow_nan=False)
+        for v in values
     ]
     for i, text in enumerate(out):
         if text is not None and len(text) > MAX_FIELD_BYTES:  # ASCII JSON: one byte per character
@@ -373,6 +386,7 @@ class Pipeline:
             c["cached_tokens"],
             c["cache_write_tokens"],
             c["reasoning_tokens"],
+            call_extras(c["properties"]),
         )
         given = c["cost_usd"]
         c["cost_usd"] = [g if g is not None else cost for g, cost in zip(given, costs, strict=True)]

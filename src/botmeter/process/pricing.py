@@ -19,6 +19,7 @@ Token conventions (those of ``track_llm_call``):
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from bisect import bisect_left, bisect_right
@@ -462,15 +463,24 @@ def _snapshot() -> Any:
     return data_snapshot.DataSnapshot(providers=data.providers, from_auto_update=False)
 
 
-def _usage(input_tokens: int, output_tokens: int, cached: int, cache_write: int, reasoning: int) -> Any:
+def _usage(
+    input_tokens: int,
+    output_tokens: int,
+    cached: int,
+    cache_write: int,
+    reasoning: int,
+    cache_write_1h: int = 0,
+) -> Any:
     from genai_prices import Usage
 
+    extra = {"cache_write_1h_tokens": cache_write_1h} if cache_write_1h else {}
     return Usage(
         input_tokens=input_tokens,
         cache_read_tokens=cached,
         cache_write_tokens=cache_write,
         output_tokens=output_tokens,
         output_reasoning_tokens=reasoning,
+        **extra,
     )
 
 
@@ -496,10 +506,23 @@ class _Exact:
     def at(self, ts: float, input_tokens: int) -> _Exact:
         return self
 
-    def cost(self, ts: float, inp: int, out: int, cr: int, cw: int, rs: int) -> float | None:
+    def cost(
+        self,
+        ts: float,
+        inp: int,
+        out: int,
+        cr: int,
+        cw: int,
+        rs: int,
+        cw_1h: int = 0,
+        tier: str | None = None,
+    ) -> float | None:
         try:
-            usage = _usage(inp, out, cr, cw, rs)
-            calc = self.model.calc_price(usage, self.provider, genai_request_timestamp=_utc_dt(ts))
+            usage = _usage(inp, out, cr, cw, rs, cw_1h)
+            context = {"service_tier": tier} if tier else None
+            calc = self.model.calc_price(
+                usage, self.provider, genai_request_timestamp=_utc_dt(ts), price_context=context
+            )
         except (ValueError, ArithmeticError, TypeError):
             return None
         return float(calc.total_price)
@@ -666,6 +689,47 @@ class _Custom:
         return fallback.at(ts, input_tokens)
 
 
+# Service tiers priced as the standard one (what the API reports for an ordinary call, or was asked).
+_STANDARD_TIERS = frozenset({"default", "auto", "standard", "on_demand"})
+
+
+@dataclass(frozen=True, slots=True)
+class CallExtras:
+    """What an LLM call's properties add to its token counts for pricing."""
+
+    service_tier: str | None = None  # OpenAI's flex, priority...: priced by tier where genai-prices has it
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, those written for one hour (Anthropic)
+    unknown: bool = False  # the provider did not report input or output tokens: left unpriced
+
+
+def call_extras(properties: Sequence[Any]) -> dict[int, CallExtras]:
+    """Rows of an ``llm_call`` properties column (dicts, JSON text or None) priced beyond tokens."""
+    found: dict[int, CallExtras] = {}
+    for i, p in enumerate(properties):
+        if not p:
+            continue
+        if isinstance(p, str):
+            if "service_tier" not in p and "cache_write_1h" not in p and "usage_unknown" not in p:
+                continue
+            try:
+                p = json.loads(p)
+            except ValueError:
+                continue
+        if not isinstance(p, dict):
+            continue
+        tier = p.get("service_tier")
+        tier = tier if isinstance(tier, str) and tier not in _STANDARD_TIERS else None
+        one_hour = p.get("cache_write_1h_tokens")
+        one_hour = (
+            one_hour if isinstance(one_hour, int) and not isinstance(one_hour, bool) and one_hour > 0 else 0
+        )
+        unknown = p.get("usage_unknown")
+        unknown = isinstance(unknown, list) and ("input_tokens" in unknown or "output_tokens" in unknown)
+        if tier or one_hour or unknown:
+            found[i] = CallExtras(tier, one_hour, unknown)
+    return found
+
+
 class LlmPricer:
     """Cost of LLM calls from genai-prices' bundled data, overridden by an optional PriceList.
 
@@ -682,6 +746,8 @@ class LlmPricer:
         self._cache: dict[tuple[Any, Any], _Resolved] = {}
         # (genai provider id, id of genai ModelInfo) -> resolved prices, shared by all spellings of a model
         self._models: dict[tuple[str, int], _Resolved] = {}
+        # (provider, model) -> genai-prices' own calculation, for calls priced beyond token counts
+        self._exacts: dict[tuple[Any, Any], _Exact | None] = {}
 
     @property
     def price_list(self) -> PriceList | None:
@@ -692,6 +758,7 @@ class LlmPricer:
         # Resolutions embed the old list's entries; genai-prices ones stay valid.
         self._price_list = price_list
         self._cache = {}
+        self._exacts = {}
 
     def price(
         self,
@@ -730,12 +797,77 @@ class LlmPricer:
         cached_tokens: Sequence[int | None] | None = None,
         cache_write_tokens: Sequence[int | None] | None = None,
         reasoning_tokens: Sequence[int | None] | None = None,
+        extras: Mapping[int, CallExtras] | None = None,
     ) -> tuple[list[float | None], list[str | None]]:
         """Price parallel columns of calls; returns (costs, price_versions) in the same order.
 
         ``ts`` may be one epoch-seconds value for the whole batch. A missing token count (None, or a
-        whole column of None) counts as 0.
+        whole column of None) counts as 0. ``extras`` (row -> ``CallExtras``, see ``call_extras``)
+        names the few calls priced beyond token counts: a service tier, 1-hour cache writes.
         """
+        costs, versions = self._price_columns(
+            providers,
+            models,
+            ts,
+            input_tokens,
+            output_tokens,
+            cached_tokens,
+            cache_write_tokens,
+            reasoning_tokens,
+        )
+        for i, extra in (extras or {}).items():
+            if costs[i] is None:
+                continue  # no price (or contradicting counts): nothing to refine
+            if extra.unknown:
+                costs[i] = versions[i] = None  # tokens the provider did not report: a cost would be a guess
+                continue
+            exact = self._exact((providers[i], models[i]))
+            if exact is None:
+                continue  # priced by your price list, which has no tiers or 1-hour writes
+            t = float(ts) if isinstance(ts, int | float) else ts[i]
+            cost = exact.cost(
+                t,
+                input_tokens[i] or 0,
+                output_tokens[i] or 0,
+                (cached_tokens[i] if cached_tokens is not None else 0) or 0,
+                (cache_write_tokens[i] if cache_write_tokens is not None else 0) or 0,
+                (reasoning_tokens[i] if reasoning_tokens is not None else 0) or 0,
+                extra.cache_write_1h_tokens,
+                extra.service_tier,
+            )
+            if cost is not None:
+                costs[i] = cost
+                versions[i] = exact.version
+        return costs, versions
+
+    def _exact(self, key: tuple[Any, Any]) -> _Exact | None:
+        """genai-prices itself for a model, when genai-prices (not a price list) prices it."""
+        found = self._exacts.get(key, _MISS)
+        if found is not _MISS:
+            return found
+        resolved = self._cache.get(key)
+        exact = None
+        if resolved is not None and not isinstance(resolved, _Custom):
+            provider, model = key
+            try:
+                gp_provider, gp_model = _snapshot().find_provider_model(model.strip(), None, provider, None)
+                exact = _Exact(gp_model, gp_provider)
+            except LookupError:
+                exact = None
+        self._exacts[key] = exact
+        return exact
+
+    def _price_columns(
+        self,
+        providers: Sequence[str],
+        models: Sequence[str],
+        ts: Sequence[float] | float,
+        input_tokens: Sequence[int | None],
+        output_tokens: Sequence[int | None],
+        cached_tokens: Sequence[int | None] | None,
+        cache_write_tokens: Sequence[int | None] | None,
+        reasoning_tokens: Sequence[int | None] | None,
+    ) -> tuple[list[float | None], list[str | None]]:
         n = len(providers)
         columns = [models, input_tokens, output_tokens, cached_tokens, cache_write_tokens, reasoning_tokens]
         if not isinstance(ts, int | float):

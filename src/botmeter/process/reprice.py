@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from ..config import Config
 from ..store.duckdb_store import DuckDBStore
-from .pricing import LlmPricer, PriceList, price_units
+from .pricing import LlmPricer, PriceList, call_extras, price_units
 from .sms import SmsRates
 
 _CHUNK = 100_000
@@ -42,7 +42,7 @@ def reprice(
         con.execute("SET arrow_lossless_conversion = true")  # event ids as UUIDs, not text
         llm_rows = con.sql(
             "SELECT event_id, provider, model, epoch(ts), input_tokens, output_tokens, cached_tokens, "
-            "cache_write_tokens, reasoning_tokens FROM events WHERE kind = 'llm_call' "
+            "cache_write_tokens, reasoning_tokens, properties FROM events WHERE kind = 'llm_call' "
             f"AND price_version IS DISTINCT FROM 'caller' AND {where}",
             params=params,
         ).to_arrow_reader(_CHUNK)
@@ -57,6 +57,7 @@ def reprice(
                 c["cached_tokens"],
                 c["cache_write_tokens"],
                 c["reasoning_tokens"],
+                call_extras(c["properties"]),
             )
             examined += batch.num_rows
             unpriced += sum(1 for cost in new_costs if cost is None)

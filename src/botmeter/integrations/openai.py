@@ -1,0 +1,271 @@
+"""OpenAI clients (``OpenAI``, ``AsyncOpenAI``, ``AzureOpenAI``...): chat completions, the Responses
+API and embeddings, sync and async, streamed or not.
+
+Recorded per call: the model as the response names it, input (prompt, cached included), cached,
+output (reasoning included) and reasoning tokens, ``service_tier`` (priced by tier), latency, and
+for streams the time to the first token (``properties.ttft_ms``). A streamed chat completion asks
+the API for its usage (``stream_options.include_usage``) when the caller did not, and drops that
+extra usage-only chunk so the caller sees the chunks it would have had without botmeter.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from ._calls import Usage, as_count, count_failure
+from ._wrap import Operation, Watch, perf_counter, unwrap_class, unwrap_object, wrap_class, wrap_object
+
+T = TypeVar("T")
+
+
+def provider_of(client: Any) -> str:
+    """``azure`` for Azure OpenAI clients (priced with Azure's prices), else ``openai``."""
+    for cls in type(client).__mro__:
+        if cls.__name__ in ("AzureOpenAI", "AsyncAzureOpenAI", "BaseAzureClient"):
+            return "azure"
+    return "openai"
+
+
+def _tier(properties: dict[str, Any], obj: Any) -> None:
+    tier = getattr(obj, "service_tier", None)
+    if isinstance(tier, str):
+        properties["service_tier"] = tier
+
+
+class ChatCompletions(Operation):
+    name = "chat.completions"
+
+    def prepare(self, kwargs: dict[str, Any]) -> Any:
+        if kwargs.get("stream") is not True:
+            return False
+        headers = kwargs.get("extra_headers")
+        if isinstance(headers, dict) and headers.get("X-Stainless-Raw-Response") == "stream":
+            return False  # with_streaming_response: the caller reads the raw lines; leave them as asked
+        options = kwargs.get("stream_options")
+        if isinstance(options, dict):
+            if options.get("include_usage") is True:
+                return False  # the caller asked for usage: it gets the usage chunk
+            kwargs["stream_options"] = {**options, "include_usage": True}
+            return True
+        # Sent as extra body, which the SDK merges as it is, rather than a parameter it would check
+        # and transform (the cheaper way, by about 20 us a call).
+        extra = kwargs.get("extra_body")
+        extra = dict(extra) if isinstance(extra, dict) else {}
+        given = extra.get("stream_options")
+        if isinstance(given, dict) and given.get("include_usage") is True:
+            return False  # asked for in the caller's own extra body
+        extra["stream_options"] = {**(given if isinstance(given, dict) else {}), "include_usage": True}
+        kwargs["extra_body"] = extra
+        return True  # drop the usage-only chunk the caller did not ask for
+
+    def usage(self, result: Any) -> Usage | None:
+        usage = getattr(result, "usage", None)
+        if usage is None:
+            return None
+        # Models without cache or reasoning send no details: nothing was cached or reasoned.
+        prompt = getattr(usage, "prompt_tokens_details", None)
+        completion = getattr(usage, "completion_tokens_details", None)
+        found = Usage(
+            as_count(getattr(usage, "prompt_tokens", None)),
+            as_count(getattr(usage, "completion_tokens", None)),
+            0 if prompt is None else as_count(getattr(prompt, "cached_tokens", None)),
+            0,
+            0 if completion is None else as_count(getattr(completion, "reasoning_tokens", None)),
+            {"usage": usage},
+        )
+        _tier(found.properties, result)
+        return found
+
+    def see(self, watch: Watch, item: Any) -> bool:
+        # Runs for every chunk: after the first content, only the usage check remains.
+        usage = getattr(item, "usage", None)
+        if watch.first_at is None:
+            if not watch.extra:  # the first chunk names the model and the tier, as every chunk does
+                watch.extra["operation"] = self.name
+                if getattr(item, "model", None):
+                    watch.model = item.model
+                _tier(watch.extra, item)
+            choices = getattr(item, "choices", None)
+            delta = getattr(choices[0], "delta", None) if choices else None
+            if delta is not None and (delta.content or delta.tool_calls or getattr(delta, "refusal", None)):
+                watch.first_at = perf_counter()
+                # the usage comes out of the server-sent events: nothing later needs looking at
+                watch.passthrough = watch.state == _FROM_EVENTS
+        if usage is not None:
+            watch.usage = self.usage(item)
+            if watch.state and not item.choices:
+                return False  # the usage-only chunk botmeter asked for: not the caller's
+        return True
+
+    def watch_stream(self, result: Any, watch: Watch, is_async: bool) -> Any:
+        super().watch_stream(result, watch, is_async)
+        events = getattr(result, "_iter_events", None)
+        if watch.state and events is not None:
+            # The usage-only chunk botmeter asked for is taken out of the server-sent events before
+            # the SDK builds a chunk object from it (which costs as much as any other chunk).
+            result._iter_events = (_without_usage_async if is_async else _without_usage)(events, watch)
+            watch.state = _FROM_EVENTS
+        return result
+
+
+_FROM_EVENTS = "from events"  # Watch.state: botmeter takes the usage chunk out of the events
+
+
+def _usage_chunk(data: str, watch: Watch) -> bool:
+    """True when this event is the usage-only chunk (its usage is then the watch's)."""
+    if '"choices":[]' not in data and '"choices": []' not in data:
+        return False
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return False
+    usage = body.get("usage") if isinstance(body, dict) else None
+    if body.get("choices") != [] or not isinstance(usage, dict):
+        return False
+    try:
+        prompt = usage.get("prompt_tokens_details") or {}
+        completion = usage.get("completion_tokens_details") or {}
+        watch.usage = Usage(
+            as_count(usage.get("prompt_tokens")),
+            as_count(usage.get("completion_tokens")),
+            as_count(prompt.get("cached_tokens", 0)),
+            0,
+            as_count(completion.get("reasoning_tokens", 0)),
+            {"usage": usage},
+        )
+        if isinstance(body.get("service_tier"), str):
+            watch.extra["service_tier"] = body["service_tier"]
+    except Exception:
+        count_failure(watch.meter, f"{watch.provider}.stream")
+    return True
+
+
+def _without_usage(events: Any, watch: Watch) -> Any:
+    def filtered() -> Any:
+        for sse in events():
+            data = sse.data
+            if '"usage":null' in data or '"usage": null' in data:
+                _drop_null_usage(sse, data)
+            elif _usage_chunk(data, watch):
+                continue
+            yield sse
+
+    return filtered
+
+
+def _without_usage_async(events: Any, watch: Watch) -> Any:
+    async def filtered() -> Any:
+        async for sse in events():
+            data = sse.data
+            if '"usage":null' in data or '"usage": null' in data:
+                _drop_null_usage(sse, data)
+            elif _usage_chunk(data, watch):
+                continue
+            yield sse
+
+    return filtered
+
+
+def _drop_null_usage(sse: Any, data: str) -> None:
+    # Asking for usage adds "usage":null to every chunk: taken out again, the caller's chunk objects
+    # are the ones it would have had (and the SDK has a field less to build for each).
+    try:
+        sse._data = data.replace(',"usage":null', "").replace(', "usage": null', "")
+    except AttributeError:  # an SDK whose events keep their data otherwise: leave it
+        pass
+
+
+class Responses(Operation):
+    name = "responses"
+
+    def usage(self, result: Any) -> Usage | None:
+        usage = getattr(result, "usage", None)
+        if usage is None:
+            return None
+        prompt = getattr(usage, "input_tokens_details", None)
+        completion = getattr(usage, "output_tokens_details", None)
+        found = Usage(
+            as_count(getattr(usage, "input_tokens", None)),
+            as_count(getattr(usage, "output_tokens", None)),
+            0 if prompt is None else as_count(getattr(prompt, "cached_tokens", None)),
+            0,
+            0 if completion is None else as_count(getattr(completion, "reasoning_tokens", None)),
+            {"usage": usage},
+        )
+        _tier(found.properties, result)
+        return found
+
+    def see(self, watch: Watch, item: Any) -> bool:
+        kind = getattr(item, "type", "")
+        if watch.first_at is None and kind.endswith(".delta"):
+            watch.first_at = perf_counter()
+        if kind in ("response.completed", "response.incomplete", "response.failed"):
+            response = getattr(item, "response", None)
+            if getattr(response, "model", None):
+                watch.model = response.model
+            watch.usage = self.usage(response)
+        return True
+
+
+class Embeddings(Operation):
+    name = "embeddings"
+
+    def usage(self, result: Any) -> Usage | None:
+        usage = getattr(result, "usage", None)
+        if usage is None:
+            return None
+        return Usage(as_count(getattr(usage, "prompt_tokens", None)), 0, 0, 0, 0, {"usage": usage})
+
+
+CHAT, RESPONSES, EMBEDDINGS = ChatCompletions(), Responses(), Embeddings()
+
+
+def _resources(client: Any) -> list[tuple[Any, Operation]]:
+    return [
+        (client.chat.completions, CHAT),
+        (client.responses, RESPONSES),
+        (client.embeddings, EMBEDDINGS),
+    ]
+
+
+def instrument_client(meter: Any, client: T, *, stage: str | None = None) -> T:
+    """Records every call this client makes (``meter.instrument(client)`` calls this)."""
+    provider = provider_of(client)
+    for resource, op in _resources(client):
+        wrap_object(resource, "create", op, meter, provider, stage)
+    return client
+
+
+def uninstrument_client(client: T) -> T:
+    for resource, _ in _resources(client):
+        unwrap_object(resource)
+    return client
+
+
+def _classes() -> list[tuple[type, Operation]]:
+    from openai.resources.chat.completions import AsyncCompletions, Completions
+    from openai.resources.embeddings import AsyncEmbeddings
+    from openai.resources.embeddings import Embeddings as SyncEmbeddings
+    from openai.resources.responses import AsyncResponses
+    from openai.resources.responses import Responses as SyncResponses
+
+    return [
+        (Completions, CHAT),
+        (AsyncCompletions, CHAT),
+        (SyncResponses, RESPONSES),
+        (AsyncResponses, RESPONSES),
+        (SyncEmbeddings, EMBEDDINGS),
+        (AsyncEmbeddings, EMBEDDINGS),
+    ]
+
+
+def instrument(meter: Any, *, stage: str | None = None) -> None:
+    """Records the calls of every OpenAI client in this process, made before or after this call."""
+    for cls, op in _classes():
+        wrap_class(cls, "create", op, meter, lambda resource: provider_of(resource._client), stage)
+
+
+def uninstrument() -> None:
+    for cls, _ in _classes():
+        unwrap_class(cls, "create")

@@ -1,0 +1,539 @@
+"""meter.instrument(openai_client): the real openai SDK, answered by an httpx MockTransport with
+bodies shaped like the API's (JSON, and server-sent events for streams). Costs are checked against
+genai-prices' own calculation from the same usage objects.
+
+The previous major version of the SDK (openai 2, on httpx) passes the same file; it cannot live in
+the same venv as openai 3, so it is run against an install of its own:
+
+    pip install --target /tmp/openai2 --no-deps openai==2.54.0 distro
+    PYTHONPATH=/tmp/openai2:src .venv/bin/python -m pytest tests/test_instrument_openai.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from decimal import Decimal
+
+import duckdb
+import openai
+import pytest
+from genai_prices import extract_usage
+
+from botmeter import Meter
+
+# openai 3 is built on httpx2, openai 2 (the previous major) on httpx: the mock transport comes
+# from whichever the installed SDK uses, so this file also runs against the previous major.
+if "httpx2" in sys.modules:
+    import httpx2
+else:
+    import httpx as httpx2
+from botmeter.integrations import openai as openai_integration
+
+MODEL = "gpt-4o-mini-2024-07-18"
+USAGE = {
+    "prompt_tokens": 1200,
+    "completion_tokens": 85,
+    "total_tokens": 1285,
+    "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
+    "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+}
+
+
+def completion(model=MODEL, usage=USAGE, service_tier="default"):
+    body = {
+        "id": "chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG",
+        "object": "chat.completion",
+        "created": 1741570283,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello! How can I help?", "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "service_tier": service_tier,
+        "system_fingerprint": "fp_06737a9306",
+    }
+    if usage is not None:
+        body["usage"] = usage
+    return body
+
+
+def chunks(include_usage: bool, usage=USAGE):
+    base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1741570283, "model": MODEL}
+    base |= {"service_tier": "default", "system_fingerprint": "fp_06737a9306"}
+    deltas = [
+        {"role": "assistant", "content": "", "refusal": None},
+        {"content": "Hello"},
+        {"content": "!"},
+        {},
+    ]
+    out = []
+    for i, delta in enumerate(deltas):
+        chunk = base | {"choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}]}
+        if i == len(deltas) - 1:
+            chunk["choices"][0]["finish_reason"] = "stop"
+        if include_usage:
+            chunk["usage"] = None
+        out.append(chunk)
+    if include_usage:
+        out.append(base | {"choices": [], "usage": usage})
+    return out
+
+
+def sse(events, done=True):
+    text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + ("data: [DONE]\n\n" if done else "")
+    return httpx2.Response(200, content=text.encode(), headers={"content-type": "text/event-stream"})
+
+
+RESPONSE_USAGE = {
+    "input_tokens": 2000,
+    "input_tokens_details": {"cached_tokens": 1500},
+    "output_tokens": 600,
+    "output_tokens_details": {"reasoning_tokens": 448},
+    "total_tokens": 2600,
+}
+
+
+def response_body(status="completed", service_tier="flex"):
+    return {
+        "id": "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b",
+        "object": "response",
+        "created_at": 1741476542,
+        "status": status,
+        "model": "gpt-5-2025-08-07",
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_1",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "Hi there", "annotations": []}],
+            }
+        ],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "service_tier": service_tier,
+        "usage": RESPONSE_USAGE,
+    }
+
+
+class Api:
+    """The mock API: answers each path like OpenAI does and keeps the requests it saw."""
+
+    def __init__(self, status: int = 200, error: dict | None = None, raise_exc: Exception | None = None):
+        self.requests: list[dict] = []
+        self.status = status
+        self.error = error
+        self.raise_exc = raise_exc
+        self.completion = completion()
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        body = json.loads(request.content) if request.content else {}
+        self.requests.append(body)
+        if self.raise_exc is not None:
+            raise self.raise_exc
+        if self.status != 200:
+            return httpx2.Response(self.status, json=self.error, headers={"x-request-id": "req_1"})
+        path = request.url.path
+        if path.endswith("/chat/completions"):
+            if body.get("stream"):
+                return sse(chunks(bool((body.get("stream_options") or {}).get("include_usage"))))
+            return httpx2.Response(200, json=self.completion)
+        if path.endswith("/responses"):
+            if body.get("stream"):
+                done = response_body()
+                events = [
+                    {
+                        "type": "response.created",
+                        "sequence_number": 0,
+                        "response": done | {"status": "in_progress"},
+                    },
+                    {
+                        "type": "response.output_text.delta",
+                        "sequence_number": 1,
+                        "item_id": "msg_1",
+                        "output_index": 0,
+                        "content_index": 0,
+                        "delta": "Hi",
+                        "logprobs": [],
+                    },
+                    {"type": "response.completed", "sequence_number": 2, "response": done},
+                ]
+                return sse(events, done=False)
+            return httpx2.Response(200, json=response_body())
+        if path.endswith("/embeddings"):
+            return httpx2.Response(
+                200,
+                json={
+                    "object": "list",
+                    "data": [{"object": "embedding", "index": 0, "embedding": [0.1, -0.2]}],
+                    "model": "text-embedding-3-small",
+                    "usage": {"prompt_tokens": 8, "total_tokens": 8},
+                },
+            )
+        return httpx2.Response(404, json={"error": {"message": "no route"}})
+
+
+def client_for(api, cls=openai.OpenAI, **kw):
+    http = httpx2.AsyncClient if cls in (openai.AsyncOpenAI, openai.AsyncAzureOpenAI) else httpx2.Client
+    kw.setdefault("api_key", "sk-test")
+    return cls(http_client=http(transport=httpx2.MockTransport(api)), max_retries=0, **kw)
+
+
+@pytest.fixture
+def meter(store_url):
+    m = Meter(bot="b", store=store_url, hash_users=False)
+    yield m
+    m.close()
+
+
+def events(meter, store_path, kind=None):
+    meter.close()
+    sql = "SELECT * FROM events" + (f" WHERE kind = '{kind}'" if kind else "") + " ORDER BY ts"
+    con = duckdb.connect(str(store_path), read_only=True)
+    try:
+        cur = con.execute(sql)
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    finally:
+        con.close()
+    for row in rows:
+        row["properties"] = json.loads(row["properties"]) if row["properties"] else {}
+    return rows
+
+
+def genai_cost(body, flavor, provider="openai", tier=None):
+    found = extract_usage(body, provider_id=provider, api_flavor=flavor)
+    context = {"service_tier": tier} if tier else None
+    return float(found.calc_price(price_context=context).total_price)
+
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def test_a_chat_completion_is_recorded_with_its_usage_tier_latency_and_cost(meter, store_path):
+    api = Api()
+    client = meter.instrument(client_for(api), stage="answer")
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert reply.choices[0].message.content == "Hello! How can I help?"
+    (event,) = events(meter, store_path, "llm_call")
+    assert (event["provider"], event["model"], event["stage"]) == ("openai", MODEL, "answer")
+    assert (event["input_tokens"], event["cached_tokens"], event["output_tokens"]) == (1200, 1024, 85)
+    assert event["reasoning_tokens"] == 0
+    assert event["properties"]["service_tier"] == "default"
+    assert event["properties"]["usage"]["prompt_tokens"] == 1200  # the raw usage is kept
+    assert event["latency_ms"] > 0
+    assert event["cost_usd"] == pytest.approx(genai_cost(api.completion, "chat"), rel=1e-9)
+
+
+def test_a_stream_asks_for_usage_but_the_caller_gets_the_chunks_it_would_have_had(meter, store_path):
+    bare_api, api = Api(), Api()
+    bare = [
+        c.model_dump()
+        for c in client_for(bare_api).chat.completions.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True
+        )
+    ]
+    client = meter.instrument(client_for(api))
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+    assert isinstance(stream, openai.Stream)  # the SDK's own stream object
+    chunks_seen = list(stream)
+    seen = [c.model_dump() for c in chunks_seen]
+    assert seen == bare and len(seen) == 4
+    assert all("usage" not in c.model_fields_set for c in chunks_seen)  # as without usage asked
+    assert "stream_options" not in bare_api.requests[0]
+    assert api.requests[0]["stream_options"] == {"include_usage": True}
+    (event,) = events(meter, store_path, "llm_call")
+    assert (event["input_tokens"], event["cached_tokens"], event["output_tokens"]) == (1200, 1024, 85)
+    assert 0 < event["properties"]["ttft_ms"] <= event["latency_ms"]
+    assert event["properties"]["service_tier"] == "default"
+    body = chunks(True)[-1] | {"model": MODEL}
+    assert event["cost_usd"] == pytest.approx(genai_cost(body, "chat"), rel=1e-9)
+
+
+def test_a_caller_that_asked_for_usage_keeps_its_usage_chunk(meter, store_path):
+    api = Api()
+    client = meter.instrument(client_for(api))
+    options = {"include_usage": True}
+    seen = list(
+        client.chat.completions.create(model="m", messages=MESSAGES, stream=True, stream_options=options)
+    )
+    assert len(seen) == 5 and seen[-1].usage.prompt_tokens == 1200
+    assert api.requests[0]["stream_options"] == {"include_usage": True}
+    (event,) = events(meter, store_path, "llm_call")
+    assert event["output_tokens"] == 85
+
+
+def test_async_calls_streamed_or_not(meter, store_path):
+    api = Api()
+    client = meter.instrument(client_for(api, openai.AsyncOpenAI))
+
+    async def main():
+        await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        with meter.context(user="alice", conversation="c-7"):
+            stream = await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+            return [c async for c in stream]
+
+    seen = asyncio.run(main())
+    assert len(seen) == 4 and all(c.choices for c in seen)
+    rows = events(meter, store_path, "llm_call")
+    assert [(r["input_tokens"], r["output_tokens"], r["user_id"]) for r in rows] == [
+        (1200, 85, None),
+        (1200, 85, "alice"),
+    ]
+    assert "ttft_ms" in rows[1]["properties"] and rows[1]["conversation_id"] == "c-7"
+
+
+def test_the_responses_api_with_reasoning_cached_tokens_and_the_flex_tier(meter, store_path):
+    api = Api()
+    client = meter.instrument(client_for(api))
+    client.responses.create(model="gpt-5", input="hi", service_tier="flex")
+    events_seen = list(client.responses.create(model="gpt-5", input="hi", service_tier="flex", stream=True))
+    assert [e.type for e in events_seen] == [
+        "response.created",
+        "response.output_text.delta",
+        "response.completed",
+    ]
+    rows = events(meter, store_path, "llm_call")
+    assert len(rows) == 2
+    expected = genai_cost(response_body(), "responses", tier="flex")
+    standard = genai_cost(response_body(), "responses")
+    assert expected != pytest.approx(standard)  # the tier changes the price
+    for row in rows:
+        assert (row["model"], row["input_tokens"], row["cached_tokens"]) == ("gpt-5-2025-08-07", 2000, 1500)
+        assert (row["output_tokens"], row["reasoning_tokens"]) == (600, 448)
+        assert row["properties"]["service_tier"] == "flex"
+        assert row["cost_usd"] == pytest.approx(expected, rel=1e-9)
+    assert "ttft_ms" in rows[1]["properties"]
+
+
+def test_embeddings(meter, store_path):
+    client = meter.instrument(client_for(Api()))
+    client.embeddings.create(model="text-embedding-3-small", input="hello")
+    (row,) = events(meter, store_path, "llm_call")
+    assert (row["model"], row["input_tokens"], row["output_tokens"]) == ("text-embedding-3-small", 8, 0)
+    body = {"model": "text-embedding-3-small", "usage": {"prompt_tokens": 8, "total_tokens": 8}}
+    assert row["cost_usd"] == pytest.approx(genai_cost(body, "embeddings"), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "exc_type", "category"),
+    [
+        (
+            429,
+            {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
+            openai.RateLimitError,
+            "rate_limit",
+        ),
+        (
+            429,
+            {
+                "error": {
+                    "message": "You exceeded your current quota",
+                    "type": "insufficient_quota",
+                    "code": "insufficient_quota",
+                }
+            },
+            openai.RateLimitError,
+            "quota",
+        ),
+        (
+            500,
+            {"error": {"message": "The server had an error", "type": "server_error"}},
+            openai.InternalServerError,
+            "upstream_error",
+        ),
+    ],
+)
+def test_a_failed_call_is_an_error_and_a_timing_and_the_caller_gets_the_sdk_error(
+    meter, store_path, status, error, exc_type, category
+):
+    client = meter.instrument(client_for(Api(status, error)), stage="answer")
+    with pytest.raises(exc_type) as caught:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert caught.value.status_code == status
+    rows = events(meter, store_path)
+    (err,) = [r for r in rows if r["kind"] == "error"]
+    (timing,) = [r for r in rows if r["kind"] == "timing"]
+    assert (err["provider"], err["error_category"], err["stage"]) == ("openai", category, "answer")
+    assert (timing["stage"], timing["provider"], timing["model"]) == ("answer", "openai", "gpt-4o-mini")
+    assert timing["latency_ms"] > 0 and timing["properties"]["failed"] is True
+    assert not [r for r in rows if r["kind"] == "llm_call"]
+
+
+def test_a_timeout_counts_in_latency(meter, store_path):
+    client = meter.instrument(client_for(Api(raise_exc=httpx2.ReadTimeout("timed out"))))
+    with pytest.raises(openai.APITimeoutError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    rows = events(meter, store_path)
+    assert {r["kind"]: r.get("error_category") for r in rows} == {"error": "timeout", "timing": None}
+    (timing,) = [r for r in rows if r["kind"] == "timing"]
+    assert timing["stage"] == "llm" and timing["latency_ms"] > 0
+
+
+def test_the_exception_reaching_the_caller_is_the_sdks_own_object(meter, store_path):
+    client = client_for(Api())
+    raised = openai.APIConnectionError(request=httpx2.Request("POST", "https://api.example/v1"))
+
+    def create(**kwargs):
+        raise raised
+
+    client.chat.completions.create = create  # what the SDK raised, as one known object
+    meter.instrument(client)
+    with pytest.raises(openai.APIConnectionError) as caught:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert caught.value is raised
+    (err,) = events(meter, store_path, "error")
+    assert err["error_category"] == "network"
+
+
+def test_a_stream_that_fails_midway_is_recorded_as_a_failure(meter, store_path):
+    def broken(request):
+        text = f"data: {json.dumps(chunks(True)[1])}\n\n" + 'data: {"error": {"message": "overloaded"}}\n\n'
+        return httpx2.Response(200, content=text.encode(), headers={"content-type": "text/event-stream"})
+
+    client = meter.instrument(client_for(broken))
+    got = []
+    with pytest.raises(openai.APIError):
+        for chunk in client.chat.completions.create(model="m", messages=MESSAGES, stream=True):
+            got.append(chunk)
+    assert len(got) == 1
+    kinds = sorted(r["kind"] for r in events(meter, store_path))
+    assert kinds == ["error", "timing"]
+
+
+def test_missing_usage_is_recorded_as_unknown_and_left_unpriced(meter, store_path):
+    api = Api()
+    api.completion = completion(usage=None)
+    client = meter.instrument(client_for(api))
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    (row,) = events(meter, store_path, "llm_call")
+    assert row["properties"]["usage_unknown"] == [
+        "input_tokens",
+        "output_tokens",
+        "cached_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+    ]
+    assert row["cost_usd"] is None  # not priced as 0 tokens
+
+
+def test_a_failure_inside_botmeter_is_counted_and_swallowed(meter, store_path, monkeypatch):
+    def broken_usage(result):
+        raise RuntimeError("botmeter bug")
+
+    monkeypatch.setattr(openai_integration.CHAT, "usage", broken_usage)
+    client = meter.instrument(client_for(Api()))
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert reply.usage.prompt_tokens == 1200  # the caller's result is untouched
+    assert meter.stats()["integration_failures"] == {"openai.chat.completions": 1}
+
+
+def test_uninstrument_stops_recording_and_other_clients_are_untouched(meter, store_path):
+    api = Api()
+    instrumented, other = client_for(api), client_for(api)
+    meter.instrument(instrumented)
+    other.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    instrumented.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert meter.uninstrument(instrumented) is instrumented
+    instrumented.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert len(events(meter, store_path, "llm_call")) == 1
+
+
+def test_instrumenting_every_client_of_the_library(meter, store_path):
+    api = Api()
+    openai_integration.instrument(meter, stage="all")
+    try:
+        client = client_for(api)  # made after instrument()
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        meter.instrument(client, stage="own")  # per-object wins, recorded once
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    finally:
+        openai_integration.uninstrument()
+    client_for(api).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert [r["stage"] for r in events(meter, store_path, "llm_call")] == ["all", "own"]
+
+
+def test_azure_clients_are_recorded_as_azure(meter, store_path):
+    client = client_for(
+        Api(), openai.AzureOpenAI, azure_endpoint="https://x.openai.azure.example", api_version="2024-10-21"
+    )
+    meter.instrument(client)
+    client.chat.completions.create(model="my-deployment", messages=MESSAGES)
+    (row,) = events(meter, store_path, "llm_call")
+    assert (row["provider"], row["model"]) == ("azure", MODEL)
+
+
+def test_an_unknown_client_is_refused_by_name(meter):
+    with pytest.raises(TypeError, match=r"no integration for a builtins\.object client"):
+        meter.instrument(object())
+
+
+def test_prices_differ_by_service_tier(meter, store_path):
+    api = Api()
+    client = meter.instrument(client_for(api))
+    for tier in ("default", "priority", "flex"):
+        api.completion = completion(model="gpt-5-2025-08-07", service_tier=tier)
+        client.chat.completions.create(model="gpt-5", messages=MESSAGES)
+    rows = events(meter, store_path, "llm_call")
+    costs = {r["properties"]["service_tier"]: Decimal(str(r["cost_usd"])) for r in rows}
+    for tier, cost in costs.items():
+        want = genai_cost(completion(model="gpt-5-2025-08-07", service_tier=tier), "chat", tier=tier)
+        assert float(cost) == pytest.approx(want, rel=1e-9)
+    assert costs["flex"] < costs["default"] < costs["priority"]
+
+
+def test_raw_response_forms(meter, store_path):
+    api = Api()
+    client = meter.instrument(client_for(api))
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert raw.parse().usage.prompt_tokens == 1200 and raw.headers["content-type"] == "application/json"
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True
+    )
+    assert len(list(raw.parse())) == 4  # the usage chunk botmeter asked for is not the caller's
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True
+    ) as response:
+        lines = [line for line in response.iter_lines() if line.startswith("data: {")]
+    assert len(lines) == 4  # raw lines as asked: botmeter did not ask for usage here
+    assert "stream_options" not in api.requests[-1]
+    rows = events(meter, store_path, "llm_call")
+    assert [(r["input_tokens"], "usage_unknown" in r["properties"]) for r in rows] == [
+        (1200, False),
+        (1200, False),
+        (0, True),
+    ]
+
+
+def test_the_stream_helpers_go_through_create_and_are_recorded(meter, store_path):
+    client = meter.instrument(client_for(Api()))
+    with client.chat.completions.stream(model="gpt-4o-mini", messages=MESSAGES) as stream:
+        text = "".join(e.delta for e in stream if e.type == "content.delta")
+        final = stream.get_final_completion()
+    assert text == "Hello!" and final.usage is None  # the caller did not ask for usage
+    with client.responses.stream(model="gpt-5", input="hi") as stream:
+        done = stream.get_final_response()
+    assert done.usage.input_tokens == 2000
+    rows = events(meter, store_path, "llm_call")
+    assert [(r["properties"]["operation"], r["input_tokens"], r["output_tokens"]) for r in rows] == [
+        ("chat.completions", 1200, 85),
+        ("responses", 2000, 600),
+    ]
+
+
+def test_a_failure_inside_the_stream_watch_is_counted_and_the_chunks_still_flow(meter, monkeypatch):
+    def broken_see(watch, item):
+        raise RuntimeError("botmeter bug")
+
+    monkeypatch.setattr(openai_integration.CHAT, "see", broken_see)
+    client = meter.instrument(client_for(Api()))
+    seen = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert [c.choices[0].delta.content for c in seen] == ["", "Hello", "!", None]
+    assert meter.stats()["integration_failures"] == {"openai.stream": 4}

@@ -408,7 +408,7 @@ def metrics() -> None:
     table.add_column("unit")
     table.add_column("statistics", overflow="fold")
     table.add_column("dimensions", overflow="fold")
-    table.add_column("description")
+    table.add_column("description", overflow="fold")  # a long word folds, never cut
     for m in CATALOGUE.values():
         # Lists with a space after each comma, so a narrow terminal wraps them between words.
         table.add_row(m.name, m.unit, ", ".join(m.stats), ", ".join(m.dimensions) or "-", m.description)

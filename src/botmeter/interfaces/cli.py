@@ -442,7 +442,7 @@ def metrics(fmt: str) -> None:
     table.add_column("unit", overflow="fold")
     table.add_column("statistics", overflow="fold")
     table.add_column("dimensions", overflow="fold")
-    table.add_column("description", overflow="fold")  # long names in it (llm_latency_ms) fold whole
+    table.add_column("description", overflow="fold")  # a long word folds, never cut
     for m in CATALOGUE.values():
         # Lists with a space after each comma, so a narrow terminal wraps them between words.
         table.add_row(m.name, m.unit, ", ".join(m.stats), ", ".join(m.dimensions) or "-", m.description)

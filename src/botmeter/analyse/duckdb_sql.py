@@ -727,9 +727,7 @@ class DuckDBEngine:
                 WITH rows AS (SELECT {TURN_EVENT} FROM events WHERE {TURN_EVENT_WHERE} AND ts >= {start}),
                 marked AS (SELECT DISTINCT bot, key FROM rows WHERE bad),
                 turns AS ({
-                TURNS_FROM_EVENTS.format(src="(SELECT * FROM rows SEMI JOIN marked USING (bot, key))").split(
-                    " ON CONFLICT"
-                )[0]
+                TURNS_FROM_EVENTS.format(src="(SELECT * FROM rows SEMI JOIN marked USING (bot, key))")
             })
                 SELECT {self._bucket(q, "ts", p)} AS bucket{dims_out}, count(*) AS {stat}
                 FROM (SELECT * FROM turns AS t (bot, key, ts, channel, last_ts, bad, answered))

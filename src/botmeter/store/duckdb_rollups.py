@@ -112,10 +112,16 @@ DDL = [
     "CREATE TABLE IF NOT EXISTS rollup_days (day DATE PRIMARY KEY, first_ts TIMESTAMP, last_ts TIMESTAMP, "
     "events BIGINT)",
 ]
+# No primary key: one row per inbound message is as many rows as messages, and an index over them
+# doubled the file and cost a fifth of ingest. Rows are merged by _upsert_turns instead.
 TURNS_DDL = (
     "CREATE TABLE IF NOT EXISTS rollup_turns (bot VARCHAR NOT NULL, key UBIGINT NOT NULL, "
-    "ts TIMESTAMP NOT NULL, channel VARCHAR, last_ts TIMESTAMP, bad BOOLEAN, answered BOOLEAN, "
-    "PRIMARY KEY (bot, key, ts))"
+    "ts TIMESTAMP NOT NULL, channel VARCHAR, last_ts TIMESTAMP, bad BOOLEAN, answered BOOLEAN)"
+)
+# Each conversation's latest turn start: where a write's events usually begin.
+HEADS_DDL = (
+    "CREATE TABLE IF NOT EXISTS rollup_turn_heads (bot VARCHAR NOT NULL, key UBIGINT NOT NULL, "
+    "ts TIMESTAMP NOT NULL, PRIMARY KEY (bot, key))"
 )
 
 # A reply the bot marks as failed: properties {"failed": true} on an outbound message.
@@ -133,10 +139,6 @@ TURN_EVENT = (
 )
 TURN_EVENT_WHERE = "kind IN ('message', 'error') AND (conversation_id IS NOT NULL OR user_id IS NOT NULL)"
 NO_TURN = "TIMESTAMP '0001-01-01'"
-_TURNS_MERGE = (
-    " ON CONFLICT DO UPDATE SET last_ts = greatest(last_ts, EXCLUDED.last_ts), "
-    "bad = bad OR EXCLUDED.bad, answered = answered OR EXCLUDED.answered"
-)
 # Turns from events in time order (an inbound message first among equal times): {src} holds
 # TURN_EVENT rows. Merging is idempotent (flags and a maximum), so an event seen twice is harmless.
 TURNS_FROM_EVENTS = (
@@ -150,8 +152,47 @@ TURNS_FROM_EVENTS = (
           FROM {src})
     GROUP BY bot, key, turn
 """
-    + _TURNS_MERGE
 )
+
+
+def _upsert_turns(con: Any, select: str, params: Any = None) -> None:
+    """Merges turn rows (bot, key, ts, channel, last_ts, bad, answered) into ``rollup_turns``: a row
+    for a turn already stored is folded into it (flags and a maximum, so merging is idempotent)."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _bm_turns_new AS SELECT * FROM ({select}) "
+        "AS s (bot, key, ts, channel, last_ts, bad, answered)",
+        params,
+    )
+    try:
+        # Turns before a conversation's first inbound message (NO_TURN) apart from the others, so
+        # that each statement reads only the row groups its times can be in.
+        (oldest,) = con.execute(
+            f"SELECT min(ts) FILTER (WHERE ts > {NO_TURN}) FROM _bm_turns_new"
+        ).fetchall()[0]
+        bounds: list[tuple[str, dict[str, Any] | None]] = [(f"t.ts = {NO_TURN}", None)]
+        if oldest is not None:
+            bounds.append(("t.ts >= $oldest", {"oldest": oldest}))
+        for match, bound in bounds:
+            con.execute(
+                "INSERT INTO _bm_turns_new SELECT t.* FROM rollup_turns AS t SEMI JOIN _bm_turns_new AS n "
+                f"ON t.bot = n.bot AND t.key = n.key AND t.ts = n.ts WHERE {match}",
+                bound,
+            )
+            con.execute(
+                "DELETE FROM rollup_turns AS t USING _bm_turns_new AS n "
+                f"WHERE t.bot = n.bot AND t.key = n.key AND t.ts = n.ts AND {match}",
+                bound,
+            )
+        con.execute(
+            "INSERT INTO rollup_turns SELECT bot, key, ts, any_value(channel), max(last_ts), bool_or(bad), "
+            "bool_or(answered) FROM _bm_turns_new GROUP BY bot, key, ts"
+        )
+        con.execute(
+            "INSERT INTO rollup_turn_heads SELECT bot, key, max(ts) FROM _bm_turns_new GROUP BY ALL "
+            "ON CONFLICT DO UPDATE SET ts = greatest(ts, EXCLUDED.ts)"
+        )
+    finally:
+        con.execute("DROP TABLE IF EXISTS _bm_turns_new")
 
 _HOURLY_SELECT = (
     "SELECT date_trunc('hour', ts) AS hour, "
@@ -454,15 +495,43 @@ def merge_turns(con: Any, src: str) -> None:
     try:
         if not con.execute("SELECT count(*) FROM _bm_turn_events").fetchall()[0][0]:
             return
-        # The stored turns of these conversations (a hash probe over the turns' keys).
+        # The stored turns these events can touch: per conversation, from the last turn that began
+        # before its first event here on. That is usually its latest turn (the head); only a
+        # conversation with late events looks further back. Reading every turn of the batch's
+        # conversations instead made each write slower as the table grew.
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE _bm_turns_old AS SELECT t.* FROM rollup_turns AS t SEMI JOIN "
-            "(SELECT DISTINCT bot, key FROM _bm_turn_events) AS k ON t.bot = k.bot AND t.key = k.key"
+            f"""
+            CREATE OR REPLACE TEMP TABLE _bm_turns_since AS
+            WITH k AS (
+                SELECT e.bot, e.key, min(e.ts) AS lo, any_value(h.ts) AS head
+                FROM _bm_turn_events AS e JOIN rollup_turn_heads AS h USING (bot, key) GROUP BY ALL
+            )
+            SELECT bot, key, head AS since, true AS after_head FROM k WHERE head < lo
+            UNION ALL
+            SELECT k.bot, k.key, coalesce(max(t.ts), {NO_TURN}), false
+            FROM (SELECT * FROM k WHERE head >= lo) AS k
+            LEFT JOIN rollup_turns AS t ON t.bot = k.bot AND t.key = k.key AND t.ts < k.lo GROUP BY ALL
+            """
+        )
+        oldest = con.execute("SELECT min(since) FROM _bm_turns_since").fetchall()[0][0]
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _bm_turns_old AS SELECT t.* FROM rollup_turns AS t "
+            "JOIN _bm_turns_since AS s ON t.bot = s.bot AND t.key = s.key AND t.ts >= s.since "
+            "WHERE t.ts >= $oldest",
+            {"oldest": oldest},
         )
         # A late inbound message inside a stored turn that has events after it splits that turn:
         # those conversations are recomputed from the events, from the turn holding this batch's
         # first event of theirs (or the split turn, if earlier) on.
-        split = con.execute(
+        # Only where a stored turn runs past one of this batch's inbound messages.
+        (overlaps,) = con.execute(
+            """
+            SELECT count(*) FROM (SELECT bot, key, max(last_ts) AS last FROM _bm_turns_old GROUP BY ALL) AS o
+            JOIN (SELECT bot, key, min(ts) AS first_in FROM _bm_turn_events WHERE inbound GROUP BY ALL) AS i
+            USING (bot, key) WHERE o.last >= i.first_in
+            """
+        ).fetchall()[0]
+        split = [] if not overlaps else con.execute(
             """
             WITH late AS (
                 SELECT i.bot, i.key, min(p.ts) AS p_ts FROM (SELECT * FROM _bm_turn_events WHERE inbound) AS i
@@ -485,26 +554,39 @@ def merge_turns(con: Any, src: str) -> None:
                 {"b": [r[0] for r in split], "k": [r[1] for r in split]},
             )
         # Each event joins the latest turn that began at or before it: a stored one or one of
-        # this batch's inbound messages (before a conversation's first inbound: NO_TURN).
-        con.execute(
+        # this batch's inbound messages (before a conversation's first inbound: NO_TURN). Where the
+        # batch begins after the conversation's latest stored turn (the usual case), that is a count
+        # of inbound messages in time order, the head's turn before the first; late events are
+        # placed among the stored turns by time.
+        _upsert_turns(
+            con,
             f"""
-            INSERT INTO rollup_turns
-            WITH starts AS (
+            SELECT bot, key,
+                   CASE WHEN turn = 0 THEN coalesce(any_value(head), {NO_TURN})
+                        ELSE min(ts) FILTER (WHERE inbound) END,
+                   any_value(channel) FILTER (WHERE inbound), max(ts), bool_or(bad), bool_or(answered)
+            FROM (SELECT e.*, s.since AS head, sum(CAST(e.inbound AS INTEGER)) OVER (
+                      PARTITION BY e.bot, e.key ORDER BY e.ts, e.inbound DESC
+                      ROWS UNBOUNDED PRECEDING) AS turn
+                  FROM _bm_turn_events AS e LEFT JOIN _bm_turns_since AS s USING (bot, key)
+                  WHERE s.after_head IS NOT FALSE)
+            GROUP BY bot, key, turn
+            UNION ALL
+            (WITH late AS (
+                SELECT * FROM _bm_turn_events
+                SEMI JOIN (SELECT bot, key FROM _bm_turns_since WHERE NOT after_head) USING (bot, key)
+            ), starts AS (
                 SELECT bot, key, ts, channel FROM _bm_turns_old
-                UNION ALL SELECT bot, key, ts, channel FROM _bm_turn_events WHERE inbound
-                UNION ALL SELECT DISTINCT bot, key, {NO_TURN}, NULL FROM _bm_turn_events
-            ), placed AS (
-                SELECT s.bot, s.key, s.ts, s.channel, e.ts AS event_ts, e.bad, e.answered
-                FROM _bm_turn_events AS e ASOF JOIN starts AS s
-                  ON e.bot = s.bot AND e.key = s.key AND e.ts >= s.ts
+                UNION ALL SELECT bot, key, ts, channel FROM late WHERE inbound
+                UNION ALL SELECT DISTINCT bot, key, {NO_TURN}, NULL FROM late
             )
-            SELECT bot, key, ts, any_value(channel), max(event_ts), bool_or(bad), bool_or(answered)
-            FROM placed GROUP BY bot, key, ts
-            """
-            + _TURNS_MERGE
+            SELECT s.bot, s.key, s.ts, any_value(s.channel), max(e.ts), bool_or(e.bad), bool_or(e.answered)
+            FROM late AS e ASOF JOIN starts AS s ON e.bot = s.bot AND e.key = s.key AND e.ts >= s.ts
+            GROUP BY s.bot, s.key, s.ts)
+            """,
         )
     finally:
-        for table in ("_bm_turn_events", "_bm_turns_old"):
+        for table in ("_bm_turn_events", "_bm_turns_since", "_bm_turns_old"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
@@ -516,7 +598,7 @@ def _recompute_turns(con: Any, bot: str, key: str, since: Any) -> None:
         f"(SELECT * FROM (SELECT {TURN_EVENT} FROM events WHERE {TURN_EVENT_WHERE} AND ts >= $since) "
         "WHERE bot = $bot AND key = $key)"
     )  # events before the first inbound from ``since`` on join the stored turns' NO_TURN
-    con.execute(f"INSERT INTO rollup_turns {TURNS_FROM_EVENTS.format(src=rows)}", params)
+    _upsert_turns(con, TURNS_FROM_EVENTS.format(src=rows), params)
 
 
 def add_user_messages(con: Any) -> None:
@@ -530,9 +612,12 @@ def add_user_messages(con: Any) -> None:
 def rebuild_turns(con: Any) -> None:
     """Every turn again from the events (a migration, a rebuild)."""
     con.execute(TURNS_DDL)
+    con.execute(HEADS_DDL)
     con.execute("DELETE FROM rollup_turns")
+    con.execute("DELETE FROM rollup_turn_heads")
     rows = f"(SELECT {TURN_EVENT} FROM events WHERE {TURN_EVENT_WHERE})"
     con.execute(f"INSERT INTO rollup_turns {TURNS_FROM_EVENTS.format(src=rows)}")
+    con.execute("INSERT INTO rollup_turn_heads SELECT bot, key, max(ts) FROM rollup_turns GROUP BY ALL")
 
 
 def _merge_sessions(con: Any, src: str, gap_s: int) -> None:

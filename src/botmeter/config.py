@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
-from .exceptions import ConfigError
+from .exceptions import ConfigError, InputTypeError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -333,7 +333,7 @@ class _Resolving:
         env = os.environ if env is None else env
         unknown = set(arguments) - SETTINGS_BY_NAME.keys()
         if unknown:
-            raise TypeError(
+            raise InputTypeError(
                 f"unknown setting(s): {', '.join(sorted(unknown))}; "
                 f"valid: {', '.join(sorted(SETTINGS_BY_NAME))}"
             )

@@ -34,7 +34,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, InputError
 
 __all__ = (
     "LlmPricer",
@@ -874,7 +874,7 @@ class LlmPricer:
             columns.append(ts)
         for col in columns:
             if col is not None and len(col) != n:
-                raise ValueError(f"price_batch: columns differ in length ({len(col)} != {n})")
+                raise InputError(f"price_batch: columns differ in length ({len(col)} != {n})")
         zeros = repeat(0)
         ts_col = repeat(float(ts)) if isinstance(ts, int | float) else ts
 

@@ -24,7 +24,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Final
 
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, InputError
 
 GSM7: Final = "GSM-7"
 UCS2: Final = "UCS-2"
@@ -265,7 +265,7 @@ class SmsRates:
 
     def __init__(self, out_rates: Mapping[str, float], in_rates: Mapping[str, float], version: str):
         if _DEFAULT_KEY not in out_rates or _DEFAULT_KEY not in in_rates:
-            raise ValueError(f"SmsRates: the '{_DEFAULT_KEY}' entry needs both 'out' and 'in' rates")
+            raise SmsRatesError(f"SmsRates: the '{_DEFAULT_KEY}' entry needs both 'out' and 'in' rates")
         self._out = dict(out_rates)
         self._in = dict(in_rates)
         self.version = version
@@ -308,7 +308,7 @@ class SmsRates:
         elif direction == "in":
             table = self._in
         else:
-            raise ValueError(f"SmsRates.rate: direction must be 'out' or 'in', got {direction!r}")
+            raise InputError(f"SmsRates.rate: direction must be 'out' or 'in', got {direction!r}")
         if country:
             price = table.get(country)
             if price is None and isinstance(country, str):

@@ -309,6 +309,18 @@ def test_alert_rules_name_the_bad_key_and_value(tmp_path: Path) -> None:
     bad.write_text("daily_budget_usd = \n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         Rules.load(bad)
+    with pytest.raises(ConfigError, match=r"window_hours must be a number >= 0, got inf"):
+        Rules.from_dict({"window_hours": float("inf")})
+    with pytest.raises(ConfigError, match=r"min_messages must be a whole number, got 20\.5"):
+        Rules.from_dict({"min_messages": 20.5})
+    with pytest.raises(ConfigError, match=r"regression must be true or false, got 'yes'"):
+        Rules.from_dict({"regression": "yes"})
+    with pytest.raises(ConfigError, match=r"\[deliver\] stdout must be true or false, got 'no'"):
+        Rules.from_dict({"deliver": {"stdout": "no"}})
+    with pytest.raises(ConfigError, match=r"\[deliver\] webhook must be a non-empty string, got 3"):
+        Rules.from_dict({"deliver": {"webhook": 3}})
+    rules = Rules.from_dict({"min_messages": 5, "deliver": {"webhook": "https://example.com/h"}})
+    assert rules.min_messages == 5 and rules.deliver == {"webhook": "https://example.com/h"}
 
 
 def test_failed_delivery_is_reported_not_raised(tmp_path: Path) -> None:

@@ -261,6 +261,61 @@ def test_filter_by_phone_number_finds_the_hashed_user(store_url, store_path):
     assert [r["value"] for r in json.loads(result.output)] == [1]
 
 
+@pytest.mark.parametrize(
+    ("command", "content", "expected"),
+    [
+        (
+            ["alerts", "check"],
+            "daily_budget_usd = 20\nweekly_budget_usd = 5\n",
+            "unknown key 'weekly_budget_usd'",
+        ),
+        (
+            ["alerts", "check"],
+            'p95_latency_ms = "fast"\n',
+            "p95_latency_ms must be a number >= 0, got 'fast'",
+        ),
+        (["alerts", "check"], "[deliver\n", "not valid TOML"),
+        (["summary"], "error_rate_max = -1\n", "error_rate_max must be a number >= 0, got -1"),
+        (["summary"], None, "cannot read"),
+        (["dashboard", "--days", "2"], "[deliver]\npager = true\n", "[deliver] unknown key 'pager'"),
+    ],
+)
+def test_a_bad_rules_file_says_what_is_wrong_in_one_line(store_url, tmp_path, command, content, expected):
+    with Meter(bot="b", store=store_url) as meter:
+        meter.track_message(direction="in", ts=NOV)
+    path = tmp_path / "rules.toml"
+    if content is not None:
+        path.write_text(content)
+    output = ["--output", str(tmp_path / "d.html")] if command[0] == "dashboard" else []
+    run = subprocess.run(
+        [sys.executable, "-m", "botmeter", *command, "--store", store_url, "--rules", str(path), *output],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
+    )
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    error = [line for line in run.stderr.splitlines() if line.startswith("Error")]
+    assert len(error) == 1 and str(path) in error[0] and expected in error[0], run.stderr
+    assert not (tmp_path / "d.html").exists()
+
+
+def test_a_bad_export_to_import_says_what_is_wrong_in_one_line(store_url, tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"kind": "message", "ts": "yesterday"}\n')
+    run = subprocess.run(
+        [sys.executable, "-m", "botmeter", "import", str(path), "--store", store_url],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
+    )
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr, run.stderr
+    assert f"Error: {path}: no event_id column" in run.stderr, run.stderr
+
+
 def test_status_shows_events_stamped_beyond_any_calendar(store_url, store_path):
     # A millisecond timestamp stored as seconds (before the track call refused it) is in the year
     # 56,896, beyond Python's datetime: status shows it as it is instead of crashing.

@@ -24,6 +24,7 @@ from botmeter.demo import run_demo
 from botmeter.interfaces.cli import main
 from botmeter.report import numbers as fmt
 from botmeter.report.dashboard import render
+from botmeter.report.dashboard_schema import DashboardFigures, schema_text
 from botmeter.report.html import DARK_PALETTE, PALETTE, SEVERITY_COLOURS, Axis, Frame
 from botmeter.report.page import _anomaly, attention, day_text, secs
 from dashboards import PAYLOADS, PageParts, fill_hostile, write
@@ -81,6 +82,26 @@ def test_the_json_follows_its_published_schema(built):
     assert (data["schema"], data["version"]) == ("botmeter.dashboard", 2)
     assert schema["properties"]["version"]["const"] == 2
     assert data["period"]["days"] == 14 and not data["unavailable"]
+    assert DashboardFigures.model_validate(data).period.days == 14
+
+
+def test_the_published_schema_is_generated_from_the_models():
+    # Regenerate with `python -m botmeter.report.dashboard_schema` after changing the models.
+    assert SCHEMA.read_text() == schema_text()
+
+
+def test_the_schema_refuses_what_the_json_must_not_be(built):
+    _, data = built
+    schema = json.loads(SCHEMA.read_text())
+    for broken in (
+        {**data, "version": 1},
+        {**data, "period": {**data["period"], "days": 0}},
+        {k: v for k, v in data.items() if k != "kpis"},
+        {**data, "traffic_heatmap": {**(data["traffic_heatmap"] or {}), "hours": [0, 1]}},
+        {**data, "cost_change": {"change_usd": 1.0, "drivers": [{"dimension": "planet"}]}},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, schema)
 
 
 def test_top_users_show_country_and_messages_beside_the_hash(built, demo):

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import pytest
 
-from botmeter.config import SETTINGS
+from botmeter.config import SETTINGS, settings_table
 from botmeter.events import RECORDS
 from botmeter.interfaces.cli import main
 
@@ -24,6 +24,12 @@ def test_every_setting_is_documented(setting):
     assert f"`{setting.env}`" in README
     for alias in setting.aliases:
         assert f"`{alias}`" in README
+
+
+def test_the_settings_table_is_the_declaration():
+    # Variable, aliases, default and help of every setting come from config.SETTINGS: a changed
+    # default or a new setting fails here until the README's table says the same.
+    assert settings_table() in README
 
 
 def _commands(group: click.Group, prefix: str = "botmeter"):

@@ -6,7 +6,16 @@ from .collect.context import Context, current_context
 from .collect.meter import Meter, Timer
 from .config import Config
 from .events import COLUMNS, KINDS
-from .exceptions import BotmeterError, ConfigError, SchemaError, StoreError, StoreLocked, StoreUnavailable
+from .exceptions import (
+    BotmeterError,
+    ConfigError,
+    InputError,
+    InputTypeError,
+    SchemaError,
+    StoreError,
+    StoreLocked,
+    StoreUnavailable,
+)
 from .process.pipeline import Frame, per_event
 from .store import open_store
 
@@ -23,6 +32,8 @@ __all__ = [
     "ConfigError",
     "Context",
     "Frame",
+    "InputError",
+    "InputTypeError",
     "Meter",
     "SchemaError",
     "StoreError",

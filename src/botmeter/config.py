@@ -1,6 +1,7 @@
 """Settings in one place: an explicit argument beats a ``BOTMETER_*`` variable, which beats the default.
 
-Every setting is declared once in ``SETTINGS``; the README lists them all and a test checks that.
+Every setting is declared once in ``SETTINGS``: its variable, default, bounds and help. ``Config``,
+its checks and the README's settings table (compared by a test) are all made from that declaration.
 The seed's variables are honoured too: ``ANALYTICS_ENABLED`` (as ``BOTMETER_ENABLED``),
 ``ANALYTICS_NAMESPACE`` (as ``BOTMETER_CLOUDWATCH_NAMESPACE``) and ``DYNAMODB_REGION`` (as
 ``BOTMETER_CLOUDWATCH_REGION``, before ``AWS_REGION``).
@@ -9,211 +10,307 @@ The seed's variables are honoured too: ``ANALYTICS_ENABLED`` (as ``BOTMETER_ENAB
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
-from .exceptions import ConfigError
+from .exceptions import ConfigError, InputTypeError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-
-
-def _to_bool(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
-
-
-def _to_number(kind: type, minimum: float) -> Callable[[str, str], Any]:
-    def parse(name: str, raw: str) -> Any:
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
-        if value < minimum:
-            raise ConfigError(f"{name} must be >= {minimum}, got {raw!r}")
-        return value
-
-    return parse
-
-
-def _to_str(name: str, raw: str) -> str | None:
-    return raw or None
-
-
-def _to_list(name: str, raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
+# Variables of the seed's own analytics module, still honoured; the README calls them "the seed's".
+_SEED_VARIABLES = frozenset({"ANALYTICS_ENABLED", "ANALYTICS_NAMESPACE", "DYNAMODB_REGION"})
 
 
 @dataclass(frozen=True)
 class Setting:
+    """One setting, declared once: everything else (``Config``, its checks, the README table) follows.
+
+    ``kind`` is ``str``, ``bool``, ``int``, ``float`` or ``tuple`` (a comma-separated list in the
+    environment). ``minimum`` bounds numbers, ``choices`` limits a text setting, ``required`` refuses an
+    empty text. ``shown_default`` is how the README shows a default computed elsewhere; ``help`` is the
+    README's description, in Markdown.
+    """
+
     name: str
     env: str
+    kind: type
     default: Any
-    parse: Callable[[str, str], Any]
     help: str
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+    required: bool = False
     aliases: tuple[str, ...] = ()
+    shown_default: str | None = None
+    expected: str | None = None  # what a bad value should have been, when "a non-empty str" is not enough
+
+    def parse(self, var: str, raw: str) -> Any:
+        """The value of the variable ``var`` (this setting's or an alias), or ConfigError naming both."""
+        if self.kind is bool:
+            value = raw.strip().lower()
+            if value in _TRUE:
+                return True
+            if value in _FALSE:
+                return False
+            raise ConfigError(f"{var} must be true or false, got {raw!r}")
+        if self.kind in (int, float):
+            try:
+                number = self.kind(raw)
+            except ValueError:
+                raise ConfigError(f"{var} must be a {self.kind.__name__}, got {raw!r}") from None
+            if self.minimum is not None and number < self.minimum:
+                raise ConfigError(f"{var} must be >= {self.minimum}, got {raw!r}")
+            return number
+        if self.kind is tuple:
+            return _split_list(raw)
+        if self.choices and raw and raw not in self.choices:
+            raise ConfigError(f"{var} must be {' or '.join(self.choices)}, got {raw!r}")
+        return raw or None
+
+    def check(self, value: Any) -> None:
+        """Refuses a value given as an argument that the declaration does not allow."""
+        if self.minimum is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < self.minimum:
+                raise ConfigError(f"{self.name} must be a number >= {self.minimum:g}, got {value!r}")
+        elif self.kind is tuple:
+            if not isinstance(value, tuple) or not all(
+                isinstance(v, str | int) and not isinstance(v, bool) for v in value
+            ):
+                raise ConfigError(f"{self.name} must be {self.expected}, got {value!r}")
+        elif self.choices:
+            if value is not None and value not in self.choices:
+                raise ConfigError(f"{self.name} must be {' or '.join(self.choices)}, got {value!r}")
+        elif self.required and (not isinstance(value, str) or not value.strip()):
+            raise ConfigError(f"{self.name} must be {self.expected or 'a non-empty str'}, got {value!r}")
+
+    def readme_row(self) -> str:
+        """This setting's row in the README's settings table."""
+        variable = f"`{self.env}`"
+        if self.aliases:
+            others = [f"the seed's `{a}`" if a in _SEED_VARIABLES else f"`{a}`" for a in self.aliases]
+            variable += f" (or {', or '.join(others)})"
+        return f"| {variable} | {self.shown_default or _shown(self.default)} | {self.help} |"
+
+
+def _split_list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _shown(default: Any) -> str:
+    if default is None or default == ():
+        return "none"
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if isinstance(default, float):
+        return f"`{default:g}`"
+    return f"`{default}`"
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("bot", "BOTMETER_BOT", "bot", _to_str, "the bot's name, stored with every event"),
+    Setting("bot", "BOTMETER_BOT", str, "bot", "the bot's name, stored with every event", required=True),
     Setting(
         "store",
         "BOTMETER_STORE",
+        str,
         "duckdb://botmeter.duckdb",
-        _to_str,
-        "where events go: duckdb://relative/file.duckdb, duckdb:///absolute/file.duckdb, a plain path, "
-        "or cloudwatch://?namespace=...",
+        "where events go: `duckdb://relative/file.duckdb`, `duckdb:///absolute/file.duckdb`, a plain path, "
+        "or `cloudwatch://?namespace=...` ([CloudWatch](#cloudwatch))",
+        required=True,
+        expected="a store URL such as duckdb://botmeter.duckdb",
     ),
     Setting(
         "enabled",
         "BOTMETER_ENABLED",
+        bool,
         True,
-        _to_bool,
-        "false makes every track call a no-op",
+        "`false` makes every track call a no-op",
         aliases=("ANALYTICS_ENABLED",),
     ),
-    Setting(
-        "flush_interval", "BOTMETER_FLUSH_INTERVAL", 1.0, _to_number(float, 0.01), "seconds between writes"
-    ),
+    Setting("flush_interval", "BOTMETER_FLUSH_INTERVAL", float, 1.0, "seconds between writes", minimum=0.01),
     Setting(
         "batch_size",
         "BOTMETER_BATCH_SIZE",
+        int,
         100_000,
-        _to_number(int, 1),
         "write early once this many events wait; also the most events written in one go",
+        minimum=1,
     ),
     Setting(
         "max_buffer",
         "BOTMETER_MAX_BUFFER",
+        int,
         400_000,
-        _to_number(int, 1),
         "most events held in memory; beyond it events are dropped and counted",
+        minimum=1,
     ),
     Setting(
         "max_buffer_mb",
         "BOTMETER_MAX_BUFFER_MB",
+        float,
         100.0,
-        _to_number(float, 1),
-        "most memory (MB) the events waiting to be written may take; beyond it events are dropped, counted",
+        "most memory, in MB, the events waiting to be written may take (as the track call accounts it: "
+        "see [What is promised](#what-is-promised-durability)); beyond it events are dropped and counted",
+        minimum=1,
     ),
     Setting(
         "spool_dir",
         "BOTMETER_SPOOL_DIR",
+        str,
         None,
-        _to_str,
-        "where batches wait while the store is failing (default: beside the store)",
+        "where batches wait while the store is failing",
+        shown_default="`<store>.spool`",
     ),
     Setting(
         "max_spool_mb",
         "BOTMETER_MAX_SPOOL_MB",
+        float,
         1024.0,
-        _to_number(float, 1),
         "most disk the spool may use; beyond it batches are dropped and counted",
+        minimum=1,
     ),
-    Setting("hash_users", "BOTMETER_HASH_USERS", True, _to_bool, "store user ids as a keyed hash"),
+    Setting("hash_users", "BOTMETER_HASH_USERS", bool, True, "store user ids as a keyed hash"),
     Setting(
         "hash_key",
         "BOTMETER_HASH_KEY",
+        str,
         None,
-        _to_str,
-        "the key for user-id hashes (default: generated once, kept in <store>.key)",
+        "the key for user-id hashes (hex, at least 16 bytes)",
+        shown_default="generated, in `<store>.key`",
     ),
-    Setting("store_text", "BOTMETER_STORE_TEXT", False, _to_bool, "keep message text (off: only its length)"),
     Setting(
-        "channel", "BOTMETER_CHANNEL", None, _to_str, "channel for events that name none (sms, slack, web)"
+        "store_text", "BOTMETER_STORE_TEXT", bool, False, "keep message text (otherwise only its length)"
     ),
-    Setting("release", "BOTMETER_RELEASE", None, _to_str, "the bot's release, stored with every event"),
-    Setting("prices", "BOTMETER_PRICES", None, _to_str, "a TOML price list overriding built-in prices"),
-    Setting("sms_rates", "BOTMETER_SMS_RATES", None, _to_str, "a TOML table of SMS rates per country"),
+    Setting(
+        "channel",
+        "BOTMETER_CHANNEL",
+        str,
+        None,
+        "channel for events that name none (`sms`, `slack`, `web`)",
+    ),
+    Setting("release", "BOTMETER_RELEASE", str, None, "the bot's release, stored with every event"),
+    Setting("prices", "BOTMETER_PRICES", str, None, "a TOML price list overriding built-in prices"),
+    Setting(
+        "sms_rates",
+        "BOTMETER_SMS_RATES",
+        str,
+        None,
+        "a TOML table of SMS rates per country and direction",
+        shown_default="shipped table",
+    ),
     Setting(
         "default_country",
         "BOTMETER_DEFAULT_COUNTRY",
+        str,
         "US",
-        _to_str,
         "country for SMS rates when the user id is not a phone number",
     ),
     Setting(
         "lock_timeout",
         "BOTMETER_LOCK_TIMEOUT",
+        float,
         5.0,
-        _to_number(float, 0),
         "seconds a write waits for another process to release the DuckDB file before spooling",
+        minimum=0,
     ),
-    Setting("admins", "BOTMETER_ADMINS", (), _to_list, "comma-separated admin phone numbers or ids"),
+    Setting(
+        "admins",
+        "BOTMETER_ADMINS",
+        tuple,
+        (),
+        "comma-separated admin phone numbers or ids (for chat admin commands)",
+        expected="phone numbers or ids (str or int)",
+    ),
     Setting(
         "session_gap_minutes",
         "BOTMETER_SESSION_GAP",
+        float,
         30.0,
-        _to_number(float, 0.01),
         "minutes of silence that end a conversation, for messages without a conversation id",
+        minimum=0.01,
     ),
     Setting(
         "reply_stage",
         "BOTMETER_REPLY_STAGE",
+        str,
         "reply",
-        _to_str,
-        "the timing stage that measures a whole reply (the headline reply latency)",
+        "the timing stage that measures a whole reply (inbound message to reply sent): the headline reply "
+        "latency (`reply_latency_s`)",
+        required=True,
+        expected="a stage name",
     ),
-    Setting("alerts", "BOTMETER_ALERTS", None, _to_str, "a TOML file of alert rules (botmeter alerts check)"),
+    Setting(
+        "alerts",
+        "BOTMETER_ALERTS",
+        str,
+        None,
+        "a TOML file of alert rules (`botmeter alerts check`, `botmeter summary`)",
+    ),
     Setting(
         "cloudwatch_namespace",
         "BOTMETER_CLOUDWATCH_NAMESPACE",
+        str,
         None,
-        _to_str,
-        "CloudWatch metric namespace when the store URL names none (default: botmeter)",
+        "CloudWatch namespace when the store URL names none",
         aliases=("ANALYTICS_NAMESPACE",),
+        shown_default="`botmeter`",
     ),
     Setting(
         "cloudwatch_region",
         "BOTMETER_CLOUDWATCH_REGION",
+        str,
         None,
-        _to_str,
-        "AWS region of the CloudWatch store when the URL names none (default: boto3's own)",
+        "AWS region of the CloudWatch store when the URL names none",
         aliases=("DYNAMODB_REGION", "AWS_REGION"),
+        shown_default="boto3's own",
     ),
     Setting(
         "cloudwatch_mode",
         "BOTMETER_CLOUDWATCH_MODE",
+        str,
         None,
-        _to_str,
-        "emf (metrics as log lines on stdout) or api (PutMetricData, PutLogEvents); default: emf in Lambda",
+        "`emf` (metrics as log lines on stdout) or `api` (`PutMetricData`, `PutLogEvents`)",
+        choices=("emf", "api"),
+        shown_default="`emf` in Lambda, else `api`",
     ),
     Setting(
         "cloudwatch_log_group",
         "BOTMETER_CLOUDWATCH_LOG_GROUP",
+        str,
         None,
-        _to_str,
-        "CloudWatch Logs group for event records in api mode (default: /botmeter/<namespace>)",
+        "CloudWatch Logs group for the event records in `api` mode",
+        shown_default="`/botmeter/<namespace>`",
     ),
     Setting(
         "report_days",
         "BOTMETER_REPORT_DAYS",
+        int,
         1,
-        _to_number(int, 1),
-        "days a scheduled report covers (botmeter.aws_lambda.handler): 1 daily, 7 weekly",
+        "days the scheduled report of `botmeter.aws_lambda.handler` covers (7 for weekly)",
+        minimum=1,
     ),
     Setting(
         "report_webhook",
         "BOTMETER_REPORT_WEBHOOK",
+        str,
         None,
-        _to_str,
         "URL the scheduled report is POSTed to as JSON (a Slack incoming webhook works)",
     ),
     Setting(
         "report_sns_topic",
         "BOTMETER_REPORT_SNS_TOPIC",
+        str,
         None,
-        _to_str,
         "SNS topic ARN the scheduled report is published to",
     ),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def settings_table() -> str:
+    """The README's settings table, row for row from ``SETTINGS``."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    return "\n".join(rows + [s.readme_row() for s in SETTINGS])
 
 
 def setting_from_env(name: str, env: Mapping[str, str] | None = None) -> Any:
@@ -227,88 +324,45 @@ def setting_from_env(name: str, env: Mapping[str, str] | None = None) -> Any:
     return setting.default
 
 
-@dataclass(frozen=True)
-class Config:
-    bot: str = "bot"
-    store: str = "duckdb://botmeter.duckdb"
-    enabled: bool = True
-    flush_interval: float = 1.0
-    batch_size: int = 100_000
-    max_buffer: int = 400_000
-    max_buffer_mb: float = 100.0
-    spool_dir: str | None = None
-    max_spool_mb: float = 1024.0
-    hash_users: bool = True
-    hash_key: str | None = None
-    store_text: bool = False
-    channel: str | None = None
-    release: str | None = None
-    prices: str | None = None
-    sms_rates: str | None = None
-    default_country: str | None = "US"
-    lock_timeout: float = 5.0
-    admins: tuple[str, ...] = field(default_factory=tuple)
-    session_gap_minutes: float = 30.0
-    reply_stage: str = "reply"
-    alerts: str | None = None
-    cloudwatch_namespace: str | None = None
-    cloudwatch_region: str | None = None
-    cloudwatch_mode: str | None = None
-    cloudwatch_log_group: str | None = None
-    report_days: int = 1
-    report_webhook: str | None = None
-    report_sns_topic: str | None = None
+class _Resolving:
+    """How a ``Config`` is built and checked; its fields come from ``SETTINGS``."""
 
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, **arguments: Any) -> Config:
         """Builds the settings: arguments (when not None) > environment > defaults."""
         env = os.environ if env is None else env
-        known = {f.name for f in fields(cls)}
-        unknown = set(arguments) - known
+        unknown = set(arguments) - SETTINGS_BY_NAME.keys()
         if unknown:
-            raise TypeError(
-                f"unknown setting(s): {', '.join(sorted(unknown))}; valid: {', '.join(sorted(known))}"
+            raise InputTypeError(
+                f"unknown setting(s): {', '.join(sorted(unknown))}; "
+                f"valid: {', '.join(sorted(SETTINGS_BY_NAME))}"
             )
         values: dict[str, Any] = {}
         for setting in SETTINGS:
             given = arguments.get(setting.name)
-            if given is not None:
+            if given is None:
+                values[setting.name] = setting_from_env(setting.name, env)
+            elif setting.kind is tuple and isinstance(given, str):  # admins="+1555...,+1555..."
+                values[setting.name] = _split_list(given)
+            elif setting.kind is tuple and isinstance(given, list | set | frozenset):
+                values[setting.name] = tuple(given)
+            else:
                 values[setting.name] = given
-                continue
-            values[setting.name] = setting_from_env(setting.name, env)
-        admins = values["admins"]
-        if isinstance(admins, str):  # Meter(admins="+1555...,+1555...") as in the variable
-            values["admins"] = _to_list("admins", admins)
-        elif isinstance(admins, list | set | frozenset):
-            values["admins"] = tuple(admins)
         config = cls(**values)
         config.validate()
-        return config
+        return config  # type: ignore[return-value]
 
     def validate(self) -> None:
-        checks = (
-            ("flush_interval", self.flush_interval, 0.01),
-            ("batch_size", self.batch_size, 1),
-            ("max_buffer", self.max_buffer, 1),
-            ("max_buffer_mb", self.max_buffer_mb, 1),
-            ("max_spool_mb", self.max_spool_mb, 1),
-            ("lock_timeout", self.lock_timeout, 0),
-            ("session_gap_minutes", self.session_gap_minutes, 0.01),
-        )
-        for name, value, minimum in checks:
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-                raise ConfigError(f"{name} must be a number >= {minimum}, got {value!r}")
-        if not isinstance(self.admins, tuple) or not all(
-            isinstance(a, str | int) and not isinstance(a, bool) for a in self.admins
-        ):
-            raise ConfigError(f"admins must be phone numbers or ids (str or int), got {self.admins!r}")
-        if self.cloudwatch_mode not in (None, "emf", "api"):
-            raise ConfigError(f"cloudwatch_mode must be emf or api, got {self.cloudwatch_mode!r}")
-        if not isinstance(self.reply_stage, str) or not self.reply_stage.strip():
-            raise ConfigError(f"reply_stage must be a stage name, got {self.reply_stage!r}")
-        if not isinstance(self.bot, str) or not self.bot:
-            raise ConfigError(f"bot must be a non-empty str, got {self.bot!r}")
-        if not isinstance(self.store, str) or not self.store:
-            raise ConfigError(
-                f"store must be a store URL such as duckdb://botmeter.duckdb, got {self.store!r}"
-            )
+        for setting in SETTINGS:
+            setting.check(getattr(self, setting.name))
+
+
+# A frozen dataclass with one field per setting, in declaration order, with its declared default.
+Config = make_dataclass(
+    "Config",
+    [(s.name, s.kind | None if s.default is None else s.kind, field(default=s.default)) for s in SETTINGS],
+    bases=(_Resolving,),
+    frozen=True,
+)
+Config.__module__ = __name__  # for pickling and repr; make_dataclass names its caller's caller
+Config.__doc__ = "botmeter's settings, resolved once: ``Config.resolve(**arguments)``."

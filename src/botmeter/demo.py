@@ -35,6 +35,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .collect.meter import Meter
+from .exceptions import InputError
 from .store import open_store
 
 __all__ = ["ADMIN_PHONES", "NEXT_STEP", "DemoResult", "print_summary", "run_demo", "summarise"]
@@ -863,7 +864,7 @@ def run_demo(
     share; events already stored are not stored again. A naive ``end`` is taken as UTC.
     """
     if days < 1 or users < 1:
-        raise ValueError(f"days and users must be >= 1, got days={days!r}, users={users!r}")
+        raise InputError(f"days and users must be >= 1, got days={days!r}, users={users!r}")
     began = time.perf_counter()
     end = datetime.now(UTC) if end is None else end if end.tzinfo else end.replace(tzinfo=UTC)
     end = end.astimezone(UTC)

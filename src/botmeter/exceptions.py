@@ -25,3 +25,11 @@ class StoreLocked(StoreUnavailable):
 
 class SchemaError(StoreUnavailable):
     """The store was written by a newer botmeter: batches wait in the spool until botmeter is upgraded."""
+
+
+class InputError(BotmeterError, ValueError):
+    """An argument or a request botmeter was given has a bad value; the message names it and shows it."""
+
+
+class InputTypeError(BotmeterError, TypeError):
+    """An argument botmeter was given has the wrong type; the message names it and shows it."""

@@ -30,12 +30,15 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ..exceptions import ConfigError
+from ..validation import Amount, Flag, Problem, Text, first_problem, number, refuse
 from .query import floor_to, iso
 from .trends import WATCHED, anomalies, month_end_forecast
 
@@ -68,31 +71,66 @@ class Rules:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "alert rules") -> Rules:
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ConfigError(f"{source}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(known))}")
-        values: dict[str, Any] = {}
-        for name, value in data.items():
-            kind = known[name].type
-            if "bool" in str(kind) and not isinstance(value, bool):
-                raise ConfigError(f"{source}: {name} must be true or false, got {value!r}")
-            if ("float" in str(kind) or "int" in str(kind)) and (
-                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
-            ):
-                raise ConfigError(f"{source}: {name} must be a number >= 0, got {value!r}")
-            if name == "latency_stage" and not isinstance(value, str):
-                raise ConfigError(f"{source}: latency_stage must be a stage name, got {value!r}")
-            if name == "deliver":
-                if not isinstance(value, dict):
-                    raise ConfigError(f"{source}: [deliver] must be a table, got {value!r}")
-                bad = sorted(set(value) - {"stdout", "webhook", "slack_webhook"})
-                if bad:
-                    raise ConfigError(
-                        f"{source}: [deliver] unknown key {bad[0]!r}; valid: slack_webhook, stdout, webhook"
-                    )
-            values[name] = value
+        try:
+            checked = _RulesFile.model_validate(data)
+        except ValidationError as exc:
+            raise _rules_error(first_problem(exc), source) from None
+        values = checked.model_dump(exclude_unset=True)
+        if checked.deliver is not None:
+            values["deliver"] = checked.deliver.model_dump(exclude_unset=True)
         return cls(**values)
+
+
+class _Delivery(BaseModel):
+    """The ``[deliver]`` table: where fired alerts go."""
+
+    model_config = ConfigDict(extra="forbid")
+    stdout: Flag = True
+    webhook: Text | None = None
+    slack_webhook: Text | None = None
+
+
+def _stage(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise refuse("must be a stage name")
+    return value
+
+
+class _RulesFile(BaseModel):
+    """A rules file as written; every key is optional (a rule without its key is off)."""
+
+    model_config = ConfigDict(extra="forbid")
+    daily_budget_usd: Amount | None = None
+    monthly_budget_usd: Amount | None = None
+    forecast_over_budget: Flag = False
+    error_rate_max: Amount | None = None
+    error_rate_spike: Flag = False
+    p95_latency_ms: Amount | None = None
+    latency_stage: Annotated[str, BeforeValidator(_stage)] | None = None
+    new_error_group: Flag = False
+    regression: Flag = False
+    window_hours: Amount = 24.0
+    min_messages: Annotated[int, Field(ge=0), BeforeValidator(number)] = 20
+    repeat_minutes: Amount = 360.0
+    deliver: _Delivery | None = None
+
+
+def _rules_error(problem: Problem, source: str) -> ConfigError:
+    name, value = problem.field, problem.value
+    if problem.where[:1] == ("deliver",):
+        if problem.kind == "unknown":
+            valid = ", ".join(sorted(_Delivery.model_fields))
+            return ConfigError(f"{source}: [deliver] unknown key {name!r}; valid: {valid}")
+        if len(problem.where) == 1:
+            return ConfigError(f"{source}: [deliver] must be a table, got {value!r}")
+        return ConfigError(f"{source}: [deliver] {name} {problem.reason}, got {value!r}")
+    if problem.kind == "unknown":
+        return ConfigError(
+            f"{source}: unknown key {name!r}; valid keys: {', '.join(sorted(_RulesFile.model_fields))}"
+        )
+    if problem.kind in ("greater_than_equal", "finite_number") or problem.reason == "must be a number":
+        return ConfigError(f"{source}: {name} must be a number >= 0, got {value!r}")
+    return ConfigError(f"{source}: {name} {problem.reason}, got {value!r}")
 
 
 def check(reader: Any, rules: Rules, now: datetime | None = None) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 from typing import Final
 
+from ..exceptions import InputError
+
 # Dimension name (what users type) -> stored column.
 DIMENSIONS: Final[dict[str, str]] = {
     "bot": "bot",
@@ -90,15 +92,15 @@ class Metric:
 
     def __post_init__(self) -> None:
         if self.aggregation not in AGGREGATIONS:
-            raise ValueError(
+            raise InputError(
                 f"metric {self.name!r}: aggregation {self.aggregation!r} is not one of "
                 f"{', '.join(AGGREGATIONS)}"
             )
         for dim in self.dimensions + tuple(d for d, v in self.where if v is not None):
             if dim not in DIMENSIONS:
-                raise ValueError(f"metric {self.name!r}: unknown dimension {dim!r}")
+                raise InputError(f"metric {self.name!r}: unknown dimension {dim!r}")
         if self.aggregation == "ratio" and not (self.numerator and self.denominator):
-            raise ValueError(f"metric {self.name!r}: a ratio needs numerator and denominator")
+            raise InputError(f"metric {self.name!r}: a ratio needs numerator and denominator")
 
 
 def for_reply_stage(metric: Metric, stage: str) -> Metric:
@@ -135,7 +137,7 @@ CATALOGUE: dict[str, Metric] = {}
 def register(metric: Metric) -> Metric:
     """Adds a metric to the catalogue (a plugin's way in); a name can be registered once."""
     if metric.name in CATALOGUE and CATALOGUE[metric.name] != metric:
-        raise ValueError(f"metric {metric.name!r} is already in the catalogue")
+        raise InputError(f"metric {metric.name!r} is already in the catalogue")
     CATALOGUE[metric.name] = metric
     return metric
 

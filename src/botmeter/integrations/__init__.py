@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, TypeVar
 
+from ..exceptions import InputTypeError
+
 T = TypeVar("T")
 
 # (top-level package of a class in the client's MRO, class name) -> integration module
@@ -38,12 +40,12 @@ def integration_for(client: object) -> Any:
             return importlib.import_module(f"{__name__}.{name}")
     kind = f"{type(client).__module__}.{type(client).__qualname__}"
     known = ", ".join(sorted({f"{p}.{c}" for p, c in REGISTRY}))
-    raise TypeError(f"instrument: no integration for a {kind} client (known: {known})")
+    raise InputTypeError(f"instrument: no integration for a {kind} client (known: {known})")
 
 
 def instrument_client(meter: Any, client: T, *, stage: str | None = None) -> T:
     if stage is not None and not isinstance(stage, str):
-        raise TypeError(f"instrument: stage must be a str or None, got {stage!r}")
+        raise InputTypeError(f"instrument: stage must be a str or None, got {stage!r}")
     return integration_for(client).instrument_client(meter, client, stage=stage)
 
 

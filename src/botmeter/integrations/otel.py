@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import SpanProcessor as _SdkSpanProcessor
 from opentelemetry.trace import StatusCode, get_tracer_provider
 
 from ..collect.meter import Meter
+from ..exceptions import InputTypeError
 from .genai_spans import span_call
 
 log = logging.getLogger("botmeter")
@@ -97,7 +98,7 @@ def instrument(meter: Meter, tracer_provider: TracerProvider | None = None) -> S
     must be the SDK's ``TracerProvider``) and returns it."""
     provider: Any = tracer_provider if tracer_provider is not None else get_tracer_provider()
     if not isinstance(provider, TracerProvider):
-        raise TypeError(
+        raise InputTypeError(
             "otel.instrument: tracer_provider must be an opentelemetry.sdk.trace.TracerProvider "
             f"(set one with trace.set_tracer_provider), got {provider!r}"
         )

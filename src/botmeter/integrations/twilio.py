@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ..exceptions import BotmeterError, ConfigError
+from ..exceptions import BotmeterError, ConfigError, InputError, InputTypeError
 
 log = logging.getLogger("botmeter")
 
@@ -99,7 +99,7 @@ def read_request(request: Any) -> TwilioRequest:
     if isinstance(request, TwilioRequest):
         return request
     if _is_starlette(request):  # before Mapping: a Starlette request is a mapping of its ASGI scope
-        raise TypeError(
+        raise InputTypeError(
             "a Starlette/FastAPI request's form is read asynchronously: use `async with twilio.inbound(...)`"
             " or `await twilio.arecord_inbound(...)`"
         )
@@ -113,7 +113,7 @@ def read_request(request: Any) -> TwilioRequest:
         return TwilioRequest(
             _first_values(request.form), str(request.url), request.headers.get("X-Twilio-Signature")
         )
-    raise TypeError(
+    raise InputTypeError(
         "request must be a Flask, Django or Starlette/FastAPI request or the webhook's form as a dict, "
         f"got {type(request).__name__}"
     )
@@ -140,7 +140,7 @@ def check_signature(req: TwilioRequest, auth_token: str | None = None, url: str 
         raise ConfigError("validate=True needs auth_token= or TWILIO_AUTH_TOKEN (your Twilio auth token)")
     where = url or req.url
     if not where:
-        raise ValueError(
+        raise InputError(
             "validate=True with a form given as a dict needs url= (the webhook URL Twilio called)"
         )
     if not req.signature or not RequestValidator(token).validate(where, req.form, req.signature):

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 from ..analyse.gaps import Gaps
 from ..analyse.query import MAX_DAYS, days_from_text
+from ..exceptions import InputError, InputTypeError
 from ..process.privacy import UserHasher
 from ..report import responses
 from ..report.numbers import count, latency_s, money, percent
@@ -85,13 +86,13 @@ class Admin:
         """The reply to ``text`` from ``sender`` in ``format``, or None when it is not an admin command
         or the sender is not an admin."""
         if format not in FORMATS:
-            raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {format!r}")
+            raise InputError(f"format: expected one of {', '.join(FORMATS)}, got {format!r}")
         if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
-            raise ValueError(f"max_segments: expected a whole number >= 1, got {max_segments!r}")
+            raise InputError(f"max_segments: expected a whole number >= 1, got {max_segments!r}")
         if text is None:
             return None
         if not isinstance(text, str):
-            raise TypeError(f"text: expected the message text (a str) or None, got {text!r}")
+            raise InputTypeError(f"text: expected the message text (a str) or None, got {text!r}")
         found = _COMMAND.fullmatch(text.strip())
         if found is None:
             return None

@@ -80,7 +80,17 @@ def _parse_date(value: str, option: str) -> datetime:
     return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineErrors(click.Group):
+    """Any error botmeter raises on purpose ends a command as one line naming what is wrong, and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BotmeterError as exc:
+            raise _fail(exc) from exc
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="botmeter")
 def main() -> None:
     """botmeter: what your chatbot costs, how it is used, what goes wrong and how fast it answers."""

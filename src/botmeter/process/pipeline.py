@@ -33,6 +33,7 @@ try:
 except ImportError:  # the C fast path is not built: pyarrow converts, more slowly
     column_buffers = None
 from ..events import COLUMNS, RECORD_CALLS, RECORDS
+from ..exceptions import InputError
 from . import errors as error_facts
 from .pricing import LlmPricer, PriceList, call_extras, price_units
 from .privacy import UserHasher
@@ -611,7 +612,7 @@ class Pipeline:
             try:
                 arrays.append(self._column(frame, name, typ))
             except Exception as exc:
-                raise ValueError(f"{name}: {_reason(exc)}") from exc
+                raise InputError(f"{name}: {_reason(exc)}") from exc
         return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
     def _column(self, frame: Frame, name: str, typ: pa.DataType) -> pa.Array:

@@ -32,9 +32,12 @@ from functools import cache
 from importlib.metadata import version as _dist_version
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from ..exceptions import ConfigError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+
+from ..exceptions import ConfigError, InputError
+from ..validation import Amount, Problem, Text, first_problem, refuse
 
 __all__ = (
     "LlmPricer",
@@ -138,8 +141,6 @@ class UnitPrice:
 
 _TOKEN_FIELDS = ("input_mtok", "cached_input_mtok", "cache_write_mtok", "output_mtok", "reasoning_mtok")
 _UNIT_FIELDS = ("name", "unit", "per_unit", "direction", "country")
-_ENTRY_FIELDS = frozenset({"provider", "model", "effective", *_TOKEN_FIELDS, *_UNIT_FIELDS})
-_TOP_LEVEL_FIELDS = frozenset({"name", "price"})
 _DIRECTION_ALIASES = {"inbound": "in", "incoming": "in", "outbound": "out", "outgoing": "out"}
 
 
@@ -228,31 +229,21 @@ class PriceList:
         src = source or "price list"
         if not isinstance(data, Mapping):
             raise PriceListError(f"{src}: expected a table of settings, got {type(data).__name__}")
-        for key in data:
-            if key not in _TOP_LEVEL_FIELDS:
-                raise PriceListError(
-                    f"{src}: unknown top-level field {key!r} = {data[key]!r} (allowed: name, [[price]])"
-                )
-        list_name = data.get("name", name or "custom")
-        if not isinstance(list_name, str) or not list_name.strip():
-            raise PriceListError(f"{src}: field 'name' = {list_name!r}: must be a non-empty string")
-        list_name = list_name.strip()
-        raw_entries = data.get("price", [])
-        if not isinstance(raw_entries, list):
-            raise PriceListError(
-                f"{src}: field 'price' = {raw_entries!r}: must be an array of [[price]] tables"
-            )
+        try:
+            checked = _PriceListFile.model_validate(dict(data))
+        except ValidationError as exc:
+            raise _price_list_error(first_problem(exc), data, src) from None
+        list_name = (checked.name or name or "custom").strip()
 
         token_prices: list[TokenPrice] = []
         unit_prices: list[UnitPrice] = []
         seen: dict[tuple[Any, ...], int] = {}
-        for index, raw in enumerate(raw_entries, start=1):
-            where = f"{src}: [[price]] entry {index}"
-            entry = _parse_entry(raw, where, list_name)
+        for index, raw in enumerate(checked.price, start=1):
+            entry = _price_of(raw, list_name)
             key = _entry_key(entry)
             if key in seen:
                 raise PriceListError(
-                    f"{where}: field 'effective' = {entry.effective.isoformat()!r}: "
+                    f"{src}: [[price]] entry {index}: field 'effective' = {entry.effective.isoformat()!r}: "
                     f"same key and effective date as entry {seen[key]}"
                 )
             seen[key] = index
@@ -302,116 +293,8 @@ def _entry_key(entry: TokenPrice | UnitPrice) -> tuple[Any, ...]:
     return ("unit", entry.provider, entry.unit, entry.name, entry.direction, entry.country, entry.effective)
 
 
-def _parse_entry(raw: Any, where: str, list_name: str) -> TokenPrice | UnitPrice:
-    if not isinstance(raw, Mapping):
-        raise PriceListError(f"{where}: expected a table, got {raw!r}")
-    for key in raw:
-        if key not in _ENTRY_FIELDS:
-            raise PriceListError(
-                f"{where}: unknown field {key!r} = {raw[key]!r} (allowed: {', '.join(sorted(_ENTRY_FIELDS))})"
-            )
-
-    provider = _text_field(raw, "provider", where, required=True)
-    assert provider is not None
-    effective, label = _effective_field(raw, where)
-    version = f"custom:{list_name}@{label}"
-
-    has_tokens = any(f in raw for f in _TOKEN_FIELDS)
-    has_unit = "per_unit" in raw
-    if not has_tokens and not has_unit:
-        raise PriceListError(
-            f"{where}: has neither token prices ({', '.join(_TOKEN_FIELDS)}) nor per_unit "
-            f"(provider = {provider!r})"
-        )
-    if has_tokens and has_unit:
-        field = next(f for f in _TOKEN_FIELDS if f in raw)
-        raise PriceListError(
-            f"{where}: field {field!r} = {raw[field]!r}: "
-            "an entry has either token prices or per_unit, not both"
-        )
-
-    if has_tokens:
-        for field in _UNIT_FIELDS:
-            if field in raw:
-                raise PriceListError(
-                    f"{where}: field {field!r} = {raw[field]!r}: only for per_unit prices, not token prices"
-                )
-        model = _text_field(raw, "model", where, required=True)
-        assert model is not None
-        # Input and output must be explicit: a missing one would silently price those tokens at zero.
-        input_mtok = _price_field(raw, "input_mtok", where, required=True)
-        output_mtok = _price_field(raw, "output_mtok", where, required=True)
-        cached = _price_field(raw, "cached_input_mtok", where)
-        cache_write = _price_field(raw, "cache_write_mtok", where)
-        reasoning = _price_field(raw, "reasoning_mtok", where)
-        return TokenPrice(
-            provider=_norm(provider),
-            model=_norm(model),
-            effective=effective,
-            input_mtok=input_mtok,
-            # Without a stated discount, cached and cache-write tokens cost the full input price.
-            cached_input_mtok=input_mtok if cached is None else cached,
-            cache_write_mtok=input_mtok if cache_write is None else cache_write,
-            output_mtok=output_mtok,
-            reasoning_mtok=output_mtok if reasoning is None else reasoning,
-            version=version,
-        )
-
-    if "model" in raw:
-        raise PriceListError(
-            f"{where}: field 'model' = {raw['model']!r}: "
-            "only for token prices; use 'name' for an API operation"
-        )
-    unit = _text_field(raw, "unit", where, required=True)
-    assert unit is not None
-    per_unit = _price_field(raw, "per_unit", where, required=True)
-    name = _text_field(raw, "name", where)
-    direction = _text_field(raw, "direction", where)
-    country = _text_field(raw, "country", where)
-    return UnitPrice(
-        provider=_norm(provider),
-        unit=_norm(unit),
-        per_unit=per_unit,
-        effective=effective,
-        version=version,
-        name=_norm(name) if name is not None else None,
-        direction=_norm_direction(direction),
-        country=_norm(country) if country is not None else None,
-    )
-
-
-def _text_field(raw: Mapping[str, Any], field: str, where: str, required: bool = False) -> str | None:
-    if field not in raw:
-        if required:
-            raise PriceListError(f"{where}: field {field!r} is missing")
-        return None
-    value = raw[field]
-    if not isinstance(value, str) or not value.strip():
-        raise PriceListError(f"{where}: field {field!r} = {value!r}: must be a non-empty string")
-    return value
-
-
-def _price_field(raw: Mapping[str, Any], field: str, where: str, required: bool = False) -> Any:
-    if field not in raw:
-        if required:
-            raise PriceListError(f"{where}: field {field!r} is missing")
-        return None
-    value = raw[field]
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise PriceListError(f"{where}: field {field!r} = {value!r}: must be a number")
-    value = float(value)
-    if not math.isfinite(value):
-        raise PriceListError(f"{where}: field {field!r} = {raw[field]!r}: must be a finite number")
-    if value < 0:
-        raise PriceListError(f"{where}: field {field!r} = {raw[field]!r}: must not be negative")
-    return value
-
-
-def _effective_field(raw: Mapping[str, Any], where: str) -> tuple[datetime, str]:
+def _effective(value: Any) -> tuple[datetime, str]:
     """The entry's effective instant (UTC) and how it is written in price_version."""
-    if "effective" not in raw:
-        raise PriceListError(f"{where}: field 'effective' is missing")
-    value = raw["effective"]
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -420,17 +303,129 @@ def _effective_field(raw: Mapping[str, Any], where: str) -> tuple[datetime, str]
             try:
                 value = datetime.fromisoformat(text)
             except ValueError:
-                raise PriceListError(
-                    f"{where}: field 'effective' = {raw['effective']!r}: "
-                    "not a date (YYYY-MM-DD) or ISO datetime"
-                ) from None
+                raise refuse("not a date (YYYY-MM-DD) or ISO datetime") from None
     if isinstance(value, datetime):
         # Naive datetimes are UTC, like the rest of botmeter.
         dt = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return dt, dt.isoformat().replace("+00:00", "Z")
     if isinstance(value, date):
         return datetime.combine(value, time(), UTC), value.isoformat()
-    raise PriceListError(f"{where}: field 'effective' = {value!r}: not a date (YYYY-MM-DD) or ISO datetime")
+    raise refuse("not a date (YYYY-MM-DD) or ISO datetime")
+
+
+class _PriceEntry(BaseModel):
+    """One ``[[price]]`` table: token prices for a model, or a price per unit; never both."""
+
+    model_config = ConfigDict(extra="forbid")
+    provider: Text
+    effective: Annotated[Any, BeforeValidator(_effective)]
+    model: Text | None = None
+    input_mtok: Amount | None = None
+    cached_input_mtok: Amount | None = None
+    cache_write_mtok: Amount | None = None
+    output_mtok: Amount | None = None
+    reasoning_mtok: Amount | None = None
+    name: Text | None = None
+    unit: Text | None = None
+    per_unit: Amount | None = None
+    direction: Text | None = None
+    country: Text | None = None
+
+    @model_validator(mode="after")
+    def _token_or_unit(self) -> _PriceEntry:
+        given = self.model_fields_set
+        tokens = [f for f in _TOKEN_FIELDS if f in given]
+        if not tokens and "per_unit" not in given:
+            raise refuse(
+                f"has neither token prices ({', '.join(_TOKEN_FIELDS)}) nor per_unit "
+                f"(provider = {self.provider!r})"
+            )
+        if tokens and "per_unit" in given:
+            raise refuse(
+                f"field {tokens[0]!r} = {getattr(self, tokens[0])!r}: "
+                "an entry has either token prices or per_unit, not both"
+            )
+        if tokens:
+            for field in _UNIT_FIELDS:
+                if field in given:
+                    raise refuse(
+                        f"field {field!r} = {getattr(self, field)!r}: "
+                        "only for per_unit prices, not token prices"
+                    )
+            # Input and output must be explicit: a missing one would silently price those tokens at zero.
+            for field in ("model", "input_mtok", "output_mtok"):
+                if field not in given:
+                    raise refuse(f"field {field!r} is missing")
+            return self
+        if "model" in given:
+            raise refuse(
+                f"field 'model' = {self.model!r}: only for token prices; use 'name' for an API operation"
+            )
+        if "unit" not in given:
+            raise refuse("field 'unit' is missing")
+        return self
+
+
+class _PriceListFile(BaseModel):
+    """A price list: an optional name and the ``[[price]]`` entries."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Text | None = None
+    price: list[_PriceEntry] = []
+
+
+def _price_list_error(problem: Problem, data: Mapping[str, Any], src: str) -> PriceListError:
+    where, value = problem.where, problem.value
+    if where == ("price",):
+        return PriceListError(f"{src}: field 'price' = {value!r}: must be an array of [[price]] tables")
+    if len(where) == 1:
+        if problem.kind == "unknown":
+            return PriceListError(
+                f"{src}: unknown top-level field {where[0]!r} = {value!r} (allowed: name, [[price]])"
+            )
+        return PriceListError(f"{src}: field {where[0]!r} = {value!r}: {problem.reason}")
+    at = f"{src}: [[price]] entry {int(where[1]) + 1}"
+    if len(where) == 2:  # the entry as a whole
+        if problem.kind == "botmeter":
+            return PriceListError(f"{at}: {problem.reason}")
+        return PriceListError(f"{at}: expected a table, got {value!r}")
+    field = problem.field
+    if problem.kind == "unknown":
+        allowed = ", ".join(sorted(_PriceEntry.model_fields))
+        return PriceListError(f"{at}: unknown field {field!r} = {value!r} (allowed: {allowed})")
+    if problem.kind == "missing":
+        return PriceListError(f"{at}: field {field!r} is missing")
+    return PriceListError(f"{at}: field {field!r} = {value!r}: {problem.reason}")
+
+
+def _price_of(entry: _PriceEntry, list_name: str) -> TokenPrice | UnitPrice:
+    effective, label = entry.effective
+    version = f"custom:{list_name}@{label}"
+    if entry.input_mtok is not None and entry.output_mtok is not None and entry.model is not None:
+        inp, out = entry.input_mtok, entry.output_mtok
+        return TokenPrice(
+            provider=_norm(entry.provider),
+            model=_norm(entry.model),
+            effective=effective,
+            input_mtok=inp,
+            # Without a stated discount, cached and cache-write tokens cost the full input price.
+            cached_input_mtok=inp if entry.cached_input_mtok is None else entry.cached_input_mtok,
+            cache_write_mtok=inp if entry.cache_write_mtok is None else entry.cache_write_mtok,
+            output_mtok=out,
+            reasoning_mtok=out if entry.reasoning_mtok is None else entry.reasoning_mtok,
+            version=version,
+        )
+    assert entry.unit is not None and entry.per_unit is not None  # the model's own check
+    return UnitPrice(
+        provider=_norm(entry.provider),
+        unit=_norm(entry.unit),
+        per_unit=entry.per_unit,
+        effective=effective,
+        version=version,
+        name=_norm(entry.name) if entry.name is not None else None,
+        direction=_norm_direction(entry.direction),
+        country=_norm(entry.country) if entry.country is not None else None,
+    )
 
 
 def price_units(
@@ -874,7 +869,7 @@ class LlmPricer:
             columns.append(ts)
         for col in columns:
             if col is not None and len(col) != n:
-                raise ValueError(f"price_batch: columns differ in length ({len(col)} != {n})")
+                raise InputError(f"price_batch: columns differ in length ({len(col)} != {n})")
         zeros = repeat(0)
         ts_col = repeat(float(ts)) if isinstance(ts, int | float) else ts
 

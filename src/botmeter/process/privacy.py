@@ -15,6 +15,8 @@ import re
 import secrets
 from pathlib import Path
 
+from ..exceptions import ConfigError
+
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-]")
 _PHONE = re.compile(r"\+?\d{6,15}")
 # Channels that address a person by phone number: Twilio's "whatsapp:+1...", "sms:"/"tel:" URIs.
@@ -48,7 +50,7 @@ class UserHasher:
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
-            raise ValueError("hash key must be at least 16 bytes")
+            raise ConfigError("hash key must be at least 16 bytes")
         self._key = key
         self._cache: dict[object, str] = {}
 
@@ -125,7 +127,7 @@ def key_from_setting(value: str) -> bytes:
     except ValueError:
         raw = value.encode()
     if len(raw) < 16:
-        raise ValueError("BOTMETER_HASH_KEY must be at least 16 bytes (32 hex characters)")
+        raise ConfigError("BOTMETER_HASH_KEY must be at least 16 bytes (32 hex characters)")
     return raw
 
 

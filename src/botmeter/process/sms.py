@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import tomllib
@@ -22,9 +21,12 @@ import unicodedata
 from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from ..exceptions import ConfigError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from ..exceptions import ConfigError, InputError
+from ..validation import Amount, Problem, first_problem, refuse
 
 GSM7: Final = "GSM-7"
 UCS2: Final = "UCS-2"
@@ -265,7 +267,7 @@ class SmsRates:
 
     def __init__(self, out_rates: Mapping[str, float], in_rates: Mapping[str, float], version: str):
         if _DEFAULT_KEY not in out_rates or _DEFAULT_KEY not in in_rates:
-            raise ValueError(f"SmsRates: the '{_DEFAULT_KEY}' entry needs both 'out' and 'in' rates")
+            raise SmsRatesError(f"SmsRates: the '{_DEFAULT_KEY}' entry needs both 'out' and 'in' rates")
         self._out = dict(out_rates)
         self._in = dict(in_rates)
         self.version = version
@@ -308,7 +310,7 @@ class SmsRates:
         elif direction == "in":
             table = self._in
         else:
-            raise ValueError(f"SmsRates.rate: direction must be 'out' or 'in', got {direction!r}")
+            raise InputError(f"SmsRates.rate: direction must be 'out' or 'in', got {direction!r}")
         if country:
             price = table.get(country)
             if price is None and isinstance(country, str):
@@ -335,38 +337,71 @@ class SmsRates:
         return f"SmsRates(version={self.version!r}, countries={len(self.countries)})"
 
 
+class _Rates(BaseModel):
+    """One country's (or the default's) table: USD per segment for each direction it sets."""
+
+    model_config = ConfigDict(extra="forbid")
+    out: Amount | None = None
+    in_: Amount | None = Field(default=None, alias="in")
+
+
+def _country(key: Any) -> Any:
+    if not isinstance(key, str) or not (key == _DEFAULT_KEY or _COUNTRY_KEY.fullmatch(key.upper())):
+        raise refuse("expected 'default' or an ISO 3166 alpha-2 country code")
+    return key if key == _DEFAULT_KEY else key.upper()
+
+
+def _usd(value: Any) -> Any:
+    if value != "USD":
+        raise refuse("only 'USD' is supported")
+    return value
+
+
+def _version(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise refuse("must be a string")
+    return value
+
+
+class _RatesFile(BaseModel):
+    """A rates file: an optional version and currency, then a table per country and ``default``."""
+
+    model_config = ConfigDict(extra="allow")
+    version: Annotated[str, BeforeValidator(_version)] | None = None
+    currency: Annotated[str, BeforeValidator(_usd)] | None = None
+    __pydantic_extra__: dict[Annotated[str, BeforeValidator(_country)], _Rates] = Field(init=False)
+
+
 def _parse(data: Mapping[str, Any], source: str) -> dict[str, dict[str, float]]:
     """Validates a rates mapping; errors name the source, the key and the value."""
+    try:
+        checked = _RatesFile.model_validate(dict(data))
+    except ValidationError as exc:
+        raise _rates_error(first_problem(exc), data, source) from None
     parsed: dict[str, dict[str, float]] = {}
-    for key, value in data.items():
-        if key == "version":
-            if not isinstance(value, str):
-                raise SmsRatesError(f"{source}: version = {value!r}: must be a string")
-            continue
-        if key == "currency":
-            if value != "USD":
-                raise SmsRatesError(f"{source}: currency = {value!r}: only 'USD' is supported")
-            continue
-        if not isinstance(key, str) or not (key == _DEFAULT_KEY or _COUNTRY_KEY.fullmatch(key.upper())):
-            raise SmsRatesError(
-                f"{source}: [{key}] = {value!r}: expected 'default' or an ISO 3166 alpha-2 country code"
-            )
-        if not isinstance(value, Mapping):
-            raise SmsRatesError(f"{source}: {key} = {value!r}: expected a table with 'out' and/or 'in' rates")
-        country = key if key == _DEFAULT_KEY else key.upper()
-        rates: dict[str, float] = {}
-        for direction, price in value.items():
-            if direction not in _DIRECTIONS:
-                raise SmsRatesError(
-                    f"{source}: [{key}] {direction} = {price!r}: unknown direction (expected 'out' or 'in')"
-                )
-            if isinstance(price, bool) or not isinstance(price, int | float) or not math.isfinite(price):
-                raise SmsRatesError(f"{source}: [{key}] {direction} = {price!r}: rate must be a number")
-            if price < 0:
-                raise SmsRatesError(f"{source}: [{key}] {direction} = {price!r}: rate must not be negative")
-            rates[direction] = float(price)
-        parsed[country] = rates
+    for key, rates in (checked.model_extra or {}).items():
+        given = rates.model_dump(by_alias=True, exclude_none=True)
+        parsed[_country(key)] = {d: float(given[d]) for d in _DIRECTIONS if d in given}
     return parsed
+
+
+def _rates_error(problem: Problem, data: Mapping[str, Any], source: str) -> SmsRatesError:
+    where, value = problem.where, problem.value
+    if where[:1] in (("version",), ("currency",)):
+        return SmsRatesError(f"{source}: {where[0]} = {value!r}: {problem.reason}")
+    key = where[0]
+    if len(where) == 1 or where[1] == "[key]":  # the key itself, or what it names is not a table
+        if problem.reason.startswith("expected 'default'"):
+            return SmsRatesError(f"{source}: [{key}] = {data.get(key)!r}: {problem.reason}")
+        return SmsRatesError(f"{source}: {key} = {value!r}: expected a table with 'out' and/or 'in' rates")
+    direction = where[-1]
+    if problem.kind == "unknown":
+        return SmsRatesError(
+            f"{source}: [{key}] {direction} = {value!r}: unknown direction (expected 'out' or 'in')"
+        )
+    if problem.kind == "greater_than_equal":
+        return SmsRatesError(f"{source}: [{key}] {direction} = {value!r}: rate must not be negative")
+    return SmsRatesError(f"{source}: [{key}] {direction} = {value!r}: rate must be a number")
 
 
 @lru_cache(maxsize=1)

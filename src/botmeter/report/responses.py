@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from ..exceptions import InputError, InputTypeError
 from ..process.sms import gsm7_text, sms_parts
 from .numbers import count, latency_s, money, ms, percent, seconds
 
@@ -434,7 +435,7 @@ def report_for(result: Any) -> Report:
         return costs_report(result)
     if isinstance(result, Mapping) and "groups" in result and "period" in result:
         return error_groups_report(result["groups"], result["period"]["start"], result["period"]["end"])
-    raise TypeError(
+    raise InputTypeError(
         f"result: cannot report a {type(result).__name__}; "
         "give a summary, a query Result, costs or error groups"
     )
@@ -472,7 +473,7 @@ def to_sms(report: Report, max_segments: int = 2) -> str:
     """GSM-7 plain text of at most ``max_segments`` segments: the title, key figures first, then each
     section's short lines and the other figures while they fit; what did not fit is counted at the end."""
     if max_segments < 1:
-        raise ValueError(f"max_segments: expected 1 or more, got {max_segments!r}")
+        raise InputError(f"max_segments: expected 1 or more, got {max_segments!r}")
 
     def fits(text: str) -> bool:
         return sms_parts(text)[0] <= max_segments
@@ -662,7 +663,7 @@ def to_bedrock(report: Report, event: Mapping[str, Any], state: str | None = Non
     ``state``: None (the agent goes on), ``"REPROMPT"`` (the request needs fixing) or ``"FAILURE"``.
     """
     if state not in (None, "REPROMPT", "FAILURE"):
-        raise ValueError(f"state: expected None, 'REPROMPT' or 'FAILURE', got {state!r}")
+        raise InputError(f"state: expected None, 'REPROMPT' or 'FAILURE', got {state!r}")
     text = to_text(report)
     body = text.encode()
     if len(body) > BEDROCK_MAX_BYTES - 2000:  # room for the envelope and the session attributes
@@ -706,7 +707,7 @@ def api_gateway_response(
 def to_api_gateway(report: Report, status: int = 200, fmt: str = "json") -> dict[str, Any]:
     """The report as a Lambda proxy response: ``fmt`` json (the data), text, sms, markdown or slack."""
     if fmt not in API_FORMATS:
-        raise ValueError(f"format: expected one of {', '.join(API_FORMATS)}, got {fmt!r}")
+        raise InputError(f"format: expected one of {', '.join(API_FORMATS)}, got {fmt!r}")
     content_type, render = API_FORMATS[fmt]
     return api_gateway_response(status, render(report), content_type)
 
@@ -724,7 +725,7 @@ CONSUMERS: dict[str, Callable[[Report], Any]] = {
 def render(result: Any, consumer: str = "text") -> Any:
     """Any result for one consumer: ``render(summary, "slack_blocks")``. See ``CONSUMERS``."""
     if consumer not in CONSUMERS:
-        raise ValueError(f"consumer: expected one of {', '.join(CONSUMERS)}, got {consumer!r}")
+        raise InputError(f"consumer: expected one of {', '.join(CONSUMERS)}, got {consumer!r}")
     return CONSUMERS[consumer](report_for(result))
 
 

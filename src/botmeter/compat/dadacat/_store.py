@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 from ...collect.meter import Meter
 from ...config import Config
+from ...exceptions import InputTypeError
 
 log = logging.getLogger("botmeter")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,7 +78,7 @@ def as_utc(value: datetime | None, field_name: str) -> datetime:
     if value is None:
         return datetime.now(UTC)
     if not isinstance(value, datetime):
-        raise TypeError(f"{field_name}: expected a datetime, got {value!r}")
+        raise InputTypeError(f"{field_name}: expected a datetime, got {value!r}")
     return value.astimezone(UTC)
 
 

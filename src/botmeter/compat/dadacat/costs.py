@@ -24,7 +24,7 @@ from typing import Any
 
 from ...analyse.query import Unavailable, iso
 from ...collect.meter import Meter
-from ...exceptions import BotmeterError
+from ...exceptions import BotmeterError, InputError
 from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, Face, as_utc, never_raises, source_of
 
 log = logging.getLogger("botmeter")
@@ -82,17 +82,17 @@ class CostTracker(Face):
     ) -> bool:
         """``track_api_cost`` with the time and a stable id (the history import); raises on bad input."""
         if not isinstance(api_name, str) or not api_name.strip():
-            raise ValueError(f"api_name: expected a non-empty str, got {api_name!r}")
+            raise InputError(f"api_name: expected a non-empty str, got {api_name!r}")
         if isinstance(request_count, bool) or not isinstance(request_count, int) or request_count < 1:
-            raise ValueError(f"request_count: expected a whole number >= 1, got {request_count!r}")
+            raise InputError(f"request_count: expected a whole number >= 1, got {request_count!r}")
         if request_tokens is not None and (
             isinstance(request_tokens, bool)
             or not isinstance(request_tokens, int | float)
             or request_tokens < 0
         ):
-            raise ValueError(f"request_tokens: expected a number >= 0 or None, got {request_tokens!r}")
+            raise InputError(f"request_tokens: expected a number >= 0 or None, got {request_tokens!r}")
         if isinstance(cost_estimate, bool) or not isinstance(cost_estimate, int | float) or cost_estimate < 0:
-            raise ValueError(f"cost_estimate: expected a number of US dollars >= 0, got {cost_estimate!r}")
+            raise InputError(f"cost_estimate: expected a number of US dollars >= 0, got {cost_estimate!r}")
         if api_name.lower() in self.skip_estimates_for:
             return True  # botmeter records the real calls of this API: the guess would count twice
         if not self.recording:

@@ -35,7 +35,7 @@ from typing import Any
 
 from ...analyse.query import Unavailable
 from ...collect.meter import Meter
-from ...exceptions import BotmeterError
+from ...exceptions import BotmeterError, InputError
 from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, Face, as_utc, never_raises, source_of
 
 REPLY_STAGE = "reply"
@@ -132,14 +132,14 @@ class EngagementTracker(Face):
         """``track_conversation`` at a given time (the history import); raises on bad input."""
         _user(user_id)
         if isinstance(message_count, bool) or not isinstance(message_count, int) or message_count < 0:
-            raise ValueError(f"message_count: expected a whole number >= 0, got {message_count!r}")
+            raise InputError(f"message_count: expected a whole number >= 0, got {message_count!r}")
         if (
             isinstance(duration_seconds, bool)
             or not isinstance(duration_seconds, int | float)
             or not duration_seconds >= 0
             or duration_seconds == float("inf")
         ):
-            raise ValueError(f"duration_seconds: expected a number of seconds >= 0, got {duration_seconds!r}")
+            raise InputError(f"duration_seconds: expected a number of seconds >= 0, got {duration_seconds!r}")
         if not self.recording:
             return False
         now = time.time() if ts is None else ts
@@ -170,7 +170,7 @@ class EngagementTracker(Face):
             or not isinstance(response_time_ms, int | float)
             or not 0 <= response_time_ms < float("inf")
         ):
-            raise ValueError(
+            raise InputError(
                 f"response_time_ms: expected a number of milliseconds >= 0, got {response_time_ms!r}"
             )
         if not self.recording:
@@ -196,7 +196,7 @@ class EngagementTracker(Face):
         _user(user_id)
         name = activity_type.value if isinstance(activity_type, UserActivity) else activity_type
         if not isinstance(name, str) or not name.strip():
-            raise ValueError(
+            raise InputError(
                 f"activity_type: expected a UserActivity or a non-empty str, got {activity_type!r}"
             )
         if not self.recording:
@@ -290,7 +290,7 @@ class EngagementTracker(Face):
 
 def _user(user_id: Any) -> None:
     if not isinstance(user_id, str | int) or isinstance(user_id, bool) or not str(user_id).strip():
-        raise ValueError(f"user_id: expected the user's id or phone number, got {user_id!r}")
+        raise InputError(f"user_id: expected the user's id or phone number, got {user_id!r}")
 
 
 def _per_conversation(row: dict[str, Any] | None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any
 
 from ...analyse.query import Unavailable
-from ...exceptions import BotmeterError
+from ...exceptions import BotmeterError, InputError
 from ._store import Face, as_utc, never_raises, source_of
 
 STAGE_PREFIX = "dadacat:"
@@ -84,11 +84,11 @@ class ErrorTracker(Face):
         event_id: str | None = None,
     ) -> bool:
         if not isinstance(error_type, str) or not error_type.strip():
-            raise ValueError(f"error_type: expected a non-empty str, got {error_type!r}")
+            raise InputError(f"error_type: expected a non-empty str, got {error_type!r}")
         if error_message is not None and not isinstance(error_message, str):
             error_message = str(error_message)
         if context is not None and not isinstance(context, dict):
-            raise ValueError(f"context: expected a dict or None, got {context!r}")
+            raise InputError(f"context: expected a dict or None, got {context!r}")
         if not self.recording:
             return False
         chosen = coerce_category(category)

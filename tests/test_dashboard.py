@@ -303,7 +303,8 @@ def test_the_standalone_script_writes_the_same_dashboard(demo, tmp_path):
         [
             sys.executable,
             "-m",
-            "botmeter.report.dashboard",
+            "botmeter",
+            "dashboard",
             "--days",
             "7",
             "--output",

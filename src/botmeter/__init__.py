@@ -1,7 +1,5 @@
 """botmeter: analytics and monitoring for chatbots — cost, engagement, errors and speed."""
 
-from importlib.metadata import PackageNotFoundError, version
-
 from .collect.context import Context, current_context
 from .collect.meter import Meter, Timer
 from .config import Config
@@ -18,11 +16,7 @@ from .exceptions import (
 )
 from .process.pipeline import Frame, per_event
 from .store import open_store
-
-try:
-    __version__ = version("botmeter")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0"
+from .version import __version__
 
 __all__ = [
     "COLUMNS",

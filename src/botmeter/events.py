@@ -257,6 +257,9 @@ TS_AHEAD: Final = 86_400.0
 # Free-form dicts (properties, context) are stored as JSON: how deep they may nest.
 MAX_NESTING: Final = 32
 INT64_MIN: Final = -(2**63)
+# Arrow schema metadata marking a batch that holds ids the bot chose: a retry of one may come later
+# than the first with another ts (the pipeline sets it, a store reads it).
+CALLER_KEYS: Final = b"botmeter.caller_keys"
 INT64_MAX: Final = 2**63 - 1
 
 _shown_repr = reprlib.Repr()

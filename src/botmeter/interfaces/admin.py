@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
 from ..analyse.gaps import Gaps
 from ..analyse.query import MAX_DAYS, days_from_text
 from ..exceptions import InputError, InputTypeError
@@ -36,6 +35,7 @@ from ..process.privacy import UserHasher
 from ..report import responses
 from ..report.numbers import count, latency_s, money, percent
 from ..report.responses import Figure, Line, Report, Section, anomalies_section, change_figure, period_text
+from ..version import __version__
 
 if TYPE_CHECKING:
     from ..collect.meter import Meter

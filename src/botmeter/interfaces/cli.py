@@ -16,12 +16,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .. import __version__
 from ..config import Config
 from ..exceptions import BotmeterError
 from ..store import open_store
 from ..store.duckdb_store import DuckDBStore
 from ..store.spool import Spool
+from ..version import __version__
 
 # No automatic highlighting: colour in the terminal is kept for what means something (an error).
 console = Console(highlight=False)

@@ -32,7 +32,7 @@ try:
     from ..collect._fastpath import column_buffers
 except ImportError:  # the C fast path is not built: pyarrow converts, more slowly
     column_buffers = None
-from ..events import COLUMNS, RECORD_CALLS, RECORDS
+from ..events import CALLER_KEYS, COLUMNS, RECORD_CALLS, RECORDS
 from ..exceptions import InputError
 from . import errors as error_facts
 from .pricing import LlmPricer, PriceList, call_extras, price_units
@@ -53,8 +53,6 @@ SCHEMA = pa.schema([(name, _ARROW_TYPES[sql_type]) for name, (sql_type, _) in CO
 # The most one event's free-form JSON (properties, an error's context) or stored text may take.
 MAX_FIELD_BYTES = 32 * 1024
 _EVENT_ID_NAMESPACE = uuid.UUID("5b0f7c52-8a7e-4d55-9f57-3d1c2b7c9a10")
-# Marks a batch holding ids the bot chose: a retry of one may come later than the first with another ts.
-CALLER_KEYS = b"botmeter.caller_keys"
 
 
 @dataclass(slots=True)

@@ -6,17 +6,28 @@ Costs the bot gave itself (``price_version = 'caller'``) are left alone.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import pyarrow as pa
 
 from ..config import Config
-from ..store.duckdb_store import DuckDBStore
 from .pricing import LlmPricer, PriceList, call_extras, price_units
 from .sms import SmsRates
 
-_CHUNK = 100_000
+
+class RepricedStore(Protocol):
+    """What repricing needs of a store (``DuckDBStore`` has it): the stored raw usage, and a way to
+    write costs back. The store runs the SQL; this module only prices."""
+
+    def usage_to_reprice(
+        self, since: datetime, until: datetime | None = None
+    ) -> AbstractContextManager[tuple[Iterator[pa.RecordBatch], Iterator[pa.RecordBatch]]]: ...
+
+    def update_costs(self, changes: pa.Table) -> int: ...
 
 
 @dataclass
@@ -27,31 +38,22 @@ class RepriceResult:
 
 
 def reprice(
-    store: DuckDBStore, config: Config, since: datetime, until: datetime | None = None
+    store: RepricedStore, config: Config, since: datetime, until: datetime | None = None
 ) -> RepriceResult:
     price_list = PriceList.load(config.prices) if config.prices else None
     llm = LlmPricer(price_list)
     rates = SmsRates.load(config.sms_rates) if config.sms_rates else SmsRates.default()
-    where = "ts >= $since" + (" AND ts < $until" if until else "")
-    params = {"since": since.replace(tzinfo=None)} | ({"until": until.replace(tzinfo=None)} if until else {})
     ids: list[bytes] = []
     costs: list[float | None] = []
     versions: list[str | None] = []
     examined = unpriced = 0
-    with store.reading() as con:
-        con.execute("SET arrow_lossless_conversion = true")  # event ids as UUIDs, not text
-        llm_rows = con.sql(
-            "SELECT event_id, provider, model, epoch(ts), input_tokens, output_tokens, cached_tokens, "
-            "cache_write_tokens, reasoning_tokens, properties FROM events WHERE kind = 'llm_call' "
-            f"AND price_version IS DISTINCT FROM 'caller' AND {where}",
-            params=params,
-        ).to_arrow_reader(_CHUNK)
+    with store.usage_to_reprice(since, until) as (llm_rows, unit_rows):
         for batch in llm_rows:
             c = batch.to_pydict()
             new_costs, new_versions = llm.price_batch(
                 c["provider"],
                 c["model"],
-                c["epoch(ts)"],
+                c["epoch"],
                 c["input_tokens"],
                 c["output_tokens"],
                 c["cached_tokens"],
@@ -64,12 +66,6 @@ def reprice(
             ids.extend(_id_bytes(batch))
             costs.extend(new_costs)
             versions.extend(new_versions)
-        unit_rows = con.sql(
-            "SELECT event_id, kind, provider, name, unit, units, epoch(ts), direction, country FROM events "
-            "WHERE units IS NOT NULL AND ((kind = 'message' AND unit = 'sms_segment') OR kind = 'api_call') "
-            f"AND price_version IS DISTINCT FROM 'caller' AND {where}",
-            params=params,
-        ).to_arrow_reader(_CHUNK)
         for batch in unit_rows:
             c = batch.to_pydict()
             batch_ids = _id_bytes(batch)
@@ -84,7 +80,7 @@ def reprice(
                         None if is_sms else c["name"][i],
                         c["unit"][i],
                         c["units"][i],
-                        c["epoch(ts)"][i],
+                        c["epoch"][i],
                         c["direction"][i] if is_sms else None,
                         c["country"][i] if is_sms else None,
                     )

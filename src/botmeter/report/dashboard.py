@@ -10,7 +10,7 @@ the ``botmeter query`` commands under each panel come from the figures it needs.
 one entry. Above the panels, an attention strip says in plain words what needs a look, and links
 to the panel that shows it.
 
-Standalone: ``python -m botmeter.report.dashboard --days 7 --output metrics/dashboard.html``.
+From the command line: ``botmeter dashboard --days 7 --output metrics/dashboard.html``.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..analyse.dashboard import dashboard_data
 from ..analyse.query import iso
+from ..version import __version__
 from .html import Markup, h, join, palette_css
 from .numbers import count, money, percent
 from .page import (
@@ -362,12 +362,3 @@ def render(data: dict[str, Any]) -> str:
         + "\n"
     )
 
-
-def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - thin wrapper over the CLI
-    from ..interfaces.cli import main as cli
-
-    cli(["dashboard", *(argv if argv is not None else __import__("sys").argv[1:])])
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -26,9 +26,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..events import COLUMNS
+from ..events import CALLER_KEYS, COLUMNS
 from ..exceptions import SchemaError, StoreError, StoreLocked, StoreUnavailable
-from ..process.pipeline import CALLER_KEYS
 from . import duckdb_rollups as rollups
 
 SCHEMA_VERSION = 3
@@ -390,6 +389,36 @@ class DuckDBStore:
                 "SELECT max(ts) FROM events WHERE kind <> 'system' AND ts <= ?", [latest]
             ).fetchall()[0][0]
         return newest.replace(tzinfo=UTC) if isinstance(newest, datetime) else None
+
+    @contextlib.contextmanager
+    def usage_to_reprice(
+        self, since: datetime, until: datetime | None = None, chunk: int = 100_000
+    ) -> Iterator[tuple[Iterator[pa.RecordBatch], Iterator[pa.RecordBatch]]]:
+        """The raw usage of the events whose cost botmeter worked out (not the bot: ``price_version``
+        'caller' is left alone) in ``[since, until)``, as Arrow batches: LLM calls, then the events priced
+        by units (SMS segments, API calls). ``epoch`` is the event's time in seconds; event ids are UUIDs.
+        ``update_costs`` writes the new costs back. Read the first before the second (one connection)."""
+        where = "ts >= $since" + (" AND ts < $until" if until else "")
+        params = {"since": since.replace(tzinfo=None)} | (
+            {"until": until.replace(tzinfo=None)} if until else {}
+        )
+        with self.reading() as con:
+            con.execute("SET arrow_lossless_conversion = true")  # event ids as UUIDs, not text
+
+            def batches(sql: str) -> Iterator[pa.RecordBatch]:  # runs when first read
+                yield from con.sql(sql, params=params).to_arrow_reader(chunk)
+
+            llm_calls = batches(
+                "SELECT event_id, provider, model, epoch(ts) AS epoch, input_tokens, output_tokens, "
+                "cached_tokens, cache_write_tokens, reasoning_tokens, properties FROM events "
+                f"WHERE kind = 'llm_call' AND price_version IS DISTINCT FROM 'caller' AND {where}"
+            )
+            by_units = batches(
+                "SELECT event_id, kind, provider, name, unit, units, epoch(ts) AS epoch, direction, country "
+                "FROM events WHERE units IS NOT NULL AND ((kind = 'message' AND unit = 'sms_segment') "
+                f"OR kind = 'api_call') AND price_version IS DISTINCT FROM 'caller' AND {where}"
+            )
+            yield llm_calls, by_units
 
     def update_costs(self, changes: pa.Table) -> int:
         """Sets cost_usd and price_version by event_id (for reprice). Returns rows changed."""

@@ -7,7 +7,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: demo test lint bench clean install
 
-$(STAMP): pyproject.toml setup.py src/botmeter/collect/_fastpath.c
+$(STAMP): pyproject.toml setup.py src/botmeter/_fastpath.c
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

@@ -22,8 +22,8 @@ class OptionalBuildExt(build_ext):
 setup(
     ext_modules=[
         Extension(
-            "botmeter.collect._fastpath",
-            ["src/botmeter/collect/_fastpath.c"],
+            "botmeter._fastpath",
+            ["src/botmeter/_fastpath.c"],
             extra_compile_args=["-O3"],
             optional=True,
         )

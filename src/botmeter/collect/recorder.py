@@ -40,7 +40,7 @@ from ..events import (
 from .context import CONTEXT, context_slots
 
 try:
-    from . import _fastpath
+    from .. import _fastpath
 except ImportError:  # not built (no compiler at install time): the pure-Python recorder does the same
     _fastpath = None
 

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from ..config import Config
 
 try:
-    from ..collect._fastpath import column_buffers
+    from .._fastpath import column_buffers
 except ImportError:  # the C fast path is not built: pyarrow converts, more slowly
     column_buffers = None
 from ..events import CALLER_KEYS, COLUMNS, RECORD_CALLS, RECORDS

@@ -87,7 +87,7 @@ def _sms_parts_general(text: str) -> tuple[int, str]:
 
 
 try:
-    from ..collect._fastpath import sms_segments as _c_sms_segments
+    from .._fastpath import sms_segments as _c_sms_segments
 except ImportError:  # the C fast path is not built
     _c_sms_segments = None
 

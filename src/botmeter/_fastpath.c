@@ -10,6 +10,9 @@
  * Buffer: one flat array of records per record kind ("lane"), a shared size and cap, per-lane
  *   drop counts; drained by the writer as columns.
  * TrackFn: a callable bound to one lane and one parameter spec (botmeter.events.RECORDS).
+ *
+ * It sits at the bottom of botmeter's layers, next to the event records it knows: the recorder
+ * (collect), the pipeline and SMS segments (process) all use it without importing one another.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -430,7 +433,7 @@ static PyGetSetDef buffer_getset[] = {
 
 static PyTypeObject BufferType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "botmeter.collect._fastpath.Buffer",
+    .tp_name = "botmeter._fastpath.Buffer",
     .tp_basicsize = sizeof(BufferObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Bounded in-memory buffer of track-call records, one lane per record kind.",
@@ -1131,7 +1134,7 @@ trackfn_repr(TrackFnObject *self)
 
 static PyTypeObject TrackFnType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "botmeter.collect._fastpath.TrackFn",
+    .tp_name = "botmeter._fastpath.TrackFn",
     .tp_basicsize = sizeof(TrackFnObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_doc = "A track call: checks its arguments and appends one record to its buffer lane.",
@@ -1389,7 +1392,7 @@ static PyMethodDef fastpath_functions[] = {
 
 static struct PyModuleDef fastpath_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "botmeter.collect._fastpath",
+    .m_name = "botmeter._fastpath",
     .m_doc = "C fast path for botmeter's track calls.",
     .m_size = -1,
     .m_methods = fastpath_functions,

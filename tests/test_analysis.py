@@ -14,11 +14,12 @@ from click.testing import CliRunner
 
 from botmeter import Meter
 from botmeter.analyse import QueryError, Reader
-from botmeter.analyse.alerts import Rules, check, deliver
+from botmeter.analyse.alerts import Rules, check
 from botmeter.analyse.summary import summarise
 from botmeter.analyse.trends import anomalies, month_end_forecast
 from botmeter.exceptions import ConfigError
 from botmeter.interfaces.cli import main
+from botmeter.report.alert_delivery import deliver
 from botmeter.report.responses import summary_report, to_markdown, to_text
 
 NOW = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)  # a Wednesday

@@ -447,7 +447,7 @@ def _scheduled(event: dict[str, Any]) -> dict[str, Any]:
     out["days"] = days
     out["text"] = text
     if config.report_webhook:
-        from .analyse.alerts import _post
+        from .report.alert_delivery import post_json
 
         # One payload for any webhook: a Slack incoming webhook reads text and blocks, others the summary.
         payload = {
@@ -456,7 +456,7 @@ def _scheduled(event: dict[str, Any]) -> dict[str, Any]:
             "blocks": to_slack_blocks(report)["blocks"],
             "summary": json.loads(json.dumps(summary, default=json_default)),
         }
-        problems = _post(config.report_webhook, payload)
+        problems = post_json(config.report_webhook, payload)
         (out["failures"] if problems else out["sent"]).extend(
             [f"webhook: {p}" for p in problems] if problems else ["webhook"]
         )

@@ -641,6 +641,7 @@ def alerts_check(
 ) -> None:
     """Check the rules now; exit status 1 when any alert fires (for cron and CI)."""
     from ..analyse import alerts as alerting
+    from ..report.alert_delivery import deliver
 
     config = _config(store=store)
     if not rules:
@@ -661,7 +662,7 @@ def alerts_check(
     loaded = replace(loaded, deliver=targets)
     path = getattr(reader.store, "path", None)
     state_path = Path(state) if state else (Path(f"{path}.alerts.json") if path else None)
-    outcome = alerting.deliver(fired, loaded, state_path)
+    outcome = deliver(fired, loaded, state_path)
     if fmt == "json":
         click.echo(
             _json(

@@ -21,7 +21,8 @@ from ..exceptions import BotmeterError
 from ..store import open_store
 from ..store.duckdb_store import DuckDBStore
 from ..store.spool import Spool
-from ..version import __version__
+from . import cli_aws, cli_export  # noqa: F401  (their commands: botmeter cloudwatch, export, import)
+from .cli_group import _config, _fail, _gap_option, _reader, main, store_option
 
 # No automatic highlighting: colour in the terminal is kept for what means something (an error).
 console = Console(highlight=False)
@@ -47,22 +48,6 @@ def plain(value: Any) -> Text:
     return Text(terminal_text(value))
 
 
-def store_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--store",
-        envvar="BOTMETER_STORE",
-        default=None,
-        help="Store URL (default: duckdb://botmeter.duckdb, or BOTMETER_STORE).",
-    )(fn)
-
-
-def _config(**arguments: Any) -> Config:
-    try:
-        return Config.resolve(**arguments)
-    except (BotmeterError, TypeError) as exc:
-        raise click.UsageError(str(exc)) from exc
-
-
 def _duckdb_store(config: Config) -> DuckDBStore:
     store = open_store(config.store, lock_timeout=max(config.lock_timeout, 30.0))
     if not isinstance(store, DuckDBStore):
@@ -78,22 +63,6 @@ def _parse_date(value: str, option: str) -> datetime:
             f"{value!r} is not an ISO date such as 2026-11-01", param_hint=option
         ) from None
     return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-class _OneLineErrors(click.Group):
-    """Any error botmeter raises on purpose ends a command as one line naming what is wrong, and exit 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except BotmeterError as exc:
-            raise _fail(exc) from exc
-
-
-@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="botmeter")
-def main() -> None:
-    """botmeter: what your chatbot costs, how it is used, what goes wrong and how fast it answers."""
 
 
 @main.command()
@@ -216,21 +185,6 @@ def reprice(
 # -- analysis ----------------------------------------------------------------------------------
 
 
-def _reader(config: Config, session_gap: float | None = None) -> Any:
-    from ..analyse import Reader
-
-    store = open_store(config.store, lock_timeout=max(config.lock_timeout, 30.0))
-    path = getattr(store, "path", None)
-    if path is not None and not Path(path).exists():
-        raise click.ClickException(f"no store at {path}: track some events or run `botmeter demo` first")
-    gap = config.session_gap_minutes if session_gap is None else session_gap
-    return Reader(store, session_gap_minutes=gap, reply_stage=config.reply_stage, hash_key=config.hash_key)
-
-
-def _fail(exc: BotmeterError) -> click.ClickException:
-    return click.ClickException(" ".join(str(exc).split()))  # one line, whatever the store said
-
-
 def _json(data: Any) -> str:
     from ..analyse.query import iso
 
@@ -254,15 +208,6 @@ def _window_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--start", default=None, help="Window start (ISO, UTC), instead of --days.")(fn)
     return click.option(
         "--days", default=None, type=int, help="Today and the days before it, UTC [default: 7]."
-    )(fn)
-
-
-def _gap_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--session-gap",
-        type=float,
-        default=None,
-        help="Minutes of silence that end a conversation without an id (or BOTMETER_SESSION_GAP; 30).",
     )(fn)
 
 
@@ -762,5 +707,6 @@ def run() -> None:  # pragma: no cover - console entry
         sys.exit(2)
 
 
-from . import cli_aws  # noqa: E402, F401  (--namespace/--region, botmeter cloudwatch ...)
-from .cli_export import export_command, import_command  # noqa: E402, F401  (botmeter export, import)
+# Reading CloudWatch from the shortcut commands: --namespace/--region (they must exist by now).
+for _name in cli_aws.SHORTCUT_COMMANDS:
+    cli_aws.namespace_options(main.commands[_name])

@@ -2,8 +2,8 @@
 for ``--store cloudwatch://?namespace=...&region=...``), and ``botmeter cloudwatch dashboard``,
 which writes a native CloudWatch dashboard over the metrics the CloudWatch store records.
 
-Registered by importing it at the bottom of ``cli.py``; it extends the commands there rather than
-repeating them.
+Registered on ``main`` (``cli_group``) when ``cli.py`` imports it; ``cli.py`` adds the options to its
+shortcut commands with ``namespace_options`` rather than repeating them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import click
 from click.core import ParameterSource
 
 from ..exceptions import BotmeterError
-from .cli import _config, main
+from .cli_group import _config, main
 
 SHORTCUT_COMMANDS = ("query", "summary", "dashboard")
 LATENCY_STATS = ("p50", "p95", "p99")
@@ -30,7 +30,7 @@ def cloudwatch_url(namespace: str | None, region: str | None) -> str:
     return f"cloudwatch://?{urlencode(options)}" if options else "cloudwatch://"
 
 
-def _namespace_options(command: click.Command) -> None:
+def namespace_options(command: click.Command) -> None:
     """Adds --namespace and --region to a command that takes --store, and turns them into its store."""
     command.params += [
         click.Option(
@@ -53,10 +53,6 @@ def _namespace_options(command: click.Command) -> None:
         return callback(*args, **kwargs)
 
     command.callback = run
-
-
-for _name in SHORTCUT_COMMANDS:
-    _namespace_options(main.commands[_name])
 
 
 # -- botmeter cloudwatch dashboard ---------------------------------------------------------------

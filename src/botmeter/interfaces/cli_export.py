@@ -1,7 +1,7 @@
 """The command line's exports: ``botmeter export`` (events or metrics to JSON, CSV or Parquet) and
 ``botmeter import`` (an events export back into a store). Thin over ``botmeter.report.export``.
 
-Registered by importing it at the bottom of ``cli.py``.
+Registered on ``main`` (``cli_group``) when ``cli.py`` imports it.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from ..exceptions import BotmeterError
 from ..report.export import DEFAULT_DAYS, FORMATS, WHAT, export_events, export_metrics, export_window
 from ..report.export import import_events as run_import
 from ..store import open_store
-from .cli import _config, _gap_option, _reader, main, store_option
-from .cli_aws import _namespace_options
+from .cli_aws import namespace_options
+from .cli_group import _config, _gap_option, _reader, main, store_option
 
 METRICS_ONLY = ("metric", "interval", "stat", "session_gap")
 
@@ -102,7 +102,7 @@ def export_command(
     )
 
 
-_namespace_options(export_command)
+namespace_options(export_command)
 
 
 @main.command("import")

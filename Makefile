@@ -26,6 +26,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/lint-imports  # the layers in pyproject.toml: no upward import
 
 test: $(STAMP) lint $(CHROMIUM)
 	$(PY) -m pytest -q

@@ -490,7 +490,7 @@ def sample_buffer(meter: Any, stop: threading.Event, samples: list, every: float
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from botmeter.collect.meter import Meter
+    from botmeter import Meter
 
     paced = args.rate is not None
     n_events = int(args.rate * args.seconds) if paced else args.events

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import duckdb
 
-    from botmeter.collect.meter import Meter
+    from botmeter import Meter
 
     env = environment()
     print(f"python {env['python']}, {env['nproc']} cores, {env['cpu_model']}, load {env['loadavg_at_start']}")

@@ -325,7 +325,7 @@ def ratios(a: Contender, b: Contender) -> dict[str, float]:
 
 def meter_setups(tmp: Path, max_buffer: int, per_meter: int) -> tuple[list[Contender], Callable, dict]:
     """Real meters on DuckDB files in ``tmp``, writers running: C fast path, pure Python, disabled."""
-    from botmeter.collect.meter import Meter
+    from botmeter import Meter
 
     # Room for every call, in count and in bytes (a record is accounted at about 300 bytes).
     room = {"max_buffer": max_buffer, "max_buffer_mb": max_buffer * 400 / 2**20 + 64}

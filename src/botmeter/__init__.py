@@ -1,7 +1,7 @@
 """botmeter: analytics and monitoring for chatbots — cost, engagement, errors and speed."""
 
 from .collect.context import Context, current_context
-from .collect.meter import Meter, Timer
+from .collect.meter import Timer
 from .config import Config
 from .events import COLUMNS, KINDS
 from .exceptions import (
@@ -14,6 +14,7 @@ from .exceptions import (
     StoreLocked,
     StoreUnavailable,
 )
+from .facade import Meter
 from .process.pipeline import Frame, per_event
 from .store import open_store
 from .version import __version__

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .exceptions import BotmeterError
 
 if TYPE_CHECKING:
-    from .collect.meter import Meter
+    from .facade import Meter
 
 log = logging.getLogger("botmeter")
 F = TypeVar("F", bound=Callable[..., Any])

@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .collect.meter import Meter
+from .collect.meter import RecordingMeter
 from .exceptions import InputError
 from .store import open_store
 
@@ -496,7 +496,7 @@ _DELIVERY = (
 class _Sim:
     """Emits one world's events for the window [lo, hi) through a Meter."""
 
-    def __init__(self, meter: Meter, world: str, seed: int, lo: float, hi: float) -> None:
+    def __init__(self, meter: RecordingMeter, world: str, seed: int, lo: float, hi: float) -> None:
         self.meter = meter
         self.world = world
         self.seed = seed
@@ -873,7 +873,7 @@ def run_demo(
     world = f"{seed}:{users}:{days}"
     target = open_store(store)
     before = target.count()
-    meter = Meter(bot=bot, store=store, enabled=True)
+    meter = RecordingMeter(bot=bot, store=store, enabled=True)
     sim = _Sim(meter, world, seed, lo, hi)
     # Sessions that began the day before the window can spill into it.
     day_range = range(math.floor(lo / DAY) - 1, math.floor(hi / DAY) + 1)

@@ -1,4 +1,4 @@
-"""The Meter: what a bot holds to record events.
+"""The recording core of a Meter: what a bot holds to record events.
 
 Each ``track_*`` method checks its arguments, stamps the time and appends a compact record to a
 bounded in-memory buffer: no I/O, no locks, no pricing. The methods below document the calls;
@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from ..config import Config
 from ..events import RECORDS
@@ -34,24 +34,15 @@ from .writer import Writer
 
 log = logging.getLogger("botmeter")
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
 Ts = datetime | float | int | None
 Id = str | int | None
 
-_TRACK_CALLS = (
-    "track_message",
-    "track_sms",
-    "track_llm_call",
-    "track_api_call",
-    "track_error",
-    "track_timing",
-    "track_activity",
-    "track_custom",
-)
-
-
-class Meter:
+class RecordingMeter:
     """Records a bot's events and writes them, in the background, to a store.
+
+    The recording core: track calls, flush, close, stats. ``botmeter.Meter`` (``botmeter.facade``) is
+    this plus reading back, chat admin replies, the Lambda decorator and instrumented clients, which
+    live in the layers above and are not imported here.
 
     ``Meter(bot="dadacat")`` writes to ``./botmeter.duckdb`` (or ``BOTMETER_STORE``). Every
     setting can be given here or as a ``BOTMETER_*`` variable; see ``botmeter.config``.
@@ -78,7 +69,6 @@ class Meter:
             setattr(self, call, fn)  # the instance attribute wins over the documented method
         self._closed = False
         self._integration_failures: dict[str, int] = {}
-        self._admin: Any = None
         self._writer: Writer | None = None
         self.store: Store | None = None
         if not self.enabled:
@@ -307,99 +297,9 @@ class Meter:
         Follows contextvars: asyncio tasks and copied contexts see it; nested blocks override."""
         return _context(user=user, conversation=conversation, stage=stage)
 
-    # -- instrumented SDK clients -------------------------------------------------------------
-
-    def instrument(self, client: T, *, stage: str | None = None) -> T:
-        """Returns ``client`` (an OpenAI, Anthropic or Bedrock client...) with every model call recorded
-        on this meter: tokens, cost, latency, failures. Works on this object only; see
-        ``botmeter.integrations``."""
-        from ..integrations import instrument_client
-
-        return instrument_client(self, client, stage=stage)
-
-    def uninstrument(self, client: T) -> T:
-        """Undoes ``instrument(client)``: the client's calls are no longer recorded."""
-        from ..integrations import uninstrument_client
-
-        return uninstrument_client(client)
-
     def count_integration_failure(self, where: str) -> None:
         """Counts a failure inside an integration's wrapper (swallowed; shown by ``stats()``)."""
         self._integration_failures[where] = self._integration_failures.get(where, 0) + 1
-
-        # -- reading back ---------------------------------------------------------------------------
-
-    def reader(self) -> Any:
-        """A ``Reader`` over this meter's store, after flushing what the meter holds."""
-        from ..analyse.reader import Reader
-
-        if self.store is None:
-            from ..exceptions import ConfigError
-
-            raise ConfigError("this meter is disabled (BOTMETER_ENABLED=false): there is no store to read")
-        self.flush()
-        return Reader(
-            self.store,
-            session_gap_minutes=self.config.session_gap_minutes,
-            reply_stage=self.config.reply_stage,
-            hash_key=self.config.hash_key,
-        )
-
-    def query(self, metric: str, **kw: Any) -> Any:
-        """One metric over a window: ``meter.query("cost_usd", days=7, by="model")`` (``Reader.query``)."""
-        return self.reader().query(metric, **kw)
-
-    def costs(self, days: int | None = 7, **kw: Any) -> Any:
-        """Cost totals for the last ``days`` days (or ``start``/``end``); see ``Reader.costs``."""
-        return self.reader().costs(days, **kw)
-
-    def engagement(self, days: int | None = 7, **kw: Any) -> Any:
-        """Users, conversations and messages for the period; see ``Reader.engagement``."""
-        return self.reader().engagement(days, **kw)
-
-    def errors(self, days: int | None = 7, **kw: Any) -> Any:
-        """Errors, error rate and error groups for the period; see ``Reader.errors``."""
-        return self.reader().errors(days, **kw)
-
-    def latency(self, days: int | None = 7, **kw: Any) -> Any:
-        """Response-time percentiles for the period; see ``Reader.latency``."""
-        return self.reader().latency(days, **kw)
-
-    # -- chat admin commands ----------------------------------------------------------------------
-
-    def admin_reply(
-        self,
-        sender: str | int | None,
-        text: str | None,
-        *,
-        format: str = "sms",
-        max_segments: int = 2,
-        conversation: Id = None,
-        channel: str | None = None,
-    ) -> Any:
-        """The reply to an admin command (``admin:status``, ``admin:costs 30``...), or None when ``text``
-        is not one or ``sender`` is not on the admin list (``admins``, ``BOTMETER_ADMINS``); then the
-        bot answers the message as usual. ``format``: ``sms`` (plain text of at most ``max_segments``
-        segments), ``text``, ``slack`` (mrkdwn), ``slack_blocks`` (Block Kit dict), ``markdown``,
-        ``json``. See ``botmeter.interfaces.admin``."""
-        if self._admin is None:
-            from ..interfaces.admin import Admin
-
-            self._admin = Admin(self, self.config.admins)
-        return self._admin.reply(
-            sender, text, format=format, max_segments=max_segments, conversation=conversation, channel=channel
-        )
-
-    def lambda_handler(
-        self, handler: F | None = None, *, timeout: float = 10.0, cold_start: bool = True
-    ) -> Any:
-        """Decorates an AWS Lambda handler: flushes at the end of every invocation (Lambda freezes
-        background threads in between) and records cold starts. ``@meter.lambda_handler`` or
-        ``@meter.lambda_handler(timeout=5)``; see ``botmeter.aws_lambda.flush_after``."""
-        from ..aws_lambda import flush_after
-
-        decorate = flush_after(self, timeout=timeout, cold_start=cold_start)
-        return decorate if handler is None else decorate(handler)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -432,7 +332,7 @@ class Meter:
             log.exception("botmeter: close failed")
             return False
 
-    def __enter__(self) -> Meter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -481,7 +381,8 @@ class Meter:
         return out
 
     def __repr__(self) -> str:
-        return f"Meter(bot={self.config.bot!r}, store={self.config.store!r}, enabled={self.enabled})"
+        name = type(self).__name__
+        return f"{name}(bot={self.config.bot!r}, store={self.config.store!r}, enabled={self.enabled})"
 
 
 class Timer:
@@ -489,7 +390,7 @@ class Timer:
 
     __slots__ = ("_fields", "_meter", "_stage", "_start", "latency_ms")
 
-    def __init__(self, meter: Meter, stage: str, fields: dict[str, Any]) -> None:
+    def __init__(self, meter: RecordingMeter, stage: str, fields: dict[str, Any]) -> None:
         self._meter = meter
         self._stage = stage
         self._fields = fields

@@ -40,9 +40,10 @@ from ..events import (
 from .context import CONTEXT, context_slots
 
 try:
-    from .. import _fastpath
+    from .._fastpath import Buffer as CBuffer
+    from .._fastpath import TrackFn as CTrackFn
 except ImportError:  # not built (no compiler at install time): the pure-Python recorder does the same
-    _fastpath = None
+    CBuffer = CTrackFn = None
 
 # Memory accounting, as in _fastpath.c: slots + a flat allowance for small (usually shared)
 # values + the length of strings over 64 characters + what a free-form dict holds. A dict over
@@ -296,9 +297,9 @@ def make_recorder(
 ) -> tuple[Any, dict[str, Callable[..., None]]]:
     """The buffer (at most ``cap`` records and about ``max_bytes``) and one track function per
     record kind, fast path first."""
-    use_c = _fastpath is not None and not pure_python
+    use_c = CBuffer is not None and not pure_python
     if use_c:
-        buf = _fastpath.Buffer(tuple(len(RECORDS[call].params) + 1 for call in RECORD_CALLS), cap, max_bytes)
+        buf = CBuffer(tuple(len(RECORDS[call].params) + 1 for call in RECORD_CALLS), cap, max_bytes)
     else:
         buf = PyBuffer(len(RECORD_CALLS), cap, max_bytes)
     fns: dict[str, Callable[..., None]] = {}
@@ -306,7 +307,7 @@ def make_recorder(
         spec = RECORDS[call]
         if use_c:
             index = {name: i for i, name in enumerate(spec.names)}
-            fns[call] = _fastpath.TrackFn(
+            fns[call] = CTrackFn(
                 buffer=buf,
                 lane=lane,
                 call=call,
@@ -327,7 +328,7 @@ def make_recorder(
 
 
 def fast_path_available() -> bool:
-    return _fastpath is not None
+    return CBuffer is not None
 
 
 __all__ = ["fast_path_available", "invalid", "make_recorder"]

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, TracerProvider
 from opentelemetry.sdk.trace import SpanProcessor as _SdkSpanProcessor
 from opentelemetry.trace import StatusCode, get_tracer_provider
 
-from ..collect.meter import Meter
+from ..collect.meter import RecordingMeter
 from ..exceptions import InputTypeError
 from .genai_spans import span_call
 
@@ -34,7 +34,7 @@ class SpanProcessor(_SdkSpanProcessor):
     ``track_error`` plus its latency (``track_timing("llm", ...)``). ``stats()`` counts spans seen,
     recorded, ignored (not model calls) and failed."""
 
-    def __init__(self, meter: Meter) -> None:
+    def __init__(self, meter: RecordingMeter) -> None:
         self.meter = meter
         self._lock = threading.Lock()
         self._counts = {"seen": 0, "recorded": 0, "errors": 0, "ignored": 0, "failed": 0}
@@ -93,7 +93,7 @@ class SpanProcessor(_SdkSpanProcessor):
             return dict(self._counts)
 
 
-def instrument(meter: Meter, tracer_provider: TracerProvider | None = None) -> SpanProcessor:
+def instrument(meter: RecordingMeter, tracer_provider: TracerProvider | None = None) -> SpanProcessor:
     """Adds a ``SpanProcessor`` for ``meter`` to ``tracer_provider`` (default: the global one, which
     must be the SDK's ``TracerProvider``) and returns it."""
     provider: Any = tracer_provider if tracer_provider is not None else get_tracer_provider()

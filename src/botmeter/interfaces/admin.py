@@ -38,7 +38,7 @@ from ..report.responses import Figure, Line, Report, Section, anomalies_section,
 from ..version import __version__
 
 if TYPE_CHECKING:
-    from ..collect.meter import Meter
+    from ..facade import Meter
 
 log = logging.getLogger("botmeter")
 

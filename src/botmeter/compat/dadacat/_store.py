@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
-from ...collect.meter import Meter
 from ...config import Config
 from ...exceptions import InputTypeError
+from ...facade import Meter
 
 log = logging.getLogger("botmeter")
 F = TypeVar("F", bound=Callable[..., Any])

@@ -17,7 +17,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ...collect.meter import Meter
+from ...facade import Meter
 from ...interfaces.admin import DENIED, PREFIX, Admin, status_report
 from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, shared_meter
 

@@ -23,8 +23,8 @@ from datetime import datetime
 from typing import Any
 
 from ...analyse.query import Unavailable, iso
-from ...collect.meter import Meter
 from ...exceptions import BotmeterError, InputError
+from ...facade import Meter
 from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, Face, as_utc, never_raises, source_of
 
 log = logging.getLogger("botmeter")

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ...collect.meter import Meter
+from ...facade import Meter
 from ...report.dashboard import write_dashboard
 from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, shared_meter, source_of
 from .costs import CostTracker

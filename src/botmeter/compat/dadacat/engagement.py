@@ -34,8 +34,8 @@ from enum import Enum
 from typing import Any
 
 from ...analyse.query import Unavailable
-from ...collect.meter import Meter
 from ...exceptions import BotmeterError, InputError
+from ...facade import Meter
 from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, Face, as_utc, never_raises, source_of
 
 REPLY_STAGE = "reply"

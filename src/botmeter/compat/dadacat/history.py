@@ -33,9 +33,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ...collect.meter import Meter
 from ...events import INT64_MAX, INT64_MIN, TS_AHEAD, TS_EARLIEST, free_form_fault, lone_surrogate_at
 from ...exceptions import BotmeterError
+from ...facade import Meter
 from ._store import DEFAULT_BOT
 from .costs import CostTracker
 from .engagement import EngagementTracker, derived_id

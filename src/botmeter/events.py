@@ -14,7 +14,7 @@ import re
 import reprlib
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 # -- stored events ---------------------------------------------------------------------------
@@ -356,7 +356,3 @@ def _fault(value: Any, depth: int, path: set[int]) -> str | None:
         finally:
             path.discard(id(value))
     return None
-
-
-def utc_from_epoch(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)

@@ -69,7 +69,6 @@ PERCENTILES: Final[dict[str, float]] = {
     "p95": 0.95,
     "p99": 0.99,
 }
-DISTRIBUTION_STATS: Final = ("p50", "p90", "p95", "p99", "max", "avg", "count")
 
 
 @dataclass(frozen=True)

@@ -1147,10 +1147,6 @@ class _Unavailable(StoreUnavailable):
         self.code = code
 
 
-def metric_names() -> list[str]:
-    return [m.name for m in METRICS]
-
-
 __all__: list[str] = [
     "DIMENSIONS",
     "METRICS",
@@ -1161,7 +1157,6 @@ __all__: list[str] = [
     "aggregate",
     "emf_documents",
     "log_requests",
-    "metric_names",
     "metric_requests",
     "records",
 ]

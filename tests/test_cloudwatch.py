@@ -173,7 +173,7 @@ def test_aws_endpoint_url_is_honoured(aws, names):
 
 
 def _series(name: str, values: list[float], dims=(("Bot", "b"),), minute: int = 1_795_000_000_000):
-    m = cw.Metric(name, (), "latency_ms", "Milliseconds", (tuple(n for n, _ in dims),))
+    m = cw.CloudWatchMetric(name, (), "latency_ms", "Milliseconds", (tuple(n for n, _ in dims),))
     return cw.Series(m, tuple(dims), minute, list(values), [1] * len(values))
 
 
@@ -418,7 +418,7 @@ def test_round_trip_through_a_meter(aws, names, tmp_path):
     # Dimensions are low-cardinality only: users and conversations live in the records.
     listed = cwc.list_metrics(Namespace=namespace)["Metrics"]
     assert {x["MetricName"] for x in listed} <= set(cw.METRICS_BY_NAME)
-    assert {d["Name"] for x in listed for d in x["Dimensions"]} <= set(cw.DIMENSIONS)
+    assert {d["Name"] for x in listed for d in x["Dimensions"]} <= set(cw.DIMENSION_COLUMNS)
 
     records = [json.loads(message) for message in log_messages(logs, f"/botmeter/{namespace}")]
     assert len(records) == total and len({r["event_id"] for r in records}) == total

@@ -105,13 +105,13 @@ PERCENTILE_NOTE: Final = (
 RECORD_FILTER: Final = "filter ispresent(event_id) and ispresent(kind)"
 
 
-def _column_dims(metric: cw.Metric) -> dict[str, str]:
+def _column_dims(metric: cw.CloudWatchMetric) -> dict[str, str]:
     """Event column -> the CloudWatch dimension name holding it, for one CloudWatch metric."""
     names = {n for s in metric.dimension_sets for n in s}
-    return {cw.DIMENSIONS[n]: n for n in names}
+    return {cw.DIMENSION_COLUMNS[n]: n for n in names}
 
 
-def cw_dimension(metric: cw.Metric, dim: str) -> str | None:
+def cw_dimension(metric: cw.CloudWatchMetric, dim: str) -> str | None:
     """The CloudWatch dimension of ``metric`` holding the catalogue dimension ``dim``, if any."""
     return _column_dims(metric).get(DIMENSIONS[dim])
 
@@ -315,7 +315,7 @@ class CloudWatchEngine:
         conds += list(q.filters)
         return conds
 
-    def _plan(self, q: Query, metric: Metric) -> tuple[cw.Metric, tuple[str, ...], list] | None:
+    def _plan(self, q: Query, metric: Metric) -> tuple[cw.CloudWatchMetric, tuple[str, ...], list] | None:
         """The CloudWatch metric and dimension set answering the query, or None (then Logs Insights)."""
         source = SOURCES.get(q.metric)
         if source is None:
@@ -340,7 +340,9 @@ class CloudWatchEngine:
                 return m, min(fits, key=len), conds
         return None
 
-    def _cells(self, m: cw.Metric, dimset: Sequence[str], conds: list, by: Sequence[str]) -> list[Cell]:
+    def _cells(
+        self, m: cw.CloudWatchMetric, dimset: Sequence[str], conds: list, by: Sequence[str]
+    ) -> list[Cell]:
         cells = []
         for dims in self.series(m.name):
             if set(dims) != set(dimset):
@@ -352,7 +354,7 @@ class CloudWatchEngine:
         return cells
 
     def _additive(
-        self, q: Query, metric: Metric, m: cw.Metric, dimset: tuple[str, ...], conds: list
+        self, q: Query, metric: Metric, m: cw.CloudWatchMetric, dimset: tuple[str, ...], conds: list
     ) -> Result:
         stat = q.stats[0]
         cells = self._cells(m, dimset, conds, q.by)
@@ -954,7 +956,7 @@ class CloudWatchEngine:
                     metrics[m.name] = len(listed)
                 for dims in listed:
                     for name, value in dims.items():
-                        dimensions.setdefault(cw.DIMENSIONS[name], set()).add(value)
+                        dimensions.setdefault(cw.DIMENSION_COLUMNS[name], set()).add(value)
             stored = self._call("logs", "describe_log_groups", logGroupNamePrefix=self.store.log_group)
         by_kind = {r.get("kind") or "(none)": int(_number(r.get("n") or 0)) for r in kinds}
         firsts = [_parse_time(r["first"]) for r in kinds if r.get("first")]

@@ -15,7 +15,7 @@ Metrics are declared once, in ``METRICS``: which events each counts or measures,
 its dimension sets. Dimensions are low-cardinality only (bot, channel, provider, model, error
 category, stage, activity or custom name); users and conversations are in the records. Values
 are grouped per minute as ``Values``/``Counts`` (api) or value arrays (emf), so CloudWatch keeps
-percentiles. The read side imports ``METRICS`` and ``DIMENSIONS`` to query them back.
+percentiles. The read side imports ``METRICS`` and ``DIMENSION_COLUMNS`` to query them back.
 
 CloudWatch's limits are enforced here (emulators do not enforce them): ``PutMetricData`` at
 most 1,000 metrics and 1 MB a request and 150 distinct values a metric; ``PutLogEvents`` in time
@@ -85,7 +85,7 @@ log = logging.getLogger("botmeter")
 # -- what is recorded ------------------------------------------------------------------------
 
 # CloudWatch dimension name -> event column.
-DIMENSIONS: Final[dict[str, str]] = {
+DIMENSION_COLUMNS: Final[dict[str, str]] = {
     "Bot": "bot",
     "Channel": "channel",
     "Provider": "provider",
@@ -98,7 +98,7 @@ DIMENSIONS: Final[dict[str, str]] = {
 
 
 @dataclass(frozen=True)
-class Metric:
+class CloudWatchMetric:
     """One CloudWatch metric and the events it is made of.
 
     ``value`` is the event column recorded; None counts events (read the ``Sum``). Each event is
@@ -119,9 +119,10 @@ _BC: Final = ("Bot", "Channel")
 _BP: Final = ("Bot", "Provider")
 _BPM: Final = ("Bot", "Provider", "Model")
 
-METRICS: Final[tuple[Metric, ...]] = (
-    Metric("Messages", ("message",), None, "Count", (_B, _BC), description="messages in and out"),
-    Metric(
+_M = CloudWatchMetric  # short, for the table below
+METRICS: Final[tuple[CloudWatchMetric, ...]] = (
+    _M("Messages", ("message",), None, "Count", (_B, _BC), description="messages in and out"),
+    _M(
         "InboundMessages",
         ("message",),
         None,
@@ -130,10 +131,10 @@ METRICS: Final[tuple[Metric, ...]] = (
         (("direction", "in"),),
         "messages from users",
     ),
-    Metric(
+    _M(
         "OutboundMessages", ("message",), None, "Count", (_B, _BC), (("direction", "out"),), "messages sent"
     ),
-    Metric(
+    _M(
         "SmsSegments",
         ("message",),
         "units",
@@ -142,13 +143,13 @@ METRICS: Final[tuple[Metric, ...]] = (
         (("unit", "sms_segment"),),
         "SMS segments per message",
     ),
-    Metric("LlmCalls", ("llm_call",), None, "Count", (_B, _BPM), description="LLM calls"),
-    Metric("InputTokens", ("llm_call",), "input_tokens", "Count", (_B, _BPM), description="prompt tokens"),
-    Metric(
+    _M("LlmCalls", ("llm_call",), None, "Count", (_B, _BPM), description="LLM calls"),
+    _M("InputTokens", ("llm_call",), "input_tokens", "Count", (_B, _BPM), description="prompt tokens"),
+    _M(
         "OutputTokens", ("llm_call",), "output_tokens", "Count", (_B, _BPM), description="completion tokens"
     ),
-    Metric("CachedTokens", ("llm_call",), "cached_tokens", "Count", (_B, _BPM), description="cache reads"),
-    Metric(
+    _M("CachedTokens", ("llm_call",), "cached_tokens", "Count", (_B, _BPM), description="cache reads"),
+    _M(
         "CacheWriteTokens",
         ("llm_call",),
         "cache_write_tokens",
@@ -156,17 +157,17 @@ METRICS: Final[tuple[Metric, ...]] = (
         (_B, _BPM),
         description="cache writes",
     ),
-    Metric(
+    _M(
         "ReasoningTokens", ("llm_call",), "reasoning_tokens", "Count", (_B, _BPM), description="reasoning"
     ),
-    Metric(
+    _M(
         "LlmLatencyMs", ("llm_call",), "latency_ms", "Milliseconds", (_B, _BPM), description="LLM call time"
     ),
-    Metric("LlmCostUSD", ("llm_call",), "cost_usd", "None", (_BPM,), description="LLM cost, US dollars"),
-    Metric("CostUSD", (), "cost_usd", "None", (_B, _BP), description="cost of any event, US dollars"),
-    Metric("ApiCalls", ("api_call",), None, "Count", (_B, _BP), description="other API calls"),
-    Metric("ApiLatencyMs", ("api_call",), "latency_ms", "Milliseconds", (_BP,), description="API call time"),
-    Metric(
+    _M("LlmCostUSD", ("llm_call",), "cost_usd", "None", (_BPM,), description="LLM cost, US dollars"),
+    _M("CostUSD", (), "cost_usd", "None", (_B, _BP), description="cost of any event, US dollars"),
+    _M("ApiCalls", ("api_call",), None, "Count", (_B, _BP), description="other API calls"),
+    _M("ApiLatencyMs", ("api_call",), "latency_ms", "Milliseconds", (_BP,), description="API call time"),
+    _M(
         "Errors",
         ("error",),
         None,
@@ -174,11 +175,11 @@ METRICS: Final[tuple[Metric, ...]] = (
         (_B, ("Bot", "ErrorCategory"), ("Bot", "Stage")),
         description="errors",
     ),
-    Metric("LatencyMs", ("timing",), "latency_ms", "Milliseconds", (("Bot", "Stage"),), description="stages"),
-    Metric("Activities", ("activity",), None, "Count", (_B, ("Bot", "Activity")), description="activities"),
-    Metric("CustomEvents", ("custom",), None, "Count", (("Bot", "Name"),), description="custom events"),
-    Metric("CustomValues", ("custom",), "units", "None", (("Bot", "Name"),), description="custom values"),
-    Metric(
+    _M("LatencyMs", ("timing",), "latency_ms", "Milliseconds", (("Bot", "Stage"),), description="stages"),
+    _M("Activities", ("activity",), None, "Count", (_B, ("Bot", "Activity")), description="activities"),
+    _M("CustomEvents", ("custom",), None, "Count", (("Bot", "Name"),), description="custom events"),
+    _M("CustomValues", ("custom",), "units", "None", (("Bot", "Name"),), description="custom values"),
+    _M(
         "DroppedEvents",
         ("system",),
         "units",
@@ -212,7 +213,7 @@ NEWEST_ACCEPTED: Final = timedelta(hours=2) - timedelta(minutes=5)
 
 for _metric in METRICS:  # a mistake in the table fails at import, not in a bot's writer
     for _dims in _metric.dimension_sets:
-        assert 0 < len(_dims) <= MAX_DIMENSIONS and all(d in DIMENSIONS for d in _dims), _metric
+        assert 0 < len(_dims) <= MAX_DIMENSIONS and all(d in DIMENSION_COLUMNS for d in _dims), _metric
 
 MODES: Final = ("emf", "api")
 URL_OPTIONS: Final = ("namespace", "region", "mode", "log_group")
@@ -270,7 +271,7 @@ def in_lambda() -> bool:
 class Series:
     """All values of one metric with one set of dimension values in one minute."""
 
-    metric: Metric
+    metric: CloudWatchMetric
     dimensions: tuple[tuple[str, str], ...]  # (name, value), in the dimension set's order
     minute_ms: int
     values: list[float]
@@ -284,7 +285,7 @@ def _dimension_value(raw: Any) -> str | None:
     return text if text.strip() else None
 
 
-def _mask(batch: pa.Table, metric: Metric) -> pa.Array | None:
+def _mask(batch: pa.Table, metric: CloudWatchMetric) -> pa.Array | None:
     mask = None
     if metric.kinds:
         mask = pc.is_in(batch.column("kind"), value_set=pa.array(metric.kinds))
@@ -310,7 +311,7 @@ def aggregate(batch: pa.Table) -> list[Series]:
         for dims in metric.dimension_sets:
             columns = {"m": minutes}
             for i, name in enumerate(dims):
-                columns[f"d{i}"] = batch.column(DIMENSIONS[name])
+                columns[f"d{i}"] = batch.column(DIMENSION_COLUMNS[name])
             if metric.value is not None:
                 columns["v"] = pc.cast(batch.column(metric.value), pa.float64())
             table = pa.table(columns)
@@ -387,7 +388,7 @@ def metric_requests(series: Iterable[Series]) -> list[list[dict[str, Any]]]:
 def emf_documents(series: Iterable[Series], namespace: str) -> list[tuple[int, str]]:
     """EMF documents, one line each, with their minute: one per dimension values and minute, at
     most 100 metrics and 100 values a metric each (more make more documents)."""
-    groups: dict[tuple[int, tuple[tuple[str, str], ...]], list[tuple[Metric, list[float]]]] = {}
+    groups: dict[tuple[int, tuple[tuple[str, str], ...]], list[tuple[CloudWatchMetric, list[float]]]] = {}
     for s in series:
         if s.metric.value is None:
             samples = [float(sum(s.counts))]  # a count: one sample, the number of events (read Sum)
@@ -400,7 +401,7 @@ def emf_documents(series: Iterable[Series], namespace: str) -> list[tuple[int, s
         for start in range(0, rounds, MAX_EMF_VALUES):
             members = [(m, samples[start : start + MAX_EMF_VALUES]) for m, samples in entries]
             members = [(m, part) for m, part in members if part]
-            doc: list[tuple[Metric, list[float]]] = []
+            doc: list[tuple[CloudWatchMetric, list[float]]] = []
             size = 0
             for metric, part in members:
                 nbytes = len(json.dumps(part)) + 2 * len(metric.name) + 40
@@ -418,7 +419,7 @@ def _emf_line(
     namespace: str,
     minute: int,
     dimensions: tuple[tuple[str, str], ...],
-    doc: list[tuple[Metric, list[float]]],
+    doc: list[tuple[CloudWatchMetric, list[float]]],
 ) -> str:
     body: dict[str, Any] = {
         "_aws": {
@@ -1148,11 +1149,11 @@ class _Unavailable(StoreUnavailable):
 
 
 __all__: list[str] = [
-    "DIMENSIONS",
+    "DIMENSION_COLUMNS",
     "METRICS",
     "METRICS_BY_NAME",
+    "CloudWatchMetric",
     "CloudWatchStore",
-    "Metric",
     "Series",
     "aggregate",
     "emf_documents",

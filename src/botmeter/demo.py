@@ -38,7 +38,7 @@ from .collect.meter import RecordingMeter
 from .exceptions import InputError
 from .store import open_store
 
-__all__ = ["ADMIN_PHONES", "NEXT_STEP", "DemoResult", "print_summary", "run_demo", "summarise"]
+__all__ = ["ADMIN_PHONES", "NEXT_STEP", "DemoResult", "print_summary", "run_demo", "stored_totals"]
 
 DAY = 86_400.0
 NEXT_STEP = "Next: [bold]botmeter status --store {store}[/] to see what is stored."
@@ -916,12 +916,12 @@ def run_demo(
         spooled=stats.get("spool_events", 0),
         dropped=stats.get("dropped", 0),
     )
-    result.summary = summarise(target, bot, start, end)
+    result.summary = stored_totals(target, bot, start, end)
     result.seconds = time.perf_counter() - began
     return result
 
 
-def summarise(store: Any, bot: str, start: datetime, end: datetime) -> dict[str, Any]:
+def stored_totals(store: Any, bot: str, start: datetime, end: datetime) -> dict[str, Any]:
     """Totals of ``bot``'s events in [start, end), by SQL over the store (read-only)."""
     reading = getattr(store, "reading", None)
     if reading is None:  # only the DuckDB store can be queried this way for now

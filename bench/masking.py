@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from botmeter.process.errors import mask_text, normalise_message
+from botmeter.process.error_facts import mask_text, normalise_message
 
 SHAPES: dict[str, Callable[[int], str]] = {
     "letters": lambda n: "a" * n,

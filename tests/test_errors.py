@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from botmeter.process.errors import (
+from botmeter.process.error_facts import (
     CATEGORIES,
     ErrorFacts,
     categorise,

@@ -34,7 +34,7 @@ except ImportError:  # the C fast path is not built: pyarrow converts, more slow
     column_buffers = None
 from ..events import CALLER_KEYS, COLUMNS, RECORD_CALLS, RECORDS
 from ..exceptions import InputError
-from . import errors as error_facts
+from . import error_facts
 from .pricing import LlmPricer, PriceList, call_extras, price_units
 from .privacy import UserHasher
 from .sms import SmsRates, country_of, segments_column

@@ -1,6 +1,6 @@
 """How long a 30-day dashboard's whole query set takes, over DuckDB stores of 1M, 10M and 100M events.
 
-The query set is ``botmeter.analyse.dashboard.dashboard_data``: KPIs against the previous period,
+The query set is ``botmeter.analyse.dashboard_figures.dashboard_data``: KPIs against the previous period,
 cost by provider and model per day, top users and conversations by cost, the month-end
 forecast, active/new/returning users, conversations, messages, conversation length and
 duration, weekly retention, activities, traffic by hour, errors by category and severity, error
@@ -31,7 +31,7 @@ import duckdb  # noqa: E402
 
 from analysis_data import fill  # noqa: E402
 from botmeter.analyse import Reader  # noqa: E402
-from botmeter.analyse.dashboard import dashboard_data  # noqa: E402
+from botmeter.analyse.dashboard_figures import dashboard_data  # noqa: E402
 
 
 def _store(directory: Path, millions: float, days: int, now: datetime) -> Path:

@@ -2,7 +2,7 @@
 big the file it writes is.
 
 Timed end to end as the command does it: open the store, gather every figure
-(``analyse.dashboard.dashboard_data``: the period summary, 21 series, error groups, anomalies),
+(``analyse.dashboard_figures.dashboard_data``: the period summary, 21 series, error groups, anomalies),
 render the HTML, write it and the JSON beside it. The first run is cold (a fresh process's first
 read of the file); the rest are warm.
 

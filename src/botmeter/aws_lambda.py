@@ -295,7 +295,7 @@ def _http(event: dict[str, Any]) -> dict[str, Any]:
         if method not in ("GET", "HEAD"):
             raise BadInput("method", f"method: {method} is not allowed here; use GET", 405)
         if parts[0] == "dashboard":
-            from .analyse.dashboard import dashboard_data
+            from .analyse.dashboard_figures import dashboard_data
 
             _only(params, {"days"}, with_format=False)
             data = dashboard_data(_reader(), _days(_one(params, "days"), 30))

@@ -1,6 +1,6 @@
 """The self-contained HTML dashboard: one file that opens from disk with no network at all.
 
-``write_dashboard(reader, days, output)`` gathers the figures (``analyse.dashboard``), renders
+``write_dashboard(reader, days, output)`` gathers the figures (``analyse.dashboard_figures``), renders
 them and writes the HTML (and, if asked, the same figures as JSON beside it). Charts are inline
 SVG drawn by ``report.html``; the styles are inline; the page has no script.
 
@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..analyse.dashboard import dashboard_data
+from ..analyse.dashboard_figures import dashboard_data
 from ..analyse.query import iso
 from ..version import __version__
 from .html import Markup, h, join, palette_css
@@ -272,7 +272,7 @@ def draw_kpis(page: Page) -> Markup:
 
 
 def render(data: dict[str, Any]) -> str:
-    """The whole page for the figures of ``analyse.dashboard.dashboard_data``."""
+    """The whole page for the figures of ``analyse.dashboard_figures.dashboard_data``."""
     page = Page(data)
     period = data["period"]
     start, end = _dt(period["start"]).astimezone(page.zone), _dt(period["end"]).astimezone(page.zone)

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 import botmeter
 from aws_emulator import aws_env, clients
-from botmeter.analyse import Reader, Unavailable
+from botmeter.analyse import FigureUnavailable, Reader
 from botmeter.analyse.cloudwatch_engine import CloudWatchEngine, Span, resolution, spans
 from botmeter.analyse.query import make_query
 from botmeter.interfaces.cli import main
@@ -80,7 +80,7 @@ def test_spans_align_to_the_period_and_buckets_are_multiples():
     assert len(ranges) == 1 and ranges[0].period % 3600 == 0  # older than 63 days: whole hours
 
     q = make_query("messages", start="2024-01-01", end="2024-02-01", interval="day", now=NOW)
-    with pytest.raises(Unavailable, match="455 days"):
+    with pytest.raises(FigureUnavailable, match="455 days"):
         spans(q, NOW)
 
 
@@ -156,13 +156,13 @@ def test_sums_and_counts_round_trip_through_moto(aws, names, tmp_path):
     assert sum(r["count"] for r in calls.rows) == 5
     reply = total("reply_latency_s", stat="count,avg,max").rows[0]
     assert (reply["count"], reply["avg"], reply["max"]) == (7, pytest.approx(0.103), pytest.approx(0.106))
-    with pytest.raises(Unavailable, match="failed replies"):
+    with pytest.raises(FigureUnavailable, match="failed replies"):
         total("reply_failure_rate")
 
     # A dimension CloudWatch does not record and no record answers: said, not zero.
-    with pytest.raises(Unavailable, match="channel"):
+    with pytest.raises(FigureUnavailable, match="channel"):
         total("latency_ms", by="channel", stat="avg")
-    with pytest.raises(Unavailable, match="retention"):
+    with pytest.raises(FigureUnavailable, match="retention"):
         reader.query("retention", days=7, interval="week")
 
 
@@ -366,7 +366,8 @@ def test_percentiles_of_several_series_are_unavailable(stubbed):
     cw_stub.add_response("get_metric_data", {"MetricDataResults": results, "Messages": []})
     q = make_query("latency_ms", days=1, interval=None, stat="p95", now=NOW)
     with pytest.raises(
-        Unavailable, match=r"cannot combine them: p95 over LatencyMs\[Stage=llm\], LatencyMs\[Stage=reply\]"
+        FigureUnavailable,
+        match=r"cannot combine them: p95 over LatencyMs\[Stage=llm\], LatencyMs\[Stage=reply\]",
     ):
         engine.run(q)
 
@@ -424,18 +425,18 @@ def test_insights_failures_are_unavailable_not_zero(stubbed):
         logs_stub.add_response("get_query_results", {"results": [], "status": "Running"}, {"queryId": "slow"})
     logs_stub.add_response("stop_query", {"success": True}, {"queryId": "slow"})
     engine.poll_interval_s = 0.03
-    with pytest.raises(Unavailable, match="did not answer within"):
+    with pytest.raises(FigureUnavailable, match="did not answer within"):
         engine.run(make_query("unpriced_calls", days=1, interval=None, now=NOW))
 
     logs_stub.add_client_error("start_query", "ResourceNotFoundException", "Log group does not exist")
-    with pytest.raises(Unavailable, match="log group /botmeter/DadaCat does not exist"):
+    with pytest.raises(FigureUnavailable, match="log group /botmeter/DadaCat does not exist"):
         engine.run(make_query("active_users", days=1, interval=None, now=NOW))
 
     logs_stub.add_response("start_query", {"queryId": "raw"})
     # What moto answers: the records themselves, without the figure asked for.
     logs_stub.add_response("get_query_results", {"results": [[{"field": "@ptr", "value": "x"}]],
                                                  "status": "Complete"})  # fmt: skip
-    with pytest.raises(Unavailable, match="without the 'v' field"):
+    with pytest.raises(FigureUnavailable, match="without the 'v' field"):
         engine.run(make_query("unpriced_calls", days=1, interval=None, now=NOW))
 
 

@@ -273,7 +273,7 @@ def _only(params: dict[str, list[str]], known: set[str], with_format: bool = Tru
 
 
 def _http(event: dict[str, Any]) -> dict[str, Any]:
-    from .analyse.query import QueryError, Unavailable
+    from .analyse.query import FigureUnavailable, QueryError
     from .analyse.summary import summarise
     from .exceptions import BotmeterError
     from .report import responses
@@ -324,7 +324,7 @@ def _http(event: dict[str, Any]) -> dict[str, Any]:
     except QueryError as exc:
         field = str(exc).split(":", 1)[0] if ":" in str(exc) else "query"
         return _response(400, {"error": str(exc), "field": field})
-    except Unavailable as exc:
+    except FigureUnavailable as exc:
         return _public(_response(422, {"error": str(exc), "unavailable": True}))
     except BotmeterError as exc:
         log.warning("botmeter: the store could not answer: %s", exc)  # the details, for the log only
@@ -509,7 +509,7 @@ def _agent_parameters(raw: Any) -> dict[str, str]:
 
 
 def _bedrock(event: dict[str, Any]) -> dict[str, Any]:
-    from .analyse.query import QueryError, Unavailable
+    from .analyse.query import FigureUnavailable, QueryError
     from .analyse.summary import summarise
     from .exceptions import BotmeterError
     from .report import responses
@@ -543,7 +543,7 @@ def _bedrock(event: dict[str, Any]) -> dict[str, Any]:
             )
     except (BadInput, QueryError) as exc:
         state, report = "REPROMPT", responses.message_report(f"Please check the request: {exc}")
-    except Unavailable as exc:
+    except FigureUnavailable as exc:
         report = responses.message_report(f"That figure is not available from this store: {exc}")
     except BotmeterError as exc:
         log.warning("botmeter: the store could not answer: %s", exc)

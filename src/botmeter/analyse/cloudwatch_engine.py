@@ -12,7 +12,7 @@ Two sources, each for what it answers:
   and other breakdowns the metrics have no dimension for, LLM calls without a price, conversation
   length, error groups and the explorer.
 
-What neither can answer raises ``Unavailable`` with the reason (retention cohorts, a percentile
+What neither can answer raises ``FigureUnavailable`` with the reason (retention cohorts, a percentile
 over several series, more groups than Logs Insights returns), never a zero.
 
 Periods. CloudWatch keeps 1-minute data for 15 days, 5-minute data for 63 days and 1-hour data
@@ -39,7 +39,16 @@ from typing import Any, Final
 from ..exceptions import BotmeterError
 from ..store import cloudwatch as cw
 from .catalogue import DIMENSIONS, PERCENTILES, Metric
-from .query import Query, Result, Unavailable, fill_buckets, floor_to, next_bucket, ratio_result, top_groups
+from .query import (
+    FigureUnavailable,
+    Query,
+    Result,
+    fill_buckets,
+    floor_to,
+    next_bucket,
+    ratio_result,
+    top_groups,
+)
 
 # -- what the metrics can answer ---------------------------------------------------------------
 
@@ -151,7 +160,7 @@ def spans(q: Query, now: datetime) -> tuple[list[Span], list[str]]:
     """The GetMetricData ranges answering the query's buckets, and notes on how the window moved."""
     oldest = now - RESOLUTIONS[-1][0]
     if q.end <= oldest:
-        raise Unavailable(
+        raise FigureUnavailable(
             f"CloudWatch keeps metrics for 455 days; the window ending {q.end:%Y-%m-%d} is older"
         )
     base = resolution(q.start, now)
@@ -176,7 +185,7 @@ def spans(q: Query, now: datetime) -> tuple[list[Span], list[str]]:
         return [Span(lo, hi, _seconds(hi - lo)) for _, lo, hi in pieces], notes
     length = _seconds(next_bucket(pieces[0][0], q.interval) - pieces[0][0])
     if length % base:
-        raise Unavailable(f"a {q.interval} is not a multiple of CloudWatch's {base}-second period here")
+        raise FigureUnavailable(f"a {q.interval} is not a multiple of CloudWatch's {base}-second period here")
     out: list[Span] = []
     whole = [(lo, hi) for b, lo, hi in pieces if lo == b and _seconds(hi - lo) == length]
     if whole:
@@ -248,14 +257,14 @@ class CloudWatchEngine:
             if metric.aggregation == "ratio":
                 return self._ratio(query, metric)
             if metric.aggregation == "retention":
-                raise Unavailable(
+                raise FigureUnavailable(
                     "retention cohorts need every user's activity since their first day, which "
                     "CloudWatch cannot return in one query; use a DuckDB store"
                 )
             if metric.aggregation == "distribution":
                 return self._latency(query, metric)
             if metric.aggregation == "failed_replies":
-                raise Unavailable(
+                raise FigureUnavailable(
                     "failed replies follow each conversation's messages and errors in order, which "
                     "CloudWatch metrics do not keep and Logs Insights cannot join; use a DuckDB store"
                 )
@@ -272,7 +281,7 @@ class CloudWatchEngine:
                 return self._conversations(query)
             if metric.aggregation == "per_conversation":
                 return self._per_conversation(query, metric)
-            raise Unavailable(
+            raise FigureUnavailable(
                 f"CloudWatch cannot answer {metric.aggregation!r} metrics such as {metric.name}"
             )
 
@@ -453,7 +462,7 @@ class CloudWatchEngine:
                 status = result.get("StatusCode", "Complete")
                 if status in ("InternalError", "Forbidden"):
                     messages = "; ".join(m.get("Value", "") for m in result.get("Messages", []))
-                    raise Unavailable(
+                    raise FigureUnavailable(
                         f"CloudWatch GetMetricData answered {status}: {messages or 'no detail'}"
                     )
                 n = int(result["Id"][1:])
@@ -469,7 +478,7 @@ class CloudWatchEngine:
 
     def _latency(self, q: Query, metric: Metric) -> Result:
         if metric.column != "latency_ms":
-            raise Unavailable(
+            raise FigureUnavailable(
                 f"{metric.name} is kept in the events' properties, which CloudWatch metrics do not hold"
             )
         # A stage's latency is its timings (LatencyMs); LLM calls are their own figure (LlmLatencyMs).
@@ -495,7 +504,7 @@ class CloudWatchEngine:
                 if dim not in ("kind", "bot") and cw_dimension(m, dim) is not None:
                     wanted.add(cw_dimension(m, dim) or "")
             if "channel" in q.by or any(d == "channel" for d, _ in filters):
-                raise Unavailable("CloudWatch keeps latency per stage and per model, not per channel")
+                raise FigureUnavailable("CloudWatch keeps latency per stage and per model, not per channel")
             fits = [s for s in m.dimension_sets if wanted <= set(s)]
             if not fits:
                 continue
@@ -535,7 +544,7 @@ class CloudWatchEngine:
             for members in present.values():
                 if len(members) > 1:
                     names = ", ".join(sorted(_describe(cells[i]) for i in members))
-                    raise Unavailable(
+                    raise FigureUnavailable(
                         f"CloudWatch keeps latency percentiles per series and cannot combine them: "
                         f"{wanted[0]} over {names}; ask by stage or by provider and model, or for avg, "
                         "max, count"
@@ -574,8 +583,8 @@ class CloudWatchEngine:
         for name in (metric.numerator, metric.denominator):
             try:
                 parts.append(self.run(q.with_metric(name)))
-            except Unavailable as exc:
-                raise Unavailable(f"{metric.name} needs {name}, which is unavailable: {exc}") from None
+            except FigureUnavailable as exc:
+                raise FigureUnavailable(f"{metric.name} needs {name}, which is unavailable: {exc}") from None
         return ratio_result(q, *parts)
 
     # -- Logs Insights --------------------------------------------------------------------------------
@@ -604,7 +613,7 @@ class CloudWatchEngine:
             )
         except BotmeterError as exc:
             if "ResourceNotFound" in str(exc):
-                raise Unavailable(
+                raise FigureUnavailable(
                     f"no event records: log group {self.store.log_group} does not exist (in emf mode the "
                     "records are in the Lambda function's log group: set log_group= in the store URL)"
                 ) from None
@@ -619,20 +628,20 @@ class CloudWatchEngine:
             if status == "Complete":
                 break
             if status in ("Failed", "Cancelled", "Timeout", "Unknown"):
-                raise Unavailable(f"the Logs Insights query ended as {status}")
+                raise FigureUnavailable(f"the Logs Insights query ended as {status}")
             if time.monotonic() > deadline:
                 try:
                     self._call("logs", "stop_query", queryId=query_id)
                 except BotmeterError:
                     pass  # it ends by itself; nothing more to do about it
-                raise Unavailable(f"Logs Insights did not answer within {self.insights_timeout_s:g} s")
+                raise FigureUnavailable(f"Logs Insights did not answer within {self.insights_timeout_s:g} s")
             time.sleep(self.poll_interval_s)
         rows = [
             {f["field"]: f.get("value") for f in row if not f["field"].startswith("@ptr")}
             for row in answer.get("results", [])
         ]
         if len(rows) >= INSIGHTS_ROW_LIMIT:
-            raise Unavailable(
+            raise FigureUnavailable(
                 f"more than {INSIGHTS_ROW_LIMIT:,} groups: Logs Insights returns at most that many rows"
             )
         return rows
@@ -733,7 +742,7 @@ class CloudWatchEngine:
         for (bucket, *_), found in zip(pieces, self.insights(texts), strict=True):
             for raw in found:
                 if "v" not in raw:
-                    raise Unavailable(
+                    raise FigureUnavailable(
                         f"Logs Insights answered without the 'v' field asked for: {sorted(raw)}"
                     )
                 rows.append(
@@ -760,7 +769,7 @@ class CloudWatchEngine:
         )[0]  # fmt: skip
         without = int(_number(missing[0]["v"])) if missing and "v" in missing[0] else 0
         if without and not any(r[q.stats[0]] for r in rows):
-            raise Unavailable(
+            raise FigureUnavailable(
                 f"none of the {without:,} messages has a conversation id, and CloudWatch cannot split a "
                 "user's messages into sessions"
             )
@@ -774,7 +783,7 @@ class CloudWatchEngine:
         for group in answer.get("logGroups", []):
             if group.get("logGroupName") == self.store.log_group:
                 return datetime.fromtimestamp(group.get("creationTime", 0) / 1000, UTC)
-        raise Unavailable(f"no event records: log group {self.store.log_group} does not exist")
+        raise FigureUnavailable(f"no event records: log group {self.store.log_group} does not exist")
 
     def _new_returning(self, q: Query, metric: Metric) -> Result:
         stat = q.stats[0]
@@ -802,7 +811,7 @@ class CloudWatchEngine:
         first = {}
         for raw in answers[0]:
             if "first" not in raw:
-                raise Unavailable(
+                raise FigureUnavailable(
                     f"Logs Insights answered without the 'first' field asked for: {sorted(raw)}"
                 )
             first[(raw.get("user_id"), raw.get("bot") if by_bot else None)] = _parse_time(raw["first"])
@@ -836,7 +845,7 @@ class CloudWatchEngine:
         groups: dict[tuple, list[float]] = {}
         for raw in found:
             if "n" not in raw or "first" not in raw:
-                raise Unavailable(f"Logs Insights answered without the fields asked for: {sorted(raw)}")
+                raise FigureUnavailable(f"Logs Insights answered without the fields asked for: {sorted(raw)}")
             began = _parse_time(raw["first"])
             if not q.start <= began < q.end:
                 continue
@@ -899,7 +908,9 @@ class CloudWatchEngine:
         groups = []
         for raw in answers[0]:
             if "n" not in raw:
-                raise Unavailable(f"Logs Insights answered without the 'n' field asked for: {sorted(raw)}")
+                raise FigureUnavailable(
+                    f"Logs Insights answered without the 'n' field asked for: {sorted(raw)}"
+                )
             fp = raw.get("fingerprint") or ""
             first_in = _parse_time(raw["first_in_period"])
             past = history.get(fp, {})
@@ -1053,7 +1064,7 @@ def _number(text: Any) -> float:
     try:
         return float(text)
     except (TypeError, ValueError):
-        raise Unavailable(f"Logs Insights answered {text!r} where a number was expected") from None
+        raise FigureUnavailable(f"Logs Insights answered {text!r} where a number was expected") from None
 
 
 def _stat(values: list[float], stat: str) -> float | int | None:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from ..exceptions import StoreUnavailable
 from .catalogue import CATALOGUE
-from .query import QueryError, Unavailable, floor_to, iso, last_days, previous_window, window_of
+from .query import FigureUnavailable, QueryError, floor_to, iso, last_days, previous_window, window_of
 from .summary import summarise
 
 SCHEMA = "botmeter.dashboard"
@@ -157,7 +157,7 @@ def dashboard_data(
             }
             try:
                 out[key] = reader.query(metric, start=since, end=last, **kw).json_rows()
-            except (Unavailable, QueryError) as exc:
+            except (FigureUnavailable, QueryError) as exc:
                 out[key] = None
                 if key in OPTIONAL:
                     queries.pop(key)
@@ -169,7 +169,7 @@ def dashboard_data(
         try:
             groups = reader.error_groups(start=window[0], end=window[1])
             out["error_groups"] = [_plain(g, since_day, days) for g in groups]
-        except Unavailable as exc:
+        except FigureUnavailable as exc:
             out["error_groups"], missing["error_groups"] = None, str(exc)
     if out.get("top_users"):
         with reader.session():
@@ -213,7 +213,7 @@ def _with_messages_and_country(
     found: dict[str, tuple[int, str | None]] = {}
     try:
         found = reader.user_messages(ids, start=start, end=end)
-    except Unavailable as exc:
+    except FigureUnavailable as exc:
         missing["top_users:messages"] = str(exc)
     for user in users:
         if not user.get("user") or "top_users:messages" in missing:

@@ -1,6 +1,6 @@
 """Answers that combine figures: one figure the store cannot give costs only itself.
 
-A figure a store cannot give by design raises ``Unavailable``; one the backend fails to give this
+A figure a store cannot give by design raises ``FigureUnavailable``; one the backend fails to give this
 time (a request that failed, a file another process holds) raises ``StoreUnavailable``. Either
 way the answer keeps every other figure and lists the missing ones with the reason, as the
 dashboard does. Only when the store answered nothing at all is its failure the answer.
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..exceptions import StoreUnavailable
-from .query import Unavailable
+from .query import FigureUnavailable
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ class Gaps:
         """``fn()``, or ``fallback`` with ``name`` and the reason noted when the store cannot give it."""
         try:
             value = fn()
-        except Unavailable as exc:
+        except FigureUnavailable as exc:
             self.missing[name] = str(exc)
             return fallback
         except StoreUnavailable as exc:

@@ -25,8 +25,9 @@ class QueryError(BotmeterError, ValueError):
     """A query that cannot run as asked; the message names the field, the value and what is valid."""
 
 
-class Unavailable(BotmeterError):
-    """The store cannot answer this query (say, retention from CloudWatch metrics); the message says why."""
+class FigureUnavailable(BotmeterError):
+    """The store is there but cannot give this figure (say, retention from CloudWatch metrics); the message
+    says why. Not ``StoreUnavailable``, which is a store that cannot be reached or opened."""
 
 
 def _choices(values: Iterable[str]) -> str:

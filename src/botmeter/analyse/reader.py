@@ -23,9 +23,9 @@ from .catalogue import DEFAULT_REPLY_STAGE
 from .gaps import Gaps
 from .query import (
     DEFAULT_SESSION_GAP_MINUTES,
+    FigureUnavailable,
     Query,
     Result,
-    Unavailable,
     frame,
     iso,
     make_query,
@@ -335,7 +335,7 @@ class Reader:
         """Stored user ids -> (messages both ways in the window, their country), for top lists."""
         method = getattr(self.engine, "user_messages", None)
         if method is None:
-            raise Unavailable(f"{getattr(self.store, 'url', 'this store')}: no messages per user here")
+            raise FigureUnavailable(f"{getattr(self.store, 'url', 'this store')}: no messages per user here")
         window = self.window(None, start, end)
         return self._answer(("user_messages", tuple(users), window), lambda: method(list(users), *window))
 

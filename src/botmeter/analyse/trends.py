@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .query import Unavailable, floor_to, iso
+from .query import FigureUnavailable, floor_to, iso
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def anomalies(
     for w in watched:
         try:
             series = dict(daily_series(reader, w.metric, history_start, last_day, w.stat))
-        except Unavailable:
+        except FigureUnavailable:
             continue  # a store that cannot give this series (the summary says which) has no anomalies in it
         # Days before the series' first non-zero value come back as 0 but are no baseline: the bot
         # (or the store) was not there yet, and a new bot's first week would all look like spikes.

@@ -180,7 +180,7 @@ class Admin:
         from ..analyse.reader import Reader
 
         reader = Reader(self.meter.store, session_gap_minutes=self.meter.config.session_gap_minutes)
-        from ..analyse.query import Unavailable
+        from ..analyse.query import FigureUnavailable
 
         try:
             if command == "analytics_status":
@@ -189,7 +189,7 @@ class Admin:
             if command == "costs":
                 return responses.costs_report(reader.costs(start=window[0], end=window[1]))
             return responses.error_groups_report(reader.error_groups(start=window[0], end=window[1]), *window)
-        except Unavailable as exc:
+        except FigureUnavailable as exc:
             return responses.message_report(f"Not available from this store: {exc}")
 
 

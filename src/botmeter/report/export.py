@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..analyse.catalogue import CATALOGUE, load_plugins
-from ..analyse.query import QueryError, Unavailable, iso, utc, window_of
+from ..analyse.query import FigureUnavailable, QueryError, iso, utc, window_of
 from ..events import COLUMNS, KINDS
 from ..exceptions import BotmeterError
 from ..process.pipeline import SCHEMA
@@ -117,7 +117,7 @@ def export_events(store: Store, window: Window, fmt: str | None, path: str | Pat
     """Writes the stored events with ``window[0] <= ts < window[1]`` to ``path``; returns how many."""
     fmt = file_format(path, fmt)
     if not isinstance(store, KeepsEvents):
-        raise Unavailable(
+        raise FigureUnavailable(
             f"{store.url}: this store keeps metrics and records for queries, not the events themselves, "
             "so it cannot give them back; export its metrics instead (--what metrics)"
         )
@@ -146,7 +146,7 @@ def import_events(
     disk) is finished by running it again.
     """
     if not isinstance(store, KeepsEvents):
-        raise Unavailable(
+        raise FigureUnavailable(
             f"{store.url}: this store does not keep the events themselves, so it cannot tell which "
             "are already there; importing could count events twice. Import into a DuckDB store"
         )
@@ -462,7 +462,7 @@ def metrics_export(
         for name in named or list(CATALOGUE):
             try:
                 result = reader.query(name, start=window[0], end=window[1], interval=interval, stat=stat)
-            except Unavailable as exc:
+            except FigureUnavailable as exc:
                 unavailable[name] = str(exc)
                 continue
             except QueryError as exc:

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from ...analyse.query import Unavailable, iso
+from ...analyse.query import FigureUnavailable, iso
 from ...exceptions import BotmeterError, InputError
 from ...facade import Meter
 from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, Face, as_utc, never_raises, source_of
@@ -174,7 +174,7 @@ class CostTracker(Face):
                     by="provider",
                     filters={**(filters or {}), **(extra or {})},
                 )
-            except Unavailable as exc:
+            except FigureUnavailable as exc:
                 unavailable[label] = str(exc)
                 return None
             stat = result.stats[0]

@@ -33,7 +33,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from ...analyse.query import Unavailable
+from ...analyse.query import FigureUnavailable
 from ...exceptions import BotmeterError, InputError
 from ...facade import Meter
 from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, Face, as_utc, never_raises, source_of
@@ -243,7 +243,7 @@ class EngagementTracker(Face):
             return out
         unavailable: dict[str, str] = {}
 
-        def ask(label: str, metric: str, *, tolerate: type[Exception] = Unavailable, **kw: Any) -> Any:
+        def ask(label: str, metric: str, *, tolerate: type[Exception] = FigureUnavailable, **kw: Any) -> Any:
             try:
                 return reader.query(metric, start=start, end=end, interval=None, **kw)
             except tolerate as exc:

@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from ...analyse.query import Unavailable
+from ...analyse.query import FigureUnavailable
 from ...exceptions import BotmeterError, InputError
 from ._store import Face, as_utc, never_raises, source_of
 
@@ -150,7 +150,7 @@ class ErrorTracker(Face):
         def breakdown(dim: str) -> dict[Any, int] | None:
             try:
                 result = reader.query("errors", start=start, end=end, interval=None, by=dim)
-            except Unavailable as exc:
+            except FigureUnavailable as exc:
                 unavailable[f"errors by {dim}"] = str(exc)
                 return None
             return {r[dim]: r["count"] for r in result.rows if r["count"]}

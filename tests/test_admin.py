@@ -14,7 +14,7 @@ from slack_sdk.models.blocks import Block
 from botmeter import Meter
 from botmeter.analyse import Reader
 from botmeter.analyse.query import iso
-from botmeter.interfaces.admin import BUSY, REPLY_TIMEOUT_S
+from botmeter.chat_admin import BUSY, REPLY_TIMEOUT_S
 from botmeter.process.sms import GSM7, sms_parts
 from botmeter.report.numbers import count, money
 from conftest import hold_store_file, query, scalar

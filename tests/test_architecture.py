@@ -17,10 +17,6 @@ from conftest import subprocess_env
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "botmeter"
 
-# `botmeter import --dadacat` (interfaces.cli_export) reaches compat, whose classes use botmeter.Meter
-# (facade) and whose chat admin shim sits on interfaces.admin. The one package cycle left (the contract
-# ignores that one import); nothing else may join it.
-KNOWN_PACKAGE_CYCLES = [{"botmeter.compat", "botmeter.facade", "botmeter.interfaces"}]
 
 # Each child starts from a parent that has loaded these and nothing of botmeter: every module is
 # imported in an interpreter where no botmeter module is loaded yet, without paying for DuckDB and
@@ -160,4 +156,4 @@ def test_no_import_cycle_among_modules_or_packages():
     packages: dict[str, set[str]] = defaultdict(set)
     for importer, imported in modules.items():
         packages[package(importer)] |= {package(m) for m in imported} - {package(importer)}
-    assert _cycles(packages) == KNOWN_PACKAGE_CYCLES
+    assert _cycles(packages) == []

@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 
 from .analyse.reader import Reader
 from .aws_lambda import flush_after
+from .chat_admin import Admin
 from .collect.meter import Id, RecordingMeter, Timer
 from .exceptions import ConfigError
 from .integrations import instrument_client, uninstrument_client
-from .interfaces.admin import Admin
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -93,7 +93,7 @@ class Meter(RecordingMeter):
         is not one or ``sender`` is not on the admin list (``admins``, ``BOTMETER_ADMINS``); then the
         bot answers the message as usual. ``format``: ``sms`` (plain text of at most ``max_segments``
         segments), ``text``, ``slack`` (mrkdwn), ``slack_blocks`` (Block Kit dict), ``markdown``,
-        ``json``. See ``botmeter.interfaces.admin``."""
+        ``json``. See ``botmeter.chat_admin``."""
         if self._admin is None:
             self._admin = Admin(self, self.config.admins)
         return self._admin.reply(

@@ -17,8 +17,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ...chat_admin import DENIED, PREFIX, Admin, status_report
 from ...facade import Meter
-from ...interfaces.admin import DENIED, PREFIX, Admin, status_report
 from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, shared_meter
 
 log = logging.getLogger("botmeter")

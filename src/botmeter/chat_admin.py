@@ -28,17 +28,17 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..analyse.gaps import Gaps
-from ..analyse.query import MAX_DAYS, days_from_text
-from ..exceptions import InputError, InputTypeError
-from ..process.privacy import UserHasher
-from ..report import responses
-from ..report.numbers import count, latency_s, money, percent
-from ..report.responses import Figure, Line, Report, Section, anomalies_section, change_figure, period_text
-from ..version import __version__
+from .analyse.gaps import Gaps
+from .analyse.query import MAX_DAYS, days_from_text
+from .exceptions import InputError, InputTypeError
+from .process.privacy import UserHasher
+from .report import responses
+from .report.numbers import count, latency_s, money, percent
+from .report.responses import Figure, Line, Report, Section, anomalies_section, change_figure, period_text
+from .version import __version__
 
 if TYPE_CHECKING:
-    from ..facade import Meter
+    from .facade import Meter
 
 log = logging.getLogger("botmeter")
 
@@ -107,7 +107,7 @@ class Admin:
         try:
             report = self._within_bound(lambda: self._answer(command, argument))
         except Exception as exc:  # the bot asked for a reply, never for an exception
-            from ..exceptions import StoreLocked
+            from .exceptions import StoreLocked
 
             log.exception("botmeter: admin:%s failed", command)
             if isinstance(exc, StoreLocked):
@@ -177,10 +177,10 @@ class Admin:
             )
         # Flushes first, so the admin sees what just happened; within half the reply's time.
         self.meter.flush(timeout=self.reply_timeout / 2)
-        from ..analyse.reader import Reader
+        from .analyse.reader import Reader
 
         reader = Reader(self.meter.store, session_gap_minutes=self.meter.config.session_gap_minutes)
-        from ..analyse.query import FigureUnavailable
+        from .analyse.query import FigureUnavailable
 
         try:
             if command == "analytics_status":
@@ -203,7 +203,7 @@ def _argument_facts(command: str, argument: str) -> dict[str, Any] | None:
 
 
 def _is_ours(exc: BaseException) -> bool:
-    from ..exceptions import BotmeterError
+    from .exceptions import BotmeterError
 
     return isinstance(exc, BotmeterError)
 
@@ -298,7 +298,7 @@ def status_report(meter: Meter) -> Report:
 
 def analytics_status_report(reader: Any, days: int) -> Report:
     """Key metrics: today's and the period's cost, users, conversations, error rate, p95, anomalies."""
-    from ..analyse.summary import summarise
+    from .analyse.summary import summarise
 
     with reader.session():
         summary = summarise(reader, days, compare_weeks=False, with_groups=False)

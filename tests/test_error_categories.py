@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from botmeter import Meter
 from botmeter.analyse import Reader
 from botmeter.interfaces.cli import main
-from botmeter.process.errors import categorise, describe, provider_of
+from botmeter.process.error_facts import categorise, describe, provider_of
 from conftest import query
 
 anthropic = pytest.importorskip("anthropic")

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import GenerateJsonSchema
 
-from ..analyse.dashboard import SCHEMA, SCHEMA_VERSION
+from ..analyse.dashboard_figures import SCHEMA, SCHEMA_VERSION
 
 SCHEMA_FILE = Path(__file__).with_name("dashboard.schema.json")
 

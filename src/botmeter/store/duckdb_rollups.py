@@ -133,7 +133,7 @@ MARKED_FAILED = (
 # a 64-bit hash of its id (or its user's): a turn per inbound message must stay small.
 TURN_EVENT = (
     "coalesce(bot, '') AS bot, hash(coalesce('c:' || conversation_id, 'u:' || user_id)) AS key, ts, channel, "
-    "kind = 'message' AND direction = 'in' AS inbound, "
+    "coalesce(kind = 'message' AND direction = 'in', false) AS inbound, "
     f"kind = 'error' OR (kind = 'message' AND direction = 'out' AND {MARKED_FAILED}) AS bad, "
     f"kind = 'message' AND direction = 'out' AND NOT {MARKED_FAILED} AS answered"
 )
@@ -565,7 +565,7 @@ def merge_turns(con: Any, src: str) -> None:
                    CASE WHEN turn = 0 THEN coalesce(any_value(head), {NO_TURN})
                         ELSE min(ts) FILTER (WHERE inbound) END,
                    any_value(channel) FILTER (WHERE inbound), max(ts), bool_or(bad), bool_or(answered)
-            FROM (SELECT e.*, s.since AS head, sum(CAST(e.inbound AS INTEGER)) OVER (
+            FROM (SELECT e.*, s.since AS head, sum(CASE WHEN e.inbound THEN 1 ELSE 0 END) OVER (
                       PARTITION BY e.bot, e.key ORDER BY e.ts, e.inbound DESC
                       ROWS UNBOUNDED PRECEDING) AS turn
                   FROM _bm_turn_events AS e LEFT JOIN _bm_turns_since AS s USING (bot, key)

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from ..analyse.query import iso
 from .html import Axis
-from .numbers import count, money, percent, short
+from .numbers import count, latency_s, money, percent, short
 
 MAX_STACKED = 7  # series drawn in a stacked chart; the rest are summed as "others" (never severe ones)
 SEVERE = frozenset({"critical", "error"})
@@ -83,11 +83,8 @@ def user_details(row: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def secs(v: float | None) -> str:
-    """A latency given in ms, shown in seconds: "0.83 s", "7.96 s", "12.3 s"."""
-    if v is None:
-        return "-"
-    s = v / 1000
-    return f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
+    """A latency given in ms, shown as ``latency_s`` shows seconds: "0.83 s", "12.3 s", "2.5 min"."""
+    return latency_s(None if v is None else v / 1000)
 
 
 def cost(v: float | None) -> str:
@@ -120,7 +117,7 @@ WATCHED: dict[str, tuple[str, Callable[[float | None], str], str, str]] = {
     "latency_ms": ("Response time (p95)", secs, "latency", "reply_p95"),
     "reply_latency_s": (
         "Reply time (p95)",
-        lambda v: secs(None if v is None else v * 1000),
+        latency_s,
         "latency",
         "reply_p95",
     ),

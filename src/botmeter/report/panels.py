@@ -26,7 +26,7 @@ from .html import (
     sparkline,
     table,
 )
-from .numbers import count, money, percent, seconds, short, short_money
+from .numbers import count, latency_s, money, percent, seconds, short, short_money
 from .page import (
     SEVERE,
     Page,
@@ -599,7 +599,7 @@ def draw_reply_time(p: Page) -> Any:
         p.axis("seconds", lambda v: f"{v or 0:g}"),
         series,
         title="Reply time percentiles per day",
-        fmt=lambda v: secs(None if v is None else v * 1000),
+        fmt=latency_s,
         colour_of=tint,
         markers=p.markers.get("latency", ()),
         wide=True,

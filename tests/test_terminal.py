@@ -7,9 +7,10 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from rich.console import ColorSystem
 
 from botmeter.demo import run_demo
-from botmeter.interfaces.cli import main
+from botmeter.interfaces.cli import console, main
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def _cells(output: str) -> list[list[str]]:
     return rows
 
 
-def test_money_has_its_symbol_a_total_and_the_largest_first(demo):
+def test_money_has_its_symbol_a_total_and_the_largest_first(demo, monkeypatch):
     runner = CliRunner(env={"COLUMNS": "100"})
     args = ["query", "cost_usd", "--days", "7", "--interval", "none", "--by", "provider,model"]
     out = runner.invoke(main, [*args, "--store", demo])
@@ -48,6 +49,18 @@ def test_money_has_its_symbol_a_total_and_the_largest_first(demo):
     assert "bucket" not in out.output  # one bucket: its start says nothing
     # No escape codes: colour is for what means something, and a plain number means nothing special.
     assert "\x1b[" not in out.output
+    # Piped output never has colour, so ask again as a colour terminal would: the title, header and
+    # total are styled there, and the rows of figures still are not.
+    monkeypatch.setattr(console, "_force_terminal", True)
+    monkeypatch.setattr(console, "_color_system", ColorSystem.STANDARD)
+    shown = runner.invoke(main, [*args, "--store", demo])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert "\x1b[" in "".join(lines[:3]), lines[:3]  # a terminal: styles are drawn
+    body = [line for line in lines if line.startswith("│")]
+    *figures, total_line = body
+    assert len(body) == len(rows) and "total" in total_line
+    assert not [line for line in figures if "\x1b[" in line], figures
 
 
 def test_long_names_wrap_instead_of_being_cut(demo):

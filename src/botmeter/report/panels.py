@@ -100,14 +100,17 @@ KIND_NAMES = {
 }
 
 
-def draw_cost_breakdown(p: Page) -> Any:
-    rows = [r for r in p.rows("cost_by_kind") if r.get("value")]
+def _shares(
+    rows: list[dict[str, Any]], name: Callable[[dict[str, Any]], str]
+) -> list[tuple[str, float, str]]:
+    """A bar list's items: the rows with a value, largest first, each with its share of their total."""
+    rows = sorted((r for r in rows if r.get("value")), key=lambda r: -r["value"])
     total = sum(r["value"] for r in rows) or 1
-    rows.sort(key=lambda r: -r["value"])
-    items = [
-        (KIND_NAMES.get(r["kind"], r["kind"] or "other"), r["value"], f"{r['value'] / total:.0%}")
-        for r in rows
-    ]
+    return [(name(r), r["value"], f"{r['value'] / total:.0%}") for r in rows]
+
+
+def draw_cost_breakdown(p: Page) -> Any:
+    items = _shares(p.rows("cost_by_kind"), lambda r: KIND_NAMES.get(r["kind"], r["kind"] or "other"))
     if not items:
         return None
     return bar_list(
@@ -452,11 +455,9 @@ def draw_retention(p: Page) -> Any:
 
 
 def draw_activities(p: Page) -> Any:
-    rows = sorted((r for r in p.rows("activities") if r.get("value")), key=lambda r: -r["value"])
-    if not rows:
+    items = _shares(p.rows("activities"), lambda r: r.get("name") or "unnamed")
+    if not items:
         return None
-    total = sum(r["value"] for r in rows)
-    items = [(r.get("name") or "unnamed", r["value"], f"{r['value'] / total:.0%}") for r in rows]
     return bar_list(items, fmt=count, caption="Activities in the period", colour_of=["blue"] * len(items))
 
 

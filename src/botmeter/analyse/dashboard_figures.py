@@ -257,7 +257,7 @@ def _warm_prices() -> None:
         pass
 
 
-def _model_name(row: dict[str, Any]) -> str:
+def model_name(row: dict[str, Any]) -> str:
     """A cost row's name in the user's words: "openai gpt-4o-mini", "twilio SMS", "serpapi"."""
     provider, model = row.get("provider"), row.get("model")
     if model:
@@ -304,7 +304,7 @@ def cost_change(data: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]
         "model",
         _totals(data.get("cost_by_model")),
         data.get("cost_by_provider_model_previous"),
-        _model_name,
+        model_name,
     )
     compare("user", data.get("top_users"), data.get("top_users_previous"), lambda r: r.get("user"), False)
     drivers = [d for d in drivers if d["name"] is not None and abs(d["change_usd"]) >= 0.005]

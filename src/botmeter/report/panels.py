@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..analyse.dashboard_figures import model_name
 from .html import (
     CATEGORY_COLOURS,
     PROVIDER_COLOURS,
@@ -67,13 +68,6 @@ class Section:
 
 def _provider(r: dict[str, Any]) -> str:
     return r.get("provider") or "other"
-
-
-def _model(r: dict[str, Any]) -> str:
-    provider, model = r.get("provider"), r.get("model")
-    if model:
-        return f"{provider} {model}" if provider else model
-    return provider or "untagged"
 
 
 def draw_cost_by_provider(p: Page) -> Any:
@@ -199,7 +193,7 @@ def draw_llm_models(p: Page) -> Any:
         saved = c.get("saved_usd")
         rows.append(
             (
-                _model({"provider": k[0], "model": k[1]}),
+                model_name({"provider": k[0], "model": k[1]}),
                 count(n),
                 cost(spent) + (f" ({count(u)} unpriced)" if u and u < n else ""),
                 percent(c.get("cache_hit_rate")) if c.get("cache_hit_rate") is not None else "-",
@@ -636,7 +630,7 @@ def _speed_table(
     out = []
     for r in sorted(rows, key=lambda r: -(r.get("p95") or 0)):
         k = tuple(r.get(d) for d in dims)
-        name = _model(r) if "model" in dims else (r.get(dims[0]) or "untagged")
+        name = model_name(r) if "model" in dims else (r.get(dims[0]) or "untagged")
         line = [name, count(r.get("count")), secs(r.get("p50")), secs(r.get("p95"))]
         if errors:
             line.append(count(errs.get(k) or 0))

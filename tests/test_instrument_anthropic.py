@@ -8,13 +8,13 @@ import asyncio
 import json
 
 import anthropic
-import duckdb
 import httpx2
 import pytest
 from genai_prices import calc_price, extract_usage
 
 from botmeter import Meter
 from botmeter.integrations import anthropic as anthropic_integration
+from stored_events import events
 
 MODEL = "claude-sonnet-4-5-20250929"
 USAGE = {
@@ -105,21 +105,6 @@ def meter(store_url):
     m = Meter(bot="b", store=store_url, hash_users=False)
     yield m
     m.close()
-
-
-def events(meter, store_path, kind=None):
-    meter.close()
-    sql = "SELECT * FROM events" + (f" WHERE kind = '{kind}'" if kind else "") + " ORDER BY ts"
-    con = duckdb.connect(str(store_path), read_only=True)
-    try:
-        cur = con.execute(sql)
-        names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    finally:
-        con.close()
-    for row in rows:
-        row["properties"] = json.loads(row["properties"]) if row["properties"] else {}
-    return rows
 
 
 def genai_cost(body, provider="anthropic"):

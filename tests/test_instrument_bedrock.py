@@ -15,7 +15,6 @@ from typing import ClassVar
 from urllib.parse import unquote
 
 import boto3
-import duckdb
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EventStreamError, ReadTimeoutError
@@ -23,6 +22,7 @@ from genai_prices import calc_price, extract_usage
 
 from botmeter import Meter
 from botmeter.integrations import bedrock as bedrock_integration
+from stored_events import events
 
 CLAUDE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 NOVA = "amazon.nova-lite-v1:0"
@@ -208,21 +208,6 @@ def meter(store_url):
     m = Meter(bot="b", store=store_url, hash_users=False)
     yield m
     m.close()
-
-
-def events(meter, store_path, kind=None):
-    meter.close()
-    sql = "SELECT * FROM events" + (f" WHERE kind = '{kind}'" if kind else "") + " ORDER BY ts"
-    con = duckdb.connect(str(store_path), read_only=True)
-    try:
-        cur = con.execute(sql)
-        names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    finally:
-        con.close()
-    for row in rows:
-        row["properties"] = json.loads(row["properties"]) if row["properties"] else {}
-    return rows
 
 
 def genai_cost(usage, model):

@@ -16,12 +16,12 @@ import json
 import sys
 from decimal import Decimal
 
-import duckdb
 import openai
 import pytest
 from genai_prices import extract_usage
 
 from botmeter import Meter
+from stored_events import events
 
 # openai 3 is built on httpx2, openai 2 (the previous major) on httpx: the mock transport comes
 # from whichever the installed SDK uses, so this file also runs against the previous major.
@@ -191,21 +191,6 @@ def meter(store_url):
     m = Meter(bot="b", store=store_url, hash_users=False)
     yield m
     m.close()
-
-
-def events(meter, store_path, kind=None):
-    meter.close()
-    sql = "SELECT * FROM events" + (f" WHERE kind = '{kind}'" if kind else "") + " ORDER BY ts"
-    con = duckdb.connect(str(store_path), read_only=True)
-    try:
-        cur = con.execute(sql)
-        names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    finally:
-        con.close()
-    for row in rows:
-        row["properties"] = json.loads(row["properties"]) if row["properties"] else {}
-    return rows
 
 
 def genai_cost(body, flavor, provider="openai", tier=None):

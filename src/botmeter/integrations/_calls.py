@@ -68,6 +68,7 @@ def raw_usage(usage: Any) -> dict[str, Any] | None:
     return None
 
 
+# Usage's counts, in the order record_call reads them (names as listed in ``usage_unknown``).
 _COUNTS = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
@@ -100,15 +101,8 @@ def record_call(
         inp, out = usage.input_tokens, usage.output_tokens
         cached, written, reasoning = usage.cached_tokens, usage.cache_write_tokens, usage.reasoning_tokens
         if inp is None or out is None or cached is None or written is None or reasoning is None:
-            names = (
-                "input_tokens",
-                "output_tokens",
-                "cached_tokens",
-                "cache_write_tokens",
-                "reasoning_tokens",
-            )
             values = (inp, out, cached, written, reasoning)
-            properties["usage_unknown"] = [n for n, v in zip(names, values, strict=True) if v is None]
+            properties["usage_unknown"] = [n for n, v in zip(_COUNTS, values, strict=True) if v is None]
             inp, out, cached, written, reasoning = (v or 0 for v in values)
         # Numbers that contradict each other stay as given in the raw usage; the event stays valid
         # (cached within the prompt, reasoning within the completion).

@@ -33,6 +33,27 @@ def _tier(properties: dict[str, Any], obj: Any) -> None:
         properties["service_tier"] = tier
 
 
+def _usage(result: Any, prompt_name: str, completion_name: str) -> Usage | None:
+    """The usage of a chat completion (``prompt_tokens``...) or a response (``input_tokens``...):
+    the two APIs name the same counts differently, and their details objects ``<name>_details``."""
+    usage = getattr(result, "usage", None)
+    if usage is None:
+        return None
+    # Models without cache or reasoning send no details: nothing was cached or reasoned.
+    prompt = getattr(usage, prompt_name + "_details", None)
+    completion = getattr(usage, completion_name + "_details", None)
+    found = Usage(
+        as_count(getattr(usage, prompt_name, None)),
+        as_count(getattr(usage, completion_name, None)),
+        0 if prompt is None else as_count(getattr(prompt, "cached_tokens", None)),
+        0,
+        0 if completion is None else as_count(getattr(completion, "reasoning_tokens", None)),
+        {"usage": usage},
+    )
+    _tier(found.properties, result)
+    return found
+
+
 class ChatCompletions(Operation):
     name = "chat.completions"
 
@@ -60,22 +81,7 @@ class ChatCompletions(Operation):
         return True  # drop the usage-only chunk the caller did not ask for
 
     def usage(self, result: Any) -> Usage | None:
-        usage = getattr(result, "usage", None)
-        if usage is None:
-            return None
-        # Models without cache or reasoning send no details: nothing was cached or reasoned.
-        prompt = getattr(usage, "prompt_tokens_details", None)
-        completion = getattr(usage, "completion_tokens_details", None)
-        found = Usage(
-            as_count(getattr(usage, "prompt_tokens", None)),
-            as_count(getattr(usage, "completion_tokens", None)),
-            0 if prompt is None else as_count(getattr(prompt, "cached_tokens", None)),
-            0,
-            0 if completion is None else as_count(getattr(completion, "reasoning_tokens", None)),
-            {"usage": usage},
-        )
-        _tier(found.properties, result)
-        return found
+        return _usage(result, "prompt_tokens", "completion_tokens")
 
     def see(self, watch: Watch, item: Any) -> bool:
         # Runs for every chunk: after the first content, only the usage check remains.
@@ -180,21 +186,7 @@ class Responses(Operation):
     name = "responses"
 
     def usage(self, result: Any) -> Usage | None:
-        usage = getattr(result, "usage", None)
-        if usage is None:
-            return None
-        prompt = getattr(usage, "input_tokens_details", None)
-        completion = getattr(usage, "output_tokens_details", None)
-        found = Usage(
-            as_count(getattr(usage, "input_tokens", None)),
-            as_count(getattr(usage, "output_tokens", None)),
-            0 if prompt is None else as_count(getattr(prompt, "cached_tokens", None)),
-            0,
-            0 if completion is None else as_count(getattr(completion, "reasoning_tokens", None)),
-            {"usage": usage},
-        )
-        _tier(found.properties, result)
-        return found
+        return _usage(result, "input_tokens", "output_tokens")
 
     def see(self, watch: Watch, item: Any) -> bool:
         kind = getattr(item, "type", "")

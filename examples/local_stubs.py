@@ -64,8 +64,8 @@ class _Stub:
         self.stop()
 
 
-class _TwilioHandler(BaseHTTPRequestHandler):
-    stub: TwilioApiStub
+class _JsonHandler(BaseHTTPRequestHandler):
+    """What the stand-ins share: quiet logs, JSON answers."""
 
     def log_message(self, *args: Any) -> None:  # quiet
         return None
@@ -77,6 +77,10 @@ class _TwilioHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+class _TwilioHandler(_JsonHandler):
+    stub: TwilioApiStub
 
     def _error(self, status: int, code: int, message: str) -> None:
         self._answer(
@@ -172,11 +176,8 @@ def twilio_async_http_client(stub_url: str) -> Any:
     return LocalAsyncTwilioHttpClient()
 
 
-class _OpenAiHandler(BaseHTTPRequestHandler):
+class _OpenAiHandler(_JsonHandler):
     stub: OpenAiApiStub
-
-    def log_message(self, *args: Any) -> None:
-        return None
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -202,12 +203,7 @@ class _OpenAiHandler(BaseHTTPRequestHandler):
                 "service_tier": "default",
                 "system_fingerprint": "fp_06737a9306",
             }  # fmt: skip
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self._answer(status, body)
 
 
 class OpenAiApiStub(_Stub):
@@ -222,11 +218,8 @@ class OpenAiApiStub(_Stub):
         return self.url + "/v1"
 
 
-class _SlackHandler(BaseHTTPRequestHandler):
+class _SlackHandler(_JsonHandler):
     stub: SlackApiStub
-
-    def log_message(self, *args: Any) -> None:
-        return None
 
     def do_POST(self) -> None:
         stub = self.stub
@@ -248,12 +241,7 @@ class _SlackHandler(BaseHTTPRequestHandler):
                     "message": {"type": "message", "text": form.get("text"), "user": "U0BOT"}}  # fmt: skip
         else:
             body = {"ok": False, "error": "unknown_method"}
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self._answer(200, body)
 
 
 class SlackApiStub(_Stub):

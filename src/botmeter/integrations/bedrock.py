@@ -20,13 +20,16 @@ T = TypeVar("T")
 PROVIDER = "bedrock"
 
 
-def converse_usage(usage: Any) -> Usage | None:
-    """Converse's usage (camelCase, prompt parts apart) in botmeter's convention."""
+def converse_usage(
+    usage: Any, reads_key: str = "cacheReadInputTokens", writes_key: str = "cacheWriteInputTokens"
+) -> Usage | None:
+    """Converse's usage (camelCase, prompt parts apart) in botmeter's convention. Nova's
+    ``invoke_model`` body has the same shape, its cache counts named ``...TokenCount``."""
     if not isinstance(usage, dict):
         return None
     uncached = as_count(usage.get("inputTokens"))
-    reads = as_count(usage.get("cacheReadInputTokens", 0))
-    writes = as_count(usage.get("cacheWriteInputTokens", 0))
+    reads = as_count(usage.get(reads_key, 0))
+    writes = as_count(usage.get(writes_key, 0))
     whole = None if uncached is None else uncached + (reads or 0) + (writes or 0)
     return Usage(whole, as_count(usage.get("outputTokens")), reads, writes, 0, {"usage": usage})
 
@@ -161,11 +164,7 @@ def invoke_usage(body: dict[str, Any]) -> Usage | None:
 
         return usage_of(usage)
     if isinstance(usage, dict) and "inputTokens" in usage:  # Amazon Nova
-        uncached = as_count(usage.get("inputTokens"))
-        reads = as_count(usage.get("cacheReadInputTokenCount", 0))
-        writes = as_count(usage.get("cacheWriteInputTokenCount", 0))
-        whole = None if uncached is None else uncached + (reads or 0) + (writes or 0)
-        return Usage(whole, as_count(usage.get("outputTokens")), reads, writes, 0, {"usage": usage})
+        return converse_usage(usage, "cacheReadInputTokenCount", "cacheWriteInputTokenCount")
     if "inputTextTokenCount" in body:  # Amazon Titan Text
         results = body.get("results") or []
         counts = [as_count(get(r, "tokenCount")) for r in results]

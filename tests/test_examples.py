@@ -69,7 +69,7 @@ def test_the_readme_first_example_is_a_working_bot_under_15_lines(tmp_path, monk
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
     assert len(code.strip().splitlines()) < 15 and "meter.instrument(OpenAI())" in code
-    sys.path.insert(0, str(EXAMPLES))
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # undone after the test
     from local_stubs import OpenAiApiStub
 
     monkeypatch.chdir(tmp_path)  # Meter(bot=...) writes ./botmeter.duckdb

@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -36,7 +37,7 @@ from typing import Any
 from ...analyse.query import FigureUnavailable
 from ...exceptions import BotmeterError, InputError
 from ...facade import Meter
-from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, Face, as_utc, never_raises, source_of
+from ._store import Face, as_utc, never_raises, source_of
 
 REPLY_STAGE = "reply"
 CHANNEL = "sms"
@@ -102,18 +103,10 @@ def _memory_of(meter: Meter) -> _Conversations:
 class EngagementTracker(Face):
     """Tracks conversations, response times and user activities; reads back botmeter's figures."""
 
-    def __init__(
-        self,
-        namespace: str = DEFAULT_NAMESPACE,
-        region: str = DEFAULT_REGION,
-        local_file_fallback: bool = True,
-        local_file_path: str | None = None,
-        *,
-        meter: Meter | None = None,
-        store: str | None = None,
-    ) -> None:
-        super().__init__(namespace, region, local_file_fallback, local_file_path, meter=meter, store=store)
-        self._conversations = _memory_of(self.meter)
+    @functools.cached_property
+    def _conversations(self) -> _Conversations:
+        # Found once per tracker: every tracker over the same meter shares this memory.
+        return _memory_of(self.meter)
 
     def _who(self, user_id: str) -> str:
         hasher = getattr(getattr(self.meter, "pipeline", None), "hasher", None)

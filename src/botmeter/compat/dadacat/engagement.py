@@ -37,7 +37,7 @@ from typing import Any
 from ...analyse.query import FigureUnavailable
 from ...exceptions import BotmeterError, InputError
 from ...facade import Meter
-from ._store import Face, as_utc, never_raises, source_of
+from ._store import Face, as_utc, check_amount, check_count, never_raises, source_of
 
 REPLY_STAGE = "reply"
 CHANNEL = "sms"
@@ -124,15 +124,8 @@ class EngagementTracker(Face):
     ) -> bool:
         """``track_conversation`` at a given time (the history import); raises on bad input."""
         _user(user_id)
-        if isinstance(message_count, bool) or not isinstance(message_count, int) or message_count < 0:
-            raise InputError(f"message_count: expected a whole number >= 0, got {message_count!r}")
-        if (
-            isinstance(duration_seconds, bool)
-            or not isinstance(duration_seconds, int | float)
-            or not duration_seconds >= 0
-            or duration_seconds == float("inf")
-        ):
-            raise InputError(f"duration_seconds: expected a number of seconds >= 0, got {duration_seconds!r}")
+        check_count(message_count, "message_count")
+        check_amount(duration_seconds, "duration_seconds", "seconds")
         if not self.recording:
             return False
         now = time.time() if ts is None else ts
@@ -158,14 +151,7 @@ class EngagementTracker(Face):
     def record_response_time(
         self, response_time_ms: float, *, ts: float | None = None, event_id: str | None = None
     ) -> bool:
-        if (
-            isinstance(response_time_ms, bool)
-            or not isinstance(response_time_ms, int | float)
-            or not 0 <= response_time_ms < float("inf")
-        ):
-            raise InputError(
-                f"response_time_ms: expected a number of milliseconds >= 0, got {response_time_ms!r}"
-            )
+        check_amount(response_time_ms, "response_time_ms", "milliseconds")
         if not self.recording:
             return False
         self.meter.track_timing(

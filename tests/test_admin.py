@@ -121,6 +121,16 @@ def test_analytics_status_gives_the_key_figures(meter):
     assert "failed " in one and "reply p95 " in one
 
 
+def test_analytics_status_reads_with_the_meters_settings(store_url, tmp_path):
+    # The admin's figures are the ones meter.reader() gives: the meter's reply stage, not the default.
+    with Meter(bot="b", store=store_url, admins=[ADMIN], hash_key=HASH_KEY, reply_stage="answer",
+               spool_dir=str(tmp_path / "s")) as m:  # fmt: skip
+        m.track_message(direction="in", text="hi", user="+15550000200", conversation="c1")
+        assert m.flush()
+        full = json.loads(m.admin_reply(sender=ADMIN, text="admin:analytics_status", format="json"))
+        assert full["summary"]["latency"]["reply_stage"] == "answer"
+
+
 def test_costs_and_errors_with_days(meter):
     reader = Reader(meter.store)
     for days in (1, 7, 30):

@@ -11,6 +11,7 @@ import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -485,6 +486,16 @@ def test_history_import_is_checked_complete_and_idempotent(tmp_path, store_url, 
     assert scalar(store_path, "SELECT count(*) FROM events WHERE properties LIKE '%5551234567%'") == 0
 
 
+def _import_mangled(tmp_path: Path, store_url: str, file: str, mangle: Any) -> Any:
+    """``botmeter import --dadacat`` of the original's files with ``file`` changed by ``mangle``."""
+    folder = tmp_path / "metrics"
+    _write_history(folder)
+    data = json.loads((folder / file).read_text())
+    mangle(data)
+    (folder / file).write_text(json.dumps(data))
+    return CliRunner().invoke(main, ["import", "--dadacat", str(folder), "--store", store_url])
+
+
 @pytest.mark.parametrize(
     ("file", "mangle", "expected"),
     [
@@ -503,12 +514,7 @@ def test_history_import_is_checked_complete_and_idempotent(tmp_path, store_url, 
 )  # fmt: skip
 def test_history_import_names_the_bad_record_and_writes_nothing(tmp_path, store_url, store_path, file, mangle,
                                                                 expected):  # fmt: skip
-    folder = tmp_path / "metrics"
-    _write_history(folder)
-    data = json.loads((folder / file).read_text())
-    mangle(data)
-    (folder / file).write_text(json.dumps(data))
-    result = CliRunner().invoke(main, ["import", "--dadacat", str(folder), "--store", store_url])
+    result = _import_mangled(tmp_path, store_url, file, mangle)
     assert result.exit_code != 0
     assert expected in " ".join(result.output.split())
     assert not store_path.exists()  # checked before anything was written
@@ -618,12 +624,7 @@ def test_history_timestamps_without_an_offset_are_local_time(monkeypatch, tmp_pa
 def test_history_import_refuses_what_track_calls_refuse_before_writing(tmp_path, store_url, store_path, file,
                                                                        mangle, expected):  # fmt: skip
     # The track calls refuse these values; found only mid-import, they would leave it half-written.
-    folder = tmp_path / "metrics"
-    _write_history(folder)
-    data = json.loads((folder / file).read_text())
-    mangle(data)
-    (folder / file).write_text(json.dumps(data))
-    result = CliRunner().invoke(main, ["import", "--dadacat", str(folder), "--store", store_url])
+    result = _import_mangled(tmp_path, store_url, file, mangle)
     assert result.exit_code != 0
     assert expected in " ".join(result.output.split()), result.output
     assert not store_path.exists()

@@ -179,7 +179,13 @@ class Admin:
         self.meter.flush(timeout=self.reply_timeout / 2)
         from .analyse.reader import Reader
 
-        reader = Reader(self.meter.store, session_gap_minutes=self.meter.config.session_gap_minutes)
+        config = self.meter.config  # the meter's own settings, as meter.reader() reads with
+        reader = Reader(
+            self.meter.store,
+            session_gap_minutes=config.session_gap_minutes,
+            reply_stage=config.reply_stage,
+            hash_key=config.hash_key,
+        )
         from .analyse.query import FigureUnavailable
 
         try:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from ...config import Config
-from ...exceptions import InputTypeError
+from ...exceptions import InputError, InputTypeError
 from ...facade import Meter
 
 log = logging.getLogger("botmeter")
@@ -80,6 +80,18 @@ def as_utc(value: datetime | None, field_name: str) -> datetime:
     if not isinstance(value, datetime):
         raise InputTypeError(f"{field_name}: expected a datetime, got {value!r}")
     return value.astimezone(UTC)
+
+
+def check_count(value: Any, field_name: str, least: int = 0) -> None:
+    """A count as the original took it: a whole number (not a bool) of at least ``least``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InputError(f"{field_name}: expected a whole number >= {least}, got {value!r}")
+
+
+def check_amount(value: Any, field_name: str, unit: str) -> None:
+    """A finite number of ``unit`` >= 0 (a duration, a response time)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        raise InputError(f"{field_name}: expected a number of {unit} >= 0, got {value!r}")
 
 
 def never_raises(fn: F) -> F:

@@ -25,7 +25,7 @@ from typing import Any
 from ...analyse.query import FigureUnavailable, iso
 from ...exceptions import BotmeterError, InputError
 from ...facade import Meter
-from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, Face, as_utc, never_raises, source_of
+from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, Face, as_utc, check_count, never_raises, source_of
 
 log = logging.getLogger("botmeter")
 
@@ -83,8 +83,7 @@ class CostTracker(Face):
         """``track_api_cost`` with the time and a stable id (the history import); raises on bad input."""
         if not isinstance(api_name, str) or not api_name.strip():
             raise InputError(f"api_name: expected a non-empty str, got {api_name!r}")
-        if isinstance(request_count, bool) or not isinstance(request_count, int) or request_count < 1:
-            raise InputError(f"request_count: expected a whole number >= 1, got {request_count!r}")
+        check_count(request_count, "request_count", least=1)
         if request_tokens is not None and (
             isinstance(request_tokens, bool)
             or not isinstance(request_tokens, int | float)

@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -36,7 +37,7 @@ from typing import Any
 from ...analyse.query import FigureUnavailable
 from ...exceptions import BotmeterError, InputError
 from ...facade import Meter
-from ._store import DEFAULT_NAMESPACE, DEFAULT_REGION, Face, as_utc, never_raises, source_of
+from ._store import Face, as_utc, check_amount, check_count, never_raises, source_of
 
 REPLY_STAGE = "reply"
 CHANNEL = "sms"
@@ -102,18 +103,10 @@ def _memory_of(meter: Meter) -> _Conversations:
 class EngagementTracker(Face):
     """Tracks conversations, response times and user activities; reads back botmeter's figures."""
 
-    def __init__(
-        self,
-        namespace: str = DEFAULT_NAMESPACE,
-        region: str = DEFAULT_REGION,
-        local_file_fallback: bool = True,
-        local_file_path: str | None = None,
-        *,
-        meter: Meter | None = None,
-        store: str | None = None,
-    ) -> None:
-        super().__init__(namespace, region, local_file_fallback, local_file_path, meter=meter, store=store)
-        self._conversations = _memory_of(self.meter)
+    @functools.cached_property
+    def _conversations(self) -> _Conversations:
+        # Found once per tracker: every tracker over the same meter shares this memory.
+        return _memory_of(self.meter)
 
     def _who(self, user_id: str) -> str:
         hasher = getattr(getattr(self.meter, "pipeline", None), "hasher", None)
@@ -131,15 +124,8 @@ class EngagementTracker(Face):
     ) -> bool:
         """``track_conversation`` at a given time (the history import); raises on bad input."""
         _user(user_id)
-        if isinstance(message_count, bool) or not isinstance(message_count, int) or message_count < 0:
-            raise InputError(f"message_count: expected a whole number >= 0, got {message_count!r}")
-        if (
-            isinstance(duration_seconds, bool)
-            or not isinstance(duration_seconds, int | float)
-            or not duration_seconds >= 0
-            or duration_seconds == float("inf")
-        ):
-            raise InputError(f"duration_seconds: expected a number of seconds >= 0, got {duration_seconds!r}")
+        check_count(message_count, "message_count")
+        check_amount(duration_seconds, "duration_seconds", "seconds")
         if not self.recording:
             return False
         now = time.time() if ts is None else ts
@@ -165,14 +151,7 @@ class EngagementTracker(Face):
     def record_response_time(
         self, response_time_ms: float, *, ts: float | None = None, event_id: str | None = None
     ) -> bool:
-        if (
-            isinstance(response_time_ms, bool)
-            or not isinstance(response_time_ms, int | float)
-            or not 0 <= response_time_ms < float("inf")
-        ):
-            raise InputError(
-                f"response_time_ms: expected a number of milliseconds >= 0, got {response_time_ms!r}"
-            )
+        check_amount(response_time_ms, "response_time_ms", "milliseconds")
         if not self.recording:
             return False
         self.meter.track_timing(

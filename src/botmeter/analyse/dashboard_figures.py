@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from ..exceptions import StoreUnavailable
 from .catalogue import CATALOGUE
+from .gaps import store_failure
 from .query import FigureUnavailable, QueryError, floor_to, iso, last_days, previous_window, window_of
 from .summary import summarise
 
@@ -165,7 +166,7 @@ def dashboard_data(
                     missing[key] = str(exc)
             except StoreUnavailable as exc:
                 # One series the backend fails to give leaves its panel saying so; the rest is drawn.
-                out[key], missing[key] = None, f"the store failed to answer: {str(exc).splitlines()[0]}"
+                out[key], missing[key] = None, store_failure(exc)
         try:
             groups = reader.error_groups(start=window[0], end=window[1])
             out["error_groups"] = [_plain(g, since_day, days) for g in groups]

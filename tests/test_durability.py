@@ -22,6 +22,7 @@ from botmeter import Meter
 from botmeter.store.duckdb_store import DuckDBStore
 from botmeter.store.spool import Spool
 from conftest import hold_store_file, scalar, start_python, subprocess_env
+from tmpfs import remount, tmpfs
 
 # A bot that tracks paced events until a stop file appears, then flushes, closes and reports.
 BOT = """
@@ -135,53 +136,30 @@ def test_file_locked_by_another_process_spools_then_replays(tmp_path, store_path
     assert events_in(store_path) == (report["tracked"], report["tracked"])
 
 
-def _mount_tmpfs(path: Path, size: str) -> None:
-    path.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.decode().strip()}")
-
-
-def _remount(path: Path, mode: str) -> None:
-    # A remount to read-only fails while a file is open for writing: the writer opens the file only
-    # for each batch, so a retry gets in between two writes.
-    for _ in range(200):
-        if subprocess.run(["mount", "-o", f"remount,{mode}", str(path)], capture_output=True).returncode == 0:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"could not remount {path} {mode}")
-
-
 def test_read_only_file_system_spools_then_replays(tmp_path):
     disk = tmp_path / "disk"
-    _mount_tmpfs(disk, "64m")
-    try:
+    with tmpfs(disk, "64m"):
         store_path = disk / "bot.duckdb"
         spool = tmp_path / "spool"
         proc, stop = run_bot(tmp_path, f"duckdb://{store_path}", spool, RATE="2000")
         time.sleep(1.0)
-        _remount(disk, "ro")
+        remount(disk, "ro")
         time.sleep(1.5)
         spooled_while_ro = Spool(spool, 1 << 30).depth().events
-        _remount(disk, "rw")
+        remount(disk, "rw")
         time.sleep(1.5)
         report = finish(proc, stop)
         stats = report["stats"]
         assert spooled_while_ro > 0 and stats["spooled"] > 0
         assert stats["replayed"] == stats["spooled"] and stats["dropped"] == 0
         assert events_in(store_path) == (report["tracked"], report["tracked"])
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
 def test_full_disk_spools_then_replays(tmp_path):
     disk = tmp_path / "disk"
     # Room for the store (4.5 MB after a few thousand events, rollups included) and a checkpoint's
     # copy of its changed blocks; with less, the file could never be checkpointed again once full.
-    _mount_tmpfs(disk, "16m")
-    try:
+    with tmpfs(disk, "16m"):
         store_path = disk / "bot.duckdb"
         spool = tmp_path / "spool"
         proc, stop = run_bot(tmp_path, f"duckdb://{store_path}", spool, RATE="2000")
@@ -204,8 +182,6 @@ def test_full_disk_spools_then_replays(tmp_path):
         assert spooled_while_full > 0
         assert stats["replayed"] == stats["spooled"] and stats["dropped"] == 0
         assert events_in(store_path) == (report["tracked"], report["tracked"])
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
 def test_sigkill_loses_at_most_the_last_flush_interval(tmp_path, store_path, store_url):

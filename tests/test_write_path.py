@@ -22,6 +22,7 @@ from botmeter.events import RECORD_CALLS, RECORDS
 from botmeter.process.pipeline import MAX_FIELD_BYTES, Pipeline
 from botmeter.store.spool import Spool
 from conftest import query, scalar, subprocess_env
+from tmpfs import remount, tmpfs
 
 GOOD = {
     "track_custom": {"name": "good"},
@@ -255,24 +256,6 @@ def test_every_child_forked_while_the_writer_is_busy_stores_its_events(tmp_path,
 # -- 3. a failing disk with the spool beside the store ----------------------------------------
 
 
-def _mount_tmpfs(path: Path, size: str) -> None:
-    path.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.decode().strip()}")
-
-
-def _remount(path: Path, mode: str) -> None:
-    # A remount to read-only fails while a file is open for writing: retry between two writes.
-    for _ in range(500):
-        if subprocess.run(["mount", "-o", f"remount,{mode}", str(path)], capture_output=True).returncode == 0:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"could not remount {path} {mode}")
-
-
 # Tracks paced events until a stop file appears, flushing every half second and saying so; the
 # spool is the default one, beside the store, on the same file system.
 DISK_BOT = """
@@ -340,16 +323,15 @@ def _finish(proc: subprocess.Popen, stop: Path, lines: list[str]) -> dict:
 
 def test_read_only_disk_under_store_and_spool_keeps_events_in_memory_then_stores_them(tmp_path):
     disk = tmp_path / "disk"
-    _mount_tmpfs(disk, "64m")
-    try:
+    with tmpfs(disk, "64m"):
         store = disk / "bot.duckdb"
         proc, stop, lines = _run_disk_bot(tmp_path, store, max_buffer=400_000)
         _read_until(proc, lines, "flush", 30)
-        _remount(disk, "ro")
+        remount(disk, "ro")
         _read_until(proc, lines, "flush", 10)  # a flush that may have started before the remount
         _read_until(proc, lines, "flush", 10)
         while_read_only = lines[-1]
-        _remount(disk, "rw")
+        remount(disk, "rw")
         time.sleep(1.5)
         report = _finish(proc, stop, lines)
         assert while_read_only.endswith("False")  # flush tells the truth: nothing durable
@@ -357,21 +339,18 @@ def test_read_only_disk_under_store_and_spool_keeps_events_in_memory_then_stores
         assert report["flushed"] is True and stats["dropped"] == 0 and stats["unsaved_events"] == 0
         assert scalar(store, "SELECT count(*) FROM events WHERE kind = 'message'") == report["tracked"]
         assert scalar(store, "SELECT count(*) FROM events WHERE kind = 'system'") == 0
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
 def test_what_memory_cannot_hold_while_the_disk_fails_is_counted_and_recorded(tmp_path):
     disk = tmp_path / "disk"
-    _mount_tmpfs(disk, "64m")
-    try:
+    with tmpfs(disk, "64m"):
         store = disk / "bot.duckdb"
         # 2,000 events/s for about 3 s read-only, 1,500 events of memory: most must be dropped.
         proc, stop, lines = _run_disk_bot(tmp_path, store, max_buffer=1_500)
         _read_until(proc, lines, "flush", 30)
-        _remount(disk, "ro")
+        remount(disk, "ro")
         time.sleep(3.0)
-        _remount(disk, "rw")
+        remount(disk, "rw")
         time.sleep(1.5)
         report = _finish(proc, stop, lines)
         stats = report["stats"]
@@ -382,8 +361,6 @@ def test_what_memory_cannot_hold_while_the_disk_fails_is_counted_and_recorded(tm
         assert stats["dropped"] == stats["dropped_buffer_full"] + stats["dropped_memory_full"]
         assert stats["unsaved_events"] == 0
         assert any(line.endswith("False") for line in lines if line.startswith("flush"))
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
 # -- 4. short writes in the spool ----------------------------------------------------------------
@@ -400,8 +377,7 @@ def _events_table(n: int, text: str = "x") -> pa.Table:
 
 def test_a_nearly_full_disk_never_leaves_a_truncated_batch_in_the_spool(tmp_path):
     disk = tmp_path / "disk"
-    _mount_tmpfs(disk, "2m")
-    try:
+    with tmpfs(disk, "2m"):
         filler = disk / "filler"
         with open(filler, "wb") as f:
             try:
@@ -419,8 +395,6 @@ def test_a_nearly_full_disk_never_leaves_a_truncated_batch_in_the_spool(tmp_path
         assert spool.append(table)
         [path] = list((disk / "spool").iterdir())
         assert ipc.open_stream(pa.OSFile(str(path))).read_all().num_rows == 3000
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
 def test_a_spool_file_cut_at_a_batch_boundary_is_not_replayed_as_the_batch(tmp_path, store_url, store_path):

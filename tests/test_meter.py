@@ -16,6 +16,7 @@ from genai_prices import Usage, calc_price
 from botmeter import Meter, per_event
 from botmeter.process.pipeline import Frame
 from conftest import query, scalar
+from test_errors import stalls_while
 
 USER = "+15551234567"
 
@@ -447,29 +448,18 @@ def test_an_exception_with_a_lone_surrogate_is_stored_with_its_batch(store_url, 
 def test_a_long_error_message_does_not_freeze_the_bots_threads(store_url, store_path):
     # The writer masks error messages while holding the GIL: a 150,000-character message once
     # stopped every thread of the bot for 70 s. The bot's thread keeps ticking while it is written.
-    import itertools
-    import threading
-
     meter = Meter(bot="b", store=store_url)
-    stop = threading.Event()
-    ticks: list[float] = []
 
-    def bot_thread() -> None:
-        while not stop.is_set():
-            ticks.append(time.perf_counter())
-            time.sleep(0.001)
-
-    thread = threading.Thread(target=bot_thread)
-    thread.start()
-    try:
+    def write_long_errors() -> bool:
         for shape in ("a" * 150_000, "a." * 75_000, "x@" + "a-" * 75_000):
             meter.track_error(RuntimeError(shape))
-        assert meter.flush(timeout=60)
+        return meter.flush(timeout=60)
+
+    try:
+        flushed, longest_stall = stalls_while(write_long_errors)
     finally:
-        stop.set()
-        thread.join()
         meter.close()
-    longest_stall = max(b - a for a, b in itertools.pairwise(ticks))
+    assert flushed
     assert longest_stall < 2.0, longest_stall
     lengths = [r[0] for r in query(store_path, "SELECT length(error_message) FROM events")]
     assert len(lengths) == 3 and max(lengths) <= 500

@@ -331,60 +331,42 @@ buffer_dropped_counts(BufferObject *self, PyObject *Py_UNUSED(ignored))
     return out;
 }
 
-static PyObject *
-buffer_get_size(BufferObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromSsize_t(self->size);
-}
+/* size, cap, bytes and max_bytes: Py_ssize_t fields of the buffer, read (and the two limits
+   set) through one getter and one setter told which field by the closure. */
+typedef struct {
+    const char *name;
+    size_t offset;
+} SsizeField;
+
+static const SsizeField FIELD_SIZE = {"size", offsetof(BufferObject, size)};
+static const SsizeField FIELD_CAP = {"cap", offsetof(BufferObject, cap)};
+static const SsizeField FIELD_BYTES = {"bytes", offsetof(BufferObject, bytes)};
+static const SsizeField FIELD_MAX_BYTES = {"max_bytes", offsetof(BufferObject, max_bytes)};
 
 static PyObject *
-buffer_get_cap(BufferObject *self, void *Py_UNUSED(closure))
+buffer_get_ssize(BufferObject *self, void *closure)
 {
-    return PyLong_FromSsize_t(self->cap);
+    const SsizeField *field = closure;
+    return PyLong_FromSsize_t(*(Py_ssize_t *)((char *)self + field->offset));
 }
 
 static int
-buffer_set_cap(BufferObject *self, PyObject *value, void *Py_UNUSED(closure))
+buffer_set_limit(BufferObject *self, PyObject *value, void *closure)
 {
+    const SsizeField *field = closure;
     if (value == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "cap cannot be deleted");
+        PyErr_Format(PyExc_AttributeError, "%s cannot be deleted", field->name);
         return -1;
     }
-    Py_ssize_t cap = PyLong_AsSsize_t(value);
-    if (cap == -1 && PyErr_Occurred()) {
+    Py_ssize_t limit = PyLong_AsSsize_t(value);
+    if (limit == -1 && PyErr_Occurred()) {
         return -1;
     }
-    if (cap < 0) {
-        PyErr_SetString(PyExc_ValueError, "cap must be >= 0");
+    if (limit < 0) {
+        PyErr_Format(PyExc_ValueError, "%s must be >= 0", field->name);
         return -1;
     }
-    self->cap = cap;
-    return 0;
-}
-
-static PyObject *
-buffer_get_bytes(BufferObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromSsize_t(self->bytes);
-}
-
-static PyObject *
-buffer_get_max_bytes(BufferObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromSsize_t(self->max_bytes);
-}
-
-static int
-buffer_set_max_bytes(BufferObject *self, PyObject *value, void *Py_UNUSED(closure))
-{
-    Py_ssize_t max_bytes = value == NULL ? -1 : PyLong_AsSsize_t(value);
-    if (max_bytes < 0) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_ValueError, "max_bytes must be an int >= 0");
-        }
-        return -1;
-    }
-    self->max_bytes = max_bytes;
+    *(Py_ssize_t *)((char *)self + field->offset) = limit;
     return 0;
 }
 
@@ -421,11 +403,13 @@ static PyMethodDef buffer_methods[] = {
 };
 
 static PyGetSetDef buffer_getset[] = {
-    {"size", (getter)buffer_get_size, NULL, "records waiting", NULL},
-    {"cap", (getter)buffer_get_cap, (setter)buffer_set_cap, "most records held before dropping", NULL},
-    {"bytes", (getter)buffer_get_bytes, NULL, "about what the records waiting hold in memory", NULL},
-    {"max_bytes", (getter)buffer_get_max_bytes, (setter)buffer_set_max_bytes, "most bytes held before dropping",
-     NULL},
+    {"size", (getter)buffer_get_ssize, NULL, "records waiting", (void *)&FIELD_SIZE},
+    {"cap", (getter)buffer_get_ssize, (setter)buffer_set_limit, "most records held before dropping",
+     (void *)&FIELD_CAP},
+    {"bytes", (getter)buffer_get_ssize, NULL, "about what the records waiting hold in memory",
+     (void *)&FIELD_BYTES},
+    {"max_bytes", (getter)buffer_get_ssize, (setter)buffer_set_limit, "most bytes held before dropping",
+     (void *)&FIELD_MAX_BYTES},
     {"enabled", (getter)buffer_get_enabled, (setter)buffer_set_enabled, "track calls do nothing when false",
      NULL},
     {NULL, NULL, NULL, NULL, NULL},

@@ -92,8 +92,6 @@ class RecordingMeter:
             self.spool,
             interval=self.config.flush_interval,
             batch_size=self.config.batch_size,
-            max_events=self.config.max_buffer,
-            max_bytes=int(self.config.max_buffer_mb * 1024 * 1024),
         )
         self._writer.start()
         ref = weakref.ref(self)

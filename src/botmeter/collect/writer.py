@@ -62,8 +62,6 @@ class Writer:
         *,
         interval: float,
         batch_size: int,
-        max_events: int | None = None,
-        max_bytes: int | None = None,
     ) -> None:
         self.buffer = buffer
         self.pipeline = pipeline
@@ -71,9 +69,10 @@ class Writer:
         self.spool = spool
         self.interval = interval
         self.batch_size = batch_size
-        # The memory caps, shared by the buffer and the batches held here while nothing takes them.
-        self.max_events = buffer.cap if max_events is None else max_events
-        self.max_bytes = getattr(buffer, "max_bytes", 1 << 62) if max_bytes is None else max_bytes
+        # The memory caps, as the meter built the buffer with them, shared by the buffer and the
+        # batches held here while nothing takes them (the buffer's own caps shrink meanwhile).
+        self.max_events = buffer.cap
+        self.max_bytes = buffer.max_bytes
         self.stats = WriterStats(dropped_reported=list(buffer.dropped_counts()))
         self._lost_at_flush = 0
         self._reset_sync()

@@ -63,9 +63,8 @@ class Admin:
 
     def __init__(self, meter: Meter, admins: Iterable[str | int]) -> None:
         self.meter = meter
-        pipeline = getattr(meter, "pipeline", None)
         # A disabled meter has no store key: a key of this process's own still compares ids as hashes.
-        self._hasher: UserHasher = getattr(pipeline, "hasher", None) or UserHasher(secrets.token_bytes(32))
+        self._hasher: UserHasher = meter.user_hasher or UserHasher(secrets.token_bytes(32))
         self._admins = frozenset(self._hasher.hash(a) for a in admins if str(a).strip())
         self.reply_timeout = REPLY_TIMEOUT_S
         self._slot = threading.Lock()  # held while an answer is being worked out

@@ -295,6 +295,19 @@ class RecordingMeter:
         Follows contextvars: asyncio tasks and copied contexts see it; nested blocks override."""
         return _context(user=user, conversation=conversation, stage=stage)
 
+    @property
+    def user_hasher(self) -> UserHasher | None:
+        """The keyed hash the writer stores user ids with; None when hashing is off or the meter is
+        disabled."""
+        pipeline = getattr(self, "pipeline", None)
+        return pipeline.hasher if pipeline is not None else None
+
+    def stored_id(self, value: str | int) -> str:
+        """An id as the store keeps it (the keyed hash, unless hashing is off), for code that records
+        or compares ids outside a track call."""
+        hasher = self.user_hasher
+        return hasher.hash(value) if hasher is not None else str(value)
+
     def count_integration_failure(self, where: str) -> None:
         """Counts a failure inside an integration's wrapper (swallowed; shown by ``stats()``)."""
         self._integration_failures[where] = self._integration_failures.get(where, 0) + 1

@@ -57,10 +57,7 @@ class _Held(tuple):
 
 def _hashed(meter: Any, value: str | None) -> str | None:
     """The id as the meter stores user ids: keyed hash unless hashing is off."""
-    if value is None:
-        return None
-    hasher = getattr(getattr(meter, "pipeline", None), "hasher", None)
-    return hasher.hash(value) if hasher is not None else value
+    return None if value is None else meter.stored_id(value)
 
 
 def _failed(meter: Any, what: str) -> None:

@@ -109,8 +109,7 @@ class EngagementTracker(Face):
         return _memory_of(self.meter)
 
     def _who(self, user_id: str) -> str:
-        hasher = getattr(getattr(self.meter, "pipeline", None), "hasher", None)
-        return hasher.hash(user_id) if hasher is not None else str(user_id)
+        return self.meter.stored_id(user_id)
 
     # -- tracking ---------------------------------------------------------------------------------
 

@@ -23,19 +23,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from botmeter.process.error_facts import mask_text, normalise_message
+from test_errors import ADVERSARIAL
 
+# The shapes the tests hold masking to (tests/test_errors.py), and one ordinary error text.
 SHAPES: dict[str, Callable[[int], str]] = {
-    "letters": lambda n: "a" * n,
-    "dotted": lambda n: "a." * (n // 2),
-    "digits": lambda n: "1" * n,
-    "hex and digits": lambda n: "a1" * (n // 2),
-    "after an at sign": lambda n: "a@" + "a-" * (n // 2),
-    "url of dots": lambda n: "http://" + "." * n,
-    "plus and spaces": lambda n: "+1" + " " * n,
-    "quotes": lambda n: " '" * (n // 2),
-    "open quote": lambda n: "'" + "a " * (n // 2),
+    **ADVERSARIAL,
     "error text": lambda n: (
         "order 1182 for +44 7911 123456 failed (req_AbC123xyz9), see https://x.io/o/1182 ana@x.io "
         * (n // 90 + 1)

@@ -467,6 +467,7 @@ class Pipeline:
         }
         # New lists, not the frame's: a retry after a failure must see the values as they came.
         c["severity"], c["properties"] = list(c["severity"]), list(c["properties"])
+        c["provider"] = list(c["provider"])
         for i in range(frame.n):
             facts = error_facts.describe(errors[i], messages[i], statuses[i], codes[i])
             if c["provider"][i] is None:  # the exception's package says whose it is

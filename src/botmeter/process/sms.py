@@ -381,7 +381,7 @@ def _parse(data: Mapping[str, Any], source: str) -> dict[str, dict[str, float]]:
     parsed: dict[str, dict[str, float]] = {}
     for key, rates in (checked.model_extra or {}).items():
         given = rates.model_dump(by_alias=True, exclude_none=True)
-        parsed[_country(key)] = {d: float(given[d]) for d in _DIRECTIONS if d in given}
+        parsed[key] = {d: float(given[d]) for d in _DIRECTIONS if d in given}  # key checked, upper-cased
     return parsed
 
 

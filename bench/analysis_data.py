@@ -19,8 +19,8 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
 
-from botmeter.store import duckdb_rollups as rollups  # noqa: E402
-from botmeter.store.duckdb_store import DuckDBStore  # noqa: E402
+from botmeter.backends.duckdb import rollups  # noqa: E402
+from botmeter.backends.duckdb.store import DuckDBStore  # noqa: E402
 
 # Events of one turn, in order: what kind each is (the i-th event of a turn).
 _TURN = ("in", "llm", "timing_llm", "timing_reply", "out", "extra")

@@ -64,8 +64,8 @@ def append_probe(path: Path, tmp: Path, rows: int, rounds: int) -> dict[str, Any
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from botmeter.backends.duckdb.store import DuckDBStore
     from botmeter.process.pipeline import SCHEMA
-    from botmeter.store.duckdb_store import DuckDBStore
 
     con = duckdb.connect(str(path), read_only=True)
     try:

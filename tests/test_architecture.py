@@ -157,3 +157,28 @@ def test_no_import_cycle_among_modules_or_packages():
     for importer, imported in modules.items():
         packages[package(importer)] |= {package(m) for m in imported} - {package(importer)}
     assert _cycles(packages) == []
+
+
+def test_every_backend_is_one_folder_with_a_store_and_an_engine():
+    """Each registered backend names a store and an engine that live in its own folder and
+    implement the two protocols; an unknown scheme is refused with the valid ones named."""
+    import pytest
+
+    from botmeter.exceptions import ConfigError
+    from botmeter.store import BACKENDS, QueryEngine, Store, open_store
+
+    for scheme, backend in BACKENDS.items():
+        store_cls, engine_cls = backend.store_class(), backend.engine_class()
+        folder = store_cls.__module__.rsplit(".", 1)[0]
+        assert folder.startswith("botmeter.backends."), scheme
+        if engine_cls is not None:
+            assert engine_cls.__module__.rsplit(".", 1)[0] == folder, scheme
+            for name in ("session", "run", "error_groups", "explore"):
+                assert callable(getattr(engine_cls, name, None)), (scheme, name)
+            assert issubclass(engine_cls, QueryEngine)
+        for name in ("write", "count", "last_event_at", "release", "before_fork", "after_fork", "close"):
+            assert callable(getattr(store_cls, name, None)), (scheme, name)
+        assert not hasattr(store_cls, "query_engine"), scheme
+    assert Store is not None
+    with pytest.raises(ConfigError, match=r"unknown scheme 'nosuch'; valid schemes: .*duckdb"):
+        open_store("nosuch://x")

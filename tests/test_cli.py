@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from botmeter import Meter, SchemaError
+from botmeter.backends.duckdb.store import SCHEMA_VERSION, DuckDBStore
 from botmeter.interfaces.cli import main
-from botmeter.store.duckdb_store import SCHEMA_VERSION, DuckDBStore
 from conftest import query, scalar, subprocess_env
 
 NOV = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)

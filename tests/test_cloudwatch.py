@@ -20,9 +20,9 @@ import pytest
 
 import botmeter
 from aws_emulator import MotoServer, aws_env, clients, log_messages, metric
+from botmeter.backends.cloudwatch import store as cw
 from botmeter.exceptions import ConfigError, StoreError, StoreUnavailable
 from botmeter.process.pipeline import SCHEMA
-from botmeter.store import cloudwatch as cw
 from botmeter.store import open_store
 from emf import UNITS, check_emf, emf_lines, emf_total
 

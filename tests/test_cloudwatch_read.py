@@ -20,8 +20,8 @@ from click.testing import CliRunner
 import botmeter
 from aws_emulator import aws_env, clients
 from botmeter.analyse import FigureUnavailable, Reader
-from botmeter.analyse.cloudwatch_engine import CloudWatchEngine, Span, resolution, spans
 from botmeter.analyse.query import make_query
+from botmeter.backends.cloudwatch.engine import CloudWatchEngine, Span, resolution, spans
 from botmeter.interfaces.cli import main
 from botmeter.interfaces.cli_aws import dashboard_body
 from botmeter.store import open_store
@@ -116,7 +116,7 @@ def test_sums_and_counts_round_trip_through_moto(aws, names, tmp_path):
     url = f"cloudwatch://?namespace={namespace}&region=us-east-1&mode=api"
     _fill(url, bot, tmp_path)
     reader = Reader(open_store(url))
-    assert reader.store.query_engine.endswith(":CloudWatchEngine")
+    assert type(reader.engine).__name__ == "CloudWatchEngine"
 
     def total(metric: str, **kw):
         return reader.query(metric, days=1, interval=None, **kw)
@@ -479,7 +479,7 @@ def test_error_groups_through_logs_insights(stubbed):
 
 
 def test_explore_from_list_metrics_and_the_records(stubbed):
-    from botmeter.store.cloudwatch import METRICS
+    from botmeter.backends.cloudwatch.store import METRICS
 
     _, engine, cw_stub, logs_stub = stubbed
     group = {"logGroupName": "/botmeter/DadaCat", "creationTime": 1790000000000, "storedBytes": 4096}

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 
 from botmeter import Meter
-from botmeter.store.duckdb_store import DuckDBStore
+from botmeter.backends.duckdb.store import DuckDBStore
 from botmeter.store.spool import Spool
 from conftest import hold_store_file, scalar, start_python, subprocess_env
 from tmpfs import remount, tmpfs

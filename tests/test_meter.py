@@ -158,7 +158,7 @@ def test_writes_are_idempotent_on_event_id(store_url, store_path):
     assert scalar(store_path, "SELECT count(*) FROM events") == 2
 
     # Writing a whole batch twice (what a replay after a crash does) stores it once.
-    from botmeter.store.duckdb_store import DuckDBStore
+    from botmeter.backends.duckdb.store import DuckDBStore
 
     store = DuckDBStore(store_url)
     con_rows = scalar(store_path, "SELECT count(*) FROM events")

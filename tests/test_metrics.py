@@ -920,7 +920,7 @@ def test_turns_kept_write_by_write_equal_turns_rebuilt_from_the_events(data: Dat
 
     import duckdb
 
-    from botmeter.store.duckdb_rollups import add_user_messages, rebuild_turns
+    from botmeter.backends.duckdb.rollups import add_user_messages, rebuild_turns
 
     copy = tmp_path / "copy.duckdb"
     shutil.copy(data.path, copy)

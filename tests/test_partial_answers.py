@@ -42,7 +42,7 @@ def failing_errors(aws, monkeypatch, tmp_path):
     for name, value in aws_env(proxy.url).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("BOTMETER_STORE", url)
-    monkeypatch.setattr("botmeter.store.cloudwatch.CloudWatchStore.backoff_s", 0.001)
+    monkeypatch.setattr("botmeter.backends.cloudwatch.store.CloudWatchStore.backoff_s", 0.001)
     yield url, bot, proxy
     proxy.close()
 

@@ -2,7 +2,7 @@
 
 Nothing a user types reaches SQL as text: metric, dimension and statistic names are looked up in
 the catalogue (unknown ones are refused with the valid ones listed) and values are bound as
-parameters. Dialects (``duckdb_sql``, and others behind the same seam) compile a checked ``Query``.
+parameters. Engines (``botmeter.backends.*.engine``) compile a checked ``Query``.
 """
 
 from __future__ import annotations

@@ -10,15 +10,13 @@ A ``Meter`` has the same calls (``meter.query``, ``meter.costs``...), after flus
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
 
-from ..exceptions import ConfigError
 from ..process.privacy import UserHasher, existing_key, key_paths, lookup_values
-from ..store import Store, open_store
+from ..store import Store, engine_for, open_store
 from .catalogue import DEFAULT_REPLY_STAGE
 from .gaps import Gaps
 from .query import (
@@ -33,16 +31,6 @@ from .query import (
     utc,
     window_of,
 )
-
-
-def engine_for(store: Store, **options: Any) -> Any:
-    """The query engine a store names in ``query_engine`` (``module:Class``)."""
-    target = getattr(store, "query_engine", None)
-    if not target:
-        raise ConfigError(f"{store.url}: this store cannot answer queries")
-    module_name, class_name = target.split(":")
-    return getattr(importlib.import_module(module_name), class_name)(store, **options)
-
 
 Window = tuple[datetime, datetime]
 

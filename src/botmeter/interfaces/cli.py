@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..backends.duckdb.store import DuckDBStore
 from ..config import Config
 from ..exceptions import BotmeterError
 from ..store import open_store
-from ..store.duckdb_store import DuckDBStore
 from ..store.spool import Spool
 from . import cli_aws, cli_export  # noqa: F401  (their commands: botmeter cloudwatch, export, import)
 from .cli_group import _config, _fail, _gap_option, _reader, main, store_option

@@ -184,7 +184,7 @@ def cloudwatch_dashboard(
     namespace: str | None, region: str | None, name: str | None, print_only: bool
 ) -> None:
     """Write a CloudWatch dashboard: cost, messages, LLM calls, errors by category, latency per stage."""
-    from ..store.cloudwatch import CloudWatchStore
+    from ..backends.cloudwatch.store import CloudWatchStore
 
     config = _config(store=cloudwatch_url(namespace, region))
     if name is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", name):

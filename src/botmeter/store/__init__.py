@@ -1,26 +1,60 @@
-"""The store seam: write a batch (idempotent on event_id), read, close.
+"""The store seam: the two protocols every backend implements and the registry that finds them.
 
-A backend is one module with a class that takes the parsed URL; ``BACKENDS`` maps URL schemes
-to it, so adding one is a module and a line here (or a ``botmeter.stores`` entry point).
+A backend is one folder (``botmeter/backends/duckdb/``, ``botmeter/backends/cloudwatch/``) holding
+its ``Store`` (write, count, release, fork hooks, close) and its ``QueryEngine`` (session, run a
+typed query, error groups, explore). ``BACKENDS`` maps a URL scheme to the pair, named as
+``module:Class`` so that recording never imports the reading side; a plugin registers a
+``Backend`` under the ``botmeter.backends`` entry-point group.
 """
 
 from __future__ import annotations
 
 import importlib
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 
 from ..exceptions import ConfigError
 
-BACKENDS: dict[str, str] = {
-    "duckdb": "botmeter.store.duckdb_store:DuckDBStore",
-    "cloudwatch": "botmeter.store.cloudwatch:CloudWatchStore",
+if TYPE_CHECKING:
+    from ..analyse.query import Query, Result
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend: its store class and its query engine class, each as ``module:Class``."""
+
+    store: str
+    engine: str | None = None
+
+    def store_class(self) -> type[Store]:
+        return _load(self.store)
+
+    def engine_class(self) -> type[QueryEngine] | None:
+        return _load(self.engine) if self.engine else None
+
+
+BACKENDS: dict[str, Backend] = {
+    "duckdb": Backend(
+        "botmeter.backends.duckdb.store:DuckDBStore", "botmeter.backends.duckdb.engine:DuckDBEngine"
+    ),
+    "cloudwatch": Backend(
+        "botmeter.backends.cloudwatch.store:CloudWatchStore",
+        "botmeter.backends.cloudwatch.engine:CloudWatchEngine",
+    ),
 }
+ENTRY_POINT_GROUP = "botmeter.backends"
+
+
+def _load(target: str) -> Any:
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 @runtime_checkable
@@ -70,19 +104,58 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class QueryEngine(Protocol):
+    """Answers typed queries over one store (see ``botmeter.analyse.query``)."""
+
+    def session(self) -> AbstractContextManager[Any]:
+        """Holds one connection (or one set of fetched figures) for several queries."""
+        ...
+
+    def run(self, query: Query) -> Result:
+        """Answers a checked query; raises ``FigureUnavailable`` for a figure it cannot give."""
+        ...
+
+    def error_groups(self, start: datetime, end: datetime, quiet_days: int) -> list[dict[str, Any]]:
+        """Errors grouped by fingerprint over the window, with trend and first/last seen."""
+        ...
+
+    def explore(self, top: int = 5) -> dict[str, Any]:
+        """What the store holds: sizes, kinds, the top values of each dimension."""
+        ...
+
+
+def scheme_of(url: str) -> tuple[str, str]:
+    """The URL's scheme and the URL itself; a bare path is a DuckDB file (the embedded default)."""
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    if not scheme:
+        return "duckdb", f"duckdb://{url}"
+    return scheme, url
+
+
+def backend_for(scheme: str, url: str = "") -> Backend:
+    """The registered backend for a URL scheme, from ``BACKENDS`` or a plugin's entry point."""
+    backend = BACKENDS.get(scheme)
+    if backend is not None:
+        return backend
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == scheme:
+            return ep.load()
+    valid = ", ".join(sorted(BACKENDS))
+    raise ConfigError(f"store URL {url or scheme!r}: unknown scheme {scheme!r}; valid schemes: {valid}")
+
+
 def open_store(url: str, **options: object) -> Store:
     """Opens the store a URL names: ``duckdb://botmeter.duckdb`` (relative), ``duckdb:///abs/file.duckdb``,
     ``cloudwatch://?namespace=MyBot&region=us-east-1``."""
-    scheme = urlsplit(url).scheme if "://" in url else ""
-    if not scheme:
-        # A bare path is a DuckDB file: the embedded default.
-        scheme, url = "duckdb", f"duckdb://{url}"
-    target = BACKENDS.get(scheme)
-    if target is None:
-        for ep in entry_points(group="botmeter.stores"):
-            if ep.name == scheme:
-                return ep.load()(url, **options)
-        valid = ", ".join(sorted(BACKENDS))
-        raise ConfigError(f"store URL {url!r}: unknown scheme {scheme!r}; valid schemes: {valid}")
-    module_name, class_name = target.split(":")
-    return getattr(importlib.import_module(module_name), class_name)(url, **options)
+    scheme, url = scheme_of(url)
+    return backend_for(scheme, url).store_class()(url, **options)
+
+
+def engine_for(store: Store, **options: Any) -> QueryEngine:
+    """The query engine of the store's backend."""
+    scheme, url = scheme_of(store.url)
+    engine = backend_for(scheme, url).engine_class()
+    if engine is None:
+        raise ConfigError(f"{url}: this store cannot answer queries")
+    return engine(store, **options)

@@ -26,9 +26,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..events import CALLER_KEYS, COLUMNS
-from ..exceptions import SchemaError, StoreError, StoreLocked, StoreUnavailable
-from . import duckdb_rollups as rollups
+from ...events import CALLER_KEYS, COLUMNS
+from ...exceptions import SchemaError, StoreError, StoreLocked, StoreUnavailable
+from . import rollups
 
 SCHEMA_VERSION = 3
 CALLER_KEY_WINDOW = timedelta(days=7)
@@ -86,7 +86,6 @@ def path_from_url(url: str) -> Path:
 class DuckDBStore:
     """Events in one DuckDB file, shared by writers and readers in any number of processes."""
 
-    query_engine = "botmeter.analyse.duckdb_sql:DuckDBEngine"
     # Two of DuckDB's row groups (122,880 rows each): whole row groups are written compressed, once,
     # and the rollups' fixed cost per write is shared by twice the events.
     preferred_batch_rows = 245_760

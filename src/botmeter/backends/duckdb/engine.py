@@ -14,7 +14,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..store.duckdb_rollups import (
+from ...analyse.catalogue import DIMENSIONS, PERCENTILES, Metric
+from ...analyse.query import Query, Result, fill_buckets, ratio_result, top_groups
+from .rollups import (
     HOURLY_KEYS,
     LATENCY_DIMS,
     LATENCY_QUANTILES,
@@ -22,9 +24,7 @@ from ..store.duckdb_rollups import (
     TURN_EVENT_WHERE,
     TURNS_FROM_EVENTS,
 )
-from ..store.duckdb_store import damaged_file
-from .catalogue import DIMENSIONS, PERCENTILES, Metric
-from .query import Query, Result, fill_buckets, ratio_result, top_groups
+from .store import damaged_file
 
 _SUM_COLUMNS = {"cost_usd", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "units"}
 _USER_TABLE_DIMS = {"bot"}
@@ -968,7 +968,7 @@ _EXPLORE_IDS = ("user_id", "conversation_id", "fingerprint")
 
 def explore_sql(engine: DuckDBEngine, top: int = 5) -> dict[str, Any]:
     """What the store holds: kinds, span, events per day, fill rates, dimensions, unpriced models."""
-    from ..events import COLUMNS
+    from ...events import COLUMNS
 
     total, first, last = engine.sql("SELECT count(*), min(ts), max(ts) FROM events")[0]
     out: dict[str, Any] = {

@@ -77,8 +77,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config import Config, setting_from_env
-from ..exceptions import ConfigError, StoreError, StoreUnavailable
+from ...config import Config, setting_from_env
+from ...exceptions import ConfigError, StoreError, StoreUnavailable
 
 log = logging.getLogger("botmeter")
 
@@ -669,7 +669,6 @@ class CloudWatchStore:
     """Events as CloudWatch metrics (per minute, low-cardinality dimensions) and log records."""
 
     # The read side: GetMetricData for the metrics, Logs Insights over the records.
-    query_engine = "botmeter.analyse.cloudwatch_engine:CloudWatchEngine"
 
     # Retries of throttling, 5xx and connection errors: a few, short; then the batch is spooled.
     attempts = 4

@@ -5,7 +5,7 @@ Two sources, each for what it answers:
 
 * **Metrics** (``GetMetricData``): counts and sums per bucket (``Sum``), and latency
   (``SampleCount``, ``Sum``, ``Maximum`` and CloudWatch's own percentiles ``p50``, ``p95``...),
-  broken down only by the dimension sets the store writes (``store.cloudwatch.METRICS``). The
+  broken down only by the dimension sets the store writes (``store.METRICS`` beside it). The
   series themselves (which bots, models, stages...) are found with ``ListMetrics``.
 * **Logs Insights** (``StartQuery``, then ``GetQueryResults`` until done or a time limit) over the
   one JSON record per event: distinct users and conversations, new and returning users, per-user
@@ -36,10 +36,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from ..exceptions import BotmeterError
-from ..store import cloudwatch as cw
-from .catalogue import DIMENSIONS, PERCENTILES, Metric
-from .query import (
+from ...analyse.catalogue import DIMENSIONS, PERCENTILES, Metric
+from ...analyse.query import (
     FigureUnavailable,
     Query,
     Result,
@@ -49,6 +47,8 @@ from .query import (
     ratio_result,
     top_groups,
 )
+from ...exceptions import BotmeterError
+from . import store as cw
 
 # -- what the metrics can answer ---------------------------------------------------------------
 

@@ -155,6 +155,50 @@ def test_reprice_applies_a_new_price_list_from_its_effective_date(store_url, sto
     assert total == pytest.approx(1.0 + 0.005 + 0.25)
 
 
+def test_reprice_with_the_prices_used_on_write_changes_nothing(store_url, store_path, tmp_path):
+    """Write and reprice price SMS and API calls by the same rules: a price list entry for one
+    country and direction, the SMS rate table for the rest, the bot's own cost kept."""
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        """
+        name = "carrier"
+        [[price]]
+        provider = "twilio"
+        unit = "sms_segment"
+        per_unit = 0.0123
+        direction = "in"
+        country = "GB"
+        effective = "2026-01-01"
+        [[price]]
+        provider = "weather"
+        name = "forecast"
+        unit = "call"
+        per_unit = 0.002
+        effective = "2026-01-01"
+        """
+    )
+    meter = Meter(bot="b", store=store_url, prices=str(prices))
+    meter.track_sms(direction="in", text="hi", user="+447700900123", ts=NOV)  # the list's entry
+    meter.track_sms(direction="out", text="hello", user="+447700900123", ts=NOV)  # the rate table
+    meter.track_sms(direction="out", text="yo", user="+15551234567", ts=NOV, cost_usd=0.5)  # its own
+    meter.track_api_call(provider="weather", name="forecast", units=3, ts=NOV)
+    meter.track_api_call(provider="maps", name="geocode", ts=NOV)  # no price anywhere
+    meter.close()
+    sql = "SELECT kind, provider, direction, cost_usd, price_version FROM events ORDER BY ALL"
+    before = query(store_path, sql)
+    by = {(r[1], r[2], r[4] == "caller"): r for r in before}
+    assert by["twilio", "out", True][3] == 0.5
+    table = by["twilio", "out", False]
+    assert table[3] > 0 and table[4] not in ("caller", "custom:carrier@2026-01-01")
+    assert by["twilio", "in", False][3:] == (pytest.approx(0.0123), "custom:carrier@2026-01-01")
+    assert by["weather", None, False][3:] == (pytest.approx(0.006), "custom:carrier@2026-01-01")
+    assert by["maps", None, False][3] is None
+
+    result = invoke("reprice", "--since", "2026-11-01", "--store", store_url, "--prices", str(prices))
+    assert result.exit_code == 0, result.output
+    assert query(store_path, sql) == before
+
+
 def test_reprice_rejects_a_bad_date(store_url):
     result = CliRunner().invoke(main, ["reprice", "--since", "last tuesday", "--store", store_url])
     assert result.exit_code == 2

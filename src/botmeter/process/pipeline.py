@@ -35,7 +35,7 @@ except ImportError:  # the C fast path is not built: pyarrow converts, more slow
 from ..events import CALLER_KEYS, COLUMNS, RECORD_CALLS, RECORDS
 from ..exceptions import InputError
 from . import error_facts
-from .pricing import LlmPricer, PriceList, call_extras, price_units
+from .pricing import LlmPricer, PriceList, UnitPricer, call_extras
 from .privacy import UserHasher
 from .sms import SmsRates, country_of, segments_column
 
@@ -226,6 +226,7 @@ class Pipeline:
         self.price_list = PriceList.load(config.prices) if config.prices else None
         self.llm = LlmPricer(self.price_list)
         self.sms_rates = SmsRates.load(config.sms_rates) if config.sms_rates else SmsRates.default()
+        self.units_pricer = UnitPricer(self.price_list, self.sms_rates)
         self.ids = EventIds()
         self.failures: Counter[str] = Counter()
         # Events set aside since the writer last looked: (track call, reason) -> count.
@@ -398,7 +399,6 @@ class Pipeline:
         if frame.call != "track_sms":
             return frame
         c = frame.columns
-        n = frame.n
         texts = c.pop("_text")
         counted = segments_column(texts)
         units = [n if u is None else u for u, n in zip(c["units"], counted, strict=True)]
@@ -411,28 +411,9 @@ class Pipeline:
             by_user[u] if given is None else given
             for u, given in zip(c["user_id"], c["country"], strict=True)
         ]
-        rates = self.sms_rates
-        rate_of = {(k, d): rates.rate(k, d) for k in set(countries) for d in ("in", "out")}
-        costs = [
-            u * rate_of[k, d] if g is None else g
-            for u, k, d, g in zip(units, countries, c["direction"], c["cost_usd"], strict=True)
-        ]
-        versions = [rates.version if g is None else "caller" for g in c["cost_usd"]]
-        if self.price_list is not None:
-            for i in range(n):  # a custom SMS price, where there is one, beats the rate table
-                if c["cost_usd"][i] is None:
-                    cost, version = price_units(
-                        self.price_list,
-                        c["provider"][i],
-                        None,
-                        "sms_segment",
-                        units[i],
-                        c["ts"][i],
-                        c["direction"][i],
-                        countries[i],
-                    )
-                    if cost is not None:
-                        costs[i], versions[i] = cost, version
+        costs, versions = self.units_pricer.sms(
+            c["provider"], units, c["ts"], c["direction"], countries, c["cost_usd"]
+        )
         c.update(units=units, country=countries, cost_usd=costs, price_version=versions)
         return frame
 
@@ -440,19 +421,9 @@ class Pipeline:
         if frame.kind != "api_call":
             return frame
         c = frame.columns
-        costs = list(c["cost_usd"])
-        versions = [None if g is None else "caller" for g in costs]
-        if self.price_list is not None:
-            for i, given in enumerate(c["cost_usd"]):
-                if given is None:
-                    costs[i], versions[i] = price_units(
-                        self.price_list,
-                        c["provider"][i],
-                        c["name"][i],
-                        c["unit"][i],
-                        c["units"][i],
-                        c["ts"][i],
-                    )
+        costs, versions = self.units_pricer.api(
+            c["provider"], c["name"], c["unit"], c["units"], c["ts"], c["cost_usd"]
+        )
         c.update(cost_usd=costs, price_version=versions)
         return frame
 

@@ -45,6 +45,7 @@ __all__ = (
     "PriceListError",
     "TokenPrice",
     "UnitPrice",
+    "UnitPricer",
     "price_units",
     "prices_version",
 )
@@ -445,6 +446,73 @@ def price_units(
     if up is None:
         return None, None
     return units * up.per_unit, up.version
+
+
+class UnitPricer:
+    """What SMS segments and API units cost, in one order of precedence used on write and by
+    ``botmeter reprice`` alike: the bot's own cost first (``caller``), then a custom price from the
+    user's price list, then (for SMS) the SMS rate table. A missing direction is outbound."""
+
+    def __init__(self, price_list: PriceList | None, sms_rates: Any) -> None:
+        self.price_list = price_list
+        self.sms_rates = sms_rates
+
+    def sms(
+        self,
+        providers: Sequence[str],
+        segments: Sequence[float | None],
+        ts: Sequence[float],
+        directions: Sequence[str | None],
+        countries: Sequence[str | None],
+        given: Sequence[float | None] | None = None,
+    ) -> tuple[list[float | None], list[str | None]]:
+        """(cost_usd, price_version) per SMS, column by column."""
+        rates, prices = self.sms_rates, self.price_list
+        rate_of: dict[tuple[str | None, str], float] = {}
+        costs: list[float | None] = []
+        versions: list[str | None] = []
+        for i, units in enumerate(segments):
+            if given is not None and given[i] is not None:
+                costs.append(given[i])
+                versions.append("caller")
+                continue
+            direction, country = directions[i] or "out", countries[i]
+            if prices is not None:
+                cost, version = price_units(
+                    prices, providers[i], None, "sms_segment", units, ts[i], direction, country
+                )
+                if cost is not None:
+                    costs.append(cost)
+                    versions.append(version)
+                    continue
+            rate = rate_of.get((country, direction))
+            if rate is None:
+                rate = rate_of[country, direction] = rates.rate(country, direction)
+            costs.append(None if units is None else units * rate)
+            versions.append(rates.version)
+        return costs, versions
+
+    def api(
+        self,
+        providers: Sequence[str],
+        names: Sequence[str | None],
+        unit_names: Sequence[str],
+        units: Sequence[float | None],
+        ts: Sequence[float],
+        given: Sequence[float | None] | None = None,
+    ) -> tuple[list[float | None], list[str | None]]:
+        """(cost_usd, price_version) per API call: the bot's own cost, else the price list's, else none."""
+        costs: list[float | None] = []
+        versions: list[str | None] = []
+        for i, provider in enumerate(providers):
+            if given is not None and given[i] is not None:
+                costs.append(given[i])
+                versions.append("caller")
+                continue
+            cost, version = price_units(self.price_list, provider, names[i], unit_names[i], units[i], ts[i])
+            costs.append(cost)
+            versions.append(version)
+        return costs, versions
 
 
 # -- genai-prices, reduced to coefficients ---------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from ..config import Config
-from .pricing import LlmPricer, PriceList, call_extras, price_units
+from .pricing import LlmPricer, PriceList, UnitPricer, call_extras
 from .sms import SmsRates
 
 
@@ -43,6 +43,7 @@ def reprice(
     price_list = PriceList.load(config.prices) if config.prices else None
     llm = LlmPricer(price_list)
     rates = SmsRates.load(config.sms_rates) if config.sms_rates else SmsRates.default()
+    units = UnitPricer(price_list, rates)
     ids: list[bytes] = []
     costs: list[float | None] = []
     versions: list[str | None] = []
@@ -68,30 +69,19 @@ def reprice(
             versions.extend(new_versions)
         for batch in unit_rows:
             c = batch.to_pydict()
-            batch_ids = _id_bytes(batch)
-            for i in range(batch.num_rows):
+            sms = [kind == "message" for kind in c["kind"]]
+            # SMS and API calls come mixed; each is priced by the same rules as on write.
+            sms_costs, sms_versions = units.sms(
+                c["provider"], c["units"], c["epoch"], c["direction"], c["country"]
+            )
+            api_costs, api_versions = units.api(c["provider"], c["name"], c["unit"], c["units"], c["epoch"])
+            for i, is_sms in enumerate(sms):
+                cost, version = (sms_costs[i], sms_versions[i]) if is_sms else (api_costs[i], api_versions[i])
                 examined += 1
-                is_sms = c["kind"][i] == "message"
-                cost, version = (None, None)
-                if price_list is not None:
-                    cost, version = price_units(
-                        price_list,
-                        c["provider"][i],
-                        None if is_sms else c["name"][i],
-                        c["unit"][i],
-                        c["units"][i],
-                        c["epoch"][i],
-                        c["direction"][i] if is_sms else None,
-                        c["country"][i] if is_sms else None,
-                    )
-                if cost is None and is_sms:
-                    cost = c["units"][i] * rates.rate(c["country"][i], c["direction"][i] or "out")
-                    version = rates.version
-                if cost is None:
-                    unpriced += 1
-                ids.append(batch_ids[i])
+                unpriced += cost is None
                 costs.append(cost)
                 versions.append(version)
+            ids.extend(_id_bytes(batch))
     if not ids:
         return RepriceResult(examined, 0, unpriced)
     event_ids = pa.ExtensionArray.from_storage(pa.uuid(), pa.array(ids, pa.binary(16)))

@@ -33,3 +33,9 @@ class InputError(BotmeterError, ValueError):
 
 class InputTypeError(BotmeterError, TypeError):
     """An argument botmeter was given has the wrong type; the message names it and shows it."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (or its type's name when it has none), for one-line reports."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..exceptions import StoreUnavailable
+from ..exceptions import StoreUnavailable, first_line
 from .query import FigureUnavailable
 
 T = TypeVar("T")
@@ -19,8 +19,7 @@ T = TypeVar("T")
 
 def store_failure(exc: BaseException) -> str:
     """Why a figure is missing when the store failed to give it: the first line of the error."""
-    text = str(exc).strip()
-    return f"the store failed to answer: {text.splitlines()[0] if text else type(exc).__name__}"
+    return f"the store failed to answer: {first_line(exc)}"
 
 
 class Gaps:

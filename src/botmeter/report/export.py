@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from ..analyse.catalogue import CATALOGUE, load_plugins
 from ..analyse.query import FigureUnavailable, QueryError, iso, utc, window_of
 from ..events import COLUMNS, KINDS
-from ..exceptions import BotmeterError
+from ..exceptions import BotmeterError, first_line
 from ..process.pipeline import SCHEMA
 from ..store import Store
 
@@ -250,8 +250,7 @@ def _stage(con: duckdb.DuckDBPyConnection, source: Path, fmt: str) -> dict[str, 
             "csv": "CSV",
             "parquet": "Parquet",
         }[fmt]
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ExportError(f"{source}: not {what}: {first_line}") from None
+        raise ExportError(f"{source}: not {what}: {first_line(exc)}") from None
 
 
 _NUMBER_TYPES: Final = frozenset(

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ...events import CALLER_KEYS, COLUMNS
-from ...exceptions import SchemaError, StoreError, StoreLocked, StoreUnavailable
+from ...exceptions import SchemaError, StoreError, StoreLocked, StoreUnavailable, first_line
 from . import rollups
 
 SCHEMA_VERSION = 3
@@ -538,8 +538,7 @@ def damaged_file(path: Path) -> Iterator[None]:
         yield
     except duckdb.Error as exc:
         if type(exc) is duckdb.Error or isinstance(exc, _DAMAGED):
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StoreUnavailable(f"cannot read {path}, the file may be damaged: {first}") from exc
+            raise StoreUnavailable(f"cannot read {path}, the file may be damaged: {first_line(exc)}") from exc
         raise
 
 

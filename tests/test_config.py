@@ -46,7 +46,7 @@ def test_choices_and_kinds_are_checked_where_the_value_comes_from():
         Config.resolve(env={}, cloudwatch_mode="warp")
     with pytest.raises(ConfigError, match="ANALYTICS_ENABLED must be true or false, got 'maybe'"):
         Config.resolve(env={"ANALYTICS_ENABLED": "maybe"})
-    with pytest.raises(ConfigError, match="BOTMETER_BATCH_SIZE must be a int, got '1e3'"):
+    with pytest.raises(ConfigError, match="BOTMETER_BATCH_SIZE must be a whole number, got '1e3'"):
         Config.resolve(env={"BOTMETER_BATCH_SIZE": "1e3"})
     with pytest.raises(ConfigError, match="store must be a store URL such as duckdb://"):
         Config.resolve(env={}, store="")

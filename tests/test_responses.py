@@ -304,7 +304,7 @@ def test_render_takes_any_result_and_names_what_it_cannot(reader):
         match="consumer: expected one of text, sms, slack, slack_blocks, markdown, json, got 'fax'",
     ):
         r.render(result, "fax")
-    with pytest.raises(TypeError, match="result: cannot report a int"):
+    with pytest.raises(TypeError, match="result: cannot report an object of type int"):
         r.render(42, "text")
 
 

@@ -57,7 +57,8 @@ class Setting:
             try:
                 number = self.kind(raw)
             except ValueError:
-                raise ConfigError(f"{var} must be a {self.kind.__name__}, got {raw!r}") from None
+                what = "a whole number" if self.kind is int else "a number"
+                raise ConfigError(f"{var} must be {what}, got {raw!r}") from None
             if self.minimum is not None and number < self.minimum:
                 raise ConfigError(f"{var} must be >= {self.minimum}, got {raw!r}")
             return number

@@ -436,7 +436,7 @@ def report_for(result: Any) -> Report:
     if isinstance(result, Mapping) and "groups" in result and "period" in result:
         return error_groups_report(result["groups"], result["period"]["start"], result["period"]["end"])
     raise InputTypeError(
-        f"result: cannot report a {type(result).__name__}; "
+        f"result: cannot report an object of type {type(result).__name__}; "
         "give a summary, a query Result, costs or error groups"
     )
 

@@ -1,0 +1,134 @@
+"""The questions botmeter answers, one function each from typed parameters to a ``Report``.
+Registered in ``ANSWERS`` by ``@register``; every interface offers each at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..analyse import alerts as alerting
+from ..analyse.dashboard_figures import dashboard_data
+from ..analyse.summary import summarise
+from ..report import responses
+from ..report.responses import Figure, Line, Report, Section
+from .params import (
+    AlertsParams,
+    DashboardParams,
+    Days,
+    ExploreParams,
+    MetricParams,
+    NoParams,
+    Period,
+    SummaryParams,
+)
+from .registry import register
+from .status import analytics_status_report, status_report
+
+DASHBOARD_DAYS = 30  # the dashboard's period when none is given
+
+
+def _rules(path: str | None) -> Any:
+    return alerting.Rules.load(path) if path else None
+
+
+@register(
+    "summary", SummaryParams, "The period's cost, engagement, errors and latency against the previous one."
+)
+def summary(reader: Any, p: SummaryParams) -> Report:
+    rules = _rules(p.rules)
+    fired = alerting.check(reader, rules) if rules else []
+    budget = rules.monthly_budget_usd if rules else None
+    return responses.summary_report(summarise(reader, p.days, monthly_budget_usd=budget, alerts=fired))
+
+
+@register("metric", MetricParams, "One metric over time, broken down and filtered.")
+def metric(reader: Any, p: MetricParams) -> Report:
+    filters = dict(p.filters)
+    if p.bot:
+        filters.setdefault("bot", []).append(p.bot)
+    result = reader.query(
+        p.metric,
+        days=p.days,
+        start=p.start,
+        end=p.end,
+        interval=p.interval,
+        by=p.by,
+        filters=filters,
+        stat=p.stat,
+        periods=p.periods,
+        limit=p.limit,
+    )
+    return responses.query_report(result)
+
+
+@register(
+    "errors", Period, "Error groups in the period: count, users, first and last seen, new or regressed."
+)
+def errors(reader: Any, p: Period) -> Report:
+    window = reader.window(p.days, p.start, p.end)
+    groups = reader.error_groups(start=window[0], end=window[1])
+    return responses.error_groups_report(groups, *window)
+
+
+@register("costs", Period, "Cost, by provider and model, per conversation and per active user.")
+def costs(reader: Any, p: Period) -> Report:
+    window = reader.window(p.days, p.start, p.end)
+    return responses.costs_report(reader.costs(start=window[0], end=window[1]))
+
+
+@register("analytics_status", Days, "Today's and the period's cost, users, conversations, error rate, p95.")
+def analytics_status(reader: Any, p: Days) -> Report:
+    return analytics_status_report(reader, p.days)
+
+
+@register(
+    "status", NoParams, "botmeter's health: on or off, the store, queued, dropped, spooled.", needs="meter"
+)
+def status(meter: Any, p: NoParams) -> Report:
+    return status_report(meter)
+
+
+@register("alerts", AlertsParams, "The alert rules that fire now.")
+def alerts(reader: Any, p: AlertsParams) -> Report:
+    from .params import ParameterError
+
+    if not p.rules:
+        raise ParameterError("rules", "rules: no alert rules: give a rules file (TOML)")
+    return responses.alerts_report(alerting.check(reader, alerting.Rules.load(p.rules)))
+
+
+@register("dashboard", DashboardParams, "The dashboard's figures: cost, engagement, errors and speed.")
+def dashboard(reader: Any, p: DashboardParams) -> Report:
+    from .params import ParameterError
+
+    if p.days is not None and p.start is not None and p.end is not None:
+        raise ParameterError("days", "days: give days or start/end, not both")
+    if p.start is not None and p.end is not None and p.start >= p.end:
+        raise ParameterError("end", f"end: {p.end.isoformat()} is not after start {p.start.isoformat()}")
+    rules = _rules(p.rules)
+    fired = alerting.check(reader, rules) if rules else []
+    budget = p.budget if p.budget is not None else (rules.monthly_budget_usd if rules else None)
+    days = p.days if p.days is not None or p.start or p.end else DASHBOARD_DAYS
+    data = dashboard_data(
+        reader,
+        days,
+        start=p.start,
+        end=p.end,
+        timezone=p.tz,
+        monthly_budget_usd=budget,
+        alerts=fired,
+    )
+    return Report("dashboard", "botmeter dashboard", data=data)
+
+
+@register("explore", ExploreParams, "What is in the store: kinds, span, events per day, fields, dimensions.")
+def explore(reader: Any, p: ExploreParams) -> Report:
+    info = reader.explore(p.top)
+    figures = (
+        Figure("Events", f"{info['events']:,}", short="events", key=True),
+        Figure("First event", str(info["first_event"]), short="first"),
+        Figure("Last event", str(info["last_event"]), short="last"),
+    )
+    kinds = Section(
+        "Events by kind", tuple(Line(f"{k}: {n:,}", f"{k} {n:,}") for k, n in info["kinds"].items())
+    )
+    return Report("explore", "botmeter store", figures=figures, sections=(kinds,), data=info)

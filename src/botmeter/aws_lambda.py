@@ -266,7 +266,7 @@ def _http(event: dict[str, Any]) -> dict[str, Any]:
         if method not in ("GET", "HEAD"):
             raise BadInput("method", f"method: {method} is not allowed here; use GET", 405)
         if not route.formats:
-            report = route.reply(_Deferred(), params)
+            report = route.reply(answers.Later(_reader), params)
             data = dict(report.data)
             data["store"] = _store_label()  # a name, not the function's file system
             return _public(_response(200, data))
@@ -275,7 +275,7 @@ def _http(event: dict[str, Any]) -> dict[str, Any]:
             raise BadInput(
                 "format", f"format: expected one of {', '.join(responses.API_FORMATS)}, got {fmt!r}"
             )
-        report = route.reply(_Deferred(), params, also=("format",))
+        report = route.reply(answers.Later(_reader), params, also=("format",))
         return _public(responses.to_api_gateway(report, 200, fmt))
     except (BadInput, answers.ParameterError) as exc:
         status = getattr(exc, "status", 400)
@@ -292,14 +292,6 @@ def _http(event: dict[str, Any]) -> dict[str, Any]:
     except Exception:
         log.exception("botmeter: the HTTP request failed")
         return _response(500, {"error": "botmeter failed to answer; the function's log has the details"})
-
-
-class _Deferred:
-    """The store of ``BOTMETER_STORE``, opened once the request's parameters have been read: a
-    request with a bad parameter is refused without waiting on the store."""
-
-    def reader(self) -> Any:
-        return _reader()
 
 
 def _store_label() -> str:
@@ -374,7 +366,7 @@ def _scheduled(event: dict[str, Any]) -> dict[str, Any]:
             raise BadInput("detail", f'detail: expected an object such as {{"days": 7}}, got {detail!r:.40}')
         given = detail.get("days")
         days_text = str(config.report_days) if given is None or given == "" else str(given)
-        report = answers.answer("summary", _Deferred(), {"days": days_text})
+        report = answers.answer("summary", answers.Later(_reader), {"days": days_text})
         summary, days = report.data, report.data["period"]["days"]
         text = to_text(report)
     except Exception as exc:
@@ -468,7 +460,7 @@ def _bedrock(event: dict[str, Any]) -> dict[str, Any]:
             raw.update(fixed)
             if name == "metric" and raw.get("by"):
                 raw["limit"] = "10"  # an agent reads the largest groups, not a long tail
-            report = answers.answer(name, _Deferred(), raw)
+            report = answers.answer(name, answers.Later(_reader), raw)
         else:
             state = "FAILURE"
             report = responses.message_report(

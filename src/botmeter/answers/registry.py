@@ -42,6 +42,17 @@ def register(
     return add
 
 
+class Later:
+    """A source opened only once the parameters have been read, so a request with a bad parameter
+    is refused at once, without opening (or waiting on) a store: ``Later(lambda: Reader(url))``."""
+
+    def __init__(self, open_reader: Callable[[], Any]) -> None:
+        self._open = open_reader
+
+    def reader(self) -> Any:
+        return self._open()
+
+
 def reader_of(source: Any) -> Any:
     """A ``Reader`` from what an interface holds: a Reader, a meter (``meter.reader()``), a store."""
     from ..analyse.reader import Reader

@@ -3,6 +3,7 @@ Registered in ``ANSWERS`` by ``@register``; every interface offers each at once.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from ..analyse import alerts as alerting
@@ -118,6 +119,44 @@ def dashboard(reader: Any, p: DashboardParams) -> Report:
         alerts=fired,
     )
     return Report("dashboard", "botmeter dashboard", data=data)
+
+
+def stored_time(value: Any) -> str | None:
+    """A stored ts as ISO text. DuckDB hands a time beyond Python's datetime (the year 58,896 of a
+    millisecond timestamp stored as seconds) over as text: shown as it is, never a crash."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None).isoformat() + "Z"
+    return str(value).replace(" ", "T", 1) + "Z"
+
+
+@register("store_status", NoParams, "What is in the store: events by kind, their span, drops recorded, size.")
+def store_status(reader: Any, p: NoParams) -> Report:
+    info = reader.inventory()
+    info["first_event"] = stored_time(info["first_event"])
+    info["last_event"] = stored_time(info["last_event"])
+    size = getattr(reader.store, "size_bytes", None)
+    if size is not None:
+        info["size_bytes"] = size()
+    figures = tuple(
+        Figure(key.replace("_", " "), f"{info[key]:,}" if isinstance(info[key], int) else str(info[key]))
+        for key in (
+            "events",
+            "first_event",
+            "last_event",
+            "size_bytes",
+            "schema_version",
+            "dropped_events_recorded",
+        )
+        if key in info
+    )
+    kinds = Section(
+        "Events by kind", tuple(Line(f"{k}: {n:,}", f"{k} {n:,}") for k, n in info["by_kind"].items())
+    )
+    return Report(
+        "store_status", f"botmeter store: {reader.store.url}", figures=figures, sections=(kinds,), data=info
+    )
 
 
 @register("explore", ExploreParams, "What is in the store: kinds, span, events per day, fields, dimensions.")

@@ -83,16 +83,6 @@ def demo(store: str | None, days: int, users: int, seed: int, quiet: bool) -> No
     print_summary(result, console)
 
 
-def _stored_time(value: Any) -> str | None:
-    """A stored ts as ISO text. DuckDB hands a time beyond Python's datetime (the year 58,896 of a
-    millisecond timestamp stored as seconds) over as text: shown as it is, never a crash."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.isoformat() + "Z"
-    return str(value).replace(" ", "T", 1) + "Z"
-
-
 @main.command()
 @store_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -102,21 +92,7 @@ def status(store: str | None, fmt: str) -> None:
     db = _duckdb_store(config)
     info: dict[str, Any] = {"store": config.store, "path": str(db.path), "exists": db.path.exists()}
     if db.path.exists():
-        with db.reading() as con:
-            rows = con.execute("SELECT value FROM botmeter_meta WHERE key = 'schema_version'").fetchall()
-            info["schema_version"] = int(rows[0][0]) if rows else None
-            total, first, last = con.execute("SELECT count(*), min(ts), max(ts) FROM events").fetchall()[0]
-            info["events"] = total
-            info["first_event"] = _stored_time(first)
-            info["last_event"] = _stored_time(last)
-            info["by_kind"] = dict(
-                con.execute("SELECT kind, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC").fetchall()
-            )
-            dropped = con.execute(
-                "SELECT coalesce(sum(units), 0) FROM events WHERE kind = 'system' AND name = 'dropped'"
-            ).fetchall()[0]
-            info["dropped_events_recorded"] = int(dropped[0])
-        info["size_bytes"] = db.size_bytes()
+        info.update(_answer("store_status", lambda: _reader(config), {}).data)
     spool_dir = Path(config.spool_dir) if config.spool_dir else db.default_spool_dir()
     depth = Spool(spool_dir, 1).depth()
     info["spool"] = {

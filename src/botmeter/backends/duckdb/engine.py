@@ -785,6 +785,26 @@ class DuckDBEngine:
             out["bytes_per_event"] = out["storage_bytes"] / out["events"] if out["events"] else None
         return out
 
+    def inventory(self) -> dict[str, Any]:
+        """The store's contents in brief (``botmeter status``): events, their span and kinds, the
+        drops the writer recorded, the schema version. A time beyond Python's datetime (a
+        millisecond timestamp stored as seconds) comes as DuckDB's text, never a crash."""
+        with self.session():
+            rows = self.sql("SELECT value FROM botmeter_meta WHERE key = 'schema_version'")
+            total, first, last = self.sql("SELECT count(*), min(ts), max(ts) FROM events")[0]
+            kinds = self.sql("SELECT kind, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC")
+            dropped = self.sql(
+                "SELECT coalesce(sum(units), 0) FROM events WHERE kind = 'system' AND name = 'dropped'"
+            )[0][0]
+        return {
+            "schema_version": int(rows[0][0]) if rows else None,
+            "events": int(total),
+            "first_event": first,
+            "last_event": last,
+            "by_kind": {k: int(n) for k, n in kinds},
+            "dropped_events_recorded": int(dropped),
+        }
+
     # -- ratios and cohorts -----------------------------------------------------------------------
 
     def _ratio(self, q: Query, metric: Metric) -> Result:

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from ..analyse.query import INTERVALS, MAX_DAYS, days_from_text, utc
+from ..analyse.query import INTERVALS, MAX_DAYS, QueryError, days_from_text, utc
 from ..exceptions import InputError
 
 # Raw parameters as they arrive: one text, or several for a parameter given more than once.
@@ -48,7 +48,7 @@ def _days(name: str, text: str) -> int:
 def _time(name: str, text: str) -> datetime:
     try:
         return utc(text, name)
-    except InputError as exc:  # the query's own message: field, value and an example
+    except QueryError as exc:  # the query's own message: field, value and an example
         raise ParameterError(name, str(exc)) from None
 
 

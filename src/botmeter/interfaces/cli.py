@@ -512,11 +512,11 @@ def alerts_check(
     if not rules:
         raise click.UsageError("no alert rules: pass --rules FILE or set BOTMETER_ALERTS")
     try:
-        loaded = alerting.Rules.load(rules)
-        reader = _reader(config)
-        fired = alerting.check(reader, loaded)
+        loaded = alerting.Rules.load(rules)  # where to deliver; checked before the store is opened
     except BotmeterError as exc:
         raise _fail(exc) from exc
+    reader = _reader(config)
+    fired = _answer("alerts", lambda: reader, {"rules": rules}).data["alerts"]
     targets = dict(loaded.deliver)
     if webhook:
         targets["webhook"] = webhook

@@ -131,9 +131,7 @@ def test_parameters_are_read_once_and_typed():
         ("costs", "colour", "blue"): "colour: unknown parameter; valid: days, end, start",
     }
     for (name, field, value), message in refused.items():
-        with pytest.raises(
-            ParameterError, match="^" + re.escape(message)
-        ) as caught:
+        with pytest.raises(ParameterError, match="^" + re.escape(message)) as caught:
             answers.parameters(name, {field: value})
         assert caught.value.field == field and isinstance(caught.value, ValueError)
     with pytest.raises(ParameterError, match=r"^days: given 2 times; give it once"):

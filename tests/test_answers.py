@@ -53,6 +53,14 @@ CASES = {
         {"days": "7"},
         lambda r: [(g["error_type"], g["count"]) for g in r.data["groups"]] == [("rate_limit_exceeded", 1)],
     ),
+    "engagement": (
+        {"days": "7"},
+        lambda r: (r.data["active_users"], r.data["messages"], r.data["conversations"]) == (4, 4, 4),
+    ),
+    "latency": (
+        {"days": "7"},
+        lambda r: r.data["by_model"]["gpt-4o"]["p50"] == pytest.approx(901.5) and "gpt-4o" in to_text(r),
+    ),
     "costs": ({"days": "7"}, lambda r: r.data["total_usd"] == pytest.approx(10.34)),
     "analytics_status": (
         {"days": "7"},

@@ -10,7 +10,8 @@ from ..analyse import alerts as alerting
 from ..analyse.dashboard_figures import dashboard_data
 from ..analyse.summary import summarise
 from ..report import responses
-from ..report.responses import Figure, Line, Report, Section
+from ..report.numbers import count, ms, seconds
+from ..report.responses import Figure, Line, Report, Section, period_text
 from .params import (
     AlertsParams,
     DashboardParams,
@@ -74,6 +75,70 @@ def errors(reader: Any, p: Period) -> Report:
 def costs(reader: Any, p: Period) -> Report:
     window = reader.window(p.days, p.start, p.end)
     return responses.costs_report(reader.costs(start=window[0], end=window[1]))
+
+
+@register("engagement", Period, "Users (active, new, returning), conversations, messages, their length.")
+def engagement(reader: Any, p: Period) -> Report:
+    e = reader.engagement(p.days, start=p.start, end=p.end)
+    length, duration = e["messages_per_conversation"], e["conversation_duration_s"]
+    figures = (
+        Figure("Active users", count(e["active_users"]), short="users", key=True),
+        Figure("New users", count(e["new_users"]), short="new"),
+        Figure("Returning users", count(e["returning_users"]), short="returning"),
+        Figure("Conversations", count(e["conversations"]), short="convs", key=True),
+        Figure("Messages", count(e["messages"]), short="msgs", key=True),
+        Figure("Inbound messages", count(e["inbound_messages"]), short="in"),
+        Figure("Messages per conversation", _number(length.get("avg")), short="msgs/conv"),
+        Figure("Conversation length", seconds(duration.get("avg")), short="conv time"),
+    )
+    activities = tuple(Line(f"{name}: {n:,}", "") for name, n in e["activities"].items() if n)
+    period = e["period"]
+    return Report(
+        "engagement",
+        "botmeter engagement",
+        period_text(period["start"], period["end"]),
+        figures,
+        (Section("Activities", activities),) if activities else (),
+        e,
+        short_title="botmeter engagement",
+    )
+
+
+@register("latency", Period, "How long users wait for a reply, each stage's timings, LLM latency by model.")
+def latency(reader: Any, p: Period) -> Report:
+    lat = reader.latency(p.days, start=p.start, end=p.end)
+    overall = lat["overall"]
+    figures = tuple(
+        Figure(f"Reply {stat}", ms(overall.get(stat)), short=f"reply {stat}", key=stat == "p95")
+        for stat in ("p50", "p95", "p99")
+    )
+    stages = tuple(
+        Line(f"{stage}: p50 {ms(s['p50'])}, p95 {ms(s['p95'])} ({count(s['count'])} timings)", "")
+        for stage, s in lat["by_stage"].items()
+    )
+    models = tuple(
+        Line(f"{model}: p50 {ms(s['p50'])}, p95 {ms(s['p95'])} ({count(s['count'])} calls)", "")
+        for model, s in lat["by_model"].items()
+    )
+    sections = tuple(
+        Section(title, lines)
+        for title, lines in (("By stage", stages), ("LLM calls by model", models))
+        if lines
+    )
+    period = lat["period"]
+    return Report(
+        "latency",
+        f"botmeter latency (reply stage {lat['reply_stage']})",
+        period_text(period["start"], period["end"]),
+        figures,
+        sections,
+        lat,
+        short_title="botmeter latency",
+    )
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
 
 
 @register("analytics_status", Days, "Today's and the period's cost, users, conversations, error rate, p95.")

@@ -174,6 +174,25 @@ def test_http_routes_map_paths_onto_answers(filled):  # noqa: F811
     assert opened == []
 
 
+def test_http_errors_are_mapped_once():
+    from botmeter.analyse.query import FigureUnavailable, QueryError
+    from botmeter.exceptions import StoreLocked
+
+    assert answers.http_error(ParameterError("days", "days: no")) == (
+        400,
+        {"error": "days: no", "field": "days"},
+    )
+    assert answers.http_error(QueryError("by: 'colour' is not a dimension")) == (
+        400,
+        {"error": "by: 'colour' is not a dimension", "field": "by"},
+    )
+    assert answers.http_error(FigureUnavailable("retention from CloudWatch")) == (
+        422,
+        {"error": "retention from CloudWatch", "unavailable": True},
+    )
+    assert answers.http_error(StoreLocked("held by another process"))[0] == 503
+
+
 BAD_DAYS = "days: expected a whole number from 1 to 3650, got 'lots'"
 BAD_FILTER = "filter: 'model' is not dimension=value"
 

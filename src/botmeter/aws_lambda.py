@@ -255,7 +255,6 @@ def _http(event: dict[str, Any]) -> dict[str, Any]:
     (``answers.http_route``), the query string is its raw parameters, the report goes out as a
     proxy response in the ``format`` asked for."""
     from . import answers
-    from .analyse.query import FigureUnavailable, QueryError
     from .report import responses
 
     try:
@@ -277,18 +276,13 @@ def _http(event: dict[str, Any]) -> dict[str, Any]:
             )
         report = route.reply(answers.Later(_reader), params, also=("format",))
         return _public(responses.to_api_gateway(report, 200, fmt))
-    except (BadInput, answers.ParameterError) as exc:
-        status = getattr(exc, "status", 400)
-        headers = {"allow": "GET, HEAD"} if status == 405 else None
-        return _response(status, {"error": str(exc), "field": exc.field}, headers)
-    except QueryError as exc:
-        field = str(exc).split(":", 1)[0] if ":" in str(exc) else "query"
-        return _response(400, {"error": str(exc), "field": field})
-    except FigureUnavailable as exc:
-        return _public(_response(422, {"error": str(exc), "unavailable": True}))
     except BotmeterError as exc:
-        log.warning("botmeter: the store could not answer: %s", exc)  # the details, for the log only
-        return _public(_response(503, {"error": f"the store could not answer: {exc}"}))
+        status, payload = answers.http_error(exc)
+        if status == 503:
+            log.warning("botmeter: the store could not answer: %s", exc)  # the details, for the log only
+        headers = {"allow": "GET, HEAD"} if status == 405 else None
+        response = _response(status, payload, headers)
+        return _public(response) if status >= 422 else response  # a store's words may name its files
     except Exception:
         log.exception("botmeter: the HTTP request failed")
         return _response(500, {"error": "botmeter failed to answer; the function's log has the details"})

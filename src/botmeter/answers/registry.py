@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..exceptions import BotmeterError, InputError
 from ..report.responses import Report
 from .params import ParameterError, Raw, names, parse
 
@@ -114,6 +115,22 @@ HTTP_ROUTES: dict[str, Route] = {
     "/metrics/{metric}": Route("metric", accepts=_WINDOW | {"by", "stat", "interval", "filter", "limit"}),
 }
 HTTP_PATHS = "/metrics/{metric}, /summary, /errors, /dashboard"
+
+
+def http_error(exc: BotmeterError) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and JSON body of an error an answer (or the request around it) raised: 400
+    naming the field for a bad parameter or query (or the error's own ``status``, such as 404 or
+    405), 422 for a figure the store cannot give, 503 for a store that could not answer."""
+    from ..analyse.query import FigureUnavailable, QueryError
+
+    if isinstance(getattr(exc, "field", None), str):
+        return int(getattr(exc, "status", 400)), {"error": str(exc), "field": exc.field}  # type: ignore[attr-defined]
+    if isinstance(exc, QueryError | InputError):
+        text = str(exc)
+        return 400, {"error": text, "field": text.split(":", 1)[0] if ":" in text else "query"}
+    if isinstance(exc, FigureUnavailable):
+        return 422, {"error": str(exc), "unavailable": True}
+    return 503, {"error": f"the store could not answer: {exc}"}
 
 
 def http_route(path: str) -> Route | None:

@@ -232,3 +232,20 @@ def test_a_bad_parameter_is_the_same_message_on_every_interface(filled, tmp_path
         out = handler(agent_event(function, **params), None)["response"]["functionResponse"]
         assert out["responseState"] == "REPROMPT"
         assert out["responseBody"]["TEXT"]["body"] == f"Please check the request: {BAD_DAYS}"
+
+
+def test_a_bot_that_only_records_does_not_load_the_analysis():
+    # botmeter.Meter reaches the answers through the chat admin: the summary, alerts and dashboard
+    # figures are loaded when a question asks for them, not when a bot imports botmeter.
+    import subprocess
+    import sys
+
+    code = "import json, sys, botmeter; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(json.loads(out))
+    assert "botmeter.analyse.query" in loaded and not loaded & {
+        "botmeter.analyse.summary",
+        "botmeter.analyse.alerts",
+        "botmeter.analyse.dashboard_figures",
+        "botmeter.analyse.trends",
+    }

@@ -1,14 +1,15 @@
 """The questions botmeter answers, one function each from typed parameters to a ``Report``.
-Registered in ``ANSWERS`` by ``@register``; every interface offers each at once."""
+Registered in ``ANSWERS`` by ``@register``; every interface offers each at once.
+
+The analysis each needs is imported when it is asked: ``botmeter.Meter`` reaches this module
+through the chat admin, and a bot that only records must not pay for the analysis at import.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from ..analyse import alerts as alerting
-from ..analyse.dashboard_figures import dashboard_data
-from ..analyse.summary import summarise
 from ..report import responses
 from ..report.numbers import count, ms, seconds
 from ..report.responses import Figure, Line, Report, Section, period_text
@@ -29,15 +30,25 @@ DASHBOARD_DAYS = 30  # the dashboard's period when none is given
 
 
 def _rules(path: str | None) -> Any:
-    return alerting.Rules.load(path) if path else None
+    from ..analyse.alerts import Rules
+
+    return Rules.load(path) if path else None
+
+
+def _fired(reader: Any, rules: Any) -> list[dict[str, Any]]:
+    from ..analyse.alerts import check
+
+    return check(reader, rules) if rules else []
 
 
 @register(
     "summary", SummaryParams, "The period's cost, engagement, errors and latency against the previous one."
 )
 def summary(reader: Any, p: SummaryParams) -> Report:
+    from ..analyse.summary import summarise
+
     rules = _rules(p.rules)
-    fired = alerting.check(reader, rules) if rules else []
+    fired = _fired(reader, rules)
     budget = rules.monthly_budget_usd if rules else None
     return responses.summary_report(summarise(reader, p.days, monthly_budget_usd=budget, alerts=fired))
 
@@ -159,7 +170,7 @@ def alerts(reader: Any, p: AlertsParams) -> Report:
 
     if not p.rules:
         raise ParameterError("rules", "rules: no alert rules: give a rules file (TOML)")
-    return responses.alerts_report(alerting.check(reader, alerting.Rules.load(p.rules)))
+    return responses.alerts_report(_fired(reader, _rules(p.rules)))
 
 
 @register("dashboard", DashboardParams, "The dashboard's figures: cost, engagement, errors and speed.")
@@ -170,8 +181,10 @@ def dashboard(reader: Any, p: DashboardParams) -> Report:
         raise ParameterError("days", "days: give days or start/end, not both")
     if p.start is not None and p.end is not None and p.start >= p.end:
         raise ParameterError("end", f"end: {p.end.isoformat()} is not after start {p.start.isoformat()}")
+    from ..analyse.dashboard_figures import dashboard_data
+
     rules = _rules(p.rules)
-    fired = alerting.check(reader, rules) if rules else []
+    fired = _fired(reader, rules)
     budget = p.budget if p.budget is not None else (rules.monthly_budget_usd if rules else None)
     days = p.days if p.days is not None or p.start or p.end else DASHBOARD_DAYS
     data = dashboard_data(

@@ -437,7 +437,8 @@ class ClickHouseStore:
             )
             info["dropped_events_recorded"] = int(
                 client.command(
-                    "SELECT toInt64(sum(coalesce(units, 0))) FROM events WHERE kind = 'system' AND name = 'dropped'"
+                    "SELECT toInt64(sum(coalesce(units, 0))) FROM events WHERE kind = 'system' AND "
+                    "name = 'dropped'"
                 )
                 or 0
             )
@@ -480,7 +481,8 @@ class ClickHouseStore:
             if not int(client.command("EXISTS TABLE events")):
                 return SCHEMA.empty_table()
             table = client.query_arrow(
-                f"SELECT {columns} FROM events WHERE {' AND '.join(conditions)} ORDER BY ts, event_id LIMIT {int(limit)}",
+                f"SELECT {columns} FROM events WHERE {' AND '.join(conditions)} ORDER BY ts, event_id "
+                f"LIMIT {int(limit)}",
                 parameters=params,
             )
         return _as_batch(table, SCHEMA)

@@ -534,3 +534,51 @@ def test_an_interrupted_copy_resumes(tmp_path, monkeypatch):
     finally:
         src.close()
         dst.close()
+
+
+def test_a_bot_process_lets_another_process_into_its_folder_between_writes(tmp_path):
+    # The embedded engine keeps its folder for one process at a time: the bot's writer lets go of
+    # it when idle, so a command in another process gets in, and the bot's next write gets in after.
+    url = f"chdb://{tmp_path}/ch"
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from botmeter import Meter
+        m = Meter(bot="b", store={url!r}, flush_interval=0.2)
+        for i in range(100):
+            m.track_message(direction="in", user="u")
+        assert m.flush(timeout=30)
+        print("first", flush=True)
+        sys.stdin.readline()  # the test reads the folder meanwhile
+        for i in range(50):
+            m.track_message(direction="out", user="u")
+        assert m.flush(timeout=30)
+        m.close()
+        print("second", flush=True)
+        """
+    )
+    bot = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=subprocess_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert bot.stdout.readline().strip() == "first"
+        result = CliRunner().invoke(main, ["status", "--store", url, "--format", "json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["events"] == 100
+        bot.stdin.write("go\n")
+        bot.stdin.flush()
+        assert bot.stdout.readline().strip() == "second"
+        assert bot.wait(timeout=60) == 0
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+    store = ClickHouseStore(url)
+    try:
+        assert store.count() == 150
+        assert_rollups_agree(store, 150)
+    finally:
+        store.close()

@@ -212,7 +212,11 @@ class ClickHouseStore:
                 raise self._mapped(exc, "connect") from exc
             self._client = client
         try:
-            self._client.command(f"CREATE DATABASE IF NOT EXISTS {schema.quote_name(self.database)}")
+            # Only when missing: a user that may only insert (the tables made by `botmeter clickhouse
+            # ddl`) may not create databases either.
+            name = schema.quote_name(self.database)
+            if not int(self._client.command(f"EXISTS DATABASE {name}")):
+                self._client.command(f"CREATE DATABASE IF NOT EXISTS {name}")
             self._client.database = self.database
         except Exception as exc:
             self._drop_client()

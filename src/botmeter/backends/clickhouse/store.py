@@ -78,7 +78,7 @@ _INSERT_SETTINGS = {
 # value that does not fit its column). Anything else (timeouts, too many parts, memory, a read-only
 # replica, Keeper, a 5xx without a code) may pass: tried again, then spooled.
 _AUTH_CODES = {192, 193, 194, 195, 497, 516}
-_BAD_BATCH_CODES = {6, 27, 32, 38, 41, 53, 69, 70, 72, 117, 131, 190, 349}
+_BAD_BATCH_CODES = {6, 27, 38, 41, 53, 69, 70, 72, 117, 131, 190, 349}
 _CODE = re.compile(r"(?:Code:|error code)\s*(\d+)")
 _HTTP_STATUS = re.compile(r"response code\s*(\d{3})|HTTP (?:status )?(\d{3})")
 

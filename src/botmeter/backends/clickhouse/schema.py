@@ -82,6 +82,7 @@ _LOW_CARDINALITY = {
     "name",
     "release",
 }
+DICTIONARY_COLUMNS = frozenset(_LOW_CARDINALITY | {"kind"})
 _TYPES = {"VARCHAR": "String", "JSON": "String", "BIGINT": "Int64", "DOUBLE": "Float64"}
 # Chosen by measuring the ingest benchmark's mix (bench/clickhouse_codecs.py; BENCHMARKS.md): times
 # are sorted within (bot, kind), so deltas of deltas are mostly zero; counts are small integers,

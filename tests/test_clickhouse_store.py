@@ -314,7 +314,9 @@ def test_single_server_ddl_is_what_a_store_creates(chdb_store):
 
 
 @pytest.fixture
-def faults(tmp_path):
+def faults(tmp_path, monkeypatch):
+    # A server store keeps its spool and user-hash key under the cache folder: the test's own.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     injector = ClickHouseFaults(tmp_path / "engine")
     yield injector
     injector.close()

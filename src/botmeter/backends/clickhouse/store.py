@@ -196,7 +196,9 @@ class ClickHouseStore:
                 "password": self._password,
                 "secure": self._conn["secure"],
                 "connect_timeout": float(options.get("connect_timeout", 5)),
-                "send_receive_timeout": float(options.get("send_receive_timeout", 30)),
+                # A hung server holds the writer (never the bot) for at most about (retries + 1) times
+                # this before the batch is spooled; one batch's insert takes well under it.
+                "send_receive_timeout": float(options.get("send_receive_timeout", 10)),
                 # Requests run on the writer's thread and a reader's at once: no shared session.
                 "autogenerate_session_id": False,
                 "compress": options.get("compress", "lz4"),

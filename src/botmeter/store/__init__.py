@@ -48,6 +48,10 @@ BACKENDS: dict[str, Backend] = {
         "botmeter.backends.cloudwatch.store:CloudWatchStore",
         "botmeter.backends.cloudwatch.engine:CloudWatchEngine",
     ),
+    # ClickHouse: a server, or the embedded engine in the bot's process; one store for both.
+    # Its query engine is not registered yet: the reading side reads the tables in schema.py.
+    "clickhouse": Backend("botmeter.backends.clickhouse.store:ClickHouseStore"),
+    "chdb": Backend("botmeter.backends.clickhouse.store:ClickHouseStore"),
 }
 ENTRY_POINT_GROUP = "botmeter.backends"
 

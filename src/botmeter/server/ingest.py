@@ -81,6 +81,8 @@ def _gunzip(body: bytes, limit: int) -> bytes:
         raise HTTPException(400, f"the body is not valid gzip: {exc}")
     if len(out) > limit or inflater.unconsumed_tail:
         raise HTTPException(413, f"the body is over {limit} bytes once decompressed")
+    if not inflater.eof:
+        raise HTTPException(400, "the gzip body is truncated")
     return out
 
 

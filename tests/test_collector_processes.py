@@ -6,6 +6,7 @@ stored, and what was not must come back from the clients' spools."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -35,7 +36,7 @@ CLIENT = textwrap.dedent(
             time.sleep(pause)
     flushed = meter.flush(timeout=60)
     # What the collector did not take waits in the spool; each flush replays it (a bot would go on).
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + float(sys.argv[5])
     while meter.stats()["spool_events"] and time.monotonic() < deadline:
         time.sleep(0.2)
         flushed = meter.flush(timeout=60) and flushed
@@ -47,14 +48,16 @@ CLIENT = textwrap.dedent(
 )
 
 
-def _client(name: str, n: int, url: str, token: str, spool: Path, pause: float = 0.0) -> subprocess.Popen:
+def _client(
+    name: str, n: int, url: str, token: str, spool: Path, pause: float = 0.0, wait_for_spool: float = 60.0
+) -> subprocess.Popen:
     env = botmeter_env(
         BOTMETER_TOKEN=token,
         BOTMETER_SPOOL_DIR=str(spool / name),
         BOTMETER_HASH_KEY="00112233445566778899aabbccddeeff",
     )
     return subprocess.Popen(
-        [sys.executable, "-c", CLIENT, name, str(n), str(pause), url],
+        [sys.executable, "-c", CLIENT, name, str(n), str(pause), url, str(wait_for_spool)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -204,3 +207,80 @@ def test_store_failing_behind_the_server_spools_there_and_replays(tmp_path: Path
         ]
         con.close()
         assert values == list(range(50))
+
+
+def test_sigterm_finishes_requests_in_flight_and_flushes(tmp_path: Path) -> None:
+    db = tmp_path / "collector.duckdb"
+    store = f"duckdb://{db}"
+    token = create_token(store, "dadacat", "ingest")
+    server = CollectorProcess(store, "--rate-limit", "0", "--log-format", "json").start(
+        tmp_path / "server.log"
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    batches = [
+        {"events": [{"kind": "custom", "name": "n", "value": i, "event_id": f"{b}-{i}"} for i in range(1000)]}
+        for b in range(20)
+    ]
+    answered: list[int] = []
+
+    def send(batch: dict) -> None:
+        try:
+            answered.append(
+                httpx.post(f"{server.url}/v1/events", json=batch, headers=headers, timeout=30).status_code
+            )
+        except httpx.TransportError:
+            answered.append(0)  # refused once the server stopped listening: not acknowledged
+
+    import threading
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    # uvicorn ends by the signal it caught, once the shutdown is done.
+    assert server.stop() in (0, -signal.SIGTERM)
+    for t in threads:
+        t.join()
+    assert 202 in answered
+    stored = _rows_count(db)
+    assert stored == 1000 * answered.count(202)  # every acknowledged batch, whole
+    lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
+    assert any("collector stopped" in line["message"] for line in lines)
+    assert token not in server.logs() and token.split("_")[2] not in server.logs()
+
+
+def _rows_count(db: Path) -> int:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute("SELECT count(*) FROM events").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_a_slow_client_gets_408(tmp_path: Path) -> None:
+    import socket
+
+    store = f"duckdb://{tmp_path / 'c.duckdb'}"
+    token = create_token(store, "dadacat", "ingest")
+    with CollectorProcess(store, "--read-timeout", "1").start(tmp_path / "server.log") as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Authorization: Bearer {token}\r\nContent-Length: 1000\r\n\r\n".encode()
+                + b'{"events": ['
+            )
+            started = time.monotonic()
+            reply = sock.recv(4096).decode()
+        assert reply.startswith("HTTP/1.1 408") and time.monotonic() - started < 5
+
+
+def test_a_remote_meter_with_another_bots_token_keeps_its_events_in_the_spool(tmp_path: Path) -> None:
+    db = tmp_path / "collector.duckdb"
+    store = f"duckdb://{db}"
+    token = create_token(store, "otherbot", "ingest")
+    with CollectorProcess(store).start(tmp_path / "server.log") as server:
+        proc = _client("wrong-bot", 10, server.url, token, tmp_path, wait_for_spool=0)
+        result = _finish(proc)
+    assert result["flushed"] is True  # durable: in the local spool, waiting for a right token
+    assert result["spool_events"] == 10 and result["dropped"] == 0
+    assert not db.exists() or _rows_count(db) == 0

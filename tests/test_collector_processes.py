@@ -284,3 +284,39 @@ def test_a_remote_meter_with_another_bots_token_keeps_its_events_in_the_spool(tm
     assert result["flushed"] is True  # durable: in the local spool, waiting for a right token
     assert result["spool_events"] == 10 and result["dropped"] == 0
     assert not db.exists() or _rows_count(db) == 0
+
+
+def test_two_workers_share_the_file_and_store_each_acknowledged_event_once(tmp_path: Path) -> None:
+    import concurrent.futures
+
+    db = tmp_path / "collector.duckdb"
+    store = f"duckdb://{db}"
+    token = create_token(store, "dadacat", "ingest")
+    headers = {"Authorization": f"Bearer {token}"}
+    with CollectorProcess(store, "--workers", "2", "--rate-limit", "0").start(
+        tmp_path / "server.log"
+    ) as server:
+
+        def send(b: int) -> int:
+            events = [{"kind": "custom", "name": "n", "value": i, "event_id": f"{b}-{i}"} for i in range(200)]
+            with httpx.Client(timeout=60) as client:  # a connection each: both workers get requests
+                return client.post(
+                    f"{server.url}/v1/events", json={"events": events}, headers=headers
+                ).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(send, range(40)))
+            answers += list(pool.map(send, range(10)))  # retries of batches already stored
+        assert answers == [202] * 50
+        deadline = time.monotonic() + 30  # a worker that found the file busy spooled; it replays
+        while _rows_count(db) < 8000 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert _rows(db, "SELECT count(*), count(DISTINCT event_id) FROM events") == [(8000, 8000)]
+
+
+def _rows(db: Path, sql: str) -> list:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()

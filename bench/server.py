@@ -249,9 +249,20 @@ class _RssWatch:
         return self.peak_kb / 1024
 
 
+def _new_store(db: Path) -> str:
+    """Creates the file with its tables first: a running collector's or bot's file exists already."""
+    from botmeter.store import open_store
+
+    store = open_store(f"duckdb://{db}")
+    with store.writing():
+        pass
+    store.close()
+    return f"duckdb://{db}"
+
+
 def _server(workdir: Path, name: str, *args: str) -> tuple[CollectorProcess, Path, list[str]]:
     db = workdir / f"{name}.duckdb"
-    store = f"duckdb://{db}"
+    store = _new_store(db)
     tokens = [create_token(store, "bench", "ingest") for _ in range(ARGS.clients)]
     server = CollectorProcess(store, "--max-batch-events", str(ARGS.batch), *args)
     server.start(workdir / f"{name}.log")
@@ -264,7 +275,7 @@ def phase_in_process(workdir: Path) -> dict[str, Any]:
     n = ARGS.clients * ARGS.batches * ARGS.batch
     events = make_events(n, 1, None)
     db = workdir / "inprocess.duckdb"
-    meter = Meter(bot="bench", store=f"duckdb://{db}", max_buffer=n + 1, max_buffer_mb=4096)
+    meter = Meter(bot="bench", store=_new_store(db), max_buffer=n + 1, max_buffer_mb=4096)
     start = time.perf_counter()
     _track_all(meter, events)
     assert meter.flush(timeout=600)

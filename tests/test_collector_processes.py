@@ -236,7 +236,7 @@ def test_sigterm_finishes_requests_in_flight_and_flushes(tmp_path: Path) -> None
     threads = [threading.Thread(target=send, args=(b,)) for b in batches]
     for t in threads:
         t.start()
-    time.sleep(0.05)
+    _wait_for_accepted(server, 1000)  # the stream has begun: some answered, more in flight
     # uvicorn ends by the signal it caught, once the shutdown is done.
     assert server.stop() in (0, -signal.SIGTERM)
     for t in threads:
@@ -309,7 +309,7 @@ def test_two_workers_share_the_file_and_store_each_acknowledged_event_once(tmp_p
             answers += list(pool.map(send, range(10)))  # retries of batches already stored
         assert answers == [202] * 50
         deadline = time.monotonic() + 30  # a worker that found the file busy spooled; it replays
-        while _rows_count(db) < 8000 and time.monotonic() < deadline:
+        while httpx.get(f"{server.url}/healthz").json()["spool_events"] and time.monotonic() < deadline:
             time.sleep(0.2)
     assert _rows(db, "SELECT count(*), count(DISTINCT event_id) FROM events") == [(8000, 8000)]
 

@@ -113,6 +113,7 @@ class Collector:
         self._pending_lock = threading.Lock()
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._hold_file = config.workers <= 1
         self.store_ok = True
         self.last_error: str | None = None
 
@@ -280,7 +281,9 @@ class Collector:
             try:
                 first = self._queue.get(timeout=_IDLE_S)
             except queue.Empty:
+                # Idle for a while: let go of the file (another process may want it), retry the spool.
                 self._replay_when_idle()
+                self._release_store()
                 continue
             if first is None:
                 break
@@ -310,7 +313,10 @@ class Collector:
             self._spool(group, table)
             return
         try:
-            self.store.write(table, fresh=fresh, keep_open=not self._queue.empty())
+            # One worker keeps the file open between writes while requests keep coming: closing
+            # it costs a checkpoint each time (a reader in another process asks and is let in).
+            # Several workers share the file, so each lets go once its queue is empty.
+            self.store.write(table, fresh=fresh, keep_open=self._hold_file or not self._queue.empty())
         except StoreUnavailable as exc:
             self._store_failed(exc)
             self._spool(group, table)
@@ -329,7 +335,7 @@ class Collector:
         self.count("stored_events", table.num_rows)
         for item in group:
             item.done("stored")
-        if self._queue.empty():
+        if not self._hold_file and self._queue.empty():
             self._release_store()
 
     def _spool(self, group: list[_Pending], table: pa.Table) -> None:
@@ -362,7 +368,6 @@ class Collector:
     def _replay_when_idle(self) -> None:
         if self.spool.has_pending():
             self._replay()
-            self._release_store()
 
     def _release_store(self) -> None:
         try:

@@ -16,9 +16,10 @@ One run, in order, each phase against a fresh `botmeter serve` process on 127.0.
    `batch_size=--batch`) tracking the events as fast as they can; events/s until every `flush()`
    returned True.
 4. **half rate**: the json clients paced to half the rate of phase 2; p50/p99 request latency.
-5. **overload**: the server's per-token rate limit set to a tenth of what the clients offer
-   (clients post unpaced, 16 connections each); the server's peak RSS, answers by status, and
-   the check that stored == answered 202.
+5. **overload**: the server's per-token rate limit set to a tenth of its capacity from phase 2
+   while the clients post unpaced, 16 connections each (429s); then again without a rate limit
+   and with `--max-pending-events` of 4 batches (503s). The server's idle and peak RSS, answers
+   by status, and the check that stored == answered 202.
 
 Events arrive live (ts within the last minute) and carry no event_id, as a Meter's track calls
 (the remote Meter's batches carry the ids the client made); `BENCH_EVENT_IDS=1` gives the json
@@ -364,12 +365,21 @@ def phase_meter(workdir: Path) -> dict[str, Any]:
     }
 
 
-def phase_overload(workdir: Path, capacity: float) -> dict[str, Any]:
-    # Each token may send a tenth of the server's capacity divided among the clients; the clients
-    # offer as much as 16 connections each can send, far above that.
+def phase_overload(workdir: Path, capacity: float, pending_cap: int | None = None) -> dict[str, Any]:
+    """Each token may send a tenth of the server's capacity divided among the clients, and the
+    clients offer as much as 16 connections each can send, far above that; with ``pending_cap``
+    there is no rate limit and the cap on events waiting to be stored refuses the excess (503)."""
     per_token = capacity / 10 / ARGS.clients
-    server, db, tokens = _server(workdir, "overload", "--rate-limit", f"{per_token:.0f}")
+    if pending_cap is None:
+        limits = ("--rate-limit", f"{per_token:.0f}")
+    else:
+        limits = ("--rate-limit", "0", "--max-pending-events", str(pending_cap))
+    server, db, tokens = _server(workdir, "overload", *limits)
     assert server.process is not None
+    time.sleep(0.5)
+    idle = _RssWatch(server.process.pid)
+    time.sleep(0.1)
+    idle_mb = idle.stop()
     watch = _RssWatch(server.process.pid)
     env = botmeter_env()
     try:
@@ -393,12 +403,14 @@ def phase_overload(workdir: Path, capacity: float) -> dict[str, Any]:
         server.stop()
     summary = _summary(results, db)
     offered = ARGS.clients * ARGS.batches * ARGS.batch / summary["seconds"]
-    summary.update(
-        server_peak_rss_mb=peak_mb,
-        offered_events_per_s=offered,
-        allowed_events_per_s=per_token * ARGS.clients,
-        overload_factor=offered / (per_token * ARGS.clients),
-    )
+    summary.update(server_idle_rss_mb=idle_mb, server_peak_rss_mb=peak_mb, offered_events_per_s=offered)
+    if pending_cap is None:
+        summary.update(
+            allowed_events_per_s=per_token * ARGS.clients,
+            overload_factor=offered / (per_token * ARGS.clients),
+        )
+    else:
+        summary.update(max_pending_events=pending_cap, offered_over_capacity=offered / capacity)
     return summary
 
 
@@ -427,10 +439,13 @@ def main() -> int:
         print("half rate", json.dumps(report["half_rate"]), flush=True)
         report["overload"] = phase_overload(workdir, report["json"]["events_per_s"])
         print("overload", json.dumps(report["overload"]), flush=True)
+        report["overload_pending"] = phase_overload(workdir, report["json"]["events_per_s"], 4 * ARGS.batch)
+        print("overload (pending cap)", json.dumps(report["overload_pending"]), flush=True)
         report["calibrate_ns_after"] = calibrate()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    checks = [report[p].get("stored_equals_accepted", True) for p in ("json", "half_rate", "overload")]
+    phases = ("json", "half_rate", "overload", "overload_pending")
+    checks = [report[p].get("stored_equals_accepted", True) for p in phases]
     report["nothing_lost"] = all(checks) and report["meter"]["stored_equals_tracked"]
     report["meets_requirement"] = best >= REQUIRED_EVENTS_PER_S
     print(json.dumps({k: v for k, v in report.items() if k != "environment"}, indent=2))

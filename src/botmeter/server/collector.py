@@ -84,9 +84,15 @@ class _Latency:
 
 @dataclass
 class _Pending:
-    table: pa.Table
-    fresh: bool
+    """One request's events waiting for the writer: a processed table (a remote Meter's), or the
+    checked records of a JSON batch, which the writer processes together with the others queued
+    for the same bot (the pipeline's cost per run is then shared)."""
+
     done: Callable[[str | BaseException], None]
+    table: pa.Table | None = None
+    bot: str = ""
+    lanes: tuple | None = None
+    rows: int = 0
 
 
 class Collector:
@@ -175,9 +181,8 @@ class Collector:
         if not isinstance(events, list):
             raise BatchRejected(None, "events", events, "events must be an array of event objects")
         with self._reserved(len(events)):
-            tables = await anyio.to_thread.run_sync(self._prepare, events, token.bot)
-            for table in tables:
-                await self._commit(table, fresh=CALLER_KEYS not in (table.schema.metadata or {}))
+            lanes = await anyio.to_thread.run_sync(self._check, events)
+            await self._commit(_Pending(_never, bot=token.bot, lanes=lanes, rows=len(events)))
         self.count("accepted_events", len(events))
         return len(events)
 
@@ -185,7 +190,7 @@ class Collector:
         """Stores events a remote Meter processed already (Arrow); returns the count once durable."""
         table = self.conform(table, token.bot)
         with self._reserved(table.num_rows):
-            await self._commit(table, fresh=False)
+            await self._commit(_Pending(_never, table=table, rows=table.num_rows))
         self.count("accepted_events", table.num_rows)
         return table.num_rows
 
@@ -234,17 +239,22 @@ class Collector:
                 found = self._pipelines[bot] = (Pipeline(config, self.hasher), threading.Lock())
             return found
 
-    def _prepare(self, events: list[Any], bot: str) -> list[pa.Table]:
-        """Validates every event (BatchRejected names the first bad one), then processes them all."""
+    def _check(self, events: list[Any]) -> tuple:
+        """Checks every event as its track call would (BatchRejected names the first bad one);
+        returns their records, column by column, for the pipeline."""
         from ..collect.recorder import make_recorder
 
         buffer, track = make_recorder(len(events) + 1, max_bytes=1 << 62)
         buffer.calibrate()
         for index, event in enumerate(events):
             _record(track, index, event)
+        return buffer.drain_columns()
+
+    def _process(self, bot: str, lanes: list[tuple]) -> list[pa.Table]:
+        """Runs the bot's pipeline once over the records of several requests."""
         pipeline, lock = self._pipeline(bot)
         with lock:
-            tables = list(pipeline.run_chunks(buffer.drain_columns(), (), chunk_rows=1 << 62))
+            tables = list(pipeline.run_chunks(_merged_lanes(lanes), (), chunk_rows=1 << 62))
             refused, pipeline.rejected = pipeline.rejected, Counter()
         if refused:
             (call, reason), _ = refused.most_common(1)[0]
@@ -253,8 +263,8 @@ class Collector:
             )
         return tables
 
-    async def _commit(self, table: pa.Table, fresh: bool) -> str:
-        """Hands the table to the writer thread; returns "stored" or "spooled" once it is."""
+    async def _commit(self, item: _Pending) -> str:
+        """Hands the events to the writer thread; returns "stored" or "spooled" once they are."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[str] = loop.create_future()
 
@@ -269,8 +279,9 @@ class Collector:
 
             loop.call_soon_threadsafe(settle)
 
+        item.done = done
         self.start()
-        self._queue.put(_Pending(table, fresh, done))
+        self._queue.put(item)
         return await future
 
     # -- the writer thread --------------------------------------------------------------------
@@ -287,7 +298,7 @@ class Collector:
                 continue
             if first is None:
                 break
-            group, rows = [first], first.table.num_rows
+            group, rows = [first], first.rows
             while rows < _GROUP_ROWS:
                 try:
                     item = self._queue.get_nowait()
@@ -297,7 +308,7 @@ class Collector:
                     stopping = True
                     break
                 group.append(item)
-                rows += item.table.num_rows
+                rows += item.rows
             try:
                 self._write_group(group)
             except Exception as exc:  # never let the writer die; every waiting request gets an answer
@@ -306,9 +317,48 @@ class Collector:
                     item.done(CollectorBusy(f"the write failed: {type(exc).__name__}"))
         self._release_store()
 
+    def _processed(self, group: list[_Pending]) -> tuple[list[_Pending], list[pa.Table], bool]:
+        """The group's requests that could be processed, their tables, and whether every id in
+        them was made here just now (the store may then skip its duplicate check)."""
+        ready: list[_Pending] = []
+        tables: list[pa.Table] = []
+        fresh = True
+        by_bot: dict[str, list[_Pending]] = {}
+        for item in group:
+            if item.table is not None:
+                ready.append(item)
+                tables.append(item.table)
+                fresh = False  # a remote Meter's ids: perhaps a retry
+            else:
+                by_bot.setdefault(item.bot, []).append(item)
+        for bot, items in by_bot.items():
+            try:
+                made = self._process(bot, [i.lanes for i in items])
+            except BatchRejected as exc:
+                if len(items) == 1:
+                    items[0].done(exc)
+                    continue
+                # One request's event cannot be stored: each alone, so it costs only itself.
+                for item in items:
+                    more, more_tables, more_fresh = self._processed([item])
+                    ready += more
+                    tables += more_tables
+                    fresh = fresh and more_fresh
+                continue
+            ready += items
+            tables += made
+            fresh = fresh and all(CALLER_KEYS not in (t.schema.metadata or {}) for t in made)
+        return ready, tables, fresh
+
     def _write_group(self, group: list[_Pending]) -> None:
-        table = _combined([item.table for item in group])
-        fresh = all(item.fresh for item in group)
+        group, tables, fresh = self._processed(group)
+        if not group:
+            return
+        if not tables:  # nothing to store (every event dropped by a processor): done
+            for item in group:
+                item.done("stored")
+            return
+        table = _combined(tables)
         if self.spool.has_pending() and not self._replay():
             self._spool(group, table)
             return
@@ -417,6 +467,24 @@ class _Reservation:
         self.collector._release(self.n)
 
 
+def _never(outcome: str | BaseException) -> None:
+    raise AssertionError("replaced by _commit")
+
+
+def _merged_lanes(lanes: list[tuple]) -> tuple:
+    """The records of several requests as one drain of the buffer: per track call, per column."""
+    if len(lanes) == 1:
+        return lanes[0]
+    merged = []
+    for k in range(len(RECORD_CALLS)):
+        parts = [lane[k] for lane in lanes if lane[k]]
+        if len(parts) <= 1:
+            merged.append(parts[0] if parts else None)
+        else:
+            merged.append(tuple([v for part in parts for v in part[c]] for c in range(len(parts[0]))))
+    return tuple(merged)
+
+
 def _combined(tables: list[pa.Table]) -> pa.Table:
     if len(tables) == 1:
         return tables[0]
@@ -435,14 +503,16 @@ def _record(track: dict[str, Callable[..., None]], index: int, event: Any) -> No
     if not isinstance(event, dict):
         raise BatchRejected(index, None, event, f"event {index} must be an object, got {shown(event)}")
     kind = event.get("kind")
-    call = KINDS.get(kind) if isinstance(kind, str) else None
+    call = KINDS.get(kind) if kind.__class__ is str else None
     if call is None:
         raise BatchRejected(
             index, "kind", kind, f"event {index}: kind must be one of {', '.join(KINDS)}, got {shown(kind)}"
         )
-    arguments = {k: v for k, v in event.items() if k != "kind"}
+    # The event is the request's own, parsed just now: it becomes the call's arguments in place.
+    arguments = event
+    del arguments["kind"]
     ts = arguments.get("ts")
-    if isinstance(ts, str):
+    if ts.__class__ is str:
         arguments["ts"] = _iso_time(index, ts)
     if call == "track_error" and not (isinstance(arguments.get("error"), str) and arguments["error"]):
         value = arguments.get("error")
@@ -458,7 +528,8 @@ def _record(track: dict[str, Callable[..., None]], index: int, event: Any) -> No
         message = str(exc)
         found = _FIELD.search(message)
         name = next((g for g in found.groups() if g), None) if found else None
-        raise BatchRejected(index, name, event.get(name) if name else None, f"event {index}: {message}")
+        value = ts if name == "ts" else event.get(name) if name else None
+        raise BatchRejected(index, name, value, f"event {index}: {message}")
 
 
 def _iso_time(index: int, text: str) -> datetime:

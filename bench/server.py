@@ -374,7 +374,7 @@ def phase_overload(workdir: Path, capacity: float, pending_cap: int | None = Non
         limits = ("--rate-limit", f"{per_token:.0f}")
     else:
         limits = ("--rate-limit", "0", "--max-pending-events", str(pending_cap))
-    server, db, tokens = _server(workdir, "overload", *limits)
+    server, db, tokens = _server(workdir, "overload" if pending_cap is None else "overload-pending", *limits)
     assert server.process is not None
     time.sleep(0.5)
     idle = _RssWatch(server.process.pid)
@@ -461,7 +461,7 @@ def _arguments() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--clients", type=int, default=2, help="client processes")
-    parser.add_argument("--connections", type=int, default=4, help="connections per json client")
+    parser.add_argument("--connections", type=int, default=8, help="connections per json client")
     parser.add_argument("--batches", type=int, default=150, help="batches per client")
     parser.add_argument("--batch", type=int, default=1000, help="events per batch")
     parser.add_argument("--json", help="write the report here")

@@ -119,6 +119,10 @@ class Collector:
         self._pending_lock = threading.Lock()
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._store_thread: threading.Thread | None = None
+        # One processed group waits for the store while the next is processed: processing holds
+        # the GIL, a DuckDB write mostly does not, so the two overlap on two cores.
+        self._outbox: queue.Queue[tuple | None] = queue.Queue(maxsize=1)
         self._hold_file = config.workers <= 1
         self.store_ok = True
         self.last_error: str | None = None
@@ -137,15 +141,24 @@ class Collector:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
+        if not self.writer_alive:
+            self._outbox = queue.Queue(maxsize=1)
+            self._store_thread = threading.Thread(target=self._run_store, name="botmeter-store", daemon=True)
             self._thread = threading.Thread(target=self._run, name="botmeter-collector", daemon=True)
+            self._store_thread.start()
             self._thread.start()
+
+    @property
+    def writer_alive(self) -> bool:
+        return all(t is not None and t.is_alive() for t in (self._thread, self._store_thread))
 
     def close(self, timeout: float = 30.0) -> None:
         """Writes what is queued, then closes the store (graceful shutdown)."""
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout)
+        if self._store_thread is not None and self._store_thread.is_alive():
+            self._store_thread.join(timeout)
         self.store.close()
 
     # -- counters -----------------------------------------------------------------------------
@@ -287,14 +300,14 @@ class Collector:
     # -- the writer thread --------------------------------------------------------------------
 
     def _run(self) -> None:
+        """Gathers what has queued since the store took the previous group, and processes it."""
         stopping = False
         while not stopping:
+            self._outbox.join()  # the store has taken the previous group: what waits now is one group
             try:
                 first = self._queue.get(timeout=_IDLE_S)
             except queue.Empty:
-                # Idle for a while: let go of the file (another process may want it), retry the spool.
-                self._replay_when_idle()
-                self._release_store()
+                self._outbox.put(_IDLE)
                 continue
             if first is None:
                 break
@@ -310,10 +323,31 @@ class Collector:
                 group.append(item)
                 rows += item.rows
             try:
-                self._write_group(group)
+                self._outbox.put(self._processed(group))
+            except Exception as exc:  # never let the writer die; every waiting request gets an answer
+                log.exception("botmeter: the collector's processing failed")
+                for item in group:
+                    item.done(CollectorBusy(f"processing failed: {type(exc).__name__}"))
+        self._outbox.put(None)
+
+    def _run_store(self) -> None:
+        """Writes each processed group (or spools it), then answers its requests."""
+        while True:
+            got = self._outbox.get()
+            self._outbox.task_done()
+            if got is None:
+                break
+            if got is _IDLE:
+                # Idle for a while: let go of the file (another process may want it), retry the spool.
+                self._replay_when_idle()
+                self._release_store()
+                continue
+            ready, tables, fresh = got
+            try:
+                self._write_processed(ready, tables, fresh)
             except Exception as exc:  # never let the writer die; every waiting request gets an answer
                 log.exception("botmeter: the collector's write failed")
-                for item in group:
+                for item in ready:
                     item.done(CollectorBusy(f"the write failed: {type(exc).__name__}"))
         self._release_store()
 
@@ -351,7 +385,9 @@ class Collector:
         return ready, tables, fresh
 
     def _write_group(self, group: list[_Pending]) -> None:
-        group, tables, fresh = self._processed(group)
+        self._write_processed(*self._processed(group))
+
+    def _write_processed(self, group: list[_Pending], tables: list[pa.Table], fresh: bool) -> None:
         if not group:
             return
         if not tables:  # nothing to store (every event dropped by a processor): done
@@ -444,7 +480,7 @@ class Collector:
         return {
             "store": self.store.url,
             "store_reachable": self.store_ok,
-            "writer_alive": self._thread is not None and self._thread.is_alive(),
+            "writer_alive": self.writer_alive,
             "pending_events": self._pending_events,
             "spool_batches": depth.batches,
             "spool_events": depth.events,
@@ -465,6 +501,9 @@ class _Reservation:
 
     def __exit__(self, *exc: object) -> None:
         self.collector._release(self.n)
+
+
+_IDLE = ("idle",)  # the processor found nothing to do for a while
 
 
 def _never(outcome: str | BaseException) -> None:

@@ -236,3 +236,51 @@ def test_healthz_metrics_and_openapi(served) -> None:
         assert f"botmeter_server_{name}_total 0" in text
     assert spec["openapi"].startswith("3.") and "/v1/events" in spec["paths"]
     assert {"/healthz", "/metrics", "/openapi.json"} <= set(spec["paths"])
+
+
+def test_the_remote_store_maps_the_collectors_answers_to_what_the_writer_does(served, monkeypatch) -> None:
+    """The remote Meter's store against the collector's app: 202 is written; a refused token, the
+    rate limit and a batch for another bot are StoreUnavailable (the writer spools and replays);
+    a refused event is a StoreError (the writer finds it and sets it aside)."""
+    import pyarrow as pa
+
+    from botmeter.backends.http.store import HttpStore
+    from botmeter.config import Config
+    from botmeter.exceptions import StoreError, StoreUnavailable
+    from botmeter.process.pipeline import Pipeline
+
+    client, keys, db = served(rate_limit=1, max_batch_events=3)
+    table = Pipeline(Config.resolve(bot="dadacat"), None).run(_lanes(3))
+    with client:
+
+        def store_with(token: str) -> HttpStore:
+            store = HttpStore("http://testserver", config=Config.resolve(token=token))
+            store._client = client  # the app in this process, through Starlette's httpx client
+            return store
+
+        assert store_with(keys["ingest"]).write(table) == 3
+        with pytest.raises(StoreUnavailable, match="429"):
+            store_with(keys["ingest"]).write(table)  # 3 more events before the next 3 seconds
+        with pytest.raises(StoreUnavailable, match="401"):
+            store_with(keys["ingest"] + "x").write(table)
+        with pytest.raises(StoreUnavailable, match="bot"):
+            store_with(keys["other"]).write(table)
+        broken = table.set_column(
+            table.schema.get_field_index("event_id"),
+            "event_id",
+            pa.nulls(3, table.schema.field("event_id").type),
+        )
+        with pytest.raises(StoreError) as refused:
+            fresh_token = client.app.state.tokens.create("dadacat", ("ingest",))  # its own rate allowance
+            store_with(fresh_token).write(broken.slice(0, 1))
+        assert not isinstance(refused.value, StoreUnavailable) and "event_id" in str(refused.value)
+    assert _rows(db) == [(3,)]
+
+
+def _lanes(n: int) -> tuple:
+    from botmeter.collect.recorder import make_recorder
+
+    buffer, track = make_recorder(n + 1)
+    for i in range(n):
+        track["track_custom"]("n", value=i)
+    return buffer.drain_columns()

@@ -133,13 +133,16 @@ class TokenFile:
         if token.startswith(_PREFIX):
             token_id = token[len(_PREFIX) :].split("_", 1)[0]
         entry = self._tokens.get(token_id)
+        if entry is None and token_id:
+            self._refresh(force=True)  # a token created a moment ago works at once (a stat per miss)
+            entry = self._tokens.get(token_id)
         expected = entry.sha256 if entry is not None else "0" * 64
         matches = hmac.compare_digest(_digest(token), expected)
         return entry if matches and entry is not None and entry.active else None
 
-    def _refresh(self) -> None:
+    def _refresh(self, force: bool = False) -> None:
         now = time.monotonic()
-        if now - self._checked < _RELOAD_EVERY_S and self._stamp is not None:
+        if not force and now - self._checked < _RELOAD_EVERY_S and self._stamp is not None:
             return
         self._checked = now
         try:

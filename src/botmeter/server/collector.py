@@ -190,7 +190,9 @@ class Collector:
     async def accept(self, events: list[dict], token: Token) -> int:
         """Stores a batch in the ``/v1/events`` format; returns its size once it is durable.
 
-        Raises ``BatchRejected`` (nothing written) or ``CollectorBusy``."""
+        Each event is a dict of ``kind`` and the keyword arguments of the matching ``track_*``
+        call; the dicts are consumed (``kind`` is taken out of each). Raises ``BatchRejected``
+        (nothing written) or ``CollectorBusy`` (503)."""
         if not isinstance(events, list):
             raise BatchRejected(None, "events", events, "events must be an array of event objects")
         with self._reserved(len(events)):

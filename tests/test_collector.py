@@ -284,3 +284,28 @@ def _lanes(n: int) -> tuple:
     for i in range(n):
         track["track_custom"]("n", value=i)
     return buffer.drain_columns()
+
+
+def test_the_collector_writes_to_cloudwatch_too(aws, tmp_path: Path, monkeypatch) -> None:
+    """Any store behind the collector: CloudWatch (the moto server), one log record per event."""
+    import boto3
+
+    from aws_emulator import log_messages
+
+    monkeypatch.setenv("BOTMETER_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the user-hash key goes there
+    namespace = "CollectorTest"
+    config = ServerConfig(
+        store=f"cloudwatch://?namespace={namespace}&region=us-east-1&mode=api",
+        tokens_file=str(tmp_path / "tokens.json"),
+    )
+    app = create_app(config)
+    token = app.state.tokens.create("dadacat", ("ingest",))
+    with TestClient(app) as client:
+        answer = client.post("/v1/events", json={"events": GOOD}, headers=_bearer(token))
+        assert answer.status_code == 202
+        assert client.get("/healthz").json()["spool_events"] == 0
+    logs = boto3.client("logs", region_name="us-east-1")
+    records = [json.loads(m) for m in log_messages(logs, f"/botmeter/{namespace}")]
+    assert len(records) == len(GOOD)
+    assert {r.get("bot") for r in records} == {"dadacat"}

@@ -246,6 +246,7 @@ def test_sigterm_finishes_requests_in_flight_and_flushes(tmp_path: Path) -> None
     assert stored == 1000 * answered.count(202)  # every acknowledged batch, whole
     lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
     assert any("collector stopped" in line["message"] for line in lines)
+    assert any(line["message"].startswith("POST /v1/events 202 ") for line in lines)
     assert token not in server.logs() and token.split("_")[2] not in server.logs()
 
 

@@ -22,6 +22,7 @@ from .ingest import RateLimiter
 from .settings import ServerConfig
 
 log = logging.getLogger("botmeter.server")
+access = logging.getLogger("botmeter.server.access")
 ROUTE_MODULES = (service, ingest, otlp, read)
 
 
@@ -87,8 +88,11 @@ class _Timed:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "other"
-            self.collector.observe_latency(path, time.perf_counter() - start)
+            took = time.perf_counter() - start
+            self.collector.observe_latency(path, took)
             self.collector.count(f"responses_{status[0] // 100}xx")
+            # Method, route and status only: never a header or a query string (a token may be there).
+            access.info("%s %s %d %.1fms", scope.get("method", ""), path, status[0], took * 1000)
 
 
 def app_from_environment() -> Starlette:

@@ -41,6 +41,7 @@ log = logging.getLogger("botmeter.server")
 KINDS: dict[str, str] = {call.removeprefix("track_"): call for call in RECORD_CALLS}
 _GROUP_ROWS = 200_000  # most events written in one transaction
 _IDLE_S = 1.0  # how often an idle writer retries the spool
+_POLL_S = 0.002  # how often the processor looks for new requests while the store writes
 # Request latency buckets (seconds) for /metrics, as Prometheus histograms count them.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -123,6 +124,8 @@ class Collector:
         # One processed group waits for the store while the next is processed: processing holds
         # the GIL, a DuckDB write mostly does not, so the two overlap on two cores.
         self._outbox: queue.Queue[tuple | None] = queue.Queue(maxsize=1)
+        self._store_free = threading.Event()  # set while the store thread waits for work
+        self._store_free.set()
         self._hold_file = config.workers <= 1
         self.store_ok = True
         self.last_error: str | None = None
@@ -143,6 +146,7 @@ class Collector:
     def start(self) -> None:
         if not self.writer_alive:
             self._outbox = queue.Queue(maxsize=1)
+            self._store_free.set()
             self._store_thread = threading.Thread(target=self._run_store, name="botmeter-store", daemon=True)
             self._thread = threading.Thread(target=self._run, name="botmeter-collector", daemon=True)
             self._store_thread.start()
@@ -302,55 +306,82 @@ class Collector:
     # -- the writer thread --------------------------------------------------------------------
 
     def _run(self) -> None:
-        """Gathers what has queued since the store took the previous group, and processes it."""
+        """Processes requests as they arrive, and hands the store everything processed since its
+        last write once it is free: processing overlaps the write in progress, and each write
+        takes all that arrived meanwhile (a write's fixed cost is shared by more events)."""
+        ready: list[_Pending] = []
+        tables: list[pa.Table] = []
+        fresh = True
+        rows = 0
         stopping = False
-        while not stopping:
-            self._outbox.join()  # the store has taken the previous group: what waits now is one group
-            try:
-                first = self._queue.get(timeout=_IDLE_S)
-            except queue.Empty:
-                self._outbox.put(_IDLE)
-                continue
-            if first is None:
-                break
-            group, rows = [first], first.rows
-            while rows < _GROUP_ROWS:
+        while True:
+            group: list[_Pending] = []
+            if not stopping and rows < _GROUP_ROWS:
                 try:
-                    item = self._queue.get_nowait()
+                    first = self._queue.get(timeout=_POLL_S if ready else _IDLE_S)
                 except queue.Empty:
-                    break
-                if item is None:
+                    first = _NOTHING
+                if first is None:
                     stopping = True
-                    break
-                group.append(item)
-                rows += item.rows
-            try:
-                self._outbox.put(self._processed(group))
-            except Exception as exc:  # never let the writer die; every waiting request gets an answer
-                log.exception("botmeter: the collector's processing failed")
-                for item in group:
-                    item.done(CollectorBusy(f"processing failed: {type(exc).__name__}"))
-        self._outbox.put(None)
+                elif first is not _NOTHING:
+                    group.append(first)
+                    while rows + sum(i.rows for i in group) < _GROUP_ROWS:
+                        try:
+                            item = self._queue.get_nowait()
+                        except queue.Empty:
+                            break
+                        if item is None:
+                            stopping = True
+                            break
+                        group.append(item)
+            elif not stopping:
+                self._store_free.wait(_POLL_S)  # a full group waits for the store
+            if group:
+                try:
+                    more, more_tables, more_fresh = self._processed(group)
+                except Exception as exc:  # never let the writer die; every waiting request gets an answer
+                    log.exception("botmeter: the collector's processing failed")
+                    for item in group:
+                        item.done(CollectorBusy(f"processing failed: {type(exc).__name__}"))
+                else:
+                    ready += more
+                    tables += more_tables
+                    fresh = fresh and more_fresh
+                    rows += sum(i.rows for i in more)
+            if ready and (self._store_free.is_set() or stopping):
+                self._store_free.wait()
+                self._store_free.clear()
+                self._outbox.put((ready, tables, fresh))
+                ready, tables, fresh, rows = [], [], True, 0
+            elif not ready and not group and not stopping and self._store_free.is_set():
+                self._store_free.clear()
+                self._outbox.put(_IDLE)
+            if stopping and not ready:
+                self._store_free.wait()
+                self._outbox.put(None)
+                return
 
     def _run_store(self) -> None:
         """Writes each processed group (or spools it), then answers its requests."""
         while True:
             got = self._outbox.get()
-            self._outbox.task_done()
-            if got is None:
-                break
-            if got is _IDLE:
-                # Idle for a while: let go of the file (another process may want it), retry the spool.
-                self._replay_when_idle()
-                self._release_store()
-                continue
-            ready, tables, fresh = got
             try:
-                self._write_processed(ready, tables, fresh)
-            except Exception as exc:  # never let the writer die; every waiting request gets an answer
-                log.exception("botmeter: the collector's write failed")
-                for item in ready:
-                    item.done(CollectorBusy(f"the write failed: {type(exc).__name__}"))
+                if got is None:
+                    break
+                if got is _IDLE:
+                    # Idle for a while: let go of the file (another process may want it), retry the spool.
+                    self._replay_when_idle()
+                    self._release_store()
+                    continue
+                ready, tables, fresh = got
+                try:
+                    self._write_processed(ready, tables, fresh)
+                except Exception as exc:  # never let the writer die; every waiting request gets an answer
+                    log.exception("botmeter: the collector's write failed")
+                    for item in ready:
+                        item.done(CollectorBusy(f"the write failed: {type(exc).__name__}"))
+            finally:
+                self._store_free.set()
         self._release_store()
 
     def _processed(self, group: list[_Pending]) -> tuple[list[_Pending], list[pa.Table], bool]:
@@ -506,6 +537,7 @@ class _Reservation:
 
 
 _IDLE = ("idle",)  # the processor found nothing to do for a while
+_NOTHING: Any = object()
 
 
 def _never(outcome: str | BaseException) -> None:

@@ -52,6 +52,9 @@ BACKENDS: dict[str, Backend] = {
     # Its query engine is not registered yet: the reading side reads the tables in schema.py.
     "clickhouse": Backend("botmeter.backends.clickhouse.store:ClickHouseStore"),
     "chdb": Backend("botmeter.backends.clickhouse.store:ClickHouseStore"),
+    # A collector (`botmeter serve`): the remote Meter sends its batches there; it reads nothing yet.
+    "http": Backend("botmeter.backends.http.store:HttpStore"),
+    "https": Backend("botmeter.backends.http.store:HttpStore"),
 }
 ENTRY_POINT_GROUP = "botmeter.backends"
 

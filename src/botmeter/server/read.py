@@ -15,6 +15,7 @@ lets its form go to this server only.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Final
 
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +24,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from ..analyse import Reader
+from ..analyse.catalogue import CATALOGUE
 from ..analyse.query import MAX_DAYS, FigureUnavailable, QueryError, days_from_text
 from ..exceptions import BotmeterError
 from .auth import authenticate
@@ -64,9 +66,30 @@ def reader_for(request: Request, bot: str | None = None) -> Reader:
         "reply_stage": config.reply_stage,
         "hash_key": config.hash_key,
     }
+    _made(collector.store)
     if bot is not None:
         return OneBot(collector.store, bot, **options)
     return Reader(collector.store, **options)
+
+
+def _made(store: Any) -> None:
+    """A collector is read before its first event arrives: its store is then made, empty, so that
+    the answer is zeros rather than 'no store here'."""
+    path = getattr(store, "path", None)
+    if path is not None and not os.path.exists(path) and hasattr(store, "writing"):
+        with store.writing():
+            pass
+
+
+def _private(request: Request, text: str) -> str:
+    """``text`` without the store's directory: a store's error names its file, for the log only."""
+    path = getattr(_collector(request).store, "path", None)
+    if path is None:
+        return text
+    for private in (str(path), os.path.dirname(str(path))):
+        if len(private) > 1:
+            text = text.replace(private, os.path.basename(private) or "(store)")
+    return text
 
 
 def _lambda_event(request: Request) -> dict[str, Any]:
@@ -89,7 +112,7 @@ async def lambda_route(request: Request) -> Response:
     answer = await run_in_threadpool(aws_lambda._http, _lambda_event(request), lambda: reader_for(request))
     headers = dict(answer.get("headers") or {})
     media_type = headers.pop("content-type", "application/json")
-    body = "" if request.method == "HEAD" else answer.get("body") or ""
+    body = "" if request.method == "HEAD" else _private(request, answer.get("body") or "")
     return Response(body, answer["statusCode"], headers=headers, media_type=media_type)
 
 
@@ -217,15 +240,23 @@ def _parameter(name: str, description: str, schema: dict[str, Any], **more: Any)
     }
 
 
+# A parameter given empty (days=) is absent, as a plain HTML form sends the fields left blank.
+_BLANK: dict[str, Any] = {"type": "string", "maxLength": 0}
+
+
+def _number(minimum: int, maximum: int) -> dict[str, Any]:
+    return {"anyOf": [{"type": "integer", "minimum": minimum, "maximum": maximum}, _BLANK]}
+
+
 _DAYS = _parameter(
-    "days", "the last N days, today so far included", {"type": "integer", "minimum": 1, "maximum": MAX_DAYS}
+    "days", "the last N days, today so far included (empty: the default)", _number(1, MAX_DAYS)
 )
 _START = _parameter("start", "start of the window, ISO 8601 (UTC when no zone is given)", {"type": "string"})
 _END = _parameter("end", "end of the window (not included), ISO 8601", {"type": "string"})
 _FORMAT = _parameter(
     "format",
-    "the answer's form",
-    {"type": "string", "enum": ["json", "text", "sms", "markdown", "slack"], "default": "json"},
+    "the answer's form (empty: json)",
+    {"type": "string", "enum": ["json", "text", "sms", "markdown", "slack", ""], "default": "json"},
 )
 _ERROR = {
     "type": "object",
@@ -266,7 +297,13 @@ openapi_paths: dict[str, Any] = {
     "/metrics/{metric}": _reading(
         "One metric of the catalogue over a window (as botmeter query answers it)",
         [
-            {"name": "metric", "in": "path", "required": True, "schema": {"type": "string"}},
+            {
+                "name": "metric",
+                "in": "path",
+                "required": True,
+                "description": "a metric of the catalogue (botmeter metrics lists them)",
+                "schema": {"type": "string", "enum": sorted(CATALOGUE)},
+            },
             _DAYS,
             _START,
             _END,
@@ -280,7 +317,7 @@ openapi_paths: dict[str, Any] = {
                 style="form",
                 explode=True,
             ),
-            _parameter("limit", "the top N groups", {"type": "integer", "minimum": 0, "maximum": 999_999}),
+            _parameter("limit", "the top N groups", _number(0, 999_999)),
             _FORMAT,
         ],
         **{

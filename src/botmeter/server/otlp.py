@@ -30,6 +30,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -170,8 +171,8 @@ def _hex_ids(span: Mapping[str, Any]) -> Mapping[str, Any]:
 def from_json(body: bytes) -> Export:
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BadExport(f"body: not JSON ({exc})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BadExport(f"body: not JSON ({type(exc).__name__}: {str(exc)[:200]})") from None
     export = Export()
     for span, service in _json_spans(document):
         span = _hex_ids(span)
@@ -273,7 +274,8 @@ async def traces(request: Request) -> Response:
         if media_type not in (PROTOBUF, JSON):
             raise BadExport(f"Content-Type: {media_type or 'none'!r}; send {PROTOBUF} or {JSON}", 415)
         body = decoded(await read_body(request, limit, config.read_timeout), request, limit)
-        export = from_protobuf(body) if media_type == PROTOBUF else from_json(body)
+        # Decoding a large export takes a while: off the event loop, so other requests go on.
+        export = await run_in_threadpool(from_protobuf if media_type == PROTOBUF else from_json, body)
         if len(export.events) > config.max_batch_events:
             raise BadExport(
                 f"{export.genai} GenAI spans; at most {config.max_batch_events} events a request", 413

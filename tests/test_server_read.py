@@ -224,7 +224,9 @@ def test_dashboard_in_a_browser_with_basic_auth_and_its_form(browser, collector)
     json_link.click()
     page.wait_for_load_state()
     body = json.loads(page.locator("body").inner_text())
-    assert body["metric"] == "cost_usd" and all(r.get("bot", "webbot") == "webbot" for r in body["rows"])
+    # The panel's own figures, for this bot only: webbot's $0.25, not every bot's $5.75.
+    assert body["metric"] == "cost_usd" and "bot=webbot" in page.url.replace("%3D", "=")
+    assert sum(r["value"] for r in body["rows"]) == pytest.approx(0.25)
     assert not problems, problems
     context.close()
 

@@ -707,7 +707,8 @@ class DuckDBEngine:
 
     def _failed_replies(self, q: Query, metric: Metric) -> tuple[list[dict[str, Any]], str]:
         """Inbound messages in the window whose turn holds an error or a reply marked failed and no
-        good reply (see the catalogue): from ``rollup_turns``, or by walking the events."""
+        good reply (see the catalogue): from the closed turns nobody answered and each conversation's
+        latest turn (stored apart, so none counts twice), or by walking the events."""
         stat = q.stats[0]
         p = Params()
         start, end = p.add(_naive(q.start)), p.add(_naive(q.end))
@@ -717,7 +718,9 @@ class DuckDBEngine:
         if self.use_rollups:
             sql = (
                 f"SELECT {self._bucket(q, 'ts', p)} AS bucket{dims_out}, count(*) AS {stat} "
-                f"FROM rollup_turns WHERE bad AND NOT answered AND ts >= {start} AND ts < {end}{where} "
+                "FROM (SELECT bot, ts, channel FROM rollup_turns WHERE bad UNION ALL "
+                "SELECT bot, ts, channel FROM rollup_turn_heads WHERE bad AND NOT answered) "
+                f"WHERE ts >= {start} AND ts < {end}{where} "
                 "GROUP BY ALL"
             )
             source = "rollups"

@@ -3,10 +3,11 @@ bodies shaped like the API's (JSON, and server-sent events for streams). Costs a
 genai-prices' own calculation from the same usage objects.
 
 The previous major version of the SDK (openai 2, on httpx) passes the same file; it cannot live in
-the same venv as openai 3, so it is run against an install of its own:
+the same venv as openai 3, so `make test` runs this file a second time against an install of its
+own, put in front of the venv (by hand, the same):
 
-    pip install --target /tmp/openai2 --no-deps openai==2.54.0 distro
-    PYTHONPATH=/tmp/openai2:src .venv/bin/python -m pytest tests/test_instrument_openai.py
+    .venv/bin/pip install --target .venv/openai-previous --no-deps 'openai>=2,<3' distro
+    PYTHONPATH=.venv/openai-previous .venv/bin/python -m pytest tests/test_instrument_openai.py
 """
 
 from __future__ import annotations

@@ -574,3 +574,18 @@ def test_a_failure_inside_the_stream_watch_is_counted_and_the_chunks_still_flow(
     seen = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
     assert [c.choices[0].delta.content for c in seen] == ["", "Hello", "!", None]
     assert meter.stats()["integration_failures"] == {"openai.stream": 4}
+
+
+def test_a_failure_in_the_byte_filter_is_counted_and_the_usage_chunk_still_taken_out(
+    meter, store_path, monkeypatch
+):
+    def broken_filter(*args):
+        raise RuntimeError("botmeter bug")
+
+    monkeypatch.setattr(openai_integration, "_filter", broken_filter)
+    client = meter.instrument(client_for(Api()))
+    seen = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert [c.choices[0].delta.content for c in seen] == ["", "Hello", "!", None]
+    assert meter.stats()["integration_failures"] == {"openai.stream": 1}
+    (event,) = events(meter, store_path, "llm_call")
+    assert (event["input_tokens"], event["output_tokens"]) == (1200, 85)  # read from the chunk instead

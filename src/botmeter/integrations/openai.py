@@ -209,19 +209,27 @@ def _check_chunks(watch: Watch) -> None:
     watch.passthrough = False
 
 
+def _step(chunk: bytes, carry: bytes, at_event_start: bool, watch: Watch, decoder: Any) -> tuple:
+    """One network read: (the bytes for the SDK, the unfinished line kept back, whether they end
+    an event)."""
+    if watch.state is not _FROM_BYTES:
+        return carry + chunk, b"", at_event_start
+    try:
+        lines, rest = _whole_lines(chunk, carry)
+        lines = _filter(lines, watch, decoder, at_event_start)
+    except Exception:  # the bytes go on as they came; the chunks are checked instead
+        count_failure(watch.meter, f"{watch.provider}.stream")
+        _check_chunks(watch)
+        return carry + chunk, b"", at_event_start
+    return lines, rest, lines.endswith(_EVENT_ENDS) if lines else at_event_start
+
+
 def _bytes(read: Any, watch: Watch, decoder: Any) -> Any:
     def filtered(*args: Any, **kwargs: Any) -> Any:
-        carry = b""
-        at_event_start = True
+        carry, at_event_start = b"", True
         for chunk in read(*args, **kwargs):
-            if watch.state is not _FROM_BYTES:
-                yield carry + chunk
-                carry = b""
-                continue
-            chunk, carry = _whole_lines(chunk, carry)
+            chunk, carry, at_event_start = _step(chunk, carry, at_event_start, watch, decoder)
             if chunk:
-                chunk = _filter(chunk, watch, decoder, at_event_start)
-                at_event_start = chunk.endswith(_EVENT_ENDS)
                 yield chunk
         if carry:
             yield carry
@@ -231,17 +239,10 @@ def _bytes(read: Any, watch: Watch, decoder: Any) -> Any:
 
 def _bytes_async(read: Any, watch: Watch, decoder: Any) -> Any:
     async def filtered(*args: Any, **kwargs: Any) -> Any:
-        carry = b""
-        at_event_start = True
+        carry, at_event_start = b"", True
         async for chunk in read(*args, **kwargs):
-            if watch.state is not _FROM_BYTES:
-                yield carry + chunk
-                carry = b""
-                continue
-            chunk, carry = _whole_lines(chunk, carry)
+            chunk, carry, at_event_start = _step(chunk, carry, at_event_start, watch, decoder)
             if chunk:
-                chunk = _filter(chunk, watch, decoder, at_event_start)
-                at_event_start = chunk.endswith(_EVENT_ENDS)
                 yield chunk
         if carry:
             yield carry

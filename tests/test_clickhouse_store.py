@@ -12,7 +12,6 @@ import logging
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -583,32 +582,5 @@ def test_a_bot_process_lets_another_process_into_its_folder_between_writes(tmp_p
     try:
         assert store.count() == 150
         assert_rollups_agree(store, 150)
-    finally:
-        store.close()
-
-
-def test_the_folder_is_let_go_once_the_writer_has_been_idle_a_moment(tmp_path):
-    # Writes that follow one another keep the engine open (opening it takes about a second);
-    # once none came for `release_after`, another process opens the folder at once.
-    url = f"chdb://{tmp_path}/ch"
-    store = ClickHouseStore(url)
-    store.release_after = 0.5
-    probe = (
-        "import sys; from botmeter.backends.clickhouse.store import ClickHouseStore; "
-        f"s = ClickHouseStore({url!r}, lock_timeout=0.2); print(s.count()); s.close()"
-    )
-    try:
-        assert store.write(events(30), fresh=True) == 30
-        store.release()
-        assert store.write(events(20, start=T0 + timedelta(hours=1)), fresh=True) == 20
-        store.release()
-        time.sleep(2.0)  # well past release_after, also on a busy machine
-        other = subprocess.run(
-            [sys.executable, "-c", probe], env=subprocess_env(), capture_output=True, text=True, timeout=120
-        )
-        assert other.returncode == 0, other.stderr
-        assert other.stdout.strip() == "50"
-        assert store.count() == 50  # and this process opens it again when it needs it
-        assert_rollups_agree(store, 50)
     finally:
         store.close()

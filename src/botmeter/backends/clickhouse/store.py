@@ -23,9 +23,8 @@ insert tokens still drop whole repeats.
 
 The embedded engine keeps one folder per process: a second process cannot open a ``chdb://``
 folder while the first holds it. A bot keeps the engine open between writes and lets go of it when
-its writer has been idle for ``release_after`` seconds (``release``), so a CLI command in another
-process gets in between writes, as with a DuckDB file; several bot processes share a server
-(``clickhouse://``), not a folder.
+its writer is idle (``release``), so a CLI command in another process gets in between writes, as
+with a DuckDB file; several bot processes share a server (``clickhouse://``), not a folder.
 
 Failures: a server that refuses connections, times out, answers 5xx, has too many parts or is
 read-only is tried again with backoff (``retries``, default 2, from 0.2 s doubling) and then
@@ -150,11 +149,6 @@ class ClickHouseStore:
 
     # One insert per batch: a ClickHouse part per month it spans. Big batches make few parts.
     preferred_batch_rows = 245_760
-    # Opening the embedded engine takes about a second (the engine starts, then the client reads its
-    # settings), longer than a writer's interval: ``release`` lets go of the folder only once no
-    # write came for this long, so a bot under steady traffic opens it once, not once per write,
-    # and a command in another process waits at most this long (its ``lock_timeout`` is longer).
-    release_after = 1.5
 
     def __init__(self, url: str, *, lock_timeout: float = 5.0, retries: int | None = None, **_: Any) -> None:
         self._conn = parse_url(url)
@@ -169,8 +163,6 @@ class ClickHouseStore:
         self._client: Any = None
         self._lock = threading.RLock()
         self._migrated = False
-        self._last_used = 0.0
-        self._release_timer: threading.Timer | None = None
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -294,8 +286,6 @@ class ClickHouseStore:
                 raise
             except Exception as exc:
                 raise self._mapped(exc, "query", blame_batch=False) from exc
-            finally:
-                self._last_used = time.monotonic()
 
     # -- errors ---------------------------------------------------------------------------------
 
@@ -518,52 +508,22 @@ class ClickHouseStore:
         return Path(cache) / "botmeter" / stem
 
     def release(self) -> None:
-        """The embedded engine lets go of its folder (another process may want it) once it has not
-        been used for ``release_after`` seconds; a server's connections stay pooled."""
-        if not self.embedded or self._client is None:
-            return
-        with self._lock:
-            if self.release_after <= 0:
+        """The embedded engine lets go of its folder (another process may want it); a server's
+        connections stay pooled."""
+        if self.embedded and self._client is not None:
+            with self._lock:
                 self._drop_client()
-            elif self._release_timer is None:
-                self._schedule_release(self.release_after)
-
-    def _schedule_release(self, delay: float) -> None:
-        timer = threading.Timer(delay, self._release_if_idle)
-        timer.daemon = True
-        self._release_timer = timer
-        timer.start()
-
-    def _release_if_idle(self) -> None:
-        with self._lock:
-            if self._release_timer is not threading.current_thread():
-                return  # cancelled by close, or replaced after a fork
-            idle = time.monotonic() - self._last_used
-            if idle < self.release_after and self._client is not None:
-                self._schedule_release(self.release_after - idle)  # used meanwhile: wait again
-                return
-            self._release_timer = None
-            self._drop_client()
-
-    def _cancel_release(self) -> None:
-        timer, self._release_timer = self._release_timer, None
-        if timer is not None:
-            timer.cancel()
 
     def before_fork(self) -> None:
-        with self._lock:
-            self._cancel_release()
-            self._drop_client()
+        self.release()
 
     def after_fork(self) -> None:
         # The parent's connections and engine are not the child's: open afresh on first use.
         self._client = None
-        self._release_timer = None
         self._lock = threading.RLock()
 
     def close(self) -> None:
         with self._lock:
-            self._cancel_release()
             self._drop_client()
 
     def __repr__(self) -> str:

@@ -112,6 +112,49 @@ def test_one_bad_event_refuses_the_batch_naming_index_field_and_value(served, ev
 
 
 @pytest.mark.parametrize(
+    ("raw", "field", "value"),
+    [
+        # JSON may spell a lone surrogate (\\ud800), which no UTF-8 text can carry.
+        (b'{"kind": "llm_call", "provider": "openai", "model": "gpt\\ud800", "input_tokens": 1}', "model", "gpt\\ud800"),
+        (b'{"kind": "custom", "name": "x", "properties": {"a": "\\udfff"}}', "properties", "{'a': '\\udfff'}"),
+        (b'{"kind": "message", "direction": "in", "w\\ud800": 1}', "w\\ud800", None),
+    ],
+)
+def test_a_lone_surrogate_is_refused_naming_it_not_a_server_error(served, raw, field, value) -> None:
+    client, keys, db = served()
+    body = b'{"events": [' + json.dumps(GOOD[0]).encode() + b", " + raw + b"]}"
+    with client:
+        answer = client.post("/v1/events", content=body, headers=_bearer(keys["ingest"]))
+    assert answer.status_code == 400
+    refused = answer.json()
+    assert (refused["index"], refused["field"]) == (1, field)
+    if value is not None:
+        assert refused["value"] == value
+    assert refused["error"].startswith("event 1") and "surrogate" in refused["error"] or field != "model"
+    assert _rows(db) == [(0,)]
+
+
+def test_accept_leaves_the_callers_events_as_they_were(served) -> None:
+    import anyio
+
+    from botmeter.server.auth import Token
+
+    client, keys, db = served()
+    events = [dict(e) for e in GOOD]
+    before = json.dumps(events, sort_keys=True)
+    with client:
+        collector = client.app.state.collector
+        token = Token(id="t", bot="dadacat", scopes=("ingest",), sha256="", created_at="")
+        assert anyio.run(collector.accept, events, token) == len(GOOD)
+        bad = [*events, {"kind": "message", "direction": "sideways"}]
+        with pytest.raises(Exception, match="direction"):
+            anyio.run(collector.accept, bad, token)
+    assert json.dumps(events, sort_keys=True) == before
+    assert bad[-1] == {"kind": "message", "direction": "sideways"}
+    assert _rows(db) == [(len(GOOD),)]
+
+
+@pytest.mark.parametrize(
     ("body", "field"),
     [(b"{not json", None), (b'{"event": []}', "events"), (b'[{"kind": "message"}]', "events")],
 )

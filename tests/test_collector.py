@@ -115,8 +115,16 @@ def test_one_bad_event_refuses_the_batch_naming_index_field_and_value(served, ev
     ("raw", "field", "value"),
     [
         # JSON may spell a lone surrogate (\\ud800), which no UTF-8 text can carry.
-        (b'{"kind": "llm_call", "provider": "openai", "model": "gpt\\ud800", "input_tokens": 1}', "model", "gpt\\ud800"),
-        (b'{"kind": "custom", "name": "x", "properties": {"a": "\\udfff"}}', "properties", "{'a': '\\udfff'}"),
+        (
+            b'{"kind": "llm_call", "provider": "openai", "model": "gpt\\ud800", "input_tokens": 1}',
+            "model",
+            "gpt\\ud800",
+        ),
+        (
+            b'{"kind": "custom", "name": "x", "properties": {"a": "\\udfff"}}',
+            "properties",
+            "{'a': '\\udfff'}",
+        ),
         (b'{"kind": "message", "direction": "in", "w\\ud800": 1}', "w\\ud800", None),
     ],
 )
@@ -130,7 +138,8 @@ def test_a_lone_surrogate_is_refused_naming_it_not_a_server_error(served, raw, f
     assert (refused["index"], refused["field"]) == (1, field)
     if value is not None:
         assert refused["value"] == value
-    assert refused["error"].startswith("event 1") and "surrogate" in refused["error"] or field != "model"
+    assert refused["error"].startswith("event 1")
+    assert "surrogate" in refused["error"] or field != "model"
     assert _rows(db) == [(0,)]
 
 
@@ -139,7 +148,7 @@ def test_accept_leaves_the_callers_events_as_they_were(served) -> None:
 
     from botmeter.server.auth import Token
 
-    client, keys, db = served()
+    client, _, db = served()
     events = [dict(e) for e in GOOD]
     before = json.dumps(events, sort_keys=True)
     with client:

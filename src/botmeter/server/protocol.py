@@ -13,6 +13,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
 _BODY = b'{"error": "the request headers took too long to arrive"}'
 _TIMED_OUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
@@ -20,20 +23,29 @@ _TIMED_OUT = (
 )
 
 
-def header_timed_protocol(timeout: float) -> type:
-    """uvicorn's httptools protocol (its C parser) with the headers' time limit; h11's when
-    httptools is not installed."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:  # pragma: no cover - httptools is in the server extra
-        return _h11_protocol(timeout)
+def _timeout() -> float:
+    # The settings `botmeter serve` put in the environment, as the app (and each worker) reads them.
+    from .settings import ServerConfig
+
+    return ServerConfig.from_environment().read_timeout
+
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - httptools is in the server extra
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
+if HttpToolsProtocol is not None:
 
     class HeaderTimedHttpTools(HttpToolsProtocol):
+        """uvicorn's httptools protocol (its C parser) with the headers' time limit."""
+
         _header_timer: asyncio.TimerHandle | None = None
+        header_timeout: float | None = None
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            _arm(self, timeout)
+            _arm(self)
 
         def connection_lost(self, exc: Exception | None) -> None:
             _disarm(self)
@@ -42,44 +54,50 @@ def header_timed_protocol(timeout: float) -> type:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             if self._header_timer is None:
-                _arm(self, timeout)
+                _arm(self)
 
         def on_headers_complete(self) -> None:
             _disarm(self)
             super().on_headers_complete()
 
-    return HeaderTimedHttpTools
 
+class HeaderTimedH11(H11Protocol):
+    """uvicorn's h11 protocol with the headers' time limit (when httptools is not installed)."""
 
-def _h11_protocol(timeout: float) -> type:
-    import h11
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+    _header_timer: asyncio.TimerHandle | None = None
+    header_timeout: float | None = None
 
-    class HeaderTimedH11(H11Protocol):
-        _header_timer: asyncio.TimerHandle | None = None
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        _arm(self)
 
-        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            _arm(self, timeout)
+    def connection_lost(self, exc: Exception | None) -> None:
+        _disarm(self)
+        super().connection_lost(exc)
 
-        def connection_lost(self, exc: Exception | None) -> None:
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE:  # still waiting for the whole head of a request
+            if self._header_timer is None and data:
+                _arm(self)
+        else:
             _disarm(self)
-            super().connection_lost(exc)
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self.conn.their_state is h11.IDLE:  # still waiting for the whole head of a request
-                if self._header_timer is None and data:
-                    _arm(self, timeout)
-            else:
-                _disarm(self)
-
-    return HeaderTimedH11
 
 
-def _arm(protocol: Any, timeout: float) -> None:
+# What `botmeter serve` gives uvicorn (an import string: worker processes import it themselves).
+PROTOCOL = (
+    "botmeter.server.protocol:HeaderTimedHttpTools"
+    if HttpToolsProtocol is not None
+    else "botmeter.server.protocol:HeaderTimedH11"
+)
+
+
+def _arm(protocol: Any) -> None:
     _disarm(protocol)
-    protocol._header_timer = protocol.loop.call_later(timeout, _timed_out, protocol)
+    cls = type(protocol)
+    if cls.header_timeout is None:
+        cls.header_timeout = _timeout()
+    protocol._header_timer = protocol.loop.call_later(cls.header_timeout, _timed_out, protocol)
 
 
 def _disarm(protocol: Any) -> None:

@@ -329,19 +329,17 @@ def test_the_remote_store_maps_the_collectors_answers_to_what_the_writer_does(se
     assert _rows(db) == [(3,)]
 
 
-def test_a_large_write_goes_as_several_requests_at_once_each_event_stored_once(served, monkeypatch) -> None:
-    """The remote store sends a write of more than REQUEST_ROWS events as several requests at
-    once; sent again (as after a failure), nothing is stored twice."""
-    from botmeter.backends.http import store as http_store
+def test_a_large_write_goes_as_several_requests_at_once_each_event_stored_once(served) -> None:
+    """The remote store sends a write of more than the batch size as requests of the batch size,
+    several at once; sent again (as after a failure), nothing is stored twice."""
     from botmeter.backends.http.store import HttpStore
     from botmeter.config import Config
     from botmeter.process.pipeline import Pipeline
 
-    monkeypatch.setattr(http_store, "REQUEST_ROWS", 3)
     client, keys, db = served()
     table = Pipeline(Config.resolve(bot="dadacat"), None).run(_lanes(10))
     with client:
-        store = HttpStore("http://testserver", config=Config.resolve(token=keys["ingest"]))
+        store = HttpStore("http://testserver", config=Config.resolve(token=keys["ingest"], batch_size=3))
         store._client = client
         assert store.write(table) == 10
         assert store.write(table) == 10

@@ -69,6 +69,9 @@ class Writer:
         self.spool = spool
         self.interval = interval
         self.batch_size = batch_size
+        # A store that sends each write as requests of at most batch_size events, several at once
+        # (a collector), is handed larger writes: one request per round trip would cap the rate.
+        self.chunk_rows = max(batch_size, getattr(store, "max_write_rows", 0) or 0)
         # The memory caps, as the meter built the buffer with them, shared by the buffer and the
         # batches held here while nothing takes them (the buffer's own caps shrink meanwhile).
         self.max_events = buffer.cap
@@ -298,7 +301,7 @@ class Writer:
             per_call = {call: n for call, n in zip(RECORD_CALLS, delta, strict=True) if n}
             log.warning("botmeter: buffer full, %d events dropped: %s", sum(delta), per_call)
             details["buffer_full"] = per_call
-        for table in self.pipeline.run_chunks(lanes, (), self.batch_size):
+        for table in self.pipeline.run_chunks(lanes, (), self.chunk_rows):
             self.stats.processed += table.num_rows
             yield table
         self._note_rejected_in_processing()

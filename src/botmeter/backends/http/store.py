@@ -31,16 +31,17 @@ log = logging.getLogger("botmeter")
 
 ARROW_TYPE = "application/vnd.apache.arrow.stream"
 TIMEOUT_S = 10.0  # connect, send and wait for the collector's answer (it answers once durable)
-REQUEST_ROWS = 10_000  # events per request: the collector's default --max-batch-events
-PARALLEL_REQUESTS = 4  # a larger write goes as this many requests at once
+REQUEST_ROWS = 10_000  # most events per request: the collector's default --max-batch-events
+PARALLEL_REQUESTS = 8  # a larger write goes as this many requests at once
 
 
 class HttpStore:
     """Sends batches to a collector; the reading side is the collector's (its routes)."""
 
-    # The writer hands over what it processed while the last request was in flight, up to this
-    # many events, in one write: sent as requests of REQUEST_ROWS at once, which the collector
-    # stores in one transaction. One request per batch would cap the rate at a batch per round trip.
+    # The writer hands over up to this many events in one write (more when its batch size is
+    # larger), sent as requests of at most the batch size (and REQUEST_ROWS), PARALLEL_REQUESTS at
+    # once, which the collector stores together (its group commit). One request per round trip
+    # would cap a Meter's rate at a batch per round trip.
     max_write_rows = REQUEST_ROWS * PARALLEL_REQUESTS
 
     def __init__(self, url: str, *, config: Any = None, timeout: float = TIMEOUT_S, **_: Any) -> None:
@@ -56,6 +57,7 @@ class HttpStore:
             )
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": ARROW_TYPE}
         self.timeout = timeout
+        self.request_rows = min(REQUEST_ROWS, getattr(config, "batch_size", None) or REQUEST_ROWS)
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._pool: Any = None
@@ -74,7 +76,8 @@ class HttpStore:
     def write(self, batch: pa.Table, *, fresh: bool = False, keep_open: bool = False) -> int:
         if batch.num_rows == 0:
             return 0
-        parts = [batch.slice(at, REQUEST_ROWS) for at in range(0, batch.num_rows, REQUEST_ROWS)]
+        size = self.request_rows
+        parts = [batch.slice(at, size) for at in range(0, batch.num_rows, size)]
         if len(parts) == 1:
             self._send(batch)
         else:

@@ -380,3 +380,15 @@ def test_the_collector_writes_to_cloudwatch_too(aws, tmp_path: Path, monkeypatch
     records = [json.loads(m) for m in log_messages(logs, f"/botmeter/{namespace}")]
     assert len(records) == len(GOOD)
     assert {r.get("bot") for r in records} == {"dadacat"}
+
+
+def test_reading_a_collectors_url_says_where_its_events_are_read(monkeypatch) -> None:
+    from botmeter.analyse.reader import Reader
+    from botmeter.exceptions import ConfigError
+
+    monkeypatch.setenv("BOTMETER_TOKEN", "bm_x_y")
+    with pytest.raises(ConfigError) as refused:
+        Reader("http://collector:8787")
+    said = str(refused.value)
+    assert "cannot answer queries" in said and "botmeter serve" in said
+    assert "http://collector:8787/metrics/<metric>" in said and "http://collector:8787/dashboard" in said

@@ -123,6 +123,16 @@ class HttpStore:
             log.error("botmeter: collector %s refused the token (%d): %s", self.url, status, said)
         raise StoreUnavailable(f"collector {self.url} answered {response.status_code}: {said}")
 
+    @property
+    def read_hint(self) -> str:
+        """Where this store's events are read: on the collector, not through it."""
+        base = self.endpoint.removesuffix("/v1/events")
+        return (
+            "the events are in the collector's store: read them there (botmeter reports with "
+            "--store set to the store `botmeter serve` writes to), or ask the collector with a read "
+            f"token: {base}/dashboard, {base}/summary, {base}/metrics/<metric>"
+        )
+
     def count(self) -> int:
         """Events this store instance sent (the collector counts the rest)."""
         return self.sent_events

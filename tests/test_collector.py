@@ -112,6 +112,58 @@ def test_one_bad_event_refuses_the_batch_naming_index_field_and_value(served, ev
 
 
 @pytest.mark.parametrize(
+    ("raw", "field", "value"),
+    [
+        # JSON may spell a lone surrogate (\\ud800), which no UTF-8 text can carry.
+        (
+            b'{"kind": "llm_call", "provider": "openai", "model": "gpt\\ud800", "input_tokens": 1}',
+            "model",
+            "gpt\\ud800",
+        ),
+        (
+            b'{"kind": "custom", "name": "x", "properties": {"a": "\\udfff"}}',
+            "properties",
+            "{'a': '\\udfff'}",
+        ),
+        (b'{"kind": "message", "direction": "in", "w\\ud800": 1}', "w\\ud800", None),
+    ],
+)
+def test_a_lone_surrogate_is_refused_naming_it_not_a_server_error(served, raw, field, value) -> None:
+    client, keys, db = served()
+    body = b'{"events": [' + json.dumps(GOOD[0]).encode() + b", " + raw + b"]}"
+    with client:
+        answer = client.post("/v1/events", content=body, headers=_bearer(keys["ingest"]))
+    assert answer.status_code == 400
+    refused = answer.json()
+    assert (refused["index"], refused["field"]) == (1, field)
+    if value is not None:
+        assert refused["value"] == value
+    assert refused["error"].startswith("event 1")
+    assert "surrogate" in refused["error"] or field != "model"
+    assert _rows(db) == [(0,)]
+
+
+def test_accept_leaves_the_callers_events_as_they_were(served) -> None:
+    import anyio
+
+    from botmeter.server.auth import Token
+
+    client, _, db = served()
+    events = [dict(e) for e in GOOD]
+    before = json.dumps(events, sort_keys=True)
+    with client:
+        collector = client.app.state.collector
+        token = Token(id="t", bot="dadacat", scopes=("ingest",), sha256="", created_at="")
+        assert anyio.run(collector.accept, events, token) == len(GOOD)
+        bad = [*events, {"kind": "message", "direction": "sideways"}]
+        with pytest.raises(Exception, match="direction"):
+            anyio.run(collector.accept, bad, token)
+    assert json.dumps(events, sort_keys=True) == before
+    assert bad[-1] == {"kind": "message", "direction": "sideways"}
+    assert _rows(db) == [(len(GOOD),)]
+
+
+@pytest.mark.parametrize(
     ("body", "field"),
     [(b"{not json", None), (b'{"event": []}', "events"), (b'[{"kind": "message"}]', "events")],
 )
@@ -277,6 +329,25 @@ def test_the_remote_store_maps_the_collectors_answers_to_what_the_writer_does(se
     assert _rows(db) == [(3,)]
 
 
+def test_a_large_write_goes_as_several_requests_at_once_each_event_stored_once(served) -> None:
+    """The remote store sends a write of more than the batch size as requests of the batch size,
+    several at once; sent again (as after a failure), nothing is stored twice."""
+    from botmeter.backends.http.store import HttpStore
+    from botmeter.config import Config
+    from botmeter.process.pipeline import Pipeline
+
+    client, keys, db = served()
+    table = Pipeline(Config.resolve(bot="dadacat"), None).run(_lanes(10))
+    with client:
+        store = HttpStore("http://testserver", config=Config.resolve(token=keys["ingest"], batch_size=3))
+        store._client = client
+        assert store.write(table) == 10
+        assert store.write(table) == 10
+        metrics = client.get("/metrics").text
+    assert 'botmeter_server_request_seconds_count{route="/v1/events"} 8' in metrics  # 4 requests a write
+    assert _rows(db, "SELECT count(*), count(DISTINCT event_id) FROM events") == [(10, 10)]
+
+
 def _lanes(n: int) -> tuple:
     from botmeter.collect.recorder import make_recorder
 
@@ -309,3 +380,15 @@ def test_the_collector_writes_to_cloudwatch_too(aws, tmp_path: Path, monkeypatch
     records = [json.loads(m) for m in log_messages(logs, f"/botmeter/{namespace}")]
     assert len(records) == len(GOOD)
     assert {r.get("bot") for r in records} == {"dadacat"}
+
+
+def test_reading_a_collectors_url_says_where_its_events_are_read(monkeypatch) -> None:
+    from botmeter.analyse.reader import Reader
+    from botmeter.exceptions import ConfigError
+
+    monkeypatch.setenv("BOTMETER_TOKEN", "bm_x_y")
+    with pytest.raises(ConfigError) as refused:
+        Reader("http://collector:8787")
+    said = str(refused.value)
+    assert "cannot answer queries" in said and "botmeter serve" in said
+    assert "http://collector:8787/metrics/<metric>" in said and "http://collector:8787/dashboard" in said

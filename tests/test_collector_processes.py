@@ -275,6 +275,50 @@ def test_a_slow_client_gets_408(tmp_path: Path) -> None:
         assert reply.startswith("HTTP/1.1 408") and time.monotonic() - started < 5
 
 
+def test_headers_dribbled_or_never_sent_get_408_and_the_connection_closed(tmp_path: Path) -> None:
+    """A slow-headers client (one byte at a time, or a connection left silent) holds a connection
+    slot no longer than --read-timeout; a normal request on another connection is served meanwhile."""
+    import socket
+
+    store = f"duckdb://{tmp_path / 'c.duckdb'}"
+    with CollectorProcess(store, "--read-timeout", "1").start(tmp_path / "server.log") as server:
+        head = b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Pad: "
+        with (
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as dribbler,
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as silent,
+        ):
+            started = time.monotonic()
+            reply = b""
+            for byte in head + b"a" * 200:  # one byte every 50 ms: 10 s of headers, never finished
+                try:
+                    dribbler.sendall(bytes([byte]))
+                except OSError:  # the server closed the connection
+                    break
+                if time.monotonic() - started > 0.5:
+                    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+                dribbler.settimeout(0.05)
+                try:
+                    reply += dribbler.recv(4096)
+                    if reply:
+                        break
+                except TimeoutError:
+                    pass
+            dribbler.settimeout(10)
+            reply += _until_closed(dribbler)
+            took = time.monotonic() - started
+            assert reply.startswith(b"HTTP/1.1 408") and b"headers" in reply, reply
+            assert 0.9 < took < 5
+            silent_reply = _until_closed(silent)
+            assert silent_reply.startswith(b"HTTP/1.1 408")
+
+
+def _until_closed(sock) -> bytes:
+    out = b""
+    while chunk := sock.recv(4096):
+        out += chunk
+    return out
+
+
 def test_a_remote_meter_with_another_bots_token_keeps_its_events_in_the_spool(tmp_path: Path) -> None:
     db = tmp_path / "collector.duckdb"
     store = f"duckdb://{db}"

@@ -69,6 +69,9 @@ class Writer:
         self.spool = spool
         self.interval = interval
         self.batch_size = batch_size
+        # A store that sends each write as requests of at most batch_size events, several at once
+        # (a collector), is handed larger writes: one request per round trip would cap the rate.
+        self.chunk_rows = max(batch_size, getattr(store, "max_write_rows", 0) or 0)
         # The memory caps, as the meter built the buffer with them, shared by the buffer and the
         # batches held here while nothing takes them (the buffer's own caps shrink meanwhile).
         self.max_events = buffer.cap
@@ -219,6 +222,10 @@ class Writer:
 
     def _run_store(self) -> None:
         held = _Aligned(getattr(self.store, "preferred_batch_rows", 0) or 0)
+        # A store whose every write is a round trip (a collector) takes what was processed while
+        # its last write was in flight in one write, up to this many events: the rate is then not
+        # one batch per round trip.
+        coalesce = getattr(self.store, "max_write_rows", 0) or 0
         while True:
             try:
                 ticket, table, stopping, forced = self._outbox.get(timeout=self.interval / 2)
@@ -230,6 +237,8 @@ class Writer:
                 continue
             if table is not None:
                 held.add(table)
+                if coalesce:
+                    ticket, stopping, forced = self._take_waiting(held, coalesce, ticket, stopping, forced)
             out = held.take_all() if forced or held.age() >= self.interval else held.take_whole_units()
             if out is not None or ticket is not None:
                 self._store_safely(out)
@@ -243,6 +252,25 @@ class Writer:
                     self._cond.notify_all()
             if stopping:
                 return
+
+    def _take_waiting(
+        self, held: _Aligned, limit: int, ticket: Any, stopping: bool, forced: bool
+    ) -> tuple[Any, bool, bool]:
+        """Adds the tables already waiting in the outbox to ``held`` (up to ``limit`` rows); returns
+        the latest ticket among what it took (a write done answers every ticket before it), and
+        whether any of it asked to stop or to force the write."""
+        while held.rows < limit and not stopping:
+            try:
+                more_ticket, table, more_stopping, more_forced = self._outbox.get_nowait()
+            except queue.Empty:
+                break
+            if table is not None:
+                held.add(table)
+            if more_ticket is not None:
+                ticket = more_ticket if ticket is None else max(ticket, more_ticket)
+            stopping = stopping or more_stopping
+            forced = forced or more_forced
+        return ticket, stopping, forced
 
     def _release_safely(self) -> None:
         try:
@@ -273,7 +301,7 @@ class Writer:
             per_call = {call: n for call, n in zip(RECORD_CALLS, delta, strict=True) if n}
             log.warning("botmeter: buffer full, %d events dropped: %s", sum(delta), per_call)
             details["buffer_full"] = per_call
-        for table in self.pipeline.run_chunks(lanes, (), self.batch_size):
+        for table in self.pipeline.run_chunks(lanes, (), self.chunk_rows):
             self.stats.processed += table.num_rows
             yield table
         self._note_rejected_in_processing()

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     type=click.FloatRange(min=0.1),
     default=30.0,
     show_default=True,
-    help="Seconds a client may take to send a request body; slower gets 408.",
+    help="Seconds a client may take to send a request's headers, and its body; slower gets 408.",
 )
 @click.option("--tokens-file", default=None, help="Where token hashes are kept (default: beside the store).")
 def serve(store: str | None, tokens_file: str | None, **options: object) -> None:

@@ -58,8 +58,15 @@ class BatchRejected(Exception):
         self.message = message
 
     def body(self) -> dict[str, Any]:
+        """The 400's JSON: every text in it encodable as UTF-8 (a lone surrogate in the value, or
+        in a field's name, is shown escaped rather than failing the answer)."""
         value = self.value if _plain_json(self.value) else shown(self.value)
-        return {"error": self.message, "index": self.index, "field": self.field, "value": value}
+        return {
+            "error": _encodable(self.message),
+            "index": self.index,
+            "field": None if self.field is None else _encodable(self.field),
+            "value": _encodable(value) if isinstance(value, str) else value,
+        }
 
 
 class CollectorBusy(Exception):
@@ -68,6 +75,15 @@ class CollectorBusy(Exception):
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+def _encodable(text: str) -> str:
+    """The text with anything UTF-8 cannot carry (lone surrogates) as backslash escapes."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _plain_json(value: Any) -> bool:
@@ -195,7 +211,7 @@ class Collector:
         """Stores a batch in the ``/v1/events`` format; returns its size once it is durable.
 
         Each event is a dict of ``kind`` and the keyword arguments of the matching ``track_*``
-        call; the dicts are consumed (``kind`` is taken out of each). Raises ``BatchRejected``
+        call; the events are left as they were given. Raises ``BatchRejected``
         (nothing written) or ``CollectorBusy`` (503)."""
         if not isinstance(events, list):
             raise BatchRejected(None, "events", events, "events must be an array of event objects")
@@ -568,7 +584,7 @@ def _combined(tables: list[pa.Table]) -> pa.Table:
 
 # How a track call's error names its argument: "track_x: name must ...", "name=5 must not exceed",
 # "missing required argument 'name'", "unexpected keyword argument 'name'".
-_FIELD = re.compile(r"argument '(\w+)'|^track_\w+: (\w+)[ =]|^track: (ts) ")
+_FIELD = re.compile(r"argument '([^']+)'|^track_\w+: (\w+)[ =]|^track: (ts) ")
 
 
 def _record(track: dict[str, Callable[..., None]], index: int, event: Any) -> None:
@@ -581,8 +597,8 @@ def _record(track: dict[str, Callable[..., None]], index: int, event: Any) -> No
         raise BatchRejected(
             index, "kind", kind, f"event {index}: kind must be one of {', '.join(KINDS)}, got {shown(kind)}"
         )
-    # The event is the request's own, parsed just now: it becomes the call's arguments in place.
-    arguments = event
+    # The call's arguments: the event without its kind (a copy; the caller's dict is left alone).
+    arguments = event.copy()
     del arguments["kind"]
     ts = arguments.get("ts")
     if ts.__class__ is str:

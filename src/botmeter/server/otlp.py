@@ -245,9 +245,7 @@ async def store(collector: Collector, export: Export, token: Token) -> tuple[int
     reasons: list[str] = []
     while events:
         try:
-            # The collector takes the events' dicts as the calls' arguments, in place: a retry
-            # without the refused span needs them as they were.
-            await collector.accept([dict(event) for event in events], token)
+            await collector.accept(events, token)
             break
         except BatchRejected as exc:
             index = exc.index

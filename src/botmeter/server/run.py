@@ -21,11 +21,14 @@ def serve(config: ServerConfig) -> None:
     """
     import uvicorn
 
+    from .protocol import PROTOCOL
+
     configure(config.log_format)
     os.environ.update(config.to_environment())
     uvicorn.run(
         "botmeter.server.app:app_from_environment",
         factory=True,
+        http=PROTOCOL,
         host=config.host,
         port=config.port,
         workers=config.workers if config.workers > 1 else None,

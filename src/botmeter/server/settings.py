@@ -25,7 +25,7 @@ class ServerConfig:
     max_batch_events: int = 10_000  # more events in one request get 413
     rate_limit: float = 100_000.0  # events per second per token, with a second's worth of burst; 0: none
     max_pending_events: int = 200_000  # events received but not yet durable; past it, 503
-    read_timeout: float = 30.0  # seconds a client may take to send its body (408 after)
+    read_timeout: float = 30.0  # seconds a client may take to send its headers, and its body (408 after)
     tokens_file: str | None = None  # where token hashes are kept; default beside the store
 
     def meter_config(self, bot: str | None = None) -> Config:

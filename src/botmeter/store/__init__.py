@@ -164,5 +164,7 @@ def engine_for(store: Store, **options: Any) -> QueryEngine:
     scheme, url = scheme_of(store.url)
     engine = backend_for(scheme, url).engine_class()
     if engine is None:
-        raise ConfigError(f"{url}: this store cannot answer queries")
+        # A store may say where its events are read instead (a collector's: on the collector).
+        hint = getattr(store, "read_hint", "")
+        raise ConfigError(f"{url}: this store cannot answer queries" + (f"; {hint}" if hint else ""))
     return engine(store, **options)

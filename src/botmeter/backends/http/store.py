@@ -31,10 +31,18 @@ log = logging.getLogger("botmeter")
 
 ARROW_TYPE = "application/vnd.apache.arrow.stream"
 TIMEOUT_S = 10.0  # connect, send and wait for the collector's answer (it answers once durable)
+REQUEST_ROWS = 10_000  # most events per request: the collector's default --max-batch-events
+PARALLEL_REQUESTS = 8  # a larger write goes as this many requests at once
 
 
 class HttpStore:
     """Sends batches to a collector; the reading side is the collector's (its routes)."""
+
+    # The writer hands over up to this many events in one write (more when its batch size is
+    # larger), sent as requests of at most the batch size (and REQUEST_ROWS), PARALLEL_REQUESTS at
+    # once, which the collector stores together (its group commit). One request per round trip
+    # would cap a Meter's rate at a batch per round trip.
+    max_write_rows = REQUEST_ROWS * PARALLEL_REQUESTS
 
     def __init__(self, url: str, *, config: Any = None, timeout: float = TIMEOUT_S, **_: Any) -> None:
         parts = urlsplit(url)
@@ -49,8 +57,10 @@ class HttpStore:
             )
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": ARROW_TYPE}
         self.timeout = timeout
+        self.request_rows = min(REQUEST_ROWS, getattr(config, "batch_size", None) or REQUEST_ROWS)
         self._client: Any = None
         self._client_lock = threading.Lock()
+        self._pool: Any = None
         self.sent_events = 0
         self.last_sent_at: datetime | None = None
         self._stem = re.sub(r"[^A-Za-z0-9._-]", "_", parts.netloc)
@@ -66,6 +76,35 @@ class HttpStore:
     def write(self, batch: pa.Table, *, fresh: bool = False, keep_open: bool = False) -> int:
         if batch.num_rows == 0:
             return 0
+        size = self.request_rows
+        parts = [batch.slice(at, size) for at in range(0, batch.num_rows, size)]
+        if len(parts) == 1:
+            self._send(batch)
+        else:
+            # All at once; the first failure is raised once every request has its answer. A part
+            # stored before another failed is stored once when the whole batch is sent again
+            # (the collector skips the event ids it has).
+            errors = [f.exception() for f in [self._parallel().submit(self._send, p) for p in parts]]
+            failed = [e for e in errors if e is not None]
+            if failed:
+                unavailable = [e for e in failed if isinstance(e, StoreUnavailable)]
+                raise (unavailable or failed)[0]
+        self.sent_events += batch.num_rows
+        newest = pc.max(batch.column("ts")).as_py()
+        if newest is not None:
+            self.last_sent_at = newest.replace(tzinfo=UTC)
+        return batch.num_rows
+
+    def _parallel(self) -> Any:
+        with self._client_lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(PARALLEL_REQUESTS, thread_name_prefix="botmeter-http")
+            return self._pool
+
+    def _send(self, batch: pa.Table) -> None:
+        """One request; returns once the collector has the batch durable, or raises."""
         import httpx
 
         body = _arrow_bytes(batch)
@@ -74,11 +113,7 @@ class HttpStore:
         except httpx.HTTPError as exc:
             raise StoreUnavailable(f"collector {self.url}: {type(exc).__name__}: {exc}") from exc
         if response.status_code == 202:
-            self.sent_events += batch.num_rows
-            newest = pc.max(batch.column("ts")).as_py()
-            if newest is not None:
-                self.last_sent_at = newest.replace(tzinfo=UTC)
-            return batch.num_rows
+            return
         said, field = _said(response)
         if response.status_code in (400, 413) and field != "bot":
             # The content is refused (or too large): the writer writes halves down to the fault.
@@ -87,6 +122,16 @@ class HttpStore:
             status = response.status_code
             log.error("botmeter: collector %s refused the token (%d): %s", self.url, status, said)
         raise StoreUnavailable(f"collector {self.url} answered {response.status_code}: {said}")
+
+    @property
+    def read_hint(self) -> str:
+        """Where this store's events are read: on the collector, not through it."""
+        base = self.endpoint.removesuffix("/v1/events")
+        return (
+            "the events are in the collector's store: read them there (botmeter reports with "
+            "--store set to the store `botmeter serve` writes to), or ask the collector with a read "
+            f"token: {base}/dashboard, {base}/summary, {base}/metrics/<metric>"
+        )
 
     def count(self) -> int:
         """Events this store instance sent (the collector counts the rest)."""
@@ -116,9 +161,13 @@ class HttpStore:
     def after_fork(self) -> None:
         # A client's connections belong to the parent: the child opens its own.
         self._client = None
+        self._pool = None
         self._client_lock = threading.Lock()
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         if self._client is not None:
             self._client.close()
             self._client = None

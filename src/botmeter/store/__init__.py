@@ -20,6 +20,8 @@ from ..exceptions import ConfigError
 BACKENDS: dict[str, str] = {
     "duckdb": "botmeter.store.duckdb_store:DuckDBStore",
     "cloudwatch": "botmeter.store.cloudwatch:CloudWatchStore",
+    "clickhouse": "botmeter.backends.clickhouse.store:ClickHouseStore",
+    "chdb": "botmeter.backends.clickhouse.store:ClickHouseStore",
 }
 
 

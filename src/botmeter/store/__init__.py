@@ -48,6 +48,8 @@ BACKENDS: dict[str, Backend] = {
         "botmeter.backends.cloudwatch.store:CloudWatchStore",
         "botmeter.backends.cloudwatch.engine:CloudWatchEngine",
     ),
+    "clickhouse": Backend("botmeter.backends.clickhouse.store:ClickHouseStore"),
+    "chdb": Backend("botmeter.backends.clickhouse.store:ClickHouseStore"),
 }
 ENTRY_POINT_GROUP = "botmeter.backends"
 

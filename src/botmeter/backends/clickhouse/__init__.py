@@ -1,0 +1,1 @@
+"""ClickHouse: a server (``clickhouse://``) or the embedded engine (``chdb://``), one store for both."""

@@ -1,0 +1,306 @@
+"""The ClickHouse tables botmeter creates and migrates, for one server and for a cluster.
+
+One server (what ``clickhouse://`` and ``chdb://`` stores create by themselves):
+
+* ``events``: ``MergeTree``, ``PARTITION BY toYYYYMM(ts)``, ``ORDER BY (bot, kind, ts, event_id)``.
+  The columns of ``botmeter.events.COLUMNS`` with the same names and nullability: ``event_id UUID``,
+  ``ts DateTime64(6, 'UTC')``, dimensions ``LowCardinality(Nullable(String))`` (``kind``
+  ``LowCardinality(String)``), ids and free text ``Nullable(String)``, counts ``Nullable(Int64)``,
+  amounts ``Nullable(Float64)``, ``properties`` JSON text in ``Nullable(String)`` (read it with
+  ``JSONExtract*``). Codecs are in ``_CODECS``; BENCHMARKS.md has the bytes per event. Each event is
+  stored once (see ``store.py``), so ``count()`` is exact, before and after merges.
+
+The rollups are kept by the engine: each insert into ``events`` runs the materialized views
+``<table>_mv`` into ``AggregatingMergeTree`` tables, in the same insert. Their value columns are
+``SimpleAggregateFunction`` (sum, min or max), so a reader always aggregates them again with the
+same function and groups by the key (rows with one key are merged in the background, not at once):
+``SELECT hour, model, sum(cost_usd), max(latency_max) FROM rollup_hourly GROUP BY ...``.
+Names and columns follow the DuckDB store's rollups (``backends/duckdb/rollups.py``):
+
+* ``rollup_hourly``: key ``(hour, bot, kind, channel, direction, provider, model, error_category,
+  severity, stage, name, unit, country)``, NULL dimensions as ''. ``hour DateTime('UTC')``; sums:
+  ``events, priced, cost_usd, input_tokens, output_tokens, cached_tokens, cache_write_tokens,
+  reasoning_tokens, units, latency_n, latency_sum, no_user_events, no_user_cost,
+  no_conversation_events, no_conversation_cost``; max: ``latency_max``.
+* ``rollup_users``: key ``(day, bot, user_id)``, events with a user: sums ``inbound, events,
+  cost_usd, messages``; min ``first_in``; max ``last_in, country`` (of messages).
+* ``rollup_conversations``: key ``(bot, day, conversation)``, messages with a conversation id
+  (``conversation`` = ``'c:' || conversation_id``): min ``user_id, first_ts``; max ``last_ts``;
+  sum ``messages``.
+* ``rollup_conversation_totals``: the same per ``(bot, conversation)``, all days together.
+* ``rollup_conversation_costs``: key ``(bot, day, conversation_id)``: sums ``events, cost_usd``.
+* ``rollup_days``: key ``(day)``: min ``first_ts``, max ``last_ts``, sum ``events``.
+
+Not kept as rollups, unlike DuckDB, because a view sees one insert at a time and these depend on
+the order of events across inserts: sessions of messages without a conversation id (``s:``
+conversations), turns (failed replies) and exact latency percentiles per day. Readers compute them
+from ``events``, whose order key makes the ranges they read small.
+
+A cluster (``botmeter clickhouse ddl --cluster NAME``): each table above becomes ``<name>_local``
+on ``ReplicatedMergeTree``/``ReplicatedAggregatingMergeTree`` ``ON CLUSTER``, with a ``Distributed``
+table of the plain name over it; ``events`` is sharded by a hash of the conversation (the user when
+there is none), and the views run on each shard, from ``events_local`` into the ``_local`` rollups.
+Readers and writers use the plain names, as on one server.
+"""
+
+from __future__ import annotations
+
+from ...events import COLUMNS
+
+SCHEMA_VERSION = 1
+
+HOURLY_KEYS = (
+    "bot",
+    "kind",
+    "channel",
+    "direction",
+    "provider",
+    "model",
+    "error_category",
+    "severity",
+    "stage",
+    "name",
+    "unit",
+    "country",
+)
+
+# Few distinct values in a month's part: dictionary-encoded.
+_LOW_CARDINALITY = {
+    "bot",
+    "channel",
+    "direction",
+    "country",
+    "provider",
+    "model",
+    "unit",
+    "price_version",
+    "stage",
+    "error_type",
+    "error_category",
+    "severity",
+    "fingerprint",
+    "name",
+    "release",
+}
+_TYPES = {"VARCHAR": "String", "JSON": "String", "BIGINT": "Int64", "DOUBLE": "Float64"}
+# Chosen by measuring a month of the demo bot's events (bench/storage.py --store): see BENCHMARKS.md.
+# Times are sorted within (bot, kind): deltas of deltas are mostly zero. Counts are small integers:
+# T64 drops their unused high bits. Free text and ids compress with ZSTD.
+_CODECS = {
+    "ts": "CODEC(DoubleDelta, ZSTD(1))",
+    "event_id": "CODEC(ZSTD(1))",
+    "input_tokens": "CODEC(T64, ZSTD(1))",
+    "output_tokens": "CODEC(T64, ZSTD(1))",
+    "cached_tokens": "CODEC(T64, ZSTD(1))",
+    "cache_write_tokens": "CODEC(T64, ZSTD(1))",
+    "reasoning_tokens": "CODEC(T64, ZSTD(1))",
+    "chars": "CODEC(T64, ZSTD(1))",
+    "cost_usd": "CODEC(ZSTD(1))",
+    "units": "CODEC(ZSTD(1))",
+    "latency_ms": "CODEC(ZSTD(1))",
+    "user_id": "CODEC(ZSTD(1))",
+    "conversation_id": "CODEC(ZSTD(1))",
+    "error_message": "CODEC(ZSTD(3))",
+    "text": "CODEC(ZSTD(3))",
+    "properties": "CODEC(ZSTD(3))",
+}
+ORDER_KEY = "(bot, kind, ts, event_id)"
+PARTITION_KEY = "toYYYYMM(ts)"
+# Inserts carry a deduplication token (see store.py); a server keeps the last tokens of a table
+# only when told to. The views' targets need it too, so a dropped repeat reaches no view.
+_DEDUP = "non_replicated_deduplication_window = 1000"
+# Which shard an event goes to on a cluster: a conversation stays on one shard.
+SHARDING_KEY = "cityHash64(coalesce(conversation_id, user_id, ''))"
+
+
+def column_type(name: str, sql_type: str) -> str:
+    if name == "event_id":
+        return "UUID"
+    if name == "ts":
+        return "DateTime64(6, 'UTC')"
+    if name == "kind":
+        return "LowCardinality(String)"
+    base = f"Nullable({_TYPES[sql_type]})"
+    return f"LowCardinality({base})" if name in _LOW_CARDINALITY else base
+
+
+def _events_columns() -> str:
+    return ", ".join(
+        f"{name} {column_type(name, sql_type)}" + (f" {_CODECS[name]}" if name in _CODECS else "")
+        for name, (sql_type, _) in COLUMNS.items()
+    )
+
+
+_SUM = "SimpleAggregateFunction(sum, {})"
+_MIN = "SimpleAggregateFunction(min, {})"
+_MAX = "SimpleAggregateFunction(max, {})"
+_TS = "Nullable(DateTime64(6, 'UTC'))"
+
+# name -> (key columns with types, value columns with types, order key, the view's SELECT).
+ROLLUPS: dict[str, tuple[str, str, str, str]] = {
+    "rollup_hourly": (
+        "hour DateTime('UTC'), " + ", ".join(f"{k} LowCardinality(String)" for k in HOURLY_KEYS),
+        ", ".join(
+            f"{c} {_SUM.format(t)}"
+            for c, t in (
+                ("events", "UInt64"),
+                ("priced", "UInt64"),
+                ("cost_usd", "Float64"),
+                ("input_tokens", "Int64"),
+                ("output_tokens", "Int64"),
+                ("cached_tokens", "Int64"),
+                ("cache_write_tokens", "Int64"),
+                ("reasoning_tokens", "Int64"),
+                ("units", "Float64"),
+                ("latency_n", "UInt64"),
+                ("latency_sum", "Float64"),
+            )
+        )
+        + f", latency_max {_MAX.format('Nullable(Float64)')}, "
+        + ", ".join(
+            f"{c} {_SUM.format(t)}"
+            for c, t in (
+                ("no_user_events", "UInt64"),
+                ("no_user_cost", "Float64"),
+                ("no_conversation_events", "UInt64"),
+                ("no_conversation_cost", "Float64"),
+            )
+        ),
+        "(hour, " + ", ".join(HOURLY_KEYS) + ")",
+        "SELECT toStartOfHour(toDateTime(e.ts, 'UTC')) AS hour, "
+        + ", ".join(f"coalesce(e.{k}, '') AS {k}" for k in HOURLY_KEYS)
+        + ", count() AS events, count(e.cost_usd) AS priced, sum(coalesce(e.cost_usd, 0)) AS cost_usd, "
+        + ", ".join(
+            f"sum(coalesce(e.{c}, 0)) AS {c}"
+            for c in (
+                "input_tokens",
+                "output_tokens",
+                "cached_tokens",
+                "cache_write_tokens",
+                "reasoning_tokens",
+                "units",
+            )
+        )
+        + ", count(e.latency_ms) AS latency_n, sum(coalesce(e.latency_ms, 0)) AS latency_sum, "
+        "max(e.latency_ms) AS latency_max, countIf(e.user_id IS NULL) AS no_user_events, "
+        "sumIf(coalesce(e.cost_usd, 0), e.user_id IS NULL) AS no_user_cost, "
+        "countIf(e.conversation_id IS NULL) AS no_conversation_events, "
+        "sumIf(coalesce(e.cost_usd, 0), e.conversation_id IS NULL) AS no_conversation_cost "
+        "FROM {events} AS e GROUP BY hour, " + ", ".join(HOURLY_KEYS),
+    ),
+    "rollup_users": (
+        "day Date, bot LowCardinality(String), user_id String",
+        f"inbound {_SUM.format('UInt64')}, first_in {_MIN.format(_TS)}, last_in {_MAX.format(_TS)}, "
+        f"events {_SUM.format('UInt64')}, cost_usd {_SUM.format('Float64')}, "
+        f"messages {_SUM.format('UInt64')}, country {_MAX.format('Nullable(String)')}",
+        "(day, bot, user_id)",
+        "SELECT toDate(e.ts) AS day, coalesce(e.bot, '') AS bot, assumeNotNull(e.user_id) AS user_id, "
+        "countIf(e.kind = 'message' AND e.direction = 'in') AS inbound, "
+        "minIfOrNull(e.ts, e.kind = 'message' AND e.direction = 'in') AS first_in, "
+        "maxIfOrNull(e.ts, e.kind = 'message' AND e.direction = 'in') AS last_in, "
+        "count() AS events, sum(coalesce(e.cost_usd, 0)) AS cost_usd, "
+        "countIf(e.kind = 'message') AS messages, "
+        "maxIfOrNull(toNullable(toString(e.country)), e.kind = 'message' AND e.country IS NOT NULL) AS country "
+        "FROM {events} AS e WHERE e.user_id IS NOT NULL GROUP BY day, bot, user_id",
+    ),
+    "rollup_conversations": (
+        "bot LowCardinality(String), day Date, conversation String",
+        f"user_id {_MIN.format('Nullable(String)')}, first_ts {_MIN.format(_TS)}, "
+        f"last_ts {_MAX.format(_TS)}, messages {_SUM.format('UInt64')}",
+        "(bot, day, conversation)",
+        "SELECT coalesce(e.bot, '') AS bot, toDate(e.ts) AS day, concat('c:', assumeNotNull(e.conversation_id)) "
+        "AS conversation, min(e.user_id) AS user_id, min(e.ts) AS first_ts, max(e.ts) AS last_ts, "
+        "count() AS messages FROM {events} AS e WHERE e.kind = 'message' AND e.conversation_id IS NOT NULL "
+        "GROUP BY bot, day, conversation",
+    ),
+    "rollup_conversation_totals": (
+        "bot LowCardinality(String), conversation String",
+        f"user_id {_MIN.format('Nullable(String)')}, first_ts {_MIN.format(_TS)}, "
+        f"last_ts {_MAX.format(_TS)}, messages {_SUM.format('UInt64')}",
+        "(bot, conversation)",
+        "SELECT coalesce(e.bot, '') AS bot, concat('c:', assumeNotNull(e.conversation_id)) AS conversation, "
+        "min(e.user_id) AS user_id, min(e.ts) AS first_ts, max(e.ts) AS last_ts, count() AS messages "
+        "FROM {events} AS e WHERE e.kind = 'message' AND e.conversation_id IS NOT NULL GROUP BY bot, conversation",
+    ),
+    "rollup_conversation_costs": (
+        "bot LowCardinality(String), day Date, conversation_id String",
+        f"events {_SUM.format('UInt64')}, cost_usd {_SUM.format('Float64')}",
+        "(bot, day, conversation_id)",
+        "SELECT coalesce(e.bot, '') AS bot, toDate(e.ts) AS day, assumeNotNull(e.conversation_id) AS "
+        "conversation_id, count() AS events, sum(coalesce(e.cost_usd, 0)) AS cost_usd FROM {events} AS e "
+        "WHERE e.conversation_id IS NOT NULL GROUP BY bot, day, conversation_id",
+    ),
+    "rollup_days": (
+        "day Date",
+        f"first_ts {_MIN.format(_TS)}, last_ts {_MAX.format(_TS)}, events {_SUM.format('UInt64')}",
+        "(day)",
+        "SELECT toDate(e.ts) AS day, min(e.ts) AS first_ts, max(e.ts) AS last_ts, count() AS events "
+        "FROM {events} AS e GROUP BY day",
+    ),
+}
+
+META_DDL = (
+    "CREATE TABLE IF NOT EXISTS botmeter_meta{on} (key String, value String, "
+    "updated DateTime64(6, 'UTC') DEFAULT now64(6)) ENGINE = {engine} ORDER BY key"
+)
+
+
+def _engine(kind: str, cluster: str | None, table: str) -> str:
+    if cluster is None:
+        return f"{kind}()"
+    # The replica path from the server's {shard} and {replica} macros, one per table.
+    return f"Replicated{kind}('/clickhouse/tables/{{shard}}/{{database}}/{table}', '{{replica}}')"
+
+
+def ddl(cluster: str | None = None) -> list[str]:
+    """The statements that create botmeter's tables, in order: rollups, events, then the views (so
+    that no insert reaches events before its views exist). ``cluster``: the cluster's DDL."""
+    on = f" ON CLUSTER {quote_name(cluster)}" if cluster else ""
+    local = "_local" if cluster else ""
+    meta_engine = (
+        "ReplacingMergeTree(updated)"
+        if cluster is None
+        else _engine("ReplacingMergeTree", cluster, "botmeter_meta").replace("')", "', updated)")
+    )
+    statements = [META_DDL.format(on=on, engine=meta_engine)]
+    for name, (keys, values, order, _) in ROLLUPS.items():
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {name}{local}{on} ({keys}, {values}) "
+            f"ENGINE = {_engine('AggregatingMergeTree', cluster, name + local)} ORDER BY {order}"
+            + ("" if cluster else f" SETTINGS {_DEDUP}")
+        )
+    statements.append(
+        f"CREATE TABLE IF NOT EXISTS events{local}{on} ({_events_columns()}) "
+        f"ENGINE = {_engine('MergeTree', cluster, 'events' + local)} PARTITION BY {PARTITION_KEY} "
+        f"ORDER BY {ORDER_KEY} SETTINGS allow_nullable_key = 1"
+        + ("" if cluster else f", {_DEDUP}")
+    )
+    for name, (_, _, _, select) in ROLLUPS.items():
+        statements.append(
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name}_mv{local}{on} TO {name}{local} AS "
+            + select.format(events=f"events{local}")
+        )
+    if cluster:
+        # What readers and writers use: the plain names, over every shard.
+        db = "currentDatabase()"
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS events{on} AS events_local "
+            f"ENGINE = Distributed({quote_name(cluster)}, {db}, events_local, {SHARDING_KEY})"
+        )
+        for name in ROLLUPS:
+            statements.append(
+                f"CREATE TABLE IF NOT EXISTS {name}{on} AS {name}_local "
+                f"ENGINE = Distributed({quote_name(cluster)}, {db}, {name}_local)"
+            )
+    return statements
+
+
+def quote_name(name: str) -> str:
+    """A ClickHouse identifier, back-quoted."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+# Each step takes the schema from the version before it to its own number; never edit a released
+# step, add one. Every statement is idempotent (IF NOT EXISTS), so processes that start together
+# may all run it.
+MIGRATIONS: dict[int, list[str]] = {1: ddl()}

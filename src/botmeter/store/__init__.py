@@ -48,8 +48,14 @@ BACKENDS: dict[str, Backend] = {
         "botmeter.backends.cloudwatch.store:CloudWatchStore",
         "botmeter.backends.cloudwatch.engine:CloudWatchEngine",
     ),
-    "clickhouse": Backend("botmeter.backends.clickhouse.store:ClickHouseStore"),
-    "chdb": Backend("botmeter.backends.clickhouse.store:ClickHouseStore"),
+    "clickhouse": Backend(
+        "botmeter.backends.clickhouse.store:ClickHouseStore",
+        "botmeter.backends.clickhouse.engine:ClickHouseEngine",
+    ),
+    "chdb": Backend(
+        "botmeter.backends.clickhouse.store:ClickHouseStore",
+        "botmeter.backends.clickhouse.engine:ClickHouseEngine",
+    ),
 }
 ENTRY_POINT_GROUP = "botmeter.backends"
 

@@ -1,0 +1,238 @@
+"""ClickHouse's spellings of the SQL every SQL backend prints (``backends/sql/printer.py``).
+
+The DuckDB dialect with the constructs ClickHouse spells otherwise; each pair is checked on the
+same rows by ``tests/test_clickhouse_dialect.py``:
+
+=====================================  ============================================================
+DuckDB                                 ClickHouse
+=====================================  ============================================================
+``$p0``                                ``{p0:Type}`` (a server-side parameter, typed from the value)
+``CAST(x AS TIMESTAMP)``               ``toDateTime64(x, 6, 'UTC')``
+``CAST(x AS DATE)``                    ``toDate(x)``
+``date_trunc('hour'|'day', x)``        ``toStartOfHour(x)``, ``toStartOfDay(x)``
+``date_trunc('week'|'month', x)``      ``toMonday(x)``, ``toStartOfMonth(x)`` (as a time again)
+``epoch(b - a)``                       microseconds between the two, over 1e6
+``b - a <= INTERVAL n SECOND``         ``dateDiff('microsecond', a, b) <= n * 1e6``
+``datediff('day', a, b)``              ``dateDiff('day', a, b)``
+``quantile_cont(x, [f...])``           ``quantilesExactInclusive(f...)(x)`` (both R's type 7: exact,
+                                       linear between the two nearest values)
+``count(DISTINCT x)``                  ``uniqExact(x)``
+``agg(x) FILTER (WHERE c)``            ``countIf(c)``, ``sumIf(x, c)``, ``anyIf(x, c)``
+``bool_or(c)``                         ``max(c)``
+``mode(x)``                            the most frequent value, counted exactly over the group's
+                                       values (``topK`` would be approximate); ties: the smallest
+``arg_max(x, y)``                      ``argMax(x, y)``
+``starts_with(x, p)``                  ``startsWith(x, p)``
+``x IN (SELECT unnest($list))``        ``has({list:Array(T)}, x)``
+``list_position([...], x)``            ``indexOf([...], x)``
+``a || b``                             ``concat(a, b)`` (null when a part is null, as in DuckDB)
+``chr(0)``                             ``char(0)``
+``CAST(x AS VARCHAR)``, ``BIGINT``     ``toString(x)``, ``toInt64(x)``
+``properties->>'$.code'``              the key's text (a string unquoted, a number as written)
+``TRY_CAST(... AS DOUBLE)``            ``toFloat64OrNull(...)``
+``lag(x) OVER (...)``                  ``lagInFrame(toNullable(x)) OVER (...)`` (``lag`` gives the
+                                       type's default, not null, before the first row)
+=====================================  ============================================================
+
+Two things are ClickHouse's own rather than spellings: the rollups other than ``rollup_hourly``
+are read ``FINAL`` (their rows of one key are merged in the background, so a reader that counts
+rows, or reads a day's first event, merges them at read time), and every statement runs with
+``join_use_nulls`` (an outer join's missing side is null, as in standard SQL) and
+``prefer_column_name_to_alias`` (``WHERE hour >= ...`` means the column even when the SELECT
+names a truncated hour ``hour``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from ..duckdb.dialect import DuckDBDialect
+
+# Rollups whose rows are read one per key (see the module's docstring); rollup_hourly is always
+# summed again by the statements that read it, partial rows and all.
+_MERGED_ON_READ = (
+    "rollup_users",
+    "rollup_conversations",
+    "rollup_conversation_totals",
+    "rollup_conversation_costs",
+    "rollup_days",
+)
+_FROM_ROLLUP = re.compile(r"\b(FROM|JOIN)\s+(" + "|".join(_MERGED_ON_READ) + r")\b(\s+AS\s+\w+)?(?!\s+FINAL)")
+_PROPERTY_NUMBER = re.compile(r"TRY_CAST\(properties->>'\$\.(\w+)' AS DOUBLE\)")
+_LAG = re.compile(r"\blag\(([^()]+)\)\s+OVER\b")
+
+READ_SETTINGS = {"join_use_nulls": 1, "prefer_column_name_to_alias": 1}
+
+# Turn rows from events (see the DuckDB rollup ``rollup_turns``): the conversation is its id, else
+# the user; a reply the bot marks as failed carries properties {"failed": true}.
+_MARKED_FAILED = (
+    "(properties IS NOT NULL AND position(properties, 'failed') > 0 "
+    "AND JSONExtractRaw(properties, 'failed') = 'true')"
+)
+_TURN_EVENT = (
+    "coalesce(bot, '') AS bot, cityHash64(coalesce(concat('c:', conversation_id), concat('u:', user_id))) "
+    "AS key, ts, channel, coalesce(kind = 'message' AND direction = 'in', 0) AS inbound, "
+    f"kind = 'error' OR (kind = 'message' AND direction = 'out' AND {_MARKED_FAILED}) AS bad, "
+    f"kind = 'message' AND direction = 'out' AND NOT {_MARKED_FAILED} AS answered"
+)
+_TURN_EVENT_WHERE = "kind IN ('message', 'error') AND (conversation_id IS NOT NULL OR user_id IS NOT NULL)"
+
+
+def parameter_type(value: Any) -> str:
+    """The ClickHouse type a bound value is declared with."""
+    if isinstance(value, bool):
+        return "Bool"
+    if isinstance(value, int):
+        return "Int64"
+    if isinstance(value, float):
+        return "Float64"
+    if isinstance(value, datetime):
+        return "DateTime64(6, 'UTC')"
+    if isinstance(value, date):
+        return "Date"
+    if isinstance(value, (list, tuple)):
+        inner = parameter_type(value[0]) if value else "String"
+        return f"Array({inner})"
+    return "String"
+
+
+class ClickHouseDialect(DuckDBDialect):
+    name = "clickhouse"
+    latency_quantiles = ()  # ClickHouse keeps no per-day percentiles: the planner reads events
+
+    def placeholder(self, name: str, value: Any) -> str:
+        return f"{{{name}:{parameter_type(value)}}}"
+
+    def timestamp(self, expr: str) -> str:
+        return f"toDateTime64({expr}, 6, 'UTC')"
+
+    def date(self, expr: str) -> str:
+        return f"toDate({expr})"
+
+    def truncate(self, unit: str, expr: str) -> str:
+        value = self.timestamp(expr)
+        if unit == "hour":
+            return f"toStartOfHour({value})"
+        if unit == "day":
+            return f"toStartOfDay({value})"
+        if unit == "week":
+            return self.timestamp(f"toMonday({value})")
+        if unit == "month":
+            return self.timestamp(f"toStartOfMonth({value})")
+        raise ValueError(f"unit {unit!r}: expected hour, day, week or month")
+
+    def seconds_between(self, start: str, end: str) -> str:
+        return f"(toUnixTimestamp64Micro({end}) - toUnixTimestamp64Micro({start})) / 1e6"
+
+    def within_seconds(self, start: str, end: str, seconds: int) -> str:
+        return f"dateDiff('microsecond', {_lag(start)}, {end}) <= {int(seconds) * 1_000_000}"
+
+    def at_least_days(self, start: str, end: str, days: int) -> str:
+        return f"dateDiff('microsecond', {_lag(start)}, {end}) >= {int(days) * 86_400_000_000}"
+
+    def days_between(self, start: str, end: str) -> str:
+        return f"dateDiff('day', {start}, {end})"
+
+    def plus_days(self, expr: str, days: str) -> str:
+        return f"{expr} + toIntervalDay({days})"
+
+    def quantiles(self, expr: str, fractions: Sequence[float]) -> str:
+        return f"quantilesExactInclusive({', '.join(repr(float(f)) for f in fractions)})({expr})"
+
+    def count_distinct(self, expr: str) -> str:
+        return f"uniqExact({expr})"
+
+    def count_if(self, cond: str) -> str:
+        # Signed, as sums of differences are: a union of the two then has one type.
+        return f"toInt64(countIf({cond}))"
+
+    def sum_if(self, expr: str, cond: str) -> str:
+        return f"sumIf({expr}, {cond})"
+
+    def any_if(self, expr: str, cond: str) -> str:
+        return f"anyIf({expr}, {cond})"
+
+    def bool_or(self, expr: str) -> str:
+        return f"max({expr})"
+
+    def mode(self, expr: str) -> str:
+        # Exact: each distinct value counted over the group's values, the most frequent first.
+        values = f"groupArray({expr})"
+        distinct = f"arrayDistinct({values})"
+        counts = f"arrayMap(v -> countEqual({values}, v), {distinct})"
+        ranked = f"arraySort((v, c) -> (-c, v), {distinct}, {counts})"
+        return f"if(empty({values}), NULL, {ranked}[1])"
+
+    def arg_max(self, expr: str, by: str) -> str:
+        return f"argMax({expr}, {by})"
+
+    def starts_with(self, expr: str, prefix: str) -> str:
+        return f"startsWith({expr}, {prefix})"
+
+    def in_list(self, expr: str, values: str) -> str:
+        return f"has({values}, {expr})"
+
+    def date_in_list(self, expr: str, values: str) -> str:
+        return f"has({values}, {expr})"
+
+    def list_position(self, values: Sequence[str], expr: str) -> str:
+        listed = ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values)
+        return f"indexOf([{listed}], {expr})"
+
+    def concat(self, *parts: str) -> str:
+        return "concat(" + ", ".join("char(0)" if p == "chr(0)" else p for p in parts) + ")"
+
+    def to_text(self, expr: str) -> str:
+        return f"toString({expr})"
+
+    def to_int(self, expr: str) -> str:
+        return f"toInt64({expr})"
+
+    def json_text(self, column: str, key: str) -> str:
+        quoted = "'" + key.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        kind = f"JSONType({column}, {quoted})"
+        return (
+            f"multiIf({kind} = 'String', JSONExtractString({column}, {quoted}), {kind} = 'Null', NULL, "
+            f"JSONExtractRaw({column}, {quoted}))"
+        )
+
+    def measure(self, column: str) -> str:
+        # The catalogue's measures over a key of ``properties`` are written in DuckDB's words.
+        match = _PROPERTY_NUMBER.fullmatch(column)
+        if match:
+            return f"toFloat64OrNull({self.json_text('properties', match.group(1))})"
+        return column
+
+    def turn_rows(self, start: str) -> str:
+        # Only conversations with an error or a reply marked failed since the start are walked; an
+        # inbound message opens a turn, and what follows it in time (an inbound message first among
+        # equal times) belongs to it.
+        return f"""
+            WITH turn_events AS (
+                SELECT {_TURN_EVENT} FROM events WHERE {_TURN_EVENT_WHERE} AND ts >= {start}
+            ),
+            marked AS (SELECT DISTINCT bot, key FROM turn_events WHERE bad)
+            SELECT bot, key, minIf(ts, inbound) AS ts, anyIf(channel, inbound) AS channel, max(ts) AS last_ts,
+                   max(bad) AS bad, max(answered) AS answered
+            FROM (SELECT *, sum(toInt64(inbound)) OVER (
+                      PARTITION BY bot, key ORDER BY ts, inbound DESC ROWS UNBOUNDED PRECEDING) AS turn
+                  FROM turn_events WHERE (bot, key) IN (SELECT bot, key FROM marked))
+            WHERE turn > 0
+            GROUP BY bot, key, turn
+        """
+
+    # -- ClickHouse's own -----------------------------------------------------------------------
+
+    def finish(self, sql: str) -> str:
+        """The statement as ClickHouse runs it: the merged-on-read rollups ``FINAL``, and the
+        printer's ``lag`` as ``lagInFrame`` (see the module's docstring)."""
+        sql = _FROM_ROLLUP.sub(lambda m: f"{m.group(1)} {m.group(2)}{m.group(3) or ''} FINAL", sql)
+        return _LAG.sub(lambda m: f"lagInFrame(toNullable({m.group(1)})) OVER", sql)
+
+
+def _lag(expr: str) -> str:
+    match = _LAG.match(expr)
+    return f"lagInFrame(toNullable({match.group(1)})) OVER{expr[match.end() :]}" if match else expr

@@ -24,6 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..events import COLUMNS
 from ..exceptions import ConfigError
 from . import Store
 
@@ -37,10 +38,20 @@ class CopyResult:
     resumed_from: str | None  # the key an interrupted copy had reached, if it resumed
 
 
-def _schema() -> pa.Schema:
-    from ..process.pipeline import SCHEMA
+_ARROW_TYPES = {
+    "UUID": pa.uuid(),
+    "TIMESTAMP": pa.timestamp("us"),
+    "VARCHAR": pa.string(),
+    "BIGINT": pa.int64(),
+    "DOUBLE": pa.float64(),
+    "JSON": pa.string(),
+}
+# A processed batch's columns and types (the store layer does not import the processing one).
+EVENT_SCHEMA = pa.schema([(name, _ARROW_TYPES[sql_type]) for name, (sql_type, _) in COLUMNS.items()])
 
-    return SCHEMA
+
+def _schema() -> pa.Schema:
+    return EVENT_SCHEMA
 
 
 def pages(
@@ -81,8 +92,6 @@ def count(store: Store, since: datetime | None) -> int | None:
 
 
 def _duckdb_reader(store: Any) -> Callable[..., pa.Table]:
-    from ..events import COLUMNS
-
     columns = ", ".join(
         "CAST(properties AS VARCHAR) AS properties" if n == "properties" else n for n in COLUMNS
     )

@@ -251,24 +251,41 @@ def expected_rows(counts: dict) -> dict[tuple[str, str | None], int]:
     }
 
 
-def verify(path: Path, counts: dict) -> dict:
-    """Counts what is in the file: all events exactly once, per kind; no system (dropped) events."""
+def verify(path: Path, counts: dict, store: str = "duckdb") -> dict:
+    """Counts what is in the store: all events exactly once, per kind; no system (dropped) events."""
+    if store == "chdb":
+        from botmeter.store import open_store
+
+        ch = open_store(f"chdb://{path}")
+        with ch.client() as client:
+
+            def fetch(sql: str) -> list[tuple]:
+                return [
+                    tuple(r)
+                    for r in client.query(
+                        sql.replace("count(DISTINCT event_id)", "uniqExact(event_id)")
+                        .replace("GROUP BY ALL", "GROUP BY kind, direction")
+                        .replace("count(*)", "count()")
+                    ).result_rows
+                ]
+
+            return _verified(fetch, counts, close=ch.close)
     import duckdb
 
     con = duckdb.connect(str(path), read_only=True)
+    return _verified(lambda sql: con.execute(sql).fetchall(), counts, close=con.close)
+
+
+def _verified(fetch: Any, counts: dict, close: Any) -> dict:
     try:
-        rows = con.execute(
-            "SELECT kind, direction, count(*), count(DISTINCT event_id) FROM events GROUP BY ALL"
-        ).fetchall()
-        total, distinct = con.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone()
-        unpriced = con.execute(
-            "SELECT count(*) FROM events WHERE kind = 'llm_call' AND cost_usd IS NULL"
-        ).fetchone()[0]
-        sms_unpriced = con.execute(
+        rows = fetch("SELECT kind, direction, count(*), count(DISTINCT event_id) FROM events GROUP BY ALL")
+        total, distinct = fetch("SELECT count(*), count(DISTINCT event_id) FROM events")[0]
+        unpriced = fetch("SELECT count(*) FROM events WHERE kind = 'llm_call' AND cost_usd IS NULL")[0][0]
+        sms_unpriced = fetch(
             "SELECT count(*) FROM events WHERE kind = 'message' AND channel = 'sms' AND cost_usd IS NULL"
-        ).fetchone()[0]
+        )[0][0]
     finally:
-        con.close()
+        close()
     found = {(k, d): (n, nd) for k, d, n, nd in rows}
     want = expected_rows(counts)
     mismatches = {}
@@ -422,6 +439,8 @@ def instrument(meter: Any, profiles: dict[str, cProfile.Profile] | None) -> Phas
     pipeline.to_arrow = phases.timed("  pipeline: frames -> Arrow (to_arrow)", pipeline.to_arrow)
     pipeline.steps = [phases.timed(f"  pipeline: {getattr(s, '__name__', s)}", s) for s in pipeline.steps]
     store.write = phases.timed("  store.write", store.write)
+    if not hasattr(store, "reading"):
+        return phases  # not a DuckDB file: no connection to time
     open_ = store._open
 
     def timed_open(*args: Any, **kwargs: Any) -> Any:
@@ -489,20 +508,20 @@ def sample_buffer(meter: Any, stop: threading.Event, samples: list, every: float
         samples.append((time.perf_counter(), buf.size))
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, store: str = "duckdb") -> dict[str, Any]:
     from botmeter import Meter
 
     paced = args.rate is not None
     n_events = int(args.rate * args.seconds) if paced else args.events
     tmp = Path(tempfile.mkdtemp(prefix="botmeter-ingest-"))
-    path = tmp / "bench.duckdb"
+    path = tmp / f"bench.{store}"
     # Room for every event, in count and in bytes (a record is accounted at about 300 bytes).
     settings: dict[str, Any] = {"max_buffer": n_events + 1_000, "max_buffer_mb": n_events * 400 / 2**20 + 64}
     if args.batch_size is not None:
         settings["batch_size"] = args.batch_size
     if args.flush_interval is not None:
         settings["flush_interval"] = args.flush_interval
-    meter = Meter(bot="bench", store=f"duckdb://{path}", **settings)
+    meter = Meter(bot="bench", store=f"{store}://{path}", **settings)
     warm_counts = None
     if args.warmup_events:
         # Not timed: a long-running bot's meter has priced, hashed and written before.
@@ -532,10 +551,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stats = meter.stats()
     closed = meter.close(timeout=args.timeout)
     size = meter.store.size_bytes()
+    events_size = meter.store.size_bytes("events") if store == "chdb" else None
+    meter.store.close()
     stored_counts = result["counts"]
     if warm_counts is not None:
         stored_counts = {k: v + warm_counts[k] for k, v in stored_counts.items()}
-    check = verify(path, stored_counts)
+    check = verify(path, stored_counts, store)
 
     t0, t_last, t_flushed = marks["first_call"], marks["last_call"], marks["flushed"]
     elapsed = t_flushed - t0
@@ -546,6 +567,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sec = int(t - t0)
         per_second[sec] = max(per_second[sec], s)
     out: dict[str, Any] = {
+        "store": store,
         "mode": "paced" if paced else "throughput",
         "events": n_events,
         "settings": {
@@ -573,6 +595,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "file_bytes": size,
         "bytes_per_event": size / stored_counts["total"],
         "mb_per_million_events": size / stored_counts["total"],  # bytes/event == MB per 10^6 events
+        # ClickHouse: the events table alone (the rest is the rollups and their parts).
+        "events_table_bytes_per_event": None if events_size is None else events_size / stored_counts["total"],
         "counts": result["counts"],
         "check": check,
     }
@@ -616,7 +640,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def report(r: dict[str, Any]) -> None:
     s = r["settings"]
     print(
-        f"\n{r['mode']} run: {r['events']:,} events; batch_size={s['batch_size']}, "
+        f"\n{r['store']}: {r['mode']} run: {r['events']:,} events; batch_size={s['batch_size']}, "
         f"flush_interval={s['flush_interval']}s, max_buffer={s['max_buffer']:,}, fast_path={s['fast_path']}"
     )
     if r["warmup_events"]:
@@ -641,6 +665,11 @@ def report(r: dict[str, Any]) -> None:
     print(
         f"  file: {r['file_bytes'] / 1e6:.1f} MB = {r['bytes_per_event']:.1f} bytes/event "
         f"= {r['mb_per_million_events']:.1f} MB per million events"
+        + (
+            f" (events table alone: {r['events_table_bytes_per_event']:.1f} bytes/event)"
+            if r.get("events_table_bytes_per_event") is not None
+            else ""
+        )
     )
     c = r["check"]
     print(
@@ -700,40 +729,64 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, help="cProfile the writer thread's cycles; pstats file here")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the DuckDB file")
+    parser.add_argument(
+        "--store",
+        default="duckdb",
+        help="stores to run, one after the other in this run, comma-separated: duckdb, chdb (default duckdb)",
+    )
     args = parser.parse_args(argv)
 
     env = environment()
     print(f"python {env['python']}, {env['nproc']} cores, {env['cpu_model']}, load {env['loadavg_at_start']}")
-    calibration_before = calibrate()
-    r = run(args)
-    r["calibration_ns_per_deque_append"] = {"before": calibration_before, "after": calibrate()}
-    report(r)
-    if r["mode"] == "throughput":
-        passed = r["events_per_s"] >= REQUIRED_EVENTS_PER_S
-        print(
-            f"\nrequirement >= {REQUIRED_EVENTS_PER_S:,} events/s: {'PASS' if passed else 'FAIL'} "
-            f"({r['events_per_s']:,.0f})"
-        )
-    else:
-        passed = r["kept_up"]["all"] and r["target_rate"] >= REQUIRED_EVENTS_PER_S
-        print(
-            f"\nwriter kept up at {r['target_rate']:,.0f} events/s: {'YES' if r['kept_up']['all'] else 'NO'}"
-        )
+    stores = [name.strip() for name in args.store.split(",") if name.strip()]
+    runs = []
+    for store in stores:
+        calibration_before = calibrate()
+        r = run(args, store)
+        r["calibration_ns_per_deque_append"] = {"before": calibration_before, "after": calibrate()}
+        report(r)
+        runs.append(r)
+    if len(runs) > 1:
+        base = runs[0]
+        print("\nin this run, relative to " + base["store"] + ":")
+        for r in runs[1:]:
+            print(
+                f"  {r['store']}: {r['events_per_s'] / base['events_per_s']:.2f}x the events/s, "
+                f"{r['bytes_per_event'] / base['bytes_per_event']:.2f}x the bytes/event"
+            )
+    verdicts = [_verdict(r) for r in runs]
+    passed = all(v for v, _ in verdicts)
     if args.json:
         out = {
             "benchmark": "ingest",
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "environment": env,
-            "result": r,
+            "result": runs[0] if len(runs) == 1 else {r["store"]: r for r in runs},
             "requirement": {"events_per_s": REQUIRED_EVENTS_PER_S, "passed": passed},
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2, default=str) + "\n")
         print(f"wrote {args.json}")
-    if not r["check"]["ok"] or r["dropped"]:
+    if any(not r["check"]["ok"] or r["dropped"] for r in runs):
         print("the run is not valid: events were lost, duplicated or dropped", file=sys.stderr)
         return 2
     return 0 if passed else 1
+
+
+def _verdict(r: dict[str, Any]) -> tuple[bool, str]:
+    if r["mode"] == "throughput":
+        passed = r["events_per_s"] >= REQUIRED_EVENTS_PER_S
+        print(
+            f"\n{r['store']}: requirement >= {REQUIRED_EVENTS_PER_S:,} events/s: "
+            f"{'PASS' if passed else 'FAIL'} ({r['events_per_s']:,.0f})"
+        )
+    else:
+        passed = r["kept_up"]["all"] and r["target_rate"] >= REQUIRED_EVENTS_PER_S
+        print(
+            f"\n{r['store']}: writer kept up at {r['target_rate']:,.0f} events/s: "
+            f"{'YES' if r['kept_up']['all'] else 'NO'}"
+        )
+    return passed, r["store"]
 
 
 if __name__ == "__main__":

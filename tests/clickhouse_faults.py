@@ -19,6 +19,7 @@ The engine itself never fails on demand, hence this endpoint; everything else is
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import threading
@@ -31,16 +32,33 @@ from urllib.parse import parse_qsl, urlsplit
 import clickhouse_connect
 
 # URL parameters clickhouse-connect sends that are not settings.
-_NOT_SETTINGS = {"query", "query_id", "session_id", "database", "default_format", "compress", "decompress",
-                 "wait_end_of_query", "send_progress_in_http_headers", "http_headers_progress_interval_ms",
-                 "enable_http_compression", "cancel_http_readonly_queries_on_client_close"}
+_NOT_SETTINGS = {
+    "query",
+    "query_id",
+    "session_id",
+    "database",
+    "default_format",
+    "compress",
+    "decompress",
+    "wait_end_of_query",
+    "send_progress_in_http_headers",
+    "http_headers_progress_interval_ms",
+    "enable_http_compression",
+    "cancel_http_readonly_queries_on_client_close",
+}
 _FORMAT = re.compile(r"\s+FORMAT\s+(\w+)\s*$", re.IGNORECASE)
 _INSERT = re.compile(r"^\s*INSERT\s+INTO\s+([`\w.]+)\s*(?:\(([^)]*)\))?\s*FORMAT\s+(\w+)\s*$", re.I | re.S)
 _ERRORS = {
-    "too_many_parts": (252, "Too many parts (3001) in table 'events'. Merges are processing significantly "
-                       "slower than inserts (TOO_MANY_PARTS)"),
-    "auth": (516, "default: Authentication failed: password is incorrect, or there is no user with such "
-             "name (AUTHENTICATION_FAILED)"),
+    "too_many_parts": (
+        252,
+        "Too many parts (3001) in table 'events'. Merges are processing significantly "
+        "slower than inserts (TOO_MANY_PARTS)",
+    ),
+    "auth": (
+        516,
+        "default: Authentication failed: password is incorrect, or there is no user with such "
+        "name (AUTHENTICATION_FAILED)",
+    ),
 }
 
 
@@ -63,6 +81,7 @@ class ClickHouseFaults:
         self._lock = threading.Lock()
         self._engine_lock = threading.Lock()
         self._release = threading.Event()
+        self._open: set[socket.socket] = set()
         self.port = 0
         self.serve()
 
@@ -80,6 +99,16 @@ class ClickHouseFaults:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with injector._lock:
+                    injector._open.add(self.connection)
+
+            def finish(self) -> None:
+                with injector._lock:
+                    injector._open.discard(self.connection)
+                super().finish()
+
             def do_POST(self) -> None:
                 injector._handle(self)
 
@@ -92,9 +121,14 @@ class ClickHouseFaults:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def refuse(self) -> None:
-        """Stops listening: connections are refused."""
+        """Stops listening and closes the connections it had: new ones are refused."""
         self.server.shutdown()
         self.server.server_close()
+        with self._lock:
+            for connection in self._open:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+            self._open.clear()
 
     def add(self, match: str, action: str, times: int | None = None) -> Rule:
         rule = Rule(match, action, times)
@@ -143,8 +177,12 @@ class ClickHouseFaults:
             return
         if rule is not None and rule.action in _ERRORS:
             code, text = _ERRORS[rule.action]
-            self._answer(request, 500 if code != 516 else 401, f"Code: {code}. DB::Exception: {text}".encode(),
-                         {"X-ClickHouse-Exception-Code": str(code)})
+            self._answer(
+                request,
+                500 if code != 516 else 401,
+                f"Code: {code}. DB::Exception: {text}".encode(),
+                {"X-ClickHouse-Exception-Code": str(code)},
+            )
             return
         settings = {k: v for k, v in params.items() if k not in _NOT_SETTINGS and not k.startswith("param_")}
         bound = {k[6:]: v for k, v in params.items() if k.startswith("param_")}
@@ -153,7 +191,9 @@ class ClickHouseFaults:
         except Exception as exc:  # the engine's own error, passed on as a server would
             text = str(exc)
             code = re.search(r"Code: (\d+)", text)
-            self._answer(request, 500, text.encode(), {"X-ClickHouse-Exception-Code": code.group(1) if code else "1"})
+            self._answer(
+                request, 500, text.encode(), {"X-ClickHouse-Exception-Code": code.group(1) if code else "1"}
+            )
             return
         if rule is not None and rule.action == "forward_then_drop":
             request.close_connection = True
@@ -184,7 +224,9 @@ class ClickHouseFaults:
             return self.engine.raw_query(query, parameters=bound or None, settings=settings or None, fmt=fmt)
 
     @staticmethod
-    def _answer(request: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    def _answer(
+        request: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         request.send_response(status)
         for name, value in (headers or {}).items():
             request.send_header(name, value)

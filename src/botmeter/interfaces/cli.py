@@ -21,7 +21,7 @@ from ..config import Config
 from ..exceptions import BotmeterError
 from ..store import open_store
 from ..store.spool import Spool
-from . import cli_aws, cli_export  # noqa: F401  (their commands: botmeter cloudwatch, export, import)
+from . import cli_aws, cli_clickhouse, cli_export  # noqa: F401  (their commands: cloudwatch, clickhouse, copy, export, import)
 from .cli_group import _config, _fail, _gap_option, _reader, main, store_option
 
 # No automatic highlighting: colour in the terminal is kept for what means something (an error).
@@ -100,6 +100,10 @@ def _stored_time(value: Any) -> str | None:
 def status(store: str | None, fmt: str) -> None:
     """What is in the store: events by kind, time span, size, spool depth."""
     config = _config(store=store)
+    described = open_store(config.store, lock_timeout=max(config.lock_timeout, 30.0))
+    if hasattr(described, "summary"):  # a store that describes itself (ClickHouse)
+        cli_clickhouse.status_of(described, config, fmt, console)
+        return
     db = _duckdb_store(config)
     info: dict[str, Any] = {"store": config.store, "path": str(db.path), "exists": db.path.exists()}
     if db.path.exists():

@@ -257,10 +257,11 @@ def ddl(cluster: str | None = None) -> list[str]:
     that no insert reaches events before its views exist). ``cluster``: the cluster's DDL."""
     on = f" ON CLUSTER {quote_name(cluster)}" if cluster else ""
     local = "_local" if cluster else ""
+    # One botmeter_meta for the whole cluster (no {shard} in its path): the schema version is one.
     meta_engine = (
         "ReplacingMergeTree(updated)"
         if cluster is None
-        else _engine("ReplacingMergeTree", cluster, "botmeter_meta").replace("')", "', updated)")
+        else "ReplicatedReplacingMergeTree('/clickhouse/tables/{database}/botmeter_meta', '{replica}', updated)"
     )
     statements = [META_DDL.format(on=on, engine=meta_engine)]
     for name, (keys, values, order, _) in ROLLUPS.items():
@@ -272,8 +273,7 @@ def ddl(cluster: str | None = None) -> list[str]:
     statements.append(
         f"CREATE TABLE IF NOT EXISTS events{local}{on} ({_events_columns()}) "
         f"ENGINE = {_engine('MergeTree', cluster, 'events' + local)} PARTITION BY {PARTITION_KEY} "
-        f"ORDER BY {ORDER_KEY} SETTINGS allow_nullable_key = 1"
-        + ("" if cluster else f", {_DEDUP}")
+        f"ORDER BY {ORDER_KEY} SETTINGS allow_nullable_key = 1" + ("" if cluster else f", {_DEDUP}")
     )
     for name, (_, _, _, select) in ROLLUPS.items():
         statements.append(
@@ -293,6 +293,15 @@ def ddl(cluster: str | None = None) -> list[str]:
                 f"ENGINE = Distributed({quote_name(cluster)}, {db}, {name}_local)"
             )
     return statements
+
+
+def deploy_sql(cluster: str | None = None) -> list[str]:
+    """What ``botmeter clickhouse ddl`` prints: the tables, the views, and the schema version they
+    make (a store that finds it creates nothing itself)."""
+    return [
+        *ddl(cluster),
+        f"INSERT INTO botmeter_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}')",
+    ]
 
 
 def quote_name(name: str) -> str:

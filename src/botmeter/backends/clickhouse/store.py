@@ -67,6 +67,12 @@ _INSERT_SETTINGS = {
     "max_insert_block_size": 100_000_000,
     "min_insert_block_size_rows": 0,
     "min_insert_block_size_bytes": 0,
+    # On a cluster (a Distributed events table): the insert reaches the shards before it answers,
+    # token included, so a retry is dropped there and the next write's id check sees the events.
+    "distributed_foreground_insert": 1,
+    # A NULL where none may be (event_id, ts, kind) refuses the batch, as DuckDB's NOT NULL does,
+    # rather than storing the type's default.
+    "input_format_null_as_default": 0,
 }
 # Server error codes that will not pass by themselves: authentication, and the batch's content (a
 # value that does not fit its column). Anything else (timeouts, too many parts, memory, a read-only
@@ -105,7 +111,9 @@ def parse_url(url: str) -> dict[str, Any]:
     if parts.scheme == "chdb":
         where = unquote((parts.netloc or "") + parts.path)  # chdb://rel/path: netloc is its first part
         if not where:
-            raise ConfigError(f"store URL {url!r} names no folder; use chdb:///abs/path or chdb://relative/path")
+            raise ConfigError(
+                f"store URL {url!r} names no folder; use chdb:///abs/path or chdb://relative/path"
+            )
         conn["path"] = Path(where).expanduser().absolute()
         conn["database"] = options.get("database") or "default"
         return conn
@@ -285,7 +293,9 @@ class ClickHouseStore:
         if kind == "bad_batch":
             return StoreError(text)
         if kind == "auth":
-            return StoreUnavailable(f"{self.url}: authentication failed (check the user and CLICKHOUSE_PASSWORD): {first}")
+            return StoreUnavailable(
+                f"{self.url}: authentication failed (check the user and CLICKHOUSE_PASSWORD): {first}"
+            )
         return StoreUnavailable(text)
 
     # -- the seam -------------------------------------------------------------------------------
@@ -391,6 +401,20 @@ class ClickHouseStore:
             return None
         return newest.replace(tzinfo=UTC) if newest.tzinfo is None else newest.astimezone(UTC)
 
+    def count_since(self, since: datetime) -> int:
+        """Events with ``ts >= since``."""
+        with self.client(migrate=False) as client:
+            if not int(client.command("EXISTS TABLE events")):
+                return 0
+            return int(
+                client.command(
+                    "SELECT count() FROM events WHERE ts >= {since:DateTime64(6)}",
+                    parameters={
+                        "since": since.astimezone(UTC).replace(tzinfo=None) if since.tzinfo else since
+                    },
+                )
+            )
+
     def _exists(self) -> bool:
         return self.path is not None and self.path.exists()
 
@@ -436,7 +460,7 @@ class ClickHouseStore:
     ) -> pa.Table:
         """Up to ``limit`` events in (ts, event_id) order, from ``since`` and after the ``after`` key,
         with the columns and types of a processed batch (for ``botmeter copy``)."""
-        from ...process.pipeline import SCHEMA
+        from ...store.copy import EVENT_SCHEMA as SCHEMA
 
         conditions = ["1"]
         params: dict[str, Any] = {}
@@ -471,7 +495,9 @@ class ClickHouseStore:
         if self.path is not None:
             return self.path
         cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        stem = re.sub(r"[^A-Za-z0-9._-]", "_", f"clickhouse-{self._conn['host']}-{self._conn['port']}-{self.database}")
+        stem = re.sub(
+            r"[^A-Za-z0-9._-]", "_", f"clickhouse-{self._conn['host']}-{self._conn['port']}-{self.database}"
+        )
         return Path(cache) / "botmeter" / stem
 
     def release(self) -> None:
@@ -559,7 +585,11 @@ def _as_batch(table: pa.Table, target: pa.Schema) -> pa.Table:
         if pa.types.is_dictionary(column.type):
             column = column.cast(column.type.value_type)
         if isinstance(field.type, pa.ExtensionType):
-            storage = pa.chunked_array([_storage(c) for c in column.chunks], pa.binary(16)) if column.num_chunks else pa.chunked_array([], pa.binary(16))
+            storage = (
+                pa.chunked_array([_storage(c) for c in column.chunks], pa.binary(16))
+                if column.num_chunks
+                else pa.chunked_array([], pa.binary(16))
+            )
             column = pa.chunked_array(
                 [pa.ExtensionArray.from_storage(field.type, c.cast(pa.binary(16))) for c in storage.chunks],
                 field.type,

@@ -23,11 +23,12 @@ DuckDB                                 ClickHouse
                                        values (``topK`` would be approximate); ties: the smallest
 ``arg_max(x, y)``                      ``argMax(x, y)``
 ``starts_with(x, p)``                  ``startsWith(x, p)``
-``x IN (SELECT unnest($list))``        ``has({list:Array(T)}, x)``
-``list_position([...], x)``            ``indexOf([...], x)``
+``x IN (SELECT unnest($list))``        ``x IN {list:Array(T)}``
+``list_position([...], x)``            ``nullIf(indexOf([...], x), 0)``
 ``a || b``                             ``concat(a, b)`` (null when a part is null, as in DuckDB)
 ``chr(0)``                             ``char(0)``
-``CAST(x AS VARCHAR)``, ``BIGINT``     ``toString(x)``, ``toInt64(x)``
+``CAST(x AS VARCHAR)``                 ``toString(x)``
+``CAST(x AS BIGINT)``                  ``toInt64(roundBankers(x))`` (half to even)
 ``properties->>'$.code'``              the key's text (a string unquoted, a number as written)
 ``TRY_CAST(... AS DOUBLE)``            ``toFloat64OrNull(...)``
 ``lag(x) OVER (...)``                  ``lagInFrame(toNullable(x)) OVER (...)`` (``lag`` gives the
@@ -61,7 +62,7 @@ _MERGED_ON_READ = (
     "rollup_days",
 )
 _FROM_ROLLUP = re.compile(r"\b(FROM|JOIN)\s+(" + "|".join(_MERGED_ON_READ) + r")\b(\s+AS\s+\w+)?(?!\s+FINAL)")
-_PROPERTY_NUMBER = re.compile(r"TRY_CAST\(properties->>'\$\.(\w+)' AS DOUBLE\)")
+_PROPERTY_NUMBER = re.compile(r"TRY_CAST\((\w+)->>'\$\.(\w+)' AS DOUBLE\)")
 _LAG = re.compile(r"\blag\(([^()]+)\)\s+OVER\b")
 
 READ_SETTINGS = {"join_use_nulls": 1, "prefer_column_name_to_alias": 1}
@@ -173,14 +174,14 @@ class ClickHouseDialect(DuckDBDialect):
         return f"startsWith({expr}, {prefix})"
 
     def in_list(self, expr: str, values: str) -> str:
-        return f"has({values}, {expr})"
+        return f"{expr} IN {values}"
 
     def date_in_list(self, expr: str, values: str) -> str:
-        return f"has({values}, {expr})"
+        return f"{expr} IN {values}"
 
     def list_position(self, values: Sequence[str], expr: str) -> str:
         listed = ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values)
-        return f"indexOf([{listed}], {expr})"
+        return f"nullIf(indexOf([{listed}], {expr}), 0)"  # not there: null, as in DuckDB
 
     def concat(self, *parts: str) -> str:
         return "concat(" + ", ".join("char(0)" if p == "chr(0)" else p for p in parts) + ")"
@@ -189,7 +190,8 @@ class ClickHouseDialect(DuckDBDialect):
         return f"toString({expr})"
 
     def to_int(self, expr: str) -> str:
-        return f"toInt64({expr})"
+        # Rounded half to even, as DuckDB's CAST (toInt64 alone truncates).
+        return f"toInt64(roundBankers({expr}))"
 
     def json_text(self, column: str, key: str) -> str:
         quoted = "'" + key.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -203,7 +205,7 @@ class ClickHouseDialect(DuckDBDialect):
         # The catalogue's measures over a key of ``properties`` are written in DuckDB's words.
         match = _PROPERTY_NUMBER.fullmatch(column)
         if match:
-            return f"toFloat64OrNull({self.json_text('properties', match.group(1))})"
+            return f"toFloat64OrNull({self.json_text(match.group(1), match.group(2))})"
         return column
 
     def turn_rows(self, start: str) -> str:

@@ -147,8 +147,7 @@ class ClickHouseDialect(DuckDBDialect):
         return f"uniqExact({expr})"
 
     def count_if(self, cond: str) -> str:
-        # Signed, as sums of differences are: a union of the two then has one type.
-        return f"toInt64(countIf({cond}))"
+        return f"countIf({cond})"
 
     def sum_if(self, expr: str, cond: str) -> str:
         return f"sumIf({expr}, {cond})"
@@ -229,9 +228,13 @@ class ClickHouseDialect(DuckDBDialect):
     # -- ClickHouse's own -----------------------------------------------------------------------
 
     def finish(self, sql: str) -> str:
-        """The statement as ClickHouse runs it: the merged-on-read rollups ``FINAL``, and the
-        printer's ``lag`` as ``lagInFrame`` (see the module's docstring)."""
+        """The statement as ClickHouse runs it: the merged-on-read rollups ``FINAL``, the printer's
+        ``lag`` as ``lagInFrame`` (see the module's docstring), the unpriced events of a rollup
+        unsigned."""
         sql = _FROM_ROLLUP.sub(lambda m: f"{m.group(1)} {m.group(2)}{m.group(3) or ''} FINAL", sql)
+        # Never negative, and added to counts over events: ClickHouse finds no common type for a
+        # signed and an unsigned 64-bit integer (events - priced is signed).
+        sql = sql.replace("events - priced", "toUInt64(events - priced)")
         return _LAG.sub(lambda m: f"lagInFrame(toNullable({m.group(1)})) OVER", sql)
 
 

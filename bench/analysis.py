@@ -41,7 +41,7 @@ def _store(directory: Path, millions: float, days: int, now: datetime) -> Path:
     if path.exists():
         con = duckdb.connect(str(path), read_only=True)
         try:
-            (count,) = con.execute("SELECT count(*) FROM events").fetchall()[0]
+            (count, last) = con.execute("SELECT count(*), max(ts) FROM events").fetchall()[0]
         finally:
             con.close()
         # Reuse a store of the right size made within the hour (the windows are relative to now).

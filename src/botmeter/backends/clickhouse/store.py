@@ -147,7 +147,6 @@ def redact(url: str) -> str:
 class ClickHouseStore:
     """Events in ClickHouse: a server (``clickhouse://``) or the embedded engine (``chdb://``)."""
 
-    query_engine = None  # the reading side is another module
     # One insert per batch: a ClickHouse part per month it spans. Big batches make few parts.
     preferred_batch_rows = 245_760
 

@@ -46,11 +46,13 @@ names a truncated hour ``hour``).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
+from ...analyse.query import Query
 from ..duckdb.dialect import DuckDBDialect
+from ..sql.printer import Params
 
 # Rollups whose rows are read one per key (see the module's docstring); rollup_hourly is always
 # summed again by the statements that read it, partial rows and all.
@@ -210,19 +212,51 @@ class ClickHouseDialect(DuckDBDialect):
     def turn_rows(self, start: str) -> str:
         # Only conversations with an error or a reply marked failed since the start are walked; an
         # inbound message opens a turn, and what follows it in time (an inbound message first among
-        # equal times) belongs to it.
+        # equal times) belongs to it. Each conversation's events are sorted as one array and its
+        # turns numbered by a running count of inbound messages: the same as DuckDB's window
+        # function, and many times faster in ClickHouse than a window over every event.
         return f"""
-            WITH turn_events AS (
-                SELECT {_TURN_EVENT} FROM events WHERE {_TURN_EVENT_WHERE} AND ts >= {start}
-            ),
-            marked AS (SELECT DISTINCT bot, key FROM turn_events WHERE bad)
-            SELECT bot, key, minIf(ts, inbound) AS ts, anyIf(channel, inbound) AS channel, max(ts) AS last_ts,
-                   max(bad) AS bad, max(answered) AS answered
-            FROM (SELECT *, sum(toInt64(inbound)) OVER (
-                      PARTITION BY bot, key ORDER BY ts, inbound DESC ROWS UNBOUNDED PRECEDING) AS turn
-                  FROM turn_events WHERE (bot, key) IN (SELECT bot, key FROM marked))
+            SELECT bot, key, minIf(e.1, e.2 = 1) AS ts, anyIf(e.5, e.2 = 1) AS channel, max(e.1) AS last_ts,
+                   max(e.3) AS bad, max(e.4) AS answered
+            FROM (
+                SELECT bot, key,
+                       arraySort(x -> (x.1, -x.2), groupArray((ts, inbound, bad, answered, channel))) AS es,
+                       arrayCumSum(arrayMap(x -> x.2, es)) AS turns
+                FROM (SELECT {_TURN_EVENT} FROM events WHERE {_TURN_EVENT_WHERE} AND ts >= {start})
+                GROUP BY bot, key HAVING max(bad) = 1
+            ) ARRAY JOIN es AS e, turns AS turn
             WHERE turn > 0
             GROUP BY bot, key, turn
+        """
+
+    def conversation_keys(self, q: Query, p: Params, window: bool, extra: Iterable[str] = ()) -> str:
+        """Messages with their conversation key (as the printer's): the bot's id, or a session per
+        user, numbered by sorting each user's messages as one array and counting the gaps longer
+        than the session gap (ClickHouse's window functions were many times slower here)."""
+        conds = ["kind = 'message'", "(conversation_id IS NOT NULL OR user_id IS NOT NULL)"]
+        conds += self.conditions(q, q.definition, p, kinds=False)
+        if window:
+            conds.append(self.span("ts", q.start, q.end, p))
+        names = ["ts", *extra]
+        cols = ", ".join(["coalesce(bot, '') AS bot", "user_id", "conversation_id", *names])
+        base = f"SELECT {cols} FROM events WHERE {' AND '.join(conds)}"
+        fields = ", ".join(f"m.{i + 1} AS {name}" for i, name in enumerate(names))
+        gap_us = int(q.session_gap_s) * 1_000_000
+        return f"""
+            SELECT bot, user_id, conversation_id, {", ".join(names)},
+                   concat('c:', conversation_id) AS conversation
+            FROM ({base}) WHERE conversation_id IS NOT NULL
+            UNION ALL
+            SELECT bot, user_id, NULL AS conversation_id, {fields},
+                   concat('s:', user_id, ':', toString(n)) AS conversation
+            FROM (
+                SELECT bot, user_id, arraySort(x -> x.1, groupArray(tuple({", ".join(names)}))) AS ms,
+                       arrayDifference(arrayMap(x -> toUnixTimestamp64Micro(x.1), ms)) AS gaps,
+                       arrayCumSum(
+                           arrayMap((g, i) -> toUInt8(i = 1 OR g > {gap_us}), gaps, arrayEnumerate(gaps))
+                       ) AS ns
+                FROM ({base}) WHERE conversation_id IS NULL GROUP BY bot, user_id
+            ) ARRAY JOIN ms AS m, ns AS n
         """
 
     # -- ClickHouse's own -----------------------------------------------------------------------

@@ -16,7 +16,6 @@ import duckdb
 import pytest
 
 from botmeter.analyse.catalogue import PERCENTILES
-from botmeter.analyse.query import make_query
 from botmeter.backends.clickhouse.dialect import READ_SETTINGS, ClickHouseDialect
 from botmeter.backends.duckdb.dialect import DuckDBDialect
 from botmeter.backends.sql.printer import Params, SQLPrinter
@@ -110,7 +109,7 @@ def per_row(expr: Callable[[SQLPrinter, Params], str]) -> Callable[[SQLPrinter, 
 
 
 FRACTIONS = sorted(PERCENTILES.values())
-LAG = "lag(t) OVER (PARTITION BY g ORDER BY t)"
+WINDOW = "PARTITION BY g ORDER BY t"
 CASES: dict[str, Callable[[SQLPrinter, Params], str]] = {
     "placeholder": lambda pr, p: (
         f"SELECT {p.add('a')} AS s, {p.add(3)} AS n, {p.add(2.5)} AS x, "
@@ -127,10 +126,13 @@ CASES: dict[str, Callable[[SQLPrinter, Params], str]] = {
         f"SELECT {pr.truncate('week', pr.timestamp(p.time(T(2026, 3, 8, 5))))}"
     ),
     "seconds_between": per_group(lambda pr, p: pr.seconds_between("min(t)", "max(t)")),
-    "within_seconds-after-lag": per_row(lambda pr, p: pr.within_seconds(LAG, "t", 60)),
+    "previous": per_row(lambda pr, p: pr.previous("t", WINDOW)),
+    "within_seconds-after-previous": per_row(
+        lambda pr, p: pr.within_seconds(pr.previous("t", WINDOW), "t", 60)
+    ),
     "at_least_days-after-lag": lambda pr, p: (
         f"SELECT g, t, {pr.at_least_days('prev', 't', 7)} AS v "
-        f"FROM (SELECT g, t, {LAG} AS prev FROM d) ORDER BY g, t"
+        f"FROM (SELECT g, t, {pr.previous('t', WINDOW)} AS prev FROM d) ORDER BY g, t"
     ),
     "days_between": per_group(
         lambda pr, p: pr.days_between(pr.truncate("day", "min(t)"), pr.truncate("day", "max(t)"))
@@ -143,6 +145,9 @@ CASES: dict[str, Callable[[SQLPrinter, Params], str]] = {
         f"SELECT g, {pr.summary_columns('x', ('p50', 'p95'))} FROM d GROUP BY g ORDER BY g"
     ),
     "count_distinct": per_group(lambda pr, p: pr.count_distinct("s")),
+    "count_distinct-of-two": per_group(
+        lambda pr, p: pr.count_distinct("s", pr.to_text(pr.to_int("x / 100")))
+    ),
     "count_if": per_group(lambda pr, p: pr.count_if("x > 100")),
     "sum_if": per_group(lambda pr, p: pr.sum_if("x", "x >= 100")),
     "any_if": per_group(lambda pr, p: pr.any_if("s", "x = 950")),
@@ -156,15 +161,14 @@ CASES: dict[str, Callable[[SQLPrinter, Params], str]] = {
         lambda pr, p: pr.date_in_list(pr.date("t"), p.add([date(2026, 3, 9), date(2026, 1, 1)]))
     ),
     "list_position": per_row(lambda pr, p: pr.list_position(SEVERITIES, "s")),
-    "concat": per_row(lambda pr, p: pr.concat("'c:'", "s", "chr(0)", pr.to_text("g"))),
+    "concat": per_row(lambda pr, p: pr.concat("'c:'", "s", "'|'", pr.to_text("g"))),
     "to_int": per_row(lambda pr, p: pr.to_int("x / 7")),
     "to_text": per_row(lambda pr, p: pr.concat(pr.to_text(pr.to_int("x / 7")), "'|'", pr.to_text("g"))),
     "json_text": per_row(lambda pr, p: pr.json_text("j", "code")),
     "json_text-bool": per_row(lambda pr, p: pr.json_text("j", "failed")),
-    "measure-a-property": per_row(
-        lambda pr, p: pr.measure(
-            make_query("llm_ttft_ms", days=1).definition.column.replace("properties", "j")
-        )
+    "json_number": per_row(lambda pr, p: pr.json_number("j", "time_to_first_token_ms")),
+    "measure": per_row(
+        lambda pr, p: pr.measure("properties.time_to_first_token_ms").replace("properties", "j")
     ),
     "nullif_empty": per_row(lambda pr, p: pr.nullif_empty("coalesce(s, '')")),
     "group_all": lambda pr, p: f"SELECT g, count(*) AS n FROM d {pr.group_all()} ORDER BY g",

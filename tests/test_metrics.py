@@ -6,8 +6,7 @@ activities) and keeps them as plain records. They are written through a real ``M
 flushes, partly out of order (late arrivals into earlier days, a late message that bridges two
 sessions, one that carries a session across midnight) and with replayed event ids. The expected
 rows are computed here in plain Python from the records; both the rollup path and the events-only
-path of the query engine must return exactly those rows, on each engine: a DuckDB file and the
-embedded ClickHouse engine (``chdb://``), written and read through the same code.
+path of the query engine must return exactly those rows.
 
 Costs (pricing is tested elsewhere) and what the error pipeline derives (category, severity,
 fingerprint) are read back per event id from the stored events; everything else comes from the
@@ -29,9 +28,9 @@ from typing import Any
 
 import pytest
 
+from backends import ENGINES, TEST_BACKENDS, TestBackend
 from botmeter import Meter
 from botmeter.analyse import Reader
-from conftest import query
 
 SEED = 20260318
 NOW = datetime(2026, 3, 18, 15, 20, tzinfo=UTC)  # a Wednesday
@@ -274,9 +273,8 @@ def track(meter: Meter, e: Ev, as_datetime: bool) -> None:
 @dataclass
 class Data:
     events: list[Ev]
-    path: Path
+    backend: TestBackend
     url: str
-    engine: str
     # read back per event id: what pricing and the error pipeline derived
     cost: dict[str, float | None] = field(default_factory=dict)
     category: dict[str, str | None] = field(default_factory=dict)
@@ -284,27 +282,12 @@ class Data:
     fingerprint: dict[str, str | None] = field(default_factory=dict)
 
 
-def stored(data: Data, sql: str) -> list[tuple]:
-    """Rows of SQL (in the words both engines share) over the stored tables."""
-    if data.engine == "duckdb":
-        return query(data.path, sql)
-    from botmeter.store import open_store
-
-    store = open_store(data.url)
-    try:
-        with store.client() as client:
-            return [tuple(row) for row in client.query(sql).result_rows]
-    finally:
-        store.close()
-
-
-@pytest.fixture(scope="module", params=["duckdb", "chdb"])
+@pytest.fixture(scope="module", params=ENGINES)
 def data(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
          clean_env_for_module: None) -> Data:
-    tmp = tmp_path_factory.mktemp("metrics")
-    engine = request.param
-    path = tmp / ("m.duckdb" if engine == "duckdb" else "m.chdb")
-    url = f"{engine}://{path}"
+    """The generated events, tracked into a store of each backend in ``backends.TEST_BACKENDS``."""
+    backend = TEST_BACKENDS[request.param]
+    url = backend.url(tmp_path_factory.mktemp(f"metrics-{backend.name}"))
     flushes, events = generate()
     meter = Meter(bot=BOT, store=url, hash_users=False, flush_interval=0.05)
     try:
@@ -314,9 +297,9 @@ def data(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             assert meter.flush()
     finally:
         meter.close()
-    result = Data(events, path, url, engine)
-    for event_id, cost, category, severity, fp in stored(
-        result, "SELECT event_id, cost_usd, error_category, severity, fingerprint FROM events"
+    result = Data(events, backend, url)
+    for event_id, cost, category, severity, fp in backend.rows(
+        url, "SELECT event_id, cost_usd, error_category, severity, fingerprint FROM events"
     ):
         key = str(event_id)
         result.cost[key], result.category[key] = cost, category
@@ -827,6 +810,10 @@ def cases() -> list[Any]:
     add("llm_latency_ms", ["all", "days"], by="provider", stat=all_latency)
     add("llm_latency_ms", ["all", "days", "edges_total"], by="model", stat="avg,max,count")
     add("llm_latency_ms", ["days"], by="stage", stat="p50,p95,count")
+    # What the summary and the dashboard ask over a whole window (one shared scan answers them).
+    add("latency_ms", ["all", "edges_total", "empty", "before"], by="stage", stat="p50,p95,p99,count")
+    add("reply_latency_s", ["all", "edges_total", "empty"], stat="p50,p95,p99")
+    add("llm_latency_ms", ["all", "edges_total", "empty"], by="provider,model", stat="p50,p95,count")
     add("llm_ttft_ms", ["days", "all", "edges", "empty"], stat=all_latency)
     add("llm_ttft_ms", ["all", "days"], by="model", stat="p50,p95,count")
     add("reply_latency_s", every, stat=all_latency)
@@ -855,13 +842,13 @@ def test_metric_matches_independent_computation(data: Data, reader: Reader, metr
 
 
 def test_store_holds_each_event_once_as_tracked(data: Data) -> None:
-    rows = stored(
-        data,
+    stored = data.backend.rows(
+        data.url,
         "SELECT event_id, kind, ts, user_id, conversation_id, channel, direction, country, provider, model, "
         "input_tokens, output_tokens, units, unit, latency_ms, stage, name FROM events",
     )
-    assert len(rows) == len(data.events)  # replays and duplicates added nothing
-    by_id = {str(r[0]): r[1:] for r in rows}
+    assert len(stored) == len(data.events)  # replays and duplicates added nothing
+    by_id = {str(r[0]): r[1:] for r in stored}
     for e in data.events:
         assert by_id[e.event_id] == (
             e.kind, e.ts.replace(tzinfo=None), e.user, e.conversation, e.channel, e.direction, e.country,
@@ -934,8 +921,6 @@ def test_another_session_gap(data: Data, use_rollups: bool) -> None:
 
 
 def test_turns_kept_write_by_write_equal_turns_rebuilt_from_the_events(data: Data, tmp_path: Path) -> None:
-    if data.engine != "duckdb":
-        pytest.skip("only the DuckDB store keeps turns write by write")
     # The writes came shuffled, late (inbound messages after their replies and errors) and replayed.
     import shutil
 
@@ -943,8 +928,10 @@ def test_turns_kept_write_by_write_equal_turns_rebuilt_from_the_events(data: Dat
 
     from botmeter.backends.duckdb.rollups import add_user_messages, rebuild_turns
 
+    if data.backend.name != "duckdb":
+        pytest.skip("DuckDB's own rollup upkeep")
     copy = tmp_path / "copy.duckdb"
-    shutil.copy(data.path, copy)
+    shutil.copy(data.url.removeprefix("duckdb://"), copy)
     con = duckdb.connect(str(copy))
     try:
         order = "SELECT * FROM rollup_turns ORDER BY ALL"
@@ -989,7 +976,7 @@ def test_rollup_path_answers_from_the_rollups(data: Data) -> None:
         ("llm_latency_ms", {**DAYS, "by": "model", "stat": "p95"}),
         ("failed_replies", DAYS),
     ):
-        if data.engine == "chdb" and (
+        if data.backend.name == "chdb" and (
             metric in ("conversations", "messages_per_conversation", "failed_replies", "reply_latency_s")
             or "p95" in kw.get("stat", "")
         ):

@@ -35,9 +35,11 @@ from .catalogue import DIMENSIONS, PERCENTILES, Metric
 from .query import Query
 
 DAY = timedelta(days=1)
-# Statistics a distribution scan always works out when it is shared (see ``Plan.shared``): what the
-# dashboard's and the summary's latency figures ask, so one scan answers all of them.
-SHARED_STATS = ("count", "avg", "max", "p50", "p95", "p99")
+# The whole-window latency scan several figures share (see ``Shared``): per kind, the dimensions
+# it groups by, and the statistics it always works out (what the dashboard's and the summary's
+# latency figures ask, so one scan answers all of them).
+SHARED_DIMS: dict[str, tuple[str, ...]] = {"timing": ("stage",), "llm_call": ("provider", "model")}
+SHARED_STATS = ("count", "avg", "max", "p50", "p90", "p95", "p99")
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,17 @@ class LatencyPick:
 
 
 @dataclass(frozen=True)
+class Shared:
+    """This query's rows of the shared latency scan: one scan of the window's timings and LLM calls,
+    timings by stage and LLM calls by provider and model, with ``SHARED_STATS``. The rows of
+    ``kind`` answer, grouped by ``by``, or only those where a dimension has one value (``value``)."""
+
+    kind: str
+    by: tuple[str, ...]
+    value: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class Plan:
     """The parts answering a query and how they combine.
 
@@ -124,9 +137,7 @@ class Plan:
     parts: tuple[Part, ...]
     combine: str = "sum"
     latency: LatencyPick | None = None
-    # A whole-window events scan widened to every value of one dimension and ``SHARED_STATS`` so
-    # that several figures read one scan: (dimension, the value this query keeps or None for all).
-    shared: tuple[str, str | None] | None = None
+    shared: Shared | None = None
 
     @property
     def source(self) -> str:
@@ -200,25 +211,9 @@ def plan(q: Query, keeps: Keeps, facts: Facts) -> Plan:
 
 
 def _additive(q: Query, metric: Metric, keeps: Keeps, facts: Facts) -> Plan:
-    names = _names(q)
-    # Cost per user or per conversation id: whole days from their per-day rollups, the events
-    # without one from the hourly rollup, partial days from the events.
-    keyed = next((k for k in ("user", "conversation") if k in q.by), None)
-    table_kept = {"user": keeps.user_days, "conversation": keeps.conversation_cost_days}.get(keyed or "")
-    if (
-        table_kept
-        and keeps.hourly
-        and keyed is not None
-        and metric.column == "cost_usd"
-        and not metric.kinds
-        and not metric.where
-        and names <= {keyed, "bot"}
-        and q.interval != "hour"
-    ):
-        lo, hi, edges = whole_days(q.start, q.end)
-        days = "user_days" if keyed == "user" else "conversation_cost_days"
-        parts = [Part(days, ((lo, hi),)), Part("hourly_without_" + keyed, ((lo, hi),)), *events(*edges)]
-        return Plan(q, "keyed_cost", tuple(parts))
+    keyed = _keyed_cost(q, metric, keeps)
+    if keyed is not None:
+        return keyed
     hs, he = _ceil_hour(q.start), _midnight_hour(q.end)
     if (
         in_hourly(q, metric, keeps)
@@ -228,6 +223,22 @@ def _additive(q: Query, metric: Metric, keeps: Keeps, facts: Facts) -> Plan:
         parts = [Part("hourly", ((hs, he),)), *events((q.start, hs), (he, q.end))]
         return Plan(q, "additive", tuple(parts))
     return Plan(q, "additive", tuple(events((q.start, q.end))))
+
+
+def _keyed_cost(q: Query, metric: Metric, keeps: Keeps) -> Plan | None:
+    """Cost per user or per conversation id: whole days from their per-day rollups, the events
+    without one from the hourly rollup, partial days from the events."""
+    keyed = next((k for k in ("user", "conversation") if k in q.by), None)
+    if keyed is None or not keeps.hourly or q.interval == "hour":
+        return None
+    if not {"user": keeps.user_days, "conversation": keeps.conversation_cost_days}[keyed]:
+        return None
+    if metric.column != "cost_usd" or metric.kinds or metric.where or not _names(q) <= {keyed, "bot"}:
+        return None
+    lo, hi, edges = whole_days(q.start, q.end)
+    days = "user_days" if keyed == "user" else "conversation_cost_days"
+    parts = [Part(days, ((lo, hi),)), Part("hourly_without_" + keyed, ((lo, hi),)), *events(*edges)]
+    return Plan(q, "keyed_cost", tuple(parts))
 
 
 def _midnight_hour(ts: datetime) -> datetime:
@@ -265,50 +276,71 @@ def _distribution(q: Query, metric: Metric, keeps: Keeps, facts: Facts) -> Plan:
     return Plan(q, "distribution", whole, combine="rows", shared=_shared(q, metric))
 
 
-def _shared(q: Query, metric: Metric) -> tuple[str, str | None] | None:
-    """A whole-window percentile scan of the bot's timings, by stage or for one stage, is widened to
-    every stage and ``SHARED_STATS``: the summary's reply latency and the dashboard's per-stage
-    table then read the events once."""
-    if q.interval is not None or q.filters or not set(q.stats) <= set(SHARED_STATS):
+def _shared(q: Query, metric: Metric) -> Shared | None:
+    """Whether the shared latency scan answers ``q``: a whole window, no filters, the statistics it
+    works out, and the timings by stage or of one stage, or the LLM calls by provider and model.
+    The summary's reply latency and the dashboard's tables by stage and by model then read the
+    events once (percentiles cannot be merged, so the scan groups by exactly these dimensions)."""
+    kind = metric.kinds[0] if len(metric.kinds) == 1 else ""
+    if (
+        q.interval is not None
+        or q.filters
+        or not set(q.stats) <= set(SHARED_STATS)
+        or metric.column != "latency_ms"
+        or kind not in SHARED_DIMS
+    ):
         return None
-    if metric.column != "latency_ms" or metric.kinds != ("timing",):
-        return None
-    if q.by == ("stage",) and not metric.where:
-        return ("stage", None)
-    if not q.by and len(metric.where) == 1 and metric.where[0][0] == "stage":
+    dims = SHARED_DIMS[kind]
+    if not metric.where:
+        return Shared(kind, q.by) if q.by == dims else None
+    if not q.by and len(metric.where) == 1 and len(dims) == 1 and metric.where[0][0] == dims[0]:
         value = metric.where[0][1]
         if value is not None and not value.endswith("*"):
-            return ("stage", value)
+            return Shared(kind, (), (dims[0], value))
     return None
+
+
+def _latency_target(q: Query, metric: Metric, keeps: Keeps) -> tuple[str, str, str | None] | None:
+    """The kind, dimension ('' overall) and one value of it (or None) whose kept per-day
+    percentiles are the query's figures, or None when no kept row is."""
+    kind = metric.kinds[0] if len(metric.kinds) == 1 else ""
+    if (
+        q.interval != "day"
+        or metric.column != "latency_ms"
+        or kind not in keeps.latency_days
+        or len(q.by) > 1
+    ):
+        return None
+    # One stage's figures (the reply latency, or a filter on one stage): that stage's row of the
+    # per-stage figures.
+    stages = [values for d, values in q.filters if d == "stage"]
+    if metric.where:
+        if q.by or stages or len(metric.where) != 1 or metric.where[0][0] != "stage":
+            return None
+        dim, value = "stage", metric.where[0][1]
+        if value is None:
+            return None
+    elif stages:
+        if q.by or len(stages) != 1 or len(stages[0]) != 1:
+            return None
+        dim, value = "stage", stages[0][0]
+    else:
+        dim, value = (q.by[0] if q.by else ""), None
+    if (value is not None and value.endswith("*")) or dim not in keeps.latency_days[kind]:
+        return None
+    return kind, dim, value
 
 
 def _latency_days(
     q: Query, metric: Metric, keeps: Keeps, facts: Facts
 ) -> tuple[LatencyPick, list[datetime]] | None:
     """Which kept per-day percentiles answer (and which days are current), or None."""
-    if not keeps.latency_days:
+    target = _latency_target(q, metric, keeps) if keeps.latency_days else None
+    if target is None:
         return None
-    kind = metric.kinds[0] if len(metric.kinds) == 1 else ""
-    dim = q.by[0] if q.by else ""
-    value_of: str | None = None
-    # One stage's figures (the reply latency, or a filter on one stage): that stage's row of
-    # the per-stage figures.
-    stages = [values for d, values in q.filters if d == "stage"]
-    if metric.where and not q.by and len(metric.where) == 1 and metric.where[0][0] == "stage":
-        dim, value_of = "stage", metric.where[0][1]
-    elif not metric.where and not q.by and len(stages) == 1 and len(stages[0]) == 1:
-        dim, value_of = "stage", stages[0][0]
     bots = [v for d, values in q.filters for v in values if d == "bot"]
     if (
-        q.interval != "day"
-        or metric.column != "latency_ms"
-        or kind not in keeps.latency_days
-        or (metric.where and value_of is None)
-        or (value_of is not None and value_of.endswith("*"))
-        or len(q.by) > 1
-        or dim not in keeps.latency_days[kind]
-        or any(d not in ("bot", "stage") for d, _ in q.filters)
-        or (stages and (value_of is None or metric.where))
+        any(d not in ("bot", "stage") for d, _ in q.filters)
         or len(bots) > 1
         or any(s in PERCENTILES and PERCENTILES[s] not in keeps.latency_quantiles for s in q.stats)
         or (not bots and not facts.one_bot())
@@ -318,10 +350,10 @@ def _latency_days(
     if lo >= hi:
         return None
     bot = bots[0] if bots else None
-    fresh = sorted(facts.fresh_latency_days(kind, lo, hi, bot))
+    fresh = sorted(facts.fresh_latency_days(target[0], lo, hi, bot))
     if not fresh:
         return None
-    return LatencyPick(kind, dim, value_of, bot), fresh
+    return LatencyPick(*target, bot), fresh
 
 
 def _users(q: Query, metric: Metric, keeps: Keeps, facts: Facts) -> Plan:

@@ -16,7 +16,7 @@ DuckDB                                 ClickHouse
 ``datediff('day', a, b)``              ``dateDiff('day', a, b)``
 ``quantile_cont(x, [f...])``           ``quantilesExactInclusive(f...)(x)`` (both R's type 7: exact,
                                        linear between the two nearest values)
-``count(DISTINCT x)``                  ``uniqExact(x)``
+``count(DISTINCT a || chr(0) || b)``   ``uniqExact(a, b)``
 ``agg(x) FILTER (WHERE c)``            ``countIf(c)``, ``sumIf(x, c)``, ``anyIf(x, c)``
 ``bool_or(c)``                         ``max(c)``
 ``mode(x)``                            the most frequent value, counted exactly over the group's
@@ -26,11 +26,10 @@ DuckDB                                 ClickHouse
 ``x IN (SELECT unnest($list))``        ``x IN {list:Array(T)}``
 ``list_position([...], x)``            ``nullIf(indexOf([...], x), 0)``
 ``a || b``                             ``concat(a, b)`` (null when a part is null, as in DuckDB)
-``chr(0)``                             ``char(0)``
 ``CAST(x AS VARCHAR)``                 ``toString(x)``
 ``CAST(x AS BIGINT)``                  ``toInt64(roundBankers(x))`` (half to even)
 ``properties->>'$.code'``              the key's text (a string unquoted, a number as written)
-``TRY_CAST(... AS DOUBLE)``            ``toFloat64OrNull(...)``
+``TRY_CAST(->>... AS DOUBLE)``         ``toFloat64OrNull(...)`` of the key's text
 ``lag(x) OVER (...)``                  ``lagInFrame(toNullable(x)) OVER (...)`` (``lag`` gives the
                                        type's default, not null, before the first row)
 =====================================  ============================================================
@@ -64,8 +63,6 @@ _MERGED_ON_READ = (
     "rollup_days",
 )
 _FROM_ROLLUP = re.compile(r"\b(FROM|JOIN)\s+(" + "|".join(_MERGED_ON_READ) + r")\b(\s+AS\s+\w+)?(?!\s+FINAL)")
-_PROPERTY_NUMBER = re.compile(r"TRY_CAST\((\w+)->>'\$\.(\w+)' AS DOUBLE\)")
-_LAG = re.compile(r"\blag\(([^()]+)\)\s+OVER\b")
 
 READ_SETTINGS = {"join_use_nulls": 1, "prefer_column_name_to_alias": 1}
 
@@ -131,10 +128,10 @@ class ClickHouseDialect(DuckDBDialect):
         return f"(toUnixTimestamp64Micro({end}) - toUnixTimestamp64Micro({start})) / 1e6"
 
     def within_seconds(self, start: str, end: str, seconds: int) -> str:
-        return f"dateDiff('microsecond', {_lag(start)}, {end}) <= {int(seconds) * 1_000_000}"
+        return f"dateDiff('microsecond', {start}, {end}) <= {int(seconds) * 1_000_000}"
 
     def at_least_days(self, start: str, end: str, days: int) -> str:
-        return f"dateDiff('microsecond', {_lag(start)}, {end}) >= {int(days) * 86_400_000_000}"
+        return f"dateDiff('microsecond', {start}, {end}) >= {int(days) * 86_400_000_000}"
 
     def days_between(self, start: str, end: str) -> str:
         return f"dateDiff('day', {start}, {end})"
@@ -145,8 +142,13 @@ class ClickHouseDialect(DuckDBDialect):
     def quantiles(self, expr: str, fractions: Sequence[float]) -> str:
         return f"quantilesExactInclusive({', '.join(repr(float(f)) for f in fractions)})({expr})"
 
-    def count_distinct(self, expr: str) -> str:
-        return f"uniqExact({expr})"
+    def count_distinct(self, *exprs: str) -> str:
+        # Rows where any of them is null are left out, as DuckDB leaves out a null text key.
+        return f"uniqExact({', '.join(exprs)})"
+
+    def previous(self, expr: str, window: str) -> str:
+        # lag() would give the type's default before the first row; lagInFrame of a nullable, null.
+        return f"lagInFrame(toNullable({expr})) OVER ({window})"
 
     def count_if(self, cond: str) -> str:
         return f"countIf({cond})"
@@ -185,7 +187,7 @@ class ClickHouseDialect(DuckDBDialect):
         return f"nullIf(indexOf([{listed}], {expr}), 0)"  # not there: null, as in DuckDB
 
     def concat(self, *parts: str) -> str:
-        return "concat(" + ", ".join("char(0)" if p == "chr(0)" else p for p in parts) + ")"
+        return f"concat({', '.join(parts)})"
 
     def to_text(self, expr: str) -> str:
         return f"toString({expr})"
@@ -202,12 +204,8 @@ class ClickHouseDialect(DuckDBDialect):
             f"JSONExtractRaw({column}, {quoted}))"
         )
 
-    def measure(self, column: str) -> str:
-        # The catalogue's measures over a key of ``properties`` are written in DuckDB's words.
-        match = _PROPERTY_NUMBER.fullmatch(column)
-        if match:
-            return f"toFloat64OrNull({self.json_text(match.group(1), match.group(2))})"
-        return column
+    def json_number(self, column: str, key: str) -> str:
+        return f"toFloat64OrNull({self.json_text(column, key)})"
 
     def turn_rows(self, start: str) -> str:
         # Only conversations with an error or a reply marked failed since the start are walked; an
@@ -262,16 +260,10 @@ class ClickHouseDialect(DuckDBDialect):
     # -- ClickHouse's own -----------------------------------------------------------------------
 
     def finish(self, sql: str) -> str:
-        """The statement as ClickHouse runs it: the merged-on-read rollups ``FINAL``, the printer's
-        ``lag`` as ``lagInFrame`` (see the module's docstring), the unpriced events of a rollup
-        unsigned."""
+        """The statement as ClickHouse runs it: the merged-on-read rollups ``FINAL`` (see the
+        module's docstring), the unpriced events of a rollup unsigned."""
         sql = _FROM_ROLLUP.sub(lambda m: f"{m.group(1)} {m.group(2)}{m.group(3) or ''} FINAL", sql)
         # Never negative, and added to counts over events: ClickHouse finds no common type for a
         # signed and an unsigned 64-bit integer (events - priced is signed).
         sql = sql.replace("events - priced", "toUInt64(events - priced)")
-        return _LAG.sub(lambda m: f"lagInFrame(toNullable({m.group(1)})) OVER", sql)
-
-
-def _lag(expr: str) -> str:
-    match = _LAG.match(expr)
-    return f"lagInFrame(toNullable({match.group(1)})) OVER{expr[match.end() :]}" if match else expr
+        return sql

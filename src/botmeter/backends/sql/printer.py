@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...analyse.catalogue import DIMENSIONS, PERCENTILES, Metric
-from ...analyse.plan import SHARED_STATS, Part, Plan
+from ...analyse.plan import SHARED_DIMS, SHARED_STATS, Part, Plan
 from ...analyse.query import Query
 
 _SEVERITIES = ("debug", "info", "warning", "error", "critical")
@@ -46,11 +46,10 @@ class Params:
 
 @dataclass(frozen=True)
 class Printed:
-    """A statement and its bound values; ``pick`` keeps rows of a shared scan (dimension, value)."""
+    """A statement and its bound values."""
 
     sql: str
     params: dict[str, Any]
-    pick: tuple[str, str | None] | None = None
 
 
 class SQLPrinter:
@@ -105,8 +104,14 @@ class SQLPrinter:
         """Element ``index`` (from 1) of a list."""
         raise NotImplementedError
 
-    def count_distinct(self, expr: str) -> str:
-        """The exact number of distinct non-null values of ``expr``."""
+    def count_distinct(self, *exprs: str) -> str:
+        """The exact number of distinct non-null values of ``exprs`` taken together (texts when
+        there are several)."""
+        raise NotImplementedError
+
+    def previous(self, expr: str, window: str) -> str:
+        """``expr`` of the row before in ``window`` (``PARTITION BY ... ORDER BY ...``); null for
+        the first row."""
         raise NotImplementedError
 
     def count_if(self, cond: str) -> str:
@@ -165,8 +170,14 @@ class SQLPrinter:
     def nullif_empty(self, expr: str) -> str:
         return f"nullif({expr}, '')"
 
+    def json_number(self, column: str, key: str) -> str:
+        """A top-level key of a JSON column as a number (null when it is missing or not a number)."""
+        raise NotImplementedError
+
     def measure(self, column: str) -> str:
-        """A metric's column (``Metric.column``, a column of events or an expression over them)."""
+        """A metric's column (``Metric.column``): a column of events, or ``properties.<key>``."""
+        if column.startswith("properties."):
+            return self.json_number("properties", column.removeprefix("properties."))
         return column
 
     def turn_rows(self, start: str) -> str:
@@ -236,7 +247,6 @@ class SQLPrinter:
         """The statements answering the plan: one, or one per part when the parts' rows are complete
         figures of their own (``combine == "rows"`` over several sources)."""
         q, metric = plan.query, plan.query.definition
-        pick = plan.shared if plan.shared and plan.shared[1] is not None else None
         if plan.shape == "distribution":
             out = []
             for part in plan.parts:
@@ -245,7 +255,7 @@ class SQLPrinter:
                     sql = self._latency_days(plan, q, part, p)
                 else:
                     sql = self._distribution_events(plan, q, metric, part, p)
-                out.append(Printed(sql, p.values, pick))
+                out.append(Printed(sql, p.values))
             return out
         p = self.params()
         sql = getattr(self, f"_print_{plan.shape}")(plan, q, metric, p)
@@ -406,22 +416,31 @@ class SQLPrinter:
     latency_quantiles: tuple[float, ...] = ()  # the engine sets the quantiles its rollup keeps
 
     def _distribution_events(self, plan: Plan, q: Query, metric: Metric, part: Part, p: Params) -> str:
-        col = self.measure(metric.column)
-        stats: Sequence[str] = q.stats
         if plan.shared is not None:
-            # Widened: every value of the shared dimension, every shared statistic.
-            dim = plan.shared[0]
-            conds = self.conditions(q, _without_where(metric), p)
-            dims = f", {DIMENSIONS[dim]} AS {dim}"
-            stats = SHARED_STATS
-        else:
-            conds = self.conditions(q, metric, p)
-            dims = self.dims(q, False)
+            return self.shared_latency(q, p)
+        col = self.measure(metric.column)
+        conds = self.conditions(q, metric, p)
         conds.append(f"{col} IS NOT NULL")
         conds.append("(" + " OR ".join(f"({self.span('ts', a, b, p)})" for a, b in part.spans) + ")")
         return (
-            f"SELECT {self.bucket(q, 'ts', p)} AS bucket{dims}, {self.summary_columns(col, stats)} "
-            f"FROM events WHERE {' AND '.join(conds)} {self.group_all()}"
+            f"SELECT {self.bucket(q, 'ts', p)} AS bucket{self.dims(q, False)}, "
+            f"{self.summary_columns(col, q.stats)} FROM events WHERE {' AND '.join(conds)} {self.group_all()}"
+        )
+
+    def shared_latency(self, q: Query, p: Params) -> str:
+        """The shared latency scan of the window (``analyse.plan.Shared``): the same statement for
+        every query it answers, so the engine runs it once per session."""
+        kinds = {kind: p.add(kind) for kind in SHARED_DIMS}
+        dims = "".join(
+            f", CASE WHEN kind = {kinds[kind]} THEN {DIMENSIONS[d]} END AS {d}"
+            for kind, names in SHARED_DIMS.items()
+            for d in names
+        )
+        return (
+            f"SELECT {self.bucket(q, 'ts', p)} AS bucket, kind{dims}, "
+            f"{self.summary_columns('latency_ms', SHARED_STATS)} FROM events "
+            f"WHERE kind IN ({', '.join(kinds.values())}) AND latency_ms IS NOT NULL "
+            f"AND {self.span('ts', q.start, q.end, p)} {self.group_all()}"
         )
 
     # -- users ------------------------------------------------------------------------------------
@@ -510,7 +529,7 @@ class SQLPrinter:
         cols = ", ".join(["coalesce(bot, '') AS bot", "user_id", "conversation_id", "ts", *extra])
         partition = "PARTITION BY bot, user_id, conversation_id IS NULL ORDER BY ts"
         session = self.to_text(f"sum(opens) OVER ({partition} ROWS UNBOUNDED PRECEDING)")
-        close = self.within_seconds(f"lag(ts) OVER ({partition})", "ts", int(q.session_gap_s))
+        close = self.within_seconds(self.previous("ts", partition), "ts", int(q.session_gap_s))
         return f"""
             SELECT *, CASE WHEN conversation_id IS NOT NULL THEN {self.concat("'c:'", "conversation_id")}
                            ELSE {self.concat("'s:'", "user_id", "':'", session)} END AS conversation
@@ -524,10 +543,9 @@ class SQLPrinter:
         if plan.source == "events":
             extra = [DIMENSIONS[d] for d in q.by if d != "bot"]
             keys = self.conversation_keys(q, p, window=True, extra=extra)
-            key = self.concat("bot", "chr(0)", "conversation")
             return (
                 f"SELECT {self.bucket(q, 'ts', p)} AS bucket{self.dims(q, True)}, "
-                f"{self.count_distinct(key)} AS {stat} FROM ({keys}) {group}"
+                f"{self.count_distinct('bot', 'conversation')} AS {stat} FROM ({keys}) {group}"
             )
         bots = self.bot_conditions(q, metric, p)
         session_key = "'s:'"
@@ -697,13 +715,14 @@ class SQLPrinter:
         p = self.params()
         s, e = p.time(start), p.time(end)
         rank = self.list_position(_SEVERITIES, "w.severity")
+        by_fingerprint = "PARTITION BY fingerprint ORDER BY ts"
         came_back = f"ts >= {s} AND {self.at_least_days('prev', 'ts', quiet_days)}"
         sql = f"""
             WITH w AS (SELECT ts, fingerprint, error_type, error_category, severity, error_message, user_id,
                               conversation_id, provider, stage, {self.json_text("properties", "code")} AS code
                        FROM events
                        WHERE kind = 'error' AND fingerprint IS NOT NULL AND ts >= {s} AND ts < {e}),
-                 hist AS (SELECT fingerprint, ts, lag(ts) OVER (PARTITION BY fingerprint ORDER BY ts) AS prev
+                 hist AS (SELECT fingerprint, ts, {self.previous("ts", by_fingerprint)} AS prev
                           FROM events WHERE kind = 'error' AND ts < {e}
                             AND fingerprint IN (SELECT DISTINCT fingerprint FROM w)),
                  past AS (SELECT fingerprint, min(ts) AS first_seen, {self.bool_or(came_back)} AS came_back
@@ -730,9 +749,3 @@ class SQLPrinter:
             f"{self.group_all()} ORDER BY hour"
         )
         return Printed(sql, p.values)
-
-
-def _without_where(metric: Metric) -> Metric:
-    from dataclasses import replace
-
-    return replace(metric, where=())

@@ -20,6 +20,8 @@ event ids per kind, against what the producer tracked), nothing was dropped, eve
     PYTHONPATH=src .venv/bin/python bench/ingest.py [--events 3000000] [--json PATH]
     PYTHONPATH=src .venv/bin/python bench/ingest.py --rate 300000 --seconds 10 [--json PATH]
 
+``--store duckdb,chdb`` runs the same measurement on each store named (``chdb``: the embedded
+ClickHouse engine), one after the other in this run, and compares them as ratios.
 ``--warmup-events N`` tracks and flushes N events first, untimed (a long-running bot's meter has
 already imported genai-prices and written to the file); the default, 0, times a fresh meter.
 ``--phases`` (on by default) times the writer's stages per cycle by wrapping them on the instance

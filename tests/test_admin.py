@@ -146,7 +146,7 @@ def test_costs_and_errors_with_days(meter):
 
 def test_bad_arguments_and_unknown_commands_get_a_helpful_reply(meter):
     assert meter.admin_reply(sender=ADMIN, text="admin:costs lots") == (
-        "admin:costs takes a number of days from 1 to 3650; got 'lots'. Try admin:help."
+        "admin:costs: days: expected a whole number from 1 to 3650, got 'lots'. Try admin:help."
     )
     assert "got '0'" in meter.admin_reply(sender=ADMIN, text="admin:errors 0")
     assert "got 'now'" in meter.admin_reply(sender=ADMIN, text="admin:status now")

@@ -23,16 +23,15 @@ from click.testing import CliRunner
 pytest.importorskip("chdb")
 pytest.importorskip("clickhouse_connect")
 
-from botmeter import Meter  # noqa: E402
-from botmeter.backends.clickhouse import schema  # noqa: E402
-from botmeter.backends.clickhouse.store import ClickHouseStore, classify, parse_url, redact  # noqa: E402
-from botmeter.exceptions import ConfigError, SchemaError, StoreError, StoreUnavailable  # noqa: E402
-from botmeter.interfaces.cli import main  # noqa: E402
-from botmeter.process.pipeline import SCHEMA  # noqa: E402
-from botmeter.store import open_store  # noqa: E402
-
-from clickhouse_faults import ClickHouseFaults  # noqa: E402
-from conftest import subprocess_env  # noqa: E402
+from botmeter import Meter
+from botmeter.backends.clickhouse import schema
+from botmeter.backends.clickhouse.store import ClickHouseStore, classify, parse_url, redact
+from botmeter.exceptions import ConfigError, SchemaError, StoreError, StoreUnavailable
+from botmeter.interfaces.cli import main
+from botmeter.process.pipeline import SCHEMA
+from botmeter.store import open_store
+from clickhouse_faults import ClickHouseFaults
+from conftest import subprocess_env
 
 T0 = datetime(2026, 11, 3, 9, 0)
 
@@ -84,7 +83,9 @@ def totals(store: ClickHouseStore) -> dict[str, object]:
             "SELECT count(), sum(coalesce(cost_usd, 0)), sum(coalesce(input_tokens, 0)), "
             "countIf(kind = 'message' AND direction = 'in'), countIf(user_id IS NOT NULL) FROM events"
         ).result_rows[0]
-        hourly = c.query("SELECT sum(events), sum(cost_usd), sum(input_tokens) FROM rollup_hourly").result_rows[0]
+        hourly = c.query(
+            "SELECT sum(events), sum(cost_usd), sum(input_tokens) FROM rollup_hourly"
+        ).result_rows[0]
         users = c.query("SELECT sum(inbound), sum(events) FROM rollup_users").result_rows[0]
         days = c.command("SELECT sum(events) FROM rollup_days")
         conv = c.command("SELECT sum(messages) FROM rollup_conversation_totals")
@@ -124,15 +125,22 @@ def assert_rollups_agree(store: ClickHouseStore, expected_events: int) -> None:
 def test_urls_name_a_server_or_a_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("CLICKHOUSE_PASSWORD", "from-env")
     conn = parse_url("clickhouse://alice@db.example:9440/metrics?secure=true&verify=false")
-    assert (conn["host"], conn["port"], conn["username"], conn["database"]) == ("db.example", 9440, "alice", "metrics")
+    assert (conn["host"], conn["port"], conn["username"], conn["database"]) == (
+        "db.example",
+        9440,
+        "alice",
+        "metrics",
+    )
     assert conn["secure"] is True and conn["password"] == "from-env"
     assert parse_url("clickhouse://h?secure=true")["port"] == 8443
-    assert parse_url("clickhouse://h")["port"] == 8123 and parse_url("clickhouse://h")["database"] == "default"
+    assert (
+        parse_url("clickhouse://h")["port"] == 8123 and parse_url("clickhouse://h")["database"] == "default"
+    )
     assert parse_url("clickhouse://u:p%40ss@h/db")["password"] == "p@ss"  # the URL's own wins
     assert parse_url(f"chdb://{tmp_path}/x")["path"] == tmp_path / "x"
     monkeypatch.chdir(tmp_path)
     assert parse_url("chdb://rel/dir")["path"] == tmp_path / "rel" / "dir"
-    with pytest.raises(ConfigError, match="unknown option.*sekure"):
+    with pytest.raises(ConfigError, match=r"unknown option.*sekure"):
         parse_url("clickhouse://u:topsecret@h/db?sekure=1")
     with pytest.raises(ConfigError) as err:
         parse_url("clickhouse://u:topsecret@h/db?sekure=1")
@@ -159,7 +167,12 @@ def test_meter_writes_to_chdb_and_rollups_follow(tmp_path):
     for i in range(300):
         meter.track_message(direction="in", user=f"u{i % 10}", conversation=f"c{i % 4}", text="hi")
         meter.track_llm_call(
-            provider="openai", model="gpt-4o", input_tokens=10, output_tokens=5, latency_ms=50 + i, user=f"u{i % 10}"
+            provider="openai",
+            model="gpt-4o",
+            input_tokens=10,
+            output_tokens=5,
+            latency_ms=50 + i,
+            user=f"u{i % 10}",
         )
         meter.track_message(direction="out", user=f"u{i % 10}", conversation=f"c{i % 4}")
     assert meter.flush() is True
@@ -240,7 +253,10 @@ def test_values_round_trip_exactly(chdb_store):
     back = chdb_store.read_events()
     assert back.schema == SCHEMA
     key = ["ts", "event_id"]
-    assert back.sort_by([(k, "ascending") for k in key[:1]]).to_pylist() == batch.sort_by([("ts", "ascending")]).to_pylist()
+    assert (
+        back.sort_by([(k, "ascending") for k in key[:1]]).to_pylist()
+        == batch.sort_by([("ts", "ascending")]).to_pylist()
+    )
 
 
 def test_a_newer_schema_is_refused_and_batches_wait(tmp_path):
@@ -261,9 +277,16 @@ def test_a_newer_schema_is_refused_and_batches_wait(tmp_path):
 def test_cluster_ddl_parses_with_the_engine(chdb_store):
     statements = schema.deploy_sql("prod")
     text = "\n".join(statements)
-    assert "ON CLUSTER `prod`" in text and "ReplicatedMergeTree(" in text and "ReplicatedAggregatingMergeTree(" in text
+    assert (
+        "ON CLUSTER `prod`" in text
+        and "ReplicatedMergeTree(" in text
+        and "ReplicatedAggregatingMergeTree(" in text
+    )
     assert f"Distributed(`prod`, currentDatabase(), events_local, {schema.SHARDING_KEY})" in text
-    assert "CREATE MATERIALIZED VIEW IF NOT EXISTS rollup_hourly_mv_local ON CLUSTER `prod` TO rollup_hourly_local" in text
+    assert (
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS rollup_hourly_mv_local ON CLUSTER `prod` TO "
+        "rollup_hourly_local" in text
+    )
     with chdb_store.client(migrate=False) as c:
         for statement in statements:
             c.query("EXPLAIN AST " + statement)  # raises on a syntax error
@@ -277,7 +300,9 @@ def test_single_server_ddl_is_what_a_store_creates(chdb_store):
         tables = dict(
             c.query("SELECT name, engine FROM system.tables WHERE database = currentDatabase()").result_rows
         )
-        sorting = c.command("SELECT sorting_key FROM system.tables WHERE name = 'events' AND database = currentDatabase()")
+        sorting = c.command(
+            "SELECT sorting_key FROM system.tables WHERE name = 'events' AND database = currentDatabase()"
+        )
     assert tables["events"] == "MergeTree" and sorting == "bot, kind, ts, event_id"
     for name in schema.ROLLUPS:
         assert tables[name] == "AggregatingMergeTree" and tables[f"{name}_mv"] == "MaterializedView"
@@ -289,7 +314,9 @@ def test_single_server_ddl_is_what_a_store_creates(chdb_store):
 
 
 @pytest.fixture
-def faults(tmp_path):
+def faults(tmp_path, monkeypatch):
+    # A server store keeps its spool and user-hash key under the cache folder: the test's own.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     injector = ClickHouseFaults(tmp_path / "engine")
     yield injector
     injector.close()
@@ -299,7 +326,9 @@ def test_http_writes_through_clickhouse_connect(faults):
     store = ClickHouseStore(faults.url)
     try:
         assert store.write(events(50), fresh=True) == 50
-        assert store.count() == 50 and store.last_event_at() == (T0 + timedelta(seconds=49)).replace(tzinfo=UTC)
+        assert store.count() == 50 and store.last_event_at() == (T0 + timedelta(seconds=49)).replace(
+            tzinfo=UTC
+        )
         assert_rollups_agree(store, 50)
     finally:
         store.close()
@@ -377,8 +406,10 @@ def test_authentication_failure_spools_without_retrying_and_hides_the_password(f
 
 def test_content_the_server_refuses_is_the_batch_s_fault(chdb_store):
     chdb_store.write(events(1), fresh=True)
-    bad = events(1, start=T0 + timedelta(hours=4)).drop_columns(["kind"]).append_column(
-        "kind", pa.array([None], pa.string())
+    bad = (
+        events(1, start=T0 + timedelta(hours=4))
+        .drop_columns(["kind"])
+        .append_column("kind", pa.array([None], pa.string()))
     )
     with pytest.raises(StoreError) as err:
         chdb_store.write(bad.select(SCHEMA.names), fresh=True)
@@ -398,9 +429,7 @@ def test_several_processes_write_to_one_server_each_event_once(faults):
         """
     )
     ClickHouseStore(faults.url).close()
-    procs = [
-        subprocess.Popen([sys.executable, "-c", script, str(n)], env=subprocess_env()) for n in range(3)
-    ]
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(n)], env=subprocess_env()) for n in range(3)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     store = ClickHouseStore(faults.url)
     try:
@@ -419,8 +448,19 @@ def test_copy_duckdb_to_chdb_and_back(tmp_path):
     duck = f"duckdb://{tmp_path}/a.duckdb"
     meter = Meter(bot="b", store=duck)
     for i in range(500):
-        meter.track_message(direction="in", user=f"u{i % 9}", conversation=f"c{i % 5}", ts=T0.replace(tzinfo=UTC) + timedelta(minutes=i))
-        meter.track_llm_call(provider="openai", model="gpt-4o", input_tokens=i, latency_ms=10, ts=T0.replace(tzinfo=UTC) + timedelta(minutes=i, seconds=1))
+        meter.track_message(
+            direction="in",
+            user=f"u{i % 9}",
+            conversation=f"c{i % 5}",
+            ts=T0.replace(tzinfo=UTC) + timedelta(minutes=i),
+        )
+        meter.track_llm_call(
+            provider="openai",
+            model="gpt-4o",
+            input_tokens=i,
+            latency_ms=10,
+            ts=T0.replace(tzinfo=UTC) + timedelta(minutes=i, seconds=1),
+        )
     meter.close()
     ch = f"chdb://{tmp_path}/ch"
     runner = CliRunner()
@@ -446,7 +486,8 @@ def test_copy_duckdb_to_chdb_and_back(tmp_path):
         con = duckdb.connect(str(path), read_only=True)
         try:
             return con.execute(
-                f"SELECT * EXCLUDE (properties), CAST(properties AS VARCHAR) FROM events {where} ORDER BY ts, event_id"
+                f"SELECT * EXCLUDE (properties), CAST(properties AS VARCHAR) FROM events {where} "
+                "ORDER BY ts, event_id"
             ).fetchall()
         finally:
             con.close()
@@ -457,7 +498,9 @@ def test_copy_duckdb_to_chdb_and_back(tmp_path):
     con = duckdb.connect(str(tmp_path / "b.duckdb"), read_only=True)
     try:
         assert con.execute("SELECT sum(events) FROM rollup_hourly").fetchall()[0][0] == 500
-        assert con.execute("SELECT sum(input_tokens) FROM rollup_hourly").fetchall()[0][0] == sum(range(250, 500))
+        assert con.execute("SELECT sum(input_tokens) FROM rollup_hourly").fetchall()[0][0] == sum(
+            range(250, 500)
+        )
     finally:
         con.close()
 
@@ -493,3 +536,51 @@ def test_an_interrupted_copy_resumes(tmp_path, monkeypatch):
     finally:
         src.close()
         dst.close()
+
+
+def test_a_bot_process_lets_another_process_into_its_folder_between_writes(tmp_path):
+    # The embedded engine keeps its folder for one process at a time: the bot's writer lets go of
+    # it when idle, so a command in another process gets in, and the bot's next write gets in after.
+    url = f"chdb://{tmp_path}/ch"
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from botmeter import Meter
+        m = Meter(bot="b", store={url!r}, flush_interval=0.2)
+        for i in range(100):
+            m.track_message(direction="in", user="u")
+        assert m.flush(timeout=30)
+        print("first", flush=True)
+        sys.stdin.readline()  # the test reads the folder meanwhile
+        for i in range(50):
+            m.track_message(direction="out", user="u")
+        assert m.flush(timeout=30)
+        m.close()
+        print("second", flush=True)
+        """
+    )
+    bot = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=subprocess_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert bot.stdout.readline().strip() == "first"
+        result = CliRunner().invoke(main, ["status", "--store", url, "--format", "json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["events"] == 100
+        bot.stdin.write("go\n")
+        bot.stdin.flush()
+        assert bot.stdout.readline().strip() == "second"
+        assert bot.wait(timeout=60) == 0
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+    store = ClickHouseStore(url)
+    try:
+        assert store.count() == 150
+        assert_rollups_agree(store, 150)
+    finally:
+        store.close()

@@ -109,7 +109,12 @@ def flush_after(
 # Everything heavy (the analysis, boto3) is imported when an event needs it, so a bot that only
 # uses flush_after does not pay for it on a cold start.
 
-BEDROCK_FUNCTIONS = ("get_costs", "get_summary", "get_metric")
+# A Bedrock agent's functions: the answer each gives, the parameters it takes, and those it fixes.
+BEDROCK_FUNCTIONS: dict[str, tuple[str, frozenset[str], dict[str, str]]] = {
+    "get_costs": ("costs", frozenset({"days"}), {}),
+    "get_summary": ("summary", frozenset({"days"}), {}),
+    "get_metric": ("metric", frozenset({"metric", "days", "by"}), {"interval": "none"}),
+}
 
 
 class BadInput(BotmeterError, ValueError):
@@ -156,17 +161,6 @@ def _reader() -> Any:
         reply_stage=config.reply_stage,
         hash_key=config.hash_key,
     )
-
-
-def _days(raw: Any, default: int) -> int:
-    from .analyse.query import MAX_DAYS, days_from_text
-
-    if raw is None or raw == "":
-        return default
-    days = days_from_text(raw)
-    if days is None:
-        raise BadInput("days", f"days: expected a whole number from 1 to {MAX_DAYS}, got {raw!r}")
-    return days
 
 
 # -- API Gateway --------------------------------------------------------------------------------------
@@ -256,49 +250,23 @@ def _request(event: dict[str, Any]) -> tuple[str, str, dict[str, list[str]]]:
     return method.upper(), "/" + path.strip("/"), params
 
 
-def _one(params: dict[str, list[str]], name: str) -> str | None:
-    values = params.get(name)
-    if not values:
-        return None
-    if len(values) > 1 and name not in ("filter",):
-        raise BadInput(name, f"{name}: given {len(values)} times; give it once")
-    return values[0]
-
-
-def _only(params: dict[str, list[str]], known: set[str], with_format: bool = True) -> None:
-    valid = known | {"format"} if with_format else known
-    for name in params:
-        if name not in known:
-            raise BadInput(name[:40], f"{name[:40]}: unknown parameter; valid: {', '.join(sorted(valid))}")
-
-
 def _http(event: dict[str, Any]) -> dict[str, Any]:
-    from .analyse.query import FigureUnavailable, QueryError
-    from .analyse.summary import summarise
-    from .exceptions import BotmeterError
+    """An API Gateway request onto the answers layer: the path picks the answer
+    (``answers.http_route``), the query string is its raw parameters, the report goes out as a
+    proxy response in the ``format`` asked for."""
+    from . import answers
     from .report import responses
 
     try:
         method, path, params = _request(event)
-        parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/") if p]
-        known = (len(parts) == 2 and parts[0] == "metrics") or parts in (
-            ["summary"],
-            ["errors"],
-            ["dashboard"],
-        )
-        if not known:
-            raise BadInput(
-                "path",
-                f"path: no such resource {path!r}; try /metrics/{{metric}}, /summary, /errors, /dashboard",
-                404,
-            )
+        route = answers.http_route(path)
+        if route is None:
+            raise BadInput("path", f"path: no such resource {path!r}; try {answers.HTTP_PATHS}", 404)
         if method not in ("GET", "HEAD"):
             raise BadInput("method", f"method: {method} is not allowed here; use GET", 405)
-        if parts[0] == "dashboard":
-            from .analyse.dashboard_figures import dashboard_data
-
-            _only(params, {"days"}, with_format=False)
-            data = dashboard_data(_reader(), _days(_one(params, "days"), 30))
+        if not route.formats:
+            report = route.reply(answers.Later(_reader), params)
+            data = dict(report.data)
             data["store"] = _store_label()  # a name, not the function's file system
             return _public(_response(200, data))
         fmt = params.pop("format", ["json"])[-1]
@@ -306,29 +274,15 @@ def _http(event: dict[str, Any]) -> dict[str, Any]:
             raise BadInput(
                 "format", f"format: expected one of {', '.join(responses.API_FORMATS)}, got {fmt!r}"
             )
-        if parts[0] == "metrics":
-            report = _http_metric(parts[1], params)
-        elif parts[0] == "summary":
-            _only(params, {"days"})
-            report = responses.summary_report(summarise(_reader(), _days(_one(params, "days"), 7)))
-        else:
-            _only(params, {"days"})
-            reader = _reader()
-            window = reader.window(_days(_one(params, "days"), 7))
-            groups = reader.error_groups(start=window[0], end=window[1])
-            report = responses.error_groups_report(groups, *window)
+        report = route.reply(answers.Later(_reader), params, also=("format",))
         return _public(responses.to_api_gateway(report, 200, fmt))
-    except BadInput as exc:
-        headers = {"allow": "GET, HEAD"} if exc.status == 405 else None
-        return _response(exc.status, {"error": str(exc), "field": exc.field}, headers)
-    except QueryError as exc:
-        field = str(exc).split(":", 1)[0] if ":" in str(exc) else "query"
-        return _response(400, {"error": str(exc), "field": field})
-    except FigureUnavailable as exc:
-        return _public(_response(422, {"error": str(exc), "unavailable": True}))
     except BotmeterError as exc:
-        log.warning("botmeter: the store could not answer: %s", exc)  # the details, for the log only
-        return _public(_response(503, {"error": f"the store could not answer: {exc}"}))
+        status, payload = answers.http_error(exc)
+        if status == 503:
+            log.warning("botmeter: the store could not answer: %s", exc)  # the details, for the log only
+        headers = {"allow": "GET, HEAD"} if status == 405 else None
+        response = _response(status, payload, headers)
+        return _public(response) if status >= 422 else response  # a store's words may name its files
     except Exception:
         log.exception("botmeter: the HTTP request failed")
         return _response(500, {"error": "botmeter failed to answer; the function's log has the details"})
@@ -336,13 +290,10 @@ def _http(event: dict[str, Any]) -> dict[str, Any]:
 
 def _store_label() -> str:
     """The store as a caller may see it: its kind and file or namespace name, no directory."""
+    from .answers.status import store_name
     from .config import Config
 
-    url = Config.resolve().store
-    scheme, _, rest = url.partition("://") if "://" in url else ("duckdb", "", url)
-    found = re.search(r"namespace=([^&]+)", rest)
-    name = found.group(1) if found else rest.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-    return f"{scheme} {name}".strip()
+    return store_name(Config.resolve().store)
 
 
 def _private_strings() -> list[str]:
@@ -387,44 +338,15 @@ def _public(response: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
-def _http_metric(metric: str, params: dict[str, list[str]]) -> Any:
-    from .report.responses import query_report
-
-    _only(params, {"days", "start", "end", "by", "stat", "interval", "filter", "limit"})
-    filters: dict[str, list[str]] = {}
-    for item in params.get("filter", []):
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise BadInput("filter", f"filter: {item!r} is not dimension=value")
-        filters.setdefault(name.strip(), []).extend(value.split("|"))
-    limit = _one(params, "limit")
-    if limit is not None and not re.fullmatch(r"\d{1,6}", limit):
-        raise BadInput("limit", f"limit: expected a whole number, got {limit!r}")
-    start, end = _one(params, "start"), _one(params, "end")
-    days = _days(_one(params, "days"), 7) if (start is None and end is None) or _one(params, "days") else None
-    result = _reader().query(
-        metric,
-        days=days,
-        start=start,
-        end=end,
-        interval=_one(params, "interval") or "day",
-        by=_one(params, "by") or (),
-        filters=filters,
-        stat=_one(params, "stat"),
-        limit=int(limit) if limit is not None else None,
-    )
-    return query_report(result)
-
-
 # -- EventBridge schedule ---------------------------------------------------------------------------
 
 
 def _scheduled(event: dict[str, Any]) -> dict[str, Any]:
     """Computes the summary and sends it; failures are logged and returned, never raised (a raise
     would make EventBridge retry, and send the report twice)."""
-    from .analyse.summary import summarise
+    from . import answers
     from .config import Config
-    from .report.responses import json_default, summary_report, to_slack_blocks, to_text
+    from .report.responses import json_default, to_slack_blocks, to_text
 
     out: dict[str, Any] = {"sent": [], "failures": []}
     try:
@@ -436,9 +358,10 @@ def _scheduled(event: dict[str, Any]) -> dict[str, Any]:
         detail = event.get("detail") or {}
         if not isinstance(detail, dict):
             raise BadInput("detail", f'detail: expected an object such as {{"days": 7}}, got {detail!r:.40}')
-        days = _days(detail.get("days"), config.report_days)
-        summary = summarise(_reader(), days)
-        report = summary_report(summary)
+        given = detail.get("days")
+        days_text = str(config.report_days) if given is None or given == "" else str(given)
+        report = answers.answer("summary", answers.Later(_reader), {"days": days_text})
+        summary, days = report.data, report.data["period"]["days"]
         text = to_text(report)
     except Exception as exc:
         log.exception("botmeter: the scheduled report could not be made")
@@ -509,8 +432,10 @@ def _agent_parameters(raw: Any) -> dict[str, str]:
 
 
 def _bedrock(event: dict[str, Any]) -> dict[str, Any]:
+    """A Bedrock agent's function onto the answers layer (``BEDROCK_FUNCTIONS``): the agent's
+    parameters are the answer's raw parameters; the report goes back as a function response."""
+    from . import answers
     from .analyse.query import FigureUnavailable, QueryError
-    from .analyse.summary import summarise
     from .exceptions import BotmeterError
     from .report import responses
 
@@ -520,28 +445,22 @@ def _bedrock(event: dict[str, Any]) -> dict[str, Any]:
         params = _agent_parameters(event.get("parameters"))
         if not isinstance(function, str):
             raise BadInput("function", f"function: expected a name such as get_summary, got {function!r:.40}")
-        if function == "get_costs":
-            report = responses.costs_report(_reader().costs(_days(params.get("days"), 7)))
-        elif function == "get_summary":
-            report = responses.summary_report(summarise(_reader(), _days(params.get("days"), 7)))
-        elif function == "get_metric":
-            if not params.get("metric"):
+        if function in BEDROCK_FUNCTIONS:
+            name, offered, fixed = BEDROCK_FUNCTIONS[function]
+            if name == "metric" and not params.get("metric"):
                 raise BadInput("metric", "metric: which metric? For example cost_usd, messages, active_users")
-            by = params.get("by") or ()
-            result = _reader().query(
-                str(params["metric"]),
-                days=_days(params.get("days"), 7),
-                interval=None,
-                by=by,
-                limit=10 if by else None,
-            )
-            report = responses.query_report(result)
+            # An agent may pass what a function does not take: left out, as the agent's schema may grow.
+            raw = {k: v for k, v in params.items() if k in offered}
+            raw.update(fixed)
+            if name == "metric" and raw.get("by"):
+                raw["limit"] = "10"  # an agent reads the largest groups, not a long tail
+            report = answers.answer(name, answers.Later(_reader), raw)
         else:
             state = "FAILURE"
             report = responses.message_report(
                 f"Unknown function {function!r}; this action group offers {', '.join(BEDROCK_FUNCTIONS)}."
             )
-    except (BadInput, QueryError) as exc:
+    except (BadInput, answers.ParameterError, QueryError) as exc:
         state, report = "REPROMPT", responses.message_report(f"Please check the request: {exc}")
     except FigureUnavailable as exc:
         report = responses.message_report(f"That figure is not available from this store: {exc}")

@@ -25,17 +25,15 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .analyse.gaps import Gaps
+from . import answers
 from .analyse.query import MAX_DAYS, days_from_text
+from .answers.status import analytics_status_report, status_report
 from .exceptions import InputError, InputTypeError
 from .process.privacy import UserHasher
 from .report import responses
-from .report.numbers import count, latency_s, money, percent
-from .report.responses import Figure, Line, Report, Section, anomalies_section, change_figure, period_text
-from .version import __version__
+from .report.responses import Report
 
 if TYPE_CHECKING:
     from .facade import Meter
@@ -159,6 +157,8 @@ class Admin:
     # -- the commands -------------------------------------------------------------------------------
 
     def _answer(self, command: str, argument: str) -> Report:
+        from .analyse.query import FigureUnavailable
+
         if command not in COMMANDS:
             return help_report(f"Unknown command admin:{command}.")
         if command == "help":
@@ -166,36 +166,32 @@ class Admin:
         if command == "status":
             if argument:
                 return _refuse(command, argument, "takes nothing after it")
-            return status_report(self.meter)
-        days = _days(argument)
-        if days is None:
-            return _refuse(command, argument, f"takes a number of days from 1 to {MAX_DAYS}")
-        if not self.meter.enabled or self.meter.store is None:
-            return responses.message_report(
-                "botmeter is off (BOTMETER_ENABLED=false): there are no analytics."
-            )
-        # Flushes first, so the admin sees what just happened; within half the reply's time.
-        self.meter.flush(timeout=self.reply_timeout / 2)
+            return answers.answer("status", self.meter)
+        raw = {"days": argument} if argument else {}
+        try:
+            if not self.meter.enabled or self.meter.store is None:
+                answers.parameters(command, raw)  # a bad argument is said first
+                return responses.message_report(
+                    "botmeter is off (BOTMETER_ENABLED=false): there are no analytics."
+                )
+            # Flushes first, so the admin sees what just happened; within half the reply's time.
+            self.meter.flush(timeout=self.reply_timeout / 2)
+            return answers.answer(command, self._reader(), raw)
+        except answers.ParameterError as exc:
+            return responses.message_report(f"admin:{command}: {exc}. Try admin:help.")
+        except FigureUnavailable as exc:
+            return responses.message_report(f"Not available from this store: {exc}")
+
+    def _reader(self) -> Any:
         from .analyse.reader import Reader
 
         config = self.meter.config  # the meter's own settings, as meter.reader() reads with
-        reader = Reader(
+        return Reader(
             self.meter.store,
             session_gap_minutes=config.session_gap_minutes,
             reply_stage=config.reply_stage,
             hash_key=config.hash_key,
         )
-        from .analyse.query import FigureUnavailable
-
-        try:
-            if command == "analytics_status":
-                return analytics_status_report(reader, days)
-            window = reader.window(days)
-            if command == "costs":
-                return responses.costs_report(reader.costs(start=window[0], end=window[1]))
-            return responses.error_groups_report(reader.error_groups(start=window[0], end=window[1]), *window)
-        except FigureUnavailable as exc:
-            return responses.message_report(f"Not available from this store: {exc}")
 
 
 def _argument_facts(command: str, argument: str) -> dict[str, Any] | None:
@@ -228,128 +224,6 @@ def help_report(first: str = "") -> Report:
     )
     return responses.message_report(
         f"{first} Commands: {text}" if first else f"botmeter commands: {text}", kind="help"
-    )
-
-
-def _store_name(url: str) -> str:
-    """duckdb://…/bot.duckdb -> duckdb bot.duckdb; cloudwatch://?namespace=X -> cloudwatch X (fits an SMS)."""
-    scheme, _, rest = url.partition("://") if "://" in url else ("duckdb", "", url)
-    found = re.search(r"namespace=([^&]+)", rest)
-    name = found.group(1) if found else rest.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-    return f"{scheme} {name}".strip()
-
-
-def _ago(at: datetime | None, now: datetime) -> str:
-    if at is None:
-        return "none"
-    seconds = max(0.0, (now - at).total_seconds())
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
-        if seconds >= size:
-            return f"{at:%m-%d %H:%M} UTC ({seconds / size:.0f} {unit} ago)"
-    return f"{at:%m-%d %H:%M} UTC ({seconds:.0f} s ago)"
-
-
-def status_report(meter: Meter) -> Report:
-    """botmeter's own health: on or off, the store, what is stored, queued, dropped and spooled."""
-    stats = meter.stats()
-    now = datetime.now(UTC)
-    on = bool(stats["enabled"])
-    data: dict[str, Any] = {"enabled": on, "store": meter.config.store, "version": __version__}
-    figures = [Figure("Status", "on" if on else "off", short="status", key=True)]
-    store = meter.store
-    if store is not None:
-        # From memory only: the store's file may be held by another process, and a status must
-        # answer then most of all. What this process wrote, and when it last wrote.
-        last_write = stats.get("last_write_at")
-        data["events_written"] = stats.get("written", 0) + stats.get("replayed", 0)
-        data["last_write"] = None if last_write is None else datetime.fromtimestamp(last_write, UTC)
-        figures += [
-            Figure("Store", _store_name(meter.config.store), short="store", key=True),
-            Figure("Events written", count(data["events_written"]), short="written", key=True),
-            Figure("Last write", _ago(data["last_write"], now), short="last", key=True),
-        ]
-    data.update(
-        queued=stats.get("buffered", 0),
-        dropped=stats.get("dropped", 0),
-        spool_batches=stats.get("spool_batches", 0),
-        spool_events=stats.get("spool_events", 0),
-        writer_alive=stats.get("writer_alive"),
-        last_error=stats.get("last_error"),
-    )
-    figures += [
-        Figure("Writer queue", count(data["queued"]), short="queue", key=True),
-        Figure("Dropped", count(data["dropped"]), short="dropped", key=True),
-        Figure(
-            "Spool", f"{count(data['spool_events'])} events in {count(data['spool_batches'])} batches",
-            short="spool", key=True,
-        ),
-        Figure("Version", __version__, short="v", key=True),
-    ]  # fmt: skip
-    notes = []
-    if store is not None and data["writer_alive"] is False:
-        notes.append("The background writer is not running.")
-    if data["last_error"]:
-        notes.append(f"Last write error: {data['last_error']}")
-    sections = (Section("Problems", tuple(Line(n, n) for n in notes)),) if notes else ()
-    return Report(
-        "status",
-        "botmeter status",
-        figures=tuple(figures),
-        sections=sections,
-        data=data,
-        short_title="botmeter",
-    )
-
-
-def analytics_status_report(reader: Any, days: int) -> Report:
-    """Key metrics: today's and the period's cost, users, conversations, error rate, p95, anomalies."""
-    from .analyse.summary import summarise
-
-    with reader.session():
-        summary = summarise(reader, days, compare_weeks=False, with_groups=False)
-        now = datetime.fromisoformat(summary["period"]["end"].replace("Z", "+00:00"))
-        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        gaps = Gaps(summary["unavailable"])
-        today = gaps.get(
-            "cost_today", lambda: reader.query("cost_usd", start=midnight, end=now, interval=None).total()
-        )
-    c, e, r, lat = summary["costs"], summary["engagement"], summary["errors"], summary["latency"]
-
-    period = "today" if days == 1 else f"{days}d"
-    # A period of one day is today: its cost is today's cost, said once (against yesterday).
-    costs = (
-        (change_figure("Cost today", "today", c["total_usd"], money, True),)
-        if days == 1
-        else (
-            Figure(
-                "Cost today",
-                "-" if "cost_today" in gaps.missing else money(today or 0.0),
-                short="today",
-                key=True,
-            ),
-            change_figure(f"Cost, last {days} days", period, c["total_usd"], money, True),
-        )
-    )
-    figures = (
-        *costs,
-        change_figure("Active users", "users", e["active_users"], count, True),
-        change_figure("Conversations", "convs", e["conversations"], count, True),
-        change_figure("Error rate", "err rate", r["error_rate"], percent, True),
-        change_figure("Failed replies", "failed", r["reply_failure_rate"], percent, True),
-        change_figure("Reply p95", "reply p95", lat["reply_p95_s"], latency_s, True),
-    )
-    sections = (anomalies_section(summary["anomalies"], say_none=True),)
-    notes = responses.unavailable_notes(summary)
-    p = summary["period"]
-    return Report(
-        "analytics_status",
-        f"botmeter analytics: last {days} days",
-        period_text(p["start"], p["end"]),
-        figures,
-        sections,
-        {"today_cost_usd": today, "summary": summary},
-        short_title=f"botmeter {period}",
-        notes=notes,
     )
 
 

@@ -115,7 +115,8 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "duckdb://botmeter.duckdb",
         "where events go: `duckdb://relative/file.duckdb`, `duckdb:///absolute/file.duckdb`, a plain path, "
-        "or `cloudwatch://?namespace=...` ([CloudWatch](#cloudwatch))",
+        "`cloudwatch://?namespace=...` ([CloudWatch](#cloudwatch)), or `clickhouse://host/database`, "
+        "`chdb:///abs/folder` ([ClickHouse](#clickhouse))",
         required=True,
         expected="a store URL such as duckdb://botmeter.duckdb",
     ),

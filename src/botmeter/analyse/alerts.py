@@ -35,7 +35,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from ..exceptions import ConfigError
 from ..validation import Amount, Flag, Problem, Text, first_problem, number, refuse
-from .query import floor_to, iso
+from .catalogue import CATALOGUE
+from .query import floor_to, iso, ratio
 from .trends import WATCHED, anomalies, month_end_forecast
 
 
@@ -175,16 +176,18 @@ def check(reader: Any, rules: Rules, now: datetime | None = None) -> list[dict[s
                     threshold=rules.monthly_budget_usd,
                 )
         if rules.error_rate_max is not None:
-            errors = reader.query("errors", start=recent[0], end=recent[1], interval=None).total() or 0
+            parts = CATALOGUE["error_rate"]  # errors / inbound messages, as the metric defines it
+            errors = reader.query(parts.numerator, start=recent[0], end=recent[1], interval=None).total() or 0
             inbound = (
-                reader.query("inbound_messages", start=recent[0], end=recent[1], interval=None).total() or 0
+                reader.query(parts.denominator, start=recent[0], end=recent[1], interval=None).total() or 0
             )
-            if inbound >= rules.min_messages and errors / inbound > rules.error_rate_max:
+            rate = ratio(errors, inbound)
+            if inbound >= rules.min_messages and rate is not None and rate > rules.error_rate_max:
                 fire(
                     "error_rate",
-                    f"error rate {errors / inbound:.1%} over the last {rules.window_hours:g} h "
+                    f"error rate {rate:.1%} over the last {rules.window_hours:g} h "
                     f"({errors:,} errors / {inbound:,} messages) is above {rules.error_rate_max:.1%}",
-                    value=errors / inbound,
+                    value=rate,
                     threshold=rules.error_rate_max,
                 )
         if rules.error_rate_spike:

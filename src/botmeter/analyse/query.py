@@ -430,6 +430,13 @@ def top_groups(query: Query, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
     return sorted(rows, key=lambda r: (r[stat] is None, -(r[stat] or 0)))[: query.limit]
 
 
+def ratio(part: Any, whole: Any) -> float | None:
+    """part / whole: the one way a rate is worked out (error rate, reply failure rate, cost per
+    user), by the engines and the summary alike. None when the part is unknown (a figure the store
+    could not give) or the whole is 0 or unknown."""
+    return part / whole if part is not None and whole else None
+
+
 def ratio_result(query: Query, num: Result, den: Result) -> Result:
     """numerator / denominator per bucket and group (None where the denominator is 0 or missing)."""
     n_stat, d_stat, stat = num.stats[0], den.stats[0], query.stats[0]
@@ -442,9 +449,7 @@ def ratio_result(query: Query, num: Result, den: Result) -> Result:
     for row in den.rows:
         n = numerators.pop(key(row), 0) or 0
         d = row[d_stat]
-        rows.append(
-            {"bucket": row["bucket"], **{k: row.get(k) for k in query.by}, stat: (n / d) if d else None}
-        )
+        rows.append({"bucket": row["bucket"], **{k: row.get(k) for k in query.by}, stat: ratio(n, d)})
     for k in numerators:  # a numerator with no denominator row at all: no ratio
         rows.append({"bucket": k[0], **dict(zip(query.by, k[1:], strict=True)), stat: None})
     return Result(

@@ -327,6 +327,19 @@ class Reader:
         window = self.window(None, start, end)
         return self._answer(("user_messages", tuple(users), window), lambda: method(list(users), *window))
 
+    def inventory(self, bot: str | None = None, *, start: Any = None, end: Any = None) -> dict[str, Any]:
+        """The store's contents in brief: events, first and last, by kind, recorded drops, schema
+        version; of one ``bot`` and from ``start`` to ``end`` when given. ``FigureUnavailable``
+        from a store that cannot list its events."""
+        method = getattr(self.engine, "inventory", None)
+        if method is None:
+            raise FigureUnavailable(f"{getattr(self.store, 'url', 'this store')}: no event inventory here")
+        return method(
+            bot,
+            None if start is None else utc(start, "start"),
+            None if end is None else utc(end, "end"),
+        )
+
     def explore(self, top: int = 5) -> dict[str, Any]:
         from .explore import explore
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from .catalogue import CATALOGUE
 from .gaps import Gaps
-from .query import iso, last_days, previous_window
+from .query import iso, last_days, previous_window, ratio
 from .trends import anomalies, change, month_end_forecast, week_over_week
 
 # Below these, a percentage change says more about chance than about the bot.
@@ -35,11 +36,6 @@ def _figure(current: Any, previous: Any, *, floor: float = 0.0, enough: bool = T
 
 def _ms(*seconds: float | None) -> tuple[float | None, ...]:
     return tuple(None if s is None else s * 1000 for s in seconds)
-
-
-def _ratio(part: Any, whole: Any) -> float | None:
-    """part / whole; None when either is missing (a figure the store could not give) or whole is 0."""
-    return part / whole if part is not None and whole else None
 
 
 def _enough(current: Any, previous: Any) -> bool:
@@ -96,9 +92,10 @@ def summarise(
             None,
         )  # fmt: skip
         msgs, msgs_prev = both("messages")
-        inbound, inbound_prev = both("inbound_messages")
+        inbound, inbound_prev = both(CATALOGUE["error_rate"].denominator)
         new, new_prev = both("new_users")
-        errors, errors_prev = both("errors")
+        # The error rate's parts as the catalogue defines it (errors / inbound messages).
+        errors, errors_prev = both(CATALOGUE["error_rate"].numerator)
         # The headline speed is how long users wait for a reply: the reply stage's timings, one
         # pass per period for the three percentiles (exact percentiles read the events).
         empty_lat = {"p50": None, "p95": None, "p99": None}
@@ -133,14 +130,14 @@ def summarise(
             if with_groups
             else None
         )
-        failure = _ratio(failed, inbound)
-        failure_prev = _ratio(failed_prev, inbound_prev)
-        rate = _ratio(errors, inbound)
-        rate_prev = _ratio(errors_prev, inbound_prev)
-        per_conv = _ratio(cost, convs)
-        per_conv_prev = _ratio(cost_prev, convs_prev)
-        per_user = _ratio(cost, active)
-        per_user_prev = _ratio(cost_prev, active_prev)
+        failure = ratio(failed, inbound)
+        failure_prev = ratio(failed_prev, inbound_prev)
+        rate = ratio(errors, inbound)
+        rate_prev = ratio(errors_prev, inbound_prev)
+        per_conv = ratio(cost, convs)
+        per_conv_prev = ratio(cost_prev, convs_prev)
+        per_user = ratio(cost, active)
+        per_user_prev = ratio(cost_prev, active_prev)
         found = attempt("anomalies", lambda: anomalies(reader, window[0], window[1]), [])
         weekly = {
             name: attempt(name, lambda m=metric, st=stat: week_over_week(reader, m, now, st), None)

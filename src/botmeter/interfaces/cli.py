@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import sys
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from ..exceptions import BotmeterError
 from ..store import open_store
 from ..store.spool import Spool
 from . import cli_aws, cli_clickhouse, cli_export  # noqa: F401  (their commands: cloudwatch, clickhouse, copy, export, import)
-from .cli_group import _config, _fail, _gap_option, _reader, main, store_option
+from .cli_group import _answer, _config, _fail, _gap_option, _reader, main, store_option
 
 # No automatic highlighting: colour in the terminal is kept for what means something (an error).
 console = Console(highlight=False)
@@ -84,16 +83,6 @@ def demo(store: str | None, days: int, users: int, seed: int, quiet: bool) -> No
     print_summary(result, console)
 
 
-def _stored_time(value: Any) -> str | None:
-    """A stored ts as ISO text. DuckDB hands a time beyond Python's datetime (the year 58,896 of a
-    millisecond timestamp stored as seconds) over as text: shown as it is, never a crash."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.isoformat() + "Z"
-    return str(value).replace(" ", "T", 1) + "Z"
-
-
 @main.command()
 @store_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -107,21 +96,7 @@ def status(store: str | None, fmt: str) -> None:
     db = _duckdb_store(config)
     info: dict[str, Any] = {"store": config.store, "path": str(db.path), "exists": db.path.exists()}
     if db.path.exists():
-        with db.reading() as con:
-            rows = con.execute("SELECT value FROM botmeter_meta WHERE key = 'schema_version'").fetchall()
-            info["schema_version"] = int(rows[0][0]) if rows else None
-            total, first, last = con.execute("SELECT count(*), min(ts), max(ts) FROM events").fetchall()[0]
-            info["events"] = total
-            info["first_event"] = _stored_time(first)
-            info["last_event"] = _stored_time(last)
-            info["by_kind"] = dict(
-                con.execute("SELECT kind, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC").fetchall()
-            )
-            dropped = con.execute(
-                "SELECT coalesce(sum(units), 0) FROM events WHERE kind = 'system' AND name = 'dropped'"
-            ).fetchall()[0]
-            info["dropped_events_recorded"] = int(dropped[0])
-        info["size_bytes"] = db.size_bytes()
+        info.update(_answer("store_status", lambda: _reader(config), {}).data)
     spool_dir = Path(config.spool_dir) if config.spool_dir else db.default_spool_dir()
     depth = Spool(spool_dir, 1).depth()
     info["spool"] = {
@@ -211,7 +186,7 @@ def _window_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--end", default=None, help="Window end (ISO, UTC; default: now).")(fn)
     fn = click.option("--start", default=None, help="Window start (ISO, UTC), instead of --days.")(fn)
     return click.option(
-        "--days", default=None, type=int, help="Today and the days before it, UTC [default: 7]."
+        "--days", default=None, metavar="INTEGER", help="Today and the days before it, UTC [default: 7]."
     )(fn)
 
 
@@ -263,27 +238,19 @@ def query(
 ) -> None:
     """One metric over time: botmeter query cost_usd --days 7 --by model. `botmeter metrics` lists them."""
     config = _config(store=store)
-    parsed: dict[str, list[str]] = {}
-    for item in filters:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise click.BadParameter(f"{item!r} is not dimension=value", param_hint="--filter")
-        parsed.setdefault(name.strip(), []).extend(value.split("|"))
-    try:
-        result = _reader(config, session_gap).query(
-            metric,
-            days=days,
-            start=start,
-            end=end,
-            interval=interval,
-            by=by,
-            filters=parsed,
-            stat=stat,
-            periods=periods,
-            limit=limit,
-        )
-    except BotmeterError as exc:
-        raise _fail(exc) from exc
+    raw = {
+        "metric": metric,
+        "days": days,
+        "start": start,
+        "end": end,
+        "interval": interval,
+        "by": by,
+        "filter": list(filters),
+        "stat": stat,
+        "periods": periods,
+        "limit": limit,
+    }
+    result = _answer("metric", lambda: _reader(config, session_gap), raw).result
     rows = result.json_rows()
     if fmt == "json":
         click.echo(_json(rows))
@@ -409,9 +376,7 @@ def metrics(fmt: str) -> None:
 
 
 @main.command()
-@click.option(
-    "--days", default=7, show_default=True, type=click.IntRange(1, 3650), help="Days in the period."
-)
+@click.option("--days", default="7", show_default=True, metavar="INTEGER", help="Days in the period.")
 @click.option(
     "--format",
     "fmt",
@@ -423,25 +388,11 @@ def metrics(fmt: str) -> None:
 @click.option("--rules", default=None, envvar="BOTMETER_ALERTS", help="Alert rules (TOML) to include.")
 @_gap_option
 @store_option
-def summary(days: int, fmt: str, rules: str | None, session_gap: float | None, store: str | None) -> None:
+def summary(days: str, fmt: str, rules: str | None, session_gap: float | None, store: str | None) -> None:
     """The period's cost, engagement, errors and latency against the previous period."""
-    from ..analyse import alerts as alerting
-    from ..analyse.summary import summarise
-
     config = _config(store=store)
-    try:
-        reader = _reader(config, session_gap)
-        loaded = alerting.Rules.load(rules) if rules else None
-        fired = alerting.check(reader, loaded) if loaded else []
-        result = summarise(
-            reader, days, monthly_budget_usd=loaded.monthly_budget_usd if loaded else None, alerts=fired
-        )
-    except BotmeterError as exc:
-        raise _fail(exc) from exc
-    if fmt == "json":
-        click.echo(_json(result))
-    else:
-        click.echo(_rendered(result, fmt))
+    report = _answer("summary", lambda: _reader(config, session_gap), {"days": days, "rules": rules})
+    click.echo(_json(report.data) if fmt == "json" else _rendered(report, fmt))
 
 
 def _rendered(result: Any, fmt: str) -> str:
@@ -464,22 +415,15 @@ def _rendered(result: Any, fmt: str) -> str:
     help=RESPONSE_FORMS_HELP,
 )  # fmt: skip
 @store_option
-def errors(days: int | None, start: str | None, end: str | None, fmt: str, store: str | None) -> None:
+def errors(days: str | None, start: str | None, end: str | None, fmt: str, store: str | None) -> None:
     """Error groups in the period: count, users, first and last seen, new or regressed."""
-    from ..report.responses import error_groups_report
-
     config = _config(store=store)
-    try:
-        reader = _reader(config)
-        window = reader.window(days, start, end)
-        groups = reader.error_groups(start=window[0], end=window[1])
-    except BotmeterError as exc:
-        raise _fail(exc) from exc
-    click.echo(_rendered(error_groups_report(groups, *window), fmt))
+    report = _answer("errors", lambda: _reader(config), {"days": days, "start": start, "end": end})
+    click.echo(_rendered(report, fmt))
 
 
 @main.command()
-@click.option("--days", default=None, type=click.IntRange(1, 3650), help="Days in the period [default: 7].")
+@click.option("--days", default=None, metavar="INTEGER", help="Days in the period [default: 7].")
 @click.option("--start", default=None, help="Period start (ISO, UTC), instead of --days.")
 @click.option("--end", default=None, help="Period end (ISO, UTC; default: now).")
 @click.option(
@@ -501,65 +445,41 @@ def errors(days: int | None, start: str | None, end: str | None, fmt: str, store
     "--rules", default=None, envvar="BOTMETER_ALERTS", help="Alert rules (TOML): fired alerts are marked."
 )
 @click.option(
-    "--budget", default=None, type=float, help="Monthly budget in USD for the forecast (else the rules')."
+    "--budget",
+    default=None,
+    metavar="FLOAT",
+    help="Monthly budget in USD for the forecast (else the rules').",
 )
 @_gap_option
 @store_option
 def dashboard(
-    days: int | None,
+    days: str | None,
     start: str | None,
     end: str | None,
     timezone: str,
     output: str,
     with_json: bool,
     rules: str | None,
-    budget: float | None,
+    budget: str | None,
     session_gap: float | None,
     store: str | None,
 ) -> None:
     """Write the self-contained HTML dashboard: cost, engagement, errors and speed, one file, no network."""
-    from zoneinfo import ZoneInfo
-
-    from ..analyse import alerts as alerting
-    from ..report.dashboard import write_dashboard
+    from ..report.dashboard import write_figures
 
     config = _config(store=store)
-    if budget is not None and not (math.isfinite(budget) and budget > 0):
-        raise click.BadParameter(
-            f"{budget!r} is not a budget: give a positive amount in USD", param_hint="--budget"
-        )
+    raw = {
+        # The command's own default period: a week (the dashboard answer's is 30 days).
+        "days": days if days is not None or start or end else "7",
+        "start": start,
+        "end": end,
+        "tz": timezone,
+        "budget": budget,
+        "rules": rules,
+    }
+    data = _answer("dashboard", lambda: _reader(config, session_gap), raw).data
     try:
-        ZoneInfo(timezone)
-    except (ValueError, KeyError, OSError):
-        raise click.BadParameter(
-            f"{timezone!r} is not an IANA time zone such as UTC, Europe/London or America/New_York",
-            param_hint="--tz",
-        ) from None
-    if days is not None and start is not None and end is not None:
-        raise click.UsageError("give --days or --start/--end, not both")
-    first = _parse_date(start, "--start") if start else None
-    last = _parse_date(end, "--end") if end else None
-    if first and last and first >= last:
-        raise click.BadParameter(f"{end!r} is not after --start {start}", param_hint="--end")
-    try:
-        reader = _reader(config, session_gap)
-        loaded = alerting.Rules.load(rules) if rules else None
-        fired = alerting.check(reader, loaded) if loaded else []
-        if budget is None and loaded:
-            budget = loaded.monthly_budget_usd
-        html_path, json_path = write_dashboard(
-            reader,
-            days if days is not None or first or last else 7,
-            output,
-            start=first,
-            end=last,
-            timezone=timezone,
-            with_json=with_json,
-            monthly_budget_usd=budget,
-            alerts=fired,
-        )
-    except BotmeterError as exc:
-        raise _fail(exc) from exc
+        html_path, json_path = write_figures(data, output, with_json=with_json)
     except OSError as exc:
         raise click.ClickException(f"--output {output}: cannot write it ({exc.strerror or exc})") from exc
     size = html_path.stat().st_size
@@ -596,11 +516,11 @@ def alerts_check(
     if not rules:
         raise click.UsageError("no alert rules: pass --rules FILE or set BOTMETER_ALERTS")
     try:
-        loaded = alerting.Rules.load(rules)
-        reader = _reader(config)
-        fired = alerting.check(reader, loaded)
+        loaded = alerting.Rules.load(rules)  # where to deliver; checked before the store is opened
     except BotmeterError as exc:
         raise _fail(exc) from exc
+    reader = _reader(config)
+    fired = _answer("alerts", lambda: reader, {"rules": rules}).data["alerts"]
     targets = dict(loaded.deliver)
     if webhook:
         targets["webhook"] = webhook
@@ -643,10 +563,7 @@ def alerts_check(
 def explore(fmt: str, top: int, store: str | None) -> None:
     """What is in the store: kinds, span, events per day, fields, dimensions, unpriced models, size."""
     config = _config(store=store)
-    try:
-        info = _reader(config).explore(top)
-    except BotmeterError as exc:
-        raise _fail(exc) from exc
+    info = _answer("explore", lambda: _reader(config), {"top": top}).data
     if fmt == "json":
         click.echo(_json(info))
         return

@@ -92,7 +92,8 @@ def copy(source: str, destination: str, since: str | None, quiet: bool) -> None:
         dst.close()
     resumed = f" (resumed after {result.resumed_from})" if result.resumed_from else ""
     click.echo(
-        f"copied {result.added:,} events to {dst.url} ({result.read - result.added:,} were there already){resumed}"
+        f"copied {result.added:,} events to {dst.url} ({result.read - result.added:,} were there "
+        f"already){resumed}"
     )
 
 

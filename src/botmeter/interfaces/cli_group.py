@@ -64,6 +64,21 @@ def _reader(config: Config, session_gap: float | None = None) -> Any:
     return Reader(store, session_gap_minutes=gap, reply_stage=config.reply_stage, hash_key=config.hash_key)
 
 
+def _answer(name: str, open_reader: Callable[[], Any], raw: dict[str, Any]) -> Any:
+    """The answer to question ``name`` (``botmeter.answers``) with the options as raw text; the
+    store is opened once they have been read. A bad option value ends the command as a usage error
+    naming the option (exit 2); any other error botmeter raises, as one line (exit 1)."""
+    from .. import answers
+
+    given = {k: v if isinstance(v, str | list | tuple) else str(v) for k, v in raw.items() if v is not None}
+    try:
+        return answers.answer(name, answers.Later(open_reader), given)
+    except answers.ParameterError as exc:
+        raise click.BadParameter(str(exc), param_hint=f"--{exc.field.replace('_', '-')}") from exc
+    except BotmeterError as exc:
+        raise _fail(exc) from exc
+
+
 def _gap_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--session-gap",

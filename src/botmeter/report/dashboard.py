@@ -70,6 +70,14 @@ def write_dashboard(
         monthly_budget_usd=monthly_budget_usd,
         alerts=alerts,
     )
+    return write_figures(data, output, with_json=with_json)
+
+
+def write_figures(
+    data: dict[str, Any], output: str | Path, *, with_json: bool = False
+) -> tuple[Path, Path | None]:
+    """Writes the dashboard of figures already worked out (``dashboard_data``, the ``dashboard``
+    answer) to ``output``, and ``.json`` beside it with ``with_json``."""
     path = Path(output)
     _write_atomic(path, render(data))
     json_path = None
@@ -361,4 +369,3 @@ def render(data: dict[str, Any]) -> str:
         )
         + "\n"
     )
-

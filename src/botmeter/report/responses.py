@@ -71,6 +71,9 @@ class Report:
     data: Any = None  # what to_json gives: the result as plain data
     short_title: str = ""  # the title in an SMS
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # The typed result the report was made from (a query's ``Result``), for a form that lays it
+    # out itself, such as the command line's table and CSV; never part of what to_json gives.
+    result: Any = field(default=None, compare=False, repr=False)
 
 
 # -- building reports ---------------------------------------------------------------------------------
@@ -407,6 +410,7 @@ def query_report(result: Any) -> Report:
         data,
         short_title=f"{q.metric.replace('_', ' ')}{' by ' + ','.join(by) if by else ''}",
         notes=tuple(result.notes),
+        result=result,
     )
 
 

@@ -48,6 +48,7 @@ BACKENDS: dict[str, Backend] = {
         "botmeter.backends.cloudwatch.store:CloudWatchStore",
         "botmeter.backends.cloudwatch.engine:CloudWatchEngine",
     ),
+    # ClickHouse: a server, or the embedded engine in the bot's process; one store for both.
     "clickhouse": Backend(
         "botmeter.backends.clickhouse.store:ClickHouseStore",
         "botmeter.backends.clickhouse.engine:ClickHouseEngine",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from ...analyse.plan import Keeps
@@ -74,6 +75,43 @@ class ClickHouseEngine(SQLEngine):
         out["storage_bytes"] = sum(t["bytes_on_disk"] for t in out["parts"].values())
         out["bytes_per_event"] = out["storage_bytes"] / out["events"] if out["events"] else None
         return out
+
+    def inventory(
+        self, bot: str | None = None, start: datetime | None = None, end: datetime | None = None
+    ) -> dict[str, Any]:
+        """The store's contents in brief (``botmeter status``, the demo's totals): events, their
+        span and kinds, the drops the writer recorded, the schema version; of one ``bot`` and
+        from ``start`` to ``end`` when given."""
+        p = self.printer.params()
+        conds = ["1"]
+        for name, op, value in (("bot", "=", bot), ("ts", ">=", start), ("ts", "<", end)):
+            if value is not None:
+                conds.append(f"{name} {op} {p.time(value) if isinstance(value, datetime) else p.add(value)}")
+        where = " AND ".join(conds)
+        with self.session():
+            version = self.sql(
+                "SELECT argMax(value, updated), count() FROM botmeter_meta WHERE key = 'schema_version'"
+            )[0]
+            total, first, last = self.sql(
+                f"SELECT count(), min(ts), max(ts) FROM events WHERE {where}", p.values
+            )[0]
+            kinds = self.sql(
+                f"SELECT kind, count() AS n FROM events WHERE {where} GROUP BY kind ORDER BY n DESC", p.values
+            )
+            dropped = self.sql(
+                "SELECT toInt64(sum(coalesce(units, 0))) FROM events "
+                f"WHERE {where} AND kind = 'system' AND name = 'dropped'",
+                p.values,
+            )[0][0]
+        return {
+            "schema_version": int(version[0]) if version[1] else None,
+            "events": int(total),
+            # Over no rows ClickHouse gives the type's zero, not null.
+            "first_event": first if total else None,
+            "last_event": last if total else None,
+            "by_kind": {k: int(n) for k, n in kinds},
+            "dropped_events_recorded": int(dropped or 0),
+        }
 
 
 def _plain(value: Any) -> Any:

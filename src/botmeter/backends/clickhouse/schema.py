@@ -82,28 +82,28 @@ _LOW_CARDINALITY = {
     "name",
     "release",
 }
+DICTIONARY_COLUMNS = frozenset(_LOW_CARDINALITY | {"kind"})
 _TYPES = {"VARCHAR": "String", "JSON": "String", "BIGINT": "Int64", "DOUBLE": "Float64"}
-# Chosen by measuring a month of the demo bot's events (bench/storage.py --store): see BENCHMARKS.md.
-# Times are sorted within (bot, kind): deltas of deltas are mostly zero. Counts are small integers:
-# T64 drops their unused high bits. Free text and ids compress with ZSTD.
+# Chosen by measuring the ingest benchmark's mix (bench/clickhouse_codecs.py; BENCHMARKS.md): times
+# are sorted within (bot, kind), so deltas of deltas are mostly zero; counts are small integers,
+# whose unused high bits T64 drops; everything else (ids, text, amounts, and the dictionaries'
+# indexes) takes ZSTD(3), which halved them against the default LZ4 at little cost per insert.
+_INTEGER_CODEC = "CODEC(T64, ZSTD(1))"
 _CODECS = {
     "ts": "CODEC(DoubleDelta, ZSTD(1))",
-    "event_id": "CODEC(ZSTD(1))",
-    "input_tokens": "CODEC(T64, ZSTD(1))",
-    "output_tokens": "CODEC(T64, ZSTD(1))",
-    "cached_tokens": "CODEC(T64, ZSTD(1))",
-    "cache_write_tokens": "CODEC(T64, ZSTD(1))",
-    "reasoning_tokens": "CODEC(T64, ZSTD(1))",
-    "chars": "CODEC(T64, ZSTD(1))",
-    "cost_usd": "CODEC(ZSTD(1))",
-    "units": "CODEC(ZSTD(1))",
-    "latency_ms": "CODEC(ZSTD(1))",
-    "user_id": "CODEC(ZSTD(1))",
-    "conversation_id": "CODEC(ZSTD(1))",
-    "error_message": "CODEC(ZSTD(3))",
-    "text": "CODEC(ZSTD(3))",
-    "properties": "CODEC(ZSTD(3))",
+    **{
+        name: _INTEGER_CODEC
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cached_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "chars",
+        )
+    },
 }
+_DEFAULT_CODEC = "CODEC(ZSTD(3))"
 ORDER_KEY = "(bot, kind, ts, event_id)"
 PARTITION_KEY = "toYYYYMM(ts)"
 # Inserts carry a deduplication token (see store.py); a server keeps the last tokens of a table
@@ -126,7 +126,7 @@ def column_type(name: str, sql_type: str) -> str:
 
 def _events_columns() -> str:
     return ", ".join(
-        f"{name} {column_type(name, sql_type)}" + (f" {_CODECS[name]}" if name in _CODECS else "")
+        f"{name} {column_type(name, sql_type)} {_CODECS.get(name, _DEFAULT_CODEC)}"
         for name, (sql_type, _) in COLUMNS.items()
     )
 
@@ -200,7 +200,8 @@ ROLLUPS: dict[str, tuple[str, str, str, str]] = {
         "maxIfOrNull(e.ts, e.kind = 'message' AND e.direction = 'in') AS last_in, "
         "count() AS events, sum(coalesce(e.cost_usd, 0)) AS cost_usd, "
         "countIf(e.kind = 'message') AS messages, "
-        "maxIfOrNull(toNullable(toString(e.country)), e.kind = 'message' AND e.country IS NOT NULL) AS country "
+        "maxIfOrNull(toNullable(toString(e.country)), e.kind = 'message' AND e.country IS NOT NULL) "
+        "AS country "
         "FROM {events} AS e WHERE e.user_id IS NOT NULL GROUP BY day, bot, user_id",
     ),
     "rollup_conversations": (
@@ -208,7 +209,8 @@ ROLLUPS: dict[str, tuple[str, str, str, str]] = {
         f"user_id {_MIN.format('Nullable(String)')}, first_ts {_MIN.format(_TS)}, "
         f"last_ts {_MAX.format(_TS)}, messages {_SUM.format('UInt64')}",
         "(bot, day, conversation)",
-        "SELECT coalesce(e.bot, '') AS bot, toDate(e.ts) AS day, concat('c:', assumeNotNull(e.conversation_id)) "
+        "SELECT coalesce(e.bot, '') AS bot, toDate(e.ts) AS day, concat('c:', "
+        "assumeNotNull(e.conversation_id)) "
         "AS conversation, min(e.user_id) AS user_id, min(e.ts) AS first_ts, max(e.ts) AS last_ts, "
         "count() AS messages FROM {events} AS e WHERE e.kind = 'message' AND e.conversation_id IS NOT NULL "
         "GROUP BY bot, day, conversation",
@@ -220,7 +222,8 @@ ROLLUPS: dict[str, tuple[str, str, str, str]] = {
         "(bot, conversation)",
         "SELECT coalesce(e.bot, '') AS bot, concat('c:', assumeNotNull(e.conversation_id)) AS conversation, "
         "min(e.user_id) AS user_id, min(e.ts) AS first_ts, max(e.ts) AS last_ts, count() AS messages "
-        "FROM {events} AS e WHERE e.kind = 'message' AND e.conversation_id IS NOT NULL GROUP BY bot, conversation",
+        "FROM {events} AS e WHERE e.kind = 'message' AND e.conversation_id IS NOT NULL GROUP BY bot, "
+        "conversation",
     ),
     "rollup_conversation_costs": (
         "bot LowCardinality(String), day Date, conversation_id String",
@@ -261,7 +264,8 @@ def ddl(cluster: str | None = None) -> list[str]:
     meta_engine = (
         "ReplacingMergeTree(updated)"
         if cluster is None
-        else "ReplicatedReplacingMergeTree('/clickhouse/tables/{database}/botmeter_meta', '{replica}', updated)"
+        else "ReplicatedReplacingMergeTree('/clickhouse/tables/{database}/botmeter_meta', "
+        "'{replica}', updated)"
     )
     statements = [META_DDL.format(on=on, engine=meta_engine)]
     for name, (keys, values, order, _) in ROLLUPS.items():

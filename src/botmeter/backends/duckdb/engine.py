@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from ...analyse.plan import Keeps
 from ..sql.engine import SQLEngine, aware
+from ..sql.printer import naive
 from .dialect import DuckDBDialect
 from .rollups import HOURLY_KEYS, LATENCY_DIMS, LATENCY_QUANTILES
 from .store import damaged_file
@@ -67,6 +69,42 @@ class DuckDBEngine(SQLEngine):
             out["storage_bytes"] = size()
             out["bytes_per_event"] = out["storage_bytes"] / out["events"] if out["events"] else None
         return out
+
+    def inventory(
+        self, bot: str | None = None, start: datetime | None = None, end: datetime | None = None
+    ) -> dict[str, Any]:
+        """The store's contents in brief (``botmeter status``, the demo's totals): events, their
+        span and kinds, the drops the writer recorded, the schema version; of one ``bot`` and
+        from ``start`` to ``end`` when given. A time beyond Python's datetime (a millisecond
+        timestamp stored as seconds) comes as DuckDB's text, never a crash."""
+        conds, params = ["TRUE"], {}
+        for name, op, value in (("bot", "=", bot), ("ts", ">=", start), ("ts", "<", end)):
+            if value is not None:
+                key = f"p{len(params)}"
+                conds.append(f"{name} {op} ${key}")
+                params[key] = naive(value) if isinstance(value, datetime) else value
+        where = " AND ".join(conds)
+        with self.session():
+            rows = self.sql("SELECT value FROM botmeter_meta WHERE key = 'schema_version'")
+            total, first, last = self.sql(
+                f"SELECT count(*), min(ts), max(ts) FROM events WHERE {where}", params
+            )[0]
+            kinds = self.sql(
+                f"SELECT kind, count(*) FROM events WHERE {where} GROUP BY 1 ORDER BY 2 DESC", params
+            )
+            dropped = self.sql(
+                "SELECT coalesce(sum(units), 0) FROM events "
+                f"WHERE {where} AND kind = 'system' AND name = 'dropped'",
+                params,
+            )[0][0]
+        return {
+            "schema_version": int(rows[0][0]) if rows else None,
+            "events": int(total),
+            "first_event": first,
+            "last_event": last,
+            "by_kind": {k: int(n) for k, n in kinds},
+            "dropped_events_recorded": int(dropped),
+        }
 
 
 # Dimensions the explorer profiles (cardinality and top values); user and conversation ids are

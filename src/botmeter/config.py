@@ -116,9 +116,17 @@ SETTINGS: tuple[Setting, ...] = (
         "duckdb://botmeter.duckdb",
         "where events go: `duckdb://relative/file.duckdb`, `duckdb:///absolute/file.duckdb`, a plain path, "
         "`cloudwatch://?namespace=...` ([CloudWatch](#cloudwatch)), or `clickhouse://host/database`, "
-        "`chdb:///abs/folder` ([ClickHouse](#clickhouse))",
+        "`chdb:///abs/folder` ([ClickHouse](#clickhouse)), or a collector's `http://host:8787` "
+        "([The collector](#the-collector-botmeter-serve))",
         required=True,
         expected="a store URL such as duckdb://botmeter.duckdb",
+    ),
+    Setting(
+        "token",
+        "BOTMETER_TOKEN",
+        str,
+        None,
+        "the ingest token a Meter sends to a collector with (`botmeter tokens create`); never logged",
     ),
     Setting(
         "enabled",

@@ -20,7 +20,7 @@ from ..config import Config
 from ..exceptions import BotmeterError
 from ..store import open_store
 from ..store.spool import Spool
-from . import cli_aws, cli_clickhouse, cli_export  # noqa: F401  (their commands: cloudwatch, clickhouse, copy, export, import)
+from . import cli_aws, cli_clickhouse, cli_export, cli_server  # noqa: F401  (their commands: cloudwatch, clickhouse, copy, export, import, serve, tokens)
 from .cli_group import _answer, _config, _fail, _gap_option, _reader, main, store_option
 
 # No automatic highlighting: colour in the terminal is kept for what means something (an error).

@@ -57,6 +57,9 @@ BACKENDS: dict[str, Backend] = {
         "botmeter.backends.clickhouse.store:ClickHouseStore",
         "botmeter.backends.clickhouse.engine:ClickHouseEngine",
     ),
+    # A collector (`botmeter serve`): the remote Meter sends its batches there; it reads nothing yet.
+    "http": Backend("botmeter.backends.http.store:HttpStore"),
+    "https": Backend("botmeter.backends.http.store:HttpStore"),
 }
 ENTRY_POINT_GROUP = "botmeter.backends"
 

@@ -1,0 +1,480 @@
+"""The collector: HTTP ingest into the DuckDB file from several client processes.
+
+Requirement (issue 12): at least 100,000 events/s over HTTP into the DuckDB store on this 2-core
+machine, batches of 1,000 events, with the ratio to in-process ingest measured in the same run;
+p50 and p99 request latency at half that rate; the server's memory bounded under 10x overload,
+and what is refused answered 429/503, never accepted and lost.
+
+One run, in order, each phase against a fresh `botmeter serve` process on 127.0.0.1:
+
+1. **in-process**: one `Meter(store="duckdb://...")` tracks the same events (track calls, the
+   background writer, the file): events/s from the first call until `flush()` returns.
+2. **json**: `--clients` processes post pre-built `/v1/events` JSON bodies of `--batch` events
+   (`--connections` at a time each) as fast as they are answered; events/s = events answered 202 /
+   the time from the first request to the last answer.
+3. **meter**: `--clients` processes each run a remote Meter (`Meter(store="http://...")`,
+   `batch_size=--batch`) tracking the events as fast as they can; events/s until every `flush()`
+   returned True.
+4. **half rate**: the json clients paced to half the rate of phase 2; p50/p99 request latency.
+5. **overload**: the server's per-token rate limit set to a tenth of its capacity from phase 2
+   while the clients post unpaced, 16 connections each (429s); then again without a rate limit
+   and with `--max-pending-events` of 4 batches (503s). The server's idle and peak RSS, answers
+   by status, and the check that stored == answered 202.
+
+Events arrive live (ts within the last minute) and carry no event_id, as a Meter's track calls
+(the remote Meter's batches carry the ids the client made); `BENCH_EVENT_IDS=1` gives the json
+clients' events ids, so the store checks a week around each batch for them.
+
+After each phase the file is checked: stored events == events answered 202 (== tracked, for the
+Meter phases), each event once.
+
+    PYTHONPATH=src .venv/bin/python bench/server.py [--clients 2] [--batches 150] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from track_call import calibrate, environment
+
+REQUIRED_EVENTS_PER_S = 100_000
+# Whether the json clients give each event an event_id (exactly-once retries, at the cost of the
+# store's duplicate check over a week around the batch): off by default, like the Meter phases.
+IDS = os.environ.get("BENCH_EVENT_IDS") == "1"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from collector_server import CollectorProcess, botmeter_env, create_token  # noqa: E402
+
+MODELS = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-3-5-haiku-latest")]
+
+
+def make_events(n: int, seed: int, prefix: str | None) -> list[dict[str, Any]]:
+    """A bot's turns, as they arrive live (ts within the last minute): a message in, an LLM call,
+    the reply's timing, a message out; with ``prefix``, each with an ``event_id`` made of it."""
+    rng = random.Random(seed)
+    now = time.time()
+    out: list[dict[str, Any]] = []
+    i = 0
+    while len(out) < n:
+        user = f"+1555{rng.randrange(10**6, 10**7)}"
+        conversation = f"c-{rng.randrange(5000)}"
+        ts = now - rng.random() * 60
+        provider, model = rng.choice(MODELS)
+        turn = [
+            {"kind": "message", "direction": "in", "text": "what's the weather tomorrow?"},
+            {
+                "kind": "llm_call",
+                "provider": provider,
+                "model": model,
+                "input_tokens": rng.randrange(200, 4000),
+                "output_tokens": rng.randrange(20, 400),
+                "latency_ms": rng.uniform(300, 3000),
+            },
+            {"kind": "timing", "stage": "reply", "latency_ms": rng.uniform(400, 4000)},
+            {"kind": "message", "direction": "out", "text": "Sunny, 21 degrees."},
+        ]
+        for event in turn:
+            event.update(user=user, conversation=conversation, ts=ts)
+            if prefix is not None:
+                event["event_id"] = f"{prefix}-{i}"
+            i += 1
+            out.append(event)
+    return out[:n]
+
+
+# -- client processes ---------------------------------------------------------------------------
+
+
+def json_client(
+    url: str, token: str, batches: int, batch: int, connections: int, rate: float, seed: int
+) -> None:
+    """Posts pre-built bodies; prints answers by status, latencies and the time span as JSON."""
+    import httpx
+
+    bodies = [
+        json.dumps(
+            {"events": make_events(batch, seed * 100_000 + b, f"{seed}-{b}" if IDS else None)}
+        ).encode()
+        for b in range(batches)
+    ]
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    statuses: dict[int, int] = {}
+    latencies: list[float] = []
+    accepted = [0]
+    lock = threading.Lock()
+    next_body = [0]
+    interval = connections * batch / rate if rate else 0.0  # per connection, to reach `rate` together
+
+    def run() -> None:
+        with httpx.Client(timeout=60) as client:
+            due = time.perf_counter()
+            while True:
+                with lock:
+                    k = next_body[0]
+                    next_body[0] += 1
+                if k >= len(bodies):
+                    return
+                if interval:
+                    due += interval
+                    pause = due - time.perf_counter()
+                    if pause > 0:
+                        time.sleep(pause)
+                t0 = time.perf_counter()
+                try:
+                    status = client.post(f"{url}/v1/events", content=bodies[k], headers=headers).status_code
+                except httpx.HTTPError:
+                    status = 0
+                took = time.perf_counter() - t0
+                with lock:
+                    statuses[status] = statuses.get(status, 0) + 1
+                    latencies.append(took)
+                    if status == 202:
+                        accepted[0] += batch
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=run) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(
+        json.dumps(
+            {
+                "start": start,
+                "end": time.perf_counter(),
+                "statuses": statuses,
+                "accepted": accepted[0],
+                "latencies": latencies,
+                "wall_start": time.time() - (time.perf_counter() - start),
+            }
+        )
+    )
+
+
+def meter_client(url: str, n: int, batch: int, seed: int) -> None:
+    from botmeter import Meter
+
+    events = make_events(n, seed, None)
+    meter = Meter(bot="bench", store=url, batch_size=batch, flush_interval=0.05, max_buffer=n + 1)
+    start = time.time()
+    _track_all(meter, events)
+    flushed = meter.flush(timeout=300)
+    end = time.time()
+    stats = meter.stats()
+    meter.close()
+    print(
+        json.dumps(
+            {
+                "start": start,
+                "end": end,
+                "flushed": flushed,
+                "spooled": stats["spooled"],
+                "dropped": stats["dropped"],
+            }
+        )
+    )
+
+
+def _track_all(meter: Any, events: list[dict[str, Any]]) -> None:
+    calls = {k: getattr(meter, f"track_{k}") for k in ("message", "llm_call", "timing")}
+    for event in events:
+        fields = dict(event)
+        calls[fields.pop("kind")](**fields)
+
+
+# -- the phases ---------------------------------------------------------------------------------
+
+
+def _spawn(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, __file__, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _collect(procs: list[subprocess.Popen]) -> list[dict[str, Any]]:
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=900)
+        if p.returncode != 0:
+            raise SystemExit(f"client failed: {stderr[-2000:]}")
+        out.append(json.loads(stdout.strip().splitlines()[-1]))
+    return out
+
+
+def _stored(db: Path) -> tuple[int, int]:
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone()
+    finally:
+        con.close()
+
+
+class _RssWatch:
+    """Samples a process's resident memory (VmRSS) every 20 ms; ``peak_mb`` is the highest seen."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            except OSError:
+                return
+            time.sleep(0.02)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kb / 1024
+
+
+def _new_store(db: Path) -> str:
+    """Creates the file with its tables first: a running collector's or bot's file exists already."""
+    from botmeter.store import open_store
+
+    store = open_store(f"duckdb://{db}")
+    with store.writing():
+        pass
+    store.close()
+    return f"duckdb://{db}"
+
+
+def _server(workdir: Path, name: str, *args: str) -> tuple[CollectorProcess, Path, list[str]]:
+    db = workdir / f"{name}.duckdb"
+    store = _new_store(db)
+    tokens = [create_token(store, "bench", "ingest") for _ in range(ARGS.clients)]
+    server = CollectorProcess(store, "--max-batch-events", str(ARGS.batch), *args)
+    server.start(workdir / f"{name}.log")
+    return server, db, tokens
+
+
+def phase_in_process(workdir: Path) -> dict[str, Any]:
+    from botmeter import Meter
+
+    n = ARGS.clients * ARGS.batches * ARGS.batch
+    events = make_events(n, 1, None)
+    db = workdir / "inprocess.duckdb"
+    meter = Meter(bot="bench", store=_new_store(db), max_buffer=n + 1, max_buffer_mb=4096)
+    start = time.perf_counter()
+    _track_all(meter, events)
+    assert meter.flush(timeout=600)
+    seconds = time.perf_counter() - start
+    meter.close()
+    stored = _stored(db)
+    return {"events": n, "seconds": seconds, "events_per_s": n / seconds, "stored": stored}
+
+
+def phase_json(workdir: Path, name: str, rate: float = 0.0, connections: int = 2) -> dict[str, Any]:
+    server, db, tokens = _server(workdir, name, "--rate-limit", "0")
+    env = botmeter_env()
+    try:
+        procs = [
+            _spawn(
+                "--client-json",
+                server.url,
+                tokens[k],
+                str(ARGS.batches),
+                str(ARGS.batch),
+                str(connections),
+                str(rate / ARGS.clients if rate else 0),
+                str(k + 1),
+                env=env,
+            )
+            for k in range(ARGS.clients)
+        ]
+        results = _collect(procs)
+    finally:
+        server.stop()
+    return _summary(results, db)
+
+
+def _summary(results: list[dict[str, Any]], db: Path) -> dict[str, Any]:
+    start = min(r["wall_start"] for r in results)
+    end = max(r["wall_start"] + (r["end"] - r["start"]) for r in results)
+    accepted = sum(r["accepted"] for r in results)
+    latencies = sorted(x for r in results for x in r["latencies"])
+    statuses: dict[str, int] = {}
+    for r in results:
+        for status, n in r["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + n
+    stored = _stored(db) if db.exists() else (0, 0)
+    return {
+        "accepted_events": accepted,
+        "seconds": end - start,
+        "events_per_s": accepted / (end - start),
+        "statuses": statuses,
+        "latency_p50_ms": 1000 * statistics.median(latencies) if latencies else None,
+        "latency_p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else None,
+        "stored": stored,
+        "stored_equals_accepted": stored[0] == accepted and stored[1] == accepted,
+    }
+
+
+def phase_meter(workdir: Path) -> dict[str, Any]:
+    server, db, tokens = _server(workdir, "meter", "--rate-limit", "0")
+    n = ARGS.batches * ARGS.batch
+    try:
+        procs = [
+            _spawn(
+                "--client-meter",
+                server.url,
+                str(n),
+                str(ARGS.batch),
+                str(k + 1),
+                env=botmeter_env(BOTMETER_TOKEN=tokens[k], BOTMETER_SPOOL_DIR=str(workdir / f"spool-{k}")),
+            )
+            for k in range(ARGS.clients)
+        ]
+        results = _collect(procs)
+    finally:
+        server.stop()
+    start = min(r["start"] for r in results)
+    end = max(r["end"] for r in results)
+    total = n * ARGS.clients
+    stored = _stored(db)
+    return {
+        "events": total,
+        "seconds": end - start,
+        "events_per_s": total / (end - start),
+        "flushed": all(r["flushed"] for r in results),
+        "spooled": sum(r["spooled"] for r in results),
+        "stored": stored,
+        "stored_equals_tracked": stored == (total, total),
+    }
+
+
+def phase_overload(workdir: Path, capacity: float, pending_cap: int | None = None) -> dict[str, Any]:
+    """Each token may send a tenth of the server's capacity divided among the clients, and the
+    clients offer as much as 16 connections each can send, far above that; with ``pending_cap``
+    there is no rate limit and the cap on events waiting to be stored refuses the excess (503)."""
+    per_token = capacity / 10 / ARGS.clients
+    if pending_cap is None:
+        limits = ("--rate-limit", f"{per_token:.0f}")
+    else:
+        limits = ("--rate-limit", "0", "--max-pending-events", str(pending_cap))
+    server, db, tokens = _server(workdir, "overload" if pending_cap is None else "overload-pending", *limits)
+    assert server.process is not None
+    time.sleep(0.5)
+    idle = _RssWatch(server.process.pid)
+    time.sleep(0.1)
+    idle_mb = idle.stop()
+    watch = _RssWatch(server.process.pid)
+    env = botmeter_env()
+    try:
+        procs = [
+            _spawn(
+                "--client-json",
+                server.url,
+                tokens[k],
+                str(ARGS.batches),
+                str(ARGS.batch),
+                "16",
+                "0",
+                str(k + 101),
+                env=env,
+            )
+            for k in range(ARGS.clients)
+        ]
+        results = _collect(procs)
+        peak_mb = watch.stop()
+    finally:
+        server.stop()
+    summary = _summary(results, db)
+    offered = ARGS.clients * ARGS.batches * ARGS.batch / summary["seconds"]
+    summary.update(server_idle_rss_mb=idle_mb, server_peak_rss_mb=peak_mb, offered_events_per_s=offered)
+    if pending_cap is None:
+        summary.update(
+            allowed_events_per_s=per_token * ARGS.clients,
+            overload_factor=offered / (per_token * ARGS.clients),
+        )
+    else:
+        summary.update(max_pending_events=pending_cap, offered_over_capacity=offered / capacity)
+    return summary
+
+
+def main() -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-server-"))
+    report: dict[str, Any] = {"environment": environment(), "arguments": vars(ARGS)}
+    try:
+        report["calibrate_ns_before"] = calibrate()
+        report["in_process"] = phase_in_process(workdir)
+        print("in-process", json.dumps(report["in_process"]), flush=True)
+        report["json"] = phase_json(workdir, "json", connections=ARGS.connections)
+        report["json"].pop("latency_p50_ms"), report["json"].pop("latency_p99_ms")
+        print("json", json.dumps(report["json"]), flush=True)
+        report["meter"] = phase_meter(workdir)
+        print("meter", json.dumps(report["meter"]), flush=True)
+        best = max(report["json"]["events_per_s"], report["meter"]["events_per_s"])
+        report["ratio_json_to_in_process"] = (
+            report["json"]["events_per_s"] / report["in_process"]["events_per_s"]
+        )
+        report["ratio_meter_to_in_process"] = (
+            report["meter"]["events_per_s"] / report["in_process"]["events_per_s"]
+        )
+        half = report["json"]["events_per_s"] / 2
+        report["half_rate"] = phase_json(workdir, "half", rate=half, connections=ARGS.connections)
+        report["half_rate"]["target_events_per_s"] = half
+        print("half rate", json.dumps(report["half_rate"]), flush=True)
+        report["overload"] = phase_overload(workdir, report["json"]["events_per_s"])
+        print("overload", json.dumps(report["overload"]), flush=True)
+        report["overload_pending"] = phase_overload(workdir, report["json"]["events_per_s"], 4 * ARGS.batch)
+        print("overload (pending cap)", json.dumps(report["overload_pending"]), flush=True)
+        report["calibrate_ns_after"] = calibrate()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    phases = ("json", "half_rate", "overload", "overload_pending")
+    checks = [report[p].get("stored_equals_accepted", True) for p in phases]
+    report["nothing_lost"] = all(checks) and report["meter"]["stored_equals_tracked"]
+    report["meets_requirement"] = best >= REQUIRED_EVENTS_PER_S
+    print(json.dumps({k: v for k, v in report.items() if k != "environment"}, indent=2))
+    if ARGS.json:
+        Path(ARGS.json).write_text(json.dumps(report, indent=2))
+    if not report["nothing_lost"]:
+        return 2
+    return 0 if report["meets_requirement"] else 1
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=2, help="client processes")
+    parser.add_argument("--connections", type=int, default=8, help="connections per json client")
+    parser.add_argument("--batches", type=int, default=150, help="batches per client")
+    parser.add_argument("--batch", type=int, default=1000, help="events per batch")
+    parser.add_argument("--json", help="write the report here")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--client-json":
+        url, token, batches, batch, connections, rate, seed = sys.argv[2:9]
+        json_client(url, token, int(batches), int(batch), int(connections), float(rate), int(seed))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--client-meter":
+        url, n, batch, seed = sys.argv[2:6]
+        meter_client(url, int(n), int(batch), int(seed))
+    else:
+        ARGS = _arguments()
+        sys.exit(main())

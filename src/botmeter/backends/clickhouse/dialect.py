@@ -40,6 +40,11 @@ rows, or reads a day's first event, merges them at read time), and every stateme
 ``join_use_nulls`` (an outer join's missing side is null, as in standard SQL) and
 ``prefer_column_name_to_alias`` (``WHERE hour >= ...`` means the column even when the SELECT
 names a truncated hour ``hour``).
+
+Two statements are written anew rather than spelt: ``conversation_keys`` (sessions of messages
+without a conversation id) and ``turn_rows`` (turns, for failed replies) sort each user's messages
+or each conversation's events as one array and number sessions and turns along it, which gives the
+keys and turns of DuckDB's window functions in a fraction of ClickHouse's time for a window.
 """
 
 from __future__ import annotations

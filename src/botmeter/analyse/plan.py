@@ -35,9 +35,11 @@ from .catalogue import DIMENSIONS, PERCENTILES, Metric
 from .query import Query
 
 DAY = timedelta(days=1)
-# Statistics a distribution scan always works out when it is shared (see ``Plan.shared``): what the
-# dashboard's and the summary's latency figures ask, so one scan answers all of them.
-SHARED_STATS = ("count", "avg", "max", "p50", "p95", "p99")
+# The whole-window latency scan several figures share (see ``Shared``): per kind, the dimensions
+# it groups by, and the statistics it always works out (what the dashboard's and the summary's
+# latency figures ask, so one scan answers all of them).
+SHARED_DIMS: dict[str, tuple[str, ...]] = {"timing": ("stage",), "llm_call": ("provider", "model")}
+SHARED_STATS = ("count", "avg", "max", "p50", "p90", "p95", "p99")
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,17 @@ class LatencyPick:
 
 
 @dataclass(frozen=True)
+class Shared:
+    """This query's rows of the shared latency scan: one scan of the window's timings and LLM calls,
+    timings by stage and LLM calls by provider and model, with ``SHARED_STATS``. The rows of
+    ``kind`` answer, grouped by ``by``, or only those where a dimension has one value (``value``)."""
+
+    kind: str
+    by: tuple[str, ...]
+    value: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class Plan:
     """The parts answering a query and how they combine.
 
@@ -124,9 +137,7 @@ class Plan:
     parts: tuple[Part, ...]
     combine: str = "sum"
     latency: LatencyPick | None = None
-    # A whole-window events scan widened to every value of one dimension and ``SHARED_STATS`` so
-    # that several figures read one scan: (dimension, the value this query keeps or None for all).
-    shared: tuple[str, str | None] | None = None
+    shared: Shared | None = None
 
     @property
     def source(self) -> str:
@@ -265,20 +276,27 @@ def _distribution(q: Query, metric: Metric, keeps: Keeps, facts: Facts) -> Plan:
     return Plan(q, "distribution", whole, combine="rows", shared=_shared(q, metric))
 
 
-def _shared(q: Query, metric: Metric) -> tuple[str, str | None] | None:
-    """A whole-window percentile scan of the bot's timings, by stage or for one stage, is widened to
-    every stage and ``SHARED_STATS``: the summary's reply latency and the dashboard's per-stage
-    table then read the events once."""
-    if q.interval is not None or q.filters or not set(q.stats) <= set(SHARED_STATS):
+def _shared(q: Query, metric: Metric) -> Shared | None:
+    """Whether the shared latency scan answers ``q``: a whole window, no filters, the statistics it
+    works out, and the timings by stage or of one stage, or the LLM calls by provider and model.
+    The summary's reply latency and the dashboard's tables by stage and by model then read the
+    events once (percentiles cannot be merged, so the scan groups by exactly these dimensions)."""
+    kind = metric.kinds[0] if len(metric.kinds) == 1 else ""
+    if (
+        q.interval is not None
+        or q.filters
+        or not set(q.stats) <= set(SHARED_STATS)
+        or metric.column != "latency_ms"
+        or kind not in SHARED_DIMS
+    ):
         return None
-    if metric.column != "latency_ms" or metric.kinds != ("timing",):
-        return None
-    if q.by == ("stage",) and not metric.where:
-        return ("stage", None)
-    if not q.by and len(metric.where) == 1 and metric.where[0][0] == "stage":
+    dims = SHARED_DIMS[kind]
+    if not metric.where:
+        return Shared(kind, q.by) if q.by == dims else None
+    if not q.by and len(metric.where) == 1 and len(dims) == 1 and metric.where[0][0] == dims[0]:
         value = metric.where[0][1]
         if value is not None and not value.endswith("*"):
-            return ("stage", value)
+            return Shared(kind, (), (dims[0], value))
     return None
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ...analyse.catalogue import PERCENTILES, Metric
-from ...analyse.plan import SHARED_STATS, Keeps, Plan, plan, plan_user_messages
+from ...analyse.plan import SHARED_DIMS, SHARED_STATS, Keeps, Plan, Shared, plan, plan_user_messages
 from ...analyse.query import Query, Result, fill_buckets, ratio_result, top_groups
 from .printer import Printed, SQLPrinter
 
@@ -141,11 +141,9 @@ class SQLEngine:
         for printed in self.printer.print(chosen):
             rows += self._shared_rows(printed) if chosen.shared else self._dicts(printed)
         if chosen.shape in ("moments", "distribution", "per_conversation"):
-            computed = _computed_stats(chosen)
-            if chosen.shared and chosen.shared[1] is not None:
-                dim, value = chosen.shared
-                rows = [r for r in rows if r.pop(dim) == value]
-            return _summary_rows(rows, computed, q.stats)
+            if chosen.shared is not None:
+                rows = _shared_pick(rows, chosen.shared)
+            return _summary_rows(rows, _computed_stats(chosen), q.stats)
         if chosen.shape in ("additive", "keyed_cost"):
             return _additive_rows(rows, q, metric, costs=self.printer._costs(q, metric))
         for row in rows:
@@ -228,6 +226,19 @@ class SQLEngine:
             group["status"] = "new" if group["new"] else ("regressed" if group["regressed"] else "ongoing")
             group["hourly"] = series.get(group["fingerprint"], [])
         return groups
+
+
+def _shared_pick(rows: list[dict[str, Any]], shared: Shared) -> list[dict[str, Any]]:
+    """The rows of the shared latency scan that answer one query, with only its dimensions."""
+    others = ["kind", *(d for names in SHARED_DIMS.values() for d in names if d not in shared.by)]
+    out = []
+    for row in rows:
+        if row["kind"] != shared.kind or (shared.value and row[shared.value[0]] != shared.value[1]):
+            continue
+        for name in others:
+            del row[name]
+        out.append(row)
+    return out
 
 
 def _computed_stats(chosen: Plan) -> list[str]:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...analyse.catalogue import DIMENSIONS, PERCENTILES, Metric
-from ...analyse.plan import SHARED_STATS, Part, Plan
+from ...analyse.plan import SHARED_DIMS, SHARED_STATS, Part, Plan
 from ...analyse.query import Query
 
 _SEVERITIES = ("debug", "info", "warning", "error", "critical")
@@ -46,11 +46,10 @@ class Params:
 
 @dataclass(frozen=True)
 class Printed:
-    """A statement and its bound values; ``pick`` keeps rows of a shared scan (dimension, value)."""
+    """A statement and its bound values."""
 
     sql: str
     params: dict[str, Any]
-    pick: tuple[str, str | None] | None = None
 
 
 class SQLPrinter:
@@ -236,7 +235,6 @@ class SQLPrinter:
         """The statements answering the plan: one, or one per part when the parts' rows are complete
         figures of their own (``combine == "rows"`` over several sources)."""
         q, metric = plan.query, plan.query.definition
-        pick = plan.shared if plan.shared and plan.shared[1] is not None else None
         if plan.shape == "distribution":
             out = []
             for part in plan.parts:
@@ -245,7 +243,7 @@ class SQLPrinter:
                     sql = self._latency_days(plan, q, part, p)
                 else:
                     sql = self._distribution_events(plan, q, metric, part, p)
-                out.append(Printed(sql, p.values, pick))
+                out.append(Printed(sql, p.values))
             return out
         p = self.params()
         sql = getattr(self, f"_print_{plan.shape}")(plan, q, metric, p)
@@ -406,22 +404,31 @@ class SQLPrinter:
     latency_quantiles: tuple[float, ...] = ()  # the engine sets the quantiles its rollup keeps
 
     def _distribution_events(self, plan: Plan, q: Query, metric: Metric, part: Part, p: Params) -> str:
-        col = self.measure(metric.column)
-        stats: Sequence[str] = q.stats
         if plan.shared is not None:
-            # Widened: every value of the shared dimension, every shared statistic.
-            dim = plan.shared[0]
-            conds = self.conditions(q, _without_where(metric), p)
-            dims = f", {DIMENSIONS[dim]} AS {dim}"
-            stats = SHARED_STATS
-        else:
-            conds = self.conditions(q, metric, p)
-            dims = self.dims(q, False)
+            return self.shared_latency(q, p)
+        col = self.measure(metric.column)
+        conds = self.conditions(q, metric, p)
         conds.append(f"{col} IS NOT NULL")
         conds.append("(" + " OR ".join(f"({self.span('ts', a, b, p)})" for a, b in part.spans) + ")")
         return (
-            f"SELECT {self.bucket(q, 'ts', p)} AS bucket{dims}, {self.summary_columns(col, stats)} "
-            f"FROM events WHERE {' AND '.join(conds)} {self.group_all()}"
+            f"SELECT {self.bucket(q, 'ts', p)} AS bucket{self.dims(q, False)}, "
+            f"{self.summary_columns(col, q.stats)} FROM events WHERE {' AND '.join(conds)} {self.group_all()}"
+        )
+
+    def shared_latency(self, q: Query, p: Params) -> str:
+        """The shared latency scan of the window (``analyse.plan.Shared``): the same statement for
+        every query it answers, so the engine runs it once per session."""
+        kinds = {kind: p.add(kind) for kind in SHARED_DIMS}
+        dims = "".join(
+            f", CASE WHEN kind = {kinds[kind]} THEN {DIMENSIONS[d]} END AS {d}"
+            for kind, names in SHARED_DIMS.items()
+            for d in names
+        )
+        return (
+            f"SELECT {self.bucket(q, 'ts', p)} AS bucket, kind{dims}, "
+            f"{self.summary_columns('latency_ms', SHARED_STATS)} FROM events "
+            f"WHERE kind IN ({', '.join(kinds.values())}) AND latency_ms IS NOT NULL "
+            f"AND {self.span('ts', q.start, q.end, p)} {self.group_all()}"
         )
 
     # -- users ------------------------------------------------------------------------------------
@@ -730,9 +737,3 @@ class SQLPrinter:
             f"{self.group_all()} ORDER BY hour"
         )
         return Printed(sql, p.values)
-
-
-def _without_where(metric: Metric) -> Metric:
-    from dataclasses import replace
-
-    return replace(metric, where=())

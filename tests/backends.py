@@ -1,0 +1,35 @@
+"""The backends the engine tests run against, by name: the metric oracle suite (test_metrics.py)
+builds its store through each one and asks every catalogue metric of its engine, on both read
+paths (rollups and events only). A new backend passes the same suite by adding one entry here.
+
+Each entry says how to make a fresh store URL in a directory and how to read back rows of its
+``events`` table with plain SQL (``event_id`` as text, ``ts`` as a naive UTC datetime), for the
+figures the oracle takes from the store (costs, error categories, severities, fingerprints).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from conftest import query
+
+
+@dataclass(frozen=True)
+class TestBackend:
+    name: str
+    url: Callable[[Path], str]  # a fresh store in this directory
+    rows: Callable[[str, str], list[tuple]]  # (store URL, SQL over events) -> rows
+
+    __test__ = False  # not a test class
+
+
+def _duckdb_rows(url: str, sql: str) -> list[tuple]:
+    return query(Path(url.removeprefix("duckdb://")), sql)
+
+
+TEST_BACKENDS: dict[str, TestBackend] = {
+    "duckdb": TestBackend("duckdb", lambda d: f"duckdb://{d}/m.duckdb", _duckdb_rows),
+}
+ENGINES = list(TEST_BACKENDS)

@@ -211,25 +211,9 @@ def plan(q: Query, keeps: Keeps, facts: Facts) -> Plan:
 
 
 def _additive(q: Query, metric: Metric, keeps: Keeps, facts: Facts) -> Plan:
-    names = _names(q)
-    # Cost per user or per conversation id: whole days from their per-day rollups, the events
-    # without one from the hourly rollup, partial days from the events.
-    keyed = next((k for k in ("user", "conversation") if k in q.by), None)
-    table_kept = {"user": keeps.user_days, "conversation": keeps.conversation_cost_days}.get(keyed or "")
-    if (
-        table_kept
-        and keeps.hourly
-        and keyed is not None
-        and metric.column == "cost_usd"
-        and not metric.kinds
-        and not metric.where
-        and names <= {keyed, "bot"}
-        and q.interval != "hour"
-    ):
-        lo, hi, edges = whole_days(q.start, q.end)
-        days = "user_days" if keyed == "user" else "conversation_cost_days"
-        parts = [Part(days, ((lo, hi),)), Part("hourly_without_" + keyed, ((lo, hi),)), *events(*edges)]
-        return Plan(q, "keyed_cost", tuple(parts))
+    keyed = _keyed_cost(q, metric, keeps)
+    if keyed is not None:
+        return keyed
     hs, he = _ceil_hour(q.start), _midnight_hour(q.end)
     if (
         in_hourly(q, metric, keeps)
@@ -239,6 +223,22 @@ def _additive(q: Query, metric: Metric, keeps: Keeps, facts: Facts) -> Plan:
         parts = [Part("hourly", ((hs, he),)), *events((q.start, hs), (he, q.end))]
         return Plan(q, "additive", tuple(parts))
     return Plan(q, "additive", tuple(events((q.start, q.end))))
+
+
+def _keyed_cost(q: Query, metric: Metric, keeps: Keeps) -> Plan | None:
+    """Cost per user or per conversation id: whole days from their per-day rollups, the events
+    without one from the hourly rollup, partial days from the events."""
+    keyed = next((k for k in ("user", "conversation") if k in q.by), None)
+    if keyed is None or not keeps.hourly or q.interval == "hour":
+        return None
+    if not {"user": keeps.user_days, "conversation": keeps.conversation_cost_days}[keyed]:
+        return None
+    if metric.column != "cost_usd" or metric.kinds or metric.where or not _names(q) <= {keyed, "bot"}:
+        return None
+    lo, hi, edges = whole_days(q.start, q.end)
+    days = "user_days" if keyed == "user" else "conversation_cost_days"
+    parts = [Part(days, ((lo, hi),)), Part("hourly_without_" + keyed, ((lo, hi),)), *events(*edges)]
+    return Plan(q, "keyed_cost", tuple(parts))
 
 
 def _midnight_hour(ts: datetime) -> datetime:
@@ -300,33 +300,47 @@ def _shared(q: Query, metric: Metric) -> Shared | None:
     return None
 
 
-def _latency_days(
-    q: Query, metric: Metric, keeps: Keeps, facts: Facts
-) -> tuple[LatencyPick, list[datetime]] | None:
-    """Which kept per-day percentiles answer (and which days are current), or None."""
-    if not keeps.latency_days:
-        return None
+def _latency_target(q: Query, metric: Metric, keeps: Keeps) -> tuple[str, str, str | None] | None:
+    """The kind, dimension ('' overall) and one value of it (or None) whose kept per-day
+    percentiles are the query's figures, or None when no kept row is."""
     kind = metric.kinds[0] if len(metric.kinds) == 1 else ""
-    dim = q.by[0] if q.by else ""
-    value_of: str | None = None
-    # One stage's figures (the reply latency, or a filter on one stage): that stage's row of
-    # the per-stage figures.
-    stages = [values for d, values in q.filters if d == "stage"]
-    if metric.where and not q.by and len(metric.where) == 1 and metric.where[0][0] == "stage":
-        dim, value_of = "stage", metric.where[0][1]
-    elif not metric.where and not q.by and len(stages) == 1 and len(stages[0]) == 1:
-        dim, value_of = "stage", stages[0][0]
-    bots = [v for d, values in q.filters for v in values if d == "bot"]
     if (
         q.interval != "day"
         or metric.column != "latency_ms"
         or kind not in keeps.latency_days
-        or (metric.where and value_of is None)
-        or (value_of is not None and value_of.endswith("*"))
         or len(q.by) > 1
-        or dim not in keeps.latency_days[kind]
-        or any(d not in ("bot", "stage") for d, _ in q.filters)
-        or (stages and (value_of is None or metric.where))
+    ):
+        return None
+    # One stage's figures (the reply latency, or a filter on one stage): that stage's row of the
+    # per-stage figures.
+    stages = [values for d, values in q.filters if d == "stage"]
+    if metric.where:
+        if q.by or stages or len(metric.where) != 1 or metric.where[0][0] != "stage":
+            return None
+        dim, value = "stage", metric.where[0][1]
+        if value is None:
+            return None
+    elif stages:
+        if q.by or len(stages) != 1 or len(stages[0]) != 1:
+            return None
+        dim, value = "stage", stages[0][0]
+    else:
+        dim, value = (q.by[0] if q.by else ""), None
+    if (value is not None and value.endswith("*")) or dim not in keeps.latency_days[kind]:
+        return None
+    return kind, dim, value
+
+
+def _latency_days(
+    q: Query, metric: Metric, keeps: Keeps, facts: Facts
+) -> tuple[LatencyPick, list[datetime]] | None:
+    """Which kept per-day percentiles answer (and which days are current), or None."""
+    target = _latency_target(q, metric, keeps) if keeps.latency_days else None
+    if target is None:
+        return None
+    bots = [v for d, values in q.filters for v in values if d == "bot"]
+    if (
+        any(d not in ("bot", "stage") for d, _ in q.filters)
         or len(bots) > 1
         or any(s in PERCENTILES and PERCENTILES[s] not in keeps.latency_quantiles for s in q.stats)
         or (not bots and not facts.one_bot())
@@ -336,10 +350,10 @@ def _latency_days(
     if lo >= hi:
         return None
     bot = bots[0] if bots else None
-    fresh = sorted(facts.fresh_latency_days(kind, lo, hi, bot))
+    fresh = sorted(facts.fresh_latency_days(target[0], lo, hi, bot))
     if not fresh:
         return None
-    return LatencyPick(kind, dim, value_of, bot), fresh
+    return LatencyPick(*target, bot), fresh
 
 
 def _users(q: Query, metric: Metric, keeps: Keeps, facts: Facts) -> Plan:

@@ -46,8 +46,11 @@ class DuckDBDialect(SQLPrinter):
     def item(self, array: str, index: int) -> str:
         return f"{array}[{int(index)}]"
 
-    def count_distinct(self, expr: str) -> str:
-        return f"count(DISTINCT {expr})"
+    def count_distinct(self, *exprs: str) -> str:
+        return f"count(DISTINCT {' || chr(0) || '.join(exprs)})"
+
+    def previous(self, expr: str, window: str) -> str:
+        return f"lag({expr}) OVER ({window})"
 
     def count_if(self, cond: str) -> str:
         return f"count(*) FILTER (WHERE {cond})"

@@ -104,8 +104,14 @@ class SQLPrinter:
         """Element ``index`` (from 1) of a list."""
         raise NotImplementedError
 
-    def count_distinct(self, expr: str) -> str:
-        """The exact number of distinct non-null values of ``expr``."""
+    def count_distinct(self, *exprs: str) -> str:
+        """The exact number of distinct non-null values of ``exprs`` taken together (texts when
+        there are several)."""
+        raise NotImplementedError
+
+    def previous(self, expr: str, window: str) -> str:
+        """``expr`` of the row before in ``window`` (``PARTITION BY ... ORDER BY ...``); null for
+        the first row."""
         raise NotImplementedError
 
     def count_if(self, cond: str) -> str:
@@ -517,7 +523,7 @@ class SQLPrinter:
         cols = ", ".join(["coalesce(bot, '') AS bot", "user_id", "conversation_id", "ts", *extra])
         partition = "PARTITION BY bot, user_id, conversation_id IS NULL ORDER BY ts"
         session = self.to_text(f"sum(opens) OVER ({partition} ROWS UNBOUNDED PRECEDING)")
-        close = self.within_seconds(f"lag(ts) OVER ({partition})", "ts", int(q.session_gap_s))
+        close = self.within_seconds(self.previous("ts", partition), "ts", int(q.session_gap_s))
         return f"""
             SELECT *, CASE WHEN conversation_id IS NOT NULL THEN {self.concat("'c:'", "conversation_id")}
                            ELSE {self.concat("'s:'", "user_id", "':'", session)} END AS conversation
@@ -531,10 +537,9 @@ class SQLPrinter:
         if plan.source == "events":
             extra = [DIMENSIONS[d] for d in q.by if d != "bot"]
             keys = self.conversation_keys(q, p, window=True, extra=extra)
-            key = self.concat("bot", "chr(0)", "conversation")
             return (
                 f"SELECT {self.bucket(q, 'ts', p)} AS bucket{self.dims(q, True)}, "
-                f"{self.count_distinct(key)} AS {stat} FROM ({keys}) {group}"
+                f"{self.count_distinct('bot', 'conversation')} AS {stat} FROM ({keys}) {group}"
             )
         bots = self.bot_conditions(q, metric, p)
         session_key = "'s:'"
@@ -704,13 +709,14 @@ class SQLPrinter:
         p = self.params()
         s, e = p.time(start), p.time(end)
         rank = self.list_position(_SEVERITIES, "w.severity")
+        by_fingerprint = "PARTITION BY fingerprint ORDER BY ts"
         came_back = f"ts >= {s} AND {self.at_least_days('prev', 'ts', quiet_days)}"
         sql = f"""
             WITH w AS (SELECT ts, fingerprint, error_type, error_category, severity, error_message, user_id,
                               conversation_id, provider, stage, {self.json_text("properties", "code")} AS code
                        FROM events
                        WHERE kind = 'error' AND fingerprint IS NOT NULL AND ts >= {s} AND ts < {e}),
-                 hist AS (SELECT fingerprint, ts, lag(ts) OVER (PARTITION BY fingerprint ORDER BY ts) AS prev
+                 hist AS (SELECT fingerprint, ts, {self.previous("ts", by_fingerprint)} AS prev
                           FROM events WHERE kind = 'error' AND ts < {e}
                             AND fingerprint IN (SELECT DISTINCT fingerprint FROM w)),
                  past AS (SELECT fingerprint, min(ts) AS first_seen, {self.bool_or(came_back)} AS came_back

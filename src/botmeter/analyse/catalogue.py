@@ -58,7 +58,8 @@ DEFAULT_REPLY_STAGE: Final = "reply"
 # Time to first token, where the bot knows it: ``properties={"time_to_first_token_ms": ...}`` on an
 # LLM call (a streamed answer's first chunk).
 TTFT_PROPERTY: Final = "time_to_first_token_ms"
-_TTFT: Final = f"TRY_CAST(properties->>'$.{TTFT_PROPERTY}' AS DOUBLE)"
+# A number kept in the events' properties: each dialect reads it its own way (SQLPrinter.measure).
+_TTFT: Final = f"properties.{TTFT_PROPERTY}"
 
 PERCENTILES: Final[dict[str, float]] = {
     "p10": 0.1,
@@ -81,6 +82,7 @@ class Metric:
     # (dimension, value) pairs every event must match; a value ending in '*' matches a prefix;
     # ("cost_usd", None) matches events without a price.
     where: tuple[tuple[str, str | None], ...] = ()
+    # An event column, or ``properties.<key>``: a number in the events' properties.
     column: str | None = None
     dimensions: tuple[str, ...] = ()
     stats: tuple[str, ...] = ("value",)  # the first is the default

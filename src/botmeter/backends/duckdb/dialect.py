@@ -94,6 +94,9 @@ class DuckDBDialect(SQLPrinter):
     def json_text(self, column: str, key: str) -> str:
         return f"{column}->>'$.{key}'"
 
+    def json_number(self, column: str, key: str) -> str:
+        return f"TRY_CAST({column}->>'$.{key}' AS DOUBLE)"
+
     def group_all(self) -> str:
         return "GROUP BY ALL"
 

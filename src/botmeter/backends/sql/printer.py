@@ -170,8 +170,14 @@ class SQLPrinter:
     def nullif_empty(self, expr: str) -> str:
         return f"nullif({expr}, '')"
 
+    def json_number(self, column: str, key: str) -> str:
+        """A top-level key of a JSON column as a number (null when it is missing or not a number)."""
+        raise NotImplementedError
+
     def measure(self, column: str) -> str:
-        """A metric's column (``Metric.column``, a column of events or an expression over them)."""
+        """A metric's column (``Metric.column``): a column of events, or ``properties.<key>``."""
+        if column.startswith("properties."):
+            return self.json_number("properties", column.removeprefix("properties."))
         return column
 
     def turn_rows(self, start: str) -> str:

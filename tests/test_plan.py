@@ -109,7 +109,7 @@ def test_edge_days_are_whole_when_the_store_says_so() -> None:
     assert plan(q, keeps, StoreFacts(whole={at(11), at(14)}, bots=2)).combine == "distinct"
 
 
-def test_one_scan_answers_the_reply_latency_and_the_tables_by_stage_and_model(url: str) -> None:
+def test_one_scan_answers_the_reply_latency_and_the_table_by_stage(url: str) -> None:
     window = {"start": at(10), "end": at(20), "interval": None}
     asks = (
         ("reply_latency_s", {"stat": "p50,p95,p99"}),
@@ -129,7 +129,8 @@ def test_one_scan_answers_the_reply_latency_and_the_tables_by_stage_and_model(ur
     with reader.session():
         together = [reader.query(m, **window, **kw).rows for m, kw in asks]
     assert together == alone
-    assert len(statements) == 1, statements  # the three figures, one statement
+    # The reply latency is a row of the table by stage: one statement; LLM calls by model, another.
+    assert len(statements) == 2, statements
     assert {r["stage"] for r in together[1]} == {"reply", "llm"}
     assert together[2][0]["count"] == 60 and together[2][0]["model"] == "gpt-4o"
     replies = [100.0 + 10 * i + day for day in range(10, 20) for i in range(6)]

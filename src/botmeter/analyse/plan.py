@@ -36,10 +36,11 @@ from .query import Query
 
 DAY = timedelta(days=1)
 # The whole-window latency scan several figures share (see ``Shared``): per kind, the dimensions
-# it groups by, and the statistics it always works out (what the dashboard's and the summary's
-# latency figures ask, so one scan answers all of them).
-SHARED_DIMS: dict[str, tuple[str, ...]] = {"timing": ("stage",), "llm_call": ("provider", "model")}
-SHARED_STATS = ("count", "avg", "max", "p50", "p90", "p95", "p99")
+# it groups by, and the statistics it always works out (what the summary's reply latency and the
+# dashboard's table by stage ask, so one scan answers both). LLM calls by model are not shared:
+# nothing else reads them, and one statement for both kinds measured slower than two.
+SHARED_DIMS: dict[str, tuple[str, ...]] = {"timing": ("stage",)}
+SHARED_STATS = ("count", "avg", "max", "p50", "p95", "p99")
 
 
 @dataclass(frozen=True)
@@ -112,9 +113,9 @@ class LatencyPick:
 
 @dataclass(frozen=True)
 class Shared:
-    """This query's rows of the shared latency scan: one scan of the window's timings and LLM calls,
-    timings by stage and LLM calls by provider and model, with ``SHARED_STATS``. The rows of
-    ``kind`` answer, grouped by ``by``, or only those where a dimension has one value (``value``)."""
+    """This query's rows of the shared latency scan of ``kind`` over the window (the timings by
+    stage, with ``SHARED_STATS``): all of them (grouped by ``by``), or the row where a dimension has
+    one value (``value``: the reply stage)."""
 
     kind: str
     by: tuple[str, ...]
@@ -278,9 +279,9 @@ def _distribution(q: Query, metric: Metric, keeps: Keeps, facts: Facts) -> Plan:
 
 def _shared(q: Query, metric: Metric) -> Shared | None:
     """Whether the shared latency scan answers ``q``: a whole window, no filters, the statistics it
-    works out, and the timings by stage or of one stage, or the LLM calls by provider and model.
-    The summary's reply latency and the dashboard's tables by stage and by model then read the
-    events once (percentiles cannot be merged, so the scan groups by exactly these dimensions)."""
+    works out, and the timings by stage or of one stage. The summary's reply latency and the
+    dashboard's table by stage then read the events once (percentiles cannot be merged, so the
+    scan groups by exactly this dimension)."""
     kind = metric.kinds[0] if len(metric.kinds) == 1 else ""
     if (
         q.interval is not None

@@ -230,10 +230,10 @@ class SQLEngine:
 
 def _shared_pick(rows: list[dict[str, Any]], shared: Shared) -> list[dict[str, Any]]:
     """The rows of the shared latency scan that answer one query, with only its dimensions."""
-    others = ["kind", *(d for names in SHARED_DIMS.values() for d in names if d not in shared.by)]
+    others = [d for d in SHARED_DIMS[shared.kind] if d not in shared.by]
     out = []
     for row in rows:
-        if row["kind"] != shared.kind or (shared.value and row[shared.value[0]] != shared.value[1]):
+        if shared.value and row[shared.value[0]] != shared.value[1]:
             continue
         for name in others:
             del row[name]

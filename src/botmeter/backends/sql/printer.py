@@ -417,7 +417,7 @@ class SQLPrinter:
 
     def _distribution_events(self, plan: Plan, q: Query, metric: Metric, part: Part, p: Params) -> str:
         if plan.shared is not None:
-            return self.shared_latency(q, p)
+            return self.shared_latency(q, plan.shared.kind, p)
         col = self.measure(metric.column)
         conds = self.conditions(q, metric, p)
         conds.append(f"{col} IS NOT NULL")
@@ -427,19 +427,14 @@ class SQLPrinter:
             f"{self.summary_columns(col, q.stats)} FROM events WHERE {' AND '.join(conds)} {self.group_all()}"
         )
 
-    def shared_latency(self, q: Query, p: Params) -> str:
-        """The shared latency scan of the window (``analyse.plan.Shared``): the same statement for
-        every query it answers, so the engine runs it once per session."""
-        kinds = {kind: p.add(kind) for kind in SHARED_DIMS}
-        dims = "".join(
-            f", CASE WHEN kind = {kinds[kind]} THEN {DIMENSIONS[d]} END AS {d}"
-            for kind, names in SHARED_DIMS.items()
-            for d in names
-        )
+    def shared_latency(self, q: Query, kind: str, p: Params) -> str:
+        """The shared latency scan of one kind over the window (``analyse.plan.Shared``): the same
+        statement for every query it answers, so the engine runs it once per session."""
+        dims = "".join(f", {DIMENSIONS[d]} AS {d}" for d in SHARED_DIMS[kind])
         return (
-            f"SELECT {self.bucket(q, 'ts', p)} AS bucket, kind{dims}, "
+            f"SELECT {self.bucket(q, 'ts', p)} AS bucket{dims}, "
             f"{self.summary_columns('latency_ms', SHARED_STATS)} FROM events "
-            f"WHERE kind IN ({', '.join(kinds.values())}) AND latency_ms IS NOT NULL "
+            f"WHERE kind = {p.add(kind)} AND latency_ms IS NOT NULL "
             f"AND {self.span('ts', q.start, q.end, p)} {self.group_all()}"
         )
 

@@ -49,7 +49,6 @@ keys and turns of DuckDB's window functions in a fraction of ClickHouse's time f
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -60,14 +59,15 @@ from ..sql.printer import Params
 
 # Rollups whose rows are read one per key (see the module's docstring); rollup_hourly is always
 # summed again by the statements that read it, partial rows and all.
-_MERGED_ON_READ = (
-    "rollup_users",
-    "rollup_conversations",
-    "rollup_conversation_totals",
-    "rollup_conversation_costs",
-    "rollup_days",
+_MERGED_ON_READ = frozenset(
+    {
+        "rollup_users",
+        "rollup_conversations",
+        "rollup_conversation_totals",
+        "rollup_conversation_costs",
+        "rollup_days",
+    }
 )
-_FROM_ROLLUP = re.compile(r"\b(FROM|JOIN)\s+(" + "|".join(_MERGED_ON_READ) + r")\b(\s+AS\s+\w+)?(?!\s+FINAL)")
 
 READ_SETTINGS = {"join_use_nulls": 1, "prefer_column_name_to_alias": 1}
 
@@ -264,10 +264,12 @@ class ClickHouseDialect(DuckDBDialect):
 
     # -- ClickHouse's own -----------------------------------------------------------------------
 
+    def table(self, name: str) -> str:
+        # Rows of one key are merged in the background: FINAL merges them at read time.
+        return f"{name} FINAL" if name in _MERGED_ON_READ else name
+
     def finish(self, sql: str) -> str:
-        """The statement as ClickHouse runs it: the merged-on-read rollups ``FINAL`` (see the
-        module's docstring), the unpriced events of a rollup unsigned."""
-        sql = _FROM_ROLLUP.sub(lambda m: f"{m.group(1)} {m.group(2)}{m.group(3) or ''} FINAL", sql)
+        """The statement as ClickHouse runs it: the unpriced events of a rollup unsigned."""
         # Never negative, and added to counts over events: ClickHouse finds no common type for a
         # signed and an unsigned 64-bit integer (events - priced is signed).
         sql = sql.replace("events - priced", "toUInt64(events - priced)")

@@ -61,15 +61,6 @@ class DuckDBEngine(SQLEngine):
             names = [d[0] for d in cur.description]
             return names, cur.fetchall()
 
-    def explore(self, top: int = 5) -> dict[str, Any]:
-        with self.session():
-            out = explore_sql(self, top)
-        size = getattr(self.store, "size_bytes", None)
-        if size is not None:
-            out["storage_bytes"] = size()
-            out["bytes_per_event"] = out["storage_bytes"] / out["events"] if out["events"] else None
-        return out
-
     def inventory(
         self, bot: str | None = None, start: datetime | None = None, end: datetime | None = None
     ) -> dict[str, Any]:
@@ -105,6 +96,15 @@ class DuckDBEngine(SQLEngine):
             "by_kind": {k: int(n) for k, n in kinds},
             "dropped_events_recorded": int(dropped),
         }
+
+    def explore(self, top: int = 5) -> dict[str, Any]:
+        with self.session():
+            out = explore_sql(self, top)
+        size = getattr(self.store, "size_bytes", None)
+        if size is not None:
+            out["storage_bytes"] = size()
+            out["bytes_per_event"] = out["storage_bytes"] / out["events"] if out["events"] else None
+        return out
 
 
 # Dimensions the explorer profiles (cardinality and top values); user and conversation ids are

@@ -174,6 +174,11 @@ class SQLPrinter:
         """A top-level key of a JSON column as a number (null when it is missing or not a number)."""
         raise NotImplementedError
 
+    def table(self, name: str) -> str:
+        """A rollup table as a query reads it: one row per key (a table merged in the background
+        is read merged)."""
+        return name
+
     def measure(self, column: str) -> str:
         """A metric's column (``Metric.column``): a column of events, or ``properties.<key>``."""
         if column.startswith("properties."):
@@ -321,7 +326,7 @@ class SQLPrinter:
             conds.append(self.span("hour", part.start, part.end, p))
             parts.append(
                 f"SELECT {self.bucket(q, 'hour', p)} AS bucket{self.dims(q, True)}, {measure} AS v{pricing} "
-                f"FROM rollup_hourly WHERE {' AND '.join(conds)} {self.group_all()}"
+                f"FROM {self.table('rollup_hourly')} WHERE {' AND '.join(conds)} {self.group_all()}"
             )
         return self._additive_total(plan, q, parts, costs)
 
@@ -344,7 +349,7 @@ class SQLPrinter:
                 )
                 parts.append(
                     f"SELECT {self.bucket(q, 'hour', p)} AS bucket{dims}, sum({none}_cost) AS v{no_pricing} "
-                    f"FROM rollup_hourly WHERE {' AND '.join(conds)} {self.group_all()} "
+                    f"FROM {self.table('rollup_hourly')} WHERE {' AND '.join(conds)} {self.group_all()} "
                     f"HAVING sum({none}_events) > 0"
                 )
             else:
@@ -356,7 +361,7 @@ class SQLPrinter:
                 )
                 parts.append(
                     f"SELECT {self.bucket(q, 'day', p)} AS bucket{dims}, sum(cost_usd) AS v{no_pricing} "
-                    f"FROM {table} WHERE {' AND '.join(conds)} {self.group_all()}"
+                    f"FROM {self.table(table)} WHERE {' AND '.join(conds)} {self.group_all()}"
                 )
         return self._additive_total(plan, q, parts, costs=False)
 
@@ -371,7 +376,7 @@ class SQLPrinter:
                 conds.append(self.span("hour", part.start, part.end, p))
                 parts.append(
                     f"SELECT {self.bucket(q, 'hour', p)} AS bucket{self.dims(q, True)}, sum(latency_n) AS n, "
-                    f"sum(latency_sum) AS s, max(latency_max) AS mx FROM rollup_hourly "
+                    f"sum(latency_sum) AS s, max(latency_max) AS mx FROM {self.table('rollup_hourly')} "
                     f"WHERE {' AND '.join(conds)} {self.group_all()}"
                 )
             else:
@@ -403,7 +408,7 @@ class SQLPrinter:
         # The same columns as an events part, so the two can be one statement (UNION ALL by name).
         sql = (
             f"SELECT {self.timestamp('day')} AS bucket{value}, n AS count, latency_sum / n AS avg, "
-            f"latency_max AS max{', ' + picks if picks else ''} FROM rollup_latency_days "
+            f"latency_max AS max{', ' + picks if picks else ''} FROM {self.table('rollup_latency_days')} "
             f"WHERE dim = {p.add(f'{pick.kind}:{pick.dim}')} "
             f"AND {self.date_in_list('day', p.add([d.date() for d in part.days]))}"
         )
@@ -456,7 +461,8 @@ class SQLPrinter:
         for part in plan.parts:
             if part.source == "user_days":
                 parts.append(
-                    f"SELECT {self.timestamp('day')} AS t, bot, user_id FROM rollup_users WHERE inbound > 0 "
+                    f"SELECT {self.timestamp('day')} AS t, bot, user_id FROM {self.table('rollup_users')} "
+                    f"WHERE inbound > 0 "
                     f"AND {self.day_span(part.start, part.end, p)}" + "".join(f" AND {c}" for c in bots)
                 )
             else:
@@ -469,9 +475,8 @@ class SQLPrinter:
     def _firsts_src(self, plan: Plan, q: Query, metric: Metric, p: Params, bots: list[str]) -> str:
         if plan.source != "events":
             return (
-                "SELECT bot, user_id, min(first_in) AS first_in FROM rollup_users WHERE inbound > 0"
-                + "".join(f" AND {c}" for c in bots)
-                + f" {self.group_all()}"
+                f"SELECT bot, user_id, min(first_in) AS first_in FROM {self.table('rollup_users')} "
+                f"WHERE inbound > 0" + "".join(f" AND {c}" for c in bots) + f" {self.group_all()}"
             )
         return (
             f"SELECT coalesce(bot, '') AS bot, user_id, min(ts) AS first_in FROM events WHERE {self._INBOUND}"
@@ -549,8 +554,9 @@ class SQLPrinter:
         for part in plan.parts:
             if part.source == "conversation_days":
                 parts.append(
-                    f"SELECT {self.timestamp('day')} AS t, bot, conversation FROM rollup_conversations "
-                    f"WHERE {self.day_span(part.start, part.end, p)}" + "".join(f" AND {c}" for c in bots)
+                    f"SELECT {self.timestamp('day')} AS t, bot, conversation FROM "
+                    f"{self.table('rollup_conversations')} WHERE {self.day_span(part.start, part.end, p)}"
+                    + "".join(f" AND {c}" for c in bots)
                 )
                 continue
             # A partial day's messages get the key of the stored conversation or session holding
@@ -561,7 +567,8 @@ class SQLPrinter:
                 "FROM (SELECT ts, coalesce(bot, '') AS bot, user_id, conversation_id FROM events "
                 f"WHERE kind = 'message' AND {self.span('ts', part.start, part.end, p)}"
                 + "".join(f" AND {c}" for c in bots)
-                + ") AS m LEFT JOIN rollup_conversation_totals AS s ON m.conversation_id IS NULL "
+                + f") AS m LEFT JOIN {self.table('rollup_conversation_totals')} "
+                f"AS s ON m.conversation_id IS NULL "
                 f"AND {self.starts_with('s.conversation', session_key)} AND s.bot = m.bot "
                 "AND s.user_id = m.user_id AND m.ts BETWEEN s.first_ts AND s.last_ts "
                 "WHERE m.conversation_id IS NOT NULL OR m.user_id IS NOT NULL"
@@ -581,7 +588,7 @@ class SQLPrinter:
             where = f" WHERE {' AND '.join(conds)}" if conds else ""
             src = (
                 "SELECT bot, conversation, first_ts AS f, last_ts AS l, messages AS n "
-                f"FROM rollup_conversation_totals{where}"
+                f"FROM {self.table('rollup_conversation_totals')}{where}"
             )
         else:
             keys = self.conversation_keys(q, p, window=False)
@@ -603,7 +610,7 @@ class SQLPrinter:
         conds = self.conditions(q, metric, p, kinds=False)
         dims_out = "".join(f", {self.nullif_empty('bot')} AS bot" if d == "bot" else f", {d}" for d in q.by)
         where = "".join(f" AND {c}" for c in conds)
-        src = "rollup_turns" if plan.source != "events" else f"({self.turn_rows(start)})"
+        src = self.table("rollup_turns") if plan.source != "events" else f"({self.turn_rows(start)})"
         return (
             f"SELECT {self.bucket(q, 'ts', p)} AS bucket{dims_out}, count(*) AS {stat} "
             f"FROM {src} WHERE bad AND NOT answered AND ts >= {start} AND ts < {end}{where} "
@@ -616,7 +623,8 @@ class SQLPrinter:
         unit = q.interval or "day"
         if plan.source != "events":
             src = (
-                f"SELECT {self.timestamp('day')} AS t, user_id, first_in FROM rollup_users WHERE inbound > 0"
+                f"SELECT {self.timestamp('day')} AS t, user_id, first_in FROM {self.table('rollup_users')} "
+                "WHERE inbound > 0"
             )
         else:
             src = (
@@ -646,13 +654,14 @@ class SQLPrinter:
         """Rows of the day that lie outside [start, end) (none: the day is whole inside)."""
         p = self.params()
         sql = (
-            f"SELECT count(*) FROM rollup_days WHERE day = {self.date(p.time(day))} AND (first_ts < "
+            f"SELECT count(*) FROM {self.table('rollup_days')} "
+            f"WHERE day = {self.date(p.time(day))} AND (first_ts < "
             f"{p.time(start)} OR last_ts >= {p.time(end)})"
         )
         return Printed(sql, p.values)
 
     def one_bot(self) -> Printed:
-        return Printed(f"SELECT {self.count_distinct('bot')} FROM rollup_hourly", {})
+        return Printed(f"SELECT {self.count_distinct('bot')} FROM {self.table('rollup_hourly')}", {})
 
     def session_gap(self) -> Printed:
         return Printed("SELECT value FROM botmeter_meta WHERE key = 'session_gap_s'", {})
@@ -662,8 +671,9 @@ class SQLPrinter:
         p = self.params()
         bot_cond = f" AND c.bot = {p.add(bot)}" if bot is not None else ""
         sql = (
-            f"SELECT c.day FROM rollup_latency_days AS c JOIN (SELECT {self.date('hour')} AS d, bot, "
-            f"sum(latency_n) AS n FROM rollup_hourly WHERE kind = {p.add(kind)} "
+            f"SELECT c.day FROM {self.table('rollup_latency_days')} "
+            f"AS c JOIN (SELECT {self.date('hour')} AS d, bot, "
+            f"sum(latency_n) AS n FROM {self.table('rollup_hourly')} WHERE kind = {p.add(kind)} "
             f"AND {self.span('hour', lo, hi, p)} {self.group_all()}) AS h "
             f"ON h.d = c.day AND h.bot = c.bot WHERE c.dim = {p.add(kind + ':')} AND c.n = h.n{bot_cond}"
         )
@@ -674,7 +684,8 @@ class SQLPrinter:
         p = self.params()
         if hourly:
             sql = (
-                "SELECT count(*) FROM rollup_hourly WHERE kind = 'message' AND no_conversation_events > 0 "
+                f"SELECT count(*) FROM {self.table('rollup_hourly')} "
+                f"WHERE kind = 'message' AND no_conversation_events > 0 "
                 f"AND hour >= {self.truncate('hour', self.timestamp(p.time(q.start)))} "
                 f"AND hour < {p.time(q.end)}"
             )
@@ -693,7 +704,7 @@ class SQLPrinter:
         for part in parts:
             if part.source == "user_days":
                 rows.append(
-                    "SELECT user_id, messages AS n, country FROM rollup_users "
+                    f"SELECT user_id, messages AS n, country FROM {self.table('rollup_users')} "
                     f"WHERE {self.in_list('user_id', ids)} AND {self.day_span(part.start, part.end, p)}"
                 )
             else:

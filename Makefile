@@ -22,6 +22,17 @@ $(STAMP): $(RUNTIME)
 
 install: $(STAMP)
 
+# The previous major version of the openai SDK (2, on httpx) cannot share the venv with the current
+# one (3, on httpx2): it is installed apart, without its dependencies (the venv has them), and put
+# in front of the venv for the OpenAI integration's tests only.
+OPENAI_PREVIOUS := $(VENV)/openai-previous
+OPENAI_PREVIOUS_STAMP := $(OPENAI_PREVIOUS)/.installed
+
+$(OPENAI_PREVIOUS_STAMP): $(STAMP)
+	rm -rf $(OPENAI_PREVIOUS)
+	$(PY) -m pip install --quiet --target $(OPENAI_PREVIOUS) --no-deps 'openai>=2,<3' distro
+	touch $(OPENAI_PREVIOUS_STAMP)
+
 # The browser tests drive Debian's Chromium (never a downloaded browser).
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
@@ -35,8 +46,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/lint-imports  # the layers in pyproject.toml: no upward import
 
-test: $(STAMP) lint $(CHROMIUM)
+test: $(STAMP) $(OPENAI_PREVIOUS_STAMP) lint $(CHROMIUM)
 	$(PY) -m pytest -q
+	PYTHONPATH=$(OPENAI_PREVIOUS) $(PY) -c 'import openai, sys; sys.exit(openai.__version__.split(".")[0] != "2")'
+	PYTHONPATH=$(OPENAI_PREVIOUS) $(PY) -m pytest -q tests/test_instrument_openai.py
 
 bench: $(STAMP)
 	$(PY) bench/track_call.py

@@ -104,7 +104,9 @@ def chat_stream(include_usage: bool, words: list[str]) -> bytes:
         out.append(chunk)
     if include_usage:
         out.append(base | {"choices": [], "usage": CHAT["usage"]})
-    return ("".join(f"data: {json.dumps(c)}\n\n" for c in out) + "data: [DONE]\n\n").encode()
+    # compact JSON, as the API writes its chunks
+    events = "".join(f"data: {json.dumps(c, separators=(',', ':'))}\n\n" for c in out)
+    return (events + "data: [DONE]\n\n").encode()
 
 
 MESSAGE = {

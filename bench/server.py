@@ -21,6 +21,13 @@ One run, in order, each phase against a fresh `botmeter serve` process on 127.0.
    and with `--max-pending-events` of 4 batches (503s). The server's idle and peak RSS, answers
    by status, and the check that stored == answered 202.
 
+6. **otlp**: `--clients` processes post OTLP/HTTP protobuf exports of `--otlp-batch` GenAI spans
+   (the SDK's own encoder, as its BatchSpanProcessor and OTLPSpanExporter send them: 512 spans a
+   request by default) to `POST /v1/traces`, `--connections` at a time each; spans/s = spans
+   answered 200 with none rejected / the time from the first request to the last answer. For
+   comparison with the figure Phoenix users report (about 80 spans/s, Arize-ai/phoenix#3027).
+   `--otlp-only` runs this phase alone.
+
 Events arrive live (ts within the last minute) and carry no event_id, as a Meter's track calls
 (the remote Meter's batches carry the ids the client made); `BENCH_EVENT_IDS=1` gives the json
 clients' events ids, so the store checks a week around each batch for them.
@@ -50,6 +57,7 @@ from typing import Any
 from track_call import calibrate, environment
 
 REQUIRED_EVENTS_PER_S = 100_000
+PHOENIX_SPANS_PER_S = 80  # what Phoenix users report its span ingestion reaching (Arize-ai/phoenix#3027)
 # Whether the json clients give each event an event_id (exactly-once retries, at the cost of the
 # store's duplicate check over a week around the batch): off by default, like the Meter phases.
 IDS = os.environ.get("BENCH_EVENT_IDS") == "1"
@@ -193,6 +201,89 @@ def _track_all(meter: Any, events: list[dict[str, Any]]) -> None:
     for event in events:
         fields = dict(event)
         calls[fields.pop("kind")](**fields)
+
+
+def otlp_client(url: str, token: str, batches: int, batch: int, connections: int, seed: int) -> None:
+    """Posts OTLP protobuf exports of GenAI chat spans made by the SDK; prints results as JSON."""
+    import httpx
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    rng = random.Random(seed)
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("bench")
+    bodies = []
+    for _ in range(batches):
+        for _ in range(batch):
+            provider_name, model = rng.choice(MODELS)
+            attributes = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": provider_name,
+                "gen_ai.request.model": model,
+                "gen_ai.response.model": model,
+                "gen_ai.usage.input_tokens": rng.randrange(200, 4000),
+                "gen_ai.usage.output_tokens": rng.randrange(20, 400),
+                "gen_ai.conversation.id": f"c-{rng.randrange(5000)}",
+                "server.address": "api.example",
+            }
+            with tracer.start_as_current_span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes):
+                pass
+        bodies.append(encode_spans(memory.get_finished_spans()).SerializeToString())
+        memory.clear()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-protobuf"}
+    statuses: dict[int, int] = {}
+    accepted = [0]
+    lock = threading.Lock()
+    next_body = [0]
+
+    def run() -> None:
+        with httpx.Client(timeout=120) as client:
+            while True:
+                with lock:
+                    k = next_body[0]
+                    next_body[0] += 1
+                if k >= len(bodies):
+                    return
+                try:
+                    answer = client.post(f"{url}/v1/traces", content=bodies[k], headers=headers)
+                    status = answer.status_code
+                    rejected = (
+                        ExportTraceServiceResponse.FromString(answer.content).partial_success.rejected_spans
+                        if status == 200
+                        else batch
+                    )
+                except httpx.HTTPError:
+                    status, rejected = 0, batch
+                with lock:
+                    statuses[status] = statuses.get(status, 0) + 1
+                    accepted[0] += batch - rejected
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=run) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    end = time.perf_counter()
+    print(
+        json.dumps(
+            {
+                "start": start,
+                "end": end,
+                "statuses": statuses,
+                "accepted": accepted[0],
+                "wall_start": time.time() - (end - start),
+                "latencies": [],
+            }
+        )
+    )
 
 
 # -- the phases ---------------------------------------------------------------------------------
@@ -414,7 +505,46 @@ def phase_overload(workdir: Path, capacity: float, pending_cap: int | None = Non
     return summary
 
 
+def phase_otlp(workdir: Path) -> dict[str, Any]:
+    server, db, tokens = _server(workdir, "otlp", "--rate-limit", "0")
+    env = botmeter_env()
+    try:
+        procs = [
+            _spawn(
+                "--client-otlp",
+                server.url,
+                tokens[k],
+                str(ARGS.otlp_batches),
+                str(ARGS.otlp_batch),
+                str(ARGS.connections),
+                str(k + 201),
+                env=env,
+            )
+            for k in range(ARGS.clients)
+        ]
+        results = _collect(procs)
+    finally:
+        server.stop()
+    summary = _summary(results, db)
+    for key in ("latency_p50_ms", "latency_p99_ms"):
+        summary.pop(key)
+    summary["spans_per_s"] = summary.pop("events_per_s")
+    summary["accepted_spans"] = summary.pop("accepted_events")
+    summary["ratio_to_phoenix_80_spans_per_s"] = summary["spans_per_s"] / PHOENIX_SPANS_PER_S
+    return summary
+
+
 def main() -> int:
+    if ARGS.otlp_only:
+        workdir = Path(tempfile.mkdtemp(prefix="bench-server-"))
+        try:
+            report = {"environment": environment(), "arguments": vars(ARGS), "otlp": phase_otlp(workdir)}
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        print(json.dumps({k: v for k, v in report.items() if k != "environment"}, indent=2))
+        if ARGS.json:
+            Path(ARGS.json).write_text(json.dumps(report, indent=2))
+        return 0 if report["otlp"]["stored_equals_accepted"] else 2
     workdir = Path(tempfile.mkdtemp(prefix="bench-server-"))
     report: dict[str, Any] = {"environment": environment(), "arguments": vars(ARGS)}
     try:
@@ -441,10 +571,12 @@ def main() -> int:
         print("overload", json.dumps(report["overload"]), flush=True)
         report["overload_pending"] = phase_overload(workdir, report["json"]["events_per_s"], 4 * ARGS.batch)
         print("overload (pending cap)", json.dumps(report["overload_pending"]), flush=True)
+        report["otlp"] = phase_otlp(workdir)
+        print("otlp", json.dumps(report["otlp"]), flush=True)
         report["calibrate_ns_after"] = calibrate()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    phases = ("json", "half_rate", "overload", "overload_pending")
+    phases = ("json", "half_rate", "overload", "overload_pending", "otlp")
     checks = [report[p].get("stored_equals_accepted", True) for p in phases]
     report["nothing_lost"] = all(checks) and report["meter"]["stored_equals_tracked"]
     report["meets_requirement"] = best >= REQUIRED_EVENTS_PER_S
@@ -464,6 +596,9 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=8, help="connections per json client")
     parser.add_argument("--batches", type=int, default=150, help="batches per client")
     parser.add_argument("--batch", type=int, default=1000, help="events per batch")
+    parser.add_argument("--otlp-batches", type=int, default=40, help="OTLP exports per client")
+    parser.add_argument("--otlp-batch", type=int, default=512, help="GenAI spans per OTLP export")
+    parser.add_argument("--otlp-only", action="store_true", help="run the OTLP phase alone")
     parser.add_argument("--json", help="write the report here")
     return parser.parse_args()
 
@@ -472,6 +607,9 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--client-json":
         url, token, batches, batch, connections, rate, seed = sys.argv[2:9]
         json_client(url, token, int(batches), int(batch), int(connections), float(rate), int(seed))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--client-otlp":
+        url, token, batches, batch, connections, seed = sys.argv[2:8]
+        otlp_client(url, token, int(batches), int(batch), int(connections), int(seed))
     elif len(sys.argv) > 1 and sys.argv[1] == "--client-meter":
         url, n, batch, seed = sys.argv[2:6]
         meter_client(url, int(n), int(batch), int(seed))

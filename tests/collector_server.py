@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -107,3 +110,42 @@ class CollectorProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass
+class Served:
+    """A running collector with its tokens: ``ingest`` and ``read`` for bot smsbot, ``webbot`` (ingest)."""
+
+    process: CollectorProcess
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    @property
+    def store(self) -> str:
+        return self.process.store
+
+    @property
+    def log(self) -> Path:
+        assert self.process.log_path is not None
+        return self.process.log_path
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+
+@contextlib.contextmanager
+def running_collector(directory: Path, *options: str, **env: str) -> Iterator[Served]:
+    """The collector serving a DuckDB store in ``directory``, stopped (SIGTERM) afterwards."""
+    store = f"duckdb://{directory / 'collector.duckdb'}"
+    tokens = {
+        "ingest": create_token(store, "smsbot", "ingest"),
+        "read": create_token(store, "smsbot", "read"),
+        "webbot": create_token(store, "webbot", "ingest"),
+    }
+    with CollectorProcess(store, *options, env=env) as process:
+        process.start(directory / f"collector-{process.port}.log", timeout=60)
+        yield Served(process, tokens)

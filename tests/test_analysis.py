@@ -455,6 +455,35 @@ def test_a_schema_2_store_gets_turns_and_latency_per_kind_on_open(store_url: str
     assert lat.rows == plain.query("latency_ms", days=5, by="stage", stat="p95").rows
 
 
+def test_a_schema_3_store_gets_the_turns_it_keeps_now_on_open(store_url: str, store_path: Path) -> None:
+    import duckdb
+
+    meter = _meter(store_url)
+    _traffic(meter, _day(3), 12, errors=3, cost_calls=5)
+    meter.track_message(direction="in", user="lost", ts=_day(2, 15))
+    meter.track_error(TimeoutError("no reply"), user="lost", ts=_day(2, 15) + timedelta(seconds=5))
+    meter.track_message(direction="in", user="lost", ts=_day(2, 16))
+    meter.close()
+    # Make it look like a schema-3 file: a row per turn, heads with their start only.
+    con = duckdb.connect(str(store_path))
+    con.execute("DROP TABLE rollup_turns")
+    con.execute("DROP TABLE rollup_turn_heads")
+    con.execute(
+        "CREATE TABLE rollup_turns (bot VARCHAR NOT NULL, key UBIGINT NOT NULL, ts TIMESTAMP NOT NULL, "
+        "channel VARCHAR, last_ts TIMESTAMP, bad BOOLEAN, answered BOOLEAN)"
+    )
+    con.execute(
+        "CREATE TABLE rollup_turn_heads (bot VARCHAR NOT NULL, key UBIGINT NOT NULL, ts TIMESTAMP NOT NULL, "
+        "PRIMARY KEY (bot, key))"
+    )
+    con.execute("UPDATE botmeter_meta SET value = '3' WHERE key = 'schema_version'")
+    con.close()
+    fast, plain = Reader(store_url, now=NOW), Reader(store_url, now=NOW, use_rollups=False)
+    failed = fast.query("failed_replies", days=5)
+    assert failed.source == "rollups" and failed.rows == plain.query("failed_replies", days=5).rows
+    assert sum(r["count"] for r in failed.rows) == 1
+
+
 def test_limit_keeps_the_largest_groups_of_any_metric(store_url: str) -> None:
     meter = _meter(store_url)
     for i, channel in enumerate(["sms"] * 3 + ["web"] * 2 + ["slack"]):

@@ -3,10 +3,11 @@ bodies shaped like the API's (JSON, and server-sent events for streams). Costs a
 genai-prices' own calculation from the same usage objects.
 
 The previous major version of the SDK (openai 2, on httpx) passes the same file; it cannot live in
-the same venv as openai 3, so it is run against an install of its own:
+the same venv as openai 3, so `make test` runs this file a second time against an install of its
+own, put in front of the venv (by hand, the same):
 
-    pip install --target /tmp/openai2 --no-deps openai==2.54.0 distro
-    PYTHONPATH=/tmp/openai2:src .venv/bin/python -m pytest tests/test_instrument_openai.py
+    .venv/bin/pip install --target .venv/openai-previous --no-deps 'openai>=2,<3' distro
+    PYTHONPATH=.venv/openai-previous .venv/bin/python -m pytest tests/test_instrument_openai.py
 """
 
 from __future__ import annotations
@@ -240,6 +241,57 @@ def test_a_stream_asks_for_usage_but_the_caller_gets_the_chunks_it_would_have_ha
     assert event["properties"]["service_tier"] == "default"
     body = chunks(True)[-1] | {"model": MODEL}
     assert event["cost_usd"] == pytest.approx(genai_cost(body, "chat"), rel=1e-9)
+
+
+def wire(events, *, compact=False, crlf=False, ids=False, piece=0):
+    """A streamed answer as servers write it: compact JSON or with spaces, LF or CRLF line ends,
+    with or without event ids, whole or in network reads of ``piece`` bytes (cutting lines)."""
+    end = "\r\n" if crlf else "\n"
+    separators = (",", ":") if compact else (", ", ": ")
+    text = "".join(
+        (f"id: {i}{end}" if ids else "") + f"data: {json.dumps(e, separators=separators)}{end}{end}"
+        for i, e in enumerate(events)
+    )
+    body = (text + f"data: [DONE]{end}{end}").encode()
+    pieces = [body[i : i + piece] for i in range(0, len(body), piece)] if piece else [body]
+    return httpx2.Response(200, content=iter(pieces), headers={"content-type": "text/event-stream"})
+
+
+AZURE_FILTER = {"id": "", "object": "", "created": 0, "model": "", "choices": [], "prompt_filter_results": []}
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"compact": True},
+        {"compact": True, "piece": 7},
+        {"compact": True, "piece": 331},
+        {"crlf": True, "piece": 50},
+        {"ids": True},
+        {"ids": True, "compact": True, "piece": 13},
+        {"azure": True, "compact": True},
+    ],
+    ids=repr,
+)
+def test_the_usage_chunk_is_taken_out_whatever_the_wire_looks_like(meter, store_path, shape):
+    shape = dict(shape)
+    azure = shape.pop("azure", False)
+
+    def api(request):
+        asked = bool((json.loads(request.content).get("stream_options") or {}).get("include_usage"))
+        return wire(([AZURE_FILTER] if azure else []) + chunks(asked), **shape)
+
+    bare = list(client_for(api).chat.completions.create(model="m", messages=MESSAGES, stream=True))
+    seen = list(
+        meter.instrument(client_for(api)).chat.completions.create(model="m", messages=MESSAGES, stream=True)
+    )
+    assert [c.model_dump() for c in seen] == [c.model_dump() for c in bare]
+    assert [c.model_fields_set for c in seen] == [c.model_fields_set for c in bare]
+    assert len(seen) == 5 if azure else 4
+    (event,) = events(meter, store_path, "llm_call")
+    assert (event["input_tokens"], event["cached_tokens"], event["output_tokens"]) == (1200, 1024, 85)
+    assert event["properties"]["usage"] == USAGE and event["properties"]["service_tier"] == "default"
+    assert meter.stats()["integration_failures"] == {}
 
 
 def test_a_caller_that_asked_for_usage_keeps_its_usage_chunk(meter, store_path):
@@ -522,3 +574,18 @@ def test_a_failure_inside_the_stream_watch_is_counted_and_the_chunks_still_flow(
     seen = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
     assert [c.choices[0].delta.content for c in seen] == ["", "Hello", "!", None]
     assert meter.stats()["integration_failures"] == {"openai.stream": 4}
+
+
+def test_a_failure_in_the_byte_filter_is_counted_and_the_usage_chunk_still_taken_out(
+    meter, store_path, monkeypatch
+):
+    def broken_filter(*args):
+        raise RuntimeError("botmeter bug")
+
+    monkeypatch.setattr(openai_integration, "_filter", broken_filter)
+    client = meter.instrument(client_for(Api()))
+    seen = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert [c.choices[0].delta.content for c in seen] == ["", "Hello", "!", None]
+    assert meter.stats()["integration_failures"] == {"openai.stream": 1}
+    (event,) = events(meter, store_path, "llm_call")
+    assert (event["input_tokens"], event["output_tokens"]) == (1200, 85)  # read from the chunk instead

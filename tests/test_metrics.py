@@ -541,7 +541,10 @@ def failed_replies(d: Data, q: Spec) -> list[dict]:
     stat = q.stats[0]
     cells: dict[tuple, dict[str, Any]] = {}
     for events in threads.values():
-        events.sort(key=lambda e: (e.ts, not (e.kind == "message" and e.direction == "in")))
+        # An inbound message first among equal times; among inbound messages at one time, the one
+        # with the greater channel last (no channel first): the events of that time are its turn's.
+        events.sort(key=lambda e: (e.ts, not (e.kind == "message" and e.direction == "in"),
+                                   e.channel is not None, e.channel or ""))
         turns: list[list[Ev]] = []
         for e in events:
             if e.kind == "message" and e.direction == "in":
@@ -934,11 +937,12 @@ def test_turns_kept_write_by_write_equal_turns_rebuilt_from_the_events(data: Dat
     shutil.copy(data.url.removeprefix("duckdb://"), copy)
     con = duckdb.connect(str(copy))
     try:
-        order = "SELECT * FROM rollup_turns ORDER BY ALL"
-        kept = con.execute(order).fetchall()
+        order = [f"SELECT * FROM {t} ORDER BY ALL" for t in ("rollup_turns", "rollup_turn_heads")]
+        kept = [con.execute(sql).fetchall() for sql in order]
         rebuild_turns(con)
-        assert kept == con.execute(order).fetchall()
-        assert sum(1 for row in kept if row[5] and not row[6]) > 20
+        assert kept == [con.execute(sql).fetchall() for sql in order]
+        closed, heads = kept
+        assert sum(1 for row in closed if row[5]) + sum(1 for row in heads if row[5] and not row[6]) > 20
         # The users' messages and country per day likewise.
         users = "SELECT day, bot, user_id, messages, country FROM rollup_users ORDER BY ALL"
         kept_users = con.execute(users).fetchall()
@@ -1151,3 +1155,98 @@ def test_a_cost_group_of_unpriced_calls_only_is_unknown_not_zero(reader: Reader,
     # A group with priced events keeps its known cost (the unpriced calls are counted apart).
     openai = reader.query("cost_usd", **ALL, filters={"provider": "openai"}).total()
     assert openai is not None and openai > 0
+
+
+# -- failed replies: any order of writes, equal times -----------------------------------------------
+
+
+def turn_events(seed: int) -> list[Ev]:
+    """Conversations (by id, and by user without one) whose messages and errors share few times:
+    inbound messages at one time on one channel or several, replies at their message's time, and
+    errors and replies marked failed among them."""
+    rng = random.Random(seed)
+    base = datetime(2026, 3, 16, 9, 0, tzinfo=UTC)
+    events = []
+    for c in range(10):
+        user = f"t{c % 7}"
+        conversation = f"tc{c}" if c % 3 else None
+        for _ in range(rng.randint(1, 16)):
+            ts = base + timedelta(seconds=rng.randrange(30), hours=rng.choice([0, 0, 0, 5]))
+            what = rng.choice(["in", "in", "out", "out", "failed", "error"])
+            event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            ids = {"user": user, "conversation": conversation}
+            if what == "error":
+                events.append(Ev(event_id, "error", ts, error="timeout", **ids))
+            else:
+                events.append(Ev(event_id, "message", ts, channel=rng.choice(["sms", "web", None]),
+                                 direction="in" if what == "in" else "out", failed=what == "failed", **ids))
+    return events
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_failed_replies_kept_write_by_write_whatever_the_order(seed: int, tmp_path: Path) -> None:
+    # Written in a random order, in one to six writes, some twice: every stored figure equals the
+    # one rebuilt from the events and the plain walk above, per channel.
+    import shutil
+
+    import duckdb
+
+    from botmeter.backends.duckdb.rollups import rebuild_turns
+
+    events = turn_events(seed)
+    rng = random.Random(seed)
+    order = events[:]
+    rng.shuffle(order)
+    cuts = sorted(rng.sample(range(1, len(order)), min(len(order) - 1, rng.randint(0, 5))))
+    batches = [order[a:b] for a, b in pairwise([0, *cuts, len(order)])]
+    batches.append(rng.sample(order, len(order) // 4))  # replayed
+    url = f"duckdb://{tmp_path}/t.duckdb"
+    meter = Meter(bot=BOT, store=url, hash_users=False, flush_interval=0.05)
+    try:
+        for batch in batches:
+            for i, event in enumerate(batch):
+                track(meter, event, as_datetime=i % 2 == 0)
+            assert meter.flush()
+    finally:
+        meter.close()
+    data = Data(events, tmp_path / "t.duckdb", url)
+    window = {"start": "2026-03-16", "end": "2026-03-17", "interval": "hour", "by": "channel"}
+    expected = failed_replies(data, spec_of("failed_replies", window))
+    assert sum(r["count"] for r in expected) > 0
+    for use_rollups in (True, False):
+        reader = Reader(url, now=NOW, use_rollups=use_rollups)
+        assert_rows(reader.query("failed_replies", **window).rows, expected)
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(data.path, copy)
+    con = duckdb.connect(str(copy))
+    try:
+        tables = [f"SELECT * FROM {t} ORDER BY ALL" for t in ("rollup_turns", "rollup_turn_heads")]
+        kept = [con.execute(sql).fetchall() for sql in tables]
+        rebuild_turns(con)
+        assert kept == [con.execute(sql).fetchall() for sql in tables]
+    finally:
+        con.close()
+
+
+def test_inbound_messages_at_one_time_are_a_turn_each(tmp_path: Path) -> None:
+    # Two inbound messages at one time, then an error: the later one (by channel) failed, the
+    # other had nothing after it. A third at that time, written later, takes the error over.
+    url = f"duckdb://{tmp_path}/t.duckdb"
+    at = datetime(2026, 3, 16, 9, 0, tzinfo=UTC)
+    meter = Meter(bot=BOT, store=url, hash_users=False, flush_interval=0.05)
+    window = {"start": "2026-03-16", "end": "2026-03-17", "interval": None, "by": "channel"}
+    try:
+        meter.track_message(direction="in", text="a", user="x", conversation="c", channel="sms", ts=at)
+        meter.track_message(direction="in", text="b", user="x", conversation="c", channel="api", ts=at)
+        meter.track_error("timeout", user="x", conversation="c", ts=at + timedelta(seconds=1))
+        assert meter.flush()
+        rows = Reader(url, now=NOW).query("failed_replies", **window).rows
+        assert {r["channel"]: r["count"] for r in rows} == {"sms": 1}
+        assert Reader(url, now=NOW).query("inbound_messages", **{**window, "by": ""}).total() == 2
+        meter.track_message(direction="in", text="c", user="x", conversation="c", channel="web", ts=at)
+        assert meter.flush()
+    finally:
+        meter.close()
+    for use_rollups in (True, False):
+        rows = Reader(url, now=NOW, use_rollups=use_rollups).query("failed_replies", **window).rows
+        assert {r["channel"]: r["count"] for r in rows} == {"web": 1}

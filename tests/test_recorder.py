@@ -82,6 +82,10 @@ def test_timestamp_defaults_to_now_and_accepts_aware_datetimes(recorder):
     assert int_rec[0] == 1_700_000_000.0
 
 
+class Ratio(float):
+    """A float subclass (as numpy's float64 is one)."""
+
+
 BAD_CALLS = [
     # (call, kwargs, exception, words the message must contain)
     ("track_llm_call", {**LLM, "input_tokens": -5}, ValueError, ["input_tokens", "-5"]),
@@ -151,6 +155,10 @@ BAD_CALLS = [
     ("track_activity", {"name": "a", "properties": {"x": ["ok", "\ud800"]}}, ValueError, ["properties"]),
     ("track_activity", {"name": "a", "properties": {(1, 2): 1}}, ValueError, ["properties", "tuple"]),
     ("track_error", {"error": "X", "context": {"retry": math.inf}}, ValueError, ["context", "inf"]),
+    # flat dicts, which the fast path checks without the walk: every doubtful value still refused
+    ("track_activity", {"name": "a", "properties": {"ok": 1, "note": "a\udc80"}}, ValueError, ["surrogate"]),
+    ("track_activity", {"name": "a", "properties": {"x": Ratio("nan")}}, ValueError, ["properties", "nan"]),
+    ("track_activity", {"name": "a", "properties": {"x": -(2**63) - 1}}, ValueError, ["64 bits"]),
 ]
 
 
@@ -233,8 +241,9 @@ def test_what_is_refused_is_only_what_cannot_be_stored(recorder):
         "a", properties={"deep": nested(31), "n": 2**64 - 1, "f": 1e308, 1: "k", None: [()]}
     )
     fns["track_activity"]("a", properties={"same": [LLM, LLM], "obj": object(), "emoji": "👋"})
+    fns["track_activity"]("a", properties={"n": 2**63, "yes": True, "no": None, "f": Ratio(0.5), "t": "é"})
     fns["track_error"](ValueError("bad \udc80 byte"))  # exceptions are the writer's to describe
-    assert buf.size == 10
+    assert buf.size == 11
 
 
 def test_positional_where_not_allowed(recorder):

@@ -648,6 +648,44 @@ check_value(int check, PyObject *v, PyObject *options)
     }
 }
 
+/* 1 when a properties/context dict is flat and plainly storable: text keys, and values that are
+   text, finite floats, 64-bit ints, booleans, None, or objects stored as their str() (which the
+   Python walk accepts as they are). Anything else (nesting, NaN, a subclass of str, int or float,
+   a lone surrogate) is left to the Python walk, which names the fault. */
+static int
+plain_free_form(PyObject *d)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *v;
+    while (PyDict_Next(d, &pos, &key, &v)) {
+        if (!PyUnicode_CheckExact(key) || has_surrogate(key)) {
+            return 0;
+        }
+        if (PyUnicode_CheckExact(v)) {
+            if (has_surrogate(v)) {
+                return 0;
+            }
+        }
+        else if (PyFloat_CheckExact(v)) {
+            if (!isfinite(PyFloat_AS_DOUBLE(v))) {
+                return 0;
+            }
+        }
+        else if (PyLong_CheckExact(v)) {
+            if (!fits_int64(v)) {
+                return 0;
+            }
+        }
+        else if (v == Py_None || PyBool_Check(v)) {
+        }
+        else if (PyUnicode_Check(v) || PyFloat_Check(v) || PyLong_Check(v) || PyDict_Check(v) ||
+                 PyList_Check(v) || PyTuple_Check(v)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Validates one argument the caller actually passed (defaults are valid by construction), fully
    and in the pure-Python recorder's order: type and range, then its text, then a dict's contents. */
 static inline PyObject *
@@ -660,8 +698,9 @@ check_given(TrackFnObject *self, PyObject **names, Py_ssize_t j, PyObject *v)
     if (PyUnicode_Check(v) && has_surrogate(v)) {
         return raise_invalid(self, ERR_SURROGATE, names[j], self->checks[j], v, options);
     }
-    if (self->checks[j] == CK_OPT_DICT && v != Py_None && PyDict_GET_SIZE(v) > 0) {
-        /* Nesting, cycles, NaN, huge ints inside: walked in Python, only when a dict is given. */
+    if (self->checks[j] == CK_OPT_DICT && v != Py_None && PyDict_GET_SIZE(v) > 0 && !plain_free_form(v)) {
+        /* Nesting, cycles, NaN, huge ints inside: walked in Python, only when a dict is given
+           that is not plainly storable. */
         PyObject *res = PyObject_CallFunction(self->invalid, "OiOiOO", self->call, FREE_FORM, names[j],
                                               self->checks[j], v, options);
         if (res == NULL) {

@@ -250,10 +250,11 @@ def _request(event: dict[str, Any]) -> tuple[str, str, dict[str, list[str]]]:
     return method.upper(), "/" + path.strip("/"), params
 
 
-def _http(event: dict[str, Any]) -> dict[str, Any]:
+def _http(event: dict[str, Any], reader: Callable[[], Any] | None = None) -> dict[str, Any]:
     """An API Gateway request onto the answers layer: the path picks the answer
     (``answers.http_route``), the query string is its raw parameters, the report goes out as a
-    proxy response in the ``format`` asked for."""
+    proxy response in the ``format`` asked for. ``reader`` opens the store to read (by default the
+    one ``BOTMETER_STORE`` names; ``botmeter serve`` passes its own, so both answer alike)."""
     from . import answers
     from .report import responses
 
@@ -265,7 +266,7 @@ def _http(event: dict[str, Any]) -> dict[str, Any]:
         if method not in ("GET", "HEAD"):
             raise BadInput("method", f"method: {method} is not allowed here; use GET", 405)
         if not route.formats:
-            report = route.reply(answers.Later(_reader), params)
+            report = route.reply(answers.Later(reader or _reader), params)
             data = dict(report.data)
             data["store"] = _store_label()  # a name, not the function's file system
             return _public(_response(200, data))
@@ -274,7 +275,7 @@ def _http(event: dict[str, Any]) -> dict[str, Any]:
             raise BadInput(
                 "format", f"format: expected one of {', '.join(responses.API_FORMATS)}, got {fmt!r}"
             )
-        report = route.reply(answers.Later(_reader), params, also=("format",))
+        report = route.reply(answers.Later(reader or _reader), params, also=("format",))
         return _public(responses.to_api_gateway(report, 200, fmt))
     except BotmeterError as exc:
         status, payload = answers.http_error(exc)

@@ -447,7 +447,8 @@ _register_all(
             "its conversation (conversation id, else the user) until the next inbound message; its "
             "reply failed when the turn holds an error event or an outbound message marked failed "
             '(properties {"failed": true}) and no outbound message that is not marked failed. '
-            "Counted on the day of the inbound message.",
+            "Events at an inbound message's time follow it; of inbound messages at one time, the one "
+            "with the greater channel comes last. Counted on the day of the inbound message.",
             "failed_replies",
             dimensions=("channel", "bot"),
             stats=("count",),

@@ -33,6 +33,21 @@ class Usage:
     properties: dict[str, Any] = field(default_factory=dict)
 
 
+class RawUsage:
+    """A usage object botmeter read from JSON itself (a stream's usage chunk), kept as it came.
+
+    Like an SDK's usage object, the writer serialises it (``model_dump``) off the bot's thread; the
+    track call only checks that it is there, not each value inside it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: dict[str, Any]) -> None:
+        self.value = value
+
+    def model_dump(self, **_: Any) -> dict[str, Any]:
+        return self.value
+
+
 def as_count(value: Any) -> int | None:
     """A token count from a usage object: an int >= 0, or None when missing or odd."""
     if value.__class__ is int:

@@ -88,11 +88,8 @@ class Watch:
 def _watch_sync(inner: Any, watch: Watch) -> Any:
     try:
         for item in inner:
-            if watch.see(item):
+            if watch.passthrough or watch.see(item):
                 yield item
-            if watch.passthrough:
-                yield from inner  # the rest as it comes, with no work per item
-                break
     except Exception as exc:
         watch.fail(exc)
         raise

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
-from ._calls import Usage, as_count, count_failure
+from ._calls import RawUsage, Usage, as_count, count_failure
 from ._wrap import Operation, Watch, perf_counter, unwrap_class, unwrap_object, wrap_class, wrap_object
 
 T = TypeVar("T")
@@ -96,8 +96,8 @@ class ChatCompletions(Operation):
             delta = getattr(choices[0], "delta", None) if choices else None
             if delta is not None and (delta.content or delta.tool_calls or getattr(delta, "refusal", None)):
                 watch.first_at = perf_counter()
-                # the usage comes out of the server-sent events: nothing later needs looking at
-                watch.passthrough = watch.state == _FROM_EVENTS
+                # the usage comes out of the bytes: nothing later needs looking at
+                watch.passthrough = watch.state is _FROM_BYTES
         if usage is not None:
             watch.usage = self.usage(item)
             if watch.state and not item.choices:
@@ -106,80 +106,148 @@ class ChatCompletions(Operation):
 
     def watch_stream(self, result: Any, watch: Watch, is_async: bool) -> Any:
         super().watch_stream(result, watch, is_async)
-        events = getattr(result, "_iter_events", None)
-        if watch.state and events is not None:
-            # The usage-only chunk botmeter asked for is taken out of the server-sent events before
-            # the SDK builds a chunk object from it (which costs as much as any other chunk).
-            result._iter_events = (_without_usage_async if is_async else _without_usage)(events, watch)
-            watch.state = _FROM_EVENTS
+        response = getattr(result, "response", None)
+        name = "aiter_bytes" if is_async else "iter_bytes"
+        read = getattr(response, name, None)
+        if watch.state and read is not None:
+            # The usage-only chunk botmeter asked for is cut out of the bytes before the SDK decodes
+            # the events and builds chunk objects (which costs as much as any other chunk).
+            make = _bytes_async if is_async else _bytes
+            try:
+                setattr(response, name, make(read, watch, getattr(result, "_decoder", None)))
+            except AttributeError:  # a response object that takes no attributes: chunks are checked
+                return result
+            watch.state = _FROM_BYTES
         return result
 
 
-_FROM_EVENTS = "from events"  # Watch.state: botmeter takes the usage chunk out of the events
+# Watch.state: botmeter reads the usage from the bytes and cuts its chunk out of them.
+_FROM_BYTES = "from bytes"
+_LINE_ENDS = (b"\n", b"\r")
+_EVENT_ENDS = (b"\n\n", b"\r\r", b"\r\n\r\n")
 
 
-def _usage_chunk(data: str, watch: Watch) -> bool:
-    """True when this event is the usage-only chunk (its usage is then the watch's)."""
-    if '"choices":[]' not in data and '"choices": []' not in data:
-        return False
-    try:
-        body = json.loads(data)
-    except ValueError:
-        return False
-    usage = body.get("usage") if isinstance(body, dict) else None
-    if body.get("choices") != [] or not isinstance(usage, dict):
-        return False
-    try:
-        prompt = usage.get("prompt_tokens_details") or {}
-        completion = usage.get("completion_tokens_details") or {}
-        watch.usage = Usage(
-            as_count(usage.get("prompt_tokens")),
-            as_count(usage.get("completion_tokens")),
-            as_count(prompt.get("cached_tokens", 0)),
-            0,
-            as_count(completion.get("reasoning_tokens", 0)),
-            {"usage": usage},
-        )
-        if isinstance(body.get("service_tier"), str):
-            watch.extra["service_tier"] = body["service_tier"]
-    except Exception:
-        count_failure(watch.meter, f"{watch.provider}.stream")
-    return True
+def _whole_lines(chunk: bytes, carry: bytes) -> tuple[bytes, bytes]:
+    """``chunk`` up to its last line end (with ``carry``, the unfinished line before it, in
+    front), and what comes after: the patterns looked for never span two network reads."""
+    if carry:
+        chunk = carry + chunk
+    if chunk.endswith(_LINE_ENDS):  # the usual case: the server writes whole events
+        return chunk, b""
+    end = max(chunk.rfind(b"\n"), chunk.rfind(b"\r")) + 1
+    return chunk[:end], chunk[end:]
 
 
-def _without_usage(events: Any, watch: Watch) -> Any:
-    def filtered() -> Any:
-        for sse in events():
-            data = sse.data
-            if '"usage":null' in data or '"usage": null' in data:
-                _drop_null_usage(sse, data)
-            elif _usage_chunk(data, watch):
-                continue
-            yield sse
-
-    return filtered
-
-
-def _without_usage_async(events: Any, watch: Watch) -> Any:
-    async def filtered() -> Any:
-        async for sse in events():
-            data = sse.data
-            if '"usage":null' in data or '"usage": null' in data:
-                _drop_null_usage(sse, data)
-            elif _usage_chunk(data, watch):
-                continue
-            yield sse
-
-    return filtered
-
-
-def _drop_null_usage(sse: Any, data: str) -> None:
+def _filter(chunk: bytes, watch: Watch, decoder: Any, at_event_start: bool) -> bytes:
+    """Whole lines of the stream, as the caller would have had them without usage asked for."""
+    at = chunk.find(b'"usage":')
+    if at < 0:
+        return chunk  # nothing botmeter asked for in these lines
     # Asking for usage adds "usage":null to every chunk: taken out again, the caller's chunk objects
-    # are the ones it would have had (and the SDK has a field less to build for each).
+    # are the ones it would have had. (Split and joined: one pass over the bytes, where replace
+    # makes two; the API's compact JSON, or JSON written with spaces, told by the first one.)
+    spaced = chunk.startswith(b" ", at + 8)
+    chunk = b"".join(chunk.split(b', "usage": null' if spaced else b',"usage":null'))
+    # The usage-only chunk is the last before [DONE]: looked for from the end.
+    at = chunk.rfind(b'"usage":')
+    if at >= 0 and chunk[at + 8 : at + 10].lstrip().startswith(b"{"):
+        try:
+            cut = _cut_usage(chunk, at, watch, decoder, at_event_start)
+        except Exception:
+            count_failure(watch.meter, f"{watch.provider}.stream")
+            cut = None
+        if cut is None:
+            _check_chunks(watch)  # the SDK builds the chunk, and botmeter takes it out then
+        else:
+            chunk = cut
+    return chunk
+
+
+def _cut_usage(chunk: bytes, at: int, watch: Watch, decoder: Any, at_event_start: bool) -> bytes | None:
+    """``chunk`` without the usage-only event (its usage becomes the watch's), or None when the
+    line at ``at`` is not that event or cannot be cut out whole."""
+    start = chunk.rfind(b"\n", 0, at) + 1
+    start = max(start, chunk.rfind(b"\r", start, at) + 1)  # (each search stops at the line's ends)
+    end = chunk.find(b"\n", at)
+    cr = chunk.find(b"\r", at, None if end < 0 else end)
+    end = end if cr < 0 else cr
+    line = chunk[start:end]
+    if end < 0 or not line.startswith(b"data:"):
+        return None
+    body = json.loads(line[5:])
+    if not isinstance(body, dict) or body.get("choices") != [] or not isinstance(body.get("usage"), dict):
+        return None  # usage in a chunk with content: the chunk is the caller's
+    before = chunk[:start]
+    if (
+        not (before.endswith(_EVENT_ENDS) or (not before and at_event_start))
+        or getattr(decoder, "_last_event_id", None)
+        or not chunk[end:].startswith(_EVENT_ENDS)
+    ):
+        # The event has more lines than its data (an id, an event name): without its data the SDK
+        # would see an empty event.
+        return None
+    usage = body["usage"]
+    prompt = usage.get("prompt_tokens_details") or {}
+    completion = usage.get("completion_tokens_details") or {}
+    watch.usage = Usage(
+        as_count(usage.get("prompt_tokens")),
+        as_count(usage.get("completion_tokens")),
+        as_count(prompt.get("cached_tokens", 0)),
+        0,
+        as_count(completion.get("reasoning_tokens", 0)),
+        {"usage": RawUsage(usage)},
+    )
+    if isinstance(body.get("service_tier"), str):
+        watch.extra["service_tier"] = body["service_tier"]
+    # the data line and the line end after it; the blank line that ends the event stays, empty
+    return before + chunk[end + (2 if chunk.startswith(b"\r\n", end) else 1) :]
+
+
+def _check_chunks(watch: Watch) -> None:
+    """From here on the chunks themselves are looked at (for the usage chunk)."""
+    watch.state = True
+    watch.passthrough = False
+
+
+def _step(chunk: bytes, carry: bytes, at_event_start: bool, watch: Watch, decoder: Any) -> tuple:
+    """One network read: (the bytes for the SDK, the unfinished line kept back, whether they end
+    an event)."""
+    if watch.state is not _FROM_BYTES:
+        return carry + chunk, b"", at_event_start
     try:
-        sse._data = data.replace(',"usage":null', "").replace(', "usage": null', "")
-    except AttributeError:  # an SDK whose events keep their data otherwise: leave it
-        pass
+        lines, rest = _whole_lines(chunk, carry)
+        lines = _filter(lines, watch, decoder, at_event_start)
+    except Exception:  # the bytes go on as they came; the chunks are checked instead
+        count_failure(watch.meter, f"{watch.provider}.stream")
+        _check_chunks(watch)
+        return carry + chunk, b"", at_event_start
+    return lines, rest, lines.endswith(_EVENT_ENDS) if lines else at_event_start
+
+
+def _bytes(read: Any, watch: Watch, decoder: Any) -> Any:
+    def filtered(*args: Any, **kwargs: Any) -> Any:
+        carry, at_event_start = b"", True
+        for chunk in read(*args, **kwargs):
+            chunk, carry, at_event_start = _step(chunk, carry, at_event_start, watch, decoder)
+            if chunk:
+                yield chunk
+        if carry:
+            yield carry
+
+    return filtered
+
+
+def _bytes_async(read: Any, watch: Watch, decoder: Any) -> Any:
+    async def filtered(*args: Any, **kwargs: Any) -> Any:
+        carry, at_event_start = b"", True
+        async for chunk in read(*args, **kwargs):
+            chunk, carry, at_event_start = _step(chunk, carry, at_event_start, watch, decoder)
+            if chunk:
+                yield chunk
+        if carry:
+            yield carry
+
+    return filtered
 
 
 class Responses(Operation):

@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,79 @@ def _command(q: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def draw_panel(page: Page, panel: Panel) -> Markup:
+@dataclass(frozen=True)
+class Served:
+    """What the page served by ``botmeter serve`` adds to the file: a form that asks for another
+    window or bot (a plain GET form: the page still runs no script), links between related panels,
+    and each panel's figures as a link to the reading API. The values are as the request gave them."""
+
+    days: str = ""
+    start: str = ""
+    end: str = ""
+    bot: str = ""
+    error: str | None = None  # what was wrong with the request, said above the form
+    api: str = ""  # where /metrics/... is, relative to the page
+    presets: tuple[int, ...] = field(default=(1, 7, 30, 90))
+
+
+def _link(path: str, params: dict[str, Any]) -> str:
+    from urllib.parse import urlencode
+
+    kept = {k: v for k, v in params.items() if v not in (None, "", ())}
+    return path + ("?" + urlencode(kept, doseq=True) if kept else "")
+
+
+def draw_controls(served: Served) -> Markup:
+    """The window and bot form, and links to the usual windows, for the served page."""
+
+    def field_(label: str, name: str, value: str, **attrs: Any) -> Markup:
+        tag = h("input", {"name": name, "value": value, **attrs})
+        return h("label", None, label, " ", Markup(tag.removesuffix("</input>")))  # a void element
+
+    presets = [
+        h("a", {"href": _link("", {"days": n, "bot": served.bot})}, f"{n} day{'s' if n > 1 else ''}")
+        for n in served.presets
+    ]
+    return h(
+        "section",
+        {"class": "controls", "id": "window", "aria-label": "Period and bot"},
+        h("p", {"class": "error", "role": "alert"}, served.error) if served.error else None,
+        h(
+            "form",
+            {"method": "get", "class": "window"},
+            field_("Last", "days", served.days, type="number", min="1", inputmode="numeric", size="4"),
+            " days, or ",
+            field_("from", "start", served.start, placeholder="YYYY-MM-DD", size="12"),
+            field_("until", "end", served.end, placeholder="YYYY-MM-DD", size="12"),
+            h("span", {"class": "muted"}, "(UTC; until is not included)"),
+            field_("Bot", "bot", served.bot, placeholder="all bots", size="14"),
+            h("button", {"type": "submit"}, "Show"),
+        ),
+        h("p", {"class": "presets"}, "Last: ", join(presets)),
+    )
+
+
+def _related(panel: Panel) -> list[Panel]:
+    """Panels that show the same figures or sit in the same section: the ones worth a look next."""
+    out: list[Panel] = []
+    for section in SECTIONS:
+        near = panel in section.panels
+        for other in section.panels:
+            if other is not panel and (near or set(other.needs) & set(panel.needs)) and other not in out:
+                out.append(other)
+    return out
+
+
+def _api_link(served: Served, q: dict[str, Any]) -> str:
+    params: dict[str, Any] = {"start": q["start"], "end": q["end"], "interval": q.get("interval") or "none"}
+    for key in ("by", "stat", "limit"):
+        if q.get(key) is not None:
+            params[key] = q[key]
+    params["filter"] = [f"{k}={'|'.join(v)}" for k, v in (q.get("filters") or {}).items()]
+    return _link(f"{served.api}metrics/{q['metric']}", params)
+
+
+def draw_panel(page: Page, panel: Panel, served: Served | None = None) -> Markup:
     data = page.data
     missing = data.get("unavailable") or {}
     gone = [k for k in panel.needs if k in missing]
@@ -155,7 +228,28 @@ def draw_panel(page: Page, panel: Panel) -> Markup:
         )
         if commands
         else None,
+        _served_links(page, panel, served) if served is not None else None,
     )
+
+
+def _served_links(page: Page, panel: Panel, served: Served) -> Markup:
+    queries = page.data.get("queries", {})
+    api = [h("a", {"href": _api_link(served, queries[k])}, k) for k in panel.needs if k in queries]
+    related = [h("a", {"href": f"#{p.key}"}, p.title) for p in _related(panel)]
+    return h(
+        "p",
+        {"class": "links"},
+        [h("span", None, "See also: ", join(_between(related))) if related else None],
+        [h("span", None, " · As JSON: ", join(_between(api))) if api else None],
+    )
+
+
+def _between(links: list[Markup]) -> list[Any]:
+    out: list[Any] = []
+    for i, link in enumerate(links):
+        out += [", "] if i else []
+        out.append(link)
+    return out
 
 
 def draw_attention(page: Page) -> Markup:
@@ -279,8 +373,19 @@ def draw_kpis(page: Page) -> Markup:
     )
 
 
-def render(data: dict[str, Any]) -> str:
-    """The whole page for the figures of ``analyse.dashboard_figures.dashboard_data``."""
+def content_security_policy(served: bool = False) -> str:
+    """Nothing may load or run; only the served page's own form may be sent, to its own server."""
+    form = "'self'" if served else "'none'"
+    return (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+        f"form-action {form}"
+    )
+
+
+def render(data: dict[str, Any], served: Served | None = None) -> str:
+    """The whole page for the figures of ``analyse.dashboard_figures.dashboard_data``; ``served``
+    adds the form and links of the page ``botmeter serve`` answers (forms then go to the same
+    server, and nowhere else)."""
     page = Page(data)
     period = data["period"]
     start, end = _dt(period["start"]).astimezone(page.zone), _dt(period["end"]).astimezone(page.zone)
@@ -325,13 +430,14 @@ def render(data: dict[str, Any]) -> str:
             "section",
             {"class": "group", "id": s.key},
             h("h2", None, s.title),
-            h("div", {"class": "grid"}, [draw_panel(page, panel) for panel in s.panels]),
+            h("div", {"class": "grid"}, [draw_panel(page, panel, served) for panel in s.panels]),
         )
         for s in SECTIONS
     ]
     body = join(
         [
             header,
+            draw_controls(served) if served is not None else None,
             nav,
             draw_attention(page),
             notice,
@@ -345,6 +451,12 @@ def render(data: dict[str, Any]) -> str:
             ),
         ]
     )
+    title = f"botmeter: {period['days']} days to {day_text(end)}"
+    return page_shell(title, body, served=served is not None)
+
+
+def page_shell(title: str, body: Any, *, served: bool = True) -> str:
+    """A whole page around ``body``: the dashboard's styles, and its policy that nothing loads or runs."""
     style = palette_css() + STYLE_PATH.read_text()
     return (
         "<!DOCTYPE html>\n"
@@ -358,11 +470,10 @@ def render(data: dict[str, Any]) -> str:
                 Markup('<meta name="viewport" content="width=device-width, initial-scale=1">'),
                 # Nothing may load or run: the page is data only, even if it were opened from a mail.
                 Markup(
-                    '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-                    "style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'\">"
+                    f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy(served)}">'
                 ),
                 Markup('<meta name="referrer" content="no-referrer">'),
-                h("title", None, f"botmeter: {period['days']} days to {day_text(end)}"),
+                h("title", None, title),
                 h("style", None, Markup(style)),
             ),
             h("body", None, h("main", None, body)),

@@ -799,7 +799,7 @@ ERRORS = (
     Panel(
         "error_groups",
         "Error groups",
-        (),
+        ("error_groups",),  # no query of its own, but a store that cannot group errors says so here
         draw_error_groups,
         lambda p: (
             "Errors grouped by fingerprint (type + message with numbers and ids masked + the innermost "

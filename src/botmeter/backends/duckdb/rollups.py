@@ -26,13 +26,8 @@ are never behind the events and never count a replayed event twice:
   from ``rollup_hourly``'s, which readers check).
 * ``rollup_conversation_costs``: per conversation id and UTC day: events and cost (the top
   conversations by cost; ``rollup_hourly`` keeps the cost of events without an id).
-* ``rollup_turns``: per inbound message (a turn: it and what follows in its conversation until the
-  next inbound message; the conversation is its id, else the user): whether the turn holds an
-  error or a reply marked failed (``bad``), a reply not marked failed (``answered``), and its
-  last event. Failed replies are the turns that are bad and not answered. Each write adds its
-  events to their turns; a late inbound message that splits a turn recomputes that conversation
-  from the events. Events before a conversation's first inbound message wait in a turn at
-  ``NO_TURN`` (so a late first message finds them); no query window reaches it.
+* ``rollup_turns`` and ``rollup_turn_heads``: each conversation's latest turn and the closed turns
+  whose reply failed, for failed replies (see ``turns``).
 * ``rollup_days``: per UTC day, its first and last event: a query window that ends or starts
   inside a day can still use that day's rollups when all of the day's events lie in the window.
 
@@ -47,6 +42,16 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from . import turns
+
+# Read by the query engine and the migrations from here.
+from .turns import HEADS_DDL as HEADS_DDL
+from .turns import TURN_EVENT as TURN_EVENT
+from .turns import TURN_EVENT_WHERE as TURN_EVENT_WHERE
+from .turns import TURNS_DDL as TURNS_DDL
+from .turns import TURNS_FROM_EVENTS as TURNS_FROM_EVENTS
+from .turns import rebuild as rebuild_turns  # noqa: F401
 
 HOURLY_KEYS = (
     "bot",
@@ -112,88 +117,6 @@ DDL = [
     "CREATE TABLE IF NOT EXISTS rollup_days (day DATE PRIMARY KEY, first_ts TIMESTAMP, last_ts TIMESTAMP, "
     "events BIGINT)",
 ]
-# No primary key: one row per inbound message is as many rows as messages, and an index over them
-# doubled the file and cost a fifth of ingest. Rows are merged by _upsert_turns instead.
-TURNS_DDL = (
-    "CREATE TABLE IF NOT EXISTS rollup_turns (bot VARCHAR NOT NULL, key UBIGINT NOT NULL, "
-    "ts TIMESTAMP NOT NULL, channel VARCHAR, last_ts TIMESTAMP, bad BOOLEAN, answered BOOLEAN)"
-)
-# Each conversation's latest turn start: where a write's events usually begin.
-HEADS_DDL = (
-    "CREATE TABLE IF NOT EXISTS rollup_turn_heads (bot VARCHAR NOT NULL, key UBIGINT NOT NULL, "
-    "ts TIMESTAMP NOT NULL, PRIMARY KEY (bot, key))"
-)
-
-# A reply the bot marks as failed: properties {"failed": true} on an outbound message.
-MARKED_FAILED = (
-    "(properties IS NOT NULL AND contains(CAST(properties AS VARCHAR), 'failed') "
-    "AND properties->>'$.failed' = 'true')"
-)
-# The columns of an event's part in a turn (over a relation of events). The conversation is kept as
-# a 64-bit hash of its id (or its user's): a turn per inbound message must stay small.
-TURN_EVENT = (
-    "coalesce(bot, '') AS bot, hash(coalesce('c:' || conversation_id, 'u:' || user_id)) AS key, ts, channel, "
-    "coalesce(kind = 'message' AND direction = 'in', false) AS inbound, "
-    f"kind = 'error' OR (kind = 'message' AND direction = 'out' AND {MARKED_FAILED}) AS bad, "
-    f"kind = 'message' AND direction = 'out' AND NOT {MARKED_FAILED} AS answered"
-)
-TURN_EVENT_WHERE = "kind IN ('message', 'error') AND (conversation_id IS NOT NULL OR user_id IS NOT NULL)"
-NO_TURN = "TIMESTAMP '0001-01-01'"
-# Turns from events in time order (an inbound message first among equal times): {src} holds
-# TURN_EVENT rows. Merging is idempotent (flags and a maximum), so an event seen twice is harmless.
-TURNS_FROM_EVENTS = (
-    """
-    SELECT bot, key, CASE WHEN turn = 0 THEN """
-    + NO_TURN
-    + """ ELSE min(ts) FILTER (WHERE inbound) END AS ts,
-           any_value(channel) FILTER (WHERE inbound), max(ts), bool_or(bad), bool_or(answered)
-    FROM (SELECT *, sum(CAST(inbound AS INTEGER)) OVER (
-              PARTITION BY bot, key ORDER BY ts, inbound DESC ROWS UNBOUNDED PRECEDING) AS turn
-          FROM {src})
-    GROUP BY bot, key, turn
-"""
-)
-
-
-def _upsert_turns(con: Any, select: str, params: Any = None) -> None:
-    """Merges turn rows (bot, key, ts, channel, last_ts, bad, answered) into ``rollup_turns``: a row
-    for a turn already stored is folded into it (flags and a maximum, so merging is idempotent)."""
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _bm_turns_new AS SELECT * FROM ({select}) "
-        "AS s (bot, key, ts, channel, last_ts, bad, answered)",
-        params,
-    )
-    try:
-        # Turns before a conversation's first inbound message (NO_TURN) apart from the others, so
-        # that each statement reads only the row groups its times can be in.
-        (oldest,) = con.execute(
-            f"SELECT min(ts) FILTER (WHERE ts > {NO_TURN}) FROM _bm_turns_new"
-        ).fetchall()[0]
-        bounds: list[tuple[str, dict[str, Any] | None]] = [(f"t.ts = {NO_TURN}", None)]
-        if oldest is not None:
-            bounds.append(("t.ts >= $oldest", {"oldest": oldest}))
-        for match, bound in bounds:
-            con.execute(
-                "INSERT INTO _bm_turns_new SELECT t.* FROM rollup_turns AS t SEMI JOIN _bm_turns_new AS n "
-                f"ON t.bot = n.bot AND t.key = n.key AND t.ts = n.ts WHERE {match}",
-                bound,
-            )
-            con.execute(
-                "DELETE FROM rollup_turns AS t USING _bm_turns_new AS n "
-                f"WHERE t.bot = n.bot AND t.key = n.key AND t.ts = n.ts AND {match}",
-                bound,
-            )
-        con.execute(
-            "INSERT INTO rollup_turns SELECT bot, key, ts, any_value(channel), max(last_ts), bool_or(bad), "
-            "bool_or(answered) FROM _bm_turns_new GROUP BY bot, key, ts"
-        )
-        con.execute(
-            "INSERT INTO rollup_turn_heads SELECT bot, key, max(ts) FROM _bm_turns_new GROUP BY ALL "
-            "ON CONFLICT DO UPDATE SET ts = greatest(ts, EXCLUDED.ts)"
-        )
-    finally:
-        con.execute("DROP TABLE IF EXISTS _bm_turns_new")
-
 _HOURLY_SELECT = (
     "SELECT date_trunc('hour', ts) AS hour, "
     + ", ".join(f"coalesce({key}, '') AS {key}" for key in HOURLY_KEYS)
@@ -290,7 +213,7 @@ def add(con: Any, src: str, gap_s: int, table: pa.Table) -> None:
         finally:
             con.unregister(name)
     _merge_sessions(con, src, gap_s)
-    merge_turns(con, src)
+    turns.merge(con, table)
     # Days that are over and touched by this batch (late events), and yesterday once today began.
     days = [
         row[0]
@@ -486,138 +409,12 @@ def recompute_latency_days(con: Any) -> None:
     refresh_latency_days(con)
 
 
-def merge_turns(con: Any, src: str) -> None:
-    """Adds a batch's messages and errors to their turns (see ``rollup_turns``)."""
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _bm_turn_events AS SELECT {TURN_EVENT} FROM {src} "
-        f"WHERE {TURN_EVENT_WHERE}"
-    )
-    try:
-        if not con.execute("SELECT count(*) FROM _bm_turn_events").fetchall()[0][0]:
-            return
-        # The stored turns these events can touch: per conversation, from the last turn that began
-        # before its first event here on. That is usually its latest turn (the head); only a
-        # conversation with late events looks further back. Reading every turn of the batch's
-        # conversations instead made each write slower as the table grew.
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _bm_turns_since AS
-            WITH k AS (
-                SELECT e.bot, e.key, min(e.ts) AS lo, any_value(h.ts) AS head
-                FROM _bm_turn_events AS e JOIN rollup_turn_heads AS h USING (bot, key) GROUP BY ALL
-            )
-            SELECT bot, key, head AS since, true AS after_head FROM k WHERE head < lo
-            UNION ALL
-            SELECT k.bot, k.key, coalesce(max(t.ts), {NO_TURN}), false
-            FROM (SELECT * FROM k WHERE head >= lo) AS k
-            LEFT JOIN rollup_turns AS t ON t.bot = k.bot AND t.key = k.key AND t.ts < k.lo GROUP BY ALL
-            """
-        )
-        oldest = con.execute("SELECT min(since) FROM _bm_turns_since").fetchall()[0][0]
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _bm_turns_old AS SELECT t.* FROM rollup_turns AS t "
-            "JOIN _bm_turns_since AS s ON t.bot = s.bot AND t.key = s.key AND t.ts >= s.since "
-            "WHERE t.ts >= $oldest",
-            {"oldest": oldest},
-        )
-        # A late inbound message inside a stored turn that has events after it splits that turn:
-        # those conversations are recomputed from the events, from the turn holding this batch's
-        # first event of theirs (or the split turn, if earlier) on.
-        # Only where a stored turn runs past one of this batch's inbound messages.
-        (overlaps,) = con.execute(
-            """
-            SELECT count(*) FROM (SELECT bot, key, max(last_ts) AS last FROM _bm_turns_old GROUP BY ALL) AS o
-            JOIN (SELECT bot, key, min(ts) AS first_in FROM _bm_turn_events WHERE inbound GROUP BY ALL) AS i
-            USING (bot, key) WHERE o.last >= i.first_in
-            """
-        ).fetchall()[0]
-        split = [] if not overlaps else con.execute(
-            """
-            WITH late AS (
-                SELECT i.bot, i.key, min(p.ts) AS p_ts FROM (SELECT * FROM _bm_turn_events WHERE inbound) AS i
-                ASOF JOIN _bm_turns_old AS p ON i.bot = p.bot AND i.key = p.key AND i.ts > p.ts
-                WHERE p.last_ts >= i.ts GROUP BY ALL
-            ), first AS (
-                SELECT b.bot, b.key, coalesce(t.ts, b.lo) AS lo
-                FROM (SELECT bot, key, min(ts) AS lo FROM _bm_turn_events GROUP BY ALL) AS b
-                ASOF LEFT JOIN _bm_turns_old AS t ON b.bot = t.bot AND b.key = t.key AND b.lo >= t.ts
-            )
-            SELECT late.bot, late.key, least(late.p_ts, first.lo) FROM late JOIN first USING (bot, key)
-            """
-        ).fetchall()
-        for bot, key, since in split:
-            _recompute_turns(con, bot, key, since)
-        if split:
-            con.execute(
-                "DELETE FROM _bm_turn_events AS e USING (SELECT unnest($b) AS bot, unnest($k) AS key) AS s "
-                "WHERE e.bot = s.bot AND e.key = s.key",
-                {"b": [r[0] for r in split], "k": [r[1] for r in split]},
-            )
-        # Each event joins the latest turn that began at or before it: a stored one or one of
-        # this batch's inbound messages (before a conversation's first inbound: NO_TURN). Where the
-        # batch begins after the conversation's latest stored turn (the usual case), that is a count
-        # of inbound messages in time order, the head's turn before the first; late events are
-        # placed among the stored turns by time.
-        _upsert_turns(
-            con,
-            f"""
-            SELECT bot, key,
-                   CASE WHEN turn = 0 THEN coalesce(any_value(head), {NO_TURN})
-                        ELSE min(ts) FILTER (WHERE inbound) END,
-                   any_value(channel) FILTER (WHERE inbound), max(ts), bool_or(bad), bool_or(answered)
-            FROM (SELECT e.*, s.since AS head, sum(CASE WHEN e.inbound THEN 1 ELSE 0 END) OVER (
-                      PARTITION BY e.bot, e.key ORDER BY e.ts, e.inbound DESC
-                      ROWS UNBOUNDED PRECEDING) AS turn
-                  FROM _bm_turn_events AS e LEFT JOIN _bm_turns_since AS s USING (bot, key)
-                  WHERE s.after_head IS NOT FALSE)
-            GROUP BY bot, key, turn
-            UNION ALL
-            (WITH late AS (
-                SELECT * FROM _bm_turn_events
-                SEMI JOIN (SELECT bot, key FROM _bm_turns_since WHERE NOT after_head) USING (bot, key)
-            ), starts AS (
-                SELECT bot, key, ts, channel FROM _bm_turns_old
-                UNION ALL SELECT bot, key, ts, channel FROM late WHERE inbound
-                UNION ALL SELECT DISTINCT bot, key, {NO_TURN}, NULL FROM late
-            )
-            SELECT s.bot, s.key, s.ts, any_value(s.channel), max(e.ts), bool_or(e.bad), bool_or(e.answered)
-            FROM late AS e ASOF JOIN starts AS s ON e.bot = s.bot AND e.key = s.key AND e.ts >= s.ts
-            GROUP BY s.bot, s.key, s.ts)
-            """,
-        )
-    finally:
-        for table in ("_bm_turn_events", "_bm_turns_since", "_bm_turns_old"):
-            con.execute(f"DROP TABLE IF EXISTS {table}")
-
-
-def _recompute_turns(con: Any, bot: str, key: str, since: Any) -> None:
-    """One conversation's turns from ``since`` on, again from the events."""
-    params = {"bot": bot, "key": key, "since": since}
-    con.execute("DELETE FROM rollup_turns WHERE bot = $bot AND key = $key AND ts >= $since", params)
-    rows = (
-        f"(SELECT * FROM (SELECT {TURN_EVENT} FROM events WHERE {TURN_EVENT_WHERE} AND ts >= $since) "
-        "WHERE bot = $bot AND key = $key)"
-    )  # events before the first inbound from ``since`` on join the stored turns' NO_TURN
-    _upsert_turns(con, TURNS_FROM_EVENTS.format(src=rows), params)
-
-
 def add_user_messages(con: Any) -> None:
     """rollup_users gains each user's messages and country (a store from before): filled again."""
     con.execute("ALTER TABLE rollup_users ADD COLUMN IF NOT EXISTS messages BIGINT")
     con.execute("ALTER TABLE rollup_users ADD COLUMN IF NOT EXISTS country VARCHAR")
     con.execute("DELETE FROM rollup_users")
     con.execute(f"INSERT INTO rollup_users {_USERS_SELECT.format(src='events', and_where='')}")
-
-
-def rebuild_turns(con: Any) -> None:
-    """Every turn again from the events (a migration, a rebuild)."""
-    con.execute(TURNS_DDL)
-    con.execute(HEADS_DDL)
-    con.execute("DELETE FROM rollup_turns")
-    con.execute("DELETE FROM rollup_turn_heads")
-    rows = f"(SELECT {TURN_EVENT} FROM events WHERE {TURN_EVENT_WHERE})"
-    con.execute(f"INSERT INTO rollup_turns {TURNS_FROM_EVENTS.format(src=rows)}")
-    con.execute("INSERT INTO rollup_turn_heads SELECT bot, key, max(ts) FROM rollup_turns GROUP BY ALL")
 
 
 def _merge_sessions(con: Any, src: str, gap_s: int) -> None:
@@ -721,7 +518,7 @@ def rebuild(con: Any, gap_s: int) -> None:
         "rollup_conversation_costs",
     ):
         con.execute(f"DELETE FROM {table}")
-    rebuild_turns(con)
+    turns.rebuild(con)
     con.execute(f"INSERT INTO rollup_hourly {_HOURLY_SELECT.format(src='events', where='')}")
     con.execute(f"INSERT INTO rollup_users {_USERS_SELECT.format(src='events', and_where='')}")
     con.execute(f"INSERT INTO rollup_days {_DAYS_SELECT.format(src='events', where='')}")

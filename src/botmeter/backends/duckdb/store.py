@@ -30,7 +30,7 @@ from ...events import CALLER_KEYS, COLUMNS
 from ...exceptions import SchemaError, StoreError, StoreLocked, StoreUnavailable, first_line
 from . import rollups
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 CALLER_KEY_WINDOW = timedelta(days=7)
 _READER_NOTE_TTL = 10.0  # seconds a reader's request for the file is honoured
 _READER_WAIT = 2.0  # seconds a writer waits for requesting readers to get in
@@ -50,6 +50,15 @@ MIGRATIONS: dict[int, list[str | Callable[[duckdb.DuckDBPyConnection], None]]] =
     # Latency per day kept per kind (a stage's timings apart from LLM calls), no longer pooled;
     # each inbound message's turn, for failed replies; each user's messages and country per day.
     3: [rollups.recompute_latency_days, rollups.TURNS_DDL, rollups.rebuild_turns, rollups.add_user_messages],
+    # Turns: each conversation's latest turn (with its figures) and only the closed turns that
+    # failed, instead of every inbound message's turn.
+    4: [
+        "DROP TABLE IF EXISTS rollup_turns",
+        "DROP TABLE IF EXISTS rollup_turn_heads",
+        rollups.TURNS_DDL,
+        rollups.HEADS_DDL,
+        rollups.rebuild_turns,
+    ],
 }
 
 # One process, one file, one connection at a time: DuckDB refuses a second connection to the

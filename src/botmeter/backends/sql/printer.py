@@ -604,17 +604,24 @@ class SQLPrinter:
 
     def _print_failed_replies(self, plan: Plan, q: Query, metric: Metric, p: Params) -> str:
         """Inbound messages in the window whose turn holds an error or a reply marked failed and no
-        good reply (see the catalogue): from the turns rollup, or by walking the events."""
+        good reply (see the catalogue): from the closed turns nobody answered and each
+        conversation's latest turn (stored apart, so none counts twice), or by walking the events."""
         stat = q.stats[0]
         start, end = p.time(q.start), p.time(q.end)
         conds = self.conditions(q, metric, p, kinds=False)
         dims_out = "".join(f", {self.nullif_empty('bot')} AS bot" if d == "bot" else f", {d}" for d in q.by)
         where = "".join(f" AND {c}" for c in conds)
-        src = self.table("rollup_turns") if plan.source != "events" else f"({self.turn_rows(start)})"
+        if plan.source != "events":
+            src = (
+                f"(SELECT bot, ts, channel FROM {self.table('rollup_turns')} WHERE bad UNION ALL "
+                f"SELECT bot, ts, channel FROM {self.table('rollup_turn_heads')} WHERE bad AND NOT answered)"
+            )
+            failed = ""
+        else:
+            src, failed = f"({self.turn_rows(start)})", "bad AND NOT answered AND "
         return (
             f"SELECT {self.bucket(q, 'ts', p)} AS bucket{dims_out}, count(*) AS {stat} "
-            f"FROM {src} WHERE bad AND NOT answered AND ts >= {start} AND ts < {end}{where} "
-            f"{self.group_all()}"
+            f"FROM {src} WHERE {failed}ts >= {start} AND ts < {end}{where} {self.group_all()}"
         )
 
     # -- retention --------------------------------------------------------------------------------

@@ -1209,7 +1209,7 @@ def test_failed_replies_kept_write_by_write_whatever_the_order(seed: int, tmp_pa
             assert meter.flush()
     finally:
         meter.close()
-    data = Data(events, tmp_path / "t.duckdb", url)
+    data = Data(events, TEST_BACKENDS["duckdb"], url)
     window = {"start": "2026-03-16", "end": "2026-03-17", "interval": "hour", "by": "channel"}
     expected = failed_replies(data, spec_of("failed_replies", window))
     assert sum(r["count"] for r in expected) > 0
@@ -1217,7 +1217,7 @@ def test_failed_replies_kept_write_by_write_whatever_the_order(seed: int, tmp_pa
         reader = Reader(url, now=NOW, use_rollups=use_rollups)
         assert_rows(reader.query("failed_replies", **window).rows, expected)
     copy = tmp_path / "copy.duckdb"
-    shutil.copy(data.path, copy)
+    shutil.copy(tmp_path / "t.duckdb", copy)
     con = duckdb.connect(str(copy))
     try:
         tables = [f"SELECT * FROM {t} ORDER BY ALL" for t in ("rollup_turns", "rollup_turn_heads")]

@@ -162,6 +162,8 @@ def test_sums_and_counts_round_trip_through_moto(aws, names, tmp_path):
     # A dimension CloudWatch does not record and no record answers: said, not zero.
     with pytest.raises(FigureUnavailable, match="channel"):
         total("latency_ms", by="channel", stat="avg")
+    with pytest.raises(FigureUnavailable, match="channel"):
+        total("latency_ms", filters={"channel": "sms"}, stat="avg")  # not zero timings: unknown
     with pytest.raises(FigureUnavailable, match="retention"):
         reader.query("retention", days=7, interval="week")
 

@@ -243,54 +243,11 @@ def make_query(
     if definition is None:
         raise QueryError(f"metric: unknown metric {metric!r}; valid metrics: {_choices(CATALOGUE)}")
     window = window_of(days, start, end, now)
-    if interval in ("none", "", None):
-        interval = None
-    elif interval not in INTERVALS:
-        raise QueryError(f"interval: {interval!r} is not one of {', '.join(INTERVALS)} or none")
-    dims = tuple(d.strip() for d in (by.split(",") if isinstance(by, str) else by) if d.strip())
-    for dim in dims:
-        if dim not in definition.dimensions:
-            valid = _choices(definition.dimensions) or "none"
-            raise QueryError(
-                f"by: metric {metric!r} cannot be broken down by {dim!r}; valid dimensions: {valid}"
-            )
-    if len(set(dims)) != len(dims):
-        raise QueryError(f"by: {','.join(dims)!r} names a dimension twice")
-    checked_filters = []
-    for dim, value in (filters or {}).items():
-        if dim not in definition.dimensions:
-            valid = _choices(definition.dimensions) or "none"
-            raise QueryError(
-                f"filter: metric {metric!r} cannot be filtered by {dim!r}; valid dimensions: {valid}"
-            )
-        values = (value,) if isinstance(value, str) else tuple(value)
-        if not values or not all(isinstance(v, str) for v in values):
-            raise QueryError(f"filter: {dim}= needs one or more text values, got {value!r}")
-        checked_filters.append((dim, values))
-    if stat is None:
-        stats: tuple[str, ...] = (definition.stats[0],)
-    else:
-        stats = tuple(s.strip() for s in (stat.split(",") if isinstance(stat, str) else stat) if s.strip())
-        stats = tuple("value" if s == "value" else s for s in stats)
-        for s in stats:
-            if s not in definition.stats and s != "value":
-                raise QueryError(
-                    f"stat: metric {metric!r} has no statistic {s!r}; valid: {_choices(definition.stats)}"
-                )
-        stats = tuple(definition.stats[0] if s == "value" else s for s in stats)
-    if (
-        isinstance(session_gap_minutes, bool)
-        or not isinstance(session_gap_minutes, int | float)
-        or not math.isfinite(session_gap_minutes)
-        or session_gap_minutes <= 0
-    ):
-        raise QueryError(f"session_gap_minutes: expected a number > 0, got {session_gap_minutes!r}")
-    if isinstance(periods, bool) or not isinstance(periods, int) or not 1 <= periods <= 366:
-        raise QueryError(f"periods: expected a whole number from 1 to 366, got {periods!r}")
-    if limit is not None and (
-        isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT
-    ):
-        raise QueryError(f"limit: expected a whole number from 1 to {MAX_LIMIT:,}, got {limit!r}")
+    interval = _checked_interval(interval)
+    dims = _checked_dims(definition, by)
+    checked_filters = _checked_filters(definition, filters)
+    stats = _checked_stats(definition, stat)
+    _check_numbers(session_gap_minutes, periods, limit)
     check_window(*window, interval, now)
     if limit is not None and (interval is not None or not dims):
         raise QueryError(
@@ -306,13 +263,79 @@ def make_query(
         window[1],
         interval,
         dims,
-        tuple(checked_filters),
+        checked_filters,
         stats,
         round(session_gap_minutes * 60),
         periods,
         limit,
         reply_stage,
     )
+
+
+def _checked_interval(interval: str | None) -> str | None:
+    if interval in ("none", "", None):
+        return None
+    if interval not in INTERVALS:
+        raise QueryError(f"interval: {interval!r} is not one of {', '.join(INTERVALS)} or none")
+    return interval
+
+
+def _checked_dims(definition: Metric, by: str | Sequence[str]) -> tuple[str, ...]:
+    dims = tuple(d.strip() for d in (by.split(",") if isinstance(by, str) else by) if d.strip())
+    for dim in dims:
+        if dim not in definition.dimensions:
+            valid = _choices(definition.dimensions) or "none"
+            raise QueryError(
+                f"by: metric {definition.name!r} cannot be broken down by {dim!r}; valid dimensions: {valid}"
+            )
+    if len(set(dims)) != len(dims):
+        raise QueryError(f"by: {','.join(dims)!r} names a dimension twice")
+    return dims
+
+
+def _checked_filters(
+    definition: Metric, filters: Mapping[str, str | Sequence[str]] | None
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    checked = []
+    for dim, value in (filters or {}).items():
+        if dim not in definition.dimensions:
+            valid = _choices(definition.dimensions) or "none"
+            raise QueryError(
+                f"filter: metric {definition.name!r} cannot be filtered by {dim!r}; valid dimensions: {valid}"
+            )
+        values = (value,) if isinstance(value, str) else tuple(value)
+        if not values or not all(isinstance(v, str) for v in values):
+            raise QueryError(f"filter: {dim}= needs one or more text values, got {value!r}")
+        checked.append((dim, values))
+    return tuple(checked)
+
+
+def _checked_stats(definition: Metric, stat: str | Sequence[str] | None) -> tuple[str, ...]:
+    if stat is None:
+        return (definition.stats[0],)
+    stats = tuple(s.strip() for s in (stat.split(",") if isinstance(stat, str) else stat) if s.strip())
+    for s in stats:
+        if s not in definition.stats and s != "value":
+            valid = _choices(definition.stats)
+            raise QueryError(f"stat: metric {definition.name!r} has no statistic {s!r}; valid: {valid}")
+    # "value" names the metric's own statistic, whichever it is.
+    return tuple(definition.stats[0] if s == "value" else s for s in stats)
+
+
+def _check_numbers(session_gap_minutes: float, periods: int, limit: int | None) -> None:
+    if (
+        isinstance(session_gap_minutes, bool)
+        or not isinstance(session_gap_minutes, int | float)
+        or not math.isfinite(session_gap_minutes)
+        or session_gap_minutes <= 0
+    ):
+        raise QueryError(f"session_gap_minutes: expected a number > 0, got {session_gap_minutes!r}")
+    if isinstance(periods, bool) or not isinstance(periods, int) or not 1 <= periods <= 366:
+        raise QueryError(f"periods: expected a whole number from 1 to 366, got {periods!r}")
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT
+    ):
+        raise QueryError(f"limit: expected a whole number from 1 to {MAX_LIMIT:,}, got {limit!r}")
 
 
 @dataclass

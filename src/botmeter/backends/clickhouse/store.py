@@ -560,6 +560,9 @@ def _ordered(batch: pa.Table) -> pa.Table:
 def _for_insert(batch: pa.Table) -> pa.Table:
     """The batch as sent: the LowCardinality columns dictionary-encoded, which the engine reads
     as they are stored (a fifth less work per insert, measured) instead of hashing every string."""
+    # One record batch, not the writer's many chunks: the Arrow message the client writes is then
+    # one block with one dictionary per column, which both the client and the engine read faster.
+    batch = batch.combine_chunks()
     columns = [
         pc.dictionary_encode(batch.column(name)) if name in schema.DICTIONARY_COLUMNS else batch.column(name)
         for name in batch.column_names

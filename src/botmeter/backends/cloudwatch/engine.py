@@ -483,97 +483,92 @@ class CloudWatchEngine:
             )
         # A stage's latency is its timings (LatencyMs); LLM calls are their own figure (LlmLatencyMs).
         filters = [*q.filters, *((d, (v,)) for d, v in metric.where if v is not None)]
-        cells: list[Cell] = []
-        for name, kind in LATENCY_FAMILIES:
-            if kind not in metric.kinds:
-                continue
-            m = cw.METRICS_BY_NAME[name]
-            wanted = {"Bot"}
-            skip = False
-            for dim, _values in filters:
-                if dim == "kind":
-                    continue
-                cw_dim = cw_dimension(m, dim)
-                if cw_dim is None:
-                    skip = True  # events of this family have no such value: none match the filter
-                    break
-                wanted.add(cw_dim)
-            if skip:
-                continue
-            for dim in q.by:
-                if dim not in ("kind", "bot") and cw_dimension(m, dim) is not None:
-                    wanted.add(cw_dimension(m, dim) or "")
-            if "channel" in q.by or any(d == "channel" for d, _ in filters):
-                raise FigureUnavailable("CloudWatch keeps latency per stage and per model, not per channel")
-            fits = [s for s in m.dimension_sets if wanted <= set(s)]
-            if not fits:
-                continue
-            dimset = min(fits, key=len)
-            for dims in self.series(name):
-                if set(dims) != set(dimset):
-                    continue
-                if not all(
-                    _matches(dims.get(cw_dimension(m, d) or ""), v) for d, v in filters if d != "kind"
-                ):
-                    continue
-                group = tuple(
-                    kind
-                    if d == "kind"
-                    else dims.get(cw_dimension(m, d) or "")
-                    if cw_dimension(m, d)
-                    else None
-                    for d in q.by
-                )
-                cells.append(Cell(name, dims, group))
-        groups: dict[tuple, list[int]] = {}
-        for i, cell in enumerate(cells):
-            groups.setdefault(cell.group, []).append(i)
+        if "channel" in q.by or any(d == "channel" for d, _ in filters):
+            raise FigureUnavailable("CloudWatch keeps latency per stage and per model, not per channel")
+        cells = [
+            cell
+            for name, kind in LATENCY_FAMILIES
+            if kind in metric.kinds
+            for cell in self._latency_cells(q, name, kind, filters)
+        ]
         # Counts first: a percentile is asked for only where one series holds a group's values.
         plain = sorted(
             {s for stat in (*q.stats, "count") if stat not in PERCENTILES for s in _CW_STATS[stat]}
         )
         found, notes = self._fetch(q, cells, plain)
         present: dict[tuple[tuple, datetime], list[int]] = {}
-        for group, members in groups.items():
-            for i in members:
-                for bucket, n in found[(i, "SampleCount")].items():
-                    if n:
-                        present.setdefault((group, bucket), []).append(i)
+        for i, cell in enumerate(cells):
+            for bucket, n in found[(i, "SampleCount")].items():
+                if n:
+                    present.setdefault((cell.group, bucket), []).append(i)
         wanted = [s for s in q.stats if s in PERCENTILES]
         if wanted:
-            for members in present.values():
-                if len(members) > 1:
-                    names = ", ".join(sorted(_describe(cells[i]) for i in members))
-                    raise FigureUnavailable(
-                        f"CloudWatch keeps latency percentiles per series and cannot combine them: "
-                        f"{wanted[0]} over {names}; ask by stage or by provider and model, or for avg, "
-                        "max, count"
-                    )
-            asked = sorted({members[0] for members in present.values()})
-            more, _ = self._fetch(q, [cells[i] for i in asked], wanted)
-            for n, i in enumerate(asked):
-                for s in wanted:
-                    found[(i, s)] = more[(n, s)]
-        rows = []
-        for (group, bucket), members in present.items():
-            row: dict[str, Any] = {"bucket": bucket, **dict(zip(q.by, group, strict=True))}
-            count = sum(found[(i, "SampleCount")][bucket] for i in members)
-            for s in q.stats:
-                if s == "count":
-                    row[s] = round(count)
-                elif s == "avg":
-                    row[s] = sum(found[(i, "Sum")].get(bucket, 0.0) for i in members) / count
-                elif s == "max":
-                    row[s] = max(found[(i, "Maximum")].get(bucket, -math.inf) for i in members)
-                else:
-                    row[s] = found[(members[0], s)].get(bucket)
-            rows.append(row)
-        if any(s in PERCENTILES for s in q.stats):
+            self._fetch_percentiles(q, cells, present, wanted, found)
             notes.append(PERCENTILE_NOTE)
+        rows = [
+            _latency_row(q, group, bucket, members, found) for (group, bucket), members in present.items()
+        ]
         if "stage" in q.by and "llm_call" in metric.kinds:
             notes.append("LLM calls are timed per model in CloudWatch, so they appear under no stage")
         empty = lambda s: 0 if s == "count" else None  # noqa: E731
         return Result(q, fill_buckets(q, rows, empty), "cloudwatch metrics", notes)
+
+    def _latency_cells(
+        self, q: Query, name: str, kind: str, filters: list[tuple[str, tuple[str, ...]]]
+    ) -> list[Cell]:
+        """The series of one latency family (timings or LLM calls) that answer the query."""
+        m = cw.METRICS_BY_NAME[name]
+        wanted = {"Bot"}
+        for dim, _values in filters:
+            if dim == "kind":
+                continue
+            cw_dim = cw_dimension(m, dim)
+            if cw_dim is None:
+                return []  # events of this family have no such value: none match the filter
+            wanted.add(cw_dim)
+        for dim in q.by:
+            if dim not in ("kind", "bot") and cw_dimension(m, dim) is not None:
+                wanted.add(cw_dimension(m, dim) or "")
+        fits = [s for s in m.dimension_sets if wanted <= set(s)]
+        if not fits:
+            return []
+        dimset = set(min(fits, key=len))
+        cells = []
+        for dims in self.series(name):
+            if set(dims) != dimset:
+                continue
+            if not all(_matches(dims.get(cw_dimension(m, d) or ""), v) for d, v in filters if d != "kind"):
+                continue
+            group = tuple(
+                kind if d == "kind" else dims.get(cw_dimension(m, d) or "") if cw_dimension(m, d) else None
+                for d in q.by
+            )
+            cells.append(Cell(name, dims, group))
+        return cells
+
+    def _fetch_percentiles(
+        self,
+        q: Query,
+        cells: list[Cell],
+        present: dict[tuple[tuple, datetime], list[int]],
+        wanted: list[str],
+        found: dict[tuple[int, str], dict[datetime, float]],
+    ) -> None:
+        """Adds the percentiles to ``found``: only for groups one series holds, since CloudWatch
+        cannot combine the percentiles of several."""
+        for members in present.values():
+            if len(members) > 1:
+                names = ", ".join(sorted(_describe(cells[i]) for i in members))
+                raise FigureUnavailable(
+                    f"CloudWatch keeps latency percentiles per series and cannot combine them: "
+                    f"{wanted[0]} over {names}; ask by stage or by provider and model, or for avg, "
+                    "max, count"
+                )
+        asked = sorted({members[0] for members in present.values()})
+        more, _ = self._fetch(q, [cells[i] for i in asked], wanted)
+        for n, i in enumerate(asked):
+            for s in wanted:
+                found[(i, s)] = more[(n, s)]
 
     # -- ratios -------------------------------------------------------------------------------------
 
@@ -1108,3 +1103,21 @@ def _time_filter(start: datetime, end: datetime) -> str:
 
 
 __all__ = ["LATENCY_FAMILIES", "SOURCES", "CloudWatchEngine", "resolution", "spans"]
+
+
+def _latency_row(
+    q: Query, group: tuple, bucket: datetime, members: list[int], found: dict[tuple[int, str], dict]
+) -> dict[str, Any]:
+    """One group's figures in one bucket, from the statistics of the series that hold it."""
+    row: dict[str, Any] = {"bucket": bucket, **dict(zip(q.by, group, strict=True))}
+    count = sum(found[(i, "SampleCount")][bucket] for i in members)
+    for s in q.stats:
+        if s == "count":
+            row[s] = round(count)
+        elif s == "avg":
+            row[s] = sum(found[(i, "Sum")].get(bucket, 0.0) for i in members) / count
+        elif s == "max":
+            row[s] = max(found[(i, "Maximum")].get(bucket, -math.inf) for i in members)
+        else:
+            row[s] = found[(members[0], s)].get(bucket)
+    return row

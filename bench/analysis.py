@@ -22,6 +22,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
@@ -55,6 +56,80 @@ def _store(directory: Path, millions: float, days: int, now: datetime) -> Path:
     seconds = fill(path, events, days, end)
     print(f"  built {events:,} events in {seconds:.1f} s (rollups included) -> {path}")
     return path
+
+
+def _chdb_store(duck: Path, repeat: int = 1) -> Path:
+    """The same events in the embedded ClickHouse engine (a ``chdb://`` folder beside the DuckDB
+    file), written through ``ClickHouseStore.write`` in batches of a million in time order, so its
+    materialized views keep the rollups as they would for a bot's writes. ``repeat`` > 1 writes the
+    events that many times, each copy with new event ids and its own users and conversations
+    (ids suffixed), for a store ``repeat`` times as big over the same days."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from botmeter.store import open_store
+
+    millions = float(duck.name.split("-")[1][:-1]) * repeat
+    path = duck.with_name(f"bench-{millions:g}m-{duck.name.split('-')[2].split('.')[0]}.chdb")
+    con = duckdb.connect(str(duck), read_only=True)
+    try:
+        con.execute("SET arrow_lossless_conversion = true")
+        (count,) = con.execute("SELECT count(*) FROM events").fetchall()[0]
+        store = open_store(f"chdb://{path}")
+        try:
+            if path.exists() and store.count() == count * repeat:
+                print(f"  reusing {path} ({count * repeat:,} events)")
+                return path
+        finally:
+            store.close()
+        shutil.rmtree(path, ignore_errors=True)
+        store = open_store(f"chdb://{path}")
+        t = time.perf_counter()
+        try:
+            for r in range(repeat):
+                reader = con.sql("SELECT * FROM events ORDER BY ts").to_arrow_reader(1_000_000)
+                for batch in reader:
+                    table = pa.Table.from_batches([batch])
+                    if r:
+                        table = _another_copy(table, r, pa, pc)
+                    store.write(table, fresh=True)
+        finally:
+            store.close()
+        print(f"  built {count * repeat:,} events in chdb in {time.perf_counter() - t:.1f} s -> {path}")
+    finally:
+        con.close()
+    return path
+
+
+def _another_copy(table: Any, r: int, pa: Any, pc: Any) -> Any:
+    import uuid
+
+    suffix = f"~{r}"
+    ids = pa.array([uuid.uuid4().bytes for _ in range(table.num_rows)], pa.binary(16))
+    column = table.column("event_id")
+    typ = column.type
+    ids = pa.ExtensionArray.from_storage(typ, ids) if isinstance(typ, pa.ExtensionType) else ids.cast(typ)
+    table = table.set_column(table.schema.get_field_index("event_id"), "event_id", ids)
+    for name in ("user_id", "conversation_id"):
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, pc.binary_join_element_wise(table.column(name), suffix, ""))
+    return table
+
+
+def _disk_bytes(url: str) -> int:
+    """Bytes on disk of a store: the DuckDB file (and its WAL), or ClickHouse's active parts."""
+    from botmeter.store import open_store
+
+    store = open_store(url)
+    try:
+        if url.startswith("chdb://"):
+            return store.size_bytes()
+        path = Path(store.path)
+        return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
+    finally:
+        store.close()
 
 
 def _timed_parts(reader: Reader, days: int) -> tuple[float, list[tuple[float, str]]]:

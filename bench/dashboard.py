@@ -1,5 +1,6 @@
-"""How long `botmeter dashboard` takes for 30 days over DuckDB stores of 1M and 10M events, and how
-big the file it writes is.
+"""How long `botmeter dashboard` takes for 30 days over DuckDB stores of 1M and 10M events (and over
+the same events in the embedded ClickHouse engine, ``--engines duckdb,chdb``), and how big the file
+it writes is.
 
 Timed end to end as the command does it: open the store, gather every figure
 (``analyse.dashboard_figures.dashboard_data``: the period summary, 21 series, error groups, anomalies),
@@ -12,6 +13,8 @@ rollups).
 
     python bench/dashboard.py                  # 1M and 10M (the stores are shared with bench/analysis.py)
     python bench/dashboard.py --sizes 10 --repeat 5
+    python bench/dashboard.py --sizes 10 --engines duckdb,chdb      # both engines, same events
+    python bench/dashboard.py --sizes 10 --engines chdb --chdb-copies 10   # chdb at 100M
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from analysis import _store
+from analysis import _chdb_store, _disk_bytes, _store
 from botmeter.analyse import Reader
 from botmeter.report.dashboard import write_dashboard
 
@@ -63,35 +66,58 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=Path("/tmp"))
     parser.add_argument("--no-events-only", action="store_true", help="Skip the events-only comparison.")
+    parser.add_argument(
+        "--engines",
+        default="duckdb",
+        help="Engines to time in this run, comma-separated: duckdb, chdb (the embedded ClickHouse "
+        "engine, holding the same events as the DuckDB store of each size).",
+    )
+    parser.add_argument(
+        "--chdb-copies",
+        type=int,
+        default=1,
+        help="The chdb store holds the DuckDB store's events this many times (new ids, users and "
+        "conversations per copy): 10 over the 10M store makes 100M.",
+    )
     args = parser.parse_args()
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     now = datetime.now(UTC)
     out = Path(tempfile.mkdtemp()) / "dashboard.html"
     results = []
     for size in (float(s) for s in args.sizes.split(",")):
-        print(f"{size:g}M events over {args.days} days")
-        url = f"duckdb://{_store(args.dir, size, args.days, now)}"
-        first = _once(url, args.days, out)
-        runs = [_once(url, args.days, out) for _ in range(args.repeat)]
-        best = min(runs)
-        median = statistics.median(r[0] for r in runs)
-        html_kb = out.stat().st_size / 1024
-        json_kb = out.with_suffix(".json").stat().st_size / 1024
-        print(
-            f"  first {first[0]:.3f} s, best {best[0]:.3f} s (figures {best[1]:.3f} s, render and write "
-            f"{best[2]:.3f} s), median {median:.3f} s; HTML {html_kb:,.0f} KiB, JSON {json_kb:,.0f} KiB"
-        )
-        plain = None
-        if not args.no_events_only:
-            plain = _once(url, args.days, out, use_rollups=False)[0]
-            print(f"  events only (no rollups): {plain:.3f} s = {plain / best[0]:.1f}x the rollups' best")
-        results.append((size, first[0], best[0], median, plain, html_kb, json_kb))
-    print("\n| events | first run | best | median | events only | HTML | JSON |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for size, first_s, best_s, median, plain, html_kb, json_kb in results:
+        duck = _store(args.dir, size, args.days, now)
+        for engine in engines:
+            if engine == "chdb":
+                url = f"chdb://{_chdb_store(duck, args.chdb_copies)}"
+                events = size * args.chdb_copies
+            else:
+                url = f"duckdb://{duck}"
+                events = size
+            print(f"{engine}: {events:g}M events over {args.days} days")
+            first = _once(url, args.days, out)
+            runs = [_once(url, args.days, out) for _ in range(args.repeat)]
+            best = min(runs)
+            median = statistics.median(r[0] for r in runs)
+            html_kb = out.stat().st_size / 1024
+            json_kb = out.with_suffix(".json").stat().st_size / 1024
+            per_event = _disk_bytes(url) / (events * 1e6)
+            print(
+                f"  first {first[0]:.3f} s, best {best[0]:.3f} s (figures {best[1]:.3f} s, render and write "
+                f"{best[2]:.3f} s), median {median:.3f} s; HTML {html_kb:,.0f} KiB, JSON {json_kb:,.0f} KiB; "
+                f"{per_event:.1f} bytes per event on disk"
+            )
+            plain = None
+            if not args.no_events_only:
+                plain = _once(url, args.days, out, use_rollups=False)[0]
+                print(f"  events only (no rollups): {plain:.3f} s = {plain / best[0]:.1f}x the rollups' best")
+            results.append((engine, events, first[0], best[0], median, plain, html_kb, json_kb, per_event))
+    print("\n| engine | events | first run | best | median | events only | HTML | JSON | bytes/event |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for engine, events, first_s, best_s, median, plain, html_kb, json_kb, per_event in results:
         shown = "-" if plain is None else f"{plain:.2f} s ({plain / best_s:.1f}x)"
         print(
-            f"| {size:g}M | {first_s:.3f} s | {best_s:.3f} s | {median:.3f} s | {shown} | "
-            f"{html_kb:,.0f} KiB | {json_kb:,.0f} KiB |"
+            f"| {engine} | {events:g}M | {first_s:.3f} s | {best_s:.3f} s | {median:.3f} s | {shown} | "
+            f"{html_kb:,.0f} KiB | {json_kb:,.0f} KiB | {per_event:.1f} |"
         )
 
 

@@ -29,7 +29,20 @@ def _duckdb_rows(url: str, sql: str) -> list[tuple]:
     return query(Path(url.removeprefix("duckdb://")), sql)
 
 
+def _chdb_rows(url: str, sql: str) -> list[tuple]:
+    from botmeter.store import open_store
+
+    store = open_store(url)
+    try:
+        with store.client() as client:
+            return [tuple(row) for row in client.query(sql).result_rows]
+    finally:
+        store.close()  # the embedded engine holds one folder per process: let the next one in
+
+
 TEST_BACKENDS: dict[str, TestBackend] = {
     "duckdb": TestBackend("duckdb", lambda d: f"duckdb://{d}/m.duckdb", _duckdb_rows),
+    # The embedded ClickHouse engine, through the same clickhouse-connect client as a server.
+    "chdb": TestBackend("chdb", lambda d: f"chdb://{d}/m.chdb", _chdb_rows),
 }
 ENGINES = list(TEST_BACKENDS)

@@ -980,6 +980,13 @@ def test_rollup_path_answers_from_the_rollups(data: Data) -> None:
         ("llm_latency_ms", {**DAYS, "by": "model", "stat": "p95"}),
         ("failed_replies", DAYS),
     ):
+        if data.backend.name == "chdb" and (
+            metric in ("conversations", "messages_per_conversation", "failed_replies", "reply_latency_s")
+            or "p95" in kw.get("stat", "")
+        ):
+            # ClickHouse keeps no sessions, turns or daily percentiles: those come from the events.
+            assert reader.query(metric, **kw).source == "events", (metric, kw)
+            continue
         assert reader.query(metric, **kw).source == "rollups", (metric, kw)
     assert Reader(data.url, now=NOW, use_rollups=False).query("cost_usd", **DAYS).source == "events"
 

@@ -49,9 +49,14 @@ BACKENDS: dict[str, Backend] = {
         "botmeter.backends.cloudwatch.engine:CloudWatchEngine",
     ),
     # ClickHouse: a server, or the embedded engine in the bot's process; one store for both.
-    # Its query engine is not registered yet: the reading side reads the tables in schema.py.
-    "clickhouse": Backend("botmeter.backends.clickhouse.store:ClickHouseStore"),
-    "chdb": Backend("botmeter.backends.clickhouse.store:ClickHouseStore"),
+    "clickhouse": Backend(
+        "botmeter.backends.clickhouse.store:ClickHouseStore",
+        "botmeter.backends.clickhouse.engine:ClickHouseEngine",
+    ),
+    "chdb": Backend(
+        "botmeter.backends.clickhouse.store:ClickHouseStore",
+        "botmeter.backends.clickhouse.engine:ClickHouseEngine",
+    ),
     # A collector (`botmeter serve`): the remote Meter sends its batches there; it reads nothing yet.
     "http": Backend("botmeter.backends.http.store:HttpStore"),
     "https": Backend("botmeter.backends.http.store:HttpStore"),

@@ -507,3 +507,22 @@ def test_a_bot_sending_100_kb_properties_stays_within_its_memory(tmp_path, store
     assert out.returncode == 0, out.stderr[-2000:]
     grown, buffered = map(int, out.stdout.split())
     assert buffered == 5000 and grown < 64 * 1024 * 1024
+
+
+def test_a_reader_in_the_writers_process_waits_for_the_file_instead_of_failing(tmp_path):
+    """DuckDB refuses a read-only connection while the same process holds the file read-write
+    ("different configuration"); a reader then waits for the writer to let go, as for a lock."""
+    import threading
+
+    import duckdb
+
+    from botmeter.analyse import Reader
+
+    url = f"duckdb://{tmp_path}/bot.duckdb"
+    meter = Meter(bot="b", store=url, hash_users=False)
+    meter.track_message(direction="in", text="hi", user="u")
+    assert meter.flush()
+    meter.close()
+    held = duckdb.connect(str(tmp_path / "bot.duckdb"))  # as a writer keeping the file open
+    threading.Timer(0.3, held.close).start()
+    assert Reader(url).query("messages", days=1, interval=None).total() == 1

@@ -80,7 +80,12 @@ def _path_lock(path: Path) -> threading.RLock:
 
 def _is_lock_conflict(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return "lock" in text and ("conflicting" in text or "could not set lock" in text)
+    # In one process, DuckDB refuses a read-only connection while a writer of the same process
+    # holds the file read-write ("different configuration"): like a lock, it passes when the
+    # writer lets go for the reader's note.
+    return ("lock" in text and ("conflicting" in text or "could not set lock" in text)) or (
+        "different configuration" in text
+    )
 
 
 def path_from_url(url: str) -> Path:

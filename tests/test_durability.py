@@ -163,6 +163,12 @@ def test_full_disk_spools_then_replays(tmp_path):
         store_path = disk / "bot.duckdb"
         spool = tmp_path / "spool"
         proc, stop = run_bot(tmp_path, f"duckdb://{store_path}", spool, RATE="2000")
+        # The disk fills while the bot writes, not while DuckDB creates the file (that case, a
+        # file cut short at its creation, is tests/test_write_path.py's).
+        deadline = time.monotonic() + 60
+        while not (store_path.exists() and store_path.stat().st_size >= 3 * 4096):
+            assert time.monotonic() < deadline, "the bot never created its store"
+            time.sleep(0.05)
         time.sleep(1.0)
         filler = disk / "filler"
         # Keep taking every byte that frees up for 1.5 s: DuckDB frees its log at each checkpoint,

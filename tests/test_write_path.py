@@ -526,3 +526,35 @@ def test_a_reader_in_the_writers_process_waits_for_the_file_instead_of_failing(t
     held = duckdb.connect(str(tmp_path / "bot.duckdb"))  # as a writer keeping the file open
     threading.Timer(0.3, held.close).start()
     assert Reader(url).query("messages", days=1, interval=None).total() == 1
+
+
+def test_a_store_file_cut_short_at_its_creation_is_set_aside_not_spooled_against_forever(tmp_path):
+    """A full disk while DuckDB created the file leaves a few bytes that no open accepts; the
+    store renames them aside (nothing is deleted) and starts the file again."""
+    path = tmp_path / "bot.duckdb"
+    path.write_bytes(b"\0" * 4096)  # what a disk filling up mid-creation leaves
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    meter = Meter(bot="b", store=f"duckdb://{path}", hash_users=False)
+    meter.track_message(direction="in", text="hi", user="u")
+    assert meter.flush()
+    stats = meter.stats()
+    meter.close()
+    assert stats["written"] == 1 and stats["spooled"] == 0
+    assert scalar(path, "SELECT count(*) FROM events") == 1
+    aside = list(tmp_path.glob("bot.duckdb.torn-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == b"\0" * 4096
+
+
+def test_a_file_that_is_not_duckdb_is_never_moved(tmp_path):
+    path = tmp_path / "bot.duckdb"
+    path.write_bytes(b"not a database\n" * 2000)  # 30 KB of something else
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    meter = Meter(bot="b", store=f"duckdb://{path}", hash_users=False)
+    meter.track_message(direction="in", text="hi", user="u")
+    assert meter.flush()  # spooled: the store cannot take it
+    stats = meter.stats()
+    meter.close()
+    assert stats["spooled"] == 1 and path.read_bytes() == b"not a database\n" * 2000
+    assert not list(tmp_path.glob("bot.duckdb.torn-*"))

@@ -14,6 +14,7 @@ time range (the range keeps the check to the row groups that can hold them).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -33,6 +34,10 @@ from . import rollups
 SCHEMA_VERSION = 4
 CALLER_KEY_WINDOW = timedelta(days=7)
 _READER_NOTE_TTL = 10.0  # seconds a reader's request for the file is honoured
+log = logging.getLogger("botmeter")
+# DuckDB's file header (a main header and two database headers of 4 KiB): a shorter file holds no data.
+_HEADER_BYTES = 3 * 4096
+_TORN_AFTER_S = 2.0
 _READER_WAIT = 2.0  # seconds a writer waits for requesting readers to get in
 
 # Each step takes the schema from the version before it to its own number; never edit a
@@ -157,6 +162,8 @@ class DuckDBStore:
                     self._held_elsewhere = False
                 return con
             except duckdb.Error as exc:
+                if not read_only and self._set_aside_if_torn(exc):
+                    continue
                 if not _is_lock_conflict(exc):
                     if read_only and not self.path.exists():
                         raise StoreError(
@@ -173,6 +180,24 @@ class DuckDBStore:
                 raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
+
+    def _set_aside_if_torn(self, exc: BaseException) -> bool:
+        """A file cut short while DuckDB created it (a full disk) holds no data but refuses every
+        open; it is renamed aside, never deleted, so that the next open starts a new file."""
+        if "not a valid duckdb database file" not in str(exc).lower():
+            return False
+        try:
+            info = self.path.stat()
+            if info.st_size >= _HEADER_BYTES:
+                return False  # a real file of something else: not ours to move
+            if time.time() - info.st_mtime < _TORN_AFTER_S:
+                return False  # maybe another process creating it this moment: wait as for a lock
+            aside = self.path.with_name(f"{self.path.name}.torn-{int(time.time())}")
+            self.path.rename(aside)
+        except OSError:
+            return False
+        log.warning("botmeter: %s was cut short at its creation; set aside as %s", self.path, aside.name)
+        return True
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
         if self._migrated:

@@ -14,6 +14,7 @@ time range (the range keeps the check to the row groups that can hold them).
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import threading
@@ -151,6 +152,7 @@ class DuckDBStore:
             timeout = min(timeout, _BUSY_PROBE_S)
         deadline = time.monotonic() + timeout
         pause = 0.002
+        collected = False
         while True:
             try:
                 if not read_only:
@@ -163,6 +165,12 @@ class DuckDBStore:
                 return con
             except duckdb.Error as exc:
                 if not read_only and self._set_aside_if_torn(exc):
+                    continue
+                if not collected and "different configuration" in str(exc):
+                    # A result of an earlier read in this process that nothing refers to any more
+                    # can keep the file's other opening alive until it is collected.
+                    collected = True
+                    gc.collect()
                     continue
                 if not _is_lock_conflict(exc):
                     if read_only and not self.path.exists():

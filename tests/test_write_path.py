@@ -558,3 +558,22 @@ def test_a_file_that_is_not_duckdb_is_never_moved(tmp_path):
     meter.close()
     assert stats["spooled"] == 1 and path.read_bytes() == b"not a database\n" * 2000
     assert not list(tmp_path.glob("bot.duckdb.torn-*"))
+
+
+def test_a_reader_gets_the_file_the_writer_of_its_own_process_keeps_open(tmp_path):
+    """The writer keeps the file open between batches; a reader in the same process closes it
+    for the writer (both need the process's lock on the path) instead of waiting it out."""
+    from botmeter.analyse import Reader
+    from botmeter.backends.duckdb.store import DuckDBStore
+
+    url = f"duckdb://{tmp_path}/bot.duckdb"
+    meter = Meter(bot="b", store=url, hash_users=False)
+    meter.track_message(direction="in", text="hi", user="u")
+    assert meter.flush()
+    meter.close()
+    writer = DuckDBStore(url, lock_timeout=30)
+    with writer.writing(keep_open=True):
+        pass
+    assert writer._held is not None  # kept open, as between a burst's batches
+    assert Reader(DuckDBStore(url, lock_timeout=0.5)).query("messages", days=1, interval=None).total() == 1
+    assert writer._held is None

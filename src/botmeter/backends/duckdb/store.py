@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -76,6 +77,18 @@ _PATH_LOCKS_GUARD = threading.Lock()
 _BUSY_PROBE_S = 0.25  # how long a write waits for a file another process was found holding
 
 
+# Every store object of a path in this process, so that a reader can close what another object
+# (the bot's writer) keeps open: it needs the path lock for that, which the reader is holding.
+_STORES: dict[Path, weakref.WeakSet] = {}
+
+
+def _release_held(path: Path) -> None:
+    with _PATH_LOCKS_GUARD:
+        stores = list(_STORES.get(path, ()))
+    for store in stores:
+        store.release()
+
+
 def _path_lock(path: Path) -> threading.RLock:
     with _PATH_LOCKS_GUARD:
         lock = _PATH_LOCKS.get(path)
@@ -120,6 +133,8 @@ class DuckDBStore:
         self.session_gap_s = session_gap_s
         self._gap_s = rollups.DEFAULT_SESSION_GAP_S
         self._lock = _path_lock(self.path)
+        with _PATH_LOCKS_GUARD:
+            _STORES.setdefault(self.path, weakref.WeakSet()).add(self)
         self._migrated = False
         # Set when a write found the file held by another process for the whole lock timeout:
         # until a write gets in again, writes only probe (_BUSY_PROBE_S), so that a writer retrying
@@ -251,7 +266,7 @@ class DuckDBStore:
     def reading(self, timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection for queries; held briefly so the bot's writes are not kept waiting."""
         with self._lock, self._read_request():
-            self.release()
+            _release_held(self.path)
             if not self._migrated and self._stored_version(timeout) < SCHEMA_VERSION:
                 # A store written by an older botmeter is migrated once, by whoever opens it first.
                 self._withdraw_request()

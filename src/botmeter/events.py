@@ -259,6 +259,26 @@ MAX_NESTING: Final = 32
 INT64_MIN: Final = -(2**63)
 # Arrow schema metadata marking a batch that holds ids the bot chose: a retry of one may come later
 # than the first with another ts (the pipeline sets it, a store reads it).
+# The hourly rollup every backend keeps: one row per hour and combination of these columns (NULL
+# kept as ''), summing these figures. The planner reads it wherever a query needs no more.
+HOURLY_KEYS: Final = (
+    "bot",
+    "kind",
+    "channel",
+    "direction",
+    "provider",
+    "model",
+    "error_category",
+    "severity",
+    "stage",
+    "name",
+    "unit",
+    "country",
+)
+HOURLY_SUMS: Final = frozenset(
+    {"cost_usd", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "units"}
+)
+
 CALLER_KEYS: Final = b"botmeter.caller_keys"
 INT64_MAX: Final = 2**63 - 1
 

@@ -22,14 +22,10 @@ from datetime import datetime
 from typing import Any
 
 from ...analyse.plan import Keeps
+from ...events import HOURLY_KEYS, HOURLY_SUMS
 from ..duckdb.engine import _EXPLORE_DIMS, _EXPLORE_IDS
 from ..sql.engine import SQLEngine, aware
 from .dialect import READ_SETTINGS, ClickHouseDialect
-from .schema import HOURLY_KEYS
-
-_SUM_COLUMNS = frozenset(
-    {"cost_usd", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "units"}
-)
 
 
 class ClickHouseEngine(SQLEngine):
@@ -39,7 +35,7 @@ class ClickHouseEngine(SQLEngine):
     printer = ClickHouseDialect()
     KEEPS = Keeps(
         hourly=frozenset(HOURLY_KEYS),
-        hourly_sums=_SUM_COLUMNS,
+        hourly_sums=HOURLY_SUMS,
         hourly_latency=True,
         user_days=True,
         conversation_cost_days=True,

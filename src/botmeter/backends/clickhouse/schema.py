@@ -45,24 +45,10 @@ Readers and writers use the plain names, as on one server.
 
 from __future__ import annotations
 
-from ...events import COLUMNS
+from ...events import COLUMNS, HOURLY_KEYS
 
 SCHEMA_VERSION = 1
 
-HOURLY_KEYS = (
-    "bot",
-    "kind",
-    "channel",
-    "direction",
-    "provider",
-    "model",
-    "error_category",
-    "severity",
-    "stage",
-    "name",
-    "unit",
-    "country",
-)
 
 # Few distinct values in a month's part: dictionary-encoded.
 _LOW_CARDINALITY = {

@@ -12,15 +12,12 @@ from datetime import datetime
 from typing import Any
 
 from ...analyse.plan import Keeps
+from ...events import HOURLY_KEYS, HOURLY_SUMS
 from ..sql.engine import SQLEngine, aware
 from ..sql.printer import naive
 from .dialect import DuckDBDialect
-from .rollups import HOURLY_KEYS, LATENCY_DIMS, LATENCY_QUANTILES
+from .rollups import LATENCY_DIMS, LATENCY_QUANTILES
 from .store import damaged_file
-
-_SUM_COLUMNS = frozenset(
-    {"cost_usd", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "units"}
-)
 
 
 class DuckDBEngine(SQLEngine):
@@ -30,7 +27,7 @@ class DuckDBEngine(SQLEngine):
     printer = DuckDBDialect()
     KEEPS = Keeps(
         hourly=frozenset(HOURLY_KEYS),
-        hourly_sums=_SUM_COLUMNS,
+        hourly_sums=HOURLY_SUMS,
         hourly_latency=True,
         user_days=True,
         conversation_cost_days=True,

@@ -43,6 +43,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ...events import HOURLY_KEYS
 from . import turns
 
 # Read by the query engine and the migrations from here.
@@ -52,21 +53,6 @@ from .turns import TURN_EVENT_WHERE as TURN_EVENT_WHERE
 from .turns import TURNS_DDL as TURNS_DDL
 from .turns import TURNS_FROM_EVENTS as TURNS_FROM_EVENTS
 from .turns import rebuild as rebuild_turns  # noqa: F401
-
-HOURLY_KEYS = (
-    "bot",
-    "kind",
-    "channel",
-    "direction",
-    "provider",
-    "model",
-    "error_category",
-    "severity",
-    "stage",
-    "name",
-    "unit",
-    "country",
-)
 
 DEFAULT_SESSION_GAP_S = 1800
 # Count and cost of the hour's events without a user id, and without a conversation id: the

@@ -209,6 +209,17 @@ def stored_time(value: Any) -> str | None:
     return str(value).replace(" ", "T", 1) + "Z"
 
 
+# What ``botmeter status`` shows of a store, in this order (the CLI's table uses the same list).
+STORE_STATUS_KEYS = (
+    "events",
+    "first_event",
+    "last_event",
+    "size_bytes",
+    "schema_version",
+    "dropped_events_recorded",
+)
+
+
 @register("store_status", NoParams, "What is in the store: events by kind, their span, drops recorded, size.")
 def store_status(reader: Any, p: NoParams) -> Report:
     info = reader.inventory()
@@ -219,14 +230,7 @@ def store_status(reader: Any, p: NoParams) -> Report:
         info["size_bytes"] = size()
     figures = tuple(
         Figure(key.replace("_", " "), f"{info[key]:,}" if isinstance(info[key], int) else str(info[key]))
-        for key in (
-            "events",
-            "first_event",
-            "last_event",
-            "size_bytes",
-            "schema_version",
-            "dropped_events_recorded",
-        )
+        for key in STORE_STATUS_KEYS
         if key in info
     )
     kinds = Section(

@@ -21,7 +21,7 @@ from ..exceptions import BotmeterError
 from ..store import open_store
 from ..store.spool import Spool
 from . import cli_aws, cli_clickhouse, cli_export, cli_server  # noqa: F401  (their commands: cloudwatch, clickhouse, copy, export, import, serve, tokens)
-from .cli_group import _answer, _config, _fail, _gap_option, _reader, main, store_option
+from .cli_group import _answer, _config, _fail, _gap_option, _reader, main, status_table, store_option
 
 # No automatic highlighting: colour in the terminal is kept for what means something (an error).
 console = Console(highlight=False)
@@ -116,22 +116,8 @@ def status(store: str | None, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(info, indent=2, default=str))
         return
-    table = Table(title=f"botmeter store: {db.path}", show_header=False)
-    for key in (
-        "events",
-        "first_event",
-        "last_event",
-        "size_bytes",
-        "schema_version",
-        "dropped_events_recorded",
-    ):
-        if key in info:
-            value = info[key]
-            table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
-    for kind, n in info.get("by_kind", {}).items():
-        table.add_row(plain(f"  {kind}"), f"{n:,}")
-    table.add_row("spool", f"{depth.batches} batches, {depth.events:,} events in {spool_dir}")
-    console.print(table)
+    spool = f"{depth.batches} batches, {depth.events:,} events in {spool_dir}"
+    console.print(status_table(f"botmeter store: {db.path}", info, spool))
 
 
 @main.command()

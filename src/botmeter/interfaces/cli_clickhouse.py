@@ -14,13 +14,12 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ..config import Config
 from ..exceptions import BotmeterError
 from ..store import open_store
 from ..store.spool import Spool
-from .cli_group import _fail, main
+from .cli_group import _fail, main, status_table
 
 
 @main.group()
@@ -122,18 +121,5 @@ def status_of(store: Any, config: Config, fmt: str, console: Console) -> None:
         )
     if fmt == "json":
         return
-    table = Table(title=f"botmeter store: {store.url}", show_header=False)
-    for key in (
-        "events",
-        "first_event",
-        "last_event",
-        "size_bytes",
-        "schema_version",
-        "dropped_events_recorded",
-    ):
-        value = info.get(key)
-        table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
-    for kind, n in info.get("by_kind", {}).items():
-        table.add_row(f"  {kind}", f"{n:,}")
-    table.add_row("spool", f"{depth.batches} batches, {depth.events:,} events in {spool_dir}")
-    console.print(table)
+    spool = f"{depth.batches} batches, {depth.events:,} events in {spool_dir}"
+    console.print(status_table(f"botmeter store: {store.url}", info, spool))

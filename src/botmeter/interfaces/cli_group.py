@@ -11,10 +11,27 @@ from typing import Any
 
 import click
 
+from ..answers.questions import STORE_STATUS_KEYS
 from ..config import Config
 from ..exceptions import BotmeterError
 from ..store import open_store
 from ..version import __version__
+
+
+def status_table(title: str, info: dict[str, Any], spool: str) -> Any:
+    """``botmeter status`` as a terminal table, for any store: its figures, events by kind, the spool."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title, show_header=False)
+    for key in STORE_STATUS_KEYS:
+        if key in info:
+            value = info[key]
+            table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
+    for kind, n in info.get("by_kind", {}).items():
+        table.add_row(Text(f"  {kind}"), f"{n:,}")  # a kind is shown as given, never as markup
+    table.add_row("spool", spool)
+    return table
 
 
 def store_option(fn: Callable[..., Any]) -> Callable[..., Any]:

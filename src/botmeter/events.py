@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+import pyarrow as pa
+
 # -- stored events ---------------------------------------------------------------------------
 
 KINDS: Final = (
@@ -278,6 +280,17 @@ HOURLY_KEYS: Final = (
 HOURLY_SUMS: Final = frozenset(
     {"cost_usd", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "units"}
 )
+
+_ARROW_TYPES = {
+    "UUID": pa.uuid(),
+    "TIMESTAMP": pa.timestamp("us"),
+    "VARCHAR": pa.string(),
+    "BIGINT": pa.int64(),
+    "DOUBLE": pa.float64(),
+    "JSON": pa.string(),
+}
+# A processed batch as the pipeline hands it to any store: ``COLUMNS`` as Arrow types.
+EVENT_SCHEMA: Final = pa.schema([(name, _ARROW_TYPES[sql_type]) for name, (sql_type, _) in COLUMNS.items()])
 
 CALLER_KEYS: Final = b"botmeter.caller_keys"
 INT64_MAX: Final = 2**63 - 1

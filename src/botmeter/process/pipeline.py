@@ -32,7 +32,7 @@ try:
     from .._fastpath import column_buffers
 except ImportError:  # the C fast path is not built: pyarrow converts, more slowly
     column_buffers = None
-from ..events import CALLER_KEYS, COLUMNS, RECORD_CALLS, RECORDS
+from ..events import CALLER_KEYS, EVENT_SCHEMA, RECORD_CALLS, RECORDS
 from ..exceptions import InputError
 from . import error_facts
 from .pricing import LlmPricer, PriceList, UnitPricer, call_extras
@@ -41,15 +41,7 @@ from .sms import SmsRates, country_of, segments_column
 
 log = logging.getLogger("botmeter")
 
-_ARROW_TYPES = {
-    "UUID": pa.uuid(),
-    "TIMESTAMP": pa.timestamp("us"),
-    "VARCHAR": pa.string(),
-    "BIGINT": pa.int64(),
-    "DOUBLE": pa.float64(),
-    "JSON": pa.string(),
-}
-SCHEMA = pa.schema([(name, _ARROW_TYPES[sql_type]) for name, (sql_type, _) in COLUMNS.items()])
+SCHEMA = EVENT_SCHEMA
 # The most one event's free-form JSON (properties, an error's context) or stored text may take.
 MAX_FIELD_BYTES = 32 * 1024
 _EVENT_ID_NAMESPACE = uuid.UUID("5b0f7c52-8a7e-4d55-9f57-3d1c2b7c9a10")

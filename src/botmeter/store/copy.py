@@ -24,7 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..events import COLUMNS
+from ..events import COLUMNS, EVENT_SCHEMA
 from ..exceptions import ConfigError
 from . import Store
 
@@ -38,16 +38,7 @@ class CopyResult:
     resumed_from: str | None  # the key an interrupted copy had reached, if it resumed
 
 
-_ARROW_TYPES = {
-    "UUID": pa.uuid(),
-    "TIMESTAMP": pa.timestamp("us"),
-    "VARCHAR": pa.string(),
-    "BIGINT": pa.int64(),
-    "DOUBLE": pa.float64(),
-    "JSON": pa.string(),
-}
-# A processed batch's columns and types (the store layer does not import the processing one).
-EVENT_SCHEMA = pa.schema([(name, _ARROW_TYPES[sql_type]) for name, (sql_type, _) in COLUMNS.items()])
+
 
 
 def _schema() -> pa.Schema:

@@ -466,7 +466,7 @@ class ClickHouseStore:
     ) -> pa.Table:
         """Up to ``limit`` events in (ts, event_id) order, from ``since`` and after the ``after`` key,
         with the columns and types of a processed batch (for ``botmeter copy``)."""
-        from ...store.copy import EVENT_SCHEMA as SCHEMA
+        from ...events import EVENT_SCHEMA as SCHEMA
 
         conditions = ["1"]
         params: dict[str, Any] = {}

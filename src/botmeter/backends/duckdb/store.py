@@ -404,9 +404,12 @@ class DuckDBStore:
             con.execute("BEGIN")
             try:
                 src = "batch"
+                ahead = None
                 if added is not None:
                     con.execute(added, params)
                     src = "_bm_added"
+                else:
+                    ahead = rollups.Ahead(batch)  # every event of the batch goes in
                 rows = con.execute(f"INSERT INTO events SELECT * FROM {src}").fetchall()
                 count = int(rows[0][0]) if rows else 0
                 if count:
@@ -414,7 +417,7 @@ class DuckDBStore:
                     added_rows = (
                         batch if added is None else con.sql("SELECT * FROM _bm_added").to_arrow_table()
                     )
-                    rollups.add(con, src, self._gap_s, added_rows)
+                    rollups.add(con, src, self._gap_s, added_rows, ahead)
                 if added is not None:
                     con.execute("DROP TABLE _bm_added")
                 con.execute("COMMIT")

@@ -112,9 +112,8 @@ def _store_turns(con: Any, src: str, params: Any = None) -> None:
         con.execute("DROP TABLE IF EXISTS _bm_turns")
 
 
-def merge(con: Any, table: pa.Table) -> None:
-    """Adds the events just written (``table``) to their conversations' turns."""
-    rows = _rows(con, table)
+def merge(con: Any, rows: _Rows | None) -> None:
+    """Adds the events just written (their ``rows``, from ``rows_of``) to their conversations' turns."""
     if rows is None:
         return
     heads = _heads(con, rows)
@@ -153,7 +152,9 @@ class _Rows:
     channels: pa.ChunkedArray  # the write's channel column
 
 
-def _rows(con: Any, t: pa.Table) -> _Rows | None:
+def rows_of(con: Any, t: pa.Table) -> _Rows | None:
+    """The turn events of a write, sorted. ``con`` only computes (hashes, JSON): any connection,
+    not necessarily the store's, so this can run beside the write."""
     kind, conv, user = t["kind"], t["conversation_id"], t["user_id"]
     keep = _np_bool(
         pc.and_(

@@ -172,8 +172,8 @@ def dashboard_data(
             out["error_groups"] = [_plain(g, since_day, days) for g in groups]
         except FigureUnavailable as exc:
             out["error_groups"], missing["error_groups"] = None, str(exc)
-    if out.get("top_users"):
-        with reader.session():
+        if out.get("top_users"):
+            # In the same session: opening the store again costs more than the query.
             out["top_users"] = _with_messages_and_country(reader, out["top_users"], *window, missing)
     for key in (*(k for k, _, a in SERIES + PREVIOUS if a.get("interval", "day") is None),):
         for row in out[key] or ():

@@ -18,7 +18,7 @@ from typing import Any
 
 from ...analyse.catalogue import DIMENSIONS, PERCENTILES, Metric
 from ...analyse.plan import SHARED_DIMS, SHARED_STATS, Part, Plan
-from ...analyse.query import Query
+from ...analyse.query import Query, QueryError
 
 _SEVERITIES = ("debug", "info", "warning", "error", "critical")
 
@@ -724,21 +724,33 @@ class SQLPrinter:
         return Printed(sql, p.values)
 
     def error_groups(self, start: datetime, end: datetime, quiet_days: int) -> Printed:
-        """Error groups (per fingerprint) with activity in [start, end); see ``analyse.errors``."""
+        """Error groups (per fingerprint) with activity in [start, end); see ``analyse.errors``.
+
+        Whether a group came back (an error in the period at least ``quiet_days`` after the one
+        before it) is read from the groups' hours (first and last error of each), not from every
+        error: a quiet spell of a day or more always lies between two hours, so the answer is the
+        same, and the window runs over a few hundred rows per group instead of every error.
+        """
+        if quiet_days < 1:
+            raise QueryError(f"quiet_days must be at least 1 (got {quiet_days!r})")
         p = self.params()
         s, e = p.time(start), p.time(end)
         rank = self.list_position(_SEVERITIES, "w.severity")
-        by_fingerprint = "PARTITION BY fingerprint ORDER BY ts"
-        came_back = f"ts >= {s} AND {self.at_least_days('prev', 'ts', quiet_days)}"
+        by_fingerprint = "PARTITION BY fingerprint ORDER BY first_ts"
+        came_back = f"first_ts >= {s} AND {self.at_least_days('prev', 'first_ts', quiet_days)}"
         sql = f"""
             WITH w AS (SELECT ts, fingerprint, error_type, error_category, severity, error_message, user_id,
                               conversation_id, provider, stage, {self.json_text("properties", "code")} AS code
                        FROM events
                        WHERE kind = 'error' AND fingerprint IS NOT NULL AND ts >= {s} AND ts < {e}),
-                 hist AS (SELECT fingerprint, ts, {self.previous("ts", by_fingerprint)} AS prev
-                          FROM events WHERE kind = 'error' AND ts < {e}
-                            AND fingerprint IN (SELECT DISTINCT fingerprint FROM w)),
-                 past AS (SELECT fingerprint, min(ts) AS first_seen, {self.bool_or(came_back)} AS came_back
+                 hours AS (SELECT fingerprint, min(ts) AS first_ts, max(ts) AS last_ts
+                           FROM events WHERE kind = 'error' AND ts < {e}
+                             AND fingerprint IN (SELECT DISTINCT fingerprint FROM w)
+                           GROUP BY fingerprint, {self.truncate("hour", "ts")}),
+                 hist AS (SELECT fingerprint, first_ts, {self.previous("last_ts", by_fingerprint)} AS prev
+                          FROM hours),
+                 past AS (SELECT fingerprint, min(first_ts) AS first_seen,
+                                 {self.bool_or(came_back)} AS came_back
                           FROM hist GROUP BY fingerprint)
             SELECT w.fingerprint, count(*) AS count, {self.count_distinct("w.user_id")} AS users,
                    {self.count_distinct("w.conversation_id")} AS conversations,

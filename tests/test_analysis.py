@@ -346,6 +346,17 @@ def test_regressed_error_group_after_a_quiet_week(store_url: str) -> None:
     assert {a["rule"] for a in fired} == {"new_error_group", "regression"}
 
 
+def test_error_groups_refuse_a_quiet_spell_under_a_day(store_url: str) -> None:
+    from botmeter.analyse.errors import error_groups
+
+    meter = _meter(store_url)
+    meter.track_error(KeyError("missing reminder"))
+    meter.close()
+    now = datetime.now(UTC)
+    with pytest.raises(QueryError, match=r"quiet_days.*0"):
+        error_groups(Reader(store_url), (now - timedelta(days=1), now + timedelta(seconds=1)), quiet_days=0)
+
+
 def test_explore_shows_kinds_fields_dimensions_and_unpriced_models(store_url: str) -> None:
     meter = _meter(store_url)
     meter.track_message(direction="in", user="u1", channel="sms")

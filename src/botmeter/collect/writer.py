@@ -13,6 +13,10 @@ full, an event set aside) reaches the store as a ``system`` event named ``droppe
 
 from __future__ import annotations
 
+# Imported now, not by a library on the writer's threads while a fork waits for them: imported
+# then, it registers fork handlers between the fork's "before" and "after" steps, and its "after"
+# releases a lock its "before" never took (a stray error message in the bot's output).
+import concurrent.futures.thread  # noqa: F401
 import logging
 import queue
 import threading
@@ -95,7 +99,10 @@ class Writer:
         # Held around every store and spool operation, and by a fork: a child must not inherit a
         # write in progress (DuckDB's open instance, its locks), which cost it its events.
         self._io = threading.Lock()
-        self._fork_held = False
+        # Held while the writer processes a batch, and by a fork: a child that inherits Arrow in
+        # the middle of a computation on another thread finds its locks taken for good.
+        self._processing = threading.Lock()
+        self._fork_held: list[threading.Lock] = []
         # Batches neither the store nor the spool took, oldest first: [table, tried before].
         self._unsaved: deque[list] = deque()
         self.unsaved_events = 0
@@ -168,15 +175,20 @@ class Writer:
         return done
 
     def before_fork(self) -> None:
-        """Waits for a store or spool operation in progress, and holds off the next until after."""
-        self._fork_held = self._io.acquire(timeout=_FORK_WAIT_S)
-        if not self._fork_held:
-            log.error("botmeter: a write took over %gs; forking during it", _FORK_WAIT_S)
+        """Waits for a processing step and a store or spool operation in progress, and holds off
+        the next until after."""
+        held = []
+        for lock, what in ((self._processing, "processing"), (self._io, "a write")):
+            if lock.acquire(timeout=_FORK_WAIT_S):
+                held.append(lock)
+            else:
+                log.error("botmeter: %s took over %gs; forking during it", what, _FORK_WAIT_S)
+        self._fork_held = held
 
     def after_fork_in_parent(self) -> None:
-        if self._fork_held:
-            self._fork_held = False
-            self._io.release()
+        held, self._fork_held = self._fork_held, []
+        for lock in reversed(held):
+            lock.release()
 
     def after_fork(self) -> None:
         """In a forked child: the parent writes what it had buffered; the child starts afresh."""
@@ -206,7 +218,13 @@ class Writer:
                 ticket = self._requested
                 stopping = self._stop
             try:
-                for table in self.process():
+                tables = self.process()
+                while True:
+                    with self._processing:
+                        table = next(tables, None)
+                    if table is None:
+                        break
+                    # Outside the lock: this waits for the store, and a fork need not.
                     self._outbox.put((None, table, False, False))
             except Exception as exc:  # never let the writer die: the bot would silently lose everything after
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"

@@ -185,6 +185,10 @@ def session_gap(con: Any) -> int:
     return int(rows[0][0]) if rows else DEFAULT_SESSION_GAP_S
 
 
+# Below this many events a thread and a scratch connection cost more than the overlap saves.
+AHEAD_MIN_ROWS = 20_000
+
+
 class Ahead:
     """What a batch adds to the rollups that needs only the batch itself (the partial aggregates,
     its turn events sorted), worked out on a thread of its own while DuckDB inserts the events:

@@ -408,7 +408,7 @@ class DuckDBStore:
                 if added is not None:
                     con.execute(added, params)
                     src = "_bm_added"
-                else:
+                elif batch.num_rows >= rollups.AHEAD_MIN_ROWS:
                     ahead = rollups.Ahead(batch)  # every event of the batch goes in
                 rows = con.execute(f"INSERT INTO events SELECT * FROM {src}").fetchall()
                 count = int(rows[0][0]) if rows else 0

@@ -306,8 +306,10 @@ def test_single_server_ddl_is_what_a_store_creates(chdb_store):
     assert tables["events"] == "MergeTree" and sorting == "bot, kind, ts, event_id"
     for name in schema.ROLLUPS:
         assert tables[name] == "AggregatingMergeTree" and tables[f"{name}_mv"] == "MaterializedView"
+    for name in schema.KEPT:  # kept by the writer (upkeep.py)
+        assert tables[name] == "ReplacingMergeTree"
     printed = CliRunner().invoke(main, ["clickhouse", "ddl"]).output
-    assert printed.count("CREATE TABLE IF NOT EXISTS") == len(schema.ROLLUPS) + 2
+    assert printed.count("CREATE TABLE IF NOT EXISTS") == len(schema.ROLLUPS) + len(schema.KEPT) + 2
 
 
 # -- the HTTP path, against the fault injector ----------------------------------------------------

@@ -43,6 +43,7 @@ its key out):
   ``rollup_conversations`` and ``rollup_conversation_totals`` (readers take the two together).
 * ``rollup_latency_days``: per complete UTC day, bot, ``kind:dimension`` and value, exact latency
   percentiles, count, sum and maximum (see the DuckDB rollup of the same name).
+* ``upkeep_batches``: the insert tokens of the batches folded into the two above.
 
 Turns (failed replies) are not kept: readers compute them from ``events``, whose order key makes
 the ranges they read small.
@@ -270,6 +271,13 @@ KEPT: dict[str, tuple[str, str, str]] = {
         "updated DateTime64(6, 'UTC') DEFAULT now64(6)",
         "(day, bot, dim, value)",
         "updated",
+    ),
+    # The batches folded (their insert tokens): a batch sent again, which the server drops, is not
+    # folded again. Kept a month, far beyond the server's window of tokens.
+    "upkeep_batches": (
+        "token String, at DateTime64(6, 'UTC') DEFAULT now64(6)",
+        "token TTL toDateTime(at) + INTERVAL 30 DAY",
+        "at",
     ),
 }
 

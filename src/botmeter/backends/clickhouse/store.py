@@ -347,7 +347,7 @@ class ClickHouseStore:
                         client.insert_arrow("events", _for_insert(batch), settings=settings)
                     except Exception as exc:
                         raise self._mapped(exc, "insert", blame_batch=True) from exc
-                    self._keep(client, batch)
+                    self._keep(client, batch, token)
                 return batch.num_rows
             except StoreError as exc:
                 cause = exc.__cause__
@@ -363,12 +363,12 @@ class ClickHouseStore:
                 time.sleep(pause)
                 pause *= 2
 
-    def _keep(self, client: Any, batch: pa.Table) -> None:
-        """The writer's own upkeep over the events just stored (``upkeep.py``). The events are
-        stored whatever happens here: a failure leaves the kept figures short, which readers see
-        and answer from the events instead."""
+    def _keep(self, client: Any, batch: pa.Table, token: str) -> None:
+        """The writer's own upkeep over the events just stored (``upkeep.py``), once per batch (a
+        batch sent again was dropped by the server). The events are stored whatever happens here:
+        a failure leaves the kept figures short, which readers see and answer from the events."""
         try:
-            upkeep.add(client, batch, self._gap_s)
+            upkeep.add_once(client, batch, self._gap_s, token)
         except Exception as exc:
             text = self._scrub(str(exc))
             log.warning("botmeter: %s: sessions and daily percentiles not kept up: %s", self.url, text)

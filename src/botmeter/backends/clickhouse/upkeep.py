@@ -13,7 +13,8 @@ cannot keep, because they depend on the order of events across inserts (see ``sc
   count kept differs from the hourly rollup's (``ReplacingMergeTree(updated)``: the newest wins).
 
 Exactly once: only the events the insert stored are folded (the store leaves out ids it holds
-already before inserting, and the server drops a repeated batch with its token). A reader trusts
+already before inserting), and a batch once (the server drops a batch sent again by its insert
+token, and ``upkeep_batches`` keeps the tokens folded). A reader trusts
 the sessions only while their messages add up to what the view ``rollup_session_points`` counted
 in the same inserts as the events (``ClickHouseDialect.session_gap``), and a day's percentiles only
 while their count is the hourly rollup's; otherwise it reads the events. So a fold that was lost
@@ -37,6 +38,8 @@ from ..duckdb.rollups import DEFAULT_SESSION_GAP_S, LATENCY_DIMS, LATENCY_KINDS,
 _TS = pa.timestamp("us", tz="UTC")
 # The messages split into sessions: a user, no conversation id.
 _POINTS_WHERE = "kind = 'message' AND conversation_id IS NULL AND user_id IS NOT NULL"
+# A statement listing a write's users or sessions may be longer than the default limit.
+_LONG_QUERY = {"max_query_size": 64 * 1024 * 1024}
 
 
 def session_gap(client: Any) -> int | None:
@@ -45,6 +48,18 @@ def session_gap(client: Any) -> int | None:
         "SELECT argMax(value, updated) FROM botmeter_meta WHERE key = 'session_gap_s' HAVING count() > 0"
     ).result_rows
     return int(rows[0][0]) if rows else None
+
+
+def add_once(client: Any, batch: pa.Table, gap_s: int, token: str) -> None:
+    """``add``, unless the batch of this insert token was folded already (sent again after its
+    answer was lost: the server dropped the repeat)."""
+    done = client.command(
+        f"SELECT count() FROM upkeep_batches WHERE token IN {_listed([token])}"
+    )
+    if int(done or 0):
+        return
+    add(client, batch, gap_s)
+    client.command(f"INSERT INTO upkeep_batches (token) VALUES {_listed([token])}")
 
 
 def add(client: Any, batch: pa.Table, gap_s: int) -> None:
@@ -191,9 +206,10 @@ def _old_sessions(client: Any, spans: pa.Table, gap_us: int) -> pa.Table:
     found = client.query_arrow(
         "SELECT bot, user_id, conversation, toUnixTimestamp64Micro(first_ts) AS first, "
         "toUnixTimestamp64Micro(last_ts) AS last FROM rollup_session_totals FINAL "
-        "WHERE last_ts >= fromUnixTimestamp64Micro({lo:Int64}, 'UTC') "
-        "AND first_ts <= fromUnixTimestamp64Micro({hi:Int64}, 'UTC') AND user_id IN {users:Array(String)}",
-        parameters={"lo": lo, "hi": hi, "users": pc.unique(spans["user_id"]).to_pylist()},
+        f"WHERE last_ts >= fromUnixTimestamp64Micro(toInt64({int(lo)}), 'UTC') "
+        f"AND first_ts <= fromUnixTimestamp64Micro(toInt64({int(hi)}), 'UTC') "
+        f"AND user_id IN {_listed(pc.unique(spans['user_id']).to_pylist())}",
+        settings=_LONG_QUERY,
     )
     found = pa.table(
         {
@@ -222,8 +238,9 @@ def _old_days(client: Any, old: pa.Table) -> pa.Table:
     found = client.query_arrow(
         "SELECT bot, day, conversation, user_id, toUnixTimestamp64Micro(first_ts) AS first, "
         "toUnixTimestamp64Micro(last_ts) AS last, messages FROM rollup_session_days FINAL "
-        "WHERE day BETWEEN {lo:Date} AND {hi:Date} AND conversation IN {keys:Array(String)}",
-        parameters={"lo": lo, "hi": hi, "keys": old["conversation"].to_pylist()},
+        f"WHERE day BETWEEN '{lo}' AND '{hi}' "
+        f"AND conversation IN {_listed(old['conversation'].to_pylist())}",
+        settings=_LONG_QUERY,
     )
     days = pa.table(
         {
@@ -279,6 +296,13 @@ def _session_keys(pieces: pa.Table, gap_us: int) -> pa.ChunkedArray:
 def _codes(a: Any) -> tuple[np.ndarray, pa.Array]:
     encoded = pc.dictionary_encode(a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a)
     return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary
+
+
+def _listed(values: list[Any]) -> str:
+    """Texts or dates as a literal list in the statement (bound parameters are spelt and sent
+    differently over HTTP and to the embedded engine; these are the writer's own values)."""
+    quoted = ("'" + str(v).replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values)
+    return "(" + ", ".join(quoted) + ")" if values else "(NULL)"
 
 
 def _plain_text(column: Any) -> Any:
@@ -364,25 +388,22 @@ def refresh_latency_days(client: Any, days: list[date] | None) -> None:
     count differs from the hourly rollup's."""
     kinds = ", ".join(f"'{k}'" for k in LATENCY_KINDS)
     today = _today()
-    params: dict[str, Any] = {"today": today}
     only = ""
     if days is not None:
         days = sorted(set(days))
         if not days:
             return
-        params["days"] = days
-        only = " AND d IN {days:Array(Date)}"
+        only = f" AND d IN {_listed(days)}"
     stale = client.query(
         f"""
         SELECT h.d FROM (SELECT toDate(hour) AS d, bot, kind, sum(latency_n) AS n FROM rollup_hourly
-                         WHERE kind IN ({kinds}) AND toDate(hour) < {{today:Date}} {only}
+                         WHERE kind IN ({kinds}) AND toDate(hour) < '{today}' {only}
                          GROUP BY d, bot, kind HAVING n > 0) AS h
         LEFT JOIN (SELECT day, bot, dim, n FROM rollup_latency_days FINAL WHERE value = '') AS c
                ON c.day = h.d AND c.bot = h.bot AND c.dim = concat(h.kind, ':')
         WHERE c.n IS NULL OR c.n != h.n
         GROUP BY h.d ORDER BY h.d
         """,
-        parameters=params,
         settings={"join_use_nulls": 1},
     ).result_rows
     stale_days = [row[0] for row in stale]
@@ -404,10 +425,9 @@ def refresh_latency_days(client: Any, days: list[date] | None) -> None:
                count(), sum(latency_ms), max(latency_ms), quantilesExactInclusive({quantiles})(latency_ms)
         FROM events ARRAY JOIN {per_kind} AS pick
         WHERE kind IN ({kinds}) AND latency_ms IS NOT NULL
-          AND ts >= toDateTime64({{lo:Date}}, 6, 'UTC')
-          AND ts < toDateTime64({{hi:Date}}, 6, 'UTC') + INTERVAL 1 DAY
-          AND toDate(ts) IN {{days:Array(Date)}}
+          AND ts >= toDateTime64(toDate('{stale_days[0]}'), 6, 'UTC')
+          AND ts < toDateTime64(toDate('{stale_days[-1]}'), 6, 'UTC') + INTERVAL 1 DAY
+          AND toDate(ts) IN {_listed(stale_days)}
         GROUP BY day, bot, dim, value
         """,
-        parameters={"lo": stale_days[0], "hi": stale_days[-1], "days": stale_days},
     )

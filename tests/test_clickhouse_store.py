@@ -92,6 +92,17 @@ def totals(store: ClickHouseStore) -> dict[str, object]:
         conv_events = c.command(
             "SELECT count() FROM events WHERE kind = 'message' AND conversation_id IS NOT NULL"
         )
+        # Kept by the writer (upkeep.py): the sessions and the daily percentiles.
+        session_events = c.command(
+            "SELECT count() FROM events WHERE kind = 'message' AND conversation_id IS NULL "
+            "AND user_id IS NOT NULL"
+        )
+        sessions = [
+            int(c.command(f"SELECT sum(messages) FROM {t}"))
+            for t in ("rollup_session_days FINAL", "rollup_session_totals FINAL", "rollup_session_points")
+        ]
+        timed = c.command("SELECT count(latency_ms) FROM events WHERE kind = 'llm_call'")
+        kept_timed = c.command("SELECT sum(n) FROM rollup_latency_days FINAL WHERE dim = 'llm_call:'")
     return {
         "events": row[0],
         "hourly_events": hourly[0],
@@ -106,10 +117,14 @@ def totals(store: ClickHouseStore) -> dict[str, object]:
         "days_events": int(days),
         "conversation_messages": int(conv),
         "messages_with_conversation": int(conv_events),
+        "session_messages": sessions,
+        "messages_in_sessions": int(session_events),
+        "timed": int(timed),
+        "kept_timed": int(kept_timed),
     }
 
 
-def assert_rollups_agree(store: ClickHouseStore, expected_events: int) -> None:
+def assert_rollups_agree(store: ClickHouseStore, expected_events: int, days_over: bool = True) -> None:
     t = totals(store)
     assert t["events"] == expected_events
     assert t["hourly_events"] == t["days_events"] == expected_events
@@ -117,6 +132,9 @@ def assert_rollups_agree(store: ClickHouseStore, expected_events: int) -> None:
     assert t["hourly_cost"] == t["cost"] and t["hourly_tokens"] == t["tokens"]
     assert t["users_inbound"] == t["inbound"]
     assert t["conversation_messages"] == t["messages_with_conversation"]
+    assert t["session_messages"] == [t["messages_in_sessions"]] * 3
+    if days_over:  # every day's percentiles are kept once it is over
+        assert t["kept_timed"] == t["timed"]
 
 
 # -- URLs -------------------------------------------------------------------------------------
@@ -182,7 +200,7 @@ def test_meter_writes_to_chdb_and_rollups_follow(tmp_path):
         assert store.count() == 900
         newest = store.last_event_at()
         assert newest is not None and abs(datetime.now(UTC) - newest) < timedelta(minutes=5)
-        assert_rollups_agree(store, 900)
+        assert_rollups_agree(store, 900, days_over=False)  # today's events
         with store.client() as c:
             assert c.command("SELECT uniqExact(user_id) FROM rollup_users") == 10
             assert c.command("SELECT count() FROM rollup_conversation_totals") == 4
@@ -223,6 +241,7 @@ def test_replays_and_restarts_count_each_event_once(tmp_path):
         third = events(10, start=T0 + timedelta(hours=1))
         assert store.write(pa.concat_tables([third, third])) == 10
         assert_rollups_agree(store, 130)
+        assert totals(store)["messages_in_sessions"] > 0 and totals(store)["timed"] > 0
     finally:
         store.close()
 
@@ -257,6 +276,35 @@ def test_values_round_trip_exactly(chdb_store):
         back.sort_by([(k, "ascending") for k in key[:1]]).to_pylist()
         == batch.sort_by([("ts", "ascending")]).to_pylist()
     )
+
+
+def test_a_store_of_version_1_gets_its_sessions_and_percentiles_from_its_events(tmp_path):
+    from botmeter.analyse import Reader
+
+    url = f"chdb://{tmp_path}/ch"
+    store = ClickHouseStore(url)
+    try:
+        store.write(events(90), fresh=True)
+        with store.client() as c:  # as version 1 left it: no session or percentile tables
+            for name in ("rollup_session_points_mv", *schema.KEPT, "rollup_session_points"):
+                c.command(f"DROP TABLE {name}")
+            c.command("INSERT INTO botmeter_meta (key, value) VALUES ('schema_version', '1')")
+    finally:
+        store.close()
+    store = ClickHouseStore(url)
+    try:
+        assert_rollups_agree(store, 90)
+    finally:
+        store.close()
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    window = {"start": start, "end": start + timedelta(days=3), "interval": None}
+    kept, read = (
+        Reader(url, use_rollups=rollups).query("conversations", **window) for rollups in (True, False)
+    )
+    assert kept.source == "rollups" and kept.rows == read.rows and kept.total() > 0
+    days = {**window, "interval": "day", "stat": "p50,p95"}
+    kept, read = (Reader(url, use_rollups=r).query("llm_latency_ms", **days) for r in (True, False))
+    assert kept.source == "rollups" and kept.rows == read.rows
 
 
 def test_a_newer_schema_is_refused_and_batches_wait(tmp_path):
@@ -306,8 +354,10 @@ def test_single_server_ddl_is_what_a_store_creates(chdb_store):
     assert tables["events"] == "MergeTree" and sorting == "bot, kind, ts, event_id"
     for name in schema.ROLLUPS:
         assert tables[name] == "AggregatingMergeTree" and tables[f"{name}_mv"] == "MaterializedView"
+    for name in schema.KEPT:  # kept by the writer (upkeep.py)
+        assert tables[name] == "ReplacingMergeTree"
     printed = CliRunner().invoke(main, ["clickhouse", "ddl"]).output
-    assert printed.count("CREATE TABLE IF NOT EXISTS") == len(schema.ROLLUPS) + 2
+    assert printed.count("CREATE TABLE IF NOT EXISTS") == len(schema.ROLLUPS) + len(schema.KEPT) + 2
 
 
 # -- the HTTP path, against the fault injector ----------------------------------------------------

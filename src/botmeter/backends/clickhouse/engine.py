@@ -2,11 +2,12 @@
 part of a query from what the ClickHouse store keeps (``KEEPS``), the ClickHouse dialect
 (``dialect.py``) prints it, and ``SQLEngine`` runs it and shapes the ``Result``, as for DuckDB.
 
-What ClickHouse keeps differs from DuckDB: the materialized views keep the hourly, per user-day,
-per conversation-day cost and per day rollups; sessions of messages without a conversation id,
-turns and per-day percentiles depend on the order of events across inserts, so the planner reads
-those figures from ``events`` (whose order key keeps the ranges read small). Every figure is
-exact: distinct counts with ``uniqExact``, percentiles with ``quantilesExactInclusive``.
+What ClickHouse keeps: the materialized views keep the hourly, per user-day, per conversation-day
+cost and per day rollups and the conversations with an id; the writer keeps the sessions of
+messages without one and the per-day latency percentiles after each insert (``upkeep.py``), as
+the DuckDB store does. Turns (failed replies) are not kept: the planner reads them from ``events``
+(whose order key keeps the ranges read small). Every figure is exact: distinct counts with
+``uniqExact``, percentiles with ``quantilesExactInclusive``.
 
 What is ClickHouse's own here: the read connection (the store's client; the embedded engine lets go
 of its folder when the session ends, so another process may open it), the read settings, and the
@@ -24,6 +25,7 @@ from typing import Any
 from ...analyse.plan import Keeps
 from ...events import HOURLY_KEYS, HOURLY_SUMS
 from ..duckdb.engine import _EXPLORE_DIMS, _EXPLORE_IDS
+from ..duckdb.rollups import LATENCY_DIMS, LATENCY_QUANTILES
 from ..sql.engine import SQLEngine, aware
 from .dialect import READ_SETTINGS, ClickHouseDialect
 
@@ -39,6 +41,10 @@ class ClickHouseEngine(SQLEngine):
         hourly_latency=True,
         user_days=True,
         conversation_cost_days=True,
+        conversation_days=True,
+        conversation_totals=True,
+        latency_days=LATENCY_DIMS,
+        latency_quantiles=LATENCY_QUANTILES,
     )
 
     def __init__(self, store: Any, *, use_rollups: bool = True) -> None:

@@ -30,11 +30,23 @@ Names and columns follow the DuckDB store's rollups (``backends/duckdb/rollups.p
 * ``rollup_conversation_totals``: the same per ``(bot, conversation)``, all days together.
 * ``rollup_conversation_costs``: key ``(bot, day, conversation_id)``: sums ``events, cost_usd``.
 * ``rollup_days``: key ``(day)``: min ``first_ts``, max ``last_ts``, sum ``events``.
+* ``rollup_session_points``: key ``(day)``: sum ``messages``, the messages with a user and without
+  a conversation id (what the sessions below must add up to: a reader checks it).
 
-Not kept as rollups, unlike DuckDB, because a view sees one insert at a time and these depend on
-the order of events across inserts: sessions of messages without a conversation id (``s:``
-conversations), turns (failed replies) and exact latency percentiles per day. Readers compute them
-from ``events``, whose order key makes the ranges they read small.
+A view sees one insert at a time, so what depends on the order of events across inserts is kept
+by the writer after each insert (``upkeep.py``), as the DuckDB store keeps it, in
+``ReplacingMergeTree`` tables read ``FINAL`` (a key's newest row; a row marked ``deleted`` takes
+its key out):
+
+* ``rollup_session_days`` and ``rollup_session_totals``: the sessions of messages without a
+  conversation id (``s:<user>:<start in microseconds>``), per day and whole, with the columns of
+  ``rollup_conversations`` and ``rollup_conversation_totals`` (readers take the two together).
+* ``rollup_latency_days``: per complete UTC day, bot, ``kind:dimension`` and value, exact latency
+  percentiles, count, sum and maximum (see the DuckDB rollup of the same name).
+* ``upkeep_batches``: the insert tokens of the batches folded into the two above.
+
+Turns (failed replies) are not kept: readers compute them from ``events``, whose order key makes
+the ranges they read small.
 
 A cluster (``botmeter clickhouse ddl --cluster NAME``): each table above becomes ``<name>_local``
 on ``ReplicatedMergeTree``/``ReplicatedAggregatingMergeTree`` ``ON CLUSTER``, with a ``Distributed``
@@ -45,9 +57,11 @@ Readers and writers use the plain names, as on one server.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ...events import COLUMNS, HOURLY_KEYS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 # Few distinct values in a month's part: dictionary-encoded.
@@ -219,6 +233,13 @@ ROLLUPS: dict[str, tuple[str, str, str, str]] = {
         "conversation_id, count() AS events, sum(coalesce(e.cost_usd, 0)) AS cost_usd FROM {events} AS e "
         "WHERE e.conversation_id IS NOT NULL GROUP BY bot, day, conversation_id",
     ),
+    "rollup_session_points": (
+        "day Date",
+        f"messages {_SUM.format('UInt64')}",
+        "(day)",
+        "SELECT toDate(e.ts) AS day, count() AS messages FROM {events} AS e WHERE e.kind = 'message' "
+        "AND e.conversation_id IS NULL AND e.user_id IS NOT NULL GROUP BY day",
+    ),
     "rollup_days": (
         "day Date",
         f"first_ts {_MIN.format(_TS)}, last_ts {_MAX.format(_TS)}, events {_SUM.format('UInt64')}",
@@ -228,17 +249,50 @@ ROLLUPS: dict[str, tuple[str, str, str, str]] = {
     ),
 }
 
+# Kept by the writer (upkeep.py): name -> (columns, order key, ReplacingMergeTree's arguments).
+_SESSION_COLUMNS = (
+    "user_id Nullable(String), first_ts DateTime64(6, 'UTC'), last_ts DateTime64(6, 'UTC'), "
+    "messages UInt64, version UInt64, deleted UInt8"
+)
+KEPT: dict[str, tuple[str, str, str]] = {
+    "rollup_session_days": (
+        f"bot LowCardinality(String), day Date, conversation String, {_SESSION_COLUMNS}",
+        "(bot, day, conversation)",
+        "version, deleted",
+    ),
+    "rollup_session_totals": (
+        f"bot LowCardinality(String), conversation String, {_SESSION_COLUMNS}",
+        "(bot, conversation)",
+        "version, deleted",
+    ),
+    "rollup_latency_days": (
+        "day Date, bot LowCardinality(String), dim LowCardinality(String), value String, n UInt64, "
+        "latency_sum Float64, latency_max Float64, q Array(Float64), "
+        "updated DateTime64(6, 'UTC') DEFAULT now64(6)",
+        "(day, bot, dim, value)",
+        "updated",
+    ),
+    # The batches folded (their insert tokens): a batch sent again, which the server drops, is not
+    # folded again. Kept a month, far beyond the server's window of tokens.
+    "upkeep_batches": (
+        "token String, at DateTime64(6, 'UTC') DEFAULT now64(6)",
+        "token TTL toDateTime(at) + INTERVAL 30 DAY",
+        "at",
+    ),
+}
+
 META_DDL = (
     "CREATE TABLE IF NOT EXISTS botmeter_meta{on} (key String, value String, "
     "updated DateTime64(6, 'UTC') DEFAULT now64(6)) ENGINE = {engine} ORDER BY key"
 )
 
 
-def _engine(kind: str, cluster: str | None, table: str) -> str:
+def _engine(kind: str, cluster: str | None, table: str, args: str = "") -> str:
     if cluster is None:
-        return f"{kind}()"
+        return f"{kind}({args})"
     # The replica path from the server's {shard} and {replica} macros, one per table.
-    return f"Replicated{kind}('/clickhouse/tables/{{shard}}/{{database}}/{table}', '{{replica}}')"
+    more = f", {args}" if args else ""
+    return f"Replicated{kind}('/clickhouse/tables/{{shard}}/{{database}}/{table}', '{{replica}}'{more})"
 
 
 def ddl(cluster: str | None = None) -> list[str]:
@@ -260,6 +314,7 @@ def ddl(cluster: str | None = None) -> list[str]:
             f"ENGINE = {_engine('AggregatingMergeTree', cluster, name + local)} ORDER BY {order}"
             + ("" if cluster else f" SETTINGS {_DEDUP}")
         )
+    statements.extend(kept_ddl(cluster))
     statements.append(
         f"CREATE TABLE IF NOT EXISTS events{local}{on} ({_events_columns()}) "
         f"ENGINE = {_engine('MergeTree', cluster, 'events' + local)} PARTITION BY {PARTITION_KEY} "
@@ -277,12 +332,23 @@ def ddl(cluster: str | None = None) -> list[str]:
             f"CREATE TABLE IF NOT EXISTS events{on} AS events_local "
             f"ENGINE = Distributed({quote_name(cluster)}, {db}, events_local, {SHARDING_KEY})"
         )
-        for name in ROLLUPS:
+        for name in [*ROLLUPS, *KEPT]:
             statements.append(
                 f"CREATE TABLE IF NOT EXISTS {name}{on} AS {name}_local "
                 f"ENGINE = Distributed({quote_name(cluster)}, {db}, {name}_local)"
             )
     return statements
+
+
+def kept_ddl(cluster: str | None = None) -> list[str]:
+    """The tables the writer keeps (``KEPT``)."""
+    on = f" ON CLUSTER {quote_name(cluster)}" if cluster else ""
+    local = "_local" if cluster else ""
+    return [
+        f"CREATE TABLE IF NOT EXISTS {name}{local}{on} ({columns}) "
+        f"ENGINE = {_engine('ReplacingMergeTree', cluster, name + local, args)} ORDER BY {order}"
+        for name, (columns, order, args) in KEPT.items()
+    ]
 
 
 def deploy_sql(cluster: str | None = None) -> list[str]:
@@ -302,4 +368,13 @@ def quote_name(name: str) -> str:
 # Each step takes the schema from the version before it to its own number; never edit a released
 # step, add one. Every statement is idempotent (IF NOT EXISTS), so processes that start together
 # may all run it.
-MIGRATIONS: dict[int, list[str]] = {1: ddl()}
+# A step may also be a function of the client (a rebuild from the events). Step 1 makes the whole
+# current schema (a new store needs no other step); step 2 adds to a store made by step 1 of
+# version 1 the session tables and view and the latency table, and fills them from its events.
+def _rebuild(client: Any) -> None:
+    from . import upkeep
+
+    upkeep.rebuild(client)
+
+
+MIGRATIONS: dict[int, list[Any]] = {1: ddl(), 2: [*ddl(), _rebuild]}

@@ -53,7 +53,8 @@ import pyarrow.compute as pc
 
 from ...events import CALLER_KEYS, COLUMNS
 from ...exceptions import ConfigError, SchemaError, StoreError, StoreUnavailable
-from . import schema
+from ..duckdb.rollups import DEFAULT_SESSION_GAP_S
+from . import schema, upkeep
 
 log = logging.getLogger("botmeter")
 
@@ -150,7 +151,15 @@ class ClickHouseStore:
     # One insert per batch: a ClickHouse part per month it spans. Big batches make few parts.
     preferred_batch_rows = 245_760
 
-    def __init__(self, url: str, *, lock_timeout: float = 5.0, retries: int | None = None, **_: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        lock_timeout: float = 5.0,
+        retries: int | None = None,
+        session_gap_s: int | None = None,
+        **_: Any,
+    ) -> None:
         self._conn = parse_url(url)
         self._password = self._conn.get("password") or ""
         self.url = redact(url)
@@ -163,6 +172,9 @@ class ClickHouseStore:
         self._client: Any = None
         self._lock = threading.RLock()
         self._migrated = False
+        # None: keep the gap the stored sessions were built with (readers never rebuild them).
+        self.session_gap_s = session_gap_s
+        self._gap_s = DEFAULT_SESSION_GAP_S
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -259,10 +271,19 @@ class ClickHouseStore:
             client.command(schema.META_DDL.format(on="", engine="ReplacingMergeTree(updated)"))
             for version in range(current + 1, schema.SCHEMA_VERSION + 1):
                 for statement in schema.MIGRATIONS[version]:
-                    client.command(statement)
+                    if callable(statement):
+                        statement(client)
+                    else:
+                        client.command(statement)
             client.command(
                 f"INSERT INTO botmeter_meta (key, value) VALUES ('schema_version', '{schema.SCHEMA_VERSION}')"
             )
+        stored = upkeep.session_gap(client)
+        self._gap_s = DEFAULT_SESSION_GAP_S if stored is None else stored
+        if self.session_gap_s is not None and self.session_gap_s != stored:
+            # Sessions split at another gap now: built again once.
+            upkeep.rebuild_sessions(client, self.session_gap_s)
+            self._gap_s = self.session_gap_s
         self._migrated = True
 
     def _stored_version(self, client: Any) -> int:
@@ -326,6 +347,7 @@ class ClickHouseStore:
                         client.insert_arrow("events", _for_insert(batch), settings=settings)
                     except Exception as exc:
                         raise self._mapped(exc, "insert", blame_batch=True) from exc
+                    self._keep(client, batch, token)
                 return batch.num_rows
             except StoreError as exc:
                 cause = exc.__cause__
@@ -340,6 +362,16 @@ class ClickHouseStore:
                     self._drop_client()  # a fresh connection for the next try
                 time.sleep(pause)
                 pause *= 2
+
+    def _keep(self, client: Any, batch: pa.Table, token: str) -> None:
+        """The writer's own upkeep over the events just stored (``upkeep.py``), once per batch (a
+        batch sent again was dropped by the server). The events are stored whatever happens here:
+        a failure leaves the kept figures short, which readers see and answer from the events."""
+        try:
+            upkeep.add_once(client, batch, self._gap_s, token)
+        except Exception as exc:
+            text = self._scrub(str(exc))
+            log.warning("botmeter: %s: sessions and daily percentiles not kept up: %s", self.url, text)
 
     def _unstored(self, batch: pa.Table, caller_keys: bool) -> pa.Table:
         """The batch without ids stored already, or repeated in it (the first of each is kept)."""

@@ -1196,6 +1196,12 @@ def test_error_group_statuses(data: Data, reader: Reader) -> None:
     assert status[fingerprints["not_found"]] == "new"
 
 
+def test_error_groups_of_one_bot(data: Data, reader: Reader) -> None:
+    every = reader.error_groups(start="2026-03-09", end=NOW)
+    assert every and reader.error_groups(start="2026-03-09", end=NOW, bot=BOT) == every
+    assert reader.error_groups(start="2026-03-09", end=NOW, bot="another-bot") == []
+
+
 def test_a_cost_group_of_unpriced_calls_only_is_unknown_not_zero(reader: Reader, data: Data) -> None:
     from click.testing import CliRunner
 

@@ -35,14 +35,17 @@ def _day(days_ago: int) -> str:
 
 
 # Costs given outright, so each window's total is known: smsbot $1.50 two days ago and $4.00
-# twenty days ago; webbot $0.25 today.
+# twenty days ago; webbot $0.25 today. Each bot has an error of its own.
 SMSBOT = [
     {"kind": "llm_call", "provider": "openai", "model": "gpt-4o", "cost_usd": 1.5, "ts": _day(2)},
     {"kind": "llm_call", "provider": "openai", "model": "gpt-4o", "cost_usd": 4.0, "ts": _day(20)},
     {"kind": "message", "direction": "in", "user": "+15551230001", "conversation": "c1", "ts": _day(2)},
     {"kind": "error", "error": "TimeoutError", "stage": "llm", "ts": _day(2)},
 ]
-WEBBOT = [{"kind": "llm_call", "provider": "anthropic", "model": "claude-sonnet-4-5", "cost_usd": 0.25}]
+WEBBOT = [
+    {"kind": "llm_call", "provider": "anthropic", "model": "claude-sonnet-4-5", "cost_usd": 0.25},
+    {"kind": "error", "error": "KeyError", "stage": "reply"},
+]
 
 
 def _fill(server) -> None:
@@ -107,7 +110,7 @@ def test_json_routes_answer_as_the_lambda_function_does(tmp_path, monkeypatch):
     assert [g["fingerprint"] for g in errors["groups"]] == [
         g["fingerprint"] for g in expected_errors["groups"]
     ]
-    assert [g["count"] for g in errors["groups"]] == [1]
+    assert sorted(g["error_type"] for g in errors["groups"]) == ["KeyError", "TimeoutError"]
 
 
 def test_reading_needs_a_read_token(collector):
@@ -201,8 +204,9 @@ def test_dashboard_in_a_browser_with_basic_auth_and_its_form(browser, collector)
     page.wait_for_url(re.compile(r"bot=webbot"))
     assert _cost(page) == "$0.2500"
     assert "bot webbot" in page.locator(".period").inner_text()
-    # Error groups are not split by bot: the panel says so rather than show every bot's.
-    assert "not for 'webbot' alone" in page.locator('[data-panel="error_groups"]').inner_text()
+    # Error groups are this bot's: its KeyError, not the other bot's TimeoutError.
+    groups = page.locator('[data-panel="error_groups"]').inner_text()
+    assert "KeyError" in groups and "TimeoutError" not in groups
 
     # The presets keep the bot.
     page.click(".presets a:text-is('7 days')")

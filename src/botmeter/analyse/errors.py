@@ -15,8 +15,10 @@ QUIET_DAYS = 7
 
 
 def error_groups(
-    reader: Any, window: tuple[datetime, datetime], quiet_days: int = QUIET_DAYS
+    reader: Any, window: tuple[datetime, datetime], quiet_days: int = QUIET_DAYS, bot: str | None = None
 ) -> list[dict[str, Any]]:
-    """Groups with errors in the window, most frequent first."""
+    """Groups with errors in the window (of one ``bot`` when given), most frequent first."""
     with reader.session():
-        return reader.engine.error_groups(window[0], window[1], quiet_days)
+        if bot is None:
+            return reader.engine.error_groups(window[0], window[1], quiet_days)
+        return reader.engine.error_groups(window[0], window[1], quiet_days, bot)

@@ -310,12 +310,15 @@ class Reader:
         return frame(out["daily"]) if as_frame else out
 
     def error_groups(
-        self, days: int | None = 7, *, start: Any = None, end: Any = None
+        self, days: int | None = 7, *, start: Any = None, end: Any = None, bot: str | None = None
     ) -> list[dict[str, Any]]:
+        """Error groups with errors in the window, most frequent first; of one ``bot`` when given."""
         from .errors import error_groups
 
         window = self.window(days, start, end)
-        return self._answer(("error_groups", window), lambda: error_groups(self, window))
+        return self._answer(
+            ("error_groups", window, bot), lambda: error_groups(self, window, bot=bot)
+        )
 
     def user_messages(
         self, users: Sequence[str], *, start: Any, end: Any

@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from ..analyse import Reader
 from ..analyse.catalogue import CATALOGUE
-from ..analyse.query import MAX_DAYS, FigureUnavailable, QueryError, days_from_text
+from ..analyse.query import MAX_DAYS, QueryError, days_from_text
 from ..exceptions import BotmeterError
 from .auth import authenticate
 from .collector import Collector
@@ -36,7 +36,7 @@ MAX_BOT_LENGTH: Final = 200
 
 class OneBot(Reader):
     """A reader that sees one bot's events: every typed query gets a ``bot`` filter (every metric
-    can be split by bot). Error groups are not split by bot in the stores yet: they say so."""
+    can be split by bot), and error groups are that bot's."""
 
     def __init__(self, store: Any, bot: str, **options: Any) -> None:
         super().__init__(store, **options)
@@ -47,9 +47,9 @@ class OneBot(Reader):
         return super().make(metric, **kw)
 
     def error_groups(
-        self, days: int | None = 7, *, start: Any = None, end: Any = None
+        self, days: int | None = 7, *, start: Any = None, end: Any = None, bot: str | None = None
     ) -> list[dict[str, Any]]:
-        raise FigureUnavailable(f"error groups are kept for all bots together, not for {self.bot!r} alone")
+        return super().error_groups(days, start=start, end=end, bot=self.bot)
 
 
 def _collector(request: Request) -> Collector:

@@ -128,8 +128,11 @@ class QueryEngine(Protocol):
         """Answers a checked query; raises ``FigureUnavailable`` for a figure it cannot give."""
         ...
 
-    def error_groups(self, start: datetime, end: datetime, quiet_days: int) -> list[dict[str, Any]]:
-        """Errors grouped by fingerprint over the window, with trend and first/last seen."""
+    def error_groups(
+        self, start: datetime, end: datetime, quiet_days: int, bot: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Errors grouped by fingerprint over the window (of one ``bot`` when given), with trend and
+        first/last seen."""
         ...
 
     def explore(self, top: int = 5) -> dict[str, Any]:

@@ -869,9 +869,14 @@ class CloudWatchEngine:
 
     # -- error groups and the explorer -----------------------------------------------------------
 
-    def error_groups(self, start: datetime, end: datetime, quiet_days: int) -> list[dict[str, Any]]:
-        """Error groups (per fingerprint) with errors in [start, end), from the event records."""
+    def error_groups(
+        self, start: datetime, end: datetime, quiet_days: int, bot: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Error groups (per fingerprint) with errors in [start, end) (of one ``bot`` when given),
+        from the event records."""
         errors = f'{RECORD_FILTER} and kind = "error" and ispresent(fingerprint)'
+        if bot is not None:
+            errors += f" and {_condition('bot', bot)}"
         window = (
             f"{errors} and {_time_filter(start, end)} | stats count(*) as n, count_distinct(user_id) as "
             "users, count_distinct(conversation_id) as conversations, min(@timestamp) as first_in_period, "

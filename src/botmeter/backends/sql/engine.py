@@ -207,13 +207,16 @@ class SQLEngine:
             rows = self.sql(printed.sql, printed.params)
         return {user: (int(n or 0), country) for user, n, country in rows}
 
-    def error_groups(self, start: datetime, end: datetime, quiet_days: int) -> list[dict[str, Any]]:
-        """Error groups (per fingerprint) with activity in [start, end); see ``analyse.errors``."""
+    def error_groups(
+        self, start: datetime, end: datetime, quiet_days: int, bot: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Error groups (per fingerprint) with activity in [start, end), of one ``bot`` when given;
+        see ``analyse.errors``."""
         with self.session():
-            groups = self._dicts(self.printer.error_groups(start, end, quiet_days))
+            groups = self._dicts(self.printer.error_groups(start, end, quiet_days, bot))
             if not groups:
                 return groups
-            hourly = self._dicts(self.printer.error_hours(start, end))
+            hourly = self._dicts(self.printer.error_hours(start, end, bot))
         series: dict[str, list[tuple[datetime, int]]] = {}
         for row in hourly:
             series.setdefault(row["fingerprint"], []).append((row["hour"], int(row["n"])))

@@ -723,7 +723,9 @@ class SQLPrinter:
         sql = f"SELECT user_id, sum(n), max(country) FROM ({self._union(rows)}) GROUP BY user_id"
         return Printed(sql, p.values)
 
-    def error_groups(self, start: datetime, end: datetime, quiet_days: int) -> Printed:
+    def error_groups(
+        self, start: datetime, end: datetime, quiet_days: int, bot: str | None = None
+    ) -> Printed:
         """Error groups (per fingerprint) with activity in [start, end); see ``analyse.errors``.
 
         Whether a group came back (an error in the period at least ``quiet_days`` after the one
@@ -735,6 +737,7 @@ class SQLPrinter:
             raise QueryError(f"quiet_days must be at least 1 (got {quiet_days!r})")
         p = self.params()
         s, e = p.time(start), p.time(end)
+        of_bot = "" if bot is None else f" AND {DIMENSIONS['bot']} = {p.add(bot)}"
         rank = self.list_position(_SEVERITIES, "w.severity")
         by_fingerprint = "PARTITION BY fingerprint ORDER BY first_ts"
         came_back = f"first_ts >= {s} AND {self.at_least_days('prev', 'first_ts', quiet_days)}"
@@ -742,9 +745,9 @@ class SQLPrinter:
             WITH w AS (SELECT ts, fingerprint, error_type, error_category, severity, error_message, user_id,
                               conversation_id, provider, stage, {self.json_text("properties", "code")} AS code
                        FROM events
-                       WHERE kind = 'error' AND fingerprint IS NOT NULL AND ts >= {s} AND ts < {e}),
+                       WHERE kind = 'error' AND fingerprint IS NOT NULL AND ts >= {s} AND ts < {e}{of_bot}),
                  hours AS (SELECT fingerprint, min(ts) AS first_ts, max(ts) AS last_ts
-                           FROM events WHERE kind = 'error' AND ts < {e}
+                           FROM events WHERE kind = 'error' AND ts < {e}{of_bot}
                              AND fingerprint IN (SELECT DISTINCT fingerprint FROM w)
                            GROUP BY fingerprint, {self.truncate("hour", "ts")}),
                  hist AS (SELECT fingerprint, first_ts, {self.previous("last_ts", by_fingerprint)} AS prev
@@ -766,11 +769,12 @@ class SQLPrinter:
         """
         return Printed(sql, p.values)
 
-    def error_hours(self, start: datetime, end: datetime) -> Printed:
+    def error_hours(self, start: datetime, end: datetime, bot: str | None = None) -> Printed:
         p = self.params()
+        of_bot = "" if bot is None else f"AND {DIMENSIONS['bot']} = {p.add(bot)} "
         sql = (
             f"SELECT fingerprint, {self.truncate('hour', 'ts')} AS hour, count(*) AS n FROM events "
-            f"WHERE kind = 'error' AND fingerprint IS NOT NULL AND {self.span('ts', start, end, p)} "
+            f"WHERE kind = 'error' AND fingerprint IS NOT NULL AND {self.span('ts', start, end, p)} {of_bot}"
             f"{self.group_all()} ORDER BY hour"
         )
         return Printed(sql, p.values)

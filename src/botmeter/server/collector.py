@@ -324,17 +324,25 @@ class Collector:
     def _run(self) -> None:
         """Processes requests as they arrive, and hands the store everything processed since its
         last write once it is free: processing overlaps the write in progress, and each write
-        takes all that arrived meanwhile (a write's fixed cost is shared by more events)."""
+        takes all that arrived meanwhile (a write's fixed cost is shared by more events).
+
+        While the store writes, each processed group goes to the spool, held (fsynced, locked by
+        this process), and its requests are answered at once; the store's next write takes all
+        the held groups together and then discards them. So a write is as large as what arrived
+        during the previous one, not bounded by how many requests wait at once."""
         ready: list[_Pending] = []
         tables: list[pa.Table] = []
         fresh = True
+        held: list[str] = []
+        held_tables: list[pa.Table] = []
+        held_fresh = True
         rows = 0
         stopping = False
         while True:
             group: list[_Pending] = []
             if not stopping and rows < _GROUP_ROWS:
                 try:
-                    first = self._queue.get(timeout=_POLL_S if ready else _IDLE_S)
+                    first = self._queue.get(timeout=_POLL_S if ready or held else _IDLE_S)
                 except queue.Empty:
                     first = _NOTHING
                 if first is None:
@@ -360,22 +368,43 @@ class Collector:
                     for item in group:
                         item.done(CollectorBusy(f"processing failed: {type(exc).__name__}"))
                 else:
-                    ready += more
-                    tables += more_tables
-                    fresh = fresh and more_fresh
+                    name = None
+                    if more_tables and not stopping and not self._store_free.is_set():
+                        name = self._hold(more, more_tables)
+                    if name is not None:
+                        held.append(name)
+                        held_tables += more_tables
+                        held_fresh = held_fresh and more_fresh
+                    else:
+                        ready += more
+                        tables += more_tables
+                        fresh = fresh and more_fresh
                     rows += sum(i.rows for i in more)
-            if ready and (self._store_free.is_set() or stopping):
+            if (ready or held) and (self._store_free.is_set() or stopping):
                 self._store_free.wait()
                 self._store_free.clear()
-                self._outbox.put((ready, tables, fresh))
+                self._outbox.put((ready, tables, fresh, held, held_tables, held_fresh))
                 ready, tables, fresh, rows = [], [], True, 0
-            elif not ready and not group and not stopping and self._store_free.is_set():
+                held, held_tables, held_fresh = [], [], True
+            elif not ready and not held and not group and not stopping and self._store_free.is_set():
                 self._store_free.clear()
                 self._outbox.put(_IDLE)
-            if stopping and not ready:
+            if stopping and not ready and not held:
                 self._store_free.wait()
                 self._outbox.put(None)
                 return
+
+    def _hold(self, group: list[_Pending], tables: list[pa.Table]) -> str | None:
+        """Puts a processed group in the spool, held for the store's next write, and answers its
+        requests (they are durable); None when the spool does not take it (they wait for the store)."""
+        table = _combined(tables)
+        name = self.spool.append(table, hold=True)
+        if name is None:
+            return None
+        self.count("spool_acknowledged_events", table.num_rows)
+        for item in group:
+            item.done("spooled")
+        return name
 
     def _run_store(self) -> None:
         """Writes each processed group (or spools it), then answers its requests."""
@@ -389,13 +418,14 @@ class Collector:
                     self._replay_when_idle()
                     self._release_store()
                     continue
-                ready, tables, fresh = got
+                ready, tables, fresh, held, held_tables, held_fresh = got
                 try:
-                    self._write_processed(ready, tables, fresh)
+                    self._write_processed(ready, tables, fresh, held, held_tables, held_fresh)
                 except Exception as exc:  # never let the writer die; every waiting request gets an answer
                     log.exception("botmeter: the collector's write failed")
                     for item in ready:
                         item.done(CollectorBusy(f"the write failed: {type(exc).__name__}"))
+                    self._let_go(held)
             finally:
                 self._store_free.set()
         self._release_store()
@@ -436,27 +466,47 @@ class Collector:
     def _write_group(self, group: list[_Pending]) -> None:
         self._write_processed(*self._processed(group))
 
-    def _write_processed(self, group: list[_Pending], tables: list[pa.Table], fresh: bool) -> None:
-        if not group:
+    def _write_processed(
+        self,
+        group: list[_Pending],
+        tables: list[pa.Table],
+        fresh: bool,
+        held: list[str] | tuple = (),
+        held_tables: list[pa.Table] | tuple = (),
+        held_fresh: bool = True,
+    ) -> None:
+        """Writes the requests still waiting (``group``) and the held spool batches together;
+        answers the first and discards the second once stored."""
+        if not group and not held:
             return
-        if not tables:  # nothing to store (every event dropped by a processor): done
+        if not tables and not held:  # nothing to store (every event dropped by a processor): done
             for item in group:
                 item.done("stored")
             return
-        table = _combined(tables)
-        if self.spool.has_pending() and not self._replay():
-            self._spool(group, table)
+        table = _combined([*tables, *held_tables])
+        if self.spool.has_pending(skip_locked=True) and not self._replay():
+            self._let_go(held)
+            self._spool_waiting(group, tables)
             return
         try:
             # One worker keeps the file open between writes while requests keep coming: closing
             # it costs a checkpoint each time (a reader in another process asks and is let in).
             # Several workers share the file, so each lets go once its queue is empty.
-            self.store.write(table, fresh=fresh, keep_open=self._hold_file or not self._queue.empty())
+            self.store.write(
+                table, fresh=fresh and held_fresh, keep_open=self._hold_file or not self._queue.empty()
+            )
         except StoreUnavailable as exc:
             self._store_failed(exc)
-            self._spool(group, table)
+            self._let_go(held)
+            self._spool_waiting(group, tables)
             return
         except Exception as exc:
+            if held:
+                # Acknowledged already: left for replay, which sets aside a batch the store
+                # refuses (counted as quarantined), so each batch costs only itself.
+                self._let_go(held)
+                self._write_processed(group, tables, fresh)
+                return
             # The store refuses the content: each request alone, so one request costs only itself.
             if len(group) > 1:
                 for item in group:
@@ -468,10 +518,29 @@ class Collector:
             return
         self._store_back()
         self.count("stored_events", table.num_rows)
+        for name in held:
+            try:
+                self.spool.discard(name)
+            except OSError as exc:  # stays in the spool: its replay skips what is stored
+                log.warning("botmeter: cannot remove the stored spool batch %s: %s", name, exc)
         for item in group:
             item.done("stored")
         if not self._hold_file and self._queue.empty():
             self._release_store()
+
+    def _spool_waiting(self, group: list[_Pending], tables: list[pa.Table]) -> None:
+        if not group:
+            return
+        if not tables:
+            for item in group:
+                item.done("stored")
+            return
+        self._spool(group, _combined(tables))
+
+    def _let_go(self, held: list[str] | tuple) -> None:
+        """Leaves held batches the store did not take in the spool, for replay."""
+        for name in held:
+            self.count("spooled_events", self.spool.let_go(name))
 
     def _spool(self, group: list[_Pending], table: pa.Table) -> None:
         if self.spool.append(table):
@@ -495,13 +564,13 @@ class Collector:
             return False
         if replayed:
             self.count("replayed_events", replayed)
-        if not self.spool.has_pending():
+        if not self.spool.has_pending(skip_locked=True):
             self._store_back()
             return True
         return False
 
     def _replay_when_idle(self) -> None:
-        if self.spool.has_pending():
+        if self.spool.has_pending(skip_locked=True):
             self._replay()
 
     def _release_store(self) -> None:
@@ -531,6 +600,7 @@ class Collector:
             "store_reachable": self.store_ok,
             "writer_alive": self.writer_alive,
             "pending_events": self._pending_events,
+            "held_events": self.spool.held_events,
             "spool_batches": depth.batches,
             "spool_events": depth.events,
             "spool_bytes": depth.bytes,

@@ -17,8 +17,10 @@ import math
 import queue
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +41,10 @@ from .settings import ServerConfig
 log = logging.getLogger("botmeter.server")
 
 KINDS: dict[str, str] = {call.removeprefix("track_"): call for call in RECORD_CALLS}
-_GROUP_ROWS = 200_000  # most events written in one transaction
+_GROUP_ROWS = 245_760  # most events written in one transaction (two of DuckDB's row groups)
+# How long acknowledged batches held in the spool may wait for more before the store writes them:
+# a write of 60,000 events cost twice the CPU per event of one of 122,880 or more.
+_HOLD_S = 1.0
 _IDLE_S = 1.0  # how often an idle writer retries the spool
 _POLL_S = 0.002  # how often the processor looks for new requests while the store writes
 # Request latency buckets (seconds) for /metrics, as Prometheus histograms count them.
@@ -143,6 +148,8 @@ class Collector:
         self._store_free = threading.Event()  # set while the store thread waits for work
         self._store_free.set()
         self._hold_file = config.workers <= 1
+        # Appends held batches to the spool (fsync mostly) while the next group is processed.
+        self._spooler = ThreadPoolExecutor(1, thread_name_prefix="botmeter-spool")
         self.store_ok = True
         self.last_error: str | None = None
 
@@ -167,6 +174,16 @@ class Collector:
             self._thread = threading.Thread(target=self._run, name="botmeter-collector", daemon=True)
             self._store_thread.start()
             self._thread.start()
+
+    def warm_up(self) -> None:
+        """Checks and processes a few events once, storing nothing: the first request then does
+        not pay for what the pipeline imports and loads on first use (about half a second)."""
+        try:
+            lanes = self._check(_WARM_UP_EVENTS)
+            pipeline = Pipeline(self.meter_config, self.hasher)
+            list(pipeline.run_chunks(lanes, (), chunk_rows=1 << 62))
+        except Exception:  # only a head start: the first request does it otherwise
+            log.warning("botmeter: warming up the pipeline failed", exc_info=True)
 
     @property
     def writer_alive(self) -> bool:
@@ -327,22 +344,24 @@ class Collector:
         takes all that arrived meanwhile (a write's fixed cost is shared by more events).
 
         While the store writes, each processed group goes to the spool, held (fsynced, locked by
-        this process), and its requests are answered at once; the store's next write takes all
-        the held groups together and then discards them. So a write is as large as what arrived
-        during the previous one, not bounded by how many requests wait at once."""
+        this process), and its requests are answered at once; so do the groups after it, until
+        the held ones add up to a large write (or have waited _HOLD_S), which the store then
+        takes in one transaction before discarding their files. A write's size is then not
+        bounded by how many requests wait at once, and its fixed cost is shared by many more."""
         ready: list[_Pending] = []
         tables: list[pa.Table] = []
         fresh = True
-        held: list[str] = []
-        held_tables: list[pa.Table] = []
-        held_fresh = True
+        # Groups on their way to the spool (appended on the spool thread while the next group is
+        # processed here): the append's future, its requests, tables and whether fresh.
+        holding: list[tuple[Future[str | None], list[_Pending], list[pa.Table], bool]] = []
+        held_since = 0.0
         rows = 0
         stopping = False
         while True:
             group: list[_Pending] = []
             if not stopping and rows < _GROUP_ROWS:
                 try:
-                    first = self._queue.get(timeout=_POLL_S if ready or held else _IDLE_S)
+                    first = self._queue.get(timeout=_POLL_S if ready or holding else _IDLE_S)
                 except queue.Empty:
                     first = _NOTHING
                 if first is None:
@@ -368,28 +387,42 @@ class Collector:
                     for item in group:
                         item.done(CollectorBusy(f"processing failed: {type(exc).__name__}"))
                 else:
-                    name = None
-                    if more_tables and not stopping and not self._store_free.is_set():
-                        name = self._hold(more, more_tables)
-                    if name is not None:
-                        held.append(name)
-                        held_tables += more_tables
-                        held_fresh = held_fresh and more_fresh
+                    if more_tables and not stopping and (holding or not self._store_free.is_set()):
+                        if not holding:
+                            held_since = time.monotonic()
+                        future = self._spooler.submit(self._hold, more, more_tables)
+                        holding.append((future, more, more_tables, more_fresh))
                     else:
                         ready += more
                         tables += more_tables
                         fresh = fresh and more_fresh
                     rows += sum(i.rows for i in more)
-            if (ready or held) and (self._store_free.is_set() or stopping):
+            # Held batches are answered already: they wait for a larger write, up to _HOLD_S.
+            due = ready or (
+                holding and (stopping or rows >= _GROUP_ROWS or time.monotonic() - held_since >= _HOLD_S)
+            )
+            if due and (self._store_free.is_set() or stopping):
+                held: list[str] = []
+                held_tables: list[pa.Table] = []
+                held_fresh = True
+                for future, items, more_tables, more_fresh in holding:
+                    name = future.result()
+                    if name is not None:
+                        held.append(name)
+                        held_tables += more_tables
+                        held_fresh = held_fresh and more_fresh
+                    else:  # the spool did not take it: its requests wait for this write
+                        ready += items
+                        tables += more_tables
+                        fresh = fresh and more_fresh
                 self._store_free.wait()
                 self._store_free.clear()
                 self._outbox.put((ready, tables, fresh, held, held_tables, held_fresh))
-                ready, tables, fresh, rows = [], [], True, 0
-                held, held_tables, held_fresh = [], [], True
-            elif not ready and not held and not group and not stopping and self._store_free.is_set():
+                ready, tables, fresh, rows, holding = [], [], True, 0, []
+            elif not ready and not holding and not group and not stopping and self._store_free.is_set():
                 self._store_free.clear()
                 self._outbox.put(_IDLE)
-            if stopping and not ready and not held:
+            if stopping and not ready and not holding:
                 self._store_free.wait()
                 self._outbox.put(None)
                 return
@@ -398,7 +431,11 @@ class Collector:
         """Puts a processed group in the spool, held for the store's next write, and answers its
         requests (they are durable); None when the spool does not take it (they wait for the store)."""
         table = _combined(tables)
-        name = self.spool.append(table, hold=True)
+        try:
+            name = self.spool.append(table, hold=True)
+        except Exception:  # never lose the group: its requests then wait for the store's write
+            log.exception("botmeter: could not hold a batch in the spool")
+            return None
         if name is None:
             return None
         self.count("spool_acknowledged_events", table.num_rows)
@@ -622,6 +659,12 @@ class _Reservation:
         self.collector._release(self.n)
 
 
+_WARM_UP_EVENTS = [
+    {"kind": "message", "direction": "in", "user": "+15550000000", "conversation": "c", "text": "hi"},
+    {"kind": "llm_call", "provider": "openai", "model": "gpt-4o", "input_tokens": 1, "output_tokens": 1},
+    {"kind": "timing", "stage": "reply", "latency_ms": 1.0},
+    {"kind": "error", "error": "Timeout"},
+]
 _IDLE = ("idle",)  # the processor found nothing to do for a while
 _NOTHING: Any = object()
 

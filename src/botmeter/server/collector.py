@@ -28,6 +28,7 @@ from typing import Any
 
 import anyio.to_thread
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..events import CALLER_KEYS, RECORD_CALLS, shown
 from ..exceptions import StoreUnavailable
@@ -264,9 +265,11 @@ class Collector:
             if nulls:
                 raise BatchRejected(None, name, None, f"{name} must not be null ({nulls} events)")
         bots = out.column("bot")
-        for i, value in enumerate(bots.to_pylist()):  # a batch is small; name the first stranger
-            if value != bot:
-                raise BatchRejected(i, "bot", value, f"this token writes events for bot {bot!r} only")
+        others = pc.invert(pc.fill_null(pc.equal(bots, bot), False))
+        if pc.any(others).as_py():  # name the first stranger
+            i = pc.index(others, True).as_py()
+            value = bots[i].as_py()
+            raise BatchRejected(i, "bot", value, f"this token writes events for bot {bot!r} only")
         return out
 
     def _reserved(self, n: int) -> _Reservation:

@@ -32,6 +32,10 @@ Events arrive live (ts within the last minute) and carry no event_id, as a Meter
 (the remote Meter's batches carry the ids the client made); `BENCH_EVENT_IDS=1` gives the json
 clients' events ids, so the store checks a week around each batch for them.
 
+Under load the server answers 202 once a batch is in its fsynced spool and writes the held
+batches in large groups: the json phases also time until the store holds every event
+(`stored_events_per_s`), and report the server's and the clients' CPU time and the load average.
+
 After each phase the file is checked: stored events == events answered 202 (== tracked, for the
 Meter phases), each event once.
 
@@ -400,6 +404,8 @@ def _cpu_s(pid: int) -> float:
 
 
 def phase_json(workdir: Path, name: str, rate: float = 0.0, connections: int = 2) -> dict[str, Any]:
+    import httpx
+
     server, db, tokens = _server(workdir, name, "--rate-limit", "0")
     env = botmeter_env()
     assert server.process is not None
@@ -421,11 +427,21 @@ def phase_json(workdir: Path, name: str, rate: float = 0.0, connections: int = 2
             for k in range(ARGS.clients)
         ]
         results = _collect(procs)
+        # Answered 202 means durable (stored, or in the server's fsynced spool); also time when
+        # the store holds everything, i.e. the spool the server answered from is written out.
+        while True:
+            health = httpx.get(f"{server.url}/healthz", timeout=30).json()
+            if not (health.get("held_events") or health["spool_events"] or health["pending_events"]):
+                break
+            time.sleep(0.01)
+        all_stored_at = time.time()
         server_cpu = _cpu_s(server.process.pid) - server_cpu
     finally:
         server.stop()
     summary = _summary(results, db)
+    start = min(r["wall_start"] for r in results)
     summary.update(
+        stored_events_per_s=summary["accepted_events"] / (all_stored_at - start),
         server_cpu_s=server_cpu,
         clients_cpu_s=sum(r["cpu_s"] for r in results),
         load_average=[load, os.getloadavg()[0]],

@@ -46,6 +46,7 @@ _GROUP_ROWS = 245_760  # most events written in one transaction (two of DuckDB's
 # How long acknowledged batches held in the spool may wait for more before the store writes them:
 # a write of 60,000 events cost twice the CPU per event of one of 122,880 or more.
 _HOLD_S = 1.0
+_QUIET_S = 0.05  # ...or until no request has come for this long (nothing more will join them soon)
 _IDLE_S = 1.0  # how often an idle writer retries the spool
 _POLL_S = 0.002  # how often the processor looks for new requests while the store writes
 # Request latency buckets (seconds) for /metrics, as Prometheus histograms count them.
@@ -348,16 +349,17 @@ class Collector:
 
         While the store writes, each processed group goes to the spool, held (fsynced, locked by
         this process), and its requests are answered at once; so do the groups after it, until
-        the held ones add up to a large write (or have waited _HOLD_S), which the store then
-        takes in one transaction before discarding their files. A write's size is then not
-        bounded by how many requests wait at once, and its fixed cost is shared by many more."""
+        the held ones add up to a large write (or have waited _HOLD_S, or no request came for
+        _QUIET_S), which the store then takes in one transaction before discarding their files.
+        A write's size is then not bounded by how many requests wait at once, and its fixed cost
+        is shared by many more."""
         ready: list[_Pending] = []
         tables: list[pa.Table] = []
         fresh = True
         # Groups on their way to the spool (appended on the spool thread while the next group is
         # processed here): the append's future, its requests, tables and whether fresh.
         holding: list[tuple[Future[str | None], list[_Pending], list[pa.Table], bool]] = []
-        held_since = 0.0
+        held_since = arrived = 0.0
         rows = 0
         stopping = False
         while True:
@@ -400,9 +402,18 @@ class Collector:
                         tables += more_tables
                         fresh = fresh and more_fresh
                     rows += sum(i.rows for i in more)
-            # Held batches are answered already: they wait for a larger write, up to _HOLD_S.
+                arrived = time.monotonic()  # the last group is done (a large one takes a while)
+            # Held batches are answered already: they wait for a larger write, up to _HOLD_S,
+            # unless the requests stopped coming.
+            now = time.monotonic()
             due = ready or (
-                holding and (stopping or rows >= _GROUP_ROWS or time.monotonic() - held_since >= _HOLD_S)
+                holding
+                and (
+                    stopping
+                    or rows >= _GROUP_ROWS
+                    or now - held_since >= _HOLD_S
+                    or now - arrived >= _QUIET_S
+                )
             )
             if due and (self._store_free.is_set() or stopping):
                 held: list[str] = []

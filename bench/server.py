@@ -32,6 +32,10 @@ Events arrive live (ts within the last minute) and carry no event_id, as a Meter
 (the remote Meter's batches carry the ids the client made); `BENCH_EVENT_IDS=1` gives the json
 clients' events ids, so the store checks a week around each batch for them.
 
+Under load the server answers 202 once a batch is in its fsynced spool and writes the held
+batches in large groups: the json phases also time until the store holds every event
+(`stored_events_per_s`), and report the server's and the clients' CPU time and the load average.
+
 After each phase the file is checked: stored events == events answered 202 (== tracked, for the
 Meter phases), each event once.
 
@@ -153,6 +157,7 @@ def json_client(
                         accepted[0] += batch
 
     start = time.perf_counter()
+    cpu = time.process_time()
     threads = [threading.Thread(target=run) for _ in range(connections)]
     for t in threads:
         t.start()
@@ -167,6 +172,7 @@ def json_client(
                 "accepted": accepted[0],
                 "latencies": latencies,
                 "wall_start": time.time() - (time.perf_counter() - start),
+                "cpu_s": time.process_time() - cpu,  # the client's own CPU while sending
             }
         )
     )
@@ -366,20 +372,45 @@ def phase_in_process(workdir: Path) -> dict[str, Any]:
 
     n = ARGS.clients * ARGS.batches * ARGS.batch
     events = make_events(n, 1, None)
+    # A first Meter pays what is imported and loaded on first use (the server does the same at
+    # start, before it answers), so that neither side's figure includes it.
+    warm = Meter(bot="bench", store=_new_store(workdir / "warm-up.duckdb"))
+    _track_all(warm, make_events(1000, 0, None))
+    warm.flush(timeout=60)
+    warm.close()
     db = workdir / "inprocess.duckdb"
     meter = Meter(bot="bench", store=_new_store(db), max_buffer=n + 1, max_buffer_mb=4096)
-    start = time.perf_counter()
+    load = os.getloadavg()[0]
+    start, cpu = time.perf_counter(), time.process_time()
     _track_all(meter, events)
     assert meter.flush(timeout=600)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     meter.close()
     stored = _stored(db)
-    return {"events": n, "seconds": seconds, "events_per_s": n / seconds, "stored": stored}
+    return {
+        "events": n,
+        "seconds": seconds,
+        "events_per_s": n / seconds,
+        "cpu_s": cpu,
+        "stored": stored,
+        "load_average": [load, os.getloadavg()[0]],
+    }
+
+
+def _cpu_s(pid: int) -> float:
+    """A process's CPU time so far (user and system, all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def phase_json(workdir: Path, name: str, rate: float = 0.0, connections: int = 2) -> dict[str, Any]:
+    import httpx
+
     server, db, tokens = _server(workdir, name, "--rate-limit", "0")
     env = botmeter_env()
+    assert server.process is not None
+    server_cpu = _cpu_s(server.process.pid)
+    load = os.getloadavg()[0]
     try:
         procs = [
             _spawn(
@@ -396,9 +427,26 @@ def phase_json(workdir: Path, name: str, rate: float = 0.0, connections: int = 2
             for k in range(ARGS.clients)
         ]
         results = _collect(procs)
+        # Answered 202 means durable (stored, or in the server's fsynced spool); also time when
+        # the store holds everything, i.e. the spool the server answered from is written out.
+        while True:
+            health = httpx.get(f"{server.url}/healthz", timeout=30).json()
+            if not (health.get("held_events") or health["spool_events"] or health["pending_events"]):
+                break
+            time.sleep(0.01)
+        all_stored_at = time.time()
+        server_cpu = _cpu_s(server.process.pid) - server_cpu
     finally:
         server.stop()
-    return _summary(results, db)
+    summary = _summary(results, db)
+    start = min(r["wall_start"] for r in results)
+    summary.update(
+        stored_events_per_s=summary["accepted_events"] / (all_stored_at - start),
+        server_cpu_s=server_cpu,
+        clients_cpu_s=sum(r["cpu_s"] for r in results),
+        load_average=[load, os.getloadavg()[0]],
+    )
+    return summary
 
 
 def _summary(results: list[dict[str, Any]], db: Path) -> dict[str, Any]:

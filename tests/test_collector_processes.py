@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -101,6 +102,19 @@ def _stored(path: Path) -> dict[str, list[int]]:
     return out
 
 
+def _spooled(spool: Path) -> dict[str, list[int]]:
+    """Sequence numbers per client in the server's spool files (Arrow IPC), as ``_stored``."""
+    import pyarrow.ipc as ipc
+
+    out: dict[str, list[int]] = {}
+    for path in sorted(spool.glob("*.arrow")):
+        table = ipc.open_stream(path.read_bytes()).read_all()
+        for row in table.select(["kind", "conversation_id", "properties"]).to_pylist():
+            if row["kind"] == "message":
+                out.setdefault(row["conversation_id"], []).append(json.loads(row["properties"])["seq"])
+    return out
+
+
 def test_remote_meters_in_several_processes_store_each_event_once(tmp_path: Path) -> None:
     db = tmp_path / "collector.duckdb"
     store = f"duckdb://{db}"
@@ -139,7 +153,11 @@ def test_server_killed_mid_stream_loses_nothing_acknowledged_and_clients_replay_
         }
         _wait_for_accepted(server, 2000)  # the clients are mid-stream
         server.kill()
-        acknowledged = _stored(db)  # everything the dead server answered 202 for is in the file
+        # Everything the dead server answered 202 for is in the file, or in its fsynced spool
+        # (held there while the store was busy with the previous write).
+        acknowledged = _stored(db)
+        for name, seqs in _spooled(db.with_name(db.name + ".spool")).items():
+            acknowledged.setdefault(name, []).extend(seqs)
         assert sum(len(v) for v in acknowledged.values()) > 0
         time.sleep(1.0)  # the clients fail meanwhile and spool
         server.start(tmp_path / "server.log")
@@ -248,6 +266,98 @@ def test_sigterm_finishes_requests_in_flight_and_flushes(tmp_path: Path) -> None
     assert any("collector stopped" in line["message"] for line in lines)
     assert any(line["message"].startswith("POST /v1/events 202 ") for line in lines)
     assert token not in server.logs() and token.split("_")[2] not in server.logs()
+
+
+def _metric(server: CollectorProcess, name: str) -> int:
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith(f"botmeter_server_{name} "):
+            return int(float(line.split()[1]))
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def test_batches_answered_from_the_spool_while_the_store_writes_survive_sigkill_and_retries(
+    tmp_path: Path,
+) -> None:
+    """Under load the collector answers 202 once a batch is in its fsynced spool (held for the
+    store's next write). Killed with SIGKILL mid-stream, every batch answered 202 is in the file
+    after the restart; clients retrying every batch then store nothing twice."""
+    import concurrent.futures
+
+    db = tmp_path / "collector.duckdb"
+    store = f"duckdb://{db}"
+    token = create_token(store, "dadacat", "ingest")
+    headers = {"Authorization": f"Bearer {token}"}
+    bodies = [
+        json.dumps(
+            {
+                "events": [
+                    {"kind": "custom", "name": f"b{b}", "value": i, "event_id": f"{b}-{i}"}
+                    for i in range(1000)
+                ]
+            }
+        ).encode()
+        for b in range(300)
+    ]
+    server = CollectorProcess(store, "--rate-limit", "0").start(tmp_path / "server.log")
+    answered: dict[int, int] = {}
+    killed = threading.Event()
+
+    def send(b: int) -> None:
+        if killed.is_set():
+            return
+        try:
+            with httpx.Client(timeout=30) as client:
+                answered[b] = client.post(
+                    f"{server.url}/v1/events", content=bodies[b], headers=headers
+                ).status_code
+        except httpx.TransportError:
+            answered[b] = 0  # the server died first: not acknowledged
+
+    def per_batch() -> dict[str, tuple[int, int]]:
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            rows = con.execute(
+                "SELECT name, count(*), count(DISTINCT event_id) FROM events GROUP BY 1"
+            ).fetchall()
+        finally:
+            con.close()
+        return {name: (n, distinct) for name, n, distinct in rows}
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            sent = [pool.submit(send, b) for b in range(len(bodies))]
+            deadline = time.monotonic() + 120
+            while _metric(server, "spool_acknowledged_events_total") < 5000:
+                assert time.monotonic() < deadline, "no batch was answered from the spool"
+                time.sleep(0.02)
+            server.kill()
+            killed.set()
+            for future in sent:
+                future.result()
+        acknowledged = sorted(b for b, status in answered.items() if status == 202)
+        assert 0 < len(acknowledged) < len(bodies)
+        server.start(tmp_path / "server.log")  # replays the spool the dead server left
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{server.url}/healthz").json()["spool_events"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        server.stop()
+        stored = per_batch()
+        for b in acknowledged:
+            assert stored.get(f"b{b}") == (1000, 1000), b
+        server.start(tmp_path / "server.log")
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            retried = list(
+                pool.map(
+                    lambda b: httpx.post(
+                        f"{server.url}/v1/events", content=bodies[b], headers=headers, timeout=60
+                    ),
+                    range(len(bodies)),
+                )
+            )
+        assert {a.status_code for a in retried} == {202}
+    finally:
+        server.stop()
+    assert per_batch() == {f"b{b}": (1000, 1000) for b in range(len(bodies))}
 
 
 def _rows_count(db: Path) -> int:

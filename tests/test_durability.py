@@ -268,6 +268,28 @@ def test_a_batch_the_store_rejects_is_set_aside_not_blocking(tmp_path, store_url
     assert spool.depth().batches == 0
 
 
+def test_a_held_batch_is_durable_but_replayed_by_nobody_until_let_go(tmp_path):
+    """The collector holds the batches it answered while its store was busy: on disk, but locked,
+    so no replay (here another Spool on the same directory, as another worker) takes them; let go
+    (the store failed), they wait for replay like any other; discarded (stored), they are gone."""
+    directory = tmp_path / "spool"
+    holder, other = Spool(directory, 1 << 30), Spool(directory, 1 << 30)
+    first = holder.append(pa.table({"x": [1, 2, 3]}), hold=True)
+    second = holder.append(pa.table({"x": [4, 5]}), hold=True)
+    assert first and second and len(list(directory.glob("*.arrow"))) == 2
+    assert holder.held_events == 5
+    assert not holder.has_pending() and holder.depth().events == 0
+    assert other.has_pending()  # there, and (without skip_locked) counted as waiting...
+    assert not other.has_pending(skip_locked=True)  # ...but held by another
+    taken: list[int] = []
+    assert other.replay(lambda t: taken.append(t.num_rows) or t.num_rows) == 0 and taken == []
+    holder.discard(first)
+    assert holder.let_go(second) == 2
+    assert holder.held_events == 0 and holder.has_pending(skip_locked=True)
+    assert other.replay(lambda t: taken.append(t.num_rows) or t.num_rows) == 2 and taken == [2]
+    assert list(directory.glob("*.arrow")) == []
+
+
 def test_full_spool_refuses_and_counts(tmp_path):
     # The writer then keeps the batch in memory (tests/test_write_path.py).
     spool = Spool(tmp_path / "spool", 2048)

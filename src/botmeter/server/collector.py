@@ -17,8 +17,10 @@ import math
 import queue
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +28,7 @@ from typing import Any
 
 import anyio.to_thread
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..events import CALLER_KEYS, RECORD_CALLS, shown
 from ..exceptions import StoreUnavailable
@@ -39,7 +42,11 @@ from .settings import ServerConfig
 log = logging.getLogger("botmeter.server")
 
 KINDS: dict[str, str] = {call.removeprefix("track_"): call for call in RECORD_CALLS}
-_GROUP_ROWS = 200_000  # most events written in one transaction
+_GROUP_ROWS = 245_760  # most events written in one transaction (two of DuckDB's row groups)
+# How long acknowledged batches held in the spool may wait for more before the store writes them:
+# a write of 60,000 events cost twice the CPU per event of one of 122,880 or more.
+_HOLD_S = 1.0
+_QUIET_S = 0.05  # ...or until no request has come for this long (nothing more will join them soon)
 _IDLE_S = 1.0  # how often an idle writer retries the spool
 _POLL_S = 0.002  # how often the processor looks for new requests while the store writes
 # Request latency buckets (seconds) for /metrics, as Prometheus histograms count them.
@@ -143,6 +150,8 @@ class Collector:
         self._store_free = threading.Event()  # set while the store thread waits for work
         self._store_free.set()
         self._hold_file = config.workers <= 1
+        # Appends held batches to the spool (fsync mostly) while the next group is processed.
+        self._spooler = ThreadPoolExecutor(1, thread_name_prefix="botmeter-spool")
         self.store_ok = True
         self.last_error: str | None = None
 
@@ -167,6 +176,16 @@ class Collector:
             self._thread = threading.Thread(target=self._run, name="botmeter-collector", daemon=True)
             self._store_thread.start()
             self._thread.start()
+
+    def warm_up(self) -> None:
+        """Checks and processes a few events once, storing nothing: the first request then does
+        not pay for what the pipeline imports and loads on first use (about half a second)."""
+        try:
+            lanes = self._check(_WARM_UP_EVENTS)
+            pipeline = Pipeline(self.meter_config, self.hasher)
+            list(pipeline.run_chunks(lanes, (), chunk_rows=1 << 62))
+        except Exception:  # only a head start: the first request does it otherwise
+            log.warning("botmeter: warming up the pipeline failed", exc_info=True)
 
     @property
     def writer_alive(self) -> bool:
@@ -247,9 +266,11 @@ class Collector:
             if nulls:
                 raise BatchRejected(None, name, None, f"{name} must not be null ({nulls} events)")
         bots = out.column("bot")
-        for i, value in enumerate(bots.to_pylist()):  # a batch is small; name the first stranger
-            if value != bot:
-                raise BatchRejected(i, "bot", value, f"this token writes events for bot {bot!r} only")
+        others = pc.invert(pc.fill_null(pc.equal(bots, bot), False))
+        if pc.any(others).as_py():  # name the first stranger
+            i = pc.index(others, True).as_py()
+            value = bots[i].as_py()
+            raise BatchRejected(i, "bot", value, f"this token writes events for bot {bot!r} only")
         return out
 
     def _reserved(self, n: int) -> _Reservation:
@@ -324,17 +345,28 @@ class Collector:
     def _run(self) -> None:
         """Processes requests as they arrive, and hands the store everything processed since its
         last write once it is free: processing overlaps the write in progress, and each write
-        takes all that arrived meanwhile (a write's fixed cost is shared by more events)."""
+        takes all that arrived meanwhile (a write's fixed cost is shared by more events).
+
+        While the store writes, each processed group goes to the spool, held (fsynced, locked by
+        this process), and its requests are answered at once; so do the groups after it, until
+        the held ones add up to a large write (or have waited _HOLD_S, or no request came for
+        _QUIET_S), which the store then takes in one transaction before discarding their files.
+        A write's size is then not bounded by how many requests wait at once, and its fixed cost
+        is shared by many more."""
         ready: list[_Pending] = []
         tables: list[pa.Table] = []
         fresh = True
+        # Groups on their way to the spool (appended on the spool thread while the next group is
+        # processed here): the append's future, its requests, tables and whether fresh.
+        holding: list[tuple[Future[str | None], list[_Pending], list[pa.Table], bool]] = []
+        held_since = arrived = 0.0
         rows = 0
         stopping = False
         while True:
             group: list[_Pending] = []
             if not stopping and rows < _GROUP_ROWS:
                 try:
-                    first = self._queue.get(timeout=_POLL_S if ready else _IDLE_S)
+                    first = self._queue.get(timeout=_POLL_S if ready or holding else _IDLE_S)
                 except queue.Empty:
                     first = _NOTHING
                 if first is None:
@@ -360,22 +392,70 @@ class Collector:
                     for item in group:
                         item.done(CollectorBusy(f"processing failed: {type(exc).__name__}"))
                 else:
-                    ready += more
-                    tables += more_tables
-                    fresh = fresh and more_fresh
+                    if more_tables and not stopping and (holding or not self._store_free.is_set()):
+                        if not holding:
+                            held_since = time.monotonic()
+                        future = self._spooler.submit(self._hold, more, more_tables)
+                        holding.append((future, more, more_tables, more_fresh))
+                    else:
+                        ready += more
+                        tables += more_tables
+                        fresh = fresh and more_fresh
                     rows += sum(i.rows for i in more)
-            if ready and (self._store_free.is_set() or stopping):
+                arrived = time.monotonic()  # the last group is done (a large one takes a while)
+            # Held batches are answered already: they wait for a larger write, up to _HOLD_S,
+            # unless the requests stopped coming.
+            now = time.monotonic()
+            due = ready or (
+                holding
+                and (
+                    stopping
+                    or rows >= _GROUP_ROWS
+                    or now - held_since >= _HOLD_S
+                    or now - arrived >= _QUIET_S
+                )
+            )
+            if due and (self._store_free.is_set() or stopping):
+                held: list[str] = []
+                held_tables: list[pa.Table] = []
+                held_fresh = True
+                for future, items, more_tables, more_fresh in holding:
+                    name = future.result()
+                    if name is not None:
+                        held.append(name)
+                        held_tables += more_tables
+                        held_fresh = held_fresh and more_fresh
+                    else:  # the spool did not take it: its requests wait for this write
+                        ready += items
+                        tables += more_tables
+                        fresh = fresh and more_fresh
                 self._store_free.wait()
                 self._store_free.clear()
-                self._outbox.put((ready, tables, fresh))
-                ready, tables, fresh, rows = [], [], True, 0
-            elif not ready and not group and not stopping and self._store_free.is_set():
+                self._outbox.put((ready, tables, fresh, held, held_tables, held_fresh))
+                ready, tables, fresh, rows, holding = [], [], True, 0, []
+            elif not ready and not holding and not group and not stopping and self._store_free.is_set():
                 self._store_free.clear()
                 self._outbox.put(_IDLE)
-            if stopping and not ready:
+            if stopping and not ready and not holding:
                 self._store_free.wait()
                 self._outbox.put(None)
                 return
+
+    def _hold(self, group: list[_Pending], tables: list[pa.Table]) -> str | None:
+        """Puts a processed group in the spool, held for the store's next write, and answers its
+        requests (they are durable); None when the spool does not take it (they wait for the store)."""
+        table = _combined(tables)
+        try:
+            name = self.spool.append(table, hold=True)
+        except Exception:  # never lose the group: its requests then wait for the store's write
+            log.exception("botmeter: could not hold a batch in the spool")
+            return None
+        if name is None:
+            return None
+        self.count("spool_acknowledged_events", table.num_rows)
+        for item in group:
+            item.done("spooled")
+        return name
 
     def _run_store(self) -> None:
         """Writes each processed group (or spools it), then answers its requests."""
@@ -389,13 +469,14 @@ class Collector:
                     self._replay_when_idle()
                     self._release_store()
                     continue
-                ready, tables, fresh = got
+                ready, tables, fresh, held, held_tables, held_fresh = got
                 try:
-                    self._write_processed(ready, tables, fresh)
+                    self._write_processed(ready, tables, fresh, held, held_tables, held_fresh)
                 except Exception as exc:  # never let the writer die; every waiting request gets an answer
                     log.exception("botmeter: the collector's write failed")
                     for item in ready:
                         item.done(CollectorBusy(f"the write failed: {type(exc).__name__}"))
+                    self._let_go(held)
             finally:
                 self._store_free.set()
         self._release_store()
@@ -436,27 +517,47 @@ class Collector:
     def _write_group(self, group: list[_Pending]) -> None:
         self._write_processed(*self._processed(group))
 
-    def _write_processed(self, group: list[_Pending], tables: list[pa.Table], fresh: bool) -> None:
-        if not group:
+    def _write_processed(
+        self,
+        group: list[_Pending],
+        tables: list[pa.Table],
+        fresh: bool,
+        held: list[str] | tuple = (),
+        held_tables: list[pa.Table] | tuple = (),
+        held_fresh: bool = True,
+    ) -> None:
+        """Writes the requests still waiting (``group``) and the held spool batches together;
+        answers the first and discards the second once stored."""
+        if not group and not held:
             return
-        if not tables:  # nothing to store (every event dropped by a processor): done
+        if not tables and not held:  # nothing to store (every event dropped by a processor): done
             for item in group:
                 item.done("stored")
             return
-        table = _combined(tables)
-        if self.spool.has_pending() and not self._replay():
-            self._spool(group, table)
+        table = _combined([*tables, *held_tables])
+        if self.spool.has_pending(skip_locked=True) and not self._replay():
+            self._let_go(held)
+            self._spool_waiting(group, tables)
             return
         try:
             # One worker keeps the file open between writes while requests keep coming: closing
             # it costs a checkpoint each time (a reader in another process asks and is let in).
             # Several workers share the file, so each lets go once its queue is empty.
-            self.store.write(table, fresh=fresh, keep_open=self._hold_file or not self._queue.empty())
+            self.store.write(
+                table, fresh=fresh and held_fresh, keep_open=self._hold_file or not self._queue.empty()
+            )
         except StoreUnavailable as exc:
             self._store_failed(exc)
-            self._spool(group, table)
+            self._let_go(held)
+            self._spool_waiting(group, tables)
             return
         except Exception as exc:
+            if held:
+                # Acknowledged already: left for replay, which sets aside a batch the store
+                # refuses (counted as quarantined), so each batch costs only itself.
+                self._let_go(held)
+                self._write_processed(group, tables, fresh)
+                return
             # The store refuses the content: each request alone, so one request costs only itself.
             if len(group) > 1:
                 for item in group:
@@ -468,10 +569,29 @@ class Collector:
             return
         self._store_back()
         self.count("stored_events", table.num_rows)
+        for name in held:
+            try:
+                self.spool.discard(name)
+            except OSError as exc:  # stays in the spool: its replay skips what is stored
+                log.warning("botmeter: cannot remove the stored spool batch %s: %s", name, exc)
         for item in group:
             item.done("stored")
         if not self._hold_file and self._queue.empty():
             self._release_store()
+
+    def _spool_waiting(self, group: list[_Pending], tables: list[pa.Table]) -> None:
+        if not group:
+            return
+        if not tables:
+            for item in group:
+                item.done("stored")
+            return
+        self._spool(group, _combined(tables))
+
+    def _let_go(self, held: list[str] | tuple) -> None:
+        """Leaves held batches the store did not take in the spool, for replay."""
+        for name in held:
+            self.count("spooled_events", self.spool.let_go(name))
 
     def _spool(self, group: list[_Pending], table: pa.Table) -> None:
         if self.spool.append(table):
@@ -495,13 +615,13 @@ class Collector:
             return False
         if replayed:
             self.count("replayed_events", replayed)
-        if not self.spool.has_pending():
+        if not self.spool.has_pending(skip_locked=True):
             self._store_back()
             return True
         return False
 
     def _replay_when_idle(self) -> None:
-        if self.spool.has_pending():
+        if self.spool.has_pending(skip_locked=True):
             self._replay()
 
     def _release_store(self) -> None:
@@ -531,6 +651,7 @@ class Collector:
             "store_reachable": self.store_ok,
             "writer_alive": self.writer_alive,
             "pending_events": self._pending_events,
+            "held_events": self.spool.held_events,
             "spool_batches": depth.batches,
             "spool_events": depth.events,
             "spool_bytes": depth.bytes,
@@ -552,6 +673,12 @@ class _Reservation:
         self.collector._release(self.n)
 
 
+_WARM_UP_EVENTS = [
+    {"kind": "message", "direction": "in", "user": "+15550000000", "conversation": "c", "text": "hi"},
+    {"kind": "llm_call", "provider": "openai", "model": "gpt-4o", "input_tokens": 1, "output_tokens": 1},
+    {"kind": "timing", "stage": "reply", "latency_ms": 1.0},
+    {"kind": "error", "error": "Timeout"},
+]
 _IDLE = ("idle",)  # the processor found nothing to do for a while
 _NOTHING: Any = object()
 

@@ -8,6 +8,11 @@ never taken as the batch. Names start with the
 time they were written, so replay goes in order across processes. A batch is removed only after
 the store has taken it; the store skips event ids it already has, so replaying twice (a crash
 between the write and the removal, two processes replaying at once) stores each event once.
+
+A batch may also be *held* (``append(batch, hold=True)``): durable like any other, but locked by
+this process, which writes it to the store itself and then ``discard``s it. Replays, here or in
+another process, pass over a locked file; if the holder dies, the kernel drops the lock and the
+batch is replayed like any other.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class Spool:
         self.quarantined_events = 0  # spooled batches set aside in failed/ (unreadable, truncated)
         self.set_aside_events = 0  # events the store refused, kept in failed/ with the reason
         self.replayed_events = 0
+        self._held: dict[str, tuple[int, int]] = {}  # name -> (locked descriptor, events)
 
     @property
     def failed_dir(self) -> Path:
@@ -58,26 +64,42 @@ class Spool:
         except FileNotFoundError:
             return []
 
-    def has_pending(self) -> bool:
-        """Whether any batch waits; the writer asks every cycle, so it stops at the first file."""
+    def has_pending(self, skip_locked: bool = False) -> bool:
+        """Whether any batch waits for replay; the writer asks every cycle, so it stops at the
+        first file. This process's held batches do not wait for replay; with ``skip_locked``
+        neither do those another process holds (or is replaying) now."""
         try:
             with os.scandir(self.directory) as entries:
-                return any(e.name.endswith(SUFFIX) for e in entries)
+                return any(
+                    e.name.endswith(SUFFIX)
+                    and e.name not in self._held
+                    and not (skip_locked and _locked(e.path))
+                    for e in entries
+                )
         except FileNotFoundError:
             return False
 
+    @property
+    def held_events(self) -> int:
+        """Events in the batches this process holds: durable, about to be written by it."""
+        return sum(n for _, n in self._held.values())
+
     def depth(self) -> SpoolDepth:
+        """The batches waiting for replay (not those this process holds)."""
         events = size = 0
-        segments = self._segments()
+        segments = [p for p in self._segments() if p.name not in self._held]
         for p in segments:
             events += _rows_in_name(p)
             with contextlib.suppress(FileNotFoundError):
                 size += p.stat().st_size
         return SpoolDepth(len(segments), events, size)
 
-    def append(self, batch: pa.Table) -> bool:
-        """Writes the batch durably. False (and counted) if the spool is full or cannot be written."""
+    def append(self, batch: pa.Table, hold: bool = False) -> str | None:
+        """Writes the batch durably; returns its name, or None (and counted) if the spool is full
+        or cannot be written. With ``hold`` the file stays locked by this process until
+        ``discard`` (stored) or ``let_go`` (left for replay)."""
         tmp: Path | None = None
+        fd: int | None = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             data = _ipc_bytes(batch)
@@ -89,23 +111,45 @@ class Spool:
                     self.max_bytes,
                     batch.num_rows,
                 )
-                return False
+                return None
             self._seq += 1
             name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}-n{batch.num_rows}{SUFFIX}"
             tmp = self.directory / f".{name}.tmp"
-            _write_whole(tmp, data)
+            fd = _write_whole(tmp, data, keep=hold)
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # before the rename: no replay can take it first
             os.rename(tmp, self.directory / name)
             tmp = None
             _fsync_dir(self.directory)
-            return True
+            if fd is not None:
+                self._held[name] = (fd, batch.num_rows)
+                fd = None
+            return name
         except OSError as exc:
             self.refused_events += batch.num_rows
             log.error("botmeter: cannot spool %d events to %s: %s", batch.num_rows, self.directory, exc)
-            return False
+            return None
         finally:
+            if fd is not None:
+                os.close(fd)
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
+
+    def discard(self, name: str) -> None:
+        """Removes a held batch the store has taken (a crash before this replays it, deduplicated)."""
+        fd, _ = self._held.pop(name)
+        try:
+            (self.directory / name).unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+    def let_go(self, name: str) -> int:
+        """Unlocks a held batch the store could not take: it waits for replay like any other.
+        Returns its number of events."""
+        fd, events = self._held.pop(name)
+        os.close(fd)
+        return events
 
     def set_aside(self, batch: pa.Table, reason: str) -> bool:
         """Keeps events the store refused in ``failed/``, with the reason beside them (never raises)."""
@@ -200,12 +244,14 @@ def _ipc_bytes(batch: pa.Table) -> pa.Buffer:
     return sink.getvalue()
 
 
-def _write_whole(path: Path, data: pa.Buffer) -> None:
-    """Writes all of ``data`` to a new file and fsyncs it, or raises ``OSError``.
+def _write_whole(path: Path, data: pa.Buffer, keep: bool = False) -> int | None:
+    """Writes all of ``data`` to a new file and fsyncs it, or raises ``OSError``; with ``keep``
+    returns the open descriptor.
 
     ``os.write`` may write part of a buffer (a nearly full disk): the rest is written until it is
     all there or the disk says no; the size on disk is checked before the file counts."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    kept = False
     try:
         view = memoryview(data)
         while view:
@@ -216,8 +262,30 @@ def _write_whole(path: Path, data: pa.Buffer) -> None:
         os.fsync(fd)
         if os.fstat(fd).st_size != data.size:
             raise OSError(f"{path}: {os.fstat(fd).st_size} bytes on disk, {data.size} written")
+        kept = keep
+        return fd if keep else None
     finally:
-        os.close(fd)
+        if not kept:
+            os.close(fd)
+
+
+def _locked(path: str) -> bool:
+    """Whether another process holds the file (writing it to the store itself, or replaying it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return True  # replayed meanwhile
+    except OSError:
+        return False  # unreadable: replay sets it aside
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # also lets go of the lock just taken
+    return False
 
 
 def _rows_in_name(path: Path) -> int:

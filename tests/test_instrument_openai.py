@@ -295,6 +295,17 @@ def test_the_usage_chunk_is_taken_out_whatever_the_wire_looks_like(meter, store_
     assert meter.stats()["integration_failures"] == {}
 
 
+def test_the_usage_line_is_read_without_orjson_too(meter, store_path, monkeypatch):
+    # orjson, when installed, reads the usage line; botmeter's core does not depend on it
+    monkeypatch.setattr(openai_integration, "_fast_loads", None)
+    client = meter.instrument(client_for(Api()))
+    seen = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert len(seen) == 4 and all(c.choices for c in seen)
+    (event,) = events(meter, store_path, "llm_call")
+    assert (event["input_tokens"], event["cached_tokens"], event["output_tokens"]) == (1200, 1024, 85)
+    assert event["properties"]["usage"] == USAGE and meter.stats()["integration_failures"] == {}
+
+
 def test_a_caller_that_asked_for_usage_keeps_its_usage_chunk(meter, store_path):
     api = Api()
     client = meter.instrument(client_for(api))

@@ -13,6 +13,7 @@ own, put in front of the venv (by hand, the same):
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sys
 from decimal import Decimal
@@ -294,6 +295,17 @@ def test_the_usage_chunk_is_taken_out_whatever_the_wire_looks_like(meter, store_
     assert meter.stats()["integration_failures"] == {}
 
 
+def test_the_usage_line_is_read_without_orjson_too(meter, store_path, monkeypatch):
+    # orjson, when installed, reads the usage line; botmeter's core does not depend on it
+    monkeypatch.setattr(openai_integration, "_fast_loads", None)
+    client = meter.instrument(client_for(Api()))
+    seen = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert len(seen) == 4 and all(c.choices for c in seen)
+    (event,) = events(meter, store_path, "llm_call")
+    assert (event["input_tokens"], event["cached_tokens"], event["output_tokens"]) == (1200, 1024, 85)
+    assert event["properties"]["usage"] == USAGE and meter.stats()["integration_failures"] == {}
+
+
 def test_a_caller_that_asked_for_usage_keeps_its_usage_chunk(meter, store_path):
     api = Api()
     client = meter.instrument(client_for(api))
@@ -325,6 +337,35 @@ def test_async_calls_streamed_or_not(meter, store_path):
         (1200, 85, "alice"),
     ]
     assert "ttft_ms" in rows[1]["properties"] and rows[1]["conversation_id"] == "c-7"
+
+
+def test_a_streamed_call_leaves_nothing_for_the_garbage_collector(meter, store_path):
+    # Like the bare SDK's: once read, a stream's response, request and chunks are freed at once,
+    # not kept in a reference cycle until the collector's next pass.
+    sync_client = meter.instrument(client_for(Api()))
+    async_client = meter.instrument(client_for(Api(), openai.AsyncOpenAI))
+
+    def streamed() -> list:
+        return list(sync_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+
+    async def streamed_async() -> list:
+        create = async_client.chat.completions.create
+        return [c async for c in await create(model="gpt-4o-mini", messages=MESSAGES, stream=True)]
+
+    async def main() -> tuple[list, int]:
+        await streamed_async()  # the SDK's and the event loop's first-call set-up, out of the count
+        streamed()
+        gc.collect()
+        gc.disable()
+        try:
+            seen = [len(streamed()), len(await streamed_async())]
+            return seen, gc.collect()
+        finally:
+            gc.enable()
+
+    seen, left = asyncio.run(main())
+    assert seen == [4, 4] and left == 0
+    assert len(events(meter, store_path, "llm_call")) == 4
 
 
 def test_the_responses_api_with_reasoning_cached_tokens_and_the_flex_tier(meter, store_path):

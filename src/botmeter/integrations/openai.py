@@ -16,6 +16,11 @@ from typing import Any, TypeVar
 from ._calls import RawUsage, Usage, as_count, count_failure
 from ._wrap import Operation, Watch, perf_counter, unwrap_class, unwrap_object, wrap_class, wrap_object
 
+try:  # the usage line of a stream, parsed in about a quarter of the json module's time
+    from orjson import loads as _fast_loads
+except ImportError:  # orjson is not a dependency of botmeter's core
+    _fast_loads = None
+
 T = TypeVar("T")
 
 
@@ -106,16 +111,16 @@ class ChatCompletions(Operation):
 
     def watch_stream(self, result: Any, watch: Watch, is_async: bool) -> Any:
         super().watch_stream(result, watch, is_async)
-        response = getattr(result, "response", None)
-        name = "aiter_bytes" if is_async else "iter_bytes"
-        read = getattr(response, name, None)
-        if watch.state and read is not None:
+        decoder = getattr(result, "_decoder", None)
+        if watch.state and decoder is not None:
             # The usage-only chunk botmeter asked for is cut out of the bytes before the SDK decodes
-            # the events and builds chunk objects (which costs as much as any other chunk).
-            make = _bytes_async if is_async else _bytes
+            # the events and builds chunk objects (which costs as much as any other chunk). The
+            # decoder is wrapped rather than the response's iter_bytes: a function on the response
+            # holding its own bound method made a reference cycle, which kept every call's response
+            # and request alive until the garbage collector's next pass (and made that pass longer).
             try:
-                setattr(response, name, make(read, watch, getattr(result, "_decoder", None)))
-            except AttributeError:  # a response object that takes no attributes: chunks are checked
+                result._decoder = _FilteringDecoder(decoder, watch)
+            except AttributeError:  # a stream object that takes no attributes: chunks are checked
                 return result
             watch.state = _FROM_BYTES
         return result
@@ -174,7 +179,7 @@ def _cut_usage(chunk: bytes, at: int, watch: Watch, decoder: Any, at_event_start
     line = chunk[start:end]
     if end < 0 or not line.startswith(b"data:"):
         return None
-    body = json.loads(line[5:])
+    body = _usage_line(line[5:])
     if not isinstance(body, dict) or body.get("choices") != [] or not isinstance(body.get("usage"), dict):
         return None  # usage in a chunk with content: the chunk is the caller's
     before = chunk[:start]
@@ -203,6 +208,15 @@ def _cut_usage(chunk: bytes, at: int, watch: Watch, decoder: Any, at_event_start
     return before + chunk[end + (2 if chunk.startswith(b"\r\n", end) else 1) :]
 
 
+def _usage_line(data: bytes) -> Any:
+    if _fast_loads is not None:
+        try:
+            return _fast_loads(data)
+        except ValueError:  # what orjson refuses and the json module takes (NaN, an integer past 64 bits)
+            pass
+    return json.loads(data)
+
+
 def _check_chunks(watch: Watch) -> None:
     """From here on the chunks themselves are looked at (for the usage chunk)."""
     watch.state = True
@@ -224,30 +238,43 @@ def _step(chunk: bytes, carry: bytes, at_event_start: bool, watch: Watch, decode
     return lines, rest, lines.endswith(_EVENT_ENDS) if lines else at_event_start
 
 
+class _FilteringDecoder:
+    """The SDK's server-sent-event decoder, handed the stream's bytes through ``_filter``."""
+
+    __slots__ = ("decoder", "watch")
+
+    def __init__(self, decoder: Any, watch: Watch) -> None:
+        self.decoder = decoder
+        self.watch = watch
+
+    def iter_bytes(self, iterator: Any) -> Any:
+        return self.decoder.iter_bytes(_bytes(iterator, self.watch, self.decoder))
+
+    def aiter_bytes(self, iterator: Any) -> Any:
+        return self.decoder.aiter_bytes(_bytes_async(iterator, self.watch, self.decoder))
+
+    def __getattr__(self, name: str) -> Any:  # anything else the SDK asks of its decoder
+        return getattr(self.decoder, name)
+
+
 def _bytes(read: Any, watch: Watch, decoder: Any) -> Any:
-    def filtered(*args: Any, **kwargs: Any) -> Any:
-        carry, at_event_start = b"", True
-        for chunk in read(*args, **kwargs):
-            chunk, carry, at_event_start = _step(chunk, carry, at_event_start, watch, decoder)
-            if chunk:
-                yield chunk
-        if carry:
-            yield carry
-
-    return filtered
+    carry, at_event_start = b"", True
+    for chunk in read:
+        chunk, carry, at_event_start = _step(chunk, carry, at_event_start, watch, decoder)
+        if chunk:
+            yield chunk
+    if carry:
+        yield carry
 
 
-def _bytes_async(read: Any, watch: Watch, decoder: Any) -> Any:
-    async def filtered(*args: Any, **kwargs: Any) -> Any:
-        carry, at_event_start = b"", True
-        async for chunk in read(*args, **kwargs):
-            chunk, carry, at_event_start = _step(chunk, carry, at_event_start, watch, decoder)
-            if chunk:
-                yield chunk
-        if carry:
-            yield carry
-
-    return filtered
+async def _bytes_async(read: Any, watch: Watch, decoder: Any) -> Any:
+    carry, at_event_start = b"", True
+    async for chunk in read:
+        chunk, carry, at_event_start = _step(chunk, carry, at_event_start, watch, decoder)
+        if chunk:
+            yield chunk
+    if carry:
+        yield carry
 
 
 class Responses(Operation):

@@ -738,9 +738,10 @@ class SQLPrinter:
         p = self.params()
         s, e = p.time(start), p.time(end)
         of_bot = "" if bot is None else f" AND {DIMENSIONS['bot']} = {p.add(bot)}"
-        rank = self.list_position(_SEVERITIES, "w.severity")
+        rank = self.list_position(_SEVERITIES, "severity")
         by_fingerprint = "PARTITION BY fingerprint ORDER BY first_ts"
         came_back = f"first_ts >= {s} AND {self.at_least_days('prev', 'first_ts', quiet_days)}"
+        # Each group's figures first (``agg``), then its past: a join of a few rows, not of every error.
         sql = f"""
             WITH w AS (SELECT ts, fingerprint, error_type, error_category, severity, error_message, user_id,
                               conversation_id, provider, stage, {self.json_text("properties", "code")} AS code
@@ -754,18 +755,21 @@ class SQLPrinter:
                           FROM hours),
                  past AS (SELECT fingerprint, min(first_ts) AS first_seen,
                                  {self.bool_or(came_back)} AS came_back
-                          FROM hist GROUP BY fingerprint)
-            SELECT w.fingerprint, count(*) AS count, {self.count_distinct("w.user_id")} AS users,
-                   {self.count_distinct("w.conversation_id")} AS conversations,
-                   min(w.ts) AS first_in_period, max(w.ts) AS last_seen, min(past.first_seen) AS first_seen,
-                   {self.bool_or("past.came_back")} AS came_back,
-                   {self.mode("w.error_type")} AS error_type, {self.mode("w.error_category")} AS category,
-                   {self.mode("w.provider")} AS provider, {self.mode("w.stage")} AS stage,
-                   {self.mode("w.code")} AS code,
-                   {self.arg_max("w.severity", rank)} AS severity,
-                   {self.arg_max("w.error_message", "w.ts")} AS message
-            FROM w JOIN past USING (fingerprint)
-            GROUP BY w.fingerprint ORDER BY count DESC, w.fingerprint
+                          FROM hist GROUP BY fingerprint),
+                 agg AS (SELECT fingerprint, count(*) AS count, {self.count_distinct("user_id")} AS users,
+                                {self.count_distinct("conversation_id")} AS conversations,
+                                min(ts) AS first_in_period, max(ts) AS last_seen,
+                                {self.mode("error_type")} AS error_type,
+                                {self.mode("error_category")} AS category,
+                                {self.mode("provider")} AS provider, {self.mode("stage")} AS stage,
+                                {self.mode("code")} AS code, {self.arg_max("severity", rank)} AS severity,
+                                {self.arg_max("error_message", "ts")} AS message
+                         FROM w GROUP BY fingerprint)
+            SELECT a.fingerprint, a.count, a.users, a.conversations, a.first_in_period, a.last_seen,
+                   p.first_seen, p.came_back, a.error_type, a.category, a.provider, a.stage, a.code,
+                   a.severity, a.message
+            FROM agg AS a JOIN past AS p ON p.fingerprint = a.fingerprint
+            ORDER BY a.count DESC, a.fingerprint
         """
         return Printed(sql, p.values)
 

@@ -39,6 +39,7 @@ log = logging.getLogger("botmeter")
 
 _POLL_S = 0.05  # how often the writer looks at the buffer's size between timed writes
 _ISOLATION_TRIES = 128  # most refused writes spent isolating the bad events of one batch
+_BURST_LINGER_S = 0.2  # how long the file stays open after a write in a burst, for the next one
 _FORK_WAIT_S = 30.0  # longest a fork waits for a write in progress to end
 
 
@@ -103,6 +104,9 @@ class Writer:
         # the middle of a computation on another thread finds its locks taken for good.
         self._processing = threading.Lock()
         self._fork_held: list[threading.Lock] = []
+        # In a burst (whole units written one after the other) the file stays open between writes
+        # for a moment: closing checkpoints, and the next write would reopen it at once.
+        self._burst = False
         # Batches neither the store nor the spool took, oldest first: [table, tried before].
         self._unsaved: deque[list] = deque()
         self.unsaved_events = 0
@@ -244,10 +248,17 @@ class Writer:
         # its last write was in flight in one write, up to this many events: the rate is then not
         # one batch per round trip.
         coalesce = getattr(self.store, "max_write_rows", 0) or 0
+        release_at: float | None = None
         while True:
+            wait = self.interval / 2
+            if release_at is not None:
+                wait = max(0.0, min(wait, release_at - time.monotonic()))
             try:
-                ticket, table, stopping, forced = self._outbox.get(timeout=self.interval / 2)
+                ticket, table, stopping, forced = self._outbox.get(timeout=wait)
             except queue.Empty:
+                if release_at is not None and time.monotonic() >= release_at:
+                    self._burst, release_at = False, None
+                    self._release_safely()
                 if held.rows and held.age() >= self.interval:
                     self._store_safely(held.take_all())
                 elif self._unsaved:
@@ -258,11 +269,20 @@ class Writer:
                 if coalesce:
                     ticket, stopping, forced = self._take_waiting(held, coalesce, ticket, stopping, forced)
             out = held.take_all() if forced or held.age() >= self.interval else held.take_whole_units()
+            if forced:
+                self._burst = False
+            elif out is not None:
+                # A whole unit, nobody waiting on a flush: more is likely on its way.
+                self._burst = held.unit > 0 and out.num_rows >= held.unit
             if out is not None or ticket is not None:
                 self._store_safely(out)
-            if self._outbox.empty():
+            if self._burst:
+                if out is not None:
+                    release_at = time.monotonic() + _BURST_LINGER_S
+            elif self._outbox.empty():
                 # A write kept the file open for a batch that turned out to be a flush's ticket:
                 # nothing follows, so let other processes have it now, not at the next write.
+                release_at = None
                 self._release_safely()
             if ticket is not None:
                 with self._cond:
@@ -382,7 +402,8 @@ class Writer:
         try:
             # More batches already waiting (a burst): keep the store open for them. Between
             # batches the file is free, so any process (a notebook, the duckdb shell) can open it.
-            self._write_isolating(table, fresh=fresh, keep_open=not self._outbox.empty())
+            keep_open = self._burst or not self._outbox.empty()
+            self._write_isolating(table, fresh=fresh, keep_open=keep_open)
         except Exception as exc:
             self.stats.write_failures += 1
             self.stats.last_error = f"{type(exc).__name__}: {exc}"

@@ -41,7 +41,6 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -198,24 +197,23 @@ class Ahead:
     after the insert.
     """
 
-    def __init__(self, table: pa.Table) -> None:
+    def __init__(self, table: pa.Table, scratch: Any) -> None:
         self._out: tuple[list[tuple[str, pa.Table, str]], Any] | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(
-            target=self._work, args=(table,), name="botmeter-rollups", daemon=True
+            target=self._work, args=(table, scratch), name="botmeter-rollups", daemon=True
         )
         self._thread.start()
 
-    def _work(self, table: pa.Table) -> None:
+    def _work(self, table: pa.Table, scratch: Any) -> None:
         try:
-            # Its own in-memory connection: hashes and JSON only, never the store's tables.
-            scratch = duckdb.connect()
-            try:
-                self._out = (_partials(table), turns.rows_of(scratch, table))
-            finally:
-                scratch.close()
+            # ``scratch``: an in-memory connection, for hashes and JSON only, never the store's tables.
+            self._out = (_partials(table), turns.rows_of(scratch, table))
         except BaseException as exc:  # raised again on the store's thread, inside its transaction
             self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
 
     def result(self) -> tuple[list[tuple[str, pa.Table, str]], Any]:
         self._thread.join()

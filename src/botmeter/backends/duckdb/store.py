@@ -145,6 +145,9 @@ class DuckDBStore:
         # the next: reopening and checkpointing each time costs a third of a write. Readers ask
         # for the file by leaving a note in <store>.readers/; the writer then lets go.
         self._held: duckdb.DuckDBPyConnection | None = None
+        # An in-memory connection the rollups' work beside a write computes with (hashes, JSON):
+        # made once, as making one costs about 17 ms.
+        self._scratch: duckdb.DuckDBPyConnection | None = None
         self._requests = self.path.with_name(self.path.name + ".readers")
 
     # -- connections ----------------------------------------------------------------------------
@@ -409,16 +412,19 @@ class DuckDBStore:
             con.execute("SET threads = 1")
             con.register("batch", batch)
             con.execute("BEGIN")
+            ahead = None
             try:
                 src = "batch"
-                ahead = None
                 if any_stored is not None and not con.execute(any_stored, params).fetchall()[0][0]:
                     added = None
                 if added is not None:
                     con.execute(added, params)
                     src = "_bm_added"
                 elif batch.num_rows >= rollups.AHEAD_MIN_ROWS:
-                    ahead = rollups.Ahead(batch)  # every event of the batch goes in
+                    if self._scratch is None:
+                        # One thread: no background threads for a forked child to inherit.
+                        self._scratch = duckdb.connect(config={"threads": 1})
+                    ahead = rollups.Ahead(batch, self._scratch)  # every event of the batch goes in
                 rows = con.execute(f"INSERT INTO events SELECT * FROM {src}").fetchall()
                 count = int(rows[0][0]) if rows else 0
                 if count:
@@ -427,10 +433,14 @@ class DuckDBStore:
                         batch if added is None else con.sql("SELECT * FROM _bm_added").to_arrow_table()
                     )
                     rollups.add(con, src, self._gap_s, added_rows, ahead)
+                elif ahead is not None:
+                    ahead.wait()
                 if added is not None:
                     con.execute("DROP TABLE _bm_added")
                 con.execute("COMMIT")
             except BaseException:
+                if ahead is not None:
+                    ahead.wait()  # the scratch connection is free for the next write
                 with contextlib.suppress(duckdb.Error):
                     con.execute("ROLLBACK")
                 raise
@@ -553,12 +563,15 @@ class DuckDBStore:
 
     def before_fork(self) -> None:
         # A child must not inherit an open DuckDB file: closing it there would write to it. (The
-        # writer also holds off its own writes across the fork: see Writer.before_fork.)
+        # writer also holds off its own writes across the fork: see Writer.before_fork.) Nor any
+        # DuckDB instance: a child that let go of one it inherited crashed.
         self.release()
+        self._close_scratch()
 
     def after_fork(self) -> None:
         # The parent may have been inside a write when it forked: the child gets its own lock.
         self._held = None
+        self._scratch = None
         self._lock = threading.RLock()
         with _PATH_LOCKS_GUARD:
             _PATH_LOCKS[self.path] = self._lock
@@ -566,6 +579,13 @@ class DuckDBStore:
     def close(self) -> None:
         """Closes the file if a write left it open."""
         self.release()
+        self._close_scratch()
+
+    def _close_scratch(self) -> None:
+        scratch, self._scratch = self._scratch, None
+        if scratch is not None:
+            with contextlib.suppress(duckdb.Error):
+                scratch.close()
 
     def __repr__(self) -> str:
         return f"DuckDBStore({str(self.path)!r})"

@@ -601,3 +601,16 @@ def test_one_colour_means_one_thing_in_a_chart():
     assert (
         colours(["twilio", "acme"], PROVIDER_COLOURS) == colours(["acme", "twilio"], PROVIDER_COLOURS)[::-1]
     )
+
+
+def test_figures_answered_on_two_threads_equal_those_answered_on_one(demo):
+    from botmeter.analyse.dashboard_figures import dashboard_data
+
+    now = datetime.now(UTC)
+    reader = Reader(demo)
+    assert reader.engine.parallel_reads == 2  # DuckDB answers a dashboard's figures two at a time
+    together = dashboard_data(reader, 30, now=now)
+    reader.engine.parallel_reads = 1
+    one_by_one = dashboard_data(reader, 30, now=now)
+    assert together.keys() == one_by_one.keys()
+    assert together == one_by_one

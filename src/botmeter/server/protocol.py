@@ -35,21 +35,28 @@ try:
 except ImportError:  # pragma: no cover - httptools is in the server extra
     HttpToolsProtocol = None  # type: ignore[assignment,misc]
 
+
+class _HeaderTimed:
+    """The headers' time limit over a connection's life, for either of uvicorn's protocols: armed
+    when the connection is made, disarmed when it is lost; each protocol arms it again when a
+    request's head begins and disarms it once the head is complete."""
+
+    _header_timer: asyncio.TimerHandle | None = None
+    header_timeout: float | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        _arm(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        _disarm(self)
+        super().connection_lost(exc)  # type: ignore[misc]
+
+
 if HttpToolsProtocol is not None:
 
-    class HeaderTimedHttpTools(HttpToolsProtocol):
+    class HeaderTimedHttpTools(_HeaderTimed, HttpToolsProtocol):
         """uvicorn's httptools protocol (its C parser) with the headers' time limit."""
-
-        _header_timer: asyncio.TimerHandle | None = None
-        header_timeout: float | None = None
-
-        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            _arm(self)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            _disarm(self)
-            super().connection_lost(exc)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -61,19 +68,8 @@ if HttpToolsProtocol is not None:
             super().on_headers_complete()
 
 
-class HeaderTimedH11(H11Protocol):
+class HeaderTimedH11(_HeaderTimed, H11Protocol):
     """uvicorn's h11 protocol with the headers' time limit (when httptools is not installed)."""
-
-    _header_timer: asyncio.TimerHandle | None = None
-    header_timeout: float | None = None
-
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        _arm(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        _disarm(self)
-        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

@@ -12,7 +12,9 @@ version.
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -144,7 +146,10 @@ def dashboard_data(
         )
         jobs = [(key, metric, arguments, window) for key, metric, arguments in SERIES]
         jobs += [(key, metric, arguments, before) for key, metric, arguments in PREVIOUS]
-        asked = []
+        # The error groups, the longest single figure, go first: on an engine that answers on
+        # several threads the series run beside them.
+        asked = [lambda: reader.error_groups(start=window[0], end=window[1])]
+        keys = []
         for key, metric, arguments, (first, last) in jobs:
             metric, kw = _adapt(reader, metric, {"interval": "day", **arguments})
             if kw.get("limit") == "top":
@@ -158,12 +163,10 @@ def dashboard_data(
                 "end": iso(last),
                 **{k: v for k, v in kw.items() if v is not None},
             }
-            asked.append((key, metric, since, last, kw))
-        # The error groups, the longest single figure, go first: on an engine that answers on
-        # several threads the series run beside them.
-        asked.insert(0, ("error_groups", None, window[0], window[1], {}))
-        answers = _answered(reader, asked)
-        for key, answer in answers[1:]:
+            asked.append(functools.partial(_rows, reader, metric, since, last, kw))
+            keys.append(key)
+        groups, *answers = _answered(reader, asked)
+        for key, answer in zip(keys, answers, strict=True):
             if isinstance(answer, (FigureUnavailable, QueryError)):
                 out[key] = None
                 if key in OPTIONAL:
@@ -177,7 +180,6 @@ def dashboard_data(
                 raise answer
             else:
                 out[key] = answer
-        groups = answers[0][1]
         if isinstance(groups, FigureUnavailable):
             out["error_groups"], missing["error_groups"] = None, str(groups)
         elif isinstance(groups, BaseException):
@@ -252,24 +254,25 @@ def _adapt(reader: Any, metric: str, kw: dict[str, Any]) -> tuple[str, dict[str,
     return metric, kw
 
 
-def _answered(reader: Any, asked: list[tuple]) -> list[tuple[str, Any]]:
-    """Each asked figure's rows (or the exception it raised), in the order asked; on as many
+def _rows(reader: Any, metric: str, since: datetime, last: datetime, kw: dict[str, Any]) -> Any:
+    return reader.query(metric, start=since, end=last, **kw).json_rows()
+
+
+def _answered(reader: Any, asked: list[Callable[[], Any]]) -> list[Any]:
+    """What each asked figure gave (or the exception it raised), in the order asked; on as many
     threads as the reader's engine answers on at once."""
 
-    def one(item: tuple) -> Any:
-        key, metric, since, last, kw = item
+    def one(ask: Callable[[], Any]) -> Any:
         try:
-            if key == "error_groups":
-                return reader.error_groups(start=since, end=last)
-            return reader.query(metric, start=since, end=last, **kw).json_rows()
+            return ask()
         except Exception as exc:  # handed back, and handled or raised by the caller
             return exc
 
     threads = max(1, int(getattr(reader.engine, "parallel_reads", 1) or 1))
     if threads == 1:
-        return [(item[0], one(item)) for item in asked]
+        return [one(ask) for ask in asked]
     with ThreadPoolExecutor(threads, thread_name_prefix="botmeter-figures") as pool:
-        return [(item[0], answer) for item, answer in zip(asked, pool.map(one, asked), strict=True)]
+        return list(pool.map(one, asked))
 
 
 def _zone(name: str) -> ZoneInfo:

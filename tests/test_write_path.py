@@ -266,26 +266,10 @@ print(code)
 """
 
 
-def test_a_fork_waits_for_the_processing_step_in_progress(tmp_path, store_url, store_path):
-    script = tmp_path / "fork_mid.py"
-    script.write_text(FORK_MID_PROCESSING)
-    out = subprocess.run(
-        [sys.executable, "-W", "ignore::DeprecationWarning", str(script), store_url],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().splitlines()[-1] == "0", out.stderr[-3000:]
-    assert "Exception ignored" not in out.stderr
-    counts = dict(query(store_path, "SELECT name, count(*) FROM events GROUP BY 1"))
-    assert counts == {"parent": 1, "child": 1}
-
-
-def test_every_child_forked_while_the_writer_is_busy_stores_its_events(tmp_path, store_url, store_path):
-    script = tmp_path / "forks.py"
-    script.write_text(FORKS)
+def _run_forking(tmp_path, text: str, store_url: str) -> subprocess.CompletedProcess:
+    """Runs a script that forks, in a process of its own; it must end well."""
+    script = tmp_path / "forking.py"
+    script.write_text(text)
     out = subprocess.run(
         [sys.executable, "-W", "ignore::DeprecationWarning", str(script), store_url],
         capture_output=True,
@@ -294,6 +278,19 @@ def test_every_child_forked_while_the_writer_is_busy_stores_its_events(tmp_path,
         timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_a_fork_waits_for_the_processing_step_in_progress(tmp_path, store_url, store_path):
+    out = _run_forking(tmp_path, FORK_MID_PROCESSING, store_url)
+    assert out.stdout.strip().splitlines()[-1] == "0", out.stderr[-3000:]
+    assert "Exception ignored" not in out.stderr
+    counts = dict(query(store_path, "SELECT name, count(*) FROM events GROUP BY 1"))
+    assert counts == {"parent": 1, "child": 1}
+
+
+def test_every_child_forked_while_the_writer_is_busy_stores_its_events(tmp_path, store_url, store_path):
+    out = _run_forking(tmp_path, FORKS, store_url)
     codes = json.loads(out.stdout.strip().splitlines()[-1])
     assert codes == {str(n): 0 for n in range(30)}
     counts = dict(query(store_path, "SELECT name, count(*) FROM events WHERE name LIKE 'child%' GROUP BY 1"))

@@ -124,3 +124,31 @@ def aws(moto, monkeypatch):
     for name in ("AWS_LAMBDA_FUNCTION_NAME",):
         monkeypatch.delenv(name, raising=False)
     return moto
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Chromium's own background traffic (updates, safe browsing...) is switched off: the only request
+# a page may cause is the page itself.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, driven by Playwright (never a browser Playwright downloads)."""
+    if not CHROMIUM.exists():
+        pytest.fail("/usr/bin/chromium is missing: `make test` installs Debian's chromium package")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()

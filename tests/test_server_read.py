@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,14 +18,6 @@ from collector_server import running_collector
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-sync",
-]
 NOW = datetime.now(UTC)
 
 
@@ -142,18 +133,6 @@ def test_a_dashboard_request_that_cannot_be_answered_says_why_with_the_form(coll
     assert answer.headers["content-type"].startswith("text/html")
     assert re.search(rf'<p class="error" role="alert">{field}: ', answer.text), answer.text[-800:]
     assert "<form" in answer.text and "<script" not in answer.text
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail("/usr/bin/chromium is missing: `make test` installs Debian's chromium package")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-        yield browser
-        browser.close()
 
 
 def _cost(page) -> str:

@@ -185,10 +185,10 @@ def session_gap(con: Any) -> int:
 
 
 # Below this many events a thread and a scratch connection cost more than the overlap saves.
-AHEAD_MIN_ROWS = 20_000
+PARTIALS_THREAD_MIN_ROWS = 20_000
 
 
-class Ahead:
+class BatchPartials:
     """What a batch adds to the rollups that needs only the batch itself (the partial aggregates,
     its turn events sorted), worked out on a thread of its own while DuckDB inserts the events:
     both release the GIL, and the store's thread is what limits ingest.
@@ -223,17 +223,17 @@ class Ahead:
         return self._out
 
 
-def add(con: Any, src: str, gap_s: int, table: pa.Table, ahead: Ahead | None = None) -> None:
+def add(con: Any, src: str, gap_s: int, table: pa.Table, prepared: BatchPartials | None = None) -> None:
     """Adds the events just inserted into ``events`` (``table``, also registered as ``src``) to
-    every rollup; ``ahead``: the same batch's partials, worked out while it was inserted.
+    every rollup; ``prepared``: the same batch's partials, worked out while it was inserted.
 
     The per-batch grouping runs in Arrow (on one thread it grouped a 122,880-event batch in about
     a third of DuckDB's time over the same Arrow table, in one-off timing); DuckDB then merges
     the few thousand partial rows into the rollups.
     ``rebuild`` computes the same figures in SQL over all events; the tests hold the two equal.
     """
-    if ahead is not None:
-        partials, turn_rows = ahead.result()
+    if prepared is not None:
+        partials, turn_rows = prepared.result()
     else:
         partials, turn_rows = _partials(table), turns.rows_of(con, table)
     for name, partial, merge in partials:

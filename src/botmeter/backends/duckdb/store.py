@@ -393,9 +393,7 @@ class DuckDBStore:
             unique = pc.count_distinct(storage).as_py() == batch.num_rows
             # Retried and replayed batches carry the ids they had: skip what is already stored.
             keep_first = "" if unique else " QUALIFY row_number() OVER (PARTITION BY b.event_id) = 1"
-            stored = (
-                "SELECT 1 FROM events AS e WHERE e.ts BETWEEN $lo AND $hi AND e.event_id = b.event_id"
-            )
+            stored = "SELECT 1 FROM events AS e WHERE e.ts BETWEEN $lo AND $hi AND e.event_id = b.event_id"
             added = (
                 "CREATE OR REPLACE TEMP TABLE _bm_added AS "
                 f"SELECT b.* FROM batch AS b WHERE NOT EXISTS ({stored}){keep_first}"
@@ -412,7 +410,7 @@ class DuckDBStore:
             con.execute("SET threads = 1")
             con.register("batch", batch)
             con.execute("BEGIN")
-            ahead = None
+            prepared = None
             try:
                 src = "batch"
                 if any_stored is not None and not con.execute(any_stored, params).fetchall()[0][0]:
@@ -420,11 +418,11 @@ class DuckDBStore:
                 if added is not None:
                     con.execute(added, params)
                     src = "_bm_added"
-                elif batch.num_rows >= rollups.AHEAD_MIN_ROWS:
+                elif batch.num_rows >= rollups.PARTIALS_THREAD_MIN_ROWS:
                     if self._scratch is None:
                         # One thread: no background threads for a forked child to inherit.
                         self._scratch = duckdb.connect(config={"threads": 1})
-                    ahead = rollups.Ahead(batch, self._scratch)  # every event of the batch goes in
+                    prepared = rollups.BatchPartials(batch, self._scratch)  # every event of the batch goes in
                 rows = con.execute(f"INSERT INTO events SELECT * FROM {src}").fetchall()
                 count = int(rows[0][0]) if rows else 0
                 if count:
@@ -432,15 +430,15 @@ class DuckDBStore:
                     added_rows = (
                         batch if added is None else con.sql("SELECT * FROM _bm_added").to_arrow_table()
                     )
-                    rollups.add(con, src, self._gap_s, added_rows, ahead)
-                elif ahead is not None:
-                    ahead.wait()
+                    rollups.add(con, src, self._gap_s, added_rows, prepared)
+                elif prepared is not None:
+                    prepared.wait()
                 if added is not None:
                     con.execute("DROP TABLE _bm_added")
                 con.execute("COMMIT")
             except BaseException:
-                if ahead is not None:
-                    ahead.wait()  # the scratch connection is free for the next write
+                if prepared is not None:
+                    prepared.wait()  # the scratch connection is free for the next write
                 with contextlib.suppress(duckdb.Error):
                     con.execute("ROLLBACK")
                 raise

@@ -110,6 +110,39 @@ def make_events(n: int, seed: int, prefix: str | None) -> list[dict[str, Any]]:
 # -- client processes ---------------------------------------------------------------------------
 
 
+def _on_connections(
+    count: int, timeout: float, bodies: list[bytes], send: Any, interval: float = 0.0
+) -> None:
+    """Sends every body once over ``count`` connections (a thread and a client each), each taking
+    the next body not yet sent; with ``interval``, each connection paces itself to one body per
+    ``interval`` seconds."""
+    import httpx
+
+    lock = threading.Lock()
+    taken = iter(bodies)
+
+    def run() -> None:
+        with httpx.Client(timeout=timeout) as client:
+            due = time.perf_counter()
+            while True:
+                with lock:
+                    body = next(taken, None)
+                if body is None:
+                    return
+                if interval:
+                    due += interval
+                    pause = due - time.perf_counter()
+                    if pause > 0:
+                        time.sleep(pause)
+                send(client, body)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def json_client(
     url: str, token: str, batches: int, batch: int, connections: int, rate: float, seed: int
 ) -> None:
@@ -127,42 +160,24 @@ def json_client(
     latencies: list[float] = []
     accepted = [0]
     lock = threading.Lock()
-    next_body = [0]
     interval = connections * batch / rate if rate else 0.0  # per connection, to reach `rate` together
 
-    def run() -> None:
-        with httpx.Client(timeout=60) as client:
-            due = time.perf_counter()
-            while True:
-                with lock:
-                    k = next_body[0]
-                    next_body[0] += 1
-                if k >= len(bodies):
-                    return
-                if interval:
-                    due += interval
-                    pause = due - time.perf_counter()
-                    if pause > 0:
-                        time.sleep(pause)
-                t0 = time.perf_counter()
-                try:
-                    status = client.post(f"{url}/v1/events", content=bodies[k], headers=headers).status_code
-                except httpx.HTTPError:
-                    status = 0
-                took = time.perf_counter() - t0
-                with lock:
-                    statuses[status] = statuses.get(status, 0) + 1
-                    latencies.append(took)
-                    if status == 202:
-                        accepted[0] += batch
+    def send(client: httpx.Client, body: bytes) -> None:
+        t0 = time.perf_counter()
+        try:
+            status = client.post(f"{url}/v1/events", content=body, headers=headers).status_code
+        except httpx.HTTPError:
+            status = 0
+        took = time.perf_counter() - t0
+        with lock:
+            statuses[status] = statuses.get(status, 0) + 1
+            latencies.append(took)
+            if status == 202:
+                accepted[0] += batch
 
     start = time.perf_counter()
     cpu = time.process_time()
-    threads = [threading.Thread(target=run) for _ in range(connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _on_connections(connections, 60, bodies, send, interval)
     print(
         json.dumps(
             {
@@ -247,36 +262,24 @@ def otlp_client(url: str, token: str, batches: int, batch: int, connections: int
     statuses: dict[int, int] = {}
     accepted = [0]
     lock = threading.Lock()
-    next_body = [0]
 
-    def run() -> None:
-        with httpx.Client(timeout=120) as client:
-            while True:
-                with lock:
-                    k = next_body[0]
-                    next_body[0] += 1
-                if k >= len(bodies):
-                    return
-                try:
-                    answer = client.post(f"{url}/v1/traces", content=bodies[k], headers=headers)
-                    status = answer.status_code
-                    rejected = (
-                        ExportTraceServiceResponse.FromString(answer.content).partial_success.rejected_spans
-                        if status == 200
-                        else batch
-                    )
-                except httpx.HTTPError:
-                    status, rejected = 0, batch
-                with lock:
-                    statuses[status] = statuses.get(status, 0) + 1
-                    accepted[0] += batch - rejected
+    def send(client: httpx.Client, body: bytes) -> None:
+        try:
+            answer = client.post(f"{url}/v1/traces", content=body, headers=headers)
+            status = answer.status_code
+            rejected = (
+                ExportTraceServiceResponse.FromString(answer.content).partial_success.rejected_spans
+                if status == 200
+                else batch
+            )
+        except httpx.HTTPError:
+            status, rejected = 0, batch
+        with lock:
+            statuses[status] = statuses.get(status, 0) + 1
+            accepted[0] += batch - rejected
 
     start = time.perf_counter()
-    threads = [threading.Thread(target=run) for _ in range(connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _on_connections(connections, 120, bodies, send)
     end = time.perf_counter()
     print(
         json.dumps(

@@ -65,7 +65,12 @@ class DuckDBDialect(SQLPrinter):
         return f"bool_or({expr})"
 
     def mode(self, expr: str) -> str:
-        return f"mode({expr})"
+        # The most frequent value, the smallest of those tied (DuckDB's own mode() picks any of
+        # them, so two engines, or two runs, could name different ones).
+        entries = f"map_entries(histogram({expr}))"
+        by_count = "lambda e: {'n': -CAST(e.value AS BIGINT), 'v': e.key}"
+        ranked = f"list_sort(list_transform({entries}, {by_count}))"
+        return f"{ranked}[1].v"
 
     def arg_max(self, expr: str, by: str) -> str:
         return f"arg_max({expr}, {by})"

@@ -87,9 +87,14 @@ def _wait_for_accepted(server: CollectorProcess, n: int, timeout: float = 60) ->
 
 
 def _stored(path: Path) -> dict[str, list[int]]:
-    """Sequence numbers stored per client (conversation), in order, duplicates kept."""
+    """Sequence numbers stored per client (conversation), in order, duplicates kept; none while
+    the file has no events table yet (a server killed before its first write holds all it
+    acknowledged in its spool)."""
     con = duckdb.connect(str(path), read_only=True)
     try:
+        tables = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'events'").fetchall()
+        if not tables[0][0]:
+            return {}
         rows = con.execute(
             "SELECT conversation_id, CAST(json_extract(properties, '$.seq') AS INTEGER) FROM events "
             "WHERE kind = 'message' ORDER BY 1, 2"

@@ -630,3 +630,22 @@ def test_a_failure_in_the_byte_filter_is_counted_and_the_usage_chunk_still_taken
     assert meter.stats()["integration_failures"] == {"openai.stream": 1}
     (event,) = events(meter, store_path, "llm_call")
     assert (event["input_tokens"], event["output_tokens"]) == (1200, 85)  # read from the chunk instead
+
+
+def test_the_c_fast_path_takes_out_the_nulls_as_the_python_one_does():
+    pytest.importorskip("botmeter._fastpath")
+    null = b',"usage":null'
+    cases = [b"", b"x", null, null * 3, b"a" + null + b"b" + null, b',"usage":nul', b"ab" + null[:-1] + null]
+    cases.append("".join(f"data: {json.dumps(c, separators=(',', ':'))}\n\n" for c in chunks(True)).encode())
+    for data in cases:
+        assert openai_integration._remove_all(data, null) == openai_integration._remove_all_py(data, null)
+    assert openai_integration._remove_all is not openai_integration._remove_all_py
+
+
+def test_the_usage_chunk_is_taken_out_without_the_c_fast_path(meter, store_path, monkeypatch):
+    monkeypatch.setattr(openai_integration, "_remove_all", openai_integration._remove_all_py)
+    client = meter.instrument(client_for(Api()))
+    seen = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert len(seen) == 4 and all(c.choices for c in seen)
+    (event,) = events(meter, store_path, "llm_call")
+    assert (event["input_tokens"], event["cached_tokens"], event["output_tokens"]) == (1200, 1024, 85)

@@ -1405,11 +1405,73 @@ fail:
     return NULL;
 }
 
+/* The first `pattern` in data[0:n], or NULL (memmem is not in every C library). */
+static const char *
+find_bytes(const char *data, Py_ssize_t n, const char *pattern, Py_ssize_t plen)
+{
+    const char *end = data + n - plen;
+    const char *at = data;
+    while (at <= end) {
+        at = memchr(at, pattern[0], (size_t)(end - at + 1));
+        if (at == NULL) {
+            return NULL;
+        }
+        if (memcmp(at, pattern, (size_t)plen) == 0) {
+            return at;
+        }
+        at++;
+    }
+    return NULL;
+}
+
+/* `data` without any occurrence of `pattern`, in one pass (a streamed OpenAI call's ,"usage":null
+   in every chunk, which botmeter asked for and the caller did not: bytes.split and join take
+   about six times as long on the bot's thread). The same object when there is none. */
+static PyObject *
+remove_all(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *data;
+    const char *pat;
+    Py_ssize_t plen;
+    if (!PyArg_ParseTuple(args, "Sy#", &data, &pat, &plen)) {
+        return NULL;
+    }
+    const char *src = PyBytes_AS_STRING(data);
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    if (plen == 0) {
+        return Py_NewRef(data);
+    }
+    const char *hit = find_bytes(src, n, pat, plen);
+    if (hit == NULL) {
+        return Py_NewRef(data);
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+    if (out == NULL) {
+        return NULL;
+    }
+    char *dst = PyBytes_AS_STRING(out);
+    Py_ssize_t kept = 0;
+    const char *from = src, *end = src + n;
+    while (hit != NULL) {
+        memcpy(dst + kept, from, (size_t)(hit - from));
+        kept += hit - from;
+        from = hit + plen;
+        hit = find_bytes(from, end - from, pat, plen);
+    }
+    memcpy(dst + kept, from, (size_t)(end - from));
+    kept += end - from;
+    if (_PyBytes_Resize(&out, kept) < 0) {
+        return NULL;
+    }
+    return out;
+}
+
 static PyMethodDef fastpath_functions[] = {
     {"sms_segments", sms_segments, METH_VARARGS,
      "sms_segments(texts, widths) -> list of segment counts (floats); None if a text is not a str."},
     {"column_buffers", column_buffers, METH_VARARGS,
      "column_buffers(values, kind) -> Arrow buffers for kind 0 float64, 1 int64, 2 utf8; None to fall back."},
+    {"remove_all", remove_all, METH_VARARGS, "remove_all(data, pattern) -> data without any occurrence of pattern."},
     {NULL, NULL, 0, NULL},
 };
 

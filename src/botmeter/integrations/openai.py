@@ -21,6 +21,17 @@ try:  # the usage line of a stream, parsed in about a quarter of the json module
 except ImportError:  # orjson is not a dependency of botmeter's core
     _fast_loads = None
 
+
+def _remove_all_py(data: bytes, pattern: bytes) -> bytes:
+    return b"".join(data.split(pattern))  # one pass over the bytes, where replace makes two
+
+
+try:  # one pass in C, where split and join take about three times as long
+    from .._fastpath import remove_all as _remove_all
+except ImportError:  # the C fast path is not built
+    _remove_all = _remove_all_py
+
+
 T = TypeVar("T")
 
 
@@ -149,10 +160,10 @@ def _filter(chunk: bytes, watch: Watch, decoder: Any, at_event_start: bool) -> b
     if at < 0:
         return chunk  # nothing botmeter asked for in these lines
     # Asking for usage adds "usage":null to every chunk: taken out again, the caller's chunk objects
-    # are the ones it would have had. (Split and joined: one pass over the bytes, where replace
-    # makes two; the API's compact JSON, or JSON written with spaces, told by the first one.)
+    # are the ones it would have had. (The API's compact JSON, or JSON written with spaces, told
+    # by the first one.)
     spaced = chunk.startswith(b" ", at + 8)
-    chunk = b"".join(chunk.split(b', "usage": null' if spaced else b',"usage":null'))
+    chunk = _remove_all(chunk, b', "usage": null' if spaced else b',"usage":null')
     # The usage-only chunk is the last before [DONE]: looked for from the end.
     at = chunk.rfind(b'"usage":')
     if at >= 0 and chunk[at + 8 : at + 10].lstrip().startswith(b"{"):

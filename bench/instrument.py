@@ -306,6 +306,7 @@ def measure(
     k: int,
     warmup: int,
     rng: random.Random,
+    block: int = 1,
 ) -> dict[str, Any]:
     make, call, peers_apply = SCENARIOS[name]
     clients = {"bare": make(), "botmeter": meter.instrument(make())}
@@ -317,8 +318,9 @@ def measure(
     clock = time.perf_counter
 
     def turn() -> dict[str, float]:
-        # Every contender makes one call, in an order shuffled each turn, so whatever else the
-        # machine is doing falls on all of them alike. Switching the peers' patches is not timed.
+        # Every contender makes `block` calls in a row (the median of them counts), in an order
+        # shuffled each turn, so whatever else the machine is doing falls on all of them alike.
+        # Switching the peers' patches is not timed.
         spent = {}
         order = contenders[:]
         rng.shuffle(order)
@@ -328,9 +330,12 @@ def measure(
                 switch.use(contender)
             client = clients[contender]
             extra = USAGE_ASKED_ARGS if contender == USAGE_ASKED else {}
-            start = clock()
-            call(client, **extra)
-            spent[contender] = clock() - start
+            times = []
+            for _ in range(block):
+                start = clock()
+                call(client, **extra)
+                times.append(clock() - start)
+            spent[contender] = statistics.median(times)
             if peer:
                 switch.use(None)
         return spent
@@ -384,6 +389,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds per scenario (default 30)")
     parser.add_argument("--k", type=int, default=40, help="turns per round (default 40)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=1,
+        help="calls in a row per contender and turn, the median of them counting (default 1: one call "
+        "each, contenders alternating call by call)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     args = parser.parse_args()
@@ -396,7 +408,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         meter = Meter(bot="bench", store=f"duckdb://{tmp}/bench.duckdb")
         results = {
-            name: measure(name, meter, switch, peers, args.rounds, args.k, args.warmup, rng)
+            name: measure(name, meter, switch, peers, args.rounds, args.k, args.warmup, rng, args.block)
             for name in SCENARIOS
         }
         meter.flush()
@@ -406,8 +418,9 @@ def main() -> int:
         meter.close()
     cores = os.cpu_count()
     print(
-        f"{args.rounds} rounds x {args.k} turns per scenario (+{args.warmup} warm-up rounds), one call per "
-        f"contender a turn, order shuffled per turn; python {platform.python_version()}, {cores} cores"
+        f"{args.rounds} rounds x {args.k} turns per scenario (+{args.warmup} warm-up rounds), "
+        f"{args.block} call(s) in a row per contender a turn, order shuffled per turn; "
+        f"python {platform.python_version()}, {cores} cores"
     )
     print(f"load average before: {load_before[0]:.2f}, after: {os.getloadavg()[0]:.2f}")
     for name, pkg in package_versions().items():
@@ -458,7 +471,7 @@ def main() -> int:
                 verdict &= ok
                 line += f"; {ratio:.3f} of {peer}'s (<= {MAX_SHARE_OF_PEER}): {'PASS' if ok else 'FAIL'}"
         print(line)
-    calls = (args.rounds + args.warmup) * args.k
+    calls = (args.rounds + args.warmup) * args.k * args.block
     spans = {name: e.spans for name, e in exporters.items()}
     print(
         f"work done: botmeter wrote {stats.get('written')} events "

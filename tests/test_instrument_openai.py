@@ -639,6 +639,11 @@ def test_the_c_fast_path_takes_out_the_nulls_as_the_python_one_does():
     cases.append("".join(f"data: {json.dumps(c, separators=(',', ':'))}\n\n" for c in chunks(True)).encode())
     for data in cases:
         assert openai_integration._remove_all(data, null) == openai_integration._remove_all_py(data, null)
+        for cut in [(0, 0), (0, len(data)), (len(data) // 3, len(data) // 2), (len(data), len(data))]:
+            want = openai_integration._remove_all_py(data, null, *cut)
+            assert openai_integration._remove_all(data, null, *cut) == want
+    with pytest.raises(ValueError, match="cut 3:2"):
+        openai_integration._remove_all(b"abcd", null, 3, 2)
     assert openai_integration._remove_all is not openai_integration._remove_all_py
 
 

@@ -22,7 +22,10 @@ except ImportError:  # orjson is not a dependency of botmeter's core
     _fast_loads = None
 
 
-def _remove_all_py(data: bytes, pattern: bytes) -> bytes:
+def _remove_all_py(data: bytes, pattern: bytes, cut_from: int = 0, cut_to: int = 0) -> bytes:
+    """``data`` without ``data[cut_from:cut_to]`` and without ``pattern`` before or after it."""
+    if cut_to > cut_from:
+        return b"".join(data[:cut_from].split(pattern) + data[cut_to:].split(pattern))
     return b"".join(data.split(pattern))  # one pass over the bytes, where replace makes two
 
 
@@ -162,42 +165,38 @@ def _filter(chunk: bytes, watch: Watch, decoder: Any, at_event_start: bool) -> b
     # Asking for usage adds "usage":null to every chunk: taken out again, the caller's chunk objects
     # are the ones it would have had. (The API's compact JSON, or JSON written with spaces, told
     # by the first one.)
-    spaced = chunk.startswith(b" ", at + 8)
-    chunk = _remove_all(chunk, b', "usage": null' if spaced else b',"usage":null')
-    # The usage-only chunk is the last before [DONE]: looked for from the end.
+    null = b', "usage": null' if chunk.startswith(b" ", at + 8) else b',"usage":null'
+    # The usage-only chunk is the last before [DONE]: looked for from the end, and cut out in the
+    # same copy that takes out the nulls.
+    cut = None
     at = chunk.rfind(b'"usage":')
-    if at >= 0 and chunk[at + 8 : at + 10].lstrip().startswith(b"{"):
+    if chunk[at + 8 : at + 10].lstrip().startswith(b"{"):
         try:
-            cut = _cut_usage(chunk, at, watch, decoder, at_event_start)
+            cut = _usage_event(chunk, at, watch, decoder, at_event_start)
         except Exception:
             count_failure(watch.meter, f"{watch.provider}.stream")
-            cut = None
         if cut is None:
             _check_chunks(watch)  # the SDK builds the chunk, and botmeter takes it out then
-        else:
-            chunk = cut
-    return chunk
+    return _remove_all(chunk, null) if cut is None else _remove_all(chunk, null, *cut)
 
 
-def _cut_usage(chunk: bytes, at: int, watch: Watch, decoder: Any, at_event_start: bool) -> bytes | None:
-    """``chunk`` without the usage-only event (its usage becomes the watch's), or None when the
-    line at ``at`` is not that event or cannot be cut out whole."""
+def _usage_event(chunk: bytes, at: int, watch: Watch, decoder: Any, at_event_start: bool) -> tuple | None:
+    """Where the usage-only event's data line is in ``chunk`` (its usage becomes the watch's), or
+    None when the line at ``at`` is not that event or cannot be cut out whole."""
     start = chunk.rfind(b"\n", 0, at) + 1
     start = max(start, chunk.rfind(b"\r", start, at) + 1)  # (each search stops at the line's ends)
     end = chunk.find(b"\n", at)
     cr = chunk.find(b"\r", at, None if end < 0 else end)
     end = end if cr < 0 else cr
-    line = chunk[start:end]
-    if end < 0 or not line.startswith(b"data:"):
+    if end < 0 or not chunk.startswith(b"data:", start):
         return None
-    body = _usage_line(line[5:])
+    body = _usage_line(chunk[start + 5 : end])
     if not isinstance(body, dict) or body.get("choices") != [] or not isinstance(body.get("usage"), dict):
         return None  # usage in a chunk with content: the chunk is the caller's
-    before = chunk[:start]
     if (
-        not (before.endswith(_EVENT_ENDS) or (not before and at_event_start))
+        not (chunk.endswith(_EVENT_ENDS, 0, start) or (start == 0 and at_event_start))
         or getattr(decoder, "_last_event_id", None)
-        or not chunk[end:].startswith(_EVENT_ENDS)
+        or not chunk.startswith(_EVENT_ENDS, end)
     ):
         # The event has more lines than its data (an id, an event name): without its data the SDK
         # would see an empty event.
@@ -216,7 +215,7 @@ def _cut_usage(chunk: bytes, at: int, watch: Watch, decoder: Any, at_event_start
     if isinstance(body.get("service_tier"), str):
         watch.extra["service_tier"] = body["service_tier"]
     # the data line and the line end after it; the blank line that ends the event stays, empty
-    return before + chunk[end + (2 if chunk.startswith(b"\r\n", end) else 1) :]
+    return start, end + (2 if chunk.startswith(b"\r\n", end) else 1)
 
 
 def _usage_line(data: bytes) -> Any:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio.to_thread
+import pyarrow as pa
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -99,4 +101,21 @@ class _Timed:
 
 def app_from_environment() -> Starlette:
     """For uvicorn's worker processes: the settings ``botmeter serve`` put in the environment."""
+    _tune_process()
     return create_app(ServerConfig.from_environment())
+
+
+def _tune_process() -> None:
+    """Settings for a process that runs the collector and nothing else.
+
+    Arrow allocates from jemalloc rather than pyarrow's default (mimalloc), unless
+    ``ARROW_DEFAULT_MEMORY_POOL`` says otherwise: the collector's large short-lived buffers (a
+    group's columns, its spooled copy) then reuse freed pages instead of taking fresh ones from
+    the kernel each time, whose zeroing took about a tenth of the server's CPU.
+    """
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except NotImplementedError:  # a pyarrow built without jemalloc: its default stays
+        pass

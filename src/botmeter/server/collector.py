@@ -303,13 +303,13 @@ class Collector:
         returns their records, column by column, for the pipeline."""
         recorder = getattr(_recorders, "recorder", None)
         if recorder is None or recorder[0] < len(events):
-            # One recorder per worker thread, reused: making one costs as much as checking 150 events.
+            # One recorder per thread, reused: making one costs as much as checking 150 events.
             from ..collect.recorder import make_recorder
 
             cap = max(len(events), self.config.max_batch_events) + 1
             buffer, track = make_recorder(cap, max_bytes=1 << 62)
-            # The usual event (a plain object, its kind's track call) is recorded
-            # here; anything else goes through _record, which checks it in full and names the fault.
+            # The usual event (a plain object, its kind's track call) is recorded here; anything
+            # else goes through _record, which checks it in full and names the fault.
             plain = {kind: track[call] for kind, call in KINDS.items() if call != "track_error"}
             recorder = _recorders.recorder = (cap, buffer, track, plain)
         _, buffer, track, plain = recorder
@@ -716,7 +716,7 @@ _WARM_UP_EVENTS = [
     {"kind": "timing", "stage": "reply", "latency_ms": 1.0},
     {"kind": "error", "error": "Timeout"},
 ]
-_recorders = threading.local()  # each worker thread's recorder for _check
+_recorders = threading.local()  # each thread's recorder for _check
 _IDLE = ("idle",)  # the processor found nothing to do for a while
 _NOTHING: Any = object()
 

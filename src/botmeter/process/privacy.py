@@ -44,21 +44,27 @@ def normalise_user(user: str | int) -> str:
 
 
 class UserHasher:
-    """Maps user identifiers to stable keyed hashes, with a bounded cache for the writer's batches."""
+    """Maps user identifiers to stable keyed hashes, with bounded caches for the writer's batches."""
 
-    __slots__ = ("_cache", "_key")
+    __slots__ = ("_cache", "_key", "_keyed", "_phone_like")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise ConfigError("hash key must be at least 16 bytes")
         self._key = key
+        # Keyed once: each hash copies it, a third of the cost of keying a new HMAC every time.
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
         self._cache: dict[object, str] = {}
+        # Conversation ids as stored (hashed when a phone number): the same ones recur batch after batch.
+        self._phone_like: dict[object, object] = {}
 
     def hash(self, user: str | int) -> str:
         cached = self._cache.get(user)
         if cached is not None:
             return cached
-        digest = hmac.new(self._key, normalise_user(user).encode(), hashlib.sha256).hexdigest()[:20]
+        keyed = self._keyed.copy()
+        keyed.update(normalise_user(user).encode())
+        digest = keyed.hexdigest()[:20]
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[user] = digest
@@ -66,13 +72,16 @@ class UserHasher:
 
     def hash_phone_like(self, values: list) -> list:
         """Hashes the values that are phone numbers (a bot may use one as a conversation id)."""
-        seen: dict[object, object] = {}
+        seen = self._phone_like
         out = []
         append = out.append
         for value in values:
             mapped = seen.get(value)
             if mapped is None:
-                mapped = seen[value] = self.hash(value) if phone_number_in(value) else value
+                mapped = self.hash(value) if phone_number_in(value) else value
+                if len(seen) >= _CACHE_LIMIT:
+                    seen.clear()
+                seen[value] = mapped
             append(mapped)
         return out
 

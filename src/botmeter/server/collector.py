@@ -2,11 +2,12 @@
 only once they are durable.
 
 The server is the store's single writer. Requests are validated and processed (priced, hashed)
-on worker threads, then handed to one writer thread, which writes what has arrived meanwhile in
-one go (a group commit: one DuckDB transaction for many requests) or, when the store fails, to
-the fsynced spool, which it replays in order once the store is back. A request is answered only
-when its events are in the store or in the spool; what neither takes is refused (503), never
-accepted and lost. Events received but not yet durable are capped: past the cap, 503.
+on one processing thread, a group at a time, then handed to the store's thread, which writes what
+has arrived meanwhile in one go (a group commit: one DuckDB transaction for many requests) or,
+when the store fails, to the fsynced spool, which it replays in order once the store is back.
+A request is answered only when its events are in the store or in the spool; what neither takes
+is refused (503), never accepted and lost. Events received but not yet durable are capped: past
+the cap, 503.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -108,14 +108,15 @@ class _Latency:
 
 @dataclass
 class _Pending:
-    """One request's events waiting for the writer: a processed table (a remote Meter's), or the
-    checked records of a JSON batch, which the writer processes together with the others queued
-    for the same bot (the pipeline's cost per run is then shared)."""
+    """One request's events waiting for the writer: a processed table (a remote Meter's), or a
+    JSON batch's events, which the writer checks (``lanes``: their records) and processes together
+    with the others queued for the same bot (the pipeline's cost per run is then shared)."""
 
     done: Callable[[str | BaseException], None]
     table: pa.Table | None = None
     bot: str = ""
     lanes: tuple | None = None
+    events: list | None = None
     rows: int = 0
 
 
@@ -235,8 +236,10 @@ class Collector:
         if not isinstance(events, list):
             raise BatchRejected(None, "events", events, "events must be an array of event objects")
         with self._reserved(len(events)):
-            lanes = await anyio.to_thread.run_sync(self._check, events)
-            await self._commit(_Pending(_never, bot=token.bot, lanes=lanes, rows=len(events)))
+            # Checked on the writer's processing thread, with the other requests of its group:
+            # checks on a thread per request kept several threads asking for the GIL at once, and
+            # the store's thread, which needs it back after every statement, waited behind them.
+            await self._commit(_Pending(_never, bot=token.bot, events=events, rows=len(events)))
         self.count("accepted_events", len(events))
         return len(events)
 
@@ -298,12 +301,39 @@ class Collector:
     def _check(self, events: list[Any]) -> tuple:
         """Checks every event as its track call would (BatchRejected names the first bad one);
         returns their records, column by column, for the pipeline."""
-        from ..collect.recorder import make_recorder
+        recorder = getattr(_recorders, "recorder", None)
+        if recorder is None or recorder[0] < len(events):
+            # One recorder per thread, reused: making one costs as much as checking 150 events.
+            from ..collect.recorder import make_recorder
 
-        buffer, track = make_recorder(len(events) + 1, max_bytes=1 << 62)
+            cap = max(len(events), self.config.max_batch_events) + 1
+            buffer, track = make_recorder(cap, max_bytes=1 << 62)
+            # The usual event (a plain object, its kind's track call) is recorded here; anything
+            # else goes through _record, which checks it in full and names the fault.
+            plain = {kind: track[call] for kind, call in KINDS.items() if call != "track_error"}
+            recorder = _recorders.recorder = (cap, buffer, track, plain)
+        _, buffer, track, plain = recorder
         buffer.calibrate()
-        for index, event in enumerate(events):
-            _record(track, index, event)
+        try:
+            for index, event in enumerate(events):
+                if event.__class__ is dict:
+                    kind = event.get("kind")
+                    call = plain.get(kind) if kind.__class__ is str else None
+                    if call is not None:
+                        arguments = event.copy()
+                        del arguments["kind"]
+                        ts = arguments.get("ts")
+                        if ts.__class__ is str:
+                            arguments["ts"] = _iso_time(index, ts)
+                        try:
+                            call(**arguments)
+                            continue
+                        except (TypeError, ValueError):
+                            pass  # _record says what is wrong
+                _record(track, index, event)
+        except BaseException:
+            buffer.drain_columns()  # the refused batch's first events: the next batch starts empty
+            raise
         return buffer.drain_columns()
 
     def _process(self, bot: str, lanes: list[tuple]) -> list[pa.Table]:
@@ -494,6 +524,13 @@ class Collector:
                 tables.append(item.table)
                 fresh = False  # a remote Meter's ids: perhaps a retry
             else:
+                if item.lanes is None:
+                    try:
+                        item.lanes = self._check(item.events or [])
+                    except Exception as exc:  # BatchRejected (400) or a fault: this request's alone
+                        item.done(exc)
+                        continue
+                    item.events = None  # its records are what is kept
                 by_bot.setdefault(item.bot, []).append(item)
         for bot, items in by_bot.items():
             try:
@@ -679,6 +716,7 @@ _WARM_UP_EVENTS = [
     {"kind": "timing", "stage": "reply", "latency_ms": 1.0},
     {"kind": "error", "error": "Timeout"},
 ]
+_recorders = threading.local()  # each thread's recorder for _check
 _IDLE = ("idle",)  # the processor found nothing to do for a while
 _NOTHING: Any = object()
 
@@ -697,7 +735,13 @@ def _merged_lanes(lanes: list[tuple]) -> tuple:
         if len(parts) <= 1:
             merged.append(parts[0] if parts else None)
         else:
-            merged.append(tuple([v for part in parts for v in part[c]] for c in range(len(parts[0]))))
+            columns = []
+            for c in range(len(parts[0])):
+                column = list(parts[0][c])
+                for part in parts[1:]:
+                    column.extend(part[c])
+                columns.append(column)
+            merged.append(tuple(columns))
     return tuple(merged)
 
 

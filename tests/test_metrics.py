@@ -1046,10 +1046,6 @@ def test_rollup_path_answers_from_the_rollups(data: Data) -> None:
         ("llm_latency_ms", {**DAYS, "by": "model", "stat": "p95"}),
         ("failed_replies", DAYS),
     ):
-        if data.backend.name == "chdb" and metric == "failed_replies":
-            # ClickHouse keeps no turns: failed replies come from the events.
-            assert reader.query(metric, **kw).source == "events", (metric, kw)
-            continue
         assert reader.query(metric, **kw).source == "rollups", (metric, kw)
     assert Reader(data.url, now=NOW, use_rollups=False).query("cost_usd", **DAYS).source == "events"
 
@@ -1252,8 +1248,11 @@ def turn_events(seed: int) -> list[Ev]:
     return events
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("seed", range(8))
-def test_failed_replies_kept_write_by_write_whatever_the_order(seed: int, tmp_path: Path) -> None:
+def test_failed_replies_kept_write_by_write_whatever_the_order(
+    seed: int, engine: str, tmp_path: Path
+) -> None:
     # Written in a random order, in one to six writes, some twice: every stored figure equals the
     # one rebuilt from the events and the plain walk above, per channel.
     import shutil
@@ -1269,7 +1268,8 @@ def test_failed_replies_kept_write_by_write_whatever_the_order(seed: int, tmp_pa
     cuts = sorted(rng.sample(range(1, len(order)), min(len(order) - 1, rng.randint(0, 5))))
     batches = [order[a:b] for a, b in pairwise([0, *cuts, len(order)])]
     batches.append(rng.sample(order, len(order) // 4))  # replayed
-    url = f"duckdb://{tmp_path}/t.duckdb"
+    backend = TEST_BACKENDS[engine]
+    url = backend.url(tmp_path)
     meter = Meter(bot=BOT, store=url, hash_users=False, flush_interval=0.05)
     try:
         for batch in batches:
@@ -1278,15 +1278,20 @@ def test_failed_replies_kept_write_by_write_whatever_the_order(seed: int, tmp_pa
             assert meter.flush()
     finally:
         meter.close()
-    data = Data(events, TEST_BACKENDS["duckdb"], url)
+    data = Data(events, backend, url)
     window = {"start": "2026-03-16", "end": "2026-03-17", "interval": "hour", "by": "channel"}
     expected = failed_replies(data, spec_of("failed_replies", window))
     assert sum(r["count"] for r in expected) > 0
     for use_rollups in (True, False):
         reader = Reader(url, now=NOW, use_rollups=use_rollups)
-        assert_rows(reader.query("failed_replies", **window).rows, expected)
+        result = reader.query("failed_replies", **window)
+        assert result.source == ("rollups" if use_rollups else "events")
+        assert_rows(result.rows, expected)
+    if engine == "chdb":
+        assert_clickhouse_turns_equal_a_rebuild(url)
+        return
     copy = tmp_path / "copy.duckdb"
-    shutil.copy(tmp_path / "t.duckdb", copy)
+    shutil.copy(url.removeprefix("duckdb://"), copy)
     con = duckdb.connect(str(copy))
     try:
         tables = [f"SELECT * FROM {t} ORDER BY ALL" for t in ("rollup_turns", "rollup_turn_heads")]
@@ -1297,10 +1302,31 @@ def test_failed_replies_kept_write_by_write_whatever_the_order(seed: int, tmp_pa
         con.close()
 
 
-def test_inbound_messages_at_one_time_are_a_turn_each(tmp_path: Path) -> None:
+def assert_clickhouse_turns_equal_a_rebuild(url: str) -> None:
+    """The turns the ClickHouse writer kept write by write are those rebuilt from the events."""
+    from botmeter.backends.clickhouse import turns
+    from botmeter.store import open_store
+
+    tables = [
+        "SELECT bot, conversation, ts, channel, last_ts, bad, answered FROM rollup_turn_heads FINAL "
+        "ORDER BY ALL",
+        "SELECT bot, conversation, ts, channel, bad FROM rollup_turns FINAL ORDER BY ALL",
+    ]
+    store = open_store(url)
+    try:
+        with store.client() as client:
+            kept = [client.query(sql).result_rows for sql in tables]
+            turns.rebuild(client)
+            assert kept == [client.query(sql).result_rows for sql in tables]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_inbound_messages_at_one_time_are_a_turn_each(engine: str, tmp_path: Path) -> None:
     # Two inbound messages at one time, then an error: the later one (by channel) failed, the
     # other had nothing after it. A third at that time, written later, takes the error over.
-    url = f"duckdb://{tmp_path}/t.duckdb"
+    url = TEST_BACKENDS[engine].url(tmp_path)
     at = datetime(2026, 3, 16, 9, 0, tzinfo=UTC)
     meter = Meter(bot=BOT, store=url, hash_users=False, flush_interval=0.05)
     window = {"start": "2026-03-16", "end": "2026-03-17", "interval": None, "by": "channel"}

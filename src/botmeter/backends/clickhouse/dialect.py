@@ -83,6 +83,9 @@ _READ_AS = {
     ),
     # Read with an alias (``FROM ... AS c``), which ClickHouse puts before FINAL: a subquery.
     "rollup_latency_days": "(SELECT * FROM rollup_latency_days FINAL)",
+    # Kept by the writer (turns.py): a key's newest row, deleted ones left out.
+    "rollup_turns": "(SELECT bot, ts, channel, bad FROM rollup_turns FINAL)",
+    "rollup_turn_heads": "(SELECT bot, ts, channel, bad, answered FROM rollup_turn_heads FINAL)",
 }
 
 READ_SETTINGS = {"join_use_nulls": 1, "prefer_column_name_to_alias": 1}
@@ -231,15 +234,19 @@ class ClickHouseDialect(DuckDBDialect):
     def turn_rows(self, start: str) -> str:
         # Only conversations with an error or a reply marked failed since the start are walked; an
         # inbound message opens a turn, and what follows it in time (an inbound message first among
-        # equal times) belongs to it. Each conversation's events are sorted as one array and its
-        # turns numbered by a running count of inbound messages: the same as DuckDB's window
-        # function, and many times faster in ClickHouse than a window over every event.
+        # equal times, and among those the greater channel last) belongs to it. Each
+        # conversation's events are sorted as one array and its turns numbered by a running count of
+        # inbound messages: the same as DuckDB's window function, and many times faster in ClickHouse
+        # than a window over every event.
         return f"""
             SELECT bot, key, minIf(e.1, e.2 = 1) AS ts, anyIf(e.5, e.2 = 1) AS channel, max(e.1) AS last_ts,
                    max(e.3) AS bad, max(e.4) AS answered
             FROM (
                 SELECT bot, key,
-                       arraySort(x -> (x.1, -x.2), groupArray((ts, inbound, bad, answered, channel))) AS es,
+                       arraySort(
+                           x -> (x.1, -toInt16(x.2), isNotNull(x.5), ifNull(x.5, '')),
+                           groupArray((ts, inbound, bad, answered, toNullable(toString(channel))))
+                       ) AS es,
                        arrayCumSum(arrayMap(x -> x.2, es)) AS turns
                 FROM (SELECT {_TURN_EVENT} FROM events WHERE {_TURN_EVENT_WHERE} AND ts >= {start})
                 GROUP BY bot, key HAVING max(bad) = 1
@@ -294,6 +301,14 @@ class ClickHouseDialect(DuckDBDialect):
             "SELECT argMax(value, updated) FROM botmeter_meta WHERE key = 'session_gap_s' HAVING count() > 0 "
             f"AND {points} = (SELECT sum(messages) FROM rollup_session_totals FINAL) "
             f"AND {points} = (SELECT sum(messages) FROM rollup_session_days FINAL)",
+            {},
+        )
+
+    def turns_whole(self) -> Printed | None:
+        # Every turn event the views counted was folded into the kept turns (see turns.py).
+        return Printed(
+            "SELECT (SELECT sum(events) FROM rollup_turn_points) "
+            "= (SELECT sum(events) FROM rollup_turn_folded)",
             {},
         )
 

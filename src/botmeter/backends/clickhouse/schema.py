@@ -45,8 +45,10 @@ its key out):
   percentiles, count, sum and maximum (see the DuckDB rollup of the same name).
 * ``upkeep_batches``: the insert tokens of the batches folded into the two above.
 
-Turns (failed replies) are not kept: readers compute them from ``events``, whose order key makes
-the ranges they read small.
+* ``rollup_turn_heads`` and ``rollup_turns``: each conversation's latest turn and the closed turns
+  whose reply failed, for failed replies (``turns.py``); ``rollup_turn_folded`` (``SummingMergeTree``)
+  counts the events folded into them per day, which a reader compares with the view
+  ``rollup_turn_points`` (the same events counted in the inserts) before trusting them.
 
 A cluster (``botmeter clickhouse ddl --cluster NAME``): each table above becomes ``<name>_local``
 on ``ReplicatedMergeTree``/``ReplicatedAggregatingMergeTree`` ``ON CLUSTER``, with a ``Distributed``
@@ -60,8 +62,9 @@ from __future__ import annotations
 from typing import Any
 
 from ...events import COLUMNS, HOURLY_KEYS
+from . import turns
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 # Few distinct values in a month's part: dictionary-encoded.
@@ -240,6 +243,14 @@ ROLLUPS: dict[str, tuple[str, str, str, str]] = {
         "SELECT toDate(e.ts) AS day, count() AS messages FROM {events} AS e WHERE e.kind = 'message' "
         "AND e.conversation_id IS NULL AND e.user_id IS NOT NULL GROUP BY day",
     ),
+    "rollup_turn_points": (
+        "day Date",
+        f"events {_SUM.format('UInt64')}",
+        "(day)",
+        "SELECT toDate(e.ts) AS day, count() AS events FROM {events} AS e "
+        "WHERE e.kind IN ('message', 'error') AND (e.conversation_id IS NOT NULL OR e.user_id IS NOT NULL) "
+        "GROUP BY day",
+    ),
     "rollup_days": (
         "day Date",
         f"first_ts {_MIN.format(_TS)}, last_ts {_MAX.format(_TS)}, events {_SUM.format('UInt64')}",
@@ -272,6 +283,8 @@ KEPT: dict[str, tuple[str, str, str]] = {
         "(day, bot, dim, value)",
         "updated",
     ),
+    "rollup_turn_heads": (turns.HEADS_COLUMNS, "(bot, conversation)", "version"),
+    "rollup_turns": (turns.TURNS_COLUMNS, "(bot, conversation, ts)", "version, deleted"),
     # The batches folded (their insert tokens): a batch sent again, which the server drops, is not
     # folded again. Kept a month, far beyond the server's window of tokens.
     "upkeep_batches": (
@@ -332,7 +345,7 @@ def ddl(cluster: str | None = None) -> list[str]:
             f"CREATE TABLE IF NOT EXISTS events{on} AS events_local "
             f"ENGINE = Distributed({quote_name(cluster)}, {db}, events_local, {SHARDING_KEY})"
         )
-        for name in [*ROLLUPS, *KEPT]:
+        for name in [*ROLLUPS, *KEPT, "rollup_turn_folded"]:
             statements.append(
                 f"CREATE TABLE IF NOT EXISTS {name}{on} AS {name}_local "
                 f"ENGINE = Distributed({quote_name(cluster)}, {db}, {name}_local)"
@@ -345,9 +358,14 @@ def kept_ddl(cluster: str | None = None) -> list[str]:
     on = f" ON CLUSTER {quote_name(cluster)}" if cluster else ""
     local = "_local" if cluster else ""
     return [
-        f"CREATE TABLE IF NOT EXISTS {name}{local}{on} ({columns}) "
-        f"ENGINE = {_engine('ReplacingMergeTree', cluster, name + local, args)} ORDER BY {order}"
-        for name, (columns, order, args) in KEPT.items()
+        *(
+            f"CREATE TABLE IF NOT EXISTS {name}{local}{on} ({columns}) "
+            f"ENGINE = {_engine('ReplacingMergeTree', cluster, name + local, args)} ORDER BY {order}"
+            for name, (columns, order, args) in KEPT.items()
+        ),
+        # The turn events the writer folded, per day (see turns.py): added to, never replaced.
+        f"CREATE TABLE IF NOT EXISTS rollup_turn_folded{local}{on} (day Date, events UInt64) "
+        f"ENGINE = {_engine('SummingMergeTree', cluster, 'rollup_turn_folded' + local)} ORDER BY day",
     ]
 
 
@@ -377,4 +395,9 @@ def _rebuild(client: Any) -> None:
     upkeep.rebuild(client)
 
 
-MIGRATIONS: dict[int, list[Any]] = {1: ddl(), 2: [*ddl(), _rebuild]}
+# Step 3 adds the turns the writer keeps (turns.py) and fills them from the events.
+def _rebuild_turns(client: Any) -> None:
+    turns.rebuild(client)
+
+
+MIGRATIONS: dict[int, list[Any]] = {1: ddl(), 2: [*ddl(), _rebuild], 3: [*ddl(), _rebuild_turns]}

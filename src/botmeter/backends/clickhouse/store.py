@@ -371,7 +371,7 @@ class ClickHouseStore:
             upkeep.add_once(client, batch, self._gap_s, token)
         except Exception as exc:
             text = self._scrub(str(exc))
-            log.warning("botmeter: %s: sessions and daily percentiles not kept up: %s", self.url, text)
+            log.warning("botmeter: %s: sessions, turns and daily percentiles not kept up: %s", self.url, text)
 
     def _unstored(self, batch: pa.Table, caller_keys: bool) -> pa.Table:
         """The batch without ids stored already, or repeated in it (the first of each is kept)."""

@@ -108,6 +108,12 @@ class SQLEngine:
         rows = self._fact("gap", lambda: self.sql(printed.sql, printed.params))
         return int(rows[0][0]) if rows else -1
 
+    def turns_whole(self) -> bool:
+        printed = self.printer.turns_whole()
+        if printed is None:
+            return True
+        return self._fact("turns", lambda: bool(self.sql(printed.sql, printed.params)[0][0]))
+
     def fresh_latency_days(self, kind: str, lo: datetime, hi: datetime, bot: str | None) -> list[datetime]:
         printed = self.printer.fresh_latency_days(kind, lo, hi, bot)
         return [aware(datetime(d.year, d.month, d.day)) for (d,) in self.sql(printed.sql, printed.params)]

@@ -670,6 +670,10 @@ class SQLPrinter:
     def one_bot(self) -> Printed:
         return Printed(f"SELECT {self.count_distinct('bot')} FROM {self.table('rollup_hourly')}", {})
 
+    def turns_whole(self) -> Printed | None:
+        """A statement whose one value says the kept turns hold every event (None: they always do)."""
+        return None
+
     def session_gap(self) -> Printed:
         return Printed("SELECT value FROM botmeter_meta WHERE key = 'session_gap_s'", {})
 

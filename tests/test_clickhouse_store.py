@@ -356,8 +356,10 @@ def test_single_server_ddl_is_what_a_store_creates(chdb_store):
         assert tables[name] == "AggregatingMergeTree" and tables[f"{name}_mv"] == "MaterializedView"
     for name in schema.KEPT:  # kept by the writer (upkeep.py)
         assert tables[name] == "ReplacingMergeTree"
+    assert tables["rollup_turn_folded"] == "SummingMergeTree"  # the turn events the writer folded
     printed = CliRunner().invoke(main, ["clickhouse", "ddl"]).output
-    assert printed.count("CREATE TABLE IF NOT EXISTS") == len(schema.ROLLUPS) + len(schema.KEPT) + 2
+    # botmeter_meta, events and rollup_turn_folded besides the rollups and the kept tables
+    assert printed.count("CREATE TABLE IF NOT EXISTS") == len(schema.ROLLUPS) + len(schema.KEPT) + 3
 
 
 # -- the HTTP path, against the fault injector ----------------------------------------------------

@@ -1018,6 +1018,34 @@ def test_clickhouse_reads_events_when_the_kept_sessions_fall_short(data: Data) -
     assert Reader(data.url, now=NOW).query("conversations", **kw).source == "rollups"
 
 
+def test_clickhouse_reads_events_when_a_turn_fold_is_missing(data: Data) -> None:
+    # A write whose turns were never folded (its answer lost, the fold failed): the view counted
+    # more turn events than the writer folded, and readers walk the events instead.
+    from botmeter.store import open_store
+
+    if data.backend.name != "chdb":
+        pytest.skip("the ClickHouse writer's own upkeep")
+
+    def add(table: str) -> None:
+        store = open_store(data.url)
+        try:
+            with store.client() as client:
+                client.command(f"INSERT INTO {table} (day, events) VALUES ('2026-03-01', 1)")
+        finally:
+            store.close()
+
+    kw = {**DAYS, "by": "channel"}
+    assert Reader(data.url, now=NOW).query("failed_replies", **kw).source == "rollups"
+    add("rollup_turn_points")  # one event the writer did not fold
+    try:
+        result = Reader(data.url, now=NOW).query("failed_replies", **kw)
+        assert result.source == "events"
+        assert_rows(result.rows, oracle(data, spec_of("failed_replies", kw)))
+    finally:
+        add("rollup_turn_folded")  # folded after all
+    assert Reader(data.url, now=NOW).query("failed_replies", **kw).source == "rollups"
+
+
 @pytest.mark.parametrize("window", ["days", "edges_total", "all"])
 def test_messages_and_country_per_user(data: Data, reader: Reader, window: str) -> None:
     q = spec_of("messages", WINDOWS[window])

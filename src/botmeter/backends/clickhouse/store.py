@@ -244,7 +244,11 @@ class ClickHouseStore:
         while True:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                return clickhouse_connect.get_client(interface="chdb", path=str(self.path))
+                # No query log: nobody reads the embedded engine's, and keeping it cost a cold
+                # dashboard's hundred statements about a second (BENCHMARKS.md).
+                return clickhouse_connect.get_client(
+                    interface="chdb", path=str(self.path), settings={"log_queries": 0}
+                )
             except Exception as exc:
                 # Another process holds the folder (the engine locks it): wait for it, briefly.
                 if time.monotonic() >= deadline:

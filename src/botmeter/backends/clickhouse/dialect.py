@@ -53,6 +53,8 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
+from ...analyse.catalogue import Metric
+from ...analyse.plan import Plan
 from ...analyse.query import Query
 from ..duckdb.dialect import DuckDBDialect
 from ..duckdb.rollups import LATENCY_QUANTILES
@@ -254,6 +256,17 @@ class ClickHouseDialect(DuckDBDialect):
             WHERE turn > 0
             GROUP BY bot, key, turn
         """
+
+    def _firsts_src(self, plan: Plan, q: Query, metric: Metric, p: Params, bots: list[str]) -> str:
+        # Each user's first inbound message, kept by a view: a row per user, where the per-day
+        # rollup merged at read time holds one per user and day. Not FINAL: every reader takes the
+        # minimum per user again.
+        if plan.source == "events":
+            return super()._firsts_src(plan, q, metric, p, bots)
+        return (
+            "SELECT bot, user_id, first_in FROM rollup_user_firsts WHERE 1"
+            + "".join(f" AND {c}" for c in bots)
+        )
 
     def conversation_keys(self, q: Query, p: Params, window: bool, extra: Iterable[str] = ()) -> str:
         """Messages with their conversation key (as the printer's): the bot's id, or a session per

@@ -207,6 +207,14 @@ ROLLUPS: dict[str, tuple[str, str, str, str]] = {
         "AS country "
         "FROM {events} AS e WHERE e.user_id IS NOT NULL GROUP BY day, bot, user_id",
     ),
+    "rollup_user_firsts": (
+        "bot LowCardinality(String), user_id String",
+        f"first_in {_MIN.format(_TS)}",
+        "(bot, user_id)",
+        "SELECT coalesce(e.bot, '') AS bot, assumeNotNull(e.user_id) AS user_id, min(e.ts) AS first_in "
+        "FROM {events} AS e WHERE e.kind = 'message' AND e.direction = 'in' AND e.user_id IS NOT NULL "
+        "GROUP BY bot, user_id",
+    ),
     "rollup_conversations": (
         "bot LowCardinality(String), day Date, conversation String",
         f"user_id {_MIN.format('Nullable(String)')}, first_ts {_MIN.format(_TS)}, "
@@ -395,9 +403,14 @@ def _rebuild(client: Any) -> None:
     upkeep.rebuild(client)
 
 
-# Step 3 adds the turns the writer keeps (turns.py) and fills them from the events.
+# Step 3 adds the turns the writer keeps (turns.py) and each user's first inbound message, and
+# fills them from the events (a minimum: a write meanwhile, counted twice, changes nothing).
 def _rebuild_turns(client: Any) -> None:
     turns.rebuild(client)
+    client.command(
+        "INSERT INTO rollup_user_firsts SELECT bot, user_id, min(first_in) FROM rollup_users "
+        "WHERE inbound > 0 GROUP BY bot, user_id"
+    )
 
 
 MIGRATIONS: dict[int, list[Any]] = {1: ddl(), 2: [*ddl(), _rebuild], 3: [*ddl(), _rebuild_turns]}

@@ -85,9 +85,6 @@ _READ_AS = {
     ),
     # Read with an alias (``FROM ... AS c``), which ClickHouse puts before FINAL: a subquery.
     "rollup_latency_days": "(SELECT * FROM rollup_latency_days FINAL)",
-    # Kept by the writer (turns.py): a key's newest row, deleted ones left out.
-    "rollup_turns": "(SELECT bot, ts, channel, bad FROM rollup_turns FINAL)",
-    "rollup_turn_heads": "(SELECT bot, ts, channel, bad, answered FROM rollup_turn_heads FINAL)",
 }
 
 READ_SETTINGS = {"join_use_nulls": 1, "prefer_column_name_to_alias": 1}
@@ -316,6 +313,11 @@ class ClickHouseDialect(DuckDBDialect):
             f"AND {points} = (SELECT sum(messages) FROM rollup_session_days FINAL)",
             {},
         )
+
+    def failed_turns(self) -> str:
+        # The writer keeps every failed turn in rollup_turns, each conversation's latest included
+        # (turns.py): that small table alone, a key's newest row, deleted ones left out.
+        return "(SELECT bot, ts, channel FROM rollup_turns FINAL WHERE bad)"
 
     def turns_whole(self) -> Printed | None:
         # Every turn event the views counted was folded into the kept turns (see turns.py).

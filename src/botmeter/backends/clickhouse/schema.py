@@ -45,10 +45,10 @@ its key out):
   percentiles, count, sum and maximum (see the DuckDB rollup of the same name).
 * ``upkeep_batches``: the insert tokens of the batches folded into the two above.
 
-* ``rollup_turn_heads`` and ``rollup_turns``: each conversation's latest turn and the closed turns
-  whose reply failed, for failed replies (``turns.py``); ``rollup_turn_folded`` (``SummingMergeTree``)
-  counts the events folded into them per day, which a reader compares with the view
-  ``rollup_turn_points`` (the same events counted in the inserts) before trusting them.
+* ``rollup_turn_heads`` and ``rollup_turns``: each conversation's latest turn, and the turns whose
+  reply failed (the latest included), for failed replies (``turns.py``); ``rollup_turn_folded``
+  (``SummingMergeTree``) counts the events folded into them per day, which a reader compares with
+  the view ``rollup_turn_points`` (the same events counted in the inserts) before trusting them.
 
 A cluster (``botmeter clickhouse ddl --cluster NAME``): each table above becomes ``<name>_local``
 on ``ReplicatedMergeTree``/``ReplicatedAggregatingMergeTree`` ``ON CLUSTER``, with a ``Distributed``

@@ -11,9 +11,11 @@ Kept (``ReplacingMergeTree``, read ``FINAL``):
 * ``rollup_turn_heads``: per conversation (``c:<id>`` or ``u:<user>``), its latest turn (start,
   channel, last event, ``bad``, ``answered``), or, before its first inbound message, its events so
   far at ``NO_TURN``;
-* ``rollup_turns``: the closed turns whose reply failed (rows marked ``deleted`` take one out).
+* ``rollup_turns``: the turns whose reply failed, each conversation's latest included (rows marked
+  ``deleted`` take one out: a latest turn answered later, a turn a late inbound message split).
 
-Failed replies are the rows of ``rollup_turns`` and the heads that are bad and not answered.
+Failed replies are the rows of ``rollup_turns``: a reader merges that small table alone, not a row
+per conversation.
 
 A write's events of a conversation all after its head's start, with no inbound message at or
 before the head's last event, only continue the head and open turns after it: folded in numpy from
@@ -87,9 +89,10 @@ def add(client: Any, batch: pa.Table) -> None:
     fast |= heads.found & (heads.ts == _NO_TURN_US) & (rows.first_in_ts > heads.last_ts)
     keep = fast[rows.g]
     if keep.any():
-        out_heads, closed = _segments(rows, np.flatnonzero(keep), heads)
+        out_heads, failed, cleared = _segments(rows, np.flatnonzero(keep), heads)
         _insert(client, "rollup_turn_heads", _with(out_heads, version=version))
-        _insert(client, "rollup_turns", _with(closed, version=version, deleted=0))
+        _insert(client, "rollup_turns", _with(cleared, version=version - 1, deleted=1))
+        _insert(client, "rollup_turns", _with(failed, version=version, deleted=0))
     late = np.flatnonzero(~fast)
     if len(late):
         _recompute(client, rows, heads, late, version)
@@ -274,9 +277,10 @@ def _heads(client: Any, r: _Rows) -> _Heads:
     return h
 
 
-def _segments(r: _Rows, rows: np.ndarray, h: _Heads) -> tuple[pa.Table, pa.Table]:
+def _segments(r: _Rows, rows: np.ndarray, h: _Heads) -> tuple[pa.Table, pa.Table, pa.Table]:
     """The turns of the events ``rows`` (sorted, whole conversations) continuing each
-    conversation's head ``h``: the new heads, and the closed turns whose reply failed."""
+    conversation's head ``h``: the new heads, the turns whose reply failed, and the stored failed
+    heads answered here."""
     g, ts, inbound = r.g[rows], r.ts[rows], r.inbound[rows]
     n = len(rows)
     start = np.empty(n, dtype=bool)
@@ -315,8 +319,22 @@ def _segments(r: _Rows, rows: np.ndarray, h: _Heads) -> tuple[pa.Table, pa.Table
             "answered": pa.array(seg_answered[last].astype(np.uint8)),
         }
     )
-    failed = ~last & real & seg_bad & ~seg_answered
+    # Failed: every turn here whose reply failed, the latest included, and a stored head closed
+    # here that had failed (stored already: the same row again).
+    failed = real & seg_bad & ~seg_answered
     head_failed = closes[(h.ts[closes] > _NO_TURN_US) & h.bad[closes] & ~h.answered[closes]]
+    # A stored head that had failed, continued here by a good reply: its row is taken out.
+    was_failed = h.found & (h.ts > _NO_TURN_US) & h.bad & ~h.answered
+    answered_now = np.flatnonzero(cont & seg_answered & was_failed[group])
+    cleared = pa.table(
+        {
+            "bot": r.bots.take(pa.array(group[answered_now])),
+            "conversation": r.names.take(pa.array(group[answered_now])),
+            "ts": _ts(h.ts[group[answered_now]]),
+            "channel": h.channel.take(pa.array(group[answered_now])),
+            "bad": pa.array(np.ones(len(answered_now), dtype=np.uint8)),
+        }
+    )
     closed = pa.table(
         {
             "bot": pa.concat_arrays(
@@ -332,7 +350,7 @@ def _segments(r: _Rows, rows: np.ndarray, h: _Heads) -> tuple[pa.Table, pa.Table
             "bad": pa.array(np.ones(int(failed.sum()) + len(head_failed), dtype=np.uint8)),
         }
     )
-    return heads, closed
+    return heads, closed, cleared
 
 
 def _ts(us: np.ndarray) -> pa.Array:
@@ -429,9 +447,9 @@ def _recompute(client: Any, r: _Rows, h: _Heads, late: np.ndarray, version: int)
     if not events.num_rows:
         return
     fetched = _read_rows(events)
-    heads, closed = _segments(fetched, np.arange(len(fetched.g)), _no_heads(fetched.groups))
+    heads, failed, _ = _segments(fetched, np.arange(len(fetched.g)), _no_heads(fetched.groups))
     _insert(client, "rollup_turn_heads", _with(heads, version=version))
-    _insert(client, "rollup_turns", _with(closed, version=version, deleted=0))
+    _insert(client, "rollup_turns", _with(failed, version=version, deleted=0))
 
 
 def _read_rows(events: pa.Table) -> _Rows:
@@ -485,7 +503,7 @@ def rebuild(client: Any) -> None:
     client.command(
         "INSERT INTO rollup_turns (bot, conversation, ts, channel, bad, version, deleted) "
         f"SELECT bot, conversation, ts, channel, 1, 0, 0 FROM ({turns}) "
-        "WHERE turn < n AND turn > 0 AND bad = 1 AND answered = 0"
+        "WHERE turn > 0 AND bad = 1 AND answered = 0"
     )
     client.command(
         "INSERT INTO rollup_turn_points SELECT toDate(ts) AS day, count() FROM events "

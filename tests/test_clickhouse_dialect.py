@@ -192,8 +192,17 @@ def test_every_spelling_is_compared() -> None:
     # Whole statements, which the metric oracle suite checks on chdb: turn_rows (failed replies)
     # and conversation_keys (conversations and sessions, a bridged one and exactly the gap); and
     # table, the rollups read FINAL (a day's users counted as rows, once each before merges); and
-    # session_gap, the stored gap while the kept sessions add up (test_metrics.py, on chdb).
-    whole = {"turn_rows", "conversation_keys", "table", "finish", "session_gap"}
+    # session_gap, the stored gap while the kept sessions add up, turns_whole, the kept turns
+    # while they hold every event, and failed_turns, the failed ones (test_metrics.py, on chdb).
+    whole = {
+        "turn_rows",
+        "conversation_keys",
+        "table",
+        "finish",
+        "session_gap",
+        "turns_whole",
+        "failed_turns",
+    }
     assert spellings - compared <= whole, spellings - compared
 
 

@@ -307,6 +307,43 @@ def test_a_store_of_version_1_gets_its_sessions_and_percentiles_from_its_events(
     assert kept.source == "rollups" and kept.rows == read.rows
 
 
+def test_a_store_of_version_2_gets_its_turns_and_first_users_from_its_events(tmp_path):
+    from botmeter.analyse import Reader
+
+    url = f"chdb://{tmp_path}/ch"
+    store = ClickHouseStore(url)
+    later = T0 + timedelta(seconds=150)
+    try:
+        store.write(events(90), fresh=True)
+        # Three inbound messages after the rest, each followed by an error and no reply: failed.
+        store.write(events(3, start=later, kind="message", direction="in"), fresh=True)
+        store.write(events(3, start=later + timedelta(seconds=10), kind="error", direction=None), fresh=True)
+        with store.client() as c:  # as version 2 left it: no turns, no first inbound messages
+            for name in ("rollup_turn_points_mv", "rollup_user_firsts_mv", "rollup_turn_points",
+                         "rollup_user_firsts", "rollup_turn_heads", "rollup_turns", "rollup_turn_folded"):
+                c.command(f"DROP TABLE {name}")
+            c.command("INSERT INTO botmeter_meta (key, value) VALUES ('schema_version', '2')")
+    finally:
+        store.close()
+    start = T0.replace(tzinfo=UTC) - timedelta(days=1)
+    window = {"start": start, "end": start + timedelta(days=3), "interval": None}
+    kept, read = (Reader(url, use_rollups=r).query("failed_replies", **window) for r in (True, False))
+    assert kept.source == "rollups" and kept.rows == read.rows and kept.total() == 3
+    days = {**window, "interval": "day"}
+    for metric in ("new_users", "returning_users"):
+        kept, read = (Reader(url, use_rollups=r).query(metric, **days) for r in (True, False))
+        assert kept.source == "rollups" and kept.rows == read.rows, metric
+        counted = sum(row["count"] for row in kept.rows)
+        assert counted == {"new_users": 3, "returning_users": 0}[metric], (metric, kept.rows)
+    store = ClickHouseStore(url)
+    try:
+        with store.client() as c:
+            version = "SELECT argMax(value, updated) FROM botmeter_meta WHERE key = 'schema_version'"
+            assert int(c.command(version)) == 3
+    finally:
+        store.close()
+
+
 def test_a_newer_schema_is_refused_and_batches_wait(tmp_path):
     url = f"chdb://{tmp_path}/ch"
     store = ClickHouseStore(url)
@@ -356,8 +393,10 @@ def test_single_server_ddl_is_what_a_store_creates(chdb_store):
         assert tables[name] == "AggregatingMergeTree" and tables[f"{name}_mv"] == "MaterializedView"
     for name in schema.KEPT:  # kept by the writer (upkeep.py)
         assert tables[name] == "ReplacingMergeTree"
+    assert tables["rollup_turn_folded"] == "SummingMergeTree"  # the turn events the writer folded
     printed = CliRunner().invoke(main, ["clickhouse", "ddl"]).output
-    assert printed.count("CREATE TABLE IF NOT EXISTS") == len(schema.ROLLUPS) + len(schema.KEPT) + 2
+    # botmeter_meta, events and rollup_turn_folded besides the rollups and the kept tables
+    assert printed.count("CREATE TABLE IF NOT EXISTS") == len(schema.ROLLUPS) + len(schema.KEPT) + 3
 
 
 # -- the HTTP path, against the fault injector ----------------------------------------------------

@@ -91,6 +91,9 @@ class StoreFacts:
     def session_gap_s(self) -> int:
         return 1800
 
+    def turns_whole(self) -> bool:
+        return True
+
     def fresh_latency_days(self, kind: str, lo: datetime, hi: datetime, bot: str | None) -> list[datetime]:
         return []
 

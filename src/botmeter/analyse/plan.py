@@ -79,6 +79,11 @@ class Facts(Protocol):
         """The session gap the conversation rollups were kept at (-1: none)."""
         ...
 
+    def turns_whole(self) -> bool:
+        """Whether the kept turns hold every event (a writer that keeps them after the insert may
+        have lost a fold)."""
+        ...
+
     def fresh_latency_days(self, kind: str, lo: datetime, hi: datetime, bot: str | None) -> list[datetime]:
         """The days in [lo, hi) whose kept percentiles cover every timing of that day."""
         ...
@@ -398,7 +403,7 @@ def _per_conversation(q: Query, metric: Metric, keeps: Keeps, facts: Facts) -> P
 
 
 def _failed_replies(q: Query, metric: Metric, keeps: Keeps, facts: Facts) -> Plan:
-    source = "turns" if keeps.turns else "events"
+    source = "turns" if keeps.turns and facts.turns_whole() else "events"
     return Plan(q, "failed_replies", (Part(source, ((q.start, q.end),)),), combine="rows")
 
 

@@ -53,6 +53,8 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
+from ...analyse.catalogue import Metric
+from ...analyse.plan import Plan
 from ...analyse.query import Query
 from ..duckdb.dialect import DuckDBDialect
 from ..duckdb.rollups import LATENCY_QUANTILES
@@ -231,15 +233,19 @@ class ClickHouseDialect(DuckDBDialect):
     def turn_rows(self, start: str) -> str:
         # Only conversations with an error or a reply marked failed since the start are walked; an
         # inbound message opens a turn, and what follows it in time (an inbound message first among
-        # equal times) belongs to it. Each conversation's events are sorted as one array and its
-        # turns numbered by a running count of inbound messages: the same as DuckDB's window
-        # function, and many times faster in ClickHouse than a window over every event.
+        # equal times, and among those the greater channel last) belongs to it. Each
+        # conversation's events are sorted as one array and its turns numbered by a running count of
+        # inbound messages: the same as DuckDB's window function, and many times faster in ClickHouse
+        # than a window over every event.
         return f"""
             SELECT bot, key, minIf(e.1, e.2 = 1) AS ts, anyIf(e.5, e.2 = 1) AS channel, max(e.1) AS last_ts,
                    max(e.3) AS bad, max(e.4) AS answered
             FROM (
                 SELECT bot, key,
-                       arraySort(x -> (x.1, -x.2), groupArray((ts, inbound, bad, answered, channel))) AS es,
+                       arraySort(
+                           x -> (x.1, -toInt16(x.2), isNotNull(x.5), ifNull(x.5, '')),
+                           groupArray((ts, inbound, bad, answered, toNullable(toString(channel))))
+                       ) AS es,
                        arrayCumSum(arrayMap(x -> x.2, es)) AS turns
                 FROM (SELECT {_TURN_EVENT} FROM events WHERE {_TURN_EVENT_WHERE} AND ts >= {start})
                 GROUP BY bot, key HAVING max(bad) = 1
@@ -247,6 +253,17 @@ class ClickHouseDialect(DuckDBDialect):
             WHERE turn > 0
             GROUP BY bot, key, turn
         """
+
+    def _firsts_src(self, plan: Plan, q: Query, metric: Metric, p: Params, bots: list[str]) -> str:
+        # Each user's first inbound message, kept by a view: a row per user, where the per-day
+        # rollup merged at read time holds one per user and day. Not FINAL: every reader takes the
+        # minimum per user again.
+        if plan.source == "events":
+            return super()._firsts_src(plan, q, metric, p, bots)
+        return (
+            "SELECT bot, user_id, first_in FROM rollup_user_firsts WHERE 1"
+            + "".join(f" AND {c}" for c in bots)
+        )
 
     def conversation_keys(self, q: Query, p: Params, window: bool, extra: Iterable[str] = ()) -> str:
         """Messages with their conversation key (as the printer's): the bot's id, or a session per
@@ -294,6 +311,19 @@ class ClickHouseDialect(DuckDBDialect):
             "SELECT argMax(value, updated) FROM botmeter_meta WHERE key = 'session_gap_s' HAVING count() > 0 "
             f"AND {points} = (SELECT sum(messages) FROM rollup_session_totals FINAL) "
             f"AND {points} = (SELECT sum(messages) FROM rollup_session_days FINAL)",
+            {},
+        )
+
+    def failed_turns(self) -> str:
+        # The writer keeps every failed turn in rollup_turns, each conversation's latest included
+        # (turns.py): that small table alone, a key's newest row, deleted ones left out.
+        return "(SELECT bot, ts, channel FROM rollup_turns FINAL WHERE bad)"
+
+    def turns_whole(self) -> Printed | None:
+        # Every turn event the views counted was folded into the kept turns (see turns.py).
+        return Printed(
+            "SELECT (SELECT sum(events) FROM rollup_turn_points) "
+            "= (SELECT sum(events) FROM rollup_turn_folded)",
             {},
         )
 

@@ -5,8 +5,8 @@ part of a query from what the ClickHouse store keeps (``KEEPS``), the ClickHouse
 What ClickHouse keeps: the materialized views keep the hourly, per user-day, per conversation-day
 cost and per day rollups and the conversations with an id; the writer keeps the sessions of
 messages without one and the per-day latency percentiles after each insert (``upkeep.py``), as
-the DuckDB store does. Turns (failed replies) are not kept: the planner reads them from ``events``
-(whose order key keeps the ranges read small). Every figure is exact: distinct counts with
+the DuckDB store does, and the turns behind failed replies (``turns.py``; read from ``events``
+while a fold is missing). Every figure is exact: distinct counts with
 ``uniqExact``, percentiles with ``quantilesExactInclusive``.
 
 What is ClickHouse's own here: the read connection (the store's client; the embedded engine lets go
@@ -43,6 +43,7 @@ class ClickHouseEngine(SQLEngine):
         conversation_cost_days=True,
         conversation_days=True,
         conversation_totals=True,
+        turns=True,
         latency_days=LATENCY_DIMS,
         latency_quantiles=LATENCY_QUANTILES,
     )

@@ -45,8 +45,10 @@ its key out):
   percentiles, count, sum and maximum (see the DuckDB rollup of the same name).
 * ``upkeep_batches``: the insert tokens of the batches folded into the two above.
 
-Turns (failed replies) are not kept: readers compute them from ``events``, whose order key makes
-the ranges they read small.
+* ``rollup_turn_heads`` and ``rollup_turns``: each conversation's latest turn, and the turns whose
+  reply failed (the latest included), for failed replies (``turns.py``); ``rollup_turn_folded``
+  (``SummingMergeTree``) counts the events folded into them per day, which a reader compares with
+  the view ``rollup_turn_points`` (the same events counted in the inserts) before trusting them.
 
 A cluster (``botmeter clickhouse ddl --cluster NAME``): each table above becomes ``<name>_local``
 on ``ReplicatedMergeTree``/``ReplicatedAggregatingMergeTree`` ``ON CLUSTER``, with a ``Distributed``
@@ -60,8 +62,9 @@ from __future__ import annotations
 from typing import Any
 
 from ...events import COLUMNS, HOURLY_KEYS
+from . import turns
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 # Few distinct values in a month's part: dictionary-encoded.
@@ -204,6 +207,14 @@ ROLLUPS: dict[str, tuple[str, str, str, str]] = {
         "AS country "
         "FROM {events} AS e WHERE e.user_id IS NOT NULL GROUP BY day, bot, user_id",
     ),
+    "rollup_user_firsts": (
+        "bot LowCardinality(String), user_id String",
+        f"first_in {_MIN.format(_TS)}",
+        "(bot, user_id)",
+        "SELECT coalesce(e.bot, '') AS bot, assumeNotNull(e.user_id) AS user_id, min(e.ts) AS first_in "
+        "FROM {events} AS e WHERE e.kind = 'message' AND e.direction = 'in' AND e.user_id IS NOT NULL "
+        "GROUP BY bot, user_id",
+    ),
     "rollup_conversations": (
         "bot LowCardinality(String), day Date, conversation String",
         f"user_id {_MIN.format('Nullable(String)')}, first_ts {_MIN.format(_TS)}, "
@@ -240,6 +251,14 @@ ROLLUPS: dict[str, tuple[str, str, str, str]] = {
         "SELECT toDate(e.ts) AS day, count() AS messages FROM {events} AS e WHERE e.kind = 'message' "
         "AND e.conversation_id IS NULL AND e.user_id IS NOT NULL GROUP BY day",
     ),
+    "rollup_turn_points": (
+        "day Date",
+        f"events {_SUM.format('UInt64')}",
+        "(day)",
+        "SELECT toDate(e.ts) AS day, count() AS events FROM {events} AS e "
+        "WHERE e.kind IN ('message', 'error') AND (e.conversation_id IS NOT NULL OR e.user_id IS NOT NULL) "
+        "GROUP BY day",
+    ),
     "rollup_days": (
         "day Date",
         f"first_ts {_MIN.format(_TS)}, last_ts {_MAX.format(_TS)}, events {_SUM.format('UInt64')}",
@@ -272,6 +291,8 @@ KEPT: dict[str, tuple[str, str, str]] = {
         "(day, bot, dim, value)",
         "updated",
     ),
+    "rollup_turn_heads": (turns.HEADS_COLUMNS, "(bot, conversation)", "version"),
+    "rollup_turns": (turns.TURNS_COLUMNS, "(bot, conversation, ts)", "version, deleted"),
     # The batches folded (their insert tokens): a batch sent again, which the server drops, is not
     # folded again. Kept a month, far beyond the server's window of tokens.
     "upkeep_batches": (
@@ -332,7 +353,7 @@ def ddl(cluster: str | None = None) -> list[str]:
             f"CREATE TABLE IF NOT EXISTS events{on} AS events_local "
             f"ENGINE = Distributed({quote_name(cluster)}, {db}, events_local, {SHARDING_KEY})"
         )
-        for name in [*ROLLUPS, *KEPT]:
+        for name in [*ROLLUPS, *KEPT, "rollup_turn_folded"]:
             statements.append(
                 f"CREATE TABLE IF NOT EXISTS {name}{on} AS {name}_local "
                 f"ENGINE = Distributed({quote_name(cluster)}, {db}, {name}_local)"
@@ -345,9 +366,14 @@ def kept_ddl(cluster: str | None = None) -> list[str]:
     on = f" ON CLUSTER {quote_name(cluster)}" if cluster else ""
     local = "_local" if cluster else ""
     return [
-        f"CREATE TABLE IF NOT EXISTS {name}{local}{on} ({columns}) "
-        f"ENGINE = {_engine('ReplacingMergeTree', cluster, name + local, args)} ORDER BY {order}"
-        for name, (columns, order, args) in KEPT.items()
+        *(
+            f"CREATE TABLE IF NOT EXISTS {name}{local}{on} ({columns}) "
+            f"ENGINE = {_engine('ReplacingMergeTree', cluster, name + local, args)} ORDER BY {order}"
+            for name, (columns, order, args) in KEPT.items()
+        ),
+        # The turn events the writer folded, per day (see turns.py): added to, never replaced.
+        f"CREATE TABLE IF NOT EXISTS rollup_turn_folded{local}{on} (day Date, events UInt64) "
+        f"ENGINE = {_engine('SummingMergeTree', cluster, 'rollup_turn_folded' + local)} ORDER BY day",
     ]
 
 
@@ -377,4 +403,14 @@ def _rebuild(client: Any) -> None:
     upkeep.rebuild(client)
 
 
-MIGRATIONS: dict[int, list[Any]] = {1: ddl(), 2: [*ddl(), _rebuild]}
+# Step 3 adds the turns the writer keeps (turns.py) and each user's first inbound message, and
+# fills them from the events (a minimum: a write meanwhile, counted twice, changes nothing).
+def _rebuild_turns(client: Any) -> None:
+    turns.rebuild(client)
+    client.command(
+        "INSERT INTO rollup_user_firsts SELECT bot, user_id, min(first_in) FROM rollup_users "
+        "WHERE inbound > 0 GROUP BY bot, user_id"
+    )
+
+
+MIGRATIONS: dict[int, list[Any]] = {1: ddl(), 2: [*ddl(), _rebuild], 3: [*ddl(), _rebuild_turns]}

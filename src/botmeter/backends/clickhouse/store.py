@@ -244,7 +244,11 @@ class ClickHouseStore:
         while True:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                return clickhouse_connect.get_client(interface="chdb", path=str(self.path))
+                # No query log: nobody reads the embedded engine's, and keeping it cost a cold
+                # dashboard's hundred statements about a second (BENCHMARKS.md).
+                return clickhouse_connect.get_client(
+                    interface="chdb", path=str(self.path), settings={"log_queries": 0}
+                )
             except Exception as exc:
                 # Another process holds the folder (the engine locks it): wait for it, briefly.
                 if time.monotonic() >= deadline:
@@ -371,7 +375,7 @@ class ClickHouseStore:
             upkeep.add_once(client, batch, self._gap_s, token)
         except Exception as exc:
             text = self._scrub(str(exc))
-            log.warning("botmeter: %s: sessions and daily percentiles not kept up: %s", self.url, text)
+            log.warning("botmeter: %s: sessions, turns and daily percentiles not kept up: %s", self.url, text)
 
     def _unstored(self, batch: pa.Table, caller_keys: bool) -> pa.Table:
         """The batch without ids stored already, or repeated in it (the first of each is kept)."""

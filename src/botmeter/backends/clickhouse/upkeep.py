@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..duckdb.rollups import DEFAULT_SESSION_GAP_S, LATENCY_DIMS, LATENCY_KINDS, LATENCY_QUANTILES
+from . import turns
 
 _TS = pa.timestamp("us", tz="UTC")
 # The messages split into sessions: a user, no conversation id.
@@ -63,8 +64,10 @@ def add_once(client: Any, batch: pa.Table, gap_s: int, token: str) -> None:
 
 
 def add(client: Any, batch: pa.Table, gap_s: int) -> None:
-    """Folds the events just stored (``batch``) into the sessions and the per-day percentiles."""
+    """Folds the events just stored (``batch``) into the sessions, the turns and the per-day
+    percentiles."""
     fold_sessions(client, batch, gap_s)
+    turns.add(client, batch)
     kinds = pc.is_in(batch["kind"], value_set=pa.array(LATENCY_KINDS))
     timed = batch.filter(pc.and_(pc.fill_null(kinds, False), pc.is_valid(batch["latency_ms"])))
     today = _today()
@@ -377,6 +380,7 @@ def rebuild(client: Any, gap_s: int | None = None) -> None:
     if gap_s is None:
         gap_s = session_gap(client) or DEFAULT_SESSION_GAP_S
     rebuild_sessions(client, gap_s)
+    turns.rebuild(client)
     refresh_latency_days(client, None)
 
 

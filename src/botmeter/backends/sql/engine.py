@@ -74,14 +74,26 @@ class SQLEngine:
         if not self._open:
             with self.session():
                 return self.sql(text, params)
-        return self._execute(text, params or {})[1]
+        return list(self._answer(text, params or {})[1])
 
     def _dicts(self, printed: Printed) -> list[dict[str, Any]]:
         if not self._open:
             with self.session():
                 return self._dicts(printed)
-        names, rows = self._execute(printed.sql, printed.params)
+        names, rows = self._answer(printed.sql, printed.params)
         return [{n: aware(v) for n, v in zip(names, row, strict=True)} for row in rows]
+
+    def _answer(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple]]:
+        """``_execute``, once per statement and values in a session: a dashboard's panels and its
+        anomaly series ask some of the same questions (each costs an embedded ClickHouse tens of
+        milliseconds however small)."""
+        key = ("answer", sql, repr(sorted(params.items())))
+        answer = self._facts.get(key)
+        if answer is None:
+            answer = self._execute(sql, params)
+            if self._open:
+                self._facts[key] = answer
+        return answer
 
     def _fact(self, key: Any, compute: Any) -> Any:
         if not self._open:
@@ -107,6 +119,12 @@ class SQLEngine:
         printed = self.printer.session_gap()
         rows = self._fact("gap", lambda: self.sql(printed.sql, printed.params))
         return int(rows[0][0]) if rows else -1
+
+    def turns_whole(self) -> bool:
+        printed = self.printer.turns_whole()
+        if printed is None:
+            return True
+        return self._fact("turns", lambda: bool(self.sql(printed.sql, printed.params)[0][0]))
 
     def fresh_latency_days(self, kind: str, lo: datetime, hi: datetime, bot: str | None) -> list[datetime]:
         printed = self.printer.fresh_latency_days(kind, lo, hi, bot)

@@ -185,6 +185,14 @@ class SQLPrinter:
             return self.json_number("properties", column.removeprefix("properties."))
         return column
 
+    def failed_turns(self) -> str:
+        """The kept turns whose reply failed, as rows (bot, ts, channel): the closed ones and each
+        conversation's latest (stored apart, so none counts twice)."""
+        return (
+            f"(SELECT bot, ts, channel FROM {self.table('rollup_turns')} WHERE bad UNION ALL "
+            f"SELECT bot, ts, channel FROM {self.table('rollup_turn_heads')} WHERE bad AND NOT answered)"
+        )
+
     def turn_rows(self, start: str) -> str:
         """Turn rows (bot, key, ts, channel, last_ts, bad, answered) rebuilt from the events since
         ``start`` for conversations with an error or a reply marked failed: the same rows the turns
@@ -612,11 +620,7 @@ class SQLPrinter:
         dims_out = "".join(f", {self.nullif_empty('bot')} AS bot" if d == "bot" else f", {d}" for d in q.by)
         where = "".join(f" AND {c}" for c in conds)
         if plan.source != "events":
-            src = (
-                f"(SELECT bot, ts, channel FROM {self.table('rollup_turns')} WHERE bad UNION ALL "
-                f"SELECT bot, ts, channel FROM {self.table('rollup_turn_heads')} WHERE bad AND NOT answered)"
-            )
-            failed = ""
+            src, failed = self.failed_turns(), ""
         else:
             src, failed = f"({self.turn_rows(start)})", "bad AND NOT answered AND "
         return (
@@ -669,6 +673,10 @@ class SQLPrinter:
 
     def one_bot(self) -> Printed:
         return Printed(f"SELECT {self.count_distinct('bot')} FROM {self.table('rollup_hourly')}", {})
+
+    def turns_whole(self) -> Printed | None:
+        """A statement whose one value says the kept turns hold every event (None: they always do)."""
+        return None
 
     def session_gap(self) -> Printed:
         return Printed("SELECT value FROM botmeter_meta WHERE key = 'session_gap_s'", {})

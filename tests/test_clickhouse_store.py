@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 import textwrap
@@ -368,6 +369,13 @@ def test_cluster_ddl_parses_with_the_engine(chdb_store):
         and "ReplicatedAggregatingMergeTree(" in text
     )
     assert f"Distributed(`prod`, currentDatabase(), events_local, {schema.SHARDING_KEY})" in text
+    # a Distributed table with several shards refuses inserts without a sharding key
+    distributed = [s for s in statements if "ENGINE = Distributed(" in s]
+    assert len(distributed) == len(schema.ROLLUPS) + len(schema.KEPT) + 2
+    for statement in distributed:
+        keyed = re.search(r"Distributed\(`prod`, currentDatabase\(\), \w+_local, \S.*\)$", statement)
+        assert keyed, statement
+    assert "rollup_turns_local, cityHash64(bot, conversation))" in text  # a conversation on one shard
     assert (
         "CREATE MATERIALIZED VIEW IF NOT EXISTS rollup_hourly_mv_local ON CLUSTER `prod` TO "
         "rollup_hourly_local" in text

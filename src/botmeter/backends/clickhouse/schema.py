@@ -356,9 +356,27 @@ def ddl(cluster: str | None = None) -> list[str]:
         for name in [*ROLLUPS, *KEPT, "rollup_turn_folded"]:
             statements.append(
                 f"CREATE TABLE IF NOT EXISTS {name}{on} AS {name}_local "
-                f"ENGINE = Distributed({quote_name(cluster)}, {db}, {name}_local)"
+                f"ENGINE = Distributed({quote_name(cluster)}, {db}, {name}_local, {_sharding(name)})"
             )
     return statements
+
+
+# Where an insert through a Distributed table goes (one with several shards refuses inserts
+# without a key). The writer's kept rows are replaced by key: each key always on the same shard,
+# a conversation's on one shard. The rollups merge their states across shards whatever the shard.
+_SHARDED_BY = {
+    "rollup_session_days": "cityHash64(bot, conversation)",
+    "rollup_session_totals": "cityHash64(bot, conversation)",
+    "rollup_turn_heads": "cityHash64(bot, conversation)",
+    "rollup_turns": "cityHash64(bot, conversation)",
+    "rollup_latency_days": "cityHash64(day, bot, dim, value)",
+    "upkeep_batches": "cityHash64(token)",
+    "rollup_turn_folded": "cityHash64(day)",
+}
+
+
+def _sharding(name: str) -> str:
+    return _SHARDED_BY.get(name, "rand()")
 
 
 def kept_ddl(cluster: str | None = None) -> list[str]:

@@ -180,25 +180,12 @@ def _rows_of(batch: pa.Table) -> _Rows | None:
         pc.binary_join_element_wise("u:", user.cast(pa.string()), ""),
     )
     bots = pc.fill_null(_flat(t["bot"]).cast(pa.string()), "")
-    who = pc.dictionary_encode(pc.binary_join_element_wise(bots, names, "\x00"))
-    group = who.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    groups = len(who.dictionary)
     ts = _us(t["ts"])
-    channels = _flat(t["channel"]).cast(pa.string())
-    chan_rank = _channel_rank(channels)
-    order = np.lexsort((chan_rank, ~inbound, ts, group))
-    r = _Rows()
-    r.groups = groups
-    first_row = np.full(groups, -1, dtype=np.int64)
-    first_row[group[::-1]] = np.arange(len(group))[::-1]
-    r.bots, r.names = bots.take(pa.array(first_row)), names.take(pa.array(first_row))
-    r.g, r.ts, r.inbound = group[order], ts[order], inbound[order]
-    r.bad, r.answered = bad[order], answered[order]
-    r.channels = channels.take(pa.array(order))
+    r, group = _sorted_rows(bots, names, ts, inbound, _flat(t["channel"]).cast(pa.string()), bad, answered)
     r.day_ts = t["ts"]
-    r.first_ts = np.full(groups, np.iinfo(np.int64).max, dtype=np.int64)
+    r.first_ts = np.full(r.groups, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(r.first_ts, group, ts)
-    r.first_in_ts = np.full(groups, np.iinfo(np.int64).max, dtype=np.int64)
+    r.first_in_ts = np.full(r.groups, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(r.first_in_ts, group[inbound], ts[inbound])
     return r
 
@@ -454,26 +441,41 @@ def _recompute(client: Any, r: _Rows, h: _Heads, late: np.ndarray, version: int)
 
 def _read_rows(events: pa.Table) -> _Rows:
     """Turn events read back (TURN_EVENT columns) as sorted rows."""
-    bots = _flat(events["bot"]).cast(pa.string())
-    names = _flat(events["conversation"]).cast(pa.string())
+    r, _ = _sorted_rows(
+        _flat(events["bot"]).cast(pa.string()),
+        _flat(events["conversation"]).cast(pa.string()),
+        _us(events["ts"]),
+        _np_bool(pc.cast(events["inbound"], pa.bool_())),
+        _flat(events["channel"]).cast(pa.string()),
+        _np_bool(pc.cast(events["bad"], pa.bool_())),
+        _np_bool(pc.cast(events["answered"], pa.bool_())),
+    )
+    return r
+
+
+def _sorted_rows(
+    bots: pa.Array,
+    names: pa.Array,
+    ts: np.ndarray,
+    inbound: np.ndarray,
+    channels: pa.Array,
+    bad: np.ndarray,
+    answered: np.ndarray,
+) -> tuple[_Rows, np.ndarray]:
+    """Turn events grouped by conversation (bot and name) and sorted in each by time, inbound
+    first, then channel; also each event's group in the order given."""
     who = pc.dictionary_encode(pc.binary_join_element_wise(bots, names, "\x00"))
     group = who.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    groups = len(who.dictionary)
-    ts = _us(events["ts"])
-    inbound = _np_bool(pc.cast(events["inbound"], pa.bool_()))
-    channels = _flat(events["channel"]).cast(pa.string())
-    chan_rank = _channel_rank(channels)
-    order = np.lexsort((chan_rank, ~inbound, ts, group))
+    order = np.lexsort((_channel_rank(channels), ~inbound, ts, group))
     r = _Rows()
-    r.groups = groups
-    first_row = np.full(groups, -1, dtype=np.int64)
+    r.groups = len(who.dictionary)
+    first_row = np.full(r.groups, -1, dtype=np.int64)
     first_row[group[::-1]] = np.arange(len(group))[::-1]
     r.bots, r.names = bots.take(pa.array(first_row)), names.take(pa.array(first_row))
     r.g, r.ts, r.inbound = group[order], ts[order], inbound[order]
-    r.bad = _np_bool(pc.cast(events["bad"], pa.bool_()))[order]
-    r.answered = _np_bool(pc.cast(events["answered"], pa.bool_()))[order]
+    r.bad, r.answered = bad[order], answered[order]
     r.channels = channels.take(pa.array(order))
-    return r
+    return r, group
 
 
 def rebuild(client: Any) -> None:

@@ -46,7 +46,7 @@ def normalise_user(user: str | int) -> str:
 class UserHasher:
     """Maps user identifiers to stable keyed hashes, with bounded caches for the writer's batches."""
 
-    __slots__ = ("_cache", "_key", "_keyed", "_phone_like")
+    __slots__ = ("_cache", "_key", "_keyed", "_stored_ids")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
@@ -56,7 +56,7 @@ class UserHasher:
         self._keyed = hmac.new(key, digestmod=hashlib.sha256)
         self._cache: dict[object, str] = {}
         # Conversation ids as stored (hashed when a phone number): the same ones recur batch after batch.
-        self._phone_like: dict[object, object] = {}
+        self._stored_ids: dict[object, object] = {}
 
     def hash(self, user: str | int) -> str:
         cached = self._cache.get(user)
@@ -72,7 +72,7 @@ class UserHasher:
 
     def hash_phone_like(self, values: list) -> list:
         """Hashes the values that are phone numbers (a bot may use one as a conversation id)."""
-        seen = self._phone_like
+        seen = self._stored_ids
         out = []
         append = out.append
         for value in values:

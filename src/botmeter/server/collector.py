@@ -308,28 +308,11 @@ class Collector:
 
             cap = max(len(events), self.config.max_batch_events) + 1
             buffer, track = make_recorder(cap, max_bytes=1 << 62)
-            # The usual event (a plain object, its kind's track call) is recorded here; anything
-            # else goes through _record, which checks it in full and names the fault.
-            plain = {kind: track[call] for kind, call in KINDS.items() if call != "track_error"}
-            recorder = _recorders.recorder = (cap, buffer, track, plain)
-        _, buffer, track, plain = recorder
+            recorder = _recorders.recorder = (cap, buffer, track)
+        _, buffer, track = recorder
         buffer.calibrate()
         try:
             for index, event in enumerate(events):
-                if event.__class__ is dict:
-                    kind = event.get("kind")
-                    call = plain.get(kind) if kind.__class__ is str else None
-                    if call is not None:
-                        arguments = event.copy()
-                        del arguments["kind"]
-                        ts = arguments.get("ts")
-                        if ts.__class__ is str:
-                            arguments["ts"] = _iso_time(index, ts)
-                        try:
-                            call(**arguments)
-                            continue
-                        except (TypeError, ValueError):
-                            pass  # _record says what is wrong
                 _record(track, index, event)
         except BaseException:
             buffer.drain_columns()  # the refused batch's first events: the next batch starts empty

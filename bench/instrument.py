@@ -397,6 +397,9 @@ def main() -> int:
         "each, contenders alternating call by call)",
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--only", action="append", choices=list(SCENARIOS), help="measure only this scenario (repeatable)"
+    )
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     args = parser.parse_args()
 
@@ -409,7 +412,7 @@ def main() -> int:
         meter = Meter(bot="bench", store=f"duckdb://{tmp}/bench.duckdb")
         results = {
             name: measure(name, meter, switch, peers, args.rounds, args.k, args.warmup, rng, args.block)
-            for name in SCENARIOS
+            for name in (args.only or SCENARIOS)
         }
         meter.flush()
         for flush in FLUSH:

@@ -16,6 +16,9 @@ import asyncio
 import gc
 import json
 import sys
+import threading
+import time
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import openai
@@ -510,7 +513,10 @@ def test_a_failure_inside_botmeter_is_counted_and_swallowed(meter, store_path, m
     client = meter.instrument(client_for(Api()))
     reply = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert reply.usage.prompt_tokens == 1200  # the caller's result is untouched
+    (row,) = events(meter, store_path, "llm_call")
     assert meter.stats()["integration_failures"] == {"openai.chat.completions": 1}
+    # the call is still recorded, its counts unknown
+    assert row["properties"]["usage_unknown"][:2] == ["input_tokens", "output_tokens"]
 
 
 def test_uninstrument_stops_recording_and_other_clients_are_untouched(meter, store_path):
@@ -654,3 +660,28 @@ def test_the_usage_chunk_is_taken_out_without_the_c_fast_path(meter, store_path,
     assert len(seen) == 4 and all(c.choices for c in seen)
     (event,) = events(meter, store_path, "llm_call")
     assert (event["input_tokens"], event["cached_tokens"], event["output_tokens"]) == (1200, 1024, 85)
+
+
+def test_a_call_read_on_the_writer_keeps_its_own_time_and_context(store_url, store_path):
+    # The usage is read and the event recorded on the writer's thread, after the call: the event
+    # still has the time the call ended and the context it was made in, and closing records it.
+    meter = Meter(bot="b", store=store_url, hash_users=False, flush_interval=60)
+    client = meter.instrument(client_for(Api()))
+    times = []
+
+    def bot_turn():
+        with meter.context(user="carol", conversation="c-9", stage="reply"):
+            for _ in client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True):
+                pass
+            times.append(datetime.now(UTC).replace(tzinfo=None))
+
+    before = datetime.now(UTC).replace(tzinfo=None)
+    worker = threading.Thread(target=bot_turn)
+    worker.start()
+    worker.join()
+    assert meter.stats()["buffered"] == 1  # handed over, not yet read
+    time.sleep(0.3)
+    (row,) = events(meter, store_path, "llm_call")  # closes the meter: no flush asked for
+    assert (row["user_id"], row["conversation_id"], row["stage"]) == ("carol", "c-9", "reply")
+    assert (row["input_tokens"], row["output_tokens"]) == (1200, 85)
+    assert before <= row["ts"] <= times[0]

@@ -27,7 +27,7 @@ from ..process.pipeline import Pipeline, Processor
 from ..process.privacy import UserHasher, key_from_setting, key_paths, load_or_create_key
 from ..store import Store, open_store
 from ..store.spool import Spool
-from .context import Context
+from .context import CONTEXT, Context
 from .context import context as _context
 from .recorder import fast_path_available, make_recorder
 from .writer import Writer
@@ -36,6 +36,7 @@ log = logging.getLogger("botmeter")
 F = TypeVar("F", bound=Callable[..., Any])
 Ts = datetime | float | int | None
 Id = str | int | None
+
 
 class RecordingMeter:
     """Records a bot's events and writes them, in the background, to a store.
@@ -308,6 +309,18 @@ class RecordingMeter:
         hasher = self.user_hasher
         return hasher.hash(value) if hasher is not None else str(value)
 
+    def later(self, fn: Callable[..., None], args: tuple) -> None:
+        """Runs ``fn(*args, ts)`` on the writer's thread before its next drain, in the context (user,
+        conversation, stage) in force here, ``ts`` being now (epoch seconds): what an integration
+        records after an SDK call costs the bot's thread a tuple, not the reading and checking.
+        Without a running writer (disabled, closed, or that much already waiting) it runs now,
+        with ``ts`` None. ``fn`` must not raise (what it records is counted by itself)."""
+        writer = self._writer
+        if writer is not None and not self._closed and len(writer.deferred) < writer.max_events:
+            writer.deferred.append((fn, args, CONTEXT.get(), time.time()))
+        else:
+            fn(*args, None)
+
     def count_integration_failure(self, where: str) -> None:
         """Counts a failure inside an integration's wrapper (swallowed; shown by ``stats()``)."""
         self._integration_failures[where] = self._integration_failures.get(where, 0) + 1
@@ -332,6 +345,9 @@ class RecordingMeter:
         if self._closed:
             return True
         self._closed = True
+        if self._writer is not None:
+            # Recorded before the buffer closes (later() now runs what comes in on its caller).
+            self._writer.run_deferred()
         self._buffer.enabled = False
         if self._writer is None:
             return True
@@ -356,7 +372,7 @@ class RecordingMeter:
             "enabled": self.enabled and not self._closed,
             "fast_path": self.fast_path,
             "store": self.config.store,
-            "buffered": self._buffer.size,
+            "buffered": self._buffer.size + (len(self._writer.deferred) if self._writer else 0),
             "buffered_bytes": self._buffer.bytes,
             "max_buffer": self.config.max_buffer,
             "max_buffer_bytes": int(self.config.max_buffer_mb * 1024 * 1024),

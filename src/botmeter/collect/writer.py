@@ -34,6 +34,7 @@ from ..exceptions import StoreUnavailable
 from ..process.pipeline import Pipeline, system_frame
 from ..store import Store
 from ..store.spool import Spool
+from .context import CONTEXT
 
 log = logging.getLogger("botmeter")
 
@@ -83,6 +84,10 @@ class Writer:
         self.max_bytes = buffer.max_bytes
         self.stats = WriterStats(dropped_reported=list(buffer.dropped_counts()))
         self._lost_at_flush = 0
+        # Work the bot's thread hands over (an SDK call's usage to read and record): run here
+        # before each drain, so what it records goes out in the same cycle. Entries are
+        # (function, arguments, the caller's context, the caller's time); see Meter.later.
+        self.deferred: deque[tuple] = deque()
         self._reset_sync()
 
     def _reset_sync(self) -> None:
@@ -197,6 +202,7 @@ class Writer:
     def after_fork(self) -> None:
         """In a forked child: the parent writes what it had buffered; the child starts afresh."""
         self.buffer.drain_columns()
+        self.deferred.clear()
         self.stats = WriterStats(dropped_reported=list(self.buffer.dropped_counts()))
         self._lost_at_flush = self.lost()
         self._reset_sync()
@@ -325,8 +331,27 @@ class Writer:
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("botmeter: store step failed")
 
+    def run_deferred(self) -> None:
+        """Runs the work handed over by ``Meter.later``, each in its caller's context; one that
+        fails costs only itself."""
+        deferred = self.deferred
+        while deferred:
+            try:
+                fn, args, context, ts = deferred.popleft()
+            except IndexError:  # another thread (a close) took the last one
+                return
+            token = CONTEXT.set(context)
+            try:
+                fn(*args, ts)
+            except Exception as exc:
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("botmeter: deferred recording failed")
+            finally:
+                CONTEXT.reset(token)
+
     def process(self) -> Iterator[Any]:
         """Drains the buffer and yields what it held as tables of at most ``batch_size`` events."""
+        self.run_deferred()
         self.buffer.calibrate()
         lanes = self.buffer.drain_columns()
         self.stats.cycles += 1

@@ -95,21 +95,65 @@ def count_failure(meter: Any, where: str) -> None:
     log.debug("botmeter: integration failure in %s", where, exc_info=True)
 
 
+class LazyUsage:
+    """Usage still to be read (a stream's usage line as bytes): read on the writer's thread."""
+
+    __slots__ = ()
+
+    def resolve(self) -> Usage | None:
+        raise NotImplementedError
+
+
 def record_call(
     meter: Any,
     provider: str,
     stage: str | None,
     operation: str,
     model: Any,
-    usage: Usage | None,
+    usage: Usage | LazyUsage | None,
     latency_ms: float,
     ttft_ms: float | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """One successful model call as an ``llm_call`` event. Never raises."""
+    """One successful model call as an ``llm_call`` event, recorded on the writer's thread (the
+    context and the time are taken here). ``extra``: properties seen on the stream's other items.
+    Never raises."""
+    args = (meter, provider, stage, operation, model, usage, latency_ms, ttft_ms, extra)
+    try:
+        later = meter.later
+    except AttributeError:  # a meter of another kind (a test double): recorded now
+        _record_call(*args, None)
+        return
+    try:
+        later(_record_call, args)
+    except Exception:
+        count_failure(meter, f"{provider}.record")
+
+
+def _record_call(
+    meter: Any,
+    provider: str,
+    stage: str | None,
+    operation: str,
+    model: Any,
+    usage: Usage | LazyUsage | None,
+    latency_ms: float,
+    ttft_ms: float | None,
+    extra: dict[str, Any] | None,
+    ts: float | None,
+) -> None:
+    if isinstance(usage, LazyUsage):
+        try:
+            usage = usage.resolve()
+        except Exception:  # recorded all the same, its counts unknown
+            count_failure(meter, f"{provider}.{operation}")
+            usage = None
     try:
         if usage is None:
             usage = Usage(None, None, None, None, None)
         properties = usage.properties  # the Usage is this call's own: its dict becomes the event's
+        if extra:
+            properties = usage.properties = {**extra, **properties}
         properties["operation"] = operation
         if ttft_ms is not None:
             properties["ttft_ms"] = round(ttft_ms, 3)
@@ -136,6 +180,7 @@ def record_call(
             latency_ms=latency_ms,
             stage=stage,
             properties=properties,
+            ts=ts,
         )
     except Exception:
         count_failure(meter, f"{provider}.record")

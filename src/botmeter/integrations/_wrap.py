@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._calls import ORIGINALS, Usage, count_failure, record_call, record_failure
+from ._calls import ORIGINALS, LazyUsage, Usage, count_failure, record_call, record_failure
 
 perf_counter = time.perf_counter
 
@@ -45,7 +45,7 @@ class Watch:
         self.state = state
         self.start = perf_counter()
         self.first_at: float | None = None
-        self.usage: Usage | None = None
+        self.usage: Usage | LazyUsage | None = None
         self.extra: dict[str, Any] = {}  # properties seen on items other than the usage one
         self.passthrough = False  # set by the operation when no later item needs looking at
         self.done = False
@@ -64,8 +64,6 @@ class Watch:
         self.done = True
         end = perf_counter()
         ttft = None if self.first_at is None else (self.first_at - self.start) * 1000.0
-        if self.extra and self.usage is not None:
-            self.usage.properties = {**self.extra, **self.usage.properties}
         record_call(
             self.meter,
             self.provider,
@@ -75,6 +73,7 @@ class Watch:
             self.usage,
             (end - self.start) * 1000.0,
             ttft,
+            self.extra if self.usage is not None else None,
         )
 
     def fail(self, error: BaseException) -> None:
@@ -120,6 +119,9 @@ class Operation:
 
     name = "call"
     stream_attr = "_iterator"  # the SDK stream object's iterator the caller's items come from
+    # The usage is read on the writer's thread: only where reading it later sees the same values
+    # (an SDK's response object; not a body the caller reads, nor a dict the caller may change).
+    usage_later = False
 
     def prepare(self, kwargs: dict[str, Any]) -> Any:
         """May change ``kwargs`` in place (before the call); returns per-call state for ``see``."""
@@ -145,6 +147,19 @@ class Operation:
         inner = getattr(result, self.stream_attr)
         setattr(result, self.stream_attr, (_watch_async if is_async else _watch_sync)(inner, watch))
         return result
+
+
+class _UsageOf(LazyUsage):
+    """A response's usage, read from it on the writer's thread."""
+
+    __slots__ = ("op", "result")
+
+    def __init__(self, op: Operation, result: Any) -> None:
+        self.op = op
+        self.result = result
+
+    def resolve(self) -> Usage | None:
+        return self.op.usage(self.result)
 
 
 # What the SDKs' with_raw_response / with_streaming_response calls return (by name: the check is
@@ -183,14 +198,16 @@ def _finish(
                 op.watch_stream(parsed, watch, is_async)
                 return result
             model = op.response_model(parsed) or op.model(kwargs)
-            record_call(meter, provider, stage, op.name, model, op.usage(parsed), (end - start) * 1000.0)
+            usage = _UsageOf(op, parsed) if op.usage_later else op.usage(parsed)
+            record_call(meter, provider, stage, op.name, model, usage, (end - start) * 1000.0)
             return result
         if op.is_stream(kwargs, result):
             watch = Watch(op, meter, provider, stage, op.model(kwargs), state)
             watch.start = start
             return op.watch_stream(result, watch, is_async)
         model = op.response_model(result) or op.model(kwargs)
-        record_call(meter, provider, stage, op.name, model, op.usage(result), (end - start) * 1000.0)
+        usage = _UsageOf(op, result) if op.usage_later else op.usage(result)
+        record_call(meter, provider, stage, op.name, model, usage, (end - start) * 1000.0)
     except Exception:
         count_failure(meter, f"{provider}.{op.name}")
     return result

@@ -54,6 +54,7 @@ def usage_of(usage: Any) -> Usage | None:
 
 class Messages(Operation):
     name = "messages"
+    usage_later = True  # an SDK response object
 
     def usage(self, result: Any) -> Usage | None:
         return usage_of(getattr(result, "usage", None))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
-from ._calls import RawUsage, Usage, as_count, count_failure
+from ._calls import LazyUsage, RawUsage, Usage, as_count, count_failure
 from ._wrap import Operation, Watch, perf_counter, unwrap_class, unwrap_object, wrap_class, wrap_object
 
 try:  # the usage line of a stream, parsed in about a quarter of the json module's time
@@ -75,6 +75,7 @@ def _usage(result: Any, prompt_name: str, completion_name: str) -> Usage | None:
 
 class ChatCompletions(Operation):
     name = "chat.completions"
+    usage_later = True  # an SDK response object
 
     def prepare(self, kwargs: dict[str, Any]) -> Any:
         if kwargs.get("stream") is not True:
@@ -190,9 +191,6 @@ def _usage_event(chunk: bytes, at: int, watch: Watch, decoder: Any, at_event_sta
     end = end if cr < 0 else cr
     if end < 0 or not chunk.startswith(b"data:", start):
         return None
-    body = _usage_line(chunk[start + 5 : end])
-    if not isinstance(body, dict) or body.get("choices") != [] or not isinstance(body.get("usage"), dict):
-        return None  # usage in a chunk with content: the chunk is the caller's
     if (
         not (chunk.endswith(_EVENT_ENDS, 0, start) or (start == 0 and at_event_start))
         or getattr(decoder, "_last_event_id", None)
@@ -201,10 +199,41 @@ def _usage_event(chunk: bytes, at: int, watch: Watch, decoder: Any, at_event_sta
         # The event has more lines than its data (an id, an event name): without its data the SDK
         # would see an empty event.
         return None
+    line = chunk[start + 5 : end]
+    # The API's compact JSON: no choices, and (found at ``at``) a usage object. A quote inside a
+    # string is escaped, so these bytes are the chunk's own keys. Read on the writer's thread.
+    if line.find(b'"choices":[]') >= 0:
+        watch.usage = _UsageLine(line)
+        return start, end + (2 if chunk.startswith(b"\r\n", end) else 1)
+    body = _usage_line(line)
+    if not isinstance(body, dict) or body.get("choices") != [] or not isinstance(body.get("usage"), dict):
+        return None  # usage in a chunk with content: the chunk is the caller's
+    watch.usage = _read_usage(body)
+    # the data line and the line end after it; the blank line that ends the event stays, empty
+    return start, end + (2 if chunk.startswith(b"\r\n", end) else 1)
+
+
+class _UsageLine(LazyUsage):
+    """The usage-only chunk's data line, parsed when the call is recorded."""
+
+    __slots__ = ("line",)
+
+    def __init__(self, line: bytes) -> None:
+        self.line = line
+
+    def resolve(self) -> Usage | None:
+        body = _usage_line(self.line)
+        if not isinstance(body, dict) or not isinstance(body.get("usage"), dict):
+            raise ValueError(f"not a usage chunk: {self.line[:200]!r}")
+        return _read_usage(body)
+
+
+def _read_usage(body: dict) -> Usage:
+    """The counts of a usage-only chunk, parsed."""
     usage = body["usage"]
     prompt = usage.get("prompt_tokens_details") or {}
     completion = usage.get("completion_tokens_details") or {}
-    watch.usage = Usage(
+    found = Usage(
         as_count(usage.get("prompt_tokens")),
         as_count(usage.get("completion_tokens")),
         as_count(prompt.get("cached_tokens", 0)),
@@ -213,9 +242,8 @@ def _usage_event(chunk: bytes, at: int, watch: Watch, decoder: Any, at_event_sta
         {"usage": RawUsage(usage)},
     )
     if isinstance(body.get("service_tier"), str):
-        watch.extra["service_tier"] = body["service_tier"]
-    # the data line and the line end after it; the blank line that ends the event stays, empty
-    return start, end + (2 if chunk.startswith(b"\r\n", end) else 1)
+        found.properties["service_tier"] = body["service_tier"]
+    return found
 
 
 def _usage_line(data: bytes) -> Any:
@@ -289,6 +317,7 @@ async def _bytes_async(read: Any, watch: Watch, decoder: Any) -> Any:
 
 class Responses(Operation):
     name = "responses"
+    usage_later = True  # an SDK response object
 
     def usage(self, result: Any) -> Usage | None:
         return _usage(result, "input_tokens", "output_tokens")
@@ -307,6 +336,7 @@ class Responses(Operation):
 
 class Embeddings(Operation):
     name = "embeddings"
+    usage_later = True  # an SDK response object
 
     def usage(self, result: Any) -> Usage | None:
         usage = getattr(result, "usage", None)

@@ -281,6 +281,30 @@ def _run_forking(tmp_path, text: str, store_url: str) -> subprocess.CompletedPro
     return out
 
 
+FORK_WITH_WORK_HANDED_OVER = """
+import os, sys
+from botmeter import Meter
+
+meter = Meter(bot="forks", store=sys.argv[1], flush_interval=60)
+# Handed to the writer (as an instrumented call's record is), not yet run when the fork comes.
+meter.later(lambda name, ts: meter.track_custom(name, ts=ts), ("handed-over",))
+pid = os.fork()
+if pid == 0:
+    meter.track_custom("child")
+    os._exit(0 if meter.flush(60) and meter.close() is not False else 3)
+code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+meter.close()
+print(code)
+"""
+
+
+def test_work_handed_to_the_writer_before_a_fork_is_done_once_by_the_parent(tmp_path, store_url, store_path):
+    out = _run_forking(tmp_path, FORK_WITH_WORK_HANDED_OVER, store_url)
+    assert out.stdout.strip().splitlines()[-1] == "0", out.stderr[-3000:]
+    counts = dict(query(store_path, "SELECT name, count(*) FROM events WHERE kind = 'custom' GROUP BY 1"))
+    assert counts == {"handed-over": 1, "child": 1}
+
+
 def test_a_fork_waits_for_the_processing_step_in_progress(tmp_path, store_url, store_path):
     out = _run_forking(tmp_path, FORK_MID_PROCESSING, store_url)
     assert out.stdout.strip().splitlines()[-1] == "0", out.stderr[-3000:]

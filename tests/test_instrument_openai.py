@@ -295,7 +295,33 @@ def test_the_usage_chunk_is_taken_out_whatever_the_wire_looks_like(meter, store_
     (event,) = events(meter, store_path, "llm_call")
     assert (event["input_tokens"], event["cached_tokens"], event["output_tokens"]) == (1200, 1024, 85)
     assert event["properties"]["usage"] == USAGE and event["properties"]["service_tier"] == "default"
+    assert event["model"] == MODEL and 0 < event["properties"]["ttft_ms"] <= event["latency_ms"]
     assert meter.stats()["integration_failures"] == {}
+
+
+@pytest.mark.parametrize("compact", [True, False], ids=["compact", "spaced"])
+def test_time_to_first_token_waits_for_the_first_content_not_the_first_bytes(meter, store_path, compact):
+    separators = (",", ":") if compact else (", ", ": ")
+
+    def api(request):
+        asked = bool((json.loads(request.content).get("stream_options") or {}).get("include_usage"))
+        events_ = chunks(asked)
+
+        def reads():  # the role chunk at once, the content 0.2 s later, as a model thinks
+            for i, e in enumerate(events_):
+                if i == 1:
+                    time.sleep(0.2)
+                yield f"data: {json.dumps(e, separators=separators)}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return httpx2.Response(200, content=reads(), headers={"content-type": "text/event-stream"})
+
+    client = meter.instrument(client_for(api))
+    seen = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
+    assert [c.choices[0].delta.content for c in seen] == ["", "Hello", "!", None]
+    (event,) = events(meter, store_path, "llm_call")
+    assert 200 <= event["properties"]["ttft_ms"] <= event["latency_ms"]
+    assert event["model"] == MODEL and event["output_tokens"] == 85
 
 
 def test_the_usage_line_is_read_without_orjson_too(meter, store_path, monkeypatch):

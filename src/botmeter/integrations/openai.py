@@ -107,10 +107,11 @@ class ChatCompletions(Operation):
         # Runs for every chunk: after the first content, only the usage check remains.
         usage = getattr(item, "usage", None)
         if watch.first_at is None:
-            if not watch.extra:  # the first chunk names the model and the tier, as every chunk does
+            # The first chunk names the model and the tier, as every chunk does (but Azure's
+            # content-filter chunk, which names no model).
+            if not watch.extra and getattr(item, "model", None):
                 watch.extra["operation"] = self.name
-                if getattr(item, "model", None):
-                    watch.model = item.model
+                watch.model = item.model
                 _tier(watch.extra, item)
             choices = getattr(item, "choices", None)
             delta = getattr(choices[0], "delta", None) if choices else None
@@ -138,6 +139,9 @@ class ChatCompletions(Operation):
             except AttributeError:  # a stream object that takes no attributes: chunks are checked
                 return result
             watch.state = _FROM_BYTES
+            # The model and the first content are read from the bytes too (_see_bytes): no chunk
+            # object needs looking at, unless the bytes turn out not to be the API's compact JSON.
+            watch.passthrough = True
         return result
 
 
@@ -255,6 +259,37 @@ def _usage_line(data: bytes) -> Any:
     return json.loads(data)
 
 
+_CONTENT_KEYS = (b'"content":"', b'"refusal":"')
+
+
+def _see_bytes(lines: bytes, watch: Watch) -> None:
+    """``ChatCompletions.see`` on whole lines of the stream, until the first content: the model (the
+    first chunk names it, as each does) and the time the first content arrived. Bytes that are not
+    the API's compact JSON hand the job back to ``see``, chunk by chunk."""
+    if not watch.extra:
+        at = lines.find(b'"model":"')
+        if at < 0 and lines.find(b"data:") >= 0:  # a chunk, not in the form looked for
+            watch.passthrough = False
+            return
+        while at >= 0:
+            end = lines.find(b'"', at + 9)
+            if end > at + 9:  # (Azure's content-filter chunk names no model: the next one does)
+                watch.model = lines[at + 9 : end].decode("utf-8", "replace")
+                watch.extra["operation"] = ChatCompletions.name
+                break
+            at = lines.find(b'"model":"', at + 9)
+    for key in _CONTENT_KEYS:  # a non-empty string (the role chunk's content is "")
+        at = lines.find(key)
+        while at >= 0:
+            at += len(key)
+            if not lines.startswith(b'"', at):
+                watch.first_at = perf_counter()
+                return
+            at = lines.find(key, at)
+    if lines.find(b'"tool_calls":[') >= 0:
+        watch.first_at = perf_counter()
+
+
 def _check_chunks(watch: Watch) -> None:
     """From here on the chunks themselves are looked at (for the usage chunk)."""
     watch.state = True
@@ -268,6 +303,8 @@ def _step(chunk: bytes, carry: bytes, at_event_start: bool, watch: Watch, decode
         return carry + chunk, b"", at_event_start
     try:
         lines, rest = _whole_lines(chunk, carry)
+        if watch.first_at is None and watch.passthrough:
+            _see_bytes(lines, watch)
         lines = _filter(lines, watch, decoder, at_event_start)
     except Exception:  # the bytes go on as they came; the chunks are checked instead
         count_failure(watch.meter, f"{watch.provider}.stream")

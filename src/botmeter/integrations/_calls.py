@@ -96,7 +96,8 @@ def count_failure(meter: Any, where: str) -> None:
 
 
 class LazyUsage:
-    """Usage still to be read (a stream's usage line as bytes): read on the writer's thread."""
+    """Usage still to be read (from a response object, or a stream's usage line as bytes): read on
+    the writer's thread, when the call is recorded."""
 
     __slots__ = ()
 

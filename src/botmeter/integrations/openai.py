@@ -208,11 +208,11 @@ def _usage_event(chunk: bytes, at: int, watch: Watch, decoder: Any, at_event_sta
     # string is escaped, so these bytes are the chunk's own keys. Read on the writer's thread.
     if line.find(b'"choices":[]') >= 0:
         watch.usage = _UsageLine(line)
-        return start, end + (2 if chunk.startswith(b"\r\n", end) else 1)
-    body = _usage_line(line)
-    if not isinstance(body, dict) or body.get("choices") != [] or not isinstance(body.get("usage"), dict):
-        return None  # usage in a chunk with content: the chunk is the caller's
-    watch.usage = _read_usage(body)
+    else:
+        body = _usage_line(line)
+        if not isinstance(body, dict) or body.get("choices") != [] or not isinstance(body.get("usage"), dict):
+            return None  # usage in a chunk with content: the chunk is the caller's
+        watch.usage = _read_usage(body)
     # the data line and the line end after it; the blank line that ends the event stays, empty
     return start, end + (2 if chunk.startswith(b"\r\n", end) else 1)
 

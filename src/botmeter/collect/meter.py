@@ -34,6 +34,11 @@ from .writer import Writer
 
 log = logging.getLogger("botmeter")
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Most calls waiting for the writer to record them (Meter.later). Each may hold an SDK response;
+# the writer takes them every cycle, so only a stalled store lets them pile up: past this, a call
+# is recorded on its caller's thread, into the buffer and its memory caps.
+_MAX_HANDED_OVER = 2_000
 Ts = datetime | float | int | None
 Id = str | int | None
 
@@ -313,10 +318,10 @@ class RecordingMeter:
         """Runs ``fn(*args, ts)`` on the writer's thread before its next drain, in the context (user,
         conversation, stage) in force here, ``ts`` being now (epoch seconds): what an integration
         records after an SDK call costs the bot's thread a tuple, not the reading and checking.
-        Without a running writer (disabled, closed, or that much already waiting) it runs now,
-        with ``ts`` None. ``fn`` must not raise (what it records is counted by itself)."""
+        Without a running writer (disabled, closed, or ``_MAX_HANDED_OVER`` already waiting) it
+        runs now, with ``ts`` None. ``fn`` must not raise (what it records is counted by itself)."""
         writer = self._writer
-        if writer is not None and not self._closed and len(writer.deferred) < writer.max_events:
+        if writer is not None and not self._closed and len(writer.deferred) < _MAX_HANDED_OVER:
             writer.deferred.append((fn, args, CONTEXT.get(), time.time()))
         else:
             fn(*args, None)

@@ -214,9 +214,10 @@ def _finish(
 
 
 def _prepare(op: Operation, meter: Any, provider: str, kwargs: dict) -> tuple[dict, Any]:
+    # ``kwargs`` is the wrapper's own dict (Python makes one per call), and ``prepare`` changes it
+    # only as its last step: a failing ``prepare`` leaves it as the caller gave it.
     try:
-        changed = dict(kwargs)
-        return changed, op.prepare(changed)
+        return kwargs, op.prepare(kwargs)
     except Exception:
         count_failure(meter, f"{provider}.{op.name}")
         return kwargs, None

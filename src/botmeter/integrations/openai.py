@@ -73,6 +73,11 @@ def _usage(result: Any, prompt_name: str, completion_name: str) -> Usage | None:
     return found
 
 
+# The extra body of most streamed calls: one object, never changed (the SDK merges it into a new
+# dict for each request).
+_ASK_FOR_USAGE: dict[str, Any] = {"stream_options": {"include_usage": True}}
+
+
 class ChatCompletions(Operation):
     name = "chat.completions"
     usage_later = True  # an SDK response object
@@ -92,6 +97,9 @@ class ChatCompletions(Operation):
         # Sent as extra body, which the SDK merges as it is, rather than a parameter it would check
         # and transform (the cheaper way, by about 20 us a call).
         extra = kwargs.get("extra_body")
+        if extra is None:
+            kwargs["extra_body"] = _ASK_FOR_USAGE
+            return True
         extra = dict(extra) if isinstance(extra, dict) else {}
         given = extra.get("stream_options")
         if isinstance(given, dict) and given.get("include_usage") is True:

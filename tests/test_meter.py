@@ -467,15 +467,15 @@ def test_a_long_error_message_does_not_freeze_the_bots_threads(store_url, store_
 
 def test_work_handed_to_a_stalled_writer_is_bounded(store_url, monkeypatch):
     # Handed-over calls hold SDK responses: while the writer does not take them (here it waits
-    # for a long flush interval, as it would behind a stalled store), at most _MAX_HANDED_OVER wait;
+    # for a long flush interval, as it would behind a stalled store), at most _MAX_DEFERRED wait;
     # the next is recorded at once on its caller's thread.
     import botmeter.collect.meter as meter_module
 
-    monkeypatch.setattr(meter_module, "_MAX_HANDED_OVER", 3)
+    monkeypatch.setattr(meter_module, "_MAX_DEFERRED", 3)
     meter = Meter(bot="b", store=store_url, flush_interval=600)
     run = []
     for n in range(5):
-        meter.later(lambda n, ts: run.append((n, ts)), (n,))
+        meter.defer(lambda n, ts: run.append((n, ts)), (n,))
     assert run == [(3, None), (4, None)]  # the two past the cap, at once
     assert meter.stats()["buffered"] == 3
     meter.close()

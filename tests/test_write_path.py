@@ -287,7 +287,7 @@ from botmeter import Meter
 
 meter = Meter(bot="forks", store=sys.argv[1], flush_interval=60)
 # Handed to the writer (as an instrumented call's record is), not yet run when the fork comes.
-meter.later(lambda name, ts: meter.track_custom(name, ts=ts), ("handed-over",))
+meter.defer(lambda name, ts: meter.track_custom(name, ts=ts), ("handed-over",))
 pid = os.fork()
 if pid == 0:
     meter.track_custom("child")

@@ -35,10 +35,10 @@ from .writer import Writer
 log = logging.getLogger("botmeter")
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Most calls waiting for the writer to record them (Meter.later). Each may hold an SDK response;
+# Most calls waiting for the writer to record them (Meter.defer). Each may hold an SDK response;
 # the writer takes them every cycle, so only a stalled store lets them pile up: past this, a call
 # is recorded on its caller's thread, into the buffer and its memory caps.
-_MAX_HANDED_OVER = 2_000
+_MAX_DEFERRED = 2_000
 Ts = datetime | float | int | None
 Id = str | int | None
 
@@ -314,14 +314,14 @@ class RecordingMeter:
         hasher = self.user_hasher
         return hasher.hash(value) if hasher is not None else str(value)
 
-    def later(self, fn: Callable[..., None], args: tuple) -> None:
+    def defer(self, fn: Callable[..., None], args: tuple) -> None:
         """Runs ``fn(*args, ts)`` on the writer's thread before its next drain, in the context (user,
         conversation, stage) in force here, ``ts`` being now (epoch seconds): what an integration
         records after an SDK call costs the bot's thread a tuple, not the reading and checking.
-        Without a running writer (disabled, closed, or ``_MAX_HANDED_OVER`` already waiting) it
+        Without a running writer (disabled, closed, or ``_MAX_DEFERRED`` already waiting) it
         runs now, with ``ts`` None. ``fn`` must not raise (what it records is counted by itself)."""
         writer = self._writer
-        if writer is not None and not self._closed and len(writer.deferred) < _MAX_HANDED_OVER:
+        if writer is not None and not self._closed and len(writer.deferred) < _MAX_DEFERRED:
             writer.deferred.append((fn, args, CONTEXT.get(), time.time()))
         else:
             fn(*args, None)
@@ -351,7 +351,7 @@ class RecordingMeter:
             return True
         self._closed = True
         if self._writer is not None:
-            # Recorded before the buffer closes (later() now runs what comes in on its caller).
+            # Recorded before the buffer closes (defer() now runs what comes in on its caller).
             self._writer.run_deferred()
         self._buffer.enabled = False
         if self._writer is None:

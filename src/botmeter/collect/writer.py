@@ -86,7 +86,7 @@ class Writer:
         self._lost_at_flush = 0
         # Work the bot's thread hands over (an SDK call's usage to read and record): run here
         # before each drain, so what it records goes out in the same cycle. Entries are
-        # (function, arguments, the caller's context, the caller's time); see Meter.later.
+        # (function, arguments, the caller's context, the caller's time); see Meter.defer.
         self.deferred: deque[tuple] = deque()
         self._reset_sync()
 
@@ -332,7 +332,7 @@ class Writer:
             log.exception("botmeter: store step failed")
 
     def run_deferred(self) -> None:
-        """Runs the work handed over by ``Meter.later``, each in its caller's context; one that
+        """Runs the work handed over by ``Meter.defer``, each in its caller's context; one that
         fails costs only itself."""
         deferred = self.deferred
         while deferred:

@@ -121,12 +121,12 @@ def record_call(
     Never raises."""
     args = (meter, provider, stage, operation, model, usage, latency_ms, ttft_ms, extra)
     try:
-        later = meter.later
+        defer = meter.defer
     except AttributeError:  # a meter of another kind (a test double): recorded now
         _record_call(*args, None)
         return
     try:
-        later(_record_call, args)
+        defer(_record_call, args)
     except Exception:
         count_failure(meter, f"{provider}.record")
 

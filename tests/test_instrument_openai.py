@@ -649,6 +649,40 @@ def test_a_failure_inside_the_stream_watch_is_counted_and_the_chunks_still_flow(
     assert meter.stats()["integration_failures"] == {"openai.stream": 4}
 
 
+def test_an_async_stream_that_fails_midway_is_recorded_as_a_failure(meter, store_path):
+    def broken(request):
+        text = f"data: {json.dumps(chunks(True)[1])}\n\n" + 'data: {"error": {"message": "overloaded"}}\n\n'
+        return httpx2.Response(200, content=text.encode(), headers={"content-type": "text/event-stream"})
+
+    client = meter.instrument(client_for(broken, openai.AsyncOpenAI))
+
+    async def main() -> list:
+        got = []
+        stream = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+        with pytest.raises(openai.APIError):
+            async for chunk in stream:
+                got.append(chunk)
+        return got
+
+    assert len(asyncio.run(main())) == 1
+    rows = events(meter, store_path)
+    assert sorted(r["kind"] for r in rows) == ["error", "timing"]
+    (err,) = [r for r in rows if r["kind"] == "error"]
+    assert err["error_type"] == "APIError" and err["provider"] == "openai"
+
+
+def test_an_exception_of_the_callers_own_while_reading_is_not_the_calls_failure(meter, store_path):
+    client = meter.instrument(client_for(Api()))
+    stream = client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+    with pytest.raises(KeyError), stream:
+        for _ in stream:
+            raise KeyError("a bug in the bot")  # the with block closes the stream on its way out
+    del stream
+    gc.collect()  # (a stream left half read is freed by the collector, as without botmeter)
+    (call,) = events(meter, store_path)
+    assert call["kind"] == "llm_call" and call["model"] == MODEL
+
+
 def test_a_failure_in_the_byte_filter_is_counted_and_the_usage_chunk_still_taken_out(
     meter, store_path, monkeypatch
 ):

@@ -441,6 +441,19 @@ def instrument(meter: Any, profiles: dict[str, cProfile.Profile] | None) -> Phas
     pipeline.to_arrow = phases.timed("  pipeline: frames -> Arrow (to_arrow)", pipeline.to_arrow)
     pipeline.steps = [phases.timed(f"  pipeline: {getattr(s, '__name__', s)}", s) for s in pipeline.steps]
     store.write = phases.timed("  store.write", store.write)
+    if hasattr(store, "_keep"):  # the ClickHouse store: its statements and its upkeep
+        from botmeter.backends.clickhouse import store as ch_store
+        from botmeter.backends.clickhouse import upkeep
+
+        store._unstored = phases.timed("    store: ids already stored (SELECT)", store._unstored)
+        store._keep = phases.timed("    store: upkeep after the insert", store._keep)
+        ch_store._for_insert = phases.timed("    store: Arrow as sent (dictionaries)", ch_store._for_insert)
+        for name, label in [
+            ("fold_sessions", "sessions"),
+            ("refresh_latency_days", "daily percentiles"),
+        ]:
+            setattr(upkeep, name, phases.timed(f"      upkeep: {label}", getattr(upkeep, name)))
+        upkeep.turns.add = phases.timed("      upkeep: turns", upkeep.turns.add)
     if not hasattr(store, "reading"):
         return phases  # not a DuckDB file: no connection to time
     open_ = store._open

@@ -261,6 +261,11 @@ def wire(events, *, compact=False, crlf=False, ids=False, piece=0):
     return httpx2.Response(200, content=iter(pieces), headers={"content-type": "text/event-stream"})
 
 
+def wire_pieces(events, **shape) -> list[bytes]:
+    """The network reads ``wire`` answers with."""
+    return list(wire(events, **shape).stream)
+
+
 AZURE_FILTER = {"id": "", "object": "", "created": 0, "model": "", "choices": [], "prompt_filter_results": []}
 
 
@@ -277,7 +282,12 @@ AZURE_FILTER = {"id": "", "object": "", "created": 0, "model": "", "choices": []
     ],
     ids=repr,
 )
-def test_the_usage_chunk_is_taken_out_whatever_the_wire_looks_like(meter, store_path, shape):
+@pytest.mark.parametrize("step", ["c", "python"])
+def test_the_usage_chunk_is_taken_out_whatever_the_wire_looks_like(
+    meter, store_path, shape, step, monkeypatch
+):
+    if step == "python":
+        monkeypatch.setattr(openai_integration, "_step_lines", openai_integration._step_py)
     shape = dict(shape)
     azure = shape.pop("azure", False)
 
@@ -689,7 +699,7 @@ def test_a_failure_in_the_byte_filter_is_counted_and_the_usage_chunk_still_taken
     def broken_filter(*args):
         raise RuntimeError("botmeter bug")
 
-    monkeypatch.setattr(openai_integration, "_filter", broken_filter)
+    monkeypatch.setattr(openai_integration, "_step_lines", broken_filter)
     client = meter.instrument(client_for(Api()))
     seen = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
     assert [c.choices[0].delta.content for c in seen] == ["", "Hello", "!", None]
@@ -713,8 +723,63 @@ def test_the_c_fast_path_takes_out_the_nulls_as_the_python_one_does():
     assert openai_integration._remove_all is not openai_integration._remove_all_py
 
 
+class _Decoder:
+    _last_event_id = None
+
+
+def _read_stream(step, pieces: list[bytes]) -> tuple:
+    """What a stream's reads become through ``step`` (as the integration's byte filter reads
+    them), and what the watch learnt from them."""
+    from botmeter.integrations._calls import LazyUsage
+    from botmeter.integrations._wrap import Watch
+
+    class Meter_:
+        def count_integration_failure(self, where):
+            raise AssertionError(where)
+
+    watch = Watch(openai_integration.CHAT, Meter_(), "openai", None, "m", openai_integration._FROM_BYTES)
+    watch.passthrough = True
+    carry, at_event_start, out, first_read = b"", True, [], None
+    for i, piece in enumerate(pieces):
+        lines, carry = step(piece, carry, at_event_start, watch, _Decoder())
+        at_event_start = lines.endswith(openai_integration._EVENT_ENDS) if lines else at_event_start
+        out.append(lines)
+        if first_read is None and watch.first_at is not None:
+            first_read = i  # the read the first content came in
+    usage = watch.usage.resolve() if isinstance(watch.usage, LazyUsage) else watch.usage
+    if usage is not None:
+        props = {k: v.model_dump() if hasattr(v, "model_dump") else v for k, v in usage.properties.items()}
+        usage = (usage.input_tokens, usage.output_tokens, usage.cached_tokens, usage.reasoning_tokens, props)
+    return out, carry, watch.model, watch.passthrough, first_read, usage
+
+
+@pytest.mark.parametrize("asked", [True, False], ids=["usage asked", "not asked"])
+def test_the_c_stream_step_reads_every_wire_as_the_python_one_does(asked):
+    pytest.importorskip("botmeter._fastpath")
+    tool_call = {"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f", "arguments": ""}}]}
+    bodies = {
+        "plain": chunks(asked),
+        "azure": [AZURE_FILTER, *chunks(asked)],
+        "tool call": [chunks(asked)[0] | {"choices": [{"index": 0, "delta": tool_call}]}, *chunks(asked)[1:]],
+        "refusal": [chunks(asked)[0] | {"choices": [{"index": 0, "delta": {"refusal": "No."}}]}],
+    }
+    shapes = [{}, {"crlf": True}, {"ids": True}]
+    tried = 0
+    for events_ in bodies.values():
+        for shape in shapes:
+            for compact in (True, False):
+                for piece in (0, 1, 7, 50, 331):
+                    pieces = wire_pieces(events_, compact=compact, piece=piece, **shape)
+                    want = _read_stream(openai_integration._step_py, pieces)
+                    assert _read_stream(openai_integration._step_c, pieces) == want, (shape, compact, piece)
+                    tried += 1
+    assert tried == 4 * 3 * 2 * 5
+    assert openai_integration._step_lines is openai_integration._step_c
+
+
 def test_the_usage_chunk_is_taken_out_without_the_c_fast_path(meter, store_path, monkeypatch):
     monkeypatch.setattr(openai_integration, "_remove_all", openai_integration._remove_all_py)
+    monkeypatch.setattr(openai_integration, "_step_lines", openai_integration._step_py)
     client = meter.instrument(client_for(Api()))
     seen = list(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True))
     assert len(seen) == 4 and all(c.choices for c in seen)

@@ -304,16 +304,50 @@ def _check_chunks(watch: Watch) -> None:
     watch.passthrough = False
 
 
+def _step_py(chunk: bytes, carry: bytes, at_event_start: bool, watch: Watch, decoder: Any) -> tuple:
+    lines, rest = _whole_lines(chunk, carry)
+    if watch.first_at is None and watch.passthrough:
+        _see_bytes(lines, watch)
+    return _filter(lines, watch, decoder, at_event_start), rest
+
+
+def _step_c(chunk: bytes, carry: bytes, at_event_start: bool, watch: Watch, decoder: Any) -> tuple:
+    """``_step_py`` in one C call (``_fastpath.stream_step``), which hands back to ``_filter`` the
+    reads it does not take whole (a usage object other than the compact usage-only event)."""
+    see = watch.first_at is None and watch.passthrough
+    lines, rest, out, model, no_model, content, usage = _stream_step(chunk, carry, see, at_event_start)
+    if see:  # what _see_bytes does with what it finds
+        if not watch.extra:
+            if no_model:
+                watch.passthrough = False
+                content = False
+            elif model is not None:
+                watch.model = model.decode("utf-8", "replace")
+                watch.extra["operation"] = ChatCompletions.name
+        if content:
+            watch.first_at = perf_counter()
+    if out is None or (usage is not None and getattr(decoder, "_last_event_id", None)):
+        return _filter(lines, watch, decoder, at_event_start), rest
+    if usage is not None:
+        watch.usage = _UsageLine(usage)
+    return out, rest
+
+
+try:  # one C call for the whole read
+    from .._fastpath import stream_step as _stream_step
+
+    _step_lines = _step_c
+except ImportError:  # the C fast path is not built
+    _step_lines = _step_py
+
+
 def _step(chunk: bytes, carry: bytes, at_event_start: bool, watch: Watch, decoder: Any) -> tuple:
     """One network read: (the bytes for the SDK, the unfinished line kept back, whether they end
     an event)."""
     if watch.state is not _FROM_BYTES:
         return carry + chunk, b"", at_event_start
     try:
-        lines, rest = _whole_lines(chunk, carry)
-        if watch.first_at is None and watch.passthrough:
-            _see_bytes(lines, watch)
-        lines = _filter(lines, watch, decoder, at_event_start)
+        lines, rest = _step_lines(chunk, carry, at_event_start, watch, decoder)
     except Exception:  # the bytes go on as they came; the chunks are checked instead
         count_failure(watch.meter, f"{watch.provider}.stream")
         _check_chunks(watch)

@@ -384,6 +384,32 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def time_stages() -> dict[str, list[float]]:
+    """Wraps botmeter's stages of an instrumented call in timers (seconds per call, appended)."""
+    from botmeter.integrations import _wrap
+    from botmeter.integrations import openai as openai_integration
+
+    times: dict[str, list[float]] = {}
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        found = times.setdefault(name, [])
+
+        def call(*args: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                found.append(time.perf_counter() - start)
+
+        return call
+
+    _wrap._prepare = timed("prepare (before the SDK call)", _wrap._prepare)
+    _wrap._finish = timed("finish (record, or hook a watch on a stream)", _wrap._finish)
+    _wrap.Watch.finish = timed("stream's end (record)", _wrap.Watch.finish)
+    openai_integration._step = timed("OpenAI stream: one network read", openai_integration._step)
+    return times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds per scenario (default 30)")
@@ -400,9 +426,16 @@ def main() -> int:
     parser.add_argument(
         "--only", action="append", choices=list(SCENARIOS), help="measure only this scenario (repeatable)"
     )
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="also time botmeter's own stages on the bot's thread in this run (each wrapped in a timer, "
+        "which adds its own cost to botmeter's figure)",
+    )
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     args = parser.parse_args()
 
+    stages = time_stages() if args.stages else None
     load_before = os.getloadavg()
     switch = Switch()
     exporters, missing = setup_peers(switch)
@@ -446,6 +479,12 @@ def main() -> int:
             else:
                 cells.append(f"{'-':>19}")
         print(f"{name:<24}{r['bare_us']:8.1f} us  " + "".join(f"{c:>20}" for c in cells))
+    if stages is not None:
+        print()
+        print("botmeter's stages on the bot's thread, timed where they run (median of calls, all scenarios):")
+        for stage, times in stages.items():
+            if times:
+                print(f"  {stage:<46}{statistics.median(times) * 1e6:7.1f} us  ({len(times)} calls)")
     print()
     print("the same, as medians over rounds of the mean difference (keeps stalls; for information):")
     for name, r in results.items():

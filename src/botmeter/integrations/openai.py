@@ -305,6 +305,7 @@ def _check_chunks(watch: Watch) -> None:
 
 
 def _step_py(chunk: bytes, carry: bytes, at_event_start: bool, watch: Watch, decoder: Any) -> tuple:
+    """A read's whole lines, looked at and filtered; and what is kept back for the next read."""
     lines, rest = _whole_lines(chunk, carry)
     if watch.first_at is None and watch.passthrough:
         _see_bytes(lines, watch)

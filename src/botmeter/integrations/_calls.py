@@ -119,30 +119,22 @@ def record_call(
     """One successful model call as an ``llm_call`` event, recorded on the writer's thread (the
     context and the time are taken here). ``extra``: properties seen on the stream's other items.
     Never raises."""
-    args = (meter, provider, stage, operation, model, usage, latency_ms, ttft_ms, extra)
+    call = (meter, provider, stage, operation, model, usage, latency_ms, ttft_ms, extra)
     try:
         defer = meter.defer
     except AttributeError:  # a meter of another kind (a test double): recorded now
-        _record_call(*args, None)
+        _record_call(call, None)
         return
     try:
-        defer(_record_call, args)
+        defer(_record_call, (call,))
     except Exception:
         count_failure(meter, f"{provider}.record")
 
 
-def _record_call(
-    meter: Any,
-    provider: str,
-    stage: str | None,
-    operation: str,
-    model: Any,
-    usage: Usage | LazyUsage | None,
-    latency_ms: float,
-    ttft_ms: float | None,
-    extra: dict[str, Any] | None,
-    ts: float | None,
-) -> None:
+def _record_call(call: tuple, ts: float | None) -> None:
+    """``record_call``'s work, on the writer's thread: ``call`` is its arguments, ``ts`` the time
+    the call ended."""
+    meter, provider, stage, operation, model, usage, latency_ms, ttft_ms, extra = call
     if isinstance(usage, LazyUsage):
         try:
             usage = usage.resolve()

@@ -1573,7 +1573,7 @@ has_content(const char *s, Py_ssize_t n)
 }
 
 /* One network read of a streamed chat completion, as the OpenAI integration's _step does it in
-   Python (_whole_lines, _see_bytes, _filter, _usage_event): the whole lines (carry in front) and
+   Python (_whole_lines, _look, _filter, _usage_event): the whole lines (carry in front) and
    what comes after them; what they show (the first non-empty model, whether a data line names
    none in the compact form, whether content arrived); and the lines without "usage":null and
    without the usage-only event, with that event's data. `out` is None when the lines need the

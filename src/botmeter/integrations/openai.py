@@ -272,18 +272,22 @@ _CONTENT_KEYS = (b'"content":"', b'"refusal":"')
 
 def _see_bytes(lines: bytes, watch: Watch) -> None:
     """``ChatCompletions.see`` on whole lines of the stream, until the first content: the model (the
-    first chunk names it, as each does) and the time the first content arrived. Bytes that are not
-    the API's compact JSON hand the job back to ``see``, chunk by chunk."""
-    if not watch.extra:
+    first chunk names it, as each does) and the time the first content arrived."""
+    _seen(watch, *_look(lines, not watch.extra))
+
+
+def _look(lines: bytes, want_model: bool) -> tuple[bytes | None, bool, bool]:
+    """What whole lines of the stream show, as ``_fastpath.stream_step`` finds it too: the first
+    non-empty model named (when wanted), whether a data line names none in the compact form, and
+    whether content arrived."""
+    model, no_model = None, False
+    if want_model:
         at = lines.find(b'"model":"')
-        if at < 0 and lines.find(b"data:") >= 0:  # a chunk, not in the form looked for
-            watch.passthrough = False
-            return
+        no_model = at < 0 and lines.find(b"data:") >= 0
         while at >= 0:
             end = lines.find(b'"', at + 9)
             if end > at + 9:  # (Azure's content-filter chunk names no model: the next one does)
-                watch.model = lines[at + 9 : end].decode("utf-8", "replace")
-                watch.extra["operation"] = ChatCompletions.name
+                model = lines[at + 9 : end]
                 break
             at = lines.find(b'"model":"', at + 9)
     for key in _CONTENT_KEYS:  # a non-empty string (the role chunk's content is "")
@@ -291,10 +295,22 @@ def _see_bytes(lines: bytes, watch: Watch) -> None:
         while at >= 0:
             at += len(key)
             if not lines.startswith(b'"', at):
-                watch.first_at = perf_counter()
-                return
+                return model, no_model, True
             at = lines.find(key, at)
-    if lines.find(b'"tool_calls":[') >= 0:
+    return model, no_model, lines.find(b'"tool_calls":[') >= 0
+
+
+def _seen(watch: Watch, model: bytes | None, no_model: bool, content: bool) -> None:
+    """The watch told what a read showed. Bytes that are not the API's compact JSON hand the job
+    back to ``see``, chunk by chunk."""
+    if not watch.extra:
+        if no_model:  # a chunk, not in the form looked for
+            watch.passthrough = False
+            return
+        if model is not None:
+            watch.model = model.decode("utf-8", "replace")
+            watch.extra["operation"] = ChatCompletions.name
+    if content:
         watch.first_at = perf_counter()
 
 
@@ -317,16 +333,8 @@ def _step_c(chunk: bytes, carry: bytes, at_event_start: bool, watch: Watch, deco
     reads it does not take whole (a usage object other than the compact usage-only event)."""
     see = watch.first_at is None and watch.passthrough
     lines, rest, out, model, no_model, content, usage = _stream_step(chunk, carry, see, at_event_start)
-    if see:  # what _see_bytes does with what it finds
-        if not watch.extra:
-            if no_model:
-                watch.passthrough = False
-                content = False
-            elif model is not None:
-                watch.model = model.decode("utf-8", "replace")
-                watch.extra["operation"] = ChatCompletions.name
-        if content:
-            watch.first_at = perf_counter()
+    if see:
+        _seen(watch, model, no_model, content)
     if out is None or (usage is not None and getattr(decoder, "_last_event_id", None)):
         return _filter(lines, watch, decoder, at_event_start), rest
     if usage is not None:

@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -681,3 +682,113 @@ def test_a_bot_process_lets_another_process_into_its_folder_between_writes(tmp_p
         assert_rollups_agree(store, 150)
     finally:
         store.close()
+
+
+# -- the embedded engine kept open while idle ---------------------------------------------------
+
+
+def _count_in_another_process(url: str, lock_timeout: float) -> subprocess.CompletedProcess:
+    script = (
+        "import sys\n"
+        "from botmeter.backends.clickhouse.store import ClickHouseStore\n"
+        "s = ClickHouseStore(sys.argv[1], lock_timeout=float(sys.argv[2]))\n"
+        "print(s.count()); s.close()\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script, url, str(lock_timeout)],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _opens(monkeypatch) -> list[str]:
+    """The paths the embedded engine is opened at, from now on, in this process."""
+    import clickhouse_connect
+
+    opened: list[str] = []
+    real = clickhouse_connect.get_client
+
+    def get_client(**kwargs):
+        opened.append(kwargs.get("path"))
+        return real(**kwargs)
+
+    monkeypatch.setattr(clickhouse_connect, "get_client", get_client)
+    return opened
+
+
+def test_back_to_back_reads_reuse_the_engine_then_let_the_folder_go(tmp_path, monkeypatch):
+    from botmeter.analyse import Reader
+
+    url = f"chdb://{tmp_path}/ch?idle_hold=0.5"
+    store = ClickHouseStore(url)
+    try:
+        store.write(events(30), fresh=True)
+        store.release()
+        opened = _opens(monkeypatch)
+        for _ in range(3):  # as the query service reads: a reader per request, one store
+            assert Reader(store).query("messages", start=T0, end=T0 + timedelta(hours=1)).total() == 20
+        assert opened == []  # the engine the write opened answered all three
+        # Idle past the hold, the folder is free: another process gets it without waiting.
+        time.sleep(1.5)
+        other = _count_in_another_process(f"chdb://{tmp_path}/ch", lock_timeout=0)
+        assert other.returncode == 0, other.stderr
+        assert other.stdout.strip() == "30"
+        # and this process opens it again for its next read
+        assert Reader(store).query("messages", start=T0, end=T0 + timedelta(hours=1)).total() == 20
+        assert opened == [str(tmp_path / "ch")]
+    finally:
+        store.close()
+
+
+def test_a_process_waiting_for_the_folder_gets_it_from_an_idle_holder(tmp_path):
+    # Held idle for up to ten minutes, the folder goes to another process as soon as it waits.
+    url = f"chdb://{tmp_path}/ch?idle_hold=600"
+    store = ClickHouseStore(url)
+    try:
+        store.write(events(12), fresh=True)
+        store.release()
+        assert store.count() == 12  # in use again, then idle
+        store.release()
+        other = _count_in_another_process(url, lock_timeout=20)
+        assert other.returncode == 0, other.stderr
+        assert other.stdout.strip() == "12"
+        assert store.count() == 12
+    finally:
+        store.close()
+
+
+def test_idle_hold_zero_lets_go_at_once(tmp_path):
+    url = f"chdb://{tmp_path}/ch?idle_hold=0"
+    store = ClickHouseStore(url)
+    try:
+        store.write(events(6), fresh=True)
+        store.release()
+        other = _count_in_another_process(url, lock_timeout=0)
+        assert other.returncode == 0, other.stderr
+        assert other.stdout.strip() == "6"
+    finally:
+        store.close()
+
+
+def test_another_folder_in_the_same_process_takes_over_an_idle_engine(tmp_path):
+    # The engine opens one folder per process: a store kept open while idle gives way at once.
+    first = ClickHouseStore(f"chdb://{tmp_path}/a?idle_hold=600")
+    second = ClickHouseStore(f"chdb://{tmp_path}/b?idle_hold=600", lock_timeout=0)
+    try:
+        first.write(events(5), fresh=True)
+        first.release()
+        second.write(events(7), fresh=True)
+        assert second.count() == 7
+        second.release()
+        assert first.count() == 5
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "inf", "nan"])
+def test_a_bad_idle_hold_is_named(tmp_path, value):
+    with pytest.raises(ConfigError, match=rf"idle_hold must be seconds >= 0, not '{value}'"):
+        ClickHouseStore(f"chdb://{tmp_path}/ch?idle_hold={value}")

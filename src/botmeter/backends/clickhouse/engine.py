@@ -10,8 +10,8 @@ while a fold is missing). Every figure is exact: distinct counts with
 ``uniqExact``, percentiles with ``quantilesExactInclusive``.
 
 What is ClickHouse's own here: the read connection (the store's client; the embedded engine lets go
-of its folder when the session ends, so another process may open it), the read settings, and the
-explorer's table sizes and parts from ``system.parts``.
+of its folder once idle for the store's ``idle_hold``, or at once when another process waits for
+it), the read settings, and the explorer's table sizes and parts from ``system.parts``.
 """
 
 from __future__ import annotations

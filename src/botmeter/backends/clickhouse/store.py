@@ -23,8 +23,11 @@ insert tokens still drop whole repeats.
 
 The embedded engine keeps one folder per process: a second process cannot open a ``chdb://``
 folder while the first holds it. A bot keeps the engine open between writes and lets go of it when
-its writer is idle (``release``), so a CLI command in another process gets in between writes, as
-with a DuckDB file; several bot processes share a server (``clickhouse://``), not a folder.
+it has been idle for ``idle_hold`` seconds (default 1; ``release``), so a CLI command in another
+process gets in between writes, as with a DuckDB file; several bot processes share a server
+(``clickhouse://``), not a folder. Opening the engine costs about 80 ms and its first statements
+run cold, so back-to-back reads (the query service's requests) reuse it. A process that waits for
+the folder says so (it touches ``<folder>.wanted``), and the holder lets go at once when idle.
 
 Failures: a server that refuses connections, times out, answers 5xx, has too many parts or is
 read-only is tried again with backoff (``retries``, default 2, from 0.2 s doubling) and then
@@ -42,6 +45,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,9 +97,24 @@ _URL_OPTIONS = {
     "connect_timeout",
     "send_receive_timeout",
     "retries",
+    "idle_hold",
     "database",
     "compress",
 }
+
+
+# Stores of this process keeping their embedded engine open while idle.
+_KEPT_OPEN: weakref.WeakSet[ClickHouseStore] = weakref.WeakSet()
+
+
+def _seconds(value: str, name: str, url: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ConfigError(f"store URL {redact(url)!r}: {name} must be seconds >= 0, not {value!r}")
+    return seconds
 
 
 def parse_url(url: str) -> dict[str, Any]:
@@ -166,11 +185,14 @@ class ClickHouseStore:
         options = self._conn["options"]
         self.retries = int(options.get("retries", 2)) if retries is None else retries
         self.lock_timeout = lock_timeout
+        self.idle_hold = _seconds(options.get("idle_hold", "1"), "idle_hold", url)
         self.embedded = self._conn["scheme"] == "chdb"
         self.path: Path | None = self._conn.get("path")
         self.database: str = self._conn["database"]
         self._client: Any = None
         self._lock = threading.RLock()
+        self._idle_since: float | None = None  # the embedded engine's, while kept open unused
+        self._keeper: threading.Thread | None = None
         self._migrated = False
         self._database_seen = False
         # None: keep the gap the stored sessions were built with (readers never rebuild them).
@@ -242,6 +264,11 @@ class ClickHouseStore:
 
     def _open_embedded(self, clickhouse_connect: Any) -> Any:
         assert self.path is not None
+        # The engine opens one folder per process: another store here that keeps its engine open
+        # while idle lets go of it first.
+        for other in list(_KEPT_OPEN):
+            if other is not self and other.path != self.path:
+                other._let_go_if_idle()
         deadline = time.monotonic() + self.lock_timeout
         pause = 0.01
         while True:
@@ -253,14 +280,19 @@ class ClickHouseStore:
                     interface="chdb", path=str(self.path), settings={"log_queries": 0}
                 )
             except Exception as exc:
-                # Another process holds the folder (the engine locks it): wait for it, briefly.
+                # Another process holds the folder (the engine locks it): wait for it, briefly,
+                # and say so, for a holder that keeps its engine open while idle.
                 if time.monotonic() >= deadline:
                     raise StoreUnavailable(f"cannot open {self.path}: {self._scrub(str(exc))}") from exc
+                with contextlib.suppress(OSError):
+                    self._wanted_path().touch()
             time.sleep(pause)
             pause = min(pause * 2, 0.2)
 
     def _drop_client(self) -> None:
         client, self._client = self._client, None
+        self._idle_since = None
+        _KEPT_OPEN.discard(self)
         if client is not None:
             with contextlib.suppress(Exception):
                 client.close()
@@ -305,6 +337,7 @@ class ClickHouseStore:
     def client(self, migrate: bool = True) -> Iterator[Any]:
         """The clickhouse-connect client, opened (and the tables made) on first use."""
         with self._lock:
+            self._idle_since = None
             client = self._open()
             try:
                 if migrate:
@@ -546,20 +579,73 @@ class ClickHouseStore:
         )
         return Path(cache) / "botmeter" / stem
 
-    def release(self) -> None:
-        """The embedded engine lets go of its folder (another process may want it); a server's
-        connections stay pooled."""
-        if self.embedded and self._client is not None:
-            with self._lock:
+    def release(self, *, at_once: bool = False) -> None:
+        """Nothing of this process uses the store now: the embedded engine lets go of its folder
+        once it has been idle for ``idle_hold`` seconds, or at once when another process waits
+        for it (or ``at_once``); a server's connections stay pooled."""
+        if not self.embedded or self._client is None:
+            return
+        with self._lock:
+            if at_once or self.idle_hold <= 0 or self._wanted():
                 self._drop_client()
+                return
+            self._idle_since = time.monotonic()
+            _KEPT_OPEN.add(self)
+            if self._keeper is None or not self._keeper.is_alive():
+                self._keeper = threading.Thread(
+                    target=self._hold_while_idle, name="botmeter-chdb-idle", daemon=True
+                )
+                self._keeper.start()
+
+    def _hold_while_idle(self) -> None:
+        """Lets go of the idle engine after ``idle_hold`` seconds, or as soon as another process
+        waits for the folder; ends when the engine is in use again or let go."""
+        while True:
+            idle_since = self._idle_since
+            if self._client is None or idle_since is None:
+                return
+            time.sleep(min(0.05, max(0.005, idle_since + self.idle_hold - time.monotonic())))
+            # Not while a read or a write holds the lock: it sets the engine in use again.
+            if not self._lock.acquire(blocking=False):
+                continue
+            try:
+                if (
+                    self._idle_since is not None
+                    and self._client is not None
+                    and (time.monotonic() - self._idle_since >= self.idle_hold or self._wanted())
+                ):
+                    self._drop_client()
+            finally:
+                self._lock.release()
+
+    def _let_go_if_idle(self) -> None:
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._idle_since is not None:
+                    self._drop_client()
+            finally:
+                self._lock.release()
+
+    def _wanted_path(self) -> Path:
+        assert self.path is not None
+        return self.path.with_name(self.path.name + ".wanted")
+
+    def _wanted(self) -> bool:
+        """Another process waited for the folder within the last second."""
+        try:
+            return time.time() - self._wanted_path().stat().st_mtime < 1.0
+        except OSError:
+            return False
 
     def before_fork(self) -> None:
-        self.release()
+        self.release(at_once=True)
 
     def after_fork(self) -> None:
         # The parent's connections and engine are not the child's: open afresh on first use.
         self._client = None
         self._lock = threading.RLock()
+        self._idle_since = None
+        self._keeper = None
 
     def close(self) -> None:
         with self._lock:

@@ -88,7 +88,9 @@ def main() -> None:
         duck = _store(args.dir, size, args.days, now)
         for engine in engines:
             if engine == "chdb":
-                url = f"chdb://{_chdb_store(duck, args.chdb_copies)}"
+                # Each run opens the engine, as the command does in a fresh process: the engine
+                # kept open between runs (idle_hold) would make the repeats look faster than it.
+                url = f"chdb://{_chdb_store(duck, args.chdb_copies)}?idle_hold=0"
                 events = size * args.chdb_copies
             else:
                 url = f"duckdb://{duck}"

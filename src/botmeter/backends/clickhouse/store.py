@@ -591,7 +591,7 @@ class ClickHouseStore:
                 return
             self._idle_since = time.monotonic()
             _KEPT_OPEN.add(self)
-            if self._keeper is None or not self._keeper.is_alive():
+            if self._keeper is None:  # (a keeper says it stops under this lock: none is missed)
                 self._keeper = threading.Thread(
                     target=self._hold_while_idle, name="botmeter-chdb-idle", daemon=True
                 )
@@ -602,19 +602,18 @@ class ClickHouseStore:
         waits for the folder; ends when the engine is in use again or let go."""
         while True:
             idle_since = self._idle_since
-            if self._client is None or idle_since is None:
-                return
-            time.sleep(min(0.05, max(0.005, idle_since + self.idle_hold - time.monotonic())))
-            # Not while a read or a write holds the lock: it sets the engine in use again.
+            left = 0.05 if idle_since is None else idle_since + self.idle_hold - time.monotonic()
+            time.sleep(min(0.05, max(0.005, left)))
+            # Not while a read or a write holds the lock: it is in use, and idle again after.
             if not self._lock.acquire(blocking=False):
                 continue
             try:
-                if (
-                    self._idle_since is not None
-                    and self._client is not None
-                    and (time.monotonic() - self._idle_since >= self.idle_hold or self._wanted())
-                ):
+                if self._client is not None and self._idle_since is not None:
+                    if time.monotonic() - self._idle_since < self.idle_hold and not self._wanted():
+                        continue
                     self._drop_client()
+                self._keeper = None
+                return
             finally:
                 self._lock.release()
 

@@ -10,6 +10,8 @@ import math
 import re
 import subprocess
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -27,6 +29,7 @@ from botmeter.report.dashboard import render
 from botmeter.report.dashboard_schema import DashboardFigures, schema_text
 from botmeter.report.html import DARK_PALETTE, PALETTE, SEVERITY_COLOURS, Axis, Frame
 from botmeter.report.page import _anomaly, attention, day_text, secs
+from conftest import subprocess_env
 from dashboards import PAYLOADS, PageParts, fill_hostile, write
 
 SCHEMA = Path(__file__).resolve().parents[1] / "src/botmeter/report/dashboard.schema.json"
@@ -603,14 +606,78 @@ def test_one_colour_means_one_thing_in_a_chart():
     )
 
 
-def test_figures_answered_on_two_threads_equal_those_answered_on_one(demo):
+@pytest.fixture(scope="module")
+def demo_chdb(demo: str, tmp_path_factory) -> str:
+    """The demo's events in the embedded ClickHouse engine (let go after each read)."""
+    pytest.importorskip("chdb")
+    from botmeter.store import open_store
+    from botmeter.store.copy import copy_events
+
+    url = f"chdb://{tmp_path_factory.mktemp('demo-ch') / 'demo'}?idle_hold=0"
+    source, destination = open_store(demo), open_store(url)
+    try:
+        copy_events(source, destination)
+    finally:
+        source.close()
+        destination.close()
+    return url
+
+
+@pytest.mark.parametrize("store", ["demo", "demo_chdb"])
+def test_figures_answered_on_two_threads_equal_those_answered_on_one(store, request):
+    # The summary, the error groups and the series are answered two at a time (DuckDB: a cursor
+    # each; the embedded ClickHouse engine: a client each), and equal the figures answered in turn.
     from botmeter.analyse.dashboard_figures import dashboard_data
 
+    url = request.getfixturevalue(store)
     now = datetime.now(UTC)
-    reader = Reader(demo)
-    assert reader.engine.parallel_reads == 2  # DuckDB answers a dashboard's figures two at a time
+    reader = Reader(url)
+    assert reader.engine.parallel_reads == 2
     together = dashboard_data(reader, 30, now=now)
     reader.engine.parallel_reads = 1
     one_by_one = dashboard_data(reader, 30, now=now)
     assert together.keys() == one_by_one.keys()
     assert together == one_by_one
+    assert together["kpis"]["messages"]["value"] > 0 and together["error_groups"]
+    if store == "demo_chdb":
+        # After the session, with the threads' clients, the folder is free for another process.
+        other = subprocess.run(
+            [sys.executable, "-c", _COUNT, url.split("?")[0]],
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert other.returncode == 0, other.stderr
+        assert int(other.stdout) > 0
+
+
+_COUNT = (
+    "import sys\n"
+    "from botmeter.backends.clickhouse.store import ClickHouseStore\n"
+    "s = ClickHouseStore(sys.argv[1], lock_timeout=0)\n"
+    "print(s.count()); s.close()\n"
+)
+
+
+def test_a_fact_asked_by_two_threads_at_once_is_computed_once(demo):
+    # A dashboard's summary and series share scans: the second thread waits for the first's answer.
+    reader = Reader(demo)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.3)
+        return len(calls)
+
+    with reader.engine.session():
+        answers = []
+        threads = [
+            threading.Thread(target=lambda: answers.append(reader.engine._fact("shared", compute)))
+            for _ in range(2)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert calls == [1] and answers == [1, 1]

@@ -134,21 +134,25 @@ def dashboard_data(
     queries: dict[str, dict[str, Any]] = {}
     missing: dict[str, str] = {}
     with reader.session():
-        # Week-over-week figures are not drawn (the KPIs compare whole periods): not computed.
-        summary = summarise(
-            reader,
-            days,
-            now,
-            window=window,
-            monthly_budget_usd=monthly_budget_usd,
-            alerts=alerts,
-            compare_weeks=False,
-        )
         jobs = [(key, metric, arguments, window) for key, metric, arguments in SERIES]
         jobs += [(key, metric, arguments, before) for key, metric, arguments in PREVIOUS]
-        # The error groups, the longest single figure, go first: on an engine that answers on
-        # several threads the series run beside them.
-        asked = [lambda: reader.error_groups(start=window[0], end=window[1])]
+        # The summary (some fifty statements, one after another) and the error groups, the
+        # longest single figure, go first: on an engine that answers on several threads the
+        # series run beside them. Week-over-week figures are not drawn (the KPIs compare whole
+        # periods): not computed.
+        asked = [
+            functools.partial(
+                summarise,
+                reader,
+                days,
+                now,
+                window=window,
+                monthly_budget_usd=monthly_budget_usd,
+                alerts=alerts,
+                compare_weeks=False,
+            ),
+            lambda: reader.error_groups(start=window[0], end=window[1]),
+        ]
         keys = []
         for key, metric, arguments, (first, last) in jobs:
             metric, kw = _adapt(reader, metric, {"interval": "day", **arguments})
@@ -165,7 +169,9 @@ def dashboard_data(
             }
             asked.append(functools.partial(_rows, reader, metric, since, last, kw))
             keys.append(key)
-        groups, *answers = _answered(reader, asked)
+        summary, groups, *answers = _answered(reader, asked)
+        if isinstance(summary, BaseException):
+            raise summary
         for key, answer in zip(keys, answers, strict=True):
             if isinstance(answer, (FigureUnavailable, QueryError)):
                 out[key] = None

@@ -289,6 +289,25 @@ class ClickHouseStore:
             time.sleep(pause)
             pause = min(pause * 2, 0.2)
 
+    def reader_client(self) -> Any:
+        """A client for a read on another thread while this store's is open (``client()``): a
+        server's client takes requests from several threads; the embedded engine's runs one query
+        at a time, so another client of the same engine (about 9 ms to make)."""
+        if not self.embedded:
+            return self._client
+        import clickhouse_connect
+
+        client = clickhouse_connect.get_client(
+            interface="chdb", path=str(self.path), settings={"log_queries": 0}
+        )
+        client.database = self.database
+        return client
+
+    def close_reader_client(self, client: Any) -> None:
+        if client is not self._client:
+            with contextlib.suppress(Exception):
+                client.close()
+
     def _drop_client(self) -> None:
         client, self._client = self._client, None
         self._idle_since = None

@@ -9,6 +9,7 @@ questions about the store (``Facts``) are answered here with statements the prin
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,8 @@ class SQLEngine:
         self._open = False
         # Facts about the store and shared scans, kept while a session is open.
         self._facts: dict[Any, Any] = {}
+        self._fact_locks: dict[Any, threading.Lock] = {}
+        self._facts_lock = threading.Lock()
 
     # -- what a backend provides ---------------------------------------------------------------------
 
@@ -67,7 +70,7 @@ class SQLEngine:
                 yield self
             finally:
                 self._open = False
-                self._facts = {}
+                self._facts, self._fact_locks = {}, {}
 
     def sql(self, text: str, params: dict[str, Any] | None = None) -> list[tuple]:
         """Runs read-only SQL in the current session (or a short one)."""
@@ -88,18 +91,22 @@ class SQLEngine:
         anomaly series ask some of the same questions (each costs an embedded ClickHouse tens of
         milliseconds however small)."""
         key = ("answer", sql, repr(sorted(params.items())))
-        answer = self._facts.get(key)
-        if answer is None:
-            answer = self._execute(sql, params)
-            if self._open:
-                self._facts[key] = answer
-        return answer
+        return self._fact(key, lambda: self._execute(sql, params))
 
     def _fact(self, key: Any, compute: Any) -> Any:
         if not self._open:
             return compute()
-        if key not in self._facts:
-            self._facts[key] = compute()
+        try:
+            return self._facts[key]
+        except KeyError:
+            pass
+        # Once per session even when two threads of it ask at once (a dashboard's summary and
+        # its series share scans): the second waits for the first's answer.
+        with self._facts_lock:
+            lock = self._fact_locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._facts:
+                self._facts[key] = compute()
         return self._facts[key]
 
     # -- Facts, for the planner ----------------------------------------------------------------------

@@ -742,32 +742,23 @@ def test_back_to_back_reads_reuse_the_engine_then_let_the_folder_go(tmp_path, mo
         store.close()
 
 
-def test_a_process_waiting_for_the_folder_gets_it_from_an_idle_holder(tmp_path):
-    # Held idle for up to ten minutes, the folder goes to another process as soon as it waits.
-    url = f"chdb://{tmp_path}/ch?idle_hold=600"
+@pytest.mark.parametrize(
+    ("idle_hold", "lock_timeout"), [("600", 20), ("0", 0)], ids=["kept open, asked for", "let go at once"]
+)
+def test_another_process_gets_the_folder_of_an_idle_holder(tmp_path, idle_hold, lock_timeout):
+    # Kept open while idle for up to ten minutes, the folder goes to another process as soon as it
+    # waits for it; with idle_hold=0 it is free at once (the other process does not wait at all).
+    url = f"chdb://{tmp_path}/ch?idle_hold={idle_hold}"
     store = ClickHouseStore(url)
     try:
         store.write(events(12), fresh=True)
         store.release()
         assert store.count() == 12  # in use again, then idle
         store.release()
-        other = _count_in_another_process(url, lock_timeout=20)
+        other = _count_in_another_process(url, lock_timeout=lock_timeout)
         assert other.returncode == 0, other.stderr
         assert other.stdout.strip() == "12"
         assert store.count() == 12
-    finally:
-        store.close()
-
-
-def test_idle_hold_zero_lets_go_at_once(tmp_path):
-    url = f"chdb://{tmp_path}/ch?idle_hold=0"
-    store = ClickHouseStore(url)
-    try:
-        store.write(events(6), fresh=True)
-        store.release()
-        other = _count_in_another_process(url, lock_timeout=0)
-        assert other.returncode == 0, other.stderr
-        assert other.stdout.strip() == "6"
     finally:
         store.close()
 

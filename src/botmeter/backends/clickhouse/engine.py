@@ -17,7 +17,6 @@ it), the read settings, and the explorer's table sizes and parts from ``system.p
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -54,46 +53,24 @@ class ClickHouseEngine(SQLEngine):
     # many small statements use one core each (BENCHMARKS.md).
     parallel_reads = 2
 
-    def __init__(self, store: Any, *, use_rollups: bool = True) -> None:
-        super().__init__(store, use_rollups=use_rollups)
-        self._client: Any = None
-        self._owner: int | None = None
-        self._local = threading.local()
-        self._extra: list[Any] = []
-        self._extra_lock = threading.Lock()
-
     @contextmanager
     def _connect(self) -> Iterator[None]:
         try:
             with self.store.client() as client:
-                self._client, self._owner = client, threading.get_ident()
+                self._own(client)
                 try:
                     yield
                 finally:
-                    with self._extra_lock:
-                        extra, self._extra = self._extra, []
-                    for other in extra:
-                        self.store.close_reader_client(other)
-                    self._client, self._owner = None, None
+                    self._disown(self.store.close_reader_client)
         finally:
             self.store.release()
 
-    def _client_here(self) -> Any:
-        """The session's client on the thread that opened it; on another, one of that thread's."""
-        if threading.get_ident() == self._owner:
-            return self._client
-        client = getattr(self._local, "client", None)
-        if client is None or self._local.of is not self._client:
-            client = self.store.reader_client()
-            self._local.client, self._local.of = client, self._client
-            if client is not self._client:
-                with self._extra_lock:
-                    self._extra.append(client)
-        return client
+    def _reader_client(self, _: Any) -> Any:
+        return self.store.reader_client()
 
     def _execute(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple]]:
         try:
-            client = self._client_here()
+            client = self._here(self._reader_client)
             result = client.query(self.printer.finish(sql), parameters=params, settings=READ_SETTINGS)
         except Exception as exc:
             raise self.store._mapped(exc, "query") from exc

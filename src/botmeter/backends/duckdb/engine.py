@@ -6,7 +6,6 @@ DuckDB's own: the read connection, what the store keeps (``KEEPS``), and the exp
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -43,44 +42,25 @@ class DuckDBEngine(SQLEngine):
     # on its own cursor of the session's connection: most use one core, and DuckDB runs them at once.
     parallel_reads = 2
 
-    def __init__(self, store: Any, *, use_rollups: bool = True) -> None:
-        super().__init__(store, use_rollups=use_rollups)
-        self._con: Any = None
-        self._owner: int | None = None
-        self._local = threading.local()
-        self._cursors: list[Any] = []
-        self._cursors_lock = threading.Lock()
-
     @contextmanager
     def _connect(self) -> Iterator[None]:
         with self.store.reading() as con:
             con.execute("SET arrow_lossless_conversion = true")
-            self._con, self._owner = con, threading.get_ident()
+            self._own(con)
             try:
                 yield
             finally:
-                with self._cursors_lock:
-                    cursors, self._cursors = self._cursors, []
-                for cursor in cursors:
-                    cursor.close()
-                self._con, self._owner = None, None
+                self._disown(lambda cursor: cursor.close())
 
-    def _connection(self) -> Any:
-        """The session's connection on the thread that opened it; on another, a cursor of it."""
-        if threading.get_ident() == self._owner:
-            return self._con
-        cursor = getattr(self._local, "cursor", None)
-        if cursor is None or self._local.of is not self._con:
-            cursor = self._con.cursor()
-            cursor.execute("SET arrow_lossless_conversion = true")
-            self._local.cursor, self._local.of = cursor, self._con
-            with self._cursors_lock:
-                self._cursors.append(cursor)
+    @staticmethod
+    def _cursor(con: Any) -> Any:
+        cursor = con.cursor()
+        cursor.execute("SET arrow_lossless_conversion = true")
         return cursor
 
     def _execute(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple]]:
         with damaged_file(self.store.path):
-            cur = self._connection().execute(sql, params)
+            cur = self._here(self._cursor).execute(sql, params)
             names = [d[0] for d in cur.description]
             return names, cur.fetchall()
 

@@ -10,7 +10,7 @@ questions about the store (``Facts``) are answered here with statements the prin
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,6 +43,13 @@ class SQLEngine:
         self._facts: dict[Any, Any] = {}
         self._fact_locks: dict[Any, threading.Lock] = {}
         self._facts_lock = threading.Lock()
+        # The session's connection (or client) and the thread that opened it; the other threads'
+        # own, made from it, closed with the session (``_here``).
+        self._main: Any = None
+        self._owner: int | None = None
+        self._local = threading.local()
+        self._handles: list[Any] = []
+        self._handles_lock = threading.Lock()
 
     # -- what a backend provides ---------------------------------------------------------------------
 
@@ -55,6 +62,35 @@ class SQLEngine:
     def _execute(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple]]:
         """Runs one statement in the open session: column names and rows."""
         raise NotImplementedError
+
+    # -- a session read from several threads --------------------------------------------------------
+
+    def _own(self, main: Any) -> None:
+        """``main`` (a connection, a client) answers this session on the calling thread."""
+        self._main, self._owner = main, threading.get_ident()
+
+    def _here(self, make: Callable[[Any], Any]) -> Any:
+        """The session's connection on the thread that opened it; on another thread, that thread's
+        own, made once from it by ``make`` (a cursor, another client)."""
+        if threading.get_ident() == self._owner:
+            return self._main
+        local = self._local
+        handle = getattr(local, "handle", None)
+        if handle is None or local.of is not self._main:
+            handle = make(self._main)
+            local.handle, local.of = handle, self._main
+            if handle is not self._main:
+                with self._handles_lock:
+                    self._handles.append(handle)
+        return handle
+
+    def _disown(self, close: Callable[[Any], None]) -> None:
+        """The session ends: the other threads' handles are closed (``close``)."""
+        with self._handles_lock:
+            handles, self._handles = self._handles, []
+        for handle in handles:
+            close(handle)
+        self._main, self._owner = None, None
 
     # -- sessions and statements ----------------------------------------------------------------------
 

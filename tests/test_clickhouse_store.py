@@ -783,3 +783,18 @@ def test_another_folder_in_the_same_process_takes_over_an_idle_engine(tmp_path):
 def test_a_bad_idle_hold_is_named(tmp_path, value):
     with pytest.raises(ConfigError, match=rf"idle_hold must be seconds >= 0, not '{value}'"):
         ClickHouseStore(f"chdb://{tmp_path}/ch?idle_hold={value}")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "what"),
+    [
+        ("retries", "2.5", "a whole number >= 0"),
+        ("retries", "-1", "a whole number >= 0"),
+        ("connect_timeout", "five", "seconds >= 0"),
+        ("send_receive_timeout", "-3", "seconds >= 0"),
+    ],
+)
+def test_a_bad_number_in_the_url_is_named_when_the_store_is_made(option, value, what):
+    # Checked when the store is made, not at its first connection (a bot's first write).
+    with pytest.raises(ConfigError, match=rf"{option} must be {what}, not '{value}'"):
+        ClickHouseStore(f"clickhouse://ch.test:8123/db?{option}={value}")

@@ -107,14 +107,33 @@ _URL_OPTIONS = {
 _KEPT_OPEN: weakref.WeakSet[ClickHouseStore] = weakref.WeakSet()
 
 
-def _seconds(value: str, name: str, url: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not seconds >= 0 or seconds == float("inf"):
-        raise ConfigError(f"store URL {redact(url)!r}: {name} must be seconds >= 0, not {value!r}")
-    return seconds
+# The URL's numeric options and their defaults: (whole number, default).
+_NUMBER_OPTIONS = {
+    "retries": (True, 2),
+    "connect_timeout": (False, 5.0),
+    "send_receive_timeout": (False, 10.0),
+    "idle_hold": (False, 1.0),
+}
+
+
+def _number_options(options: dict[str, str], url: str) -> dict[str, float]:
+    """The URL's numeric options, each a finite number >= 0 (a whole one for ``retries``), checked
+    when the store is made: a bad one is named with its value."""
+    out: dict[str, float] = {}
+    for name, (whole, default) in _NUMBER_OPTIONS.items():
+        text = options.get(name)
+        if text is None:
+            out[name] = default
+            continue
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            value = -1
+        if not 0 <= value < float("inf"):
+            what = "a whole number >= 0" if whole else "seconds >= 0"
+            raise ConfigError(f"store URL {redact(url)!r}: {name} must be {what}, not {text!r}")
+        out[name] = value
+    return out
 
 
 def parse_url(url: str) -> dict[str, Any]:
@@ -183,9 +202,10 @@ class ClickHouseStore:
         self._password = self._conn.get("password") or ""
         self.url = redact(url)
         options = self._conn["options"]
-        self.retries = int(options.get("retries", 2)) if retries is None else retries
+        self._numbers = _number_options(options, url)
+        self.retries = int(self._numbers["retries"]) if retries is None else retries
         self.lock_timeout = lock_timeout
-        self.idle_hold = _seconds(options.get("idle_hold", "1"), "idle_hold", url)
+        self.idle_hold = self._numbers["idle_hold"]
         self.embedded = self._conn["scheme"] == "chdb"
         self.path: Path | None = self._conn.get("path")
         self.database: str = self._conn["database"]
@@ -230,10 +250,10 @@ class ClickHouseStore:
                 "username": self._conn["username"],
                 "password": self._password,
                 "secure": self._conn["secure"],
-                "connect_timeout": float(options.get("connect_timeout", 5)),
+                "connect_timeout": self._numbers["connect_timeout"],
                 # A hung server holds the writer (never the bot) for at most about (retries + 1) times
                 # this before the batch is spooled; one batch's insert takes well under it.
-                "send_receive_timeout": float(options.get("send_receive_timeout", 10)),
+                "send_receive_timeout": self._numbers["send_receive_timeout"],
                 # Requests run on the writer's thread and a reader's at once: no shared session.
                 "autogenerate_session_id": False,
                 "compress": options.get("compress", "lz4"),

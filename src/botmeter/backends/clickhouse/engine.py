@@ -65,12 +65,9 @@ class ClickHouseEngine(SQLEngine):
         finally:
             self.store.release()
 
-    def _reader_client(self, _: Any) -> Any:
-        return self.store.reader_client()
-
     def _execute(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple]]:
         try:
-            client = self._here(self._reader_client)
+            client = self._here(self.store.reader_client)
             result = client.query(self.printer.finish(sql), parameters=params, settings=READ_SETTINGS)
         except Exception as exc:
             raise self.store._mapped(exc, "query") from exc

@@ -309,12 +309,12 @@ class ClickHouseStore:
             time.sleep(pause)
             pause = min(pause * 2, 0.2)
 
-    def reader_client(self) -> Any:
-        """A client for a read on another thread while this store's is open (``client()``): a
-        server's client takes requests from several threads; the embedded engine's runs one query
-        at a time, so another client of the same engine (about 9 ms to make)."""
+    def reader_client(self, client: Any) -> Any:
+        """A client for reads on another thread while ``client`` (this store's, from ``client()``)
+        is open: a server's client takes requests from several threads; the embedded engine's runs
+        one query at a time, so another client of the same engine (about 9 ms to make)."""
         if not self.embedded:
-            return self._client
+            return client
         import clickhouse_connect
 
         client = clickhouse_connect.get_client(
@@ -324,9 +324,8 @@ class ClickHouseStore:
         return client
 
     def close_reader_client(self, client: Any) -> None:
-        if client is not self._client:
-            with contextlib.suppress(Exception):
-                client.close()
+        with contextlib.suppress(Exception):
+            client.close()
 
     def _drop_client(self) -> None:
         client, self._client = self._client, None

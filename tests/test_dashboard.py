@@ -670,12 +670,15 @@ def test_a_fact_asked_by_two_threads_at_once_is_computed_once(demo):
         time.sleep(0.3)
         return len(calls)
 
+    both_asking = threading.Barrier(2)  # both ask before either has an answer (compute takes 0.3 s)
+
+    def ask():
+        both_asking.wait()
+        answers.append(reader.engine._fact("shared", compute))
+
     with reader.engine.session():
         answers = []
-        threads = [
-            threading.Thread(target=lambda: answers.append(reader.engine._fact("shared", compute)))
-            for _ in range(2)
-        ]
+        threads = [threading.Thread(target=ask) for _ in range(2)]
         for t in threads:
             t.start()
         for t in threads:

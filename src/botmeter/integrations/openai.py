@@ -147,7 +147,7 @@ class ChatCompletions(Operation):
             except AttributeError:  # a stream object that takes no attributes: chunks are checked
                 return result
             watch.state = _FROM_BYTES
-            # The model and the first content are read from the bytes too (_see_bytes): no chunk
+            # The model and the first content are read from the bytes too (_look, _seen): no chunk
             # object needs looking at, unless the bytes turn out not to be the API's compact JSON.
             watch.passthrough = True
         return result
@@ -270,16 +270,11 @@ def _usage_line(data: bytes) -> Any:
 _CONTENT_KEYS = (b'"content":"', b'"refusal":"')
 
 
-def _see_bytes(lines: bytes, watch: Watch) -> None:
-    """``ChatCompletions.see`` on whole lines of the stream, until the first content: the model (the
-    first chunk names it, as each does) and the time the first content arrived."""
-    _seen(watch, *_look(lines, not watch.extra))
-
-
 def _look(lines: bytes, want_model: bool) -> tuple[bytes | None, bool, bool]:
-    """What whole lines of the stream show, as ``_fastpath.stream_step`` finds it too: the first
-    non-empty model named (when wanted), whether a data line names none in the compact form, and
-    whether content arrived."""
+    """``ChatCompletions.see`` on whole lines of the stream, until the first content, as
+    ``_fastpath.stream_step`` does it too: the first non-empty model named (when wanted; the first
+    chunk names it, as each does), whether a data line names none in the compact form, and whether
+    content arrived."""
     model, no_model = None, False
     if want_model:
         at = lines.find(b'"model":"')
@@ -324,7 +319,7 @@ def _step_py(chunk: bytes, carry: bytes, at_event_start: bool, watch: Watch, dec
     """A read's whole lines, looked at and filtered; and what is kept back for the next read."""
     lines, rest = _whole_lines(chunk, carry)
     if watch.first_at is None and watch.passthrough:
-        _see_bytes(lines, watch)
+        _seen(watch, *_look(lines, not watch.extra))
     return _filter(lines, watch, decoder, at_event_start), rest
 
 

@@ -103,6 +103,11 @@ _URL_OPTIONS = {
 }
 
 
+# An idle engine kept open looks this often whether its hold is over or another process waits for
+# its folder; a process waiting touches <folder>.wanted at each try (at least every 0.2 s), and a
+# touch this recent means it still waits.
+_IDLE_CHECK_S = 0.05
+_WANTED_FRESH_S = 1.0
 # Stores of this process keeping their embedded engine open while idle.
 _KEPT_OPEN: weakref.WeakSet[ClickHouseStore] = weakref.WeakSet()
 
@@ -640,8 +645,8 @@ class ClickHouseStore:
         waits for the folder; ends when the engine is in use again or let go."""
         while True:
             idle_since = self._idle_since
-            left = 0.05 if idle_since is None else idle_since + self.idle_hold - time.monotonic()
-            time.sleep(min(0.05, max(0.005, left)))
+            left = _IDLE_CHECK_S if idle_since is None else idle_since + self.idle_hold - time.monotonic()
+            time.sleep(min(_IDLE_CHECK_S, max(0.005, left)))
             # Not while a read or a write holds the lock: it is in use, and idle again after.
             if not self._lock.acquire(blocking=False):
                 continue
@@ -668,9 +673,9 @@ class ClickHouseStore:
         return self.path.with_name(self.path.name + ".wanted")
 
     def _wanted(self) -> bool:
-        """Another process waited for the folder within the last second."""
+        """Another process is waiting for the folder."""
         try:
-            return time.time() - self._wanted_path().stat().st_mtime < 1.0
+            return time.time() - self._wanted_path().stat().st_mtime < _WANTED_FRESH_S
         except OSError:
             return False
 

@@ -648,3 +648,37 @@ def test_a_reader_gets_the_file_the_writer_of_its_own_process_keeps_open(tmp_pat
     assert writer._held is not None  # kept open, as between a burst's batches
     assert Reader(DuckDBStore(url, lock_timeout=0.5)).query("messages", days=1, interval=None).total() == 1
     assert writer._held is None
+
+
+FIRST_BATCH_IMPORTS = """
+import sys, time
+from botmeter import Meter
+
+meter = Meter(bot="warm", store=sys.argv[1])
+time.sleep(1.0)  # a bot starting up: the writer has the process to itself
+before = set(sys.modules)
+meter.track_llm_call(
+    provider="openai", model="gpt-4o-mini", input_tokens=1200, output_tokens=80, latency_ms=900
+)
+meter.track_message(direction="in", user="u1", conversation="c1", channel="sms", text="hi")
+assert meter.flush(60)
+print(" ".join(sorted(name for name in set(sys.modules) - before if name.split(".")[0] in sys.argv[2:])))
+meter.close()
+"""
+
+
+def test_the_writer_loads_what_its_first_batch_needs_before_the_first_batch(tmp_path, store_url, store_path):
+    # Loaded in the first batch instead, on a thread that competes for the GIL with a busy bot,
+    # the price data and pyarrow's pandas import took seconds while the bot's calls piled up.
+    script = tmp_path / "warm.py"
+    script.write_text(FIRST_BATCH_IMPORTS)
+    out = subprocess.run(
+        [sys.executable, str(script), store_url, "genai_prices", "pandas", "numpy"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "", f"imported by the first batch: {out.stdout.strip()[:500]}"
+    assert scalar(store_path, "SELECT count(*) FROM events WHERE kind = 'llm_call' AND cost_usd > 0") == 1

@@ -214,6 +214,15 @@ class Writer:
     # -- the loop -----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        # The price data, loaded while the bot is likely still starting: loaded in the first cycle
+        # instead, on a thread competing for the GIL with a busy bot, the import took seconds (each
+        # file it reads hands the GIL over and waits for it back), and calls piled up meanwhile.
+        # (Under the processing lock: a fork waits for it rather than copy a half-done import.)
+        try:
+            with self._processing:
+                self.pipeline.warm()
+        except Exception:  # priced (or not) in the first batch, as before
+            log.exception("botmeter: loading the price data failed")
         next_write = time.monotonic() + self.interval
         sent = 0
         while True:

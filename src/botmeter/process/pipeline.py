@@ -617,6 +617,12 @@ class Pipeline:
             ids = pa.array(values, pa.binary(16))
         return pa.ExtensionArray.from_storage(pa.uuid(), ids)
 
+    def warm(self) -> None:
+        """What the first batch would load, loaded now: the bundled LLM price data, and what
+        pyarrow imports on its first conversion (pandas, when installed)."""
+        LlmPricer.warm()
+        pc.multiply(to_array([0.0], pa.float64()), 1e6)  # (a Python number beside an array: pandas)
+
     def after_fork(self) -> None:
         self.ids.reset()
 

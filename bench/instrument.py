@@ -342,6 +342,12 @@ def measure(
 
     for _ in range(warmup * k):
         turn()
+    # Every contender's background work caught up before the timed turns (botmeter's writer loads
+    # its price data in its first cycle; on a thread competing with a busy caller for the GIL
+    # that takes seconds): the turns measure the steady state.
+    meter.flush()
+    for flush in FLUSH:
+        flush()
     turns = [turn() for _ in range(rounds * k)]
     bare = [t["bare"] for t in turns]
     result: dict[str, Any] = {

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._calls import ORIGINALS, LazyUsage, Usage, count_failure, record_call, record_failure
+from ._calls import ORIGINALS, LazyUsage, Usage, count_failure, record_call, record_deferred, record_failure
 
 perf_counter = time.perf_counter
 
@@ -36,14 +36,23 @@ class Watch:
         "usage",
     )
 
-    def __init__(self, op: Operation, meter: Any, provider: str, stage: str | None, model: Any, state: Any):
+    def __init__(
+        self,
+        op: Operation,
+        meter: Any,
+        provider: str,
+        stage: str | None,
+        model: Any,
+        state: Any,
+        start: float | None = None,
+    ):
         self.op = op
         self.meter = meter
         self.provider = provider
         self.stage = stage
         self.model = model
         self.state = state
-        self.start = perf_counter()
+        self.start = perf_counter() if start is None else start  # (the call's start, when it began before)
         self.first_at: float | None = None
         self.usage: Usage | LazyUsage | None = None
         self.extra: dict[str, Any] = {}  # properties seen on items other than the usage one
@@ -64,7 +73,7 @@ class Watch:
         self.done = True
         end = perf_counter()
         ttft = None if self.first_at is None else (self.first_at - self.start) * 1000.0
-        record_call(
+        call = (
             self.meter,
             self.provider,
             self.stage,
@@ -75,6 +84,11 @@ class Watch:
             ttft,
             self.extra if self.usage is not None else None,
         )
+        # record_call's hand-over, written out: this runs at the end of every stream
+        try:
+            self.meter.defer(record_deferred, (call,))
+        except Exception:  # a meter without a writer (a test double), or a failure in the hand-over
+            record_call(*call)
 
     def fail(self, error: BaseException) -> None:
         if self.done:
@@ -84,7 +98,7 @@ class Watch:
         record_failure(self.meter, self.provider, self.stage, self.op.name, self.model, error, latency)
 
 
-def _watch_sync(inner: Any, watch: Watch) -> Any:
+def watch_items(inner: Any, watch: Watch) -> Any:
     try:
         for item in inner:
             if watch.passthrough or watch.see(item):
@@ -99,7 +113,7 @@ def _watch_sync(inner: Any, watch: Watch) -> Any:
             close()
 
 
-async def _watch_async(inner: Any, watch: Watch) -> Any:
+async def watch_items_async(inner: Any, watch: Watch) -> Any:
     try:
         async for item in inner:
             if watch.passthrough or watch.see(item):
@@ -145,7 +159,7 @@ class Operation:
     def watch_stream(self, result: Any, watch: Watch, is_async: bool) -> Any:
         """Puts the watch between the SDK's stream object and its items; returns what the caller gets."""
         inner = getattr(result, self.stream_attr)
-        setattr(result, self.stream_attr, (_watch_async if is_async else _watch_sync)(inner, watch))
+        setattr(result, self.stream_attr, (watch_items_async if is_async else watch_items)(inner, watch))
         return result
 
 
@@ -193,18 +207,18 @@ def _finish(
             # with_raw_response: the body is read; parse() caches, so the caller gets this same object
             parsed = result.parse()
             if op.is_stream(kwargs, parsed):
-                watch = Watch(op, meter, provider, stage, op.model(kwargs), state)
-                watch.start = start
-                op.watch_stream(parsed, watch, is_async)
+                op.watch_stream(
+                    parsed, Watch(op, meter, provider, stage, op.model(kwargs), state, start), is_async
+                )
                 return result
             model = op.response_model(parsed) or op.model(kwargs)
             usage = _UsageOf(op, parsed) if op.usage_later else op.usage(parsed)
             record_call(meter, provider, stage, op.name, model, usage, (end - start) * 1000.0)
             return result
         if op.is_stream(kwargs, result):
-            watch = Watch(op, meter, provider, stage, op.model(kwargs), state)
-            watch.start = start
-            return op.watch_stream(result, watch, is_async)
+            return op.watch_stream(
+                result, Watch(op, meter, provider, stage, op.model(kwargs), state, start), is_async
+            )
         model = op.response_model(result) or op.model(kwargs)
         usage = _UsageOf(op, result) if op.usage_later else op.usage(result)
         record_call(meter, provider, stage, op.name, model, usage, (end - start) * 1000.0)

@@ -129,9 +129,7 @@ def _attach(
     raw: Any, meter: Any, provider: str, stage: str | None, model: Any, start: float, is_async: bool
 ) -> Any:
     try:
-        watch = Watch(MESSAGES, meter, provider, stage, model, None)
-        watch.start = start
-        MESSAGES.watch_stream(raw, watch, is_async)
+        MESSAGES.watch_stream(raw, Watch(MESSAGES, meter, provider, stage, model, None, start), is_async)
     except Exception:
         count_failure(meter, f"{provider}.messages.stream")
     return raw

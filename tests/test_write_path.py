@@ -651,11 +651,11 @@ def test_a_reader_gets_the_file_the_writer_of_its_own_process_keeps_open(tmp_pat
 
 
 FIRST_BATCH_IMPORTS = """
-import sys, time
+import sys
 from botmeter import Meter
 
 meter = Meter(bot="warm", store=sys.argv[1])
-time.sleep(1.0)  # a bot starting up: the writer has the process to itself
+assert meter.flush(60)  # an empty first cycle: the writer has started (and loaded what it loads first)
 before = set(sys.modules)
 meter.track_llm_call(
     provider="openai", model="gpt-4o-mini", input_tokens=1200, output_tokens=80, latency_ms=900

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-import pyarrow as pa
-
 from ..exceptions import ConfigError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from ..analyse.query import Query, Result
 
 

@@ -240,7 +240,7 @@ def test_a_bot_that_only_records_does_not_load_the_analysis():
     import subprocess
     import sys
 
-    code = "import json, sys, botmeter; print(json.dumps(sorted(sys.modules)))"
+    code = "import json, sys; from botmeter import Meter; print(json.dumps(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = set(json.loads(out))
     assert "botmeter.analyse.query" in loaded and not loaded & {

@@ -737,7 +737,7 @@ def _read_stream(step, pieces: list[bytes]) -> tuple:
         def count_integration_failure(self, where):
             raise AssertionError(where)
 
-    watch = Watch(openai_integration.CHAT, Meter_(), "openai", None, "m", openai_integration._FROM_BYTES)
+    watch = Watch(openai_integration.CHAT, Meter_(), "openai", None, "m", openai_integration._FROM_BYTES, 0.0)
     watch.passthrough = True
     carry, at_event_start, out, first_read = b"", True, [], None
     for i, piece in enumerate(pieces):

@@ -123,15 +123,15 @@ def record_call(
     try:
         defer = meter.defer
     except AttributeError:  # a meter of another kind (a test double): recorded now
-        record_deferred(call, None)
+        _record_call(call, None)
         return
     try:
-        defer(record_deferred, (call,))
+        defer(_record_call, (call,))
     except Exception:
         count_failure(meter, f"{provider}.record")
 
 
-def record_deferred(call: tuple, ts: float | None) -> None:
+def _record_call(call: tuple, ts: float | None) -> None:
     """``record_call``'s work, on the writer's thread: ``call`` is its arguments, ``ts`` the time
     the call ended."""
     meter, provider, stage, operation, model, usage, latency_ms, ttft_ms, extra = call

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._calls import ORIGINALS, LazyUsage, Usage, count_failure, record_call, record_deferred, record_failure
+from ._calls import ORIGINALS, LazyUsage, Usage, count_failure, record_call, record_failure
 
 perf_counter = time.perf_counter
 
@@ -44,7 +44,7 @@ class Watch:
         stage: str | None,
         model: Any,
         state: Any,
-        start: float | None = None,
+        start: float,
     ):
         self.op = op
         self.meter = meter
@@ -52,7 +52,7 @@ class Watch:
         self.stage = stage
         self.model = model
         self.state = state
-        self.start = perf_counter() if start is None else start  # (the call's start, when it began before)
+        self.start = start  # when the SDK call began
         self.first_at: float | None = None
         self.usage: Usage | LazyUsage | None = None
         self.extra: dict[str, Any] = {}  # properties seen on items other than the usage one
@@ -73,7 +73,7 @@ class Watch:
         self.done = True
         end = perf_counter()
         ttft = None if self.first_at is None else (self.first_at - self.start) * 1000.0
-        call = (
+        record_call(
             self.meter,
             self.provider,
             self.stage,
@@ -84,11 +84,6 @@ class Watch:
             ttft,
             self.extra if self.usage is not None else None,
         )
-        # record_call's hand-over, written out: this runs at the end of every stream
-        try:
-            self.meter.defer(record_deferred, (call,))
-        except Exception:  # a meter without a writer (a test double), or a failure in the hand-over
-            record_call(*call)
 
     def fail(self, error: BaseException) -> None:
         if self.done:
@@ -98,7 +93,7 @@ class Watch:
         record_failure(self.meter, self.provider, self.stage, self.op.name, self.model, error, latency)
 
 
-def watch_items(inner: Any, watch: Watch) -> Any:
+def _watch_sync(inner: Any, watch: Watch) -> Any:
     try:
         for item in inner:
             if watch.passthrough or watch.see(item):
@@ -113,7 +108,7 @@ def watch_items(inner: Any, watch: Watch) -> Any:
             close()
 
 
-async def watch_items_async(inner: Any, watch: Watch) -> Any:
+async def _watch_async(inner: Any, watch: Watch) -> Any:
     try:
         async for item in inner:
             if watch.passthrough or watch.see(item):
@@ -159,7 +154,7 @@ class Operation:
     def watch_stream(self, result: Any, watch: Watch, is_async: bool) -> Any:
         """Puts the watch between the SDK's stream object and its items; returns what the caller gets."""
         inner = getattr(result, self.stream_attr)
-        setattr(result, self.stream_attr, (watch_items_async if is_async else watch_items)(inner, watch))
+        setattr(result, self.stream_attr, (_watch_async if is_async else _watch_sync)(inner, watch))
         return result
 
 

@@ -14,17 +14,7 @@ import json
 from typing import Any, TypeVar
 
 from ._calls import LazyUsage, RawUsage, Usage, as_count, count_failure
-from ._wrap import (
-    Operation,
-    Watch,
-    perf_counter,
-    unwrap_class,
-    unwrap_object,
-    watch_items,
-    watch_items_async,
-    wrap_class,
-    wrap_object,
-)
+from ._wrap import Operation, Watch, perf_counter, unwrap_class, unwrap_object, wrap_class, wrap_object
 
 try:  # the usage line of a stream, parsed in about a quarter of the json module's time
     from orjson import loads as _fast_loads
@@ -144,8 +134,7 @@ class ChatCompletions(Operation):
         return True
 
     def watch_stream(self, result: Any, watch: Watch, is_async: bool) -> Any:
-        # (Operation.watch_stream's two lines, written out: this runs on every streamed call.)
-        result._iterator = (watch_items_async if is_async else watch_items)(result._iterator, watch)
+        super().watch_stream(result, watch, is_async)
         decoder = getattr(result, "_decoder", None)
         if watch.state and decoder is not None:
             # The usage-only chunk botmeter asked for is cut out of the bytes before the SDK decodes

@@ -621,7 +621,9 @@ class Pipeline:
         """What the first batch would load, loaded now: the bundled LLM price data, and what
         pyarrow imports on its first conversion (pandas, when installed)."""
         LlmPricer.warm()
-        pc.multiply(to_array([0.0], pa.float64()), 1e6)  # (a Python number beside an array: pandas)
+        # pyarrow imports pandas (when installed) the first time a compute function is given a
+        # Python number, as the batch's times are.
+        pc.multiply(to_array([0.0], pa.float64()), 1e6)
 
     def after_fork(self) -> None:
         self.ids.reset()

@@ -335,3 +335,26 @@ def test_the_file_is_free_for_other_processes_once_flush_returns(tmp_path, store
             assert other.returncode == 0, f"round {round_}: {other.stderr.strip().splitlines()[-1:]}"
     finally:
         meter.close()
+
+
+def test_a_waiting_note_is_seen_while_it_waits_and_not_once_withdrawn_or_stale(tmp_path):
+    # The one mechanism both stores use for "another process waits for this file" (DuckDB's
+    # writer between writes, an idle chdb:// engine): what the holder sees of a waiting process.
+    from botmeter.store.waiting import NOTE_TTL_S, WaitingRoom
+
+    room = WaitingRoom(tmp_path / "store.duckdb")
+    assert not room.anyone_waiting()  # no room yet
+    with room.waiting() as note:
+        assert room.anyone_waiting()
+        note.withdraw()  # the file is open: the holder need not let go any more
+        assert not room.anyone_waiting()
+    with room.waiting():
+        assert room.anyone_waiting()
+    assert not room.anyone_waiting()  # withdrawn at the end of the block
+    # A note left by a process that died is ignored once stale.
+    dead = room.folder / "12345-1"
+    dead.touch()
+    assert room.anyone_waiting()
+    old = dead.stat().st_mtime - NOTE_TTL_S - 1
+    os.utime(dead, (old, old))
+    assert not room.anyone_waiting()

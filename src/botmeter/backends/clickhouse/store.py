@@ -27,7 +27,8 @@ it has been idle for ``idle_hold`` seconds (default 1; ``release``), so a CLI co
 process gets in between writes, as with a DuckDB file; several bot processes share a server
 (``clickhouse://``), not a folder. Opening the engine costs about 80 ms and its first statements
 run cold, so back-to-back reads (the query service's requests) reuse it. A process that waits for
-the folder says so (it touches ``<folder>.wanted``), and the holder lets go at once when idle.
+the folder says so (a note in ``<folder>.readers/``, as for a DuckDB file), and the holder lets go
+at once when idle.
 
 Failures: a server that refuses connections, times out, answers 5xx, has too many parts or is
 read-only is tried again with backoff (``retries``, default 2, from 0.2 s doubling) and then
@@ -57,6 +58,7 @@ import pyarrow.compute as pc
 
 from ...events import CALLER_KEYS, COLUMNS
 from ...exceptions import ConfigError, SchemaError, StoreError, StoreUnavailable
+from ...store.waiting import WaitingRoom
 from ..duckdb.rollups import DEFAULT_SESSION_GAP_S
 from . import schema, upkeep
 
@@ -104,10 +106,8 @@ _URL_OPTIONS = {
 
 
 # An idle engine kept open looks this often whether its hold is over or another process waits for
-# its folder; a process waiting touches <folder>.wanted at each try (at least every 0.2 s), and a
-# touch this recent means it still waits.
+# its folder.
 _IDLE_CHECK_S = 0.05
-_WANTED_FRESH_S = 1.0
 # Stores of this process keeping their embedded engine open while idle.
 _KEPT_OPEN: weakref.WeakSet[ClickHouseStore] = weakref.WeakSet()
 
@@ -218,6 +218,8 @@ class ClickHouseStore:
         self._lock = threading.RLock()
         self._idle_since: float | None = None  # the embedded engine's, while kept open unused
         self._keeper: threading.Thread | None = None
+        # Where other processes waiting for the folder say so (the embedded engine only).
+        self._waiting: WaitingRoom | None = None if self.path is None else WaitingRoom(self.path)
         self._migrated = False
         self._database_seen = False
         # None: keep the gap the stored sessions were built with (readers never rebuild them).
@@ -296,23 +298,26 @@ class ClickHouseStore:
                 other._let_go_if_idle()
         deadline = time.monotonic() + self.lock_timeout
         pause = 0.01
-        while True:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                # No query log: nobody reads the embedded engine's, and keeping it cost a cold
-                # dashboard's hundred statements about a second (BENCHMARKS.md).
-                return clickhouse_connect.get_client(
-                    interface="chdb", path=str(self.path), settings={"log_queries": 0}
-                )
-            except Exception as exc:
-                # Another process holds the folder (the engine locks it): wait for it, briefly,
-                # and say so, for a holder that keeps its engine open while idle.
-                if time.monotonic() >= deadline:
-                    raise StoreUnavailable(f"cannot open {self.path}: {self._scrub(str(exc))}") from exc
-                with contextlib.suppress(OSError):
-                    self._wanted_path().touch()
-            time.sleep(pause)
-            pause = min(pause * 2, 0.2)
+        with contextlib.ExitStack() as stack:
+            noted = False
+            while True:
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    # No query log: nobody reads the embedded engine's, and keeping it cost a cold
+                    # dashboard's hundred statements about a second (BENCHMARKS.md).
+                    return clickhouse_connect.get_client(
+                        interface="chdb", path=str(self.path), settings={"log_queries": 0}
+                    )
+                except Exception as exc:
+                    # Another process holds the folder (the engine locks it): wait for it, briefly,
+                    # with a note in its waiting room for a holder that keeps it open while idle.
+                    if time.monotonic() >= deadline:
+                        raise StoreUnavailable(f"cannot open {self.path}: {self._scrub(str(exc))}") from exc
+                    if not noted:
+                        stack.enter_context(self._waiting.waiting())
+                        noted = True
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
 
     def reader_client(self, client: Any) -> Any:
         """A client for reads on another thread while ``client`` (this store's, from ``client()``)
@@ -629,7 +634,7 @@ class ClickHouseStore:
         if not self.embedded or self._client is None:
             return
         with self._lock:
-            if at_once or self.idle_hold <= 0 or self._wanted():
+            if at_once or self.idle_hold <= 0 or self._waiting.anyone_waiting():
                 self._drop_client()
                 return
             self._idle_since = time.monotonic()
@@ -652,7 +657,8 @@ class ClickHouseStore:
                 continue
             try:
                 if self._client is not None and self._idle_since is not None:
-                    if time.monotonic() - self._idle_since < self.idle_hold and not self._wanted():
+                    waited_for = self._waiting.anyone_waiting()
+                    if time.monotonic() - self._idle_since < self.idle_hold and not waited_for:
                         continue
                     self._drop_client()
                 self._keeper = None
@@ -667,17 +673,6 @@ class ClickHouseStore:
                     self._drop_client()
             finally:
                 self._lock.release()
-
-    def _wanted_path(self) -> Path:
-        assert self.path is not None
-        return self.path.with_name(self.path.name + ".wanted")
-
-    def _wanted(self) -> bool:
-        """Another process is waiting for the folder."""
-        try:
-            return time.time() - self._wanted_path().stat().st_mtime < _WANTED_FRESH_S
-        except OSError:
-            return False
 
     def before_fork(self) -> None:
         self.release(at_once=True)

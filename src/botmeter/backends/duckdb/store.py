@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import os
 import threading
 import time
 import weakref
@@ -31,11 +30,11 @@ import pyarrow.compute as pc
 
 from ...events import CALLER_KEYS, COLUMNS
 from ...exceptions import SchemaError, StoreError, StoreLocked, StoreUnavailable, first_line
+from ...store.waiting import WaitingRoom
 from . import rollups
 
 SCHEMA_VERSION = 4
 CALLER_KEY_WINDOW = timedelta(days=7)
-_READER_NOTE_TTL = 10.0  # seconds a reader's request for the file is honoured
 log = logging.getLogger("botmeter")
 # DuckDB's file header (a main header and two database headers of 4 KiB): a shorter file holds no data.
 _HEADER_BYTES = 3 * 4096
@@ -148,7 +147,7 @@ class DuckDBStore:
         # An in-memory connection the rollups' work beside a write computes with (hashes, JSON):
         # made once, as making one costs about 17 ms.
         self._scratch: duckdb.DuckDBPyConnection | None = None
-        self._requests = self.path.with_name(self.path.name + ".readers")
+        self._waiting = WaitingRoom(self.path)
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -268,49 +267,21 @@ class DuckDBStore:
     @contextlib.contextmanager
     def reading(self, timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection for queries; held briefly so the bot's writes are not kept waiting."""
-        with self._lock, self._read_request():
+        with self._lock, self._waiting.waiting() as note:
             _release_held(self.path)
             if not self._migrated and self._stored_version(timeout) < SCHEMA_VERSION:
                 # A store written by an older botmeter is migrated once, by whoever opens it first.
-                self._withdraw_request()
+                note.withdraw()
                 with self.writing(timeout):
                     pass
             with self._connection(read_only=True, timeout=timeout) as con, damaged_file(self.path):
-                self._withdraw_request()
+                note.withdraw()
                 yield con
-
-    @contextlib.contextmanager
-    def _read_request(self) -> Iterator[None]:
-        self._note = self._requests / f"{os.getpid()}-{threading.get_ident()}"
-        try:
-            self._requests.mkdir(exist_ok=True)
-            self._note.touch()
-        except OSError:
-            self._note = None  # a read-only place: readers still get in between writes
-        try:
-            yield
-        finally:
-            self._withdraw_request()
-
-    def _withdraw_request(self) -> None:
-        note, self._note = getattr(self, "_note", None), None
-        if note is not None:
-            with contextlib.suppress(OSError):
-                note.unlink()
-
-    def _readers_waiting(self) -> bool:
-        try:
-            now = time.time()
-            with os.scandir(self._requests) as entries:
-                # A note older than a few seconds is a reader that died before it could remove it.
-                return any(now - e.stat().st_mtime < _READER_NOTE_TTL for e in entries)
-        except OSError:
-            return False
 
     def _let_readers_in(self) -> None:
         """Waits (briefly) for readers who asked for the file to open it."""
         deadline = time.monotonic() + _READER_WAIT
-        while self._readers_waiting() and time.monotonic() < deadline:
+        while self._waiting.anyone_waiting() and time.monotonic() < deadline:
             time.sleep(0.005)
 
     def release(self) -> None:
@@ -343,7 +314,7 @@ class DuckDBStore:
         """A write connection; with ``keep_open`` it stays open for the next write unless a reader waits."""
         with self._lock:
             con, self._held = self._held, None
-            if self._readers_waiting():
+            if self._waiting.anyone_waiting():
                 if con is not None:
                     with contextlib.suppress(duckdb.Error):
                         con.close()
@@ -359,7 +330,7 @@ class DuckDBStore:
             except duckdb.Error as exc:
                 raise _mapped(exc, self.path) from exc
             finally:
-                if keep and not self._readers_waiting():
+                if keep and not self._waiting.anyone_waiting():
                     self._held = con
                 else:
                     with contextlib.suppress(duckdb.Error):

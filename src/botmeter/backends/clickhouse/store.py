@@ -25,10 +25,10 @@ The embedded engine keeps one folder per process: a second process cannot open a
 folder while the first holds it. A bot keeps the engine open between writes and lets go of it when
 it has been idle for ``idle_hold`` seconds (default 1; ``release``), so a CLI command in another
 process gets in between writes, as with a DuckDB file; several bot processes share a server
-(``clickhouse://``), not a folder. Opening the engine costs about 80 ms and its first statements
-run cold, so back-to-back reads (the query service's requests) reuse it. A process that waits for
-the folder says so (a note in ``<folder>.readers/``, as for a DuckDB file), and the holder lets go
-at once when idle.
+(``clickhouse://``), not a folder. Opening the engine costs 80–200 ms (more on a bigger store)
+and its first statements run cold, so back-to-back reads (the query service's requests) reuse it.
+A process that waits for the folder says so (a note in ``<folder>.readers/``, as for a DuckDB
+file), and the holder lets go at once when idle.
 
 Failures: a server that refuses connections, times out, answers 5xx, has too many parts or is
 read-only is tried again with backoff (``retries``, default 2, from 0.2 s doubling) and then
@@ -89,6 +89,13 @@ _BAD_BATCH_CODES = {6, 27, 38, 41, 53, 69, 70, 72, 117, 131, 190, 349}
 _CODE = re.compile(r"(?:Code:|error code)\s*(\d+)")
 _HTTP_STATUS = re.compile(r"response code\s*(\d{3})|HTTP (?:status )?(\d{3})")
 
+# The URL's numeric options and their defaults: (whole number, default).
+_NUMBER_OPTIONS = {
+    "retries": (True, 2),
+    "connect_timeout": (False, 5.0),
+    "send_receive_timeout": (False, 10.0),
+    "idle_hold": (False, 1.0),
+}
 _URL_OPTIONS = {
     "secure",
     "verify",
@@ -96,12 +103,9 @@ _URL_OPTIONS = {
     "client_cert",
     "client_cert_key",
     "server_host_name",
-    "connect_timeout",
-    "send_receive_timeout",
-    "retries",
-    "idle_hold",
     "database",
     "compress",
+    *_NUMBER_OPTIONS,
 }
 
 
@@ -110,15 +114,6 @@ _URL_OPTIONS = {
 _IDLE_CHECK_S = 0.05
 # Stores of this process keeping their embedded engine open while idle.
 _KEPT_OPEN: weakref.WeakSet[ClickHouseStore] = weakref.WeakSet()
-
-
-# The URL's numeric options and their defaults: (whole number, default).
-_NUMBER_OPTIONS = {
-    "retries": (True, 2),
-    "connect_timeout": (False, 5.0),
-    "send_receive_timeout": (False, 10.0),
-    "idle_hold": (False, 1.0),
-}
 
 
 def _number_options(options: dict[str, str], url: str) -> dict[str, float]:
@@ -132,9 +127,10 @@ def _number_options(options: dict[str, str], url: str) -> dict[str, float]:
             continue
         try:
             value = int(text) if whole else float(text)
+            good = 0 <= value < float("inf")  # (NaN is not)
         except ValueError:
-            value = -1
-        if not 0 <= value < float("inf"):
+            good = False
+        if not good:
             what = "a whole number >= 0" if whole else "seconds >= 0"
             raise ConfigError(f"store URL {redact(url)!r}: {name} must be {what}, not {text!r}")
         out[name] = value
